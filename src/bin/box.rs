@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    boxkit::cli::box_main()
+}

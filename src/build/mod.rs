@@ -1,0 +1,1 @@
+//! boxbuild: Boxfile → stages → steps → layers and an image config.

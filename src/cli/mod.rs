@@ -1,0 +1,361 @@
+//! The command-line edge: clap definitions and the glue from arguments to library calls.
+//!
+//! The binaries in `src/bin/` call [`box_main`], [`boxbuild_main`] and [`boxrun_main`]. Library
+//! errors are typed (`thiserror`); here they become `anyhow` chains and Docker's exit codes:
+//! 125 when boxkit itself fails, otherwise the container's own code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod build;
+pub mod run;
+
+pub use build::BuildArgs;
+pub use run::RunArgs;
+
+/// Exit code when boxkit itself fails, as `docker run` uses it.
+pub const EXIT_TOOL_FAILED: u8 = 125;
+
+/// Options every command shares.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Global {
+    /// Store root (default: $BOX_ROOT, else /var/lib/boxkit as root, else
+    /// ${XDG_DATA_HOME:-~/.local/share}/boxkit)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// Build, pull, push and run OCI container images with no daemon and no root.
+#[derive(Parser, Debug)]
+#[command(name = "box", version, about)]
+pub struct BoxCli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: BoxCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BoxCommand {
+    /// Build an image from a Boxfile (same as `boxbuild`)
+    Build(BuildArgs),
+    /// Run a command in a new container (same as `boxrun`)
+    #[command(disable_help_flag = true)]
+    Run(RunArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Pull an image from a registry
+    Pull(PullArgs),
+    /// Push an image to a registry
+    Push(PushArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag(TagArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Show low-level information on images or containers, as JSON
+    Inspect(InspectArgs),
+    /// Remove unreferenced blobs, unpacked layers and stale temporary files
+    Prune(PruneArgs),
+    /// Load images from an OCI archive (a tar of an OCI image layout)
+    Load(LoadArgs),
+    /// Save images to an OCI archive (a tar of an OCI image layout)
+    Save(SaveArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Show only images whose repository matches
+    pub repository: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Image name, e.g. busybox, docker.io/library/alpine:3, host:5000/x/y@sha256:…
+    pub name: String,
+    /// Platform to pick from a multi-platform image, e.g. linux/arm64
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Local image name
+    pub name: String,
+    /// Destination reference (default: NAME)
+    pub destination: Option<String>,
+    /// Suppress progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Remove the image even if containers use it
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Restrict to one kind of object
+    #[arg(long, value_parser = ["image", "container"])]
+    pub r#type: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Also remove tagged images that no container uses (not implemented: boxkit only removes
+    /// unreferenced content)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation (prune never prompts; accepted for docker compatibility)
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from an OCI archive file instead of stdin
+    #[arg(short, long)]
+    pub input: Option<PathBuf>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Write to a file instead of stdout
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    pub server: Option<String>,
+    #[arg(short, long)]
+    pub username: Option<String>,
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    pub server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub container: String,
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Signal to send
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Force the removal of a running container
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// An error that says a command is not built yet; maps to exit code 125.
+pub fn not_implemented(command: &str) -> anyhow::Error {
+    anyhow::anyhow!("not implemented yet: {command}")
+}
+
+/// Print an error chain the way every boxkit command does and return the tool-failure code.
+pub fn report(err: &anyhow::Error, prog: &str) -> ExitCode {
+    eprintln!("{prog}: {err:#}");
+    ExitCode::from(EXIT_TOOL_FAILED)
+}
+
+/// What a command asks the binary to exit with.
+pub type CmdResult = anyhow::Result<u8>;
+
+fn finish(prog: &str, r: CmdResult) -> ExitCode {
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => report(&e, prog),
+    }
+}
+
+/// clap exits with 2 on usage errors; docker uses 125 for its own failures, usage included.
+fn parse_or_exit<P: Parser>() -> P {
+    P::try_parse().unwrap_or_else(|e| {
+        let code = if e.use_stderr() {
+            EXIT_TOOL_FAILED as i32
+        } else {
+            0
+        };
+        let _ = e.print();
+        std::process::exit(code)
+    })
+}
+
+pub fn box_main() -> ExitCode {
+    let cli: BoxCli = parse_or_exit();
+    let g = cli.global;
+    let r = match cli.command {
+        BoxCommand::Build(a) => build::run(&g, a),
+        BoxCommand::Run(a) => run::run(&g, a),
+        BoxCommand::Images(_) => Err(not_implemented("box images")),
+        BoxCommand::Pull(_) => Err(not_implemented("box pull")),
+        BoxCommand::Push(_) => Err(not_implemented("box push")),
+        BoxCommand::Tag(_) => Err(not_implemented("box tag")),
+        BoxCommand::Rmi(_) => Err(not_implemented("box rmi")),
+        BoxCommand::Inspect(_) => Err(not_implemented("box inspect")),
+        BoxCommand::Prune(_) => Err(not_implemented("box prune")),
+        BoxCommand::Load(_) => Err(not_implemented("box load")),
+        BoxCommand::Save(_) => Err(not_implemented("box save")),
+        BoxCommand::Login(_) => Err(not_implemented("box login")),
+        BoxCommand::Logout(_) => Err(not_implemented("box logout")),
+        BoxCommand::Ps(_) => Err(not_implemented("box ps")),
+        BoxCommand::Logs(_) => Err(not_implemented("box logs")),
+        BoxCommand::Exec(_) => Err(not_implemented("box exec")),
+        BoxCommand::Stop(_) => Err(not_implemented("box stop")),
+        BoxCommand::Kill(_) => Err(not_implemented("box kill")),
+        BoxCommand::Rm(_) => Err(not_implemented("box rm")),
+    };
+    finish("box", r)
+}
+
+/// `boxbuild`: the same as `box build`.
+#[derive(Parser, Debug)]
+#[command(name = "boxbuild", version, about = "Build an image from a Boxfile")]
+struct BoxbuildCli {
+    #[command(flatten)]
+    global: Global,
+    #[command(flatten)]
+    args: BuildArgs,
+}
+
+/// `boxrun`: the same as `box run`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "boxrun",
+    version,
+    about = "Run a command in a new container",
+    disable_help_flag = true
+)]
+struct BoxrunCli {
+    #[command(flatten)]
+    global: Global,
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+pub fn boxbuild_main() -> ExitCode {
+    let cli: BoxbuildCli = parse_or_exit();
+    finish("boxbuild", build::run(&cli.global, cli.args))
+}
+
+pub fn boxrun_main() -> ExitCode {
+    let cli: BoxrunCli = parse_or_exit();
+    finish("boxrun", run::run(&cli.global, cli.args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        BoxCli::command().debug_assert();
+        BoxbuildCli::command().debug_assert();
+        BoxrunCli::command().debug_assert();
+    }
+}

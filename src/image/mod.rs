@@ -1,0 +1,1 @@
+//! Image references (Docker's normalisation) and OCI manifest/config helpers.

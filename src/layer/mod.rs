@@ -1,0 +1,1 @@
+//! The layer codec: directory diff → tar(+gzip/zstd) with whiteouts, and safe extraction.

@@ -1,0 +1,1 @@
+//! Pulling from and pushing to OCI registries.

@@ -1,0 +1,1 @@
+//! The sandbox: namespaces, id maps, overlay rootfs, cgroups, network, and the process.
