@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 pub mod build;
+pub mod images;
 pub mod run;
 
 pub use build::BuildArgs;
@@ -291,15 +292,15 @@ pub fn box_main() -> ExitCode {
     let r = match cli.command {
         BoxCommand::Build(a) => build::run(&g, a),
         BoxCommand::Run(a) => run::run(&g, a),
-        BoxCommand::Images(_) => Err(not_implemented("box images")),
+        BoxCommand::Images(a) => images::images(&g, a),
         BoxCommand::Pull(_) => Err(not_implemented("box pull")),
         BoxCommand::Push(_) => Err(not_implemented("box push")),
-        BoxCommand::Tag(_) => Err(not_implemented("box tag")),
-        BoxCommand::Rmi(_) => Err(not_implemented("box rmi")),
-        BoxCommand::Inspect(_) => Err(not_implemented("box inspect")),
-        BoxCommand::Prune(_) => Err(not_implemented("box prune")),
-        BoxCommand::Load(_) => Err(not_implemented("box load")),
-        BoxCommand::Save(_) => Err(not_implemented("box save")),
+        BoxCommand::Tag(a) => images::tag(&g, a),
+        BoxCommand::Rmi(a) => images::rmi(&g, a),
+        BoxCommand::Inspect(a) => images::inspect(&g, a),
+        BoxCommand::Prune(a) => images::prune(&g, a),
+        BoxCommand::Load(a) => images::load(&g, a),
+        BoxCommand::Save(a) => images::save(&g, a),
         BoxCommand::Login(_) => Err(not_implemented("box login")),
         BoxCommand::Logout(_) => Err(not_implemented("box logout")),
         BoxCommand::Ps(_) => Err(not_implemented("box ps")),

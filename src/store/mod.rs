@@ -1,1 +1,257 @@
-//! The embedded store: an OCI image layout with blobs, tags, unpacked layers and containers.
+//! The embedded store: an OCI image layout plus boxkit's own working directories.
+//!
+//! ```text
+//! oci-layout, index.json     tags = manifests annotated org.opencontainers.image.ref.name
+//! blobs/sha256/<hex>         manifests, configs, compressed layers; immutable, verified
+//! layers/<diff_id hex>/      unpacked layer trees (overlay lowerdirs), complete-marker last
+//! cache/                     build cache
+//! containers/<id>/           container state
+//! tmp/                       staging; stale entries removed when the store is opened alone
+//! lock                       flock: shared by every user of the store, exclusive for GC
+//! index.lock                 flock: serialises read-modify-write of index.json
+//! ```
+//! Every write goes to `tmp/`, is hashed while streaming, fsynced and renamed into place, so a
+//! blob whose bytes do not hash to its name never enters `blobs/`, and a crash leaves at most
+//! a stale temporary file. Because the root is an OCI layout, `skopeo inspect oci:ROOT:REF`
+//! and `umoci unpack --image ROOT:REF` read it directly.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub mod archive;
+pub mod blobs;
+pub mod gc;
+pub mod image;
+pub mod index;
+
+pub use blobs::BlobWriter;
+pub use image::{Image, ImageRecord};
+pub use index::{Tag, TagTarget};
+
+use crate::digest::{Digest, DigestError};
+use crate::image::ReferenceError;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "blob {expected} failed verification: its content hashes to {actual} ({size} bytes); it was not stored"
+    )]
+    DigestMismatch {
+        expected: Digest,
+        actual: Digest,
+        size: u64,
+    },
+    #[error("blob {digest} has {actual} bytes but {expected} were expected; it was not stored")]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("blob {0} is not in the store")]
+    BlobMissing(Digest),
+    #[error(
+        "blob {digest} in the store is corrupt (content hashes to {actual}); run `box prune` and pull again"
+    )]
+    Corrupt { digest: Digest, actual: Digest },
+    #[error("{what} {path}: invalid JSON: {source}")]
+    Json {
+        what: &'static str,
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
+    #[error("image reference {0:?} is ambiguous: it matches {1} images; give more of the ID")]
+    Ambiguous(String, usize),
+    #[error("{path} is not an OCI image layout: {why}")]
+    NotLayout { path: PathBuf, why: String },
+    #[error("unsupported media type {media_type} for {digest}")]
+    MediaType { media_type: String, digest: Digest },
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("archive {what}: {why}")]
+    Archive { what: String, why: String },
+}
+
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.into();
+    move |source| StoreError::Io { op, path, source }
+}
+
+const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// How a process uses the store: everyone shares it; GC needs it alone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    Shared,
+    Exclusive,
+}
+
+/// An open store. Holding it keeps a shared (or, for GC, exclusive) flock on `ROOT/lock`, so
+/// prune never deletes a blob that a concurrent pull or build has written but not yet tagged.
+pub struct Store {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl Store {
+    /// The default root: `$BOX_ROOT`, else `/var/lib/boxkit` for root, else
+    /// `${XDG_DATA_HOME:-~/.local/share}/boxkit`.
+    ///
+    /// Inside boxkit's own user namespace every process looks like root, so the decision uses
+    /// the host uid recorded before entering it (`BOX_HOST_UID`) when present.
+    pub fn default_root() -> PathBuf {
+        if let Some(r) = std::env::var_os("BOX_ROOT").filter(|r| !r.is_empty()) {
+            return PathBuf::from(r);
+        }
+        let host_uid = std::env::var("BOX_HOST_UID")
+            .ok()
+            .and_then(|u| u.parse::<u32>().ok())
+            .unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+        if host_uid == 0 {
+            return PathBuf::from("/var/lib/boxkit");
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        data.join("boxkit")
+    }
+
+    /// Open (creating if needed) the store at `root` for shared use.
+    pub fn open(root: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(root, Access::Shared)
+    }
+
+    pub fn open_with(root: impl AsRef<Path>, access: Access) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        for d in [
+            "blobs/sha256",
+            "layers",
+            "cache",
+            "containers",
+            "tmp",
+            "volumes",
+        ] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+        }
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            crate::store::blobs::write_atomic(&root, &layout, OCI_LAYOUT.as_bytes())?;
+        }
+        let idx = root.join("index.json");
+        if !idx.exists() {
+            // Another process may race us here; write_atomic makes either version whole.
+            crate::store::blobs::write_atomic(&root, &idx, index::EMPTY_INDEX.as_bytes())?;
+        }
+        let lock_path = root.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open lock file", &lock_path))?;
+        // Alone with the store? Then whatever sits in tmp/ belongs to a process that died
+        // (e.g. killed with -9 mid-write) and can go.
+        if lock.try_lock().is_ok() {
+            clean_tmp(&root)?;
+            if access == Access::Shared {
+                lock.lock_shared().map_err(io_err("lock", &lock_path))?;
+            }
+        } else if access == Access::Shared {
+            lock.lock_shared().map_err(io_err("lock", &lock_path))?;
+        } else {
+            lock.lock().map_err(io_err("lock", &lock_path))?;
+            clean_tmp(&root)?;
+        }
+        Ok(Store { root, _lock: lock })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+}
+
+fn clean_tmp(root: &Path) -> Result<()> {
+    let tmp = root.join("tmp");
+    let entries = fs::read_dir(&tmp).map_err(io_err("read directory", &tmp))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        r.map_err(io_err("remove stale temporary", &p))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_an_oci_layout() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        assert_eq!(
+            fs::read_to_string(s.root().join("oci-layout")).unwrap(),
+            OCI_LAYOUT
+        );
+        let idx: serde_json::Value =
+            serde_json::from_slice(&fs::read(s.root().join("index.json")).unwrap()).unwrap();
+        assert_eq!(idx["schemaVersion"], 2);
+        assert!(s.root().join("blobs/sha256").is_dir());
+    }
+
+    #[test]
+    fn stale_tmp_is_removed_only_when_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let first = Store::open(t.path()).unwrap();
+        let stale = first.tmp_dir().join("blob-stale");
+        fs::write(&stale, b"x").unwrap();
+        // A second opener shares the store with `first`: it must not touch tmp/.
+        let second = Store::open(t.path()).unwrap();
+        assert!(stale.exists());
+        drop(first);
+        drop(second);
+        let _third = Store::open(t.path()).unwrap();
+        assert!(!stale.exists());
+    }
+}

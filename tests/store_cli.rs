@@ -1,0 +1,276 @@
+//! The store through the `box` binary: OCI archives from skopeo, read back by skopeo and umoci;
+//! tags, rmi and prune; and a blob write killed with -9.
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn boxcmd(root: &Path) -> Command {
+    let mut c = Command::new(common::bin("box"));
+    c.arg("--root").arg(root);
+    c
+}
+
+/// An OCI archive made by umoci and skopeo only: a layer holding /bin/busybox and a file.
+fn make_archive(dir: &Path, name: &str) -> std::path::PathBuf {
+    let layout = dir.join("layout");
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
+    let img = format!("{}:t", layout.display());
+    run(Command::new("umoci").args(["new", "--image", &img]));
+    let src = dir.join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/greeting"), "hello from umoci\n").unwrap();
+    run(Command::new("umoci")
+        .args(["insert", "--image", &img])
+        .arg(src.join("etc"))
+        .arg("/etc"));
+    run(Command::new("umoci").args(["config", "--image", &img, "--config.cmd", "sh"]));
+    let archive = dir.join("image.tar");
+    run(Command::new("skopeo")
+        .args(["copy", "-q", &format!("oci:{img}")])
+        .arg(format!("oci-archive:{}:{name}", archive.display())));
+    archive
+}
+
+fn need_tools() -> bool {
+    for t in ["skopeo", "umoci"] {
+        if !common::have_tool(t) {
+            common::skip(&format!("{t} is not installed"));
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn skopeo_archive_loads_and_skopeo_and_umoci_read_the_store() {
+    if !need_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let archive = make_archive(t.path(), "busybox:latest");
+    let out = run(boxcmd(&store).args(["load", "-i"]).arg(&archive));
+    assert_eq!(out.trim(), "Loaded image: busybox:latest");
+
+    let images = run(boxcmd(&store).arg("images"));
+    let lines: Vec<&str> = images.lines().collect();
+    assert!(lines[0].starts_with("REPOSITORY"), "{images}");
+    assert!(
+        lines[1].starts_with("busybox ") && lines[1].contains(" latest "),
+        "{images}"
+    );
+
+    // Independent readers of the OCI layout the store is.
+    let reference = format!("oci:{}:docker.io/library/busybox:latest", store.display());
+    let inspect = run(Command::new("skopeo").args(["inspect", &reference]));
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+    let bundle = t.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!(
+            "{}:docker.io/library/busybox:latest",
+            store.display()
+        ))
+        .arg(&bundle));
+    assert_eq!(
+        fs::read_to_string(bundle.join("rootfs/etc/greeting")).unwrap(),
+        "hello from umoci\n"
+    );
+
+    // box inspect agrees with skopeo on the manifest digest.
+    let ours: serde_json::Value =
+        serde_json::from_str(&run(boxcmd(&store).args(["inspect", "busybox"]))).unwrap();
+    assert_eq!(ours[0]["Manifest"]["Digest"], v["Digest"]);
+    assert_eq!(ours[0]["RepoTags"][0], "busybox:latest");
+}
+
+#[test]
+fn save_round_trips_through_skopeo_and_load() {
+    if !need_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let archive = make_archive(t.path(), "example.com/team/app:v1");
+    run(boxcmd(&store).args(["load", "-i"]).arg(&archive));
+    let saved = t.path().join("saved.tar");
+    run(boxcmd(&store)
+        .args(["save", "example.com/team/app:v1", "-o"])
+        .arg(&saved));
+    let a = run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}", archive.display())));
+    let b = run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}", saved.display())));
+    assert_eq!(
+        a, b,
+        "the saved manifest must be byte-identical to the loaded one"
+    );
+    let store2 = t.path().join("store2");
+    let out = run(boxcmd(&store2).args(["load", "-i"]).arg(&saved));
+    assert_eq!(out.trim(), "Loaded image: example.com/team/app:v1");
+}
+
+#[test]
+fn tag_rmi_and_prune_keep_referenced_content_only() {
+    if !need_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    run(boxcmd(&store)
+        .args(["load", "-i"])
+        .arg(make_archive(t.path(), "busybox:latest")));
+    run(boxcmd(&store).args(["tag", "busybox", "localhost/mine:1"]));
+    let blobs = || fs::read_dir(store.join("blobs/sha256")).unwrap().count();
+    let before = blobs();
+    assert_eq!(before, 3, "manifest, config and one layer");
+
+    // Two names: removing one only untags.
+    let out = run(boxcmd(&store).args(["rmi", "busybox"]));
+    assert_eq!(out.trim(), "Untagged: busybox:latest");
+    run(boxcmd(&store).arg("prune"));
+    assert_eq!(
+        blobs(),
+        before,
+        "prune must keep blobs that a tag still references"
+    );
+    run(boxcmd(&store).args(["inspect", "localhost/mine:1"]));
+
+    let out = run(boxcmd(&store).args(["rmi", "localhost/mine:1"]));
+    assert!(out.contains("Deleted: sha256:"), "{out}");
+    run(boxcmd(&store).arg("prune"));
+    assert_eq!(blobs(), 0);
+    let fail = boxcmd(&store)
+        .args(["inspect", "localhost/mine:1"])
+        .output()
+        .unwrap();
+    assert_eq!(fail.status.code(), Some(1));
+}
+
+#[test]
+fn archive_with_a_lying_blob_is_rejected_and_tags_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let mut b = tar::Builder::new(Vec::new());
+    let claimed = boxkit::digest::Digest::of_bytes(b"the real bytes");
+    for (path, data) in [
+        (
+            "oci-layout".to_string(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (
+            format!("blobs/sha256/{}", claimed.hex()),
+            b"forged content".to_vec(),
+        ),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, &data[..]).unwrap();
+    }
+    let data = b.into_inner().unwrap();
+    let archive = t.path().join("bad.tar");
+    fs::write(&archive, data).unwrap();
+    let out = boxcmd(&store)
+        .args(["load", "-i"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&claimed.to_string()) && err.contains("failed verification"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn blob_write_killed_with_sigkill_leaves_no_blob_and_next_run_cleans_tmp() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let full = vec![7u8; 4 << 20];
+    let digest = boxkit::digest::Digest::of_bytes(&full);
+    let mut child = boxcmd(&store)
+        .arg("load")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A tar header announcing the whole blob, then only half of its bytes.
+    let mut h = tar::Header::new_ustar();
+    h.set_path(format!("blobs/sha256/{}", digest.hex()))
+        .unwrap();
+    h.set_size(full.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    stdin.write_all(h.as_bytes()).unwrap();
+    stdin.write_all(&full[..full.len() / 2]).unwrap();
+    stdin.flush().unwrap();
+
+    // Wait until the partial blob is really on disk in tmp/.
+    let tmp = store.join("tmp");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let size: u64 = fs::read_dir(&tmp)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if size > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "box load never started writing the blob"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(stdin);
+
+    assert!(
+        !store.join("blobs/sha256").join(digest.hex()).exists(),
+        "a partial blob appeared under its final name"
+    );
+    assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), 0);
+    assert!(
+        fs::read_dir(&tmp).unwrap().count() > 0,
+        "the stale tmp file should still be there before the next run"
+    );
+    run(boxcmd(&store).arg("images"));
+    assert_eq!(
+        fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the next run must remove the stale tmp file"
+    );
+}
