@@ -1,1 +1,3 @@
 //! boxbuild: Boxfile → stages → steps → layers and an image config.
+
+pub mod context;
