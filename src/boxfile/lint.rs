@@ -233,7 +233,10 @@ pub(crate) fn lint(bf: &Boxfile, loc: &Locator) -> Vec<Diagnostic> {
             match &ins.node {
                 Instruction::Workdir(w) => {
                     let unquoted = w.trim_matches(['"', '\'']);
-                    if unquoted.starts_with('/') || unquoted.starts_with('$') {
+                    // `C:\app` is absolute on Windows images.
+                    let drive = unquoted.as_bytes().get(1) == Some(&b':')
+                        && unquoted.as_bytes()[0].is_ascii_alphabetic();
+                    if unquoted.starts_with('/') || unquoted.starts_with('$') || drive {
                         absolute_workdir = true;
                     } else if !absolute_workdir {
                         out.push(warn(
