@@ -199,7 +199,7 @@ fn error_cases() {
     for case in cases {
         let src = std::fs::read_to_string(case.join("Boxfile")).unwrap();
         let actual = match boxfile::parse(&src, Path::new("Boxfile")) {
-            Ok(_) => format!("parsed without error\n"),
+            Ok(_) => "parsed without error\n".to_string(),
             Err(e) => e.errors.iter().map(|d| d.plain() + "\n").collect(),
         };
         if let Some(f) = compare(&case, &actual) {
