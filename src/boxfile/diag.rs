@@ -1,5 +1,6 @@
 //! Diagnostics: every error and warning the parser or linter finds, with a line, a column and
-//! a length, rendered through miette as `file:line:col`, the source line and a caret.
+//! a length, rendered through miette as `file:line:col`, the source line and a caret (plain
+//! ASCII when stderr is not a terminal).
 //!
 //! Rendering hands miette only a window of a few lines around the finding, so a file with
 //! thousands of findings does not rescan the whole source for each one.
@@ -119,7 +120,16 @@ pub fn render<'a>(
     diags: impl IntoIterator<Item = &'a Diagnostic>,
 ) -> String {
     let starts = line_starts(src);
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor());
+    // Plain ASCII (`,-[file:2:5]`, `^^^^`) for logs and pipes; miette's own theme on a TTY.
+    let theme = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        GraphicalTheme::default()
+    } else {
+        GraphicalTheme {
+            characters: miette::ThemeCharacters::ascii(),
+            styles: miette::ThemeStyles::none(),
+        }
+    };
+    let handler = GraphicalReportHandler::new_themed(theme);
     let mut out = String::new();
     for d in diags {
         let line_idx = d.line.saturating_sub(1).min(starts.len() - 1);
