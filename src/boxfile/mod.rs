@@ -59,3 +59,43 @@ pub fn find_boxfile(context: &Path, file_flag: Option<&Path>) -> Result<PathBuf,
             context: context.to_path_buf(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxfile_lookup_order_and_ignore_file_precedence() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        assert!(matches!(
+            find_boxfile(d, None),
+            Err(FindError::NotFound { .. })
+        ));
+        std::fs::write(d.join("Containerfile"), "FROM a\n").unwrap();
+        assert_eq!(find_boxfile(d, None).unwrap(), d.join("Containerfile"));
+        std::fs::write(d.join("Dockerfile"), "FROM a\n").unwrap();
+        assert_eq!(find_boxfile(d, None).unwrap(), d.join("Dockerfile"));
+        std::fs::write(d.join("Boxfile"), "FROM a\n").unwrap();
+        assert_eq!(find_boxfile(d, None).unwrap(), d.join("Boxfile"));
+        assert!(matches!(
+            find_boxfile(d, Some(&d.join("nope"))),
+            Err(FindError::Missing(_))
+        ));
+
+        let bf = d.join("Boxfile");
+        assert!(IgnoreMatcher::from_context(d, &bf).unwrap().is_empty());
+        std::fs::write(d.join(".dockerignore"), "ctx\n").unwrap();
+        assert!(
+            IgnoreMatcher::from_context(d, &bf)
+                .unwrap()
+                .matches("ctx", false)
+        );
+        std::fs::write(d.join("Boxfile.dockerignore"), "beside\n").unwrap();
+        let m = IgnoreMatcher::from_context(d, &bf).unwrap();
+        assert!(m.matches("beside", false) && !m.matches("ctx", false));
+        std::fs::write(d.join(".boxignore"), "box\n").unwrap();
+        let m = IgnoreMatcher::from_context(d, &bf).unwrap();
+        assert!(m.matches("box", false) && !m.matches("beside", false));
+    }
+}
