@@ -69,6 +69,12 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-pub fn run(_g: &Global, _a: BuildArgs) -> CmdResult {
+pub fn run(_g: &Global, a: BuildArgs) -> CmdResult {
+    if let Some(mode) = &a.check {
+        // Parse and lint only: no pulls, no context reads beyond the Boxfile.
+        let report = crate::boxfile::check::check(&a.context, a.file.as_deref())?;
+        eprint!("{}", report.render());
+        return Ok(report.exit_code(mode == "strict"));
+    }
     Err(not_implemented("boxbuild"))
 }
