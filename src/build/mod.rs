@@ -1,3 +1,4 @@
 //! boxbuild: Boxfile → stages → steps → layers and an image config.
 
+pub mod config;
 pub mod context;
