@@ -336,19 +336,22 @@ fn free_port() -> u16 {
 /// One htpasswd line with a bcrypt hash (the only scheme distribution accepts). Cost 4, the
 /// minimum, because the registry checks the hash on every request.
 fn htpasswd_line(user: &str, password: &str) -> String {
-    let py = Command::new("python3")
-        .args([
-            "-W",
-            "ignore",
-            "-c",
-            "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
-            password,
-        ])
-        .output();
-    if let Ok(out) = py {
-        let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.status.success() && hash.starts_with("$2") {
-            return format!("{user}:{hash}\n");
+    // pyenv may put a Python without `crypt` (≥ 3.13) first on PATH; Debian's 3.11 has it.
+    for python in ["python3", "/usr/bin/python3"] {
+        let out = Command::new(python)
+            .args([
+                "-W",
+                "ignore",
+                "-c",
+                "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
+                password,
+            ])
+            .output();
+        if let Ok(out) = out {
+            let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && hash.starts_with("$2") {
+                return format!("{user}:{hash}\n");
+            }
         }
     }
     // Python ≥ 3.13 has no `crypt` module; apache2-utils' htpasswd does the same.
