@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
-# Debian packages the tests and benchmarks use. Idempotent; needs root.
+# Everything the tests and benchmarks need: Debian packages and Rust components. Idempotent
+# (installs only what is missing, so a warm machine costs ~1 s); needs root. No stdin needed.
 set -euo pipefail
+
+# docker-registry: the local registry (tests/common/registry.rs); skopeo, umoci, podman,
+# buildah, crun: independent tools that make and check images; busybox-static, debootstrap,
+# python3: fixture images (tests/fixtures/images/); uidmap: newuidmap/newgidmap for rootless;
+# passt, slirp4netns, iptables, nftables: container networking; fuse-overlayfs: rootless
+# overlay for podman; hyperfine: benchmarks; pigz: fast gzip for the Debian fixture;
+# tmux: interactive (-it) tests; zstd: zstd layers; ca-certificates: https mirrors.
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
-      debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3)
+      debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
+      ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: rustfmt and clippy for the lint stage of .ci/run.
+if command -v rustup >/dev/null 2>&1; then
+  installed="$(rustup component list --installed 2>/dev/null || true)"
+  for c in rustfmt clippy; do
+    grep -q "^$c" <<<"$installed" || rustup component add "$c"
+  done
 fi

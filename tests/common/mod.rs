@@ -39,3 +39,7 @@ pub fn bin(name: &str) -> PathBuf {
         other => panic!("no binary {other}"),
     }
 }
+
+pub mod fixtures;
+pub mod podman;
+pub mod registry;

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Global host state the tests need, set up idempotently as root. scripts/test.sh runs it, and the
+# podman test helper runs it too, so that a bare `cargo test` as root works. Each item is a
+# quirk of this machine kind (Debian 12 VM, no udev, hybrid cgroups); see DESIGN.md §9.
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then
+  echo "host-setup.sh: not root, nothing done" >&2
+  exit 0
+fi
+
+# /dev/net/tun and /dev/fuse are 0600 here (no udev rule made them 0666), which breaks
+# rootless pasta/slirp4netns (they open /dev/net/tun as the user) and fuse-overlayfs.
+for dev in /dev/net/tun /dev/fuse; do
+  [ -c "$dev" ] && chmod 0666 "$dev"
+done
+
+# The cgroup layout is hybrid: v1 controllers plus a v2 "unified" mount. hugetlb is attached to
+# no v1 hierarchy, so it shows up as a controller of the v2 mount, and crun then refuses to run
+# anything ("cgroups in hybrid mode not supported, drop all controllers from cgroupv2").
+# Mounting hugetlb as a v1 hierarchy takes it off the v2 mount.
+if [ -f /sys/fs/cgroup/unified/cgroup.controllers ] &&
+   grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers &&
+   ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+  mkdir -p /sys/fs/cgroup/hugetlb
+  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+
+# Unprivileged user namespaces: on by default in Debian 12's kernel; make sure nobody turned
+# them off (the knobs exist only on some kernels).
+if [ -w /proc/sys/kernel/unprivileged_userns_clone ]; then
+  echo 1 > /proc/sys/kernel/unprivileged_userns_clone
+fi
+if [ -w /proc/sys/user/max_user_namespaces ] &&
+   [ "$(cat /proc/sys/user/max_user_namespaces)" -lt 1000 ]; then
+  echo 15000 > /proc/sys/user/max_user_namespaces
+fi
