@@ -8,10 +8,11 @@ set -euo pipefail
 # python3: fixture images (tests/fixtures/images/); uidmap: newuidmap/newgidmap for rootless;
 # passt, slirp4netns, iptables, nftables: container networking; fuse-overlayfs: rootless
 # overlay for podman; hyperfine: benchmarks; pigz: fast gzip for the Debian fixture;
-# tmux: interactive (-it) tests; zstd: zstd layers; ca-certificates: https mirrors.
+# tmux: interactive (-it) tests; zstd: zstd layers; ca-certificates: https mirrors;
+# curl: readiness probe of the registry in scripts/example.sh.
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
-      ca-certificates)
+      ca-certificates curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
