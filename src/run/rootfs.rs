@@ -644,8 +644,11 @@ impl Kernel for Real {
             if userxattr {
                 set("userxattr", None)?;
             }
+            // With redirect_always_follow (the default), "off" means "create none but follow
+            // them", which userxattr rejects; "nofollow" is the same for a fresh upper dir.
+            let redirect = if userxattr { c"nofollow" } else { c"off" };
             for (k, v) in [
-                ("redirect_dir", c"off"),
+                ("redirect_dir", redirect),
                 ("metacopy", c"off"),
                 ("index", c"off"),
             ] {
