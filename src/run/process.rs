@@ -125,7 +125,7 @@ struct ChildPlan<'a> {
     scratch: PathBuf,
     hostname: String,
     in_userns: bool,
-    tty_slave: Option<RawFd>,
+    tty_sock: Option<RawFd>,
     old_mask: SigSet,
     caps: u64,
 }
@@ -167,9 +167,18 @@ fn supervise_in(
     };
 
     let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
-    let pty = if spec.tty {
-        let ws = stdin_tty.then(|| winsize(0)).flatten();
-        Some(nix::pty::openpty(ws.as_ref(), None).map_err(sys("openpty"))?)
+    // The pty is made inside the container's own devpts (so `tty` names a path that exists
+    // there) and its master handed back over this socket.
+    let tty_sock = if spec.tty {
+        Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::SeqPacket,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(sys("socketpair"))?,
+        )
     } else {
         None
     };
@@ -191,7 +200,7 @@ fn supervise_in(
         scratch: scratch.to_path_buf(),
         hostname,
         in_userns,
-        tty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
+        tty_sock: tty_sock.as_ref().map(|(_, c)| c.as_raw_fd()),
         old_mask,
         caps,
     };
@@ -211,9 +220,9 @@ fn supervise_in(
         err_w,
     } = p;
     drop((go_r, err_w));
-    let master = pty.map(|p| {
-        drop(p.slave);
-        p.master
+    let tty_sock = tty_sock.map(|(ours, theirs)| {
+        drop(theirs);
+        ours
     });
 
     let mut host = HostLink::current();
@@ -245,6 +254,13 @@ fn supervise_in(
     };
     let _ = nix::unistd::write(&go_w, format!("g{go}").as_bytes());
     drop(go_w);
+
+    let master = tty_sock.and_then(|s| receive_fd(&s));
+    if let (Some(m), true) = (&master, stdin_tty)
+        && let Some(ws) = winsize(0)
+    {
+        unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
 
     // EOF on the error pipe: the command was exec'd (or the child died).
     let mut msg = String::new();
@@ -408,6 +424,68 @@ fn wait_loop(pid: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -
     }
 }
 
+/// Receive one file descriptor sent with SCM_RIGHTS; None when the peer closed first.
+fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            return fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
+        }
+    }
+    None
+}
+
+/// In the container (after pivot_root): open a pty in its devpts, make the slave our
+/// controlling terminal and stdio, and send the master to the supervisor.
+fn open_container_pty(sock: RawFd) -> std::result::Result<(), String> {
+    use nix::fcntl::OFlag;
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+    nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
+    nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open {name}: {e}"))?;
+    unsafe {
+        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) < 0 {
+            return Err(format!(
+                "make {name} the controlling terminal: {}",
+                nix::Error::last()
+            ));
+        }
+        for fd in 0..3 {
+            libc::dup2(slave.as_raw_fd(), fd);
+        }
+    }
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        sock,
+        &[std::io::IoSlice::new(b"m")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("send pty master to the supervisor: {e}"))?;
+    unsafe { libc::close(sock) };
+    Ok(())
+}
+
 // ---- inside the container ----------------------------------------------------------------
 
 /// The child's body; never returns.
@@ -442,15 +520,6 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     // Own session: terminal-generated signals reach the container only through the
     // supervisor, never twice.
     let _ = nix::unistd::setsid();
-    if let Some(slave) = plan.tty_slave {
-        unsafe {
-            libc::ioctl(slave, libc::TIOCSCTTY, 0);
-            for fd in 0..3 {
-                libc::dup2(slave, fd);
-            }
-            libc::close(slave);
-        }
-    }
     let mut go = [0u8; 128];
     let n = loop {
         match nix::unistd::read(&p.go_r, &mut go) {
@@ -495,6 +564,10 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     // Now in the new root.
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let tty = match plan.tty_sock {
+        Some(sock) => Some(open_container_pty(sock)?),
+        None => None,
+    };
     let u = user::resolve(spec.user.as_deref(), &spec.extra_groups, &passwd, &group)
         .map_err(|e| e.to_string())?;
 
@@ -525,6 +598,10 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
             .map_err(|e| format!("create working directory {cwd}: {e}"))?;
     }
 
+    if tty.is_some() {
+        // The user owns its terminal, as with docker.
+        unsafe { libc::fchown(0, u.uid, u32::MAX) };
+    }
     caps::limit_bounding(plan.caps).map_err(|e| e.to_string())?;
     let groups: Vec<nix::unistd::Gid> = u.groups.iter().map(|g| (*g).into()).collect();
     if let Err(e) = nix::unistd::setgroups(&groups) {
