@@ -216,3 +216,46 @@ fn read_only_rootfs_refuses_writes_and_workdir_is_created() {
     let o = who.run(&["--rootfs", r, "-w", "/made/here", "--", "pwd"]);
     assert_eq!(stdout(&o), "/made/here\n");
 }
+
+#[test]
+fn sigterm_to_boxkit_is_forwarded_to_the_command() {
+    use std::io::{BufRead, BufReader};
+    let Some(who) = Who::root() else { return };
+    let rfs = busybox_rootfs(who.root_owner());
+    let mut c = who
+        .box_cmd()
+        .args(["sandbox-run", "--rootfs", rfs.path.to_str().unwrap(), "--"])
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 5' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got-term\n");
+    assert_eq!(c.wait().unwrap().code(), Some(5));
+}
+
+#[test]
+fn user_without_range_gets_one_warning_with_the_usermod_fix() {
+    let Some(who) = Who::without_range() else {
+        return;
+    };
+    let rfs = busybox_rootfs(who.root_owner());
+    let o = who.run(&["--rootfs", rfs.path.to_str().unwrap(), "--", "true"]);
+    assert_eq!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert_eq!(e.matches("warning:").count(), 1, "{e}");
+    assert!(
+        e.contains("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 boxkit-nosub"),
+        "{e}"
+    );
+}
