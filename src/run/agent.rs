@@ -170,6 +170,10 @@ impl HostLink {
         let reply = match self {
             HostLink::Local(h) => h.handle(req),
             HostLink::Agent(fd) => {
+                // One request/reply at a time on the shared socket (boxbuild may run steps
+                // from several threads).
+                static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+                let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
                 let out =
                     serde_json::to_vec(&req).map_err(|e| AgentError::Protocol(e.to_string()))?;
                 nix::sys::socket::send(*fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
