@@ -1,1 +1,77 @@
-//! The sandbox: namespaces, id maps, overlay rootfs, cgroups, network, and the process.
+//! The sandbox: run one process in fresh namespaces on an overlay (or plain) root filesystem,
+//! inside the tool's user namespace so that container root is never host root.
+//!
+//! Used by boxbuild's RUN steps and by boxrun; it knows nothing about Boxfiles or registries.
+//! The input is a [`SandboxSpec`]; [`run`] returns the container's exit code mapped the way
+//! `docker run` does (exit n → n, killed by signal n → 128+n, 126 cannot execute, 127 not
+//! found). Binaries call [`userns::enter_if_needed`] first thing in `main`.
+//!
+//! Process layout for one run:
+//! ```text
+//! host agent (caller's real ids; cgroups, veth/pasta, cleanup)       userns::enter_if_needed
+//!  └─ tool process (uid 0 of the tool's user ns; supervisor)          run()
+//!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child_main
+//! ```
+//! One file per kernel concern: [`namespaces`], [`idmap`], [`userns`], [`rootfs`],
+//! [`cgroups`], [`network`], [`caps`], [`process`]; [`user`] resolves USER, [`agent`] is the
+//! host side.
+
+pub mod agent;
+pub mod caps;
+pub mod cgroups;
+pub mod idmap;
+pub mod namespaces;
+pub mod network;
+pub mod process;
+pub mod rootfs;
+pub mod spec;
+pub mod user;
+pub mod userns;
+
+pub use spec::{
+    Limits, MountSpec, NetworkMode, RootfsSource, SandboxSpec, UpperDir, UsernsMode, parse_size,
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    #[error("user namespace remapping is not available: {0}")]
+    NoUserns(String),
+    #[error(
+        "--userns=host must be decided when the process starts (pass it on the command line \
+         or set BOX_USERNS=host): this process already runs in the tool's user namespace"
+    )]
+    AlreadyRemapped,
+    #[error("--userns=host needs root")]
+    HostNeedsRoot,
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
+}
+
+pub type Result<T> = std::result::Result<T, SandboxError>;
+
+/// Run `spec` to completion and return its exit code.
+pub fn run(spec: &SandboxSpec) -> Result<i32> {
+    let in_userns = match (spec.userns, userns::state()) {
+        (UsernsMode::Remap, userns::ToolUserns::Remapped(_)) => true,
+        (UsernsMode::Remap, userns::ToolUserns::HostIds) => {
+            return Err(SandboxError::NoUserns(
+                "the process was started with --userns=host".into(),
+            ));
+        }
+        (UsernsMode::Remap, userns::ToolUserns::NotEntered { reason }) => {
+            return Err(SandboxError::NoUserns(reason));
+        }
+        (UsernsMode::Host, userns::ToolUserns::Remapped(_)) => {
+            return Err(SandboxError::AlreadyRemapped);
+        }
+        (UsernsMode::Host, _) => {
+            if !nix::unistd::geteuid().is_root() {
+                return Err(SandboxError::HostNeedsRoot);
+            }
+            false
+        }
+    };
+    Ok(process::run(spec, in_userns)?)
+}

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+pub mod users;
+
 /// True when CI asked that every capability probe fail instead of skipping
 /// (`BOX_TEST_STRICT=1`). This machine can do everything the tests need, so in CI nothing may
 /// silently skip.

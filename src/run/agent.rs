@@ -1,0 +1,198 @@
+//! The host-side agent: work that needs the caller's real credentials outside the tool's
+//! user namespace.
+//!
+//! Inside the tool's user namespace the process is "root" only over its own namespaces;
+//! creating cgroups in the host hierarchy or veth devices in the host network namespace needs
+//! the original credentials. So the process that entered the namespace stays outside as a
+//! small single-threaded agent, connected by a SOCK_SEQPACKET socket: the sandbox asks it to
+//! set up a container's cgroup and network by pid and to release them when the container has
+//! exited. The agent records everything it made and removes whatever is still held when the
+//! socket closes — so cleanup happens even when the container (or the tool) is SIGKILLed.
+//! Without an agent (a process that did not enter a namespace, e.g. root with
+//! `--userns=host`) the same code runs in-process.
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::cgroups::{self, Cgroup};
+use super::network::{self, Address, Attachment};
+use super::spec::{Limits, NetworkMode};
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("host agent: {0}")]
+    Host(String),
+    #[error("talk to host agent: {0}")]
+    Io(nix::Error),
+    #[error("host agent sent a malformed reply: {0}")]
+    Protocol(String),
+}
+
+pub type Result<T> = std::result::Result<T, AgentError>;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Setup {
+        id: String,
+        pid: i32,
+        limits: Limits,
+        network: NetworkMode,
+    },
+    Release {
+        id: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    Ok { address: Option<Address> },
+    Err(String),
+}
+
+#[derive(Default)]
+struct Held {
+    cgroup: Option<Cgroup>,
+    net: Option<Attachment>,
+}
+
+/// The host-side state: what each container holds.
+#[derive(Default)]
+pub struct HostSide {
+    held: HashMap<String, Held>,
+    run_dir: Option<PathBuf>,
+}
+
+impl HostSide {
+    pub fn handle(&mut self, req: Request) -> Reply {
+        match req {
+            Request::Setup {
+                id,
+                pid,
+                limits,
+                network,
+            } => {
+                let mut h = Held::default();
+                let r = (|| -> std::result::Result<Option<Address>, String> {
+                    h.cgroup = cgroups::create(&id, &limits, pid).map_err(|e| e.to_string())?;
+                    if network == NetworkMode::Bridge {
+                        if nix::unistd::geteuid().is_root() {
+                            let (att, addr) =
+                                network::attach_bridge(pid).map_err(|e| e.to_string())?;
+                            h.net = Some(att);
+                            return Ok(Some(addr));
+                        }
+                        let dir = self.run_dir.get_or_insert_with(std::env::temp_dir).clone();
+                        let (att, addr) =
+                            network::attach_pasta(pid, &dir).map_err(|e| e.to_string())?;
+                        h.net = Some(att);
+                        return Ok(addr);
+                    }
+                    Ok(None)
+                })();
+                match r {
+                    Ok(address) => {
+                        self.held.insert(id, h);
+                        Reply::Ok { address }
+                    }
+                    Err(e) => {
+                        release(h);
+                        Reply::Err(e)
+                    }
+                }
+            }
+            Request::Release { id } => {
+                if let Some(h) = self.held.remove(&id) {
+                    release(h);
+                }
+                Reply::Ok { address: None }
+            }
+        }
+    }
+
+    /// Release everything still held.
+    pub fn release_all(&mut self) {
+        for (_, h) in self.held.drain() {
+            release(h);
+        }
+    }
+}
+
+fn release(h: Held) {
+    // Network first: the veth dies with the namespace anyway; the cgroup must be empty.
+    if let Some(n) = h.net {
+        network::release(n);
+    }
+    if let Some(c) = h.cgroup {
+        c.remove();
+    }
+}
+
+/// Serve requests on `fd` until the other side closes it; returns with everything released.
+pub fn serve(fd: RawFd) {
+    let mut host = HostSide::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::empty()) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => break,
+        };
+        let reply = match serde_json::from_slice::<Request>(&buf[..n]) {
+            Ok(req) => host.handle(req),
+            Err(e) => Reply::Err(format!("bad request: {e}")),
+        };
+        let out = serde_json::to_vec(&reply).unwrap_or_default();
+        let _ = nix::sys::socket::send(fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL);
+    }
+    host.release_all();
+}
+
+/// The sandbox's handle on the host side: the agent across a socket, or in-process.
+pub enum HostLink {
+    Agent(RawFd),
+    Local(Box<HostSide>),
+}
+
+impl HostLink {
+    pub fn current() -> HostLink {
+        match super::userns::agent_fd() {
+            Some(fd) => HostLink::Agent(fd),
+            None => HostLink::Local(Box::default()),
+        }
+    }
+
+    pub fn call(&mut self, req: Request) -> Result<Option<Address>> {
+        let reply = match self {
+            HostLink::Local(h) => h.handle(req),
+            HostLink::Agent(fd) => {
+                // One request/reply at a time on the shared socket (boxbuild may run steps
+                // from several threads).
+                static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+                let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+                let out =
+                    serde_json::to_vec(&req).map_err(|e| AgentError::Protocol(e.to_string()))?;
+                nix::sys::socket::send(*fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
+                    .map_err(AgentError::Io)?;
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = loop {
+                    match nix::sys::socket::recv(*fd, &mut buf, nix::sys::socket::MsgFlags::empty())
+                    {
+                        Err(nix::Error::EINTR) => continue,
+                        r => break r.map_err(AgentError::Io)?,
+                    }
+                };
+                serde_json::from_slice(&buf[..n])
+                    .map_err(|e| AgentError::Protocol(e.to_string()))?
+            }
+        };
+        match reply {
+            Reply::Ok { address } => Ok(address),
+            Reply::Err(e) => Err(AgentError::Host(e)),
+        }
+    }
+}

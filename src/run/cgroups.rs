@@ -1,0 +1,390 @@
+//! Resource limits through control groups.
+//!
+//! A cgroup is a directory in a cgroup filesystem; writing a pid to its `cgroup.procs` moves
+//! the process (and its future children) in, and files such as `memory.max` or
+//! `pids.max` (v2) / `memory.limit_in_bytes` or `pids.max` (v1) set limits. On v2 one
+//! hierarchy carries all controllers, usable only where a writable subtree has them enabled
+//! in `cgroup.subtree_control` (delegation). On v1 each controller has its own hierarchy and
+//! we need write access to each one we use. Hosts may be hybrid (v1 controllers plus a v2
+//! mount with none); we take v2 only when it really offers every controller asked for, else
+//! v1, and otherwise refuse with the reason: a limit is never silently ignored.
+//! The container gets `<own cgroup>/boxkit/<id>` in each hierarchy, removed after it exits.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::spec::Limits;
+
+#[derive(Debug, Error)]
+pub enum CgroupError {
+    #[error(
+        "cannot apply {flag}: no writable cgroup offers the {controller} controller ({why}). \
+         Run as root, or as a user with a delegated cgroup v2 subtree (systemd \
+         Delegate=yes), or drop the flag"
+    )]
+    NoController {
+        flag: &'static str,
+        controller: &'static str,
+        why: String,
+    },
+    #[error("create cgroup {path}: {cause}")]
+    Create {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("write {value:?} to {path}: {cause}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        cause: std::io::Error,
+    },
+    #[error("read {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, CgroupError>;
+
+/// One mounted hierarchy: where it is, which controllers, and our process's place in it.
+#[derive(Debug, Clone)]
+struct Hierarchy {
+    mount: PathBuf,
+    v2: bool,
+    controllers: Vec<String>,
+    own: String,
+}
+
+/// The controllers a set of limits needs, with the flag that asked for each.
+fn needed(l: &Limits) -> Vec<(&'static str, &'static str)> {
+    let mut v = Vec::new();
+    if l.memory.is_some() || l.memory_swap.is_some() {
+        v.push(("memory", "--memory"));
+    }
+    if l.pids.is_some() {
+        v.push(("pids", "--pids-limit"));
+    }
+    if l.cpu_quota.is_some() {
+        v.push(("cpu", "--cpus"));
+    }
+    if l.cpuset_cpus.is_some() {
+        v.push(("cpuset", "--cpuset-cpus"));
+    }
+    v
+}
+
+fn hierarchies() -> Vec<Hierarchy> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS"
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        let mount = PathBuf::from(l[4]);
+        match r[0] {
+            "cgroup2" => {
+                let path = own
+                    .lines()
+                    .find_map(|x| x.strip_prefix("0::"))
+                    .unwrap_or("/")
+                    .to_string();
+                let ctl = std::fs::read_to_string(
+                    mount
+                        .join(path.trim_start_matches('/'))
+                        .join("cgroup.subtree_control"),
+                )
+                .unwrap_or_default();
+                out.push(Hierarchy {
+                    mount,
+                    v2: true,
+                    controllers: ctl.split_whitespace().map(String::from).collect(),
+                    own: path,
+                });
+            }
+            "cgroup" => {
+                let ctl: Vec<String> = r[2]
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("name="))
+                    .map(String::from)
+                    .collect();
+                let path = own
+                    .lines()
+                    .find_map(|x| {
+                        let mut f = x.splitn(3, ':');
+                        let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+                        c.split(',')
+                            .any(|c| ctl.iter().any(|k| k == c))
+                            .then(|| p.to_string())
+                    })
+                    .unwrap_or_else(|| "/".into());
+                out.push(Hierarchy {
+                    mount,
+                    v2: false,
+                    controllers: ctl,
+                    own: path,
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn writable(p: &Path) -> bool {
+    nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
+/// The cgroup directories made for one container.
+#[derive(Debug)]
+pub struct Cgroup {
+    /// Leaf directories, one per hierarchy used.
+    pub paths: Vec<PathBuf>,
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(|cause| CgroupError::Write {
+        path,
+        value: value.to_string(),
+        cause,
+    })
+}
+
+/// Create the container's cgroup(s), set `limits` and move `pid` in. `Ok(None)` when no limit
+/// was asked for (the fast path makes no cgroup at all).
+pub fn create(id: &str, limits: &Limits, pid: i32) -> Result<Option<Cgroup>> {
+    let need = needed(limits);
+    if need.is_empty() {
+        return Ok(None);
+    }
+    let all = hierarchies();
+    let base = |h: &Hierarchy| h.mount.join(h.own.trim_start_matches('/'));
+    // v2 only when one delegated, writable subtree offers everything.
+    let v2 = all.iter().find(|h| {
+        h.v2 && need
+            .iter()
+            .all(|(c, _)| h.controllers.iter().any(|k| k == c))
+            && writable(&base(h))
+    });
+    let mut plan: Vec<(Hierarchy, Vec<&'static str>)> = Vec::new();
+    if let Some(h) = v2 {
+        plan.push((h.clone(), need.iter().map(|(c, _)| *c).collect()));
+    } else {
+        for (c, flag) in &need {
+            let Some(h) = all
+                .iter()
+                .find(|h| !h.v2 && h.controllers.iter().any(|k| k == c))
+            else {
+                let v2why = match all.iter().find(|h| h.v2) {
+                    Some(h) => format!(
+                        "the cgroup v2 mount at {} delegates only [{}] here",
+                        h.mount.display(),
+                        h.controllers.join(" ")
+                    ),
+                    None => "no cgroup v2 mount".into(),
+                };
+                return Err(CgroupError::NoController {
+                    flag,
+                    controller: c,
+                    why: format!("no cgroup v1 hierarchy has it, and {v2why}"),
+                });
+            };
+            if !writable(&base(h)) {
+                return Err(CgroupError::NoController {
+                    flag,
+                    controller: c,
+                    why: format!(
+                        "the v1 hierarchy {} is not writable by uid {}, and no cgroup v2 \
+                         subtree delegates it",
+                        base(h).display(),
+                        nix::unistd::geteuid()
+                    ),
+                });
+            }
+            match plan.iter_mut().find(|(p, _)| p.mount == h.mount) {
+                Some((_, cs)) => cs.push(c),
+                None => plan.push((h.clone(), vec![c])),
+            }
+        }
+    }
+    let mut cg = Cgroup { paths: Vec::new() };
+    let r = (|| {
+        for (h, ctls) in &plan {
+            let dir = base(h).join("boxkit").join(id);
+            std::fs::create_dir_all(&dir).map_err(|cause| CgroupError::Create {
+                path: dir.clone(),
+                cause,
+            })?;
+            cg.paths.push(dir.clone());
+            for c in ctls {
+                apply(&dir, h.v2, c, limits)?;
+            }
+            write(&dir, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(Some(cg)),
+        Err(e) => {
+            cg.remove();
+            Err(e)
+        }
+    }
+}
+
+fn apply(dir: &Path, v2: bool, controller: &str, l: &Limits) -> Result<()> {
+    match (controller, v2) {
+        ("memory", false) => {
+            if let Some(m) = l.memory {
+                write(dir, "memory.limit_in_bytes", &m.to_string())?;
+            }
+            let swap_file = dir.join("memory.memsw.limit_in_bytes");
+            match (l.memory, l.memory_swap) {
+                (_, Some(-1)) => {}
+                (_, Some(s)) => write(dir, "memory.memsw.limit_in_bytes", &s.to_string())?,
+                // docker: memory set, swap unset → memory+swap = 2 × memory (when accounted).
+                (Some(m), None) if swap_file.exists() => {
+                    write(dir, "memory.memsw.limit_in_bytes", &(2 * m).to_string())?
+                }
+                _ => {}
+            }
+        }
+        ("memory", true) => {
+            if let Some(m) = l.memory {
+                write(dir, "memory.max", &m.to_string())?;
+            }
+            let swap = match (l.memory, l.memory_swap) {
+                (_, Some(-1)) => Some("max".to_string()),
+                (Some(m), Some(s)) => Some((s as u64).saturating_sub(m).to_string()),
+                (Some(m), None) => Some(m.to_string()),
+                _ => None,
+            };
+            if let Some(s) = swap
+                && dir.join("memory.swap.max").exists()
+            {
+                write(dir, "memory.swap.max", &s)?;
+            }
+        }
+        ("pids", _) => {
+            let p = l.pids.unwrap_or(-1);
+            let v = if p <= 0 {
+                "max".to_string()
+            } else {
+                p.to_string()
+            };
+            write(dir, "pids.max", &v)?;
+        }
+        ("cpu", false) => {
+            write(
+                dir,
+                "cpu.cfs_period_us",
+                &l.cpu_period.unwrap_or(100_000).to_string(),
+            )?;
+            write(
+                dir,
+                "cpu.cfs_quota_us",
+                &l.cpu_quota.unwrap_or(-1).to_string(),
+            )?;
+        }
+        ("cpu", true) => {
+            let q = l.cpu_quota.map_or("max".to_string(), |q| q.to_string());
+            write(
+                dir,
+                "cpu.max",
+                &format!("{q} {}", l.cpu_period.unwrap_or(100_000)),
+            )?;
+        }
+        ("cpuset", v2) => {
+            if !v2 {
+                // v1 refuses tasks until cpus and mems are set; inherit mems from the parent.
+                let parent = dir.parent().unwrap_or(dir);
+                for d in [parent, dir] {
+                    let up = d.parent().unwrap_or(d);
+                    let path = up.join("cpuset.mems");
+                    let mems = std::fs::read_to_string(&path)
+                        .map_err(|cause| CgroupError::Read { path, cause })?;
+                    if std::fs::read_to_string(d.join("cpuset.mems"))
+                        .unwrap_or_default()
+                        .trim()
+                        .is_empty()
+                    {
+                        write(d, "cpuset.mems", mems.trim())?;
+                    }
+                    let path = up.join("cpuset.cpus");
+                    let cpus = std::fs::read_to_string(&path)
+                        .map_err(|cause| CgroupError::Read { path, cause })?;
+                    if std::fs::read_to_string(d.join("cpuset.cpus"))
+                        .unwrap_or_default()
+                        .trim()
+                        .is_empty()
+                    {
+                        write(d, "cpuset.cpus", cpus.trim())?;
+                    }
+                }
+            }
+            if let Some(c) = &l.cpuset_cpus {
+                write(dir, "cpuset.cpus", c)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Cgroup {
+    /// Remove the directories; the processes in them must have exited. The kernel refuses
+    /// rmdir for a moment after the last task exits, so retry briefly.
+    pub fn remove(&self) {
+        for p in &self.paths {
+            for _ in 0..200 {
+                match std::fs::remove_dir(p) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        // Kill stragglers (e.g. after the supervisor died) before retrying.
+                        if let Ok(t) = std::fs::read_to_string(p.join("cgroup.procs")) {
+                            for pid in t.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                                unsafe { libc::kill(pid, libc::SIGKILL) };
+                            }
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    _ => break,
+                }
+            }
+            // The shared "boxkit" parent goes when it is empty (fails harmlessly otherwise).
+            if let Some(parent) = p.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_asked_controllers_are_needed() {
+        let l = Limits {
+            memory: Some(1 << 25),
+            pids: Some(64),
+            ..Limits::default()
+        };
+        let n: Vec<_> = needed(&l).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(n, ["memory", "pids"]);
+        assert!(needed(&Limits::default()).is_empty());
+    }
+
+    #[test]
+    fn no_limits_makes_no_cgroup() {
+        assert!(create("x", &Limits::default(), 1).unwrap().is_none());
+    }
+}

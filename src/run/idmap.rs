@@ -1,0 +1,325 @@
+//! User and group id maps for the tool's user namespace.
+//!
+//! A new user namespace starts with no ids mapped; a process in its parent namespace writes
+//! `/proc/PID/uid_map` and `gid_map` once ("inside outside count" lines). An unprivileged
+//! writer may only map its own id, and only after writing `deny` to `/proc/PID/setgroups`;
+//! wider maps go through the setuid helpers `newuidmap`/`newgidmap`, which check the caller's
+//! ranges in `/etc/subuid` and `/etc/subgid`. Root may write any map directly (cheaper than
+//! running the helpers), but boxkit still maps root onto a subordinate range so container root
+//! is never host root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum IdmapError {
+    #[error("write {path}: {cause}")]
+    Write {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("run {tool} {args}: {cause}")]
+    Helper {
+        tool: &'static str,
+        args: String,
+        cause: String,
+    },
+    #[error(
+        "root has no subordinate id range for user namespace remapping (container root must \
+         not be host root): add one with `usermod --add-subuids 2000000-2065535 \
+         --add-subgids 2000000-2065535 root` (or give a `boxkit` user a range), or pass \
+         --userns=host"
+    )]
+    RootWithoutRange,
+}
+
+pub type Result<T> = std::result::Result<T, IdmapError>;
+
+/// One line of an id map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// The uid and gid maps of one user namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMaps {
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+    /// Only the caller's own ids are mapped (no subordinate range).
+    pub single: bool,
+    /// The maps must be written by newuidmap/newgidmap (unprivileged caller with a range).
+    pub needs_helpers: bool,
+}
+
+impl IdMaps {
+    /// Host uid that container root maps to.
+    pub fn root_uid(&self) -> u32 {
+        self.uids[0].outside
+    }
+    pub fn root_gid(&self) -> u32 {
+        self.gids[0].outside
+    }
+}
+
+/// How many subordinate ids container ids 1… get at most (docker and podman use 65536).
+pub const MAX_SUB_IDS: u32 = 65536;
+
+/// Parse `/etc/subuid`-format text and return the first range of `user` (name or uid).
+pub fn find_range(text: &str, name: &str, id: u32) -> Option<(u32, u32)> {
+    let ids = id.to_string();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|l| {
+            let mut f = l.trim().split(':');
+            let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+            if who != name && who != ids {
+                return None;
+            }
+            Some((start.parse().ok()?, count.parse().ok()?))
+        })
+}
+
+fn read_range(file: &str, name: &str, id: u32) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    find_range(&text, name, id)
+}
+
+/// Decide the maps for the calling user, from the subordinate-id files' contents.
+/// `subuid`/`subgid` are the caller's ranges (for root: the entry of "root" or "boxkit").
+pub fn plan(
+    uid: u32,
+    gid: u32,
+    subuid: Option<(u32, u32)>,
+    subgid: Option<(u32, u32)>,
+) -> Result<IdMaps> {
+    let both = subuid
+        .zip(subgid)
+        .filter(|((_, a), (_, b))| *a > 0 && *b > 0);
+    if uid == 0 {
+        // Root: the whole container range (0 included) lands in the subordinate range.
+        let ((us, uc), (gs, gc)) = both.ok_or(IdmapError::RootWithoutRange)?;
+        return Ok(IdMaps {
+            uids: vec![IdRange {
+                inside: 0,
+                outside: us,
+                count: uc.min(MAX_SUB_IDS + 1),
+            }],
+            gids: vec![IdRange {
+                inside: 0,
+                outside: gs,
+                count: gc.min(MAX_SUB_IDS + 1),
+            }],
+            single: false,
+            needs_helpers: false,
+        });
+    }
+    let own = |id| IdRange {
+        inside: 0,
+        outside: id,
+        count: 1,
+    };
+    match both {
+        Some(((us, uc), (gs, gc))) => Ok(IdMaps {
+            uids: vec![
+                own(uid),
+                IdRange {
+                    inside: 1,
+                    outside: us,
+                    count: uc.min(MAX_SUB_IDS),
+                },
+            ],
+            gids: vec![
+                own(gid),
+                IdRange {
+                    inside: 1,
+                    outside: gs,
+                    count: gc.min(MAX_SUB_IDS),
+                },
+            ],
+            single: false,
+            needs_helpers: true,
+        }),
+        None => Ok(IdMaps {
+            uids: vec![own(uid)],
+            gids: vec![own(gid)],
+            single: true,
+            needs_helpers: false,
+        }),
+    }
+}
+
+/// The caller's maps, reading /etc/subuid and /etc/subgid.
+pub fn plan_for_current_user() -> Result<(IdMaps, String)> {
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let name = nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    let names: &[&str] = if uid == 0 {
+        &["root", "boxkit"]
+    } else {
+        &[name.as_str()]
+    };
+    let pick = |file: &str| names.iter().find_map(|n| read_range(file, n, uid));
+    let maps = plan(uid, gid, pick("/etc/subuid"), pick("/etc/subgid"))?;
+    Ok((maps, name))
+}
+
+/// The one warning an unprivileged user without a subordinate range gets.
+pub fn single_mapping_warning(user: &str) -> String {
+    format!(
+        "warning: user {user} has no subordinate id range in /etc/subuid and /etc/subgid; only \
+         container root is mapped (to your own uid), so images with other owners cannot be \
+         unpacked and chown fails. Fix: sudo usermod --add-subuids 100000-165535 \
+         --add-subgids 100000-165535 {user}"
+    )
+}
+
+fn map_text(r: &[IdRange]) -> String {
+    r.iter()
+        .map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count))
+        .collect()
+}
+
+/// Writes maps for a process; behind a trait so the choice of writer is testable.
+pub trait MapWriter {
+    fn write_file(&mut self, path: &Path, text: &str) -> Result<()>;
+    fn helper(&mut self, tool: &'static str, args: &[String]) -> Result<()>;
+}
+
+pub struct RealWriter;
+
+impl MapWriter for RealWriter {
+    fn write_file(&mut self, path: &Path, text: &str) -> Result<()> {
+        std::fs::write(path, text).map_err(|cause| IdmapError::Write {
+            path: path.to_path_buf(),
+            cause,
+        })
+    }
+    fn helper(&mut self, tool: &'static str, args: &[String]) -> Result<()> {
+        let out = Command::new(tool)
+            .args(args)
+            .output()
+            .map_err(|e| IdmapError::Helper {
+                tool,
+                args: args.join(" "),
+                cause: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(IdmapError::Helper {
+                tool,
+                args: args.join(" "),
+                cause: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Install `maps` for process `pid` (which has just unshared its user namespace).
+pub fn write_maps(pid: i32, maps: &IdMaps, w: &mut impl MapWriter) -> Result<()> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    if maps.needs_helpers {
+        let args = |r: &[IdRange]| {
+            std::iter::once(pid.to_string())
+                .chain(r.iter().flat_map(|r| {
+                    [r.inside, r.outside, r.count]
+                        .into_iter()
+                        .map(|n| n.to_string())
+                }))
+                .collect::<Vec<_>>()
+        };
+        w.helper("newuidmap", &args(&maps.uids))?;
+        w.helper("newgidmap", &args(&maps.gids))?;
+        return Ok(());
+    }
+    w.write_file(&proc.join("uid_map"), &map_text(&maps.uids))?;
+    if maps.single {
+        // An unprivileged gid_map write is refused until setgroups is denied.
+        w.write_file(&proc.join("setgroups"), "deny")?;
+    }
+    w.write_file(&proc.join("gid_map"), &map_text(&maps.gids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Rec(Vec<String>);
+    impl MapWriter for Rec {
+        fn write_file(&mut self, path: &Path, text: &str) -> Result<()> {
+            self.0
+                .push(format!("{} <- {}", path.display(), text.trim()));
+            Ok(())
+        }
+        fn helper(&mut self, tool: &'static str, args: &[String]) -> Result<()> {
+            self.0.push(format!("{tool} {}", args.join(" ")));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn subid_lines_parse() {
+        let t = "# c\nalice:100000:65536\n1001:200000:1000\n";
+        assert_eq!(find_range(t, "alice", 1000), Some((100000, 65536)));
+        assert_eq!(find_range(t, "bob", 1001), Some((200000, 1000)));
+        assert_eq!(find_range(t, "carol", 1002), None);
+    }
+
+    #[test]
+    fn unprivileged_with_range_uses_helpers() {
+        let m = plan(1000, 1000, Some((100000, 65536)), Some((100000, 65536))).unwrap();
+        let mut r = Rec::default();
+        write_maps(42, &m, &mut r).unwrap();
+        assert_eq!(
+            r.0,
+            [
+                "newuidmap 42 0 1000 1 1 100000 65536",
+                "newgidmap 42 0 1000 1 1 100000 65536"
+            ]
+        );
+    }
+
+    #[test]
+    fn unprivileged_without_range_maps_itself_and_denies_setgroups() {
+        let m = plan(1000, 1000, None, None).unwrap();
+        assert!(m.single);
+        let mut r = Rec::default();
+        write_maps(42, &m, &mut r).unwrap();
+        assert_eq!(
+            r.0,
+            [
+                "/proc/42/uid_map <- 0 1000 1",
+                "/proc/42/setgroups <- deny",
+                "/proc/42/gid_map <- 0 1000 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn root_is_remapped_and_never_maps_to_host_root() {
+        let m = plan(0, 0, Some((2000000, 65536)), Some((2000000, 65536))).unwrap();
+        assert_eq!(m.root_uid(), 2000000);
+        let mut r = Rec::default();
+        write_maps(7, &m, &mut r).unwrap();
+        assert_eq!(
+            r.0,
+            [
+                "/proc/7/uid_map <- 0 2000000 65536",
+                "/proc/7/gid_map <- 0 2000000 65536"
+            ]
+        );
+        assert!(matches!(
+            plan(0, 0, None, None),
+            Err(IdmapError::RootWithoutRange)
+        ));
+    }
+}

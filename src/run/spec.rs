@@ -1,0 +1,262 @@
+//! The sandbox's input: a plain description of one container run, with no knowledge of
+//! Boxfiles, images or registries. Callers (boxbuild's RUN step, boxrun) fill it in; the
+//! sandbox turns it into namespaces, mounts, cgroups and an exec.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SpecError {
+    #[error("invalid size {0:?}: expected a number with an optional b, k, m or g suffix")]
+    Size(String),
+    #[error("invalid volume {0:?}: expected HOST:CONTAINER[:ro|rw] with absolute paths")]
+    Volume(String),
+    #[error("invalid network mode {0:?}: expected none, host or bridge")]
+    Network(String),
+    #[error("invalid user namespace mode {0:?}: expected \"\" (remap) or host")]
+    Userns(String),
+}
+
+pub type Result<T> = std::result::Result<T, SpecError>;
+
+/// Everything one container run needs.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// Short unique name; used for the cgroup directory, the veth name and the default
+    /// hostname. [`SandboxSpec::new`] makes a random one.
+    pub id: String,
+    pub rootfs: RootfsSource,
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` entries. PATH is added when absent, HOME from the user's passwd entry.
+    pub env: Vec<String>,
+    /// Working directory inside the container; created (as container root) when missing.
+    pub cwd: Option<String>,
+    /// `name|uid[:group|gid]`, resolved against the rootfs' /etc/passwd and /etc/group.
+    pub user: Option<String>,
+    /// Extra supplementary groups (names or gids), as `docker run --group-add`.
+    pub extra_groups: Vec<String>,
+    /// Defaults to the first 12 characters of the id (the host's name with `--network host`).
+    pub hostname: Option<String>,
+    pub network: NetworkMode,
+    pub mounts: Vec<MountSpec>,
+    pub read_only: bool,
+    pub limits: Limits,
+    /// Capability names with or without `CAP_`, any case; `ALL` is accepted.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub no_new_privs: bool,
+    pub tty: bool,
+    /// Keep boxkit's init as pid 1 and run the command as its child (`docker run --init`).
+    /// Without it the command itself is pid 1.
+    pub init: bool,
+    pub userns: UsernsMode,
+}
+
+/// Where the container's `/` comes from.
+#[derive(Debug, Clone)]
+pub enum RootfsSource {
+    /// A plain directory, bind-mounted as the root (writes go to the directory itself).
+    Dir(PathBuf),
+    /// Overlay of unpacked layers. `lowerdirs` are in OCI manifest order: the BOTTOM layer
+    /// FIRST, the topmost LAST.
+    Overlay {
+        lowerdirs: Vec<PathBuf>,
+        upper: UpperDir,
+    },
+}
+
+/// Where an overlay rootfs keeps its writes.
+#[derive(Debug, Clone)]
+pub enum UpperDir {
+    /// A tmpfs private to the container's mount namespace: it vanishes with the container.
+    Ephemeral,
+    /// Caller-owned directories (a build step diffs `upper` afterwards). Both must be on the
+    /// same filesystem and `work` must be empty.
+    Dir { upper: PathBuf, work: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum NetworkMode {
+    /// Own network namespace with only `lo`, up.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+    /// Own namespace joined to the host: bridge `box0` + veth + NAT as root, pasta rootless.
+    Bridge,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "host" => Ok(Self::Host),
+            "bridge" | "default" | "pasta" => Ok(Self::Bridge),
+            _ => Err(SpecError::Network(s.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UsernsMode {
+    /// Container root is mapped to an unprivileged host id (the tool's user namespace).
+    #[default]
+    Remap,
+    /// No id remapping: container root is host root (root only).
+    Host,
+}
+
+impl std::str::FromStr for UsernsMode {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "" | "remap" | "private" => Ok(Self::Remap),
+            "host" => Ok(Self::Host),
+            _ => Err(SpecError::Userns(s.to_string())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        read_only: bool,
+    },
+    Tmpfs {
+        target: PathBuf,
+        /// Mount data such as `size=64m,mode=1777`.
+        options: Option<String>,
+    },
+}
+
+impl MountSpec {
+    /// Parse docker's `-v HOST:CONTAINER[:ro|rw]` (bind form only).
+    pub fn parse_volume(s: &str) -> Result<Self> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [a, b] => (*a, *b, false),
+            [a, b, "ro"] => (*a, *b, true),
+            [a, b, "rw"] => (*a, *b, false),
+            _ => return Err(SpecError::Volume(s.to_string())),
+        };
+        if !src.starts_with('/') || !dst.starts_with('/') {
+            return Err(SpecError::Volume(s.to_string()));
+        }
+        Ok(MountSpec::Bind {
+            source: src.into(),
+            target: dst.into(),
+            read_only: ro,
+        })
+    }
+}
+
+/// Resource limits, applied through cgroups. `None` means "no limit asked".
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Bytes.
+    pub memory: Option<u64>,
+    /// Memory plus swap in bytes; -1 for unlimited swap. Unset with `memory` set means twice
+    /// `memory`, as docker does.
+    pub memory_swap: Option<i64>,
+    pub pids: Option<i64>,
+    /// CFS quota and period in microseconds (`--cpus 1.5` = 150000/100000).
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// `--cpus N` as quota/period.
+    pub fn set_cpus(&mut self, cpus: f64) {
+        let period = 100_000u64;
+        self.cpu_period = Some(period);
+        self.cpu_quota = Some((cpus * period as f64).round() as i64);
+    }
+}
+
+/// Parse docker's sizes: `32m`, `1g`, `512k`, `1048576`, `64mb`.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| SpecError::Size(s.to_string()))
+}
+
+impl SandboxSpec {
+    /// A spec with defaults: network none, remapped user namespace, random id.
+    pub fn new(rootfs: RootfsSource, argv: Vec<String>) -> Self {
+        SandboxSpec {
+            id: random_id(),
+            rootfs,
+            argv,
+            env: Vec::new(),
+            cwd: None,
+            user: None,
+            extra_groups: Vec::new(),
+            hostname: None,
+            network: NetworkMode::None,
+            mounts: Vec::new(),
+            read_only: false,
+            limits: Limits::default(),
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            no_new_privs: false,
+            tty: false,
+            init: false,
+            userns: UsernsMode::Remap,
+        }
+    }
+}
+
+/// 16 hex characters from the kernel's random pool.
+pub fn random_id() -> String {
+    let mut b = [0u8; 8];
+    // getrandom(2) never fails for 8 bytes once the pool is initialised.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_size("32m").unwrap(), 32 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("64mb").unwrap(), 64 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn volumes_parse() {
+        assert_eq!(
+            MountSpec::parse_volume("/a:/b:ro").unwrap(),
+            MountSpec::Bind {
+                source: "/a".into(),
+                target: "/b".into(),
+                read_only: true
+            }
+        );
+        assert!(MountSpec::parse_volume("a:/b").is_err());
+        assert!(MountSpec::parse_volume("/a").is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! The sandbox on the real kernel, as root, as a user with a subordinate id range and as one
+//! without: what the container sees, who owns what it writes, exit codes, deep overlays.
+
+mod common;
+mod sandbox_common;
+
+use sandbox_common::{Who, busybox_rootfs, open_tempdir, stderr, stdout};
+
+#[test]
+fn command_is_pid_1_with_given_hostname_and_sees_only_container_processes() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let rfs = busybox_rootfs(who.root_owner());
+        let o = who.run(&[
+            "--rootfs",
+            rfs.path.to_str().unwrap(),
+            "--hostname",
+            "box-test-host",
+            "--",
+            "sh",
+            "-c",
+            "echo $$; hostname; cd /proc && echo [0-9]*",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "1", "{}: the command is pid 1", who.label());
+        assert_eq!(lines[1], "box-test-host", "{}", who.label());
+        // Only sh (pid 1) itself: `echo` is a builtin. Never the host's processes.
+        assert_eq!(lines[2], "1", "{}: /proc lists {}", who.label(), lines[2]);
+    }
+}
+
+#[test]
+fn container_root_is_uid_0_and_image_users_resolve_by_name() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let rfs = busybox_rootfs(who.root_owner());
+        let r = rfs.path.to_str().unwrap();
+        let o = who.run(&["--rootfs", r, "--", "id"]);
+        assert_eq!(o.status.code(), Some(0), "{}", who.label());
+        assert!(
+            stdout(&o).starts_with("uid=0(root) gid=0(root)"),
+            "{}",
+            who.label()
+        );
+        let o = who.run(&[
+            "--rootfs",
+            r,
+            "-u",
+            "alice",
+            "--",
+            "sh",
+            "-c",
+            "id; echo $HOME",
+        ]);
+        if who.uid_1000().is_some() {
+            assert_eq!(o.status.code(), Some(0), "{}", who.label());
+            assert!(
+                stdout(&o).starts_with("uid=1000(alice) gid=1000(alice)"),
+                "{}",
+                who.label()
+            );
+            assert!(stdout(&o).contains("/home/alice"), "{}", who.label());
+        } else {
+            // Only container root is mapped without a range: a clear refusal, not a wrong id.
+            assert_eq!(o.status.code(), Some(125), "{}", who.label());
+            assert!(stderr(&o).contains("mapped"), "{}", who.label());
+        }
+        let o = who.run(&["--rootfs", r, "-u", "nobody-here", "--", "id"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains("unable to find user nobody-here"));
+    }
+}
+
+#[test]
+fn file_created_by_container_root_is_owned_by_the_mapped_uid_not_host_root() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let rfs = busybox_rootfs(who.root_owner());
+        let data = open_tempdir();
+        sandbox_common::chown_r(data.path(), who.root_owner());
+        let vol = format!("{}:/data", data.path().display());
+        let o = who.run(&[
+            "--rootfs",
+            rfs.path.to_str().unwrap(),
+            "-v",
+            &vol,
+            "--",
+            "touch",
+            "/data/made-inside",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", who.label());
+        let m = std::fs::metadata(data.path().join("made-inside")).unwrap();
+        assert_eq!(m.uid(), who.root_owner().0, "{}", who.label());
+        assert_ne!(
+            m.uid(),
+            0,
+            "{}: container root must not be host root",
+            who.label()
+        );
+    }
+}
+
+#[test]
+fn container_root_cannot_write_a_root_owned_host_dir_bound_read_write() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let rfs = busybox_rootfs(who.root_owner());
+        let data = open_tempdir(); // owned by host root, 0755
+        let vol = format!("{}:/data:rw", data.path().display());
+        let o = who.run(&[
+            "--rootfs",
+            rfs.path.to_str().unwrap(),
+            "-v",
+            &vol,
+            "--",
+            "touch",
+            "/data/x",
+        ]);
+        assert_ne!(o.status.code(), Some(0), "{}", who.label());
+        assert!(stderr(&o).contains("Permission denied"), "{}", who.label());
+        assert!(!data.path().join("x").exists());
+    }
+}
+
+#[test]
+fn exit_codes_map_like_docker() {
+    let Some(who) = Who::root() else { return };
+    let rfs = busybox_rootfs(who.root_owner());
+    let r = rfs.path.to_str().unwrap();
+    assert_eq!(
+        who.run(&["--rootfs", r, "--", "sh", "-c", "exit 3"])
+            .status
+            .code(),
+        Some(3)
+    );
+    let o = who.run(&["--rootfs", r, "--", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(stderr(&o).contains("executable file not found in $PATH"));
+    let o = who.run(&["--rootfs", r, "--", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126));
+    // Death by signal n is 128+n (with --init the command is not pid 1, so it can be
+    // killed by a signal it does not handle).
+    let o = who.run(&["--rootfs", r, "--init", "--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(o.status.code(), Some(143));
+}
+
+#[test]
+fn hundred_layer_overlay_mounts_and_runs() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let rfs = busybox_rootfs(who.root_owner());
+        let layers = open_tempdir();
+        let mut args = vec!["--lower".to_string(), rfs.path.display().to_string()];
+        for i in 1..=100 {
+            let d = layers.path().join(format!("l{i:03}"));
+            std::fs::create_dir_all(d.join("stack")).unwrap();
+            std::fs::write(d.join("stack").join(format!("{i}")), "").unwrap();
+            std::fs::write(d.join("top"), format!("{i}\n")).unwrap();
+            args.extend(["--lower".to_string(), d.display().to_string()]);
+        }
+        sandbox_common::chown_r(layers.path(), who.root_owner());
+        args.extend(
+            [
+                "--",
+                "sh",
+                "-c",
+                "cat /top; ls /stack | wc -l; echo w > /top && cat /top",
+            ]
+            .map(String::from),
+        );
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = who.run(&a);
+        assert_eq!(o.status.code(), Some(0), "{}", who.label());
+        // The last lower is the topmost layer; writes go to the (ephemeral) upper.
+        assert_eq!(stdout(&o), "100\n100\nw\n", "{}", who.label());
+        assert_eq!(
+            std::fs::read_to_string(layers.path().join("l100/top")).unwrap(),
+            "100\n"
+        );
+    }
+}
+
+#[test]
+fn kernel_paths_are_masked_or_read_only_and_sys_is_read_only() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let rfs = busybox_rootfs(who.root_owner());
+        let o = who.run(&[
+            "--rootfs",
+            rfs.path.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; \
+             echo 1 > /proc/sysrq-trigger && echo wrote-sysrq; touch /sys/x && echo wrote-sys; \
+             grep -c ' /proc/sys proc ro' /proc/mounts",
+        ]);
+        let out = stdout(&o);
+        assert!(out.starts_with("0\n0\n"), "{}: {out}", who.label());
+        assert!(!out.contains("wrote-"), "{}: {out}", who.label());
+        assert!(out.ends_with("1\n"), "{}: {out}", who.label());
+    }
+}
+
+#[test]
+fn read_only_rootfs_refuses_writes_and_workdir_is_created() {
+    let Some(who) = Who::root() else { return };
+    let rfs = busybox_rootfs(who.root_owner());
+    let r = rfs.path.to_str().unwrap();
+    let o = who.run(&["--rootfs", r, "--read-only", "--", "touch", "/x"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("Read-only file system"));
+    let o = who.run(&["--rootfs", r, "-w", "/made/here", "--", "pwd"]);
+    assert_eq!(stdout(&o), "/made/here\n");
+}
+
+#[test]
+fn sigterm_to_boxkit_is_forwarded_to_the_command() {
+    use std::io::{BufRead, BufReader};
+    let Some(who) = Who::root() else { return };
+    let rfs = busybox_rootfs(who.root_owner());
+    let mut c = who
+        .box_cmd()
+        .args(["sandbox-run", "--rootfs", rfs.path.to_str().unwrap(), "--"])
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 5' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got-term\n");
+    assert_eq!(c.wait().unwrap().code(), Some(5));
+}
+
+#[test]
+fn user_without_range_gets_one_warning_with_the_usermod_fix() {
+    let Some(who) = Who::without_range() else {
+        return;
+    };
+    let rfs = busybox_rootfs(who.root_owner());
+    let o = who.run(&["--rootfs", rfs.path.to_str().unwrap(), "--", "true"]);
+    assert_eq!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert_eq!(e.matches("warning:").count(), 1, "{e}");
+    assert!(
+        e.contains("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 boxkit-nosub"),
+        "{e}"
+    );
+}

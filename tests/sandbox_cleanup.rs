@@ -1,0 +1,72 @@
+//! Everything a run creates on the host goes away when it ends — also when the container's
+//! init is SIGKILLed from the host.
+
+mod common;
+mod sandbox_common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sandbox_common::{Who, busybox_rootfs, cgroup_dirs, unique_id};
+
+#[test]
+fn sigkill_of_container_init_leaves_no_cgroup_veth_lease_or_scratch_dir() {
+    let Some(who) = Who::root() else { return };
+    let rfs = busybox_rootfs(who.root_owner());
+    let id = unique_id("kill");
+    let mut child = who
+        .box_cmd()
+        .args([
+            "sandbox-run",
+            "--rootfs",
+            rfs.path.to_str().unwrap(),
+            "--id",
+            &id,
+        ])
+        .args([
+            "--network",
+            "bridge",
+            "--pids-limit",
+            "100",
+            "--",
+            "sleep",
+            "1000",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The container's host pid is the one in its cgroup. Poll for setup to finish (this is a
+    // wait, not a timed assertion).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let procs = cgroup_dirs(&id)
+            .first()
+            .and_then(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .unwrap_or_default();
+        if let Some(p) = procs.lines().next().and_then(|l| l.parse::<i32>().ok()) {
+            // Wait until the init has exec'd sleep, i.e. setup is complete.
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            if comm.trim() == "sleep" {
+                break p;
+            }
+        }
+        assert!(Instant::now() < deadline, "container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let veth = format!("bx{pid:x}");
+    assert!(std::path::Path::new("/sys/class/net").join(&veth).exists());
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(137));
+    assert_eq!(cgroup_dirs(&id), Vec::<std::path::PathBuf>::new());
+    assert!(!std::path::Path::new("/sys/class/net").join(&veth).exists());
+    assert!(!std::path::Path::new(&format!("/tmp/boxkit-{id}")).exists());
+    let leases: Vec<String> = std::fs::read_dir("/run/boxkit/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|s| s.trim() == pid.to_string()))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(leases.is_empty(), "{leases:?}");
+}

@@ -1,0 +1,134 @@
+//! Network modes on the real kernel.
+
+mod common;
+mod sandbox_common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use sandbox_common::{Who, busybox_rootfs, stderr, stdout};
+
+#[test]
+fn none_has_only_loopback_and_it_is_up() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let rfs = busybox_rootfs(who.root_owner());
+        let o = who.run(&[
+            "--rootfs",
+            rfs.path.to_str().unwrap(),
+            "--network",
+            "none",
+            "--",
+            "ls",
+            "/sys/class/net",
+        ]);
+        assert_eq!(stdout(&o), "lo\n", "{}", who.label());
+        let o = who.run(&[
+            "--rootfs",
+            rfs.path.to_str().unwrap(),
+            "--",
+            "ping",
+            "-c1",
+            "-W1",
+            "127.0.0.1",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: lo is up", who.label());
+    }
+}
+
+#[test]
+fn host_network_sees_the_host_interfaces() {
+    let Some(who) = Who::root() else { return };
+    let rfs = busybox_rootfs(who.root_owner());
+    let o = who.run(&[
+        "--rootfs",
+        rfs.path.to_str().unwrap(),
+        "--network",
+        "host",
+        "--",
+        "ls",
+        "/sys/class/net",
+    ]);
+    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for i in host {
+        assert!(
+            stdout(&o).lines().any(|l| l == i),
+            "{i} missing: {}",
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn bridge_containers_ping_each_other_by_address() {
+    let Some(who) = Who::root() else { return };
+    let rfs = busybox_rootfs(who.root_owner());
+    let r = rfs.path.to_str().unwrap();
+    // A prints its address and waits for stdin to close.
+    let mut a = who
+        .box_cmd()
+        .args(["sandbox-run", "--rootfs", r, "--network", "bridge", "--"])
+        .args(["sh", "-c", "ip -4 -o addr show eth0; read x; exit 0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(a.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("/24"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    assert!(addr.starts_with("10.89.7."), "{addr}");
+    let ping = format!("ip -4 -o addr show eth0; ping -c1 -W2 {addr}");
+    let o = who.run(&[
+        "--rootfs",
+        r,
+        "--network",
+        "bridge",
+        "--",
+        "sh",
+        "-c",
+        &ping,
+    ]);
+    drop(a.stdin.take());
+    let sa = a.wait().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 packets received"));
+    assert!(
+        !stdout(&o).contains(&format!("inet {addr}/")),
+        "B has its own address"
+    );
+    assert!(sa.success());
+}
+
+#[test]
+fn rootless_bridge_uses_pasta() {
+    let Some(who) = Who::with_range() else { return };
+    if !common::have_tool("pasta") {
+        return common::skip("pasta (passt) is not installed");
+    }
+    common::users::open_tun();
+    let rfs = busybox_rootfs(who.root_owner());
+    let o = who.run(&[
+        "--rootfs",
+        rfs.path.to_str().unwrap(),
+        "--network",
+        "bridge",
+        "--",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).lines().count() >= 2,
+        "an interface besides lo: {}",
+        stdout(&o)
+    );
+}
