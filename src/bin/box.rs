@@ -1,5 +1,5 @@
 fn main() -> std::process::ExitCode {
     // Before anything else: entering a user namespace needs a single-threaded process.
-    boxkit::run::userns::enter_if_needed();
+    boxkit::cli::enter_userns_if_needed("box");
     boxkit::cli::box_main()
 }

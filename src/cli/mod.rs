@@ -338,6 +338,44 @@ pub struct RmArgs {
     pub force: bool,
 }
 
+/// Whether this invocation works with container ids and so must run inside boxkit's user
+/// namespace (DESIGN §4). Store commands (images, tag, load, …) and `--check` must not: as root
+/// the namespace remaps uid 0 to an unprivileged range, which could not write a root-owned
+/// store or read the user's files.
+pub fn needs_userns(prog: &str, args: &[String]) -> bool {
+    let is_check = |a: &String| a == "--check" || a.starts_with("--check=");
+    match prog {
+        "boxrun" => true,
+        "boxbuild" => !args.iter().any(is_check),
+        _ => {
+            let mut it = args.iter().skip(1);
+            let mut sub = None;
+            while let Some(a) = it.next() {
+                if a == "--root" {
+                    it.next();
+                } else if !a.starts_with('-') {
+                    sub = Some(a.as_str());
+                    break;
+                }
+            }
+            match sub {
+                Some("run" | "sandbox-run") => true,
+                Some("build") => !args.iter().any(is_check),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// Enter the tool's user namespace when [`needs_userns`] says so. Call first in `main`, while
+/// the process is single-threaded.
+pub fn enter_userns_if_needed(prog: &str) {
+    let args: Vec<String> = std::env::args().collect();
+    if needs_userns(prog, &args) {
+        crate::run::userns::enter_if_needed();
+    }
+}
+
 /// An error that says a command is not built yet; maps to exit code 125.
 pub fn not_implemented(command: &str) -> anyhow::Error {
     anyhow::anyhow!("not implemented yet: {command}")
@@ -439,6 +477,32 @@ pub fn boxrun_main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn only_commands_that_touch_container_ids_enter_the_userns() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(needs_userns("boxrun", &v(&["boxrun", "busybox"])));
+        assert!(needs_userns("boxbuild", &v(&["boxbuild", "-t", "x", "."])));
+        assert!(!needs_userns("boxbuild", &v(&["boxbuild", "--check", "."])));
+        assert!(!needs_userns(
+            "boxbuild",
+            &v(&["boxbuild", "--check=strict", "."])
+        ));
+        assert!(needs_userns(
+            "box",
+            &v(&["box", "--root", "/s", "run", "busybox"])
+        ));
+        assert!(needs_userns(
+            "box",
+            &v(&["box", "sandbox-run", "--rootfs", "r", "--", "true"])
+        ));
+        assert!(!needs_userns(
+            "box",
+            &v(&["box", "--root", "run", "images"])
+        ));
+        assert!(!needs_userns("box", &v(&["box", "load", "-i", "x.tar"])));
+        assert!(!needs_userns("box", &v(&["box", "build", "--check", "."])));
+    }
 
     #[test]
     fn clap_definitions_are_consistent() {

@@ -81,7 +81,14 @@ pub fn enter_if_needed() {
     }
     let args: Vec<String> = std::env::args().collect();
     let host = wants_host(&args);
-    let root = nix::unistd::geteuid().is_root();
+    let euid = nix::unistd::geteuid();
+    let root = euid.is_root();
+    if std::env::var_os("BOX_HOST_UID").is_none() {
+        // Inside the namespace every process is uid 0; the store's default root depends on
+        // who the user really is (crate::store::Store::default_root).
+        // SAFETY: called first in main, before any thread exists.
+        unsafe { std::env::set_var("BOX_HOST_UID", euid.as_raw().to_string()) };
+    }
     let maps = if host {
         if !root {
             let _ = STATE.set(ToolUserns::NotEntered {
