@@ -78,6 +78,9 @@ pub enum BoxCommand {
     Kill(KillArgs),
     /// Remove one or more containers
     Rm(RmArgs),
+    /// Layer codec tools for benchmarks and debugging
+    #[command(hide = true, subcommand)]
+    Layer(LayerCommand),
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +96,50 @@ pub struct ImagesArgs {
     pub digests: bool,
     /// Show only images whose repository matches
     pub repository: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LayerCommand {
+    /// Pack DIR as a layer; prints `digest diff_id size`
+    Pack {
+        dir: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+        /// gzip, zstd or none
+        #[arg(long, default_value = "gzip")]
+        compression: crate::layer::Compression,
+        /// gzip level 1-9
+        #[arg(long, default_value_t = crate::layer::pack::DEFAULT_GZIP_LEVEL)]
+        gzip_level: u32,
+    },
+}
+
+fn layer_command(c: LayerCommand) -> anyhow::Result<()> {
+    match c {
+        LayerCommand::Pack {
+            dir,
+            output,
+            compression,
+            gzip_level,
+        } => {
+            let out = std::fs::File::create(&output)?;
+            let opts = crate::layer::PackOptions {
+                compression,
+                source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+                    .ok()
+                    .and_then(|v| v.parse().ok()),
+                gzip_level,
+                ..Default::default()
+            };
+            let r = crate::layer::pack_dir(
+                &dir,
+                std::io::BufWriter::with_capacity(1 << 20, out),
+                &opts,
+            )?;
+            println!("{} {} {}", r.digest, r.diff_id, r.size);
+            Ok(())
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -308,6 +355,7 @@ pub fn box_main() -> ExitCode {
         BoxCommand::Stop(_) => Err(not_implemented("box stop")),
         BoxCommand::Kill(_) => Err(not_implemented("box kill")),
         BoxCommand::Rm(_) => Err(not_implemented("box rm")),
+        BoxCommand::Layer(c) => layer_command(c).map(|()| 0),
     };
     finish("box", r)
 }
