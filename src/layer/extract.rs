@@ -602,6 +602,8 @@ impl Extractor<'_> {
                 .map_err(|e| Self::io(name_s, "create file", e))?;
                 let mut f = File::from(fd);
                 let mut buf = std::mem::take(&mut self.buf);
+                let expected = entry.size();
+                let mut got = 0u64;
                 loop {
                     let k = match entry.read(&mut buf) {
                         Ok(0) => break,
@@ -616,8 +618,19 @@ impl Extractor<'_> {
                     };
                     f.write_all(&buf[..k])
                         .map_err(|e| Self::io(name_s, "write file", e))?;
+                    got += k as u64;
                 }
                 self.buf = buf;
+                // The tar reader ends a cut-off entry quietly; a short file is an error here.
+                if got != expected {
+                    return Err(ExtractError::ReadEntry {
+                        entry: name_s.to_string(),
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("stream ended after {got} of {expected} bytes"),
+                        ),
+                    });
+                }
                 self.apply(name_s, &Obj::Fd(f.as_fd()), &meta, true)?;
             }
             EntryType::Symlink => {
