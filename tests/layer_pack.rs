@@ -19,14 +19,17 @@ fn touch_time(p: &Path, secs: i64) {
     assert!(st.success());
 }
 
+/// One step of building a test tree.
+type Step = Box<dyn Fn(&Path)>;
+
 /// The same tree, created in forward or reverse order, with different mtimes.
 fn make_tree(root: &Path, reverse: bool, mtime: i64) {
-    let mut steps: Vec<Box<dyn Fn(&Path)>> = vec![
+    let mut steps: Vec<Step> = vec![
         Box::new(|r| fs::create_dir_all(r.join("a/b")).unwrap()),
         Box::new(|r| fs::create_dir_all(r.join("z")).unwrap()),
         Box::new(|r| fs::create_dir_all(r.join("m")).unwrap()),
     ];
-    let files: Vec<Box<dyn Fn(&Path)>> = vec![
+    let files: Vec<Step> = vec![
         Box::new(|r| fs::write(r.join("a/b/one"), "one\n").unwrap()),
         Box::new(|r| fs::write(r.join("z/two"), vec![7u8; 300_000]).unwrap()),
         Box::new(|r| fs::write(r.join("m/three"), "three\n").unwrap()),
