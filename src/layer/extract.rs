@@ -392,7 +392,7 @@ impl Extractor<'_> {
                 .position(|&b| b == b'/')
                 .map_or(path.len(), |i| end + i);
             let prefix = &path[..next];
-            let name = &path[if end == 0 { 0 } else { end }..next];
+            let name = &path[end..next];
             cur = match open(prefix) {
                 Ok(fd) => fd,
                 Err(e) if errno(&e) == libc::ENOENT => {
