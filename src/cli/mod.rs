@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 pub mod build;
+pub mod dev;
 pub mod images;
 pub mod run;
 
@@ -81,90 +82,10 @@ pub enum BoxCommand {
     Rm(RmArgs),
     /// Run a command in the bare sandbox, for sandbox tests and benchmarks (hidden)
     #[command(name = "sandbox-run", hide = true)]
-    SandboxRun(SandboxRunArgs),
-}
-
-/// `box sandbox-run`: the sandbox without images, for tests and benchmarks.
-#[derive(Args, Debug)]
-pub struct SandboxRunArgs {
-    /// Plain directory to use as the root filesystem
-    #[arg(long, conflicts_with = "lower")]
-    pub rootfs: Option<PathBuf>,
-    /// Overlay lower directory, bottom layer first (repeat; upper is an ephemeral tmpfs)
-    #[arg(long)]
-    pub lower: Vec<PathBuf>,
-    #[arg(long)]
-    pub hostname: Option<String>,
-    /// none, host or bridge
-    #[arg(long, default_value = "none")]
-    pub network: String,
-    #[arg(long)]
-    pub memory: Option<String>,
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    #[arg(short, long)]
-    pub user: Option<String>,
-    #[arg(long)]
-    pub userns: Option<String>,
-    #[arg(short = 'v', long = "volume")]
-    pub volumes: Vec<String>,
-    #[arg(short = 'e', long = "env")]
-    pub env: Vec<String>,
-    #[arg(short, long)]
-    pub workdir: Option<String>,
-    #[arg(short, long)]
-    pub tty: bool,
-    #[arg(long)]
-    pub init: bool,
-    #[arg(long)]
-    pub read_only: bool,
-    /// Container id (names the cgroup directory)
-    #[arg(long)]
-    pub id: Option<String>,
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
-}
-
-fn sandbox_run(a: SandboxRunArgs) -> CmdResult {
-    use crate::run::{self, MountSpec, RootfsSource, SandboxSpec, UpperDir};
-    let rootfs = match a.rootfs {
-        Some(d) => RootfsSource::Dir(d),
-        None => RootfsSource::Overlay {
-            lowerdirs: a.lower,
-            upper: UpperDir::Ephemeral,
-        },
-    };
-    let mut s = SandboxSpec::new(rootfs, a.command);
-    if let Some(id) = a.id {
-        s.id = id;
-    }
-    s.hostname = a.hostname;
-    s.network = a.network.parse()?;
-    s.userns = a.userns.as_deref().unwrap_or("").parse()?;
-    s.user = a.user;
-    s.env = a.env;
-    s.cwd = a.workdir;
-    s.tty = a.tty;
-    s.init = a.init;
-    s.read_only = a.read_only;
-    s.limits.memory = a.memory.as_deref().map(run::parse_size).transpose()?;
-    s.limits.memory_swap = match a.memory_swap.as_deref() {
-        Some("-1") => Some(-1),
-        Some(v) => Some(run::parse_size(v)? as i64),
-        None => None,
-    };
-    s.limits.pids = a.pids_limit;
-    if let Some(c) = a.cpus {
-        s.limits.set_cpus(c);
-    }
-    for v in &a.volumes {
-        s.mounts.push(MountSpec::parse_volume(v)?);
-    }
-    Ok(run::run(&s)?.clamp(0, 255) as u8)
+    SandboxRun(dev::SandboxRunArgs),
+    /// Layer codec tools for benchmarks and debugging (hidden)
+    #[command(hide = true, subcommand)]
+    Layer(dev::LayerCommand),
 }
 
 #[derive(Args, Debug)]
@@ -433,7 +354,8 @@ pub fn box_main() -> ExitCode {
         BoxCommand::Stop(_) => Err(not_implemented("box stop")),
         BoxCommand::Kill(_) => Err(not_implemented("box kill")),
         BoxCommand::Rm(_) => Err(not_implemented("box rm")),
-        BoxCommand::SandboxRun(a) => sandbox_run(a),
+        BoxCommand::SandboxRun(a) => dev::sandbox_run(a),
+        BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
     finish("box", r)
 }

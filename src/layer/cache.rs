@@ -1,0 +1,124 @@
+//! The unpacked-layer cache: `<layers>/<diff_id hex>/` holds one layer extracted in overlay
+//! form, ready to be an overlay lowerdir.
+//!
+//! Layout: `<layers>/<hex>/diff/` is the tree and `<layers>/<hex>/complete` the marker. A layer
+//! is extracted into `<layers>/<hex>.tmp-<random>/diff`, its diff_id is checked against the
+//! decompressed stream, the marker is written (and, with the tree, synced) last, and only then
+//! is the whole dir renamed to its final name. The marker lives beside the tree rather than
+//! in it, so it never shows up inside a container. A final dir without the marker can only be
+//! left by a crash of an older writer; it is never used and is removed on the next attempt.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::Compression;
+use super::extract::{ExtractError, ExtractOptions, extract};
+use crate::digest::Digest;
+
+/// Name of the completion marker inside `<layers>/<hex>/`.
+pub const COMPLETE_MARKER: &str = "complete";
+/// Name of the tree inside `<layers>/<hex>/`.
+pub const TREE: &str = "diff";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("unpack layer {diff_id}: {op} {}: {source}", path.display())]
+    Fs {
+        diff_id: Digest,
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("unpack layer {diff_id}: {source}")]
+    Extract {
+        diff_id: Digest,
+        source: ExtractError,
+    },
+    #[error(
+        "unpack layer {expected}: the uncompressed tar hashes to {actual}; the blob does not \
+         hold the layer the image config names (corrupt store or wrong blob)"
+    )]
+    DiffIdMismatch { expected: Digest, actual: Digest },
+}
+
+/// The unpacked tree of layer `diff_id` (the dir to use as a lowerdir), if it is complete.
+pub fn cached_layer(layers_dir: &Path, diff_id: &Digest) -> Option<PathBuf> {
+    let dir = layers_dir.join(diff_id.hex());
+    dir.join(COMPLETE_MARKER).is_file().then(|| dir.join(TREE))
+}
+
+/// Extract the layer blob into the cache unless it is already there, and return its tree.
+/// The diff_id is verified while extracting; on a mismatch nothing appears under the final
+/// name. Warnings from the extraction (device nodes skipped, xattrs refused) go to stderr.
+pub fn unpack_cached(
+    layers_dir: &Path,
+    diff_id: &Digest,
+    blob: impl Read,
+    compression: Compression,
+    opts: &ExtractOptions,
+) -> Result<PathBuf, CacheError> {
+    let fs_err = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CacheError::Fs {
+            diff_id: diff_id.clone(),
+            op,
+            path,
+            source,
+        }
+    };
+    if let Some(tree) = cached_layer(layers_dir, diff_id) {
+        return Ok(tree);
+    }
+    let final_dir = layers_dir.join(diff_id.hex());
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir).map_err(fs_err("remove incomplete", &final_dir))?;
+    }
+    fs::create_dir_all(layers_dir).map_err(fs_err("create", layers_dir))?;
+    // Dropping the TempDir on any error below removes the partial extraction.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{}.tmp-", diff_id.hex()))
+        .tempdir_in(layers_dir)
+        .map_err(fs_err("create temporary dir in", layers_dir))?;
+    let tree = tmp.path().join(TREE);
+    fs::create_dir(&tree).map_err(fs_err("create", &tree))?;
+    let report = extract(blob, compression, &tree, opts).map_err(|source| CacheError::Extract {
+        diff_id: diff_id.clone(),
+        source,
+    })?;
+    if &report.diff_id != diff_id {
+        return Err(CacheError::DiffIdMismatch {
+            expected: diff_id.clone(),
+            actual: report.diff_id,
+        });
+    }
+    for w in &report.warnings {
+        eprintln!("warning: unpack layer {diff_id}: {w}");
+    }
+    // One syncfs makes the whole tree durable before the marker claims it is complete.
+    let f = fs::File::open(&tree).map_err(fs_err("open", &tree))?;
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } < 0 {
+        return Err(fs_err("sync filesystem of", &tree)(
+            io::Error::last_os_error(),
+        ));
+    }
+    let marker = tmp.path().join(COMPLETE_MARKER);
+    let m = fs::File::create(&marker).map_err(fs_err("create", &marker))?;
+    m.sync_all().map_err(fs_err("sync", &marker))?;
+    match fs::rename(tmp.path(), &final_dir) {
+        Ok(()) => {
+            let _ = tmp.keep();
+        }
+        // Another process finished the same layer first; its copy is as good as ours.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) => {
+            if cached_layer(layers_dir, diff_id).is_none() {
+                return Err(fs_err("rename into place", &final_dir)(e));
+            }
+        }
+        Err(e) => return Err(fs_err("rename into place", &final_dir)(e)),
+    }
+    if let Ok(d) = fs::File::open(layers_dir) {
+        let _ = d.sync_all();
+    }
+    Ok(final_dir.join(TREE))
+}

@@ -1,0 +1,149 @@
+//! Whiteouts: how a layer says "this path is gone" or "hide everything below this dir".
+//!
+//! overlayfs (upper dirs and lowerdirs) marks a deleted path with a character device whose
+//! device number is 0/0, and a directory that must not show lower content with the xattr
+//! `trusted.overlay.opaque=y` (or `user.overlay.opaque=y` when mounted with `userxattr`, as in
+//! a user namespace). The OCI layer format instead puts an empty file `.wh.<name>` beside the
+//! deleted path and an empty file `.wh..wh..opq` inside an opaque directory. This module is the
+//! only place that knows either spelling; pack and extract ask it.
+
+use std::ffi::CStr;
+use std::fs::Metadata;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::xattr;
+
+/// Prefix of an OCI whiteout entry: `.wh.<name>` deletes `<name>` from lower layers.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// The OCI opaque marker: its directory hides all lower-layer content.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// Prefix of whiteout meta entries (aufs also uses `.wh..wh.plnk` etc.), which are never
+/// real file names.
+pub const META_PREFIX: &str = ".wh..wh.";
+/// overlayfs's opaque xattr in the privileged (`trusted.`) namespace.
+pub const TRUSTED_OPAQUE: &str = "trusted.overlay.opaque";
+/// overlayfs's opaque xattr under the `userxattr` mount option.
+pub const USER_OPAQUE: &str = "user.overlay.opaque";
+
+/// Which xattr namespace overlayfs reads its own attributes from: `trusted.overlay.*` by
+/// default, `user.overlay.*` when the mount uses `userxattr` (required in a user namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverlayXattr {
+    #[default]
+    Trusted,
+    User,
+}
+
+impl OverlayXattr {
+    pub fn opaque_name(self) -> &'static str {
+        match self {
+            Self::Trusted => TRUSTED_OPAQUE,
+            Self::User => USER_OPAQUE,
+        }
+    }
+}
+
+/// What a tar entry's final path component means.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OciName<'a> {
+    /// An ordinary file name.
+    Plain,
+    /// `.wh..wh..opq`: the containing directory is opaque.
+    Opaque,
+    /// `.wh.<name>`: `<name>` in the containing directory is deleted.
+    Whiteout(&'a [u8]),
+    /// Another `.wh..wh.*` meta entry (aufs hardlink bookkeeping); carries no file.
+    Meta,
+}
+
+/// A whiteout that names no deletable entry, such as `.wh...` (which would delete `..`).
+#[derive(Debug, thiserror::Error)]
+#[error("whiteout {0:?} names no deletable entry (empty, `.` or `..`)")]
+pub struct BadWhiteout(pub String);
+
+/// Classify the last component of a tar entry name.
+pub fn classify(name: &[u8]) -> Result<OciName<'_>, BadWhiteout> {
+    if name == OPAQUE_MARKER.as_bytes() {
+        return Ok(OciName::Opaque);
+    }
+    if name.starts_with(META_PREFIX.as_bytes()) {
+        return Ok(OciName::Meta);
+    }
+    match name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        None => Ok(OciName::Plain),
+        Some(target) if target.is_empty() || target == b"." || target == b".." => {
+            Err(BadWhiteout(String::from_utf8_lossy(name).into_owned()))
+        }
+        Some(target) if target.contains(&b'/') || target.contains(&0) => {
+            Err(BadWhiteout(String::from_utf8_lossy(name).into_owned()))
+        }
+        Some(target) => Ok(OciName::Whiteout(target)),
+    }
+}
+
+/// The OCI whiteout entry name for deleting `name`.
+pub fn whiteout_name(name: &[u8]) -> Vec<u8> {
+    let mut v = WHITEOUT_PREFIX.as_bytes().to_vec();
+    v.extend_from_slice(name);
+    v
+}
+
+/// Whether lstat metadata is overlayfs's deletion mark, a 0/0 character device.
+pub fn is_overlay_whiteout(meta: &Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// Whether the directory `dir` carries an overlay opaque xattr in either namespace.
+pub fn is_overlay_opaque(dir: &Path) -> io::Result<bool> {
+    for name in [TRUSTED_OPAQUE, USER_OPAQUE] {
+        if xattr::get(dir, name.as_bytes())?.as_deref() == Some(b"y") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether an xattr is overlayfs's own bookkeeping (`trusted.overlay.*`, `user.overlay.*`),
+/// which describes the upper dir, not the content, and must not travel in a layer.
+pub fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
+/// Create overlayfs's deletion mark `name` in the directory `parent`. The kernel allows a 0/0
+/// character device even in a user namespace, where other device nodes are refused.
+pub fn make_overlay_whiteout(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    let r = unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), libc::S_IFCHR, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Mark the directory `dir` (an fd opened for reading, not O_PATH) opaque for overlayfs.
+pub fn set_overlay_opaque(dir: BorrowedFd<'_>, kind: OverlayXattr) -> io::Result<()> {
+    xattr::fset(dir, kind.opaque_name().as_bytes(), b"y")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_names() {
+        assert_eq!(classify(b"foo").unwrap(), OciName::Plain);
+        assert_eq!(classify(b".wh..wh..opq").unwrap(), OciName::Opaque);
+        assert_eq!(classify(b".wh.foo").unwrap(), OciName::Whiteout(b"foo"));
+        assert_eq!(classify(b".wh..wh.plnk").unwrap(), OciName::Meta);
+        assert_eq!(
+            classify(b".wh..hidden").unwrap(),
+            OciName::Whiteout(b".hidden")
+        );
+        assert!(classify(b".wh...").is_err());
+        assert!(classify(b".wh..").is_err());
+        assert!(classify(b".wh.").is_err());
+        assert_eq!(whiteout_name(b"x"), b".wh.x");
+    }
+}

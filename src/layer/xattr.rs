@@ -1,0 +1,106 @@
+//! Extended attributes by path (without following symlinks) and by file descriptor.
+//!
+//! nix has no xattr wrappers, so these call libc directly. Lists and values are read with the
+//! usual two-step size probe, retried when the attribute grows between the two calls.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn cname(n: &[u8]) -> io::Result<CString> {
+    CString::new(n).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Run a size-probing libc call until the buffer is big enough.
+fn probe(mut call: impl FnMut(*mut libc::c_void, usize) -> isize) -> io::Result<Vec<u8>> {
+    loop {
+        let n = call(std::ptr::null_mut(), 0);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; n as usize];
+        if buf.is_empty() {
+            return Ok(buf);
+        }
+        let m = call(buf.as_mut_ptr().cast(), buf.len());
+        if m < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ERANGE) {
+                continue;
+            }
+            return Err(e);
+        }
+        buf.truncate(m as usize);
+        return Ok(buf);
+    }
+}
+
+/// Names of the xattrs on `path` itself (a symlink is not followed). A filesystem without
+/// xattr support has none.
+pub fn list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let p = cpath(path)?;
+    let raw = match probe(|b, n| unsafe { libc::llistxattr(p.as_ptr(), b.cast(), n) }) {
+        Ok(raw) => raw,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(raw
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// The value of xattr `name` on `path` itself, or None when it is absent.
+pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let p = cpath(path)?;
+    let n = cname(name)?;
+    match probe(|b, len| unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), b, len) }) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Set xattr `name` on the object `fd` refers to (must not be an O_PATH descriptor).
+pub fn fset(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let n = cname(name)?;
+    let r = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set xattr `name` on `path` itself, not following a final symlink.
+pub fn lset(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let p = cpath(path)?;
+    let n = cname(name)?;
+    let r = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
