@@ -24,6 +24,7 @@ pub mod blobs;
 pub mod gc;
 pub mod image;
 pub mod index;
+pub mod layers;
 
 pub use blobs::BlobWriter;
 pub use image::{Image, ImageRecord};
@@ -82,6 +83,8 @@ pub enum StoreError {
     Reference(#[from] ReferenceError),
     #[error("archive {what}: {why}")]
     Archive { what: String, why: String },
+    #[error(transparent)]
+    Unpack(#[from] crate::layer::CacheError),
 }
 
 pub(crate) fn io_err(
