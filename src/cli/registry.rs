@@ -36,9 +36,11 @@ pub fn pull(g: &Global, a: PullArgs) -> CmdResult {
         authfile: a.authfile,
     };
     let img = registry::pull(&store, &a.name, &opts).with_context(|| format!("pull {}", a.name))?;
-    let name = img
-        .names
-        .first()
+    // The name as asked (normalised) when it is one of the image's names; else its first.
+    let asked = a.name.parse::<crate::image::Reference>().ok();
+    let name = asked
+        .filter(|r| img.names.contains(r))
+        .or_else(|| img.names.first().cloned())
         .map(|n| n.to_string())
         .unwrap_or_else(|| img.manifest_desc.digest.to_string());
     println!("{name}");
