@@ -91,6 +91,9 @@ impl BadRegistry {
     }
 }
 
+/// (status, headers, body, cut the body after n bytes)
+type Reply = (u16, Vec<(String, String)>, Vec<u8>, Option<usize>);
+
 struct Server {
     layout: PathBuf,
     fault: Fault,
@@ -158,8 +161,7 @@ impl Server {
         std::fs::read(self.layout.join("blobs/sha256").join(d.hex())).ok()
     }
 
-    /// (status, headers, body, cut the body after n bytes)
-    fn respond(&self, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>, Option<usize>) {
+    fn respond(&self, path: &str) -> Reply {
         let none = Vec::new;
         if path == "/v2/" {
             return (200, none(), b"{}".to_vec(), None);
