@@ -568,3 +568,38 @@ fn missing_policy_never_contacts_the_registry_when_the_image_is_present() {
     let err = boxkit::registry::ensure_image(&store, "alpine", &never).unwrap_err();
     assert!(err.to_string().contains("--pull=never"), "{err}");
 }
+
+#[test]
+fn zstd_layers_pull_and_unpack() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start();
+    let src = format!(
+        "oci:{}:latest",
+        fixtures::layout(Fixture::Busybox).display()
+    );
+    let dest = reg.docker_ref("zstd/busybox:latest");
+    fixtures::skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-compress-format",
+        "zstd",
+        &src,
+        &dest,
+    ]);
+    let env = Env::new();
+    env.mirror_conf(&reg);
+    let name = reg.image("zstd/busybox:latest");
+    ok(&env.run(&["pull", &name]));
+    let img = stored(&env.store(), &name);
+    assert_eq!(
+        img.manifest.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let tree =
+        boxkit::layer::cached_layer(&env.store().join("layers"), &img.diff_ids()[0]).unwrap();
+    assert!(tree.join("bin/busybox").is_file());
+    assert_store_consistent(&env.store());
+}
