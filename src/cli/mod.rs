@@ -117,6 +117,9 @@ pub struct PullArgs {
     /// Read registry credentials from this file only
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
+    /// Only download; leave extracting layers to the first run (benchmarks)
+    #[arg(long, hide = true)]
+    pub no_unpack: bool,
 }
 
 #[derive(Args, Debug)]

@@ -23,11 +23,12 @@ pub fn pull(g: &Global, a: PullArgs) -> CmdResult {
     let store = open_store(g)?;
     // Inside the tool's user namespace the layers can be extracted with their container ids
     // while the others download, so the image is ready to run when pull returns (as podman).
-    let unpack = match userns::state() {
-        ToolUserns::Remapped(m) => !m.single,
-        ToolUserns::HostIds => true,
-        ToolUserns::NotEntered { .. } => false,
-    };
+    let unpack = !a.no_unpack
+        && match userns::state() {
+            ToolUserns::Remapped(m) => !m.single,
+            ToolUserns::HostIds => true,
+            ToolUserns::NotEntered { .. } => false,
+        };
     let opts = PullOptions {
         policy: PullPolicy::Always,
         platform: a.platform,
