@@ -54,11 +54,7 @@ printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" > "$OUT/registr
 chmod 644 "$OUT/registries.conf"
 export BOX_REGISTRIES_CONF=$OUT/registries.conf
 
-# box pull runs in the tool's user namespace; as root that maps container root to the first id
-# of root's /etc/subuid range, which must own the store (see docs/architecture.md).
-OWNER=$(awk -F: '$1 == "root" { print $2; exit }' /etc/subuid)
-OWNER=${OWNER:-0}
-fresh() { echo "sh -c 'rm -rf $1 && mkdir -p $1 && chown $OWNER:$OWNER $1'"; }
+fresh() { echo "sh -c 'rm -rf $1 && mkdir -p $1'"; }
 PODMAN="podman --root $OUT/podman/root --runroot $OUT/podman/run --storage-driver overlay --tmpdir $OUT/podman/tmp"
 
 BOX_DL="$BOX --root $OUT/box-dl pull -q --no-unpack $IMAGE"

@@ -218,7 +218,7 @@ impl Server {
     }
 }
 
-/// A store and registries.conf readable inside the tool's user namespace (see registry_pull).
+/// A store and a registries.conf naming the bad registry insecure.
 struct Env {
     dir: tempfile::TempDir,
 }
@@ -229,17 +229,8 @@ impl Env {
             .prefix("boxkit-faults-")
             .tempdir()
             .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let store = dir.path().join("store");
         std::fs::create_dir(&store).unwrap();
-        if common::is_root() {
-            let base = std::fs::read_to_string("/etc/subuid")
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("root:")?.split(':').next()?.parse().ok())
-                .unwrap_or(0);
-            std::os::unix::fs::chown(&store, Some(base), Some(base)).unwrap();
-        }
         let conf = dir.path().join("registries.conf");
         std::fs::write(
             &conf,

@@ -21,10 +21,9 @@ fn tools() -> bool {
     true
 }
 
-/// A private world-traversable directory with a store, a registries.conf and an empty
-/// credentials setup. `box pull` runs in the tool's user namespace: as root that maps
-/// container root to the first id of root's subuid range, so the store belongs to that id
-/// (team note 5) and everything it reads must be readable by others.
+/// A private directory with a store, a registries.conf and an empty credentials setup.
+/// (`box pull` runs in the tool's user namespace; as root that namespace also maps the host's
+/// ids, so root-owned files stay usable.)
 struct Env {
     dir: tempfile::TempDir,
 }
@@ -35,7 +34,6 @@ impl Env {
             .prefix("boxkit-regtest-")
             .tempdir()
             .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let e = Env { dir };
         e.new_store("store");
         std::fs::create_dir_all(e.path().join("run")).unwrap();
@@ -49,10 +47,6 @@ impl Env {
     fn new_store(&self, name: &str) -> PathBuf {
         let p = self.path().join(name);
         std::fs::create_dir_all(&p).unwrap();
-        if common::is_root() {
-            let base = subuid_base("root").unwrap_or(0);
-            std::os::unix::fs::chown(&p, Some(base), Some(base)).unwrap();
-        }
         p
     }
 
@@ -86,14 +80,6 @@ impl Env {
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(&self.store(), args).output().unwrap()
     }
-}
-
-fn subuid_base(user: &str) -> Option<u32> {
-    let s = std::fs::read_to_string("/etc/subuid").ok()?;
-    s.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == user).then(|| f.next()?.parse().ok())?
-    })
 }
 
 fn ok(o: &Output) -> String {
@@ -442,15 +428,6 @@ fn login_pull_logout_with_basic_auth() {
     assert!(out.contains("Login Succeeded"), "{out}");
     let mode = std::fs::metadata(&authfile).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    if common::is_root() {
-        // box pull reads it inside the user namespace, where root's files are other ids'.
-        std::fs::set_permissions(&authfile, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::set_permissions(
-            authfile.parent().unwrap(),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-    }
     ok(&env.run(&["pull", &name]));
     stored(&env.store(), &name);
     // Credentials from a docker config.json work too (wrong ones are named in the error).
@@ -602,4 +579,64 @@ fn zstd_layers_pull_and_unpack() {
         boxkit::layer::cached_layer(&env.store().join("layers"), &img.diff_ids()[0]).unwrap();
     assert!(tree.join("bin/busybox").is_file());
     assert_store_consistent(&env.store());
+}
+
+#[test]
+fn rootless_pull_unpacks_with_the_users_subordinate_ids() {
+    if !tools() {
+        return;
+    }
+    if !common::is_root() {
+        return common::skip("creating the unprivileged test users needs root");
+    }
+    let reg = Registry::with_fixtures();
+    for (user, ranged) in [
+        (common::users::with_range(), true),
+        (common::users::without_range(), false),
+    ] {
+        let dir = tempfile::Builder::new()
+            .prefix("boxkit-rootless-pull-")
+            .tempdir()
+            .unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+        let conf = dir.path().join("registries.conf");
+        std::fs::copy(reg.registries_conf(), &conf).unwrap();
+        std::os::unix::fs::chown(&conf, Some(user.uid), Some(user.gid)).unwrap();
+        let store = dir.path().join("store");
+        let o = common::users::command_as(&user, Path::new("/usr/bin/env"))
+            .arg(format!("BOX_REGISTRIES_CONF={}", conf.display()))
+            .arg(format!("XDG_RUNTIME_DIR={}", dir.path().display()))
+            .arg(common::bin("box"))
+            .arg("--root")
+            .arg(&store)
+            .args(["pull", "busybox"])
+            .output()
+            .unwrap();
+        ok(&o);
+        let img = stored(&store, "busybox");
+        let tree = boxkit::layer::cached_layer(&store.join("layers"), &img.diff_ids()[0]);
+        if ranged {
+            // Container uid 1000 owns /home/app: on the host that is the subuid start + 999.
+            use std::os::unix::fs::MetadataExt;
+            let tree = tree.expect("unpacked while pulling");
+            let start: u32 = std::fs::read_to_string("/etc/subuid")
+                .unwrap()
+                .lines()
+                .find_map(|l| {
+                    let mut f = l.split(':');
+                    (f.next()? == user.name).then(|| f.next()?.parse().ok())?
+                })
+                .expect("the user has a subuid range");
+            let home = std::fs::metadata(tree.join("home/app")).unwrap();
+            assert_eq!(home.uid(), start + 999);
+            assert_eq!(
+                std::fs::metadata(tree.join("bin/busybox")).unwrap().uid(),
+                user.uid
+            );
+        } else {
+            // One id only: the download works; unpacking is left to a run (which explains).
+            assert!(tree.is_none());
+            assert!(String::from_utf8_lossy(&o.stderr).contains("Pull complete"));
+        }
+    }
 }
