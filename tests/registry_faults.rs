@@ -26,7 +26,12 @@ enum Fault {
     ServerError,
     /// The first layer request gets 429 with Retry-After: 1.
     RateLimited,
+    /// No fault, but Docker Hub's anonymous token flow: every /v2/ request needs a bearer
+    /// token from the realm the 401 challenge names.
+    Token,
 }
+
+const TOKEN: &str = "anon-token-123";
 
 /// What the server saw: (when, request line, status sent).
 type Log = Arc<Mutex<Vec<(Instant, String, u16)>>>;
@@ -55,6 +60,7 @@ impl BadRegistry {
         let addr = listener.local_addr().unwrap().to_string();
         let log: Log = Arc::default();
         let state = Arc::new(Server {
+            addr: addr.clone(),
             layout,
             fault,
             layer: layer.clone(),
@@ -95,6 +101,7 @@ impl BadRegistry {
 type Reply = (u16, Vec<(String, String)>, Vec<u8>, Option<usize>);
 
 struct Server {
+    addr: String,
     layout: PathBuf,
     fault: Fault,
     layer: Digest,
@@ -113,21 +120,28 @@ impl Server {
                 return Ok(());
             }
             let line = line.trim_end().to_string();
+            let mut auth = None;
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
                     break;
                 }
+                if let Some((k, v)) = h.split_once(':')
+                    && k.eq_ignore_ascii_case("authorization")
+                {
+                    auth = Some(v.trim().to_string());
+                }
             }
             let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
             let head = line.starts_with("HEAD ");
-            let (status, headers, body, cut) = self.respond(&path);
+            let (status, headers, body, cut) = self.respond(&path, auth.as_deref());
             self.log
                 .lock()
                 .unwrap()
                 .push((Instant::now(), line.clone(), status));
             let reason = match status {
                 200 => "OK",
+                401 => "Unauthorized",
                 404 => "Not Found",
                 429 => "Too Many Requests",
                 _ => "Internal Server Error",
@@ -161,8 +175,22 @@ impl Server {
         std::fs::read(self.layout.join("blobs/sha256").join(d.hex())).ok()
     }
 
-    fn respond(&self, path: &str) -> Reply {
+    fn respond(&self, path: &str, auth: Option<&str>) -> Reply {
         let none = Vec::new;
+        if self.fault == Fault::Token {
+            if path.starts_with("/token?") {
+                let body = format!(r#"{{"token":"{TOKEN}","expires_in":300}}"#);
+                return (200, none(), body.into_bytes(), None);
+            }
+            if auth != Some(&format!("Bearer {TOKEN}")) {
+                let challenge = format!(
+                    r#"Bearer realm="http://{}/token",service="bad-registry",scope="repository:library/busybox:pull""#,
+                    self.addr
+                );
+                let h = vec![("WWW-Authenticate".to_string(), challenge)];
+                return (401, h, b"{}".to_vec(), None);
+            }
+        }
         if path == "/v2/" {
             return (200, none(), b"{}".to_vec(), None);
         }
@@ -383,5 +411,34 @@ fn a_429_waits_as_long_as_retry_after_says() {
     );
     let store = Store::open(env.store()).unwrap();
     assert!(store.has_blob(&reg.layer));
+    assert_eq!(store.tags().unwrap().len(), 1);
+}
+
+#[test]
+fn the_anonymous_bearer_token_flow_works() {
+    if !have_fixture_tools() {
+        return;
+    }
+    let reg = BadRegistry::start(Fault::Token);
+    let env = Env::new(&reg);
+    let o = env.pull(&reg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = reg.log.lock().unwrap().clone();
+    let token_reqs: Vec<&String> = log
+        .iter()
+        .filter(|(_, l, _)| l.starts_with("GET /token?"))
+        .map(|(_, l, _)| l)
+        .collect();
+    assert_eq!(token_reqs.len(), 1, "one token per session: {log:?}");
+    assert!(
+        token_reqs[0].contains("service=bad-registry")
+            && token_reqs[0].contains("scope=repository%3Alibrary%2Fbusybox%3Apull"),
+        "{}",
+        token_reqs[0]
+    );
+    // Only the first ping went without the token.
+    let unauthorized = log.iter().filter(|(_, _, s)| *s == 401).count();
+    assert_eq!(unauthorized, 1, "{log:?}");
+    let store = Store::open(env.store()).unwrap();
     assert_eq!(store.tags().unwrap().len(), 1);
 }

@@ -455,6 +455,42 @@ fn login_pull_logout_with_basic_auth() {
         err.contains("config.json") && err.contains("user tester"),
         "{err}"
     );
+    // A docker credential helper named by credHelpers is asked first (protocol: `get`, the
+    // server on stdin, JSON on stdout).
+    let bin = env.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-boxtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\necho \"$server\" > {log}\n\
+             if [ \"$server\" = \"{addr}\" ]; then\n\
+             echo '{{\"ServerURL\":\"{addr}\",\"Username\":\"tester\",\"Secret\":\"s3cret\"}}'\n\
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+            addr = reg.addr(),
+            log = env.path().join("helper.log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"boxtest"}}}}"#, reg.addr()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = env
+        .cmd(&env.store(), &["pull", "--platform", "linux/amd64", &name])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    ok(&o);
+    let asked = std::fs::read_to_string(env.path().join("helper.log")).unwrap();
+    assert_eq!(asked.trim(), reg.addr());
 }
 
 #[test]
