@@ -350,7 +350,12 @@ fn errors_say_what_to_do() {
     }
     let reg = Registry::with_fixtures();
     let env = Env::new();
-    env.mirror_conf(&reg);
+    // docker.io rewritten to the local registry (no mirror), so a miss does not fall back to
+    // the real Docker Hub: tests talk to 127.0.0.1 only.
+    env.conf(&format!(
+        "[[registry]]\nprefix = \"docker.io\"\nlocation = \"{}\"\ninsecure = true\n",
+        reg.addr()
+    ));
     // Not found: the normalised name.
     let err = fails(&env.run(&["pull", "nosuchimage"]));
     assert!(

@@ -338,7 +338,10 @@ impl Session {
             }
             Err(e) => {
                 let err = classify(&e, &self.endpoint.host, what);
-                if last || !is_retryable(&err) {
+                // Nobody listening is rarely transient: one retry, then the next mirror.
+                let refused = matches!(&err, RegistryError::Unreachable { cause, .. }
+                    if cause.to_ascii_lowercase().contains("refused"));
+                if last || !is_retryable(&err) || (refused && *attempt >= 1) {
                     return Err(err);
                 }
                 let wait = self.retry.backoff(*attempt);
