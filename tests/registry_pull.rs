@@ -574,11 +574,25 @@ fn missing_policy_never_contacts_the_registry_when_the_image_is_present() {
     let env = Env::new();
     env.mirror_conf(&reg);
     ok(&env.run(&["pull", "busybox"]));
+    // Pinned to the index digest of a multi-platform image: the store tags the platform's
+    // manifest with the pinned name.
+    let index_digest = Digest::of_bytes(&reg.get("/v2/library/multi/manifests/latest").body);
+    let pinned = format!("docker.io/library/multi@{index_digest}");
+    ok(&env.run(&["pull", &pinned]));
     drop(reg); // the registry is gone now
     let store = Store::open(env.store()).unwrap();
     let opts = boxkit::registry::PullOptions::default();
     let img = boxkit::registry::ensure_image(&store, "busybox", &opts).unwrap();
     assert_eq!(img.names[0].to_string(), "docker.io/library/busybox:latest");
+    let multi = boxkit::registry::ensure_image(&store, &pinned, &opts).unwrap();
+    assert_ne!(multi.manifest_desc.digest, index_digest);
+    assert_eq!(
+        multi
+            .manifest_desc
+            .annotations
+            .get("io.boxkit.index.digest"),
+        Some(&index_digest.to_string())
+    );
     let never = boxkit::registry::PullOptions {
         policy: boxkit::registry::PullPolicy::Never,
         ..Default::default()
