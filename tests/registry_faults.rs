@@ -1,7 +1,9 @@
 //! Pull against a small misbehaving registry (an in-test HTTP server serving the busybox
 //! fixture's OCI layout, built by tests/fixtures/images/build.py) for the failure cases a real
 //! registry will not produce on demand: wrong bytes, a truncated body, 500 then success, 429
-//! with Retry-After. After each, the store must be consistent and nothing tagged.
+//! with Retry-After. After each, the store must be consistent and nothing tagged. The same
+//! server also plays Docker Hub's anonymous token flow and serves an image with a plain
+//! (uncompressed) tar layer, which skopeo cannot put into a registry.
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -26,6 +28,8 @@ enum Fault {
     ServerError,
     /// The first layer request gets 429 with Retry-After: 1.
     RateLimited,
+    /// No fault at all (for layouts the real registry cannot be given, e.g. plain tar layers).
+    None,
     /// No fault, but Docker Hub's anonymous token flow: every /v2/ request needs a bearer
     /// token from the realm the 401 challenge names.
     Token,
@@ -45,7 +49,11 @@ struct BadRegistry {
 
 impl BadRegistry {
     fn start(fault: Fault) -> BadRegistry {
-        let layout = fixtures::layout(Fixture::Busybox);
+        Self::serve_layout(fixtures::layout(Fixture::Busybox), fault)
+    }
+
+    /// Serve the image tagged in the OCI layout `layout` as `library/busybox`.
+    fn serve_layout(layout: PathBuf, fault: Fault) -> BadRegistry {
         let idx: serde_json::Value =
             serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
         let manifest: Digest = idx["manifests"][0]["digest"]
@@ -441,4 +449,55 @@ fn the_anonymous_bearer_token_flow_works() {
     assert_eq!(unauthorized, 1, "{log:?}");
     let store = Store::open(env.store()).unwrap();
     assert_eq!(store.tags().unwrap().len(), 1);
+}
+
+#[test]
+fn plain_tar_layers_pull_and_unpack() {
+    if !have_fixture_tools() {
+        return;
+    }
+    // An image whose only layer is an uncompressed tar, written by the fixture builder
+    // (Python's tarfile); registries accept it, skopeo would recompress it on the way in.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("plain");
+    let script = format!(
+        "import sys; sys.path.insert(0, {images:?}); import build\n\
+         lay = build.Layout({out:?}); l = build.Layer(); l.dir('etc'); \
+         l.file('etc/hello.txt', 'plain tar\\n'); tar = l.finish()\n\
+         import hashlib\n\
+         d = dict(lay.blob(tar), mediaType='application/vnd.oci.image.layer.v1.tar')\n\
+         lay.tag(lay.image_from_descs([d], ['sha256:' + hashlib.sha256(tar).hexdigest()], \
+         build.runnable_config(), 'plain'))\n",
+        images = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/images"),
+        out = layout.display().to_string(),
+    );
+    let py = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let reg = BadRegistry::serve_layout(layout, Fault::None);
+    let env = Env::new(&reg);
+    let o = env.pull(&reg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let store = Store::open(env.store()).unwrap();
+    let img = store
+        .resolve_image(&format!("{}/library/busybox", reg.addr))
+        .unwrap();
+    assert_eq!(
+        img.manifest.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    // The diff_id is the blob's own digest for a plain tar.
+    assert_eq!(img.diff_ids()[0], img.manifest.layers[0].digest);
+    let tree =
+        boxkit::layer::cached_layer(&env.store().join("layers"), &img.diff_ids()[0]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hello.txt")).unwrap(),
+        "plain tar\n"
+    );
 }
