@@ -103,6 +103,13 @@ impl BlobProgress {
         }
     }
 
+    /// A new state on the bar ("Extracting"); plain output waits for the final line.
+    pub fn status(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_string());
+        }
+    }
+
     /// Start over (a retried download).
     pub fn reset(&self, why: &str) {
         if let Some(b) = &self.bar {

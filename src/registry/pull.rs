@@ -13,7 +13,7 @@ use super::auth::{AuthFiles, Credentials};
 use super::client::{self, Session, http_client};
 use super::config::{Endpoint, RegistriesConf};
 use super::platform::{self, Platform};
-use super::progress::Reporter;
+use super::progress::{BlobProgress, Reporter};
 use super::{PullOptions, RegistryError, Result};
 use crate::digest::Digest;
 use crate::image::{Reference, media};
@@ -247,23 +247,35 @@ impl Ctx {
         // as it is stored, while the others still download.
         let mut unpacks = Vec::new();
         let root = store.root().to_path_buf();
-        let mut spawn_unpack = |i: usize| {
-            if self.unpack {
-                let (root, diff_id, l) = (
-                    root.clone(),
-                    diff_ids[i].clone(),
-                    manifest.layers[i].clone(),
-                );
-                unpacks.push(tokio::task::spawn_blocking(move || {
-                    unpack(root, diff_id, l)
-                }));
+        let mut spawn_unpack = |i: usize, bar: Option<BlobProgress>| {
+            if !self.unpack {
+                if let Some(b) = bar {
+                    b.finish("Pull complete");
+                }
+                return;
             }
+            let (root, diff_id, l) = (
+                root.clone(),
+                diff_ids[i].clone(),
+                manifest.layers[i].clone(),
+            );
+            if let Some(b) = &bar {
+                b.status("Extracting");
+            }
+            unpacks.push(tokio::task::spawn_blocking(move || {
+                unpack(root, diff_id, l)?;
+                // "Pull complete" means ready to run, as docker uses it.
+                if let Some(b) = bar {
+                    b.finish("Pull complete");
+                }
+                Ok::<(), RegistryError>(())
+            }));
         };
         let mut pending = Vec::new();
         for (i, l) in manifest.layers.iter().enumerate() {
             if store.has_blob(&l.digest) {
                 rep.blob(&l.digest, l.size, "").finish("Already exists");
-                spawn_unpack(i);
+                spawn_unpack(i, None);
             } else {
                 pending.push(i);
             }
@@ -274,13 +286,13 @@ impl Ctx {
                 async move {
                     let bar = rep.blob(&l.digest, l.size, "Downloading");
                     fetch_blob(s, store, l, Some(&bar)).await?;
-                    bar.finish("Pull complete");
-                    Ok::<usize, RegistryError>(i)
+                    Ok::<_, RegistryError>((i, bar))
                 }
             })
             .buffer_unordered(PARALLEL);
         while let Some(done) = downloads.next().await {
-            spawn_unpack(done?);
+            let (i, bar) = done?;
+            spawn_unpack(i, Some(bar));
         }
         drop(downloads);
         for u in unpacks {
