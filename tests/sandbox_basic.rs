@@ -126,6 +126,46 @@ fn container_root_cannot_write_a_root_owned_host_dir_bound_read_write() {
 }
 
 #[test]
+fn root_binds_a_private_host_dir_that_container_root_still_cannot_read() {
+    // As root the tool itself may open anything (it prepares the mounts), but the container
+    // runs in a nested user namespace where host root's files belong to nobody.
+    let Some(who) = Who::root() else { return };
+    let outer = open_tempdir();
+    std::fs::set_permissions(
+        outer.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let rfs = busybox_rootfs(who.root_owner());
+    let data = outer.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(data.join("secret"), "s").unwrap();
+    let vol = format!("{}:/data", data.display());
+    let o = who.run(&[
+        "--rootfs",
+        rfs.path.to_str().unwrap(),
+        "-v",
+        &vol,
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; ls /data; cat /data/secret; touch /data/x; echo done",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    // Only the container range is mapped inside the container.
+    let maps: Vec<&str> = out.lines().take_while(|l| !l.contains("done")).collect();
+    assert_eq!(
+        maps[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "65536"]
+    );
+    assert!(out.contains("done"));
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    assert!(!data.join("x").exists());
+}
+
+#[test]
 fn exit_codes_map_like_docker() {
     let Some(who) = Who::root() else { return };
     let rfs = busybox_rootfs(who.root_owner());

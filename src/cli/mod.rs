@@ -260,9 +260,9 @@ pub struct RmArgs {
 }
 
 /// Whether this invocation works with container ids and so must run inside boxkit's user
-/// namespace (DESIGN §4). Store commands (images, tag, load, …) and `--check` must not: as root
-/// the namespace remaps uid 0 to an unprivileged range, which could not write a root-owned
-/// store or read the user's files.
+/// namespace (DESIGN §4). Commands that only move blobs and tags (images, tag, load, …) and
+/// `--check` stay outside: they need no container ids, and skipping the fork and id-map setup
+/// keeps them fast.
 pub fn needs_userns(prog: &str, args: &[String]) -> bool {
     let is_check = |a: &String| a == "--check" || a.starts_with("--check=");
     match prog {

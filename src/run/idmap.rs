@@ -7,6 +7,13 @@
 //! ranges in `/etc/subuid` and `/etc/subgid`. Root may write any map directly (cheaper than
 //! running the helpers), but boxkit still maps root onto a subordinate range so container root
 //! is never host root.
+//!
+//! Root's tool namespace maps more than the container range: besides container ids
+//! 0…65535 → the subordinate range, every other host id is mapped too (above the container
+//! range), so the tool process — "root" of that namespace — keeps root's access to the store,
+//! the build context and bind-mount sources. The container itself then gets a *nested* user
+//! namespace that maps only the container range (see [`IdMaps::container_maps`]), so container
+//! root has no power over host files.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,6 +61,9 @@ pub struct IdMaps {
     pub single: bool,
     /// The maps must be written by newuidmap/newgidmap (unprivileged caller with a range).
     pub needs_helpers: bool,
+    /// Namespace ids `0..container` are the container's; ids above it (root only) are host
+    /// ids mapped for the tool's own use.
+    pub container: u32,
 }
 
 impl IdMaps {
@@ -64,6 +74,56 @@ impl IdMaps {
     pub fn root_gid(&self) -> u32 {
         self.gids[0].outside
     }
+
+    /// The maps of the nested user namespace a container needs when the tool namespace maps
+    /// more than the container range (root): identity over `0..container`. `None` when the
+    /// container can share the tool's namespace.
+    pub fn container_maps(&self) -> Option<IdMaps> {
+        let mapped: u64 = self.uids.iter().map(|r| r.count as u64).sum();
+        if mapped <= self.container as u64 {
+            return None;
+        }
+        let identity = vec![IdRange {
+            inside: 0,
+            outside: 0,
+            count: self.container,
+        }];
+        Some(IdMaps {
+            uids: identity.clone(),
+            gids: identity,
+            single: false,
+            needs_helpers: false,
+            container: self.container,
+        })
+    }
+}
+
+/// For root: container ids `0..count` → `start…`, and every other host id above them, so that
+/// the namespace's root can still reach all host files. No range overlaps on either side.
+fn root_ranges(start: u32, count: u32) -> Vec<IdRange> {
+    let mut v = vec![IdRange {
+        inside: 0,
+        outside: start,
+        count,
+    }];
+    if start > 0 {
+        // Host ids below the subordinate range (host root among them).
+        v.push(IdRange {
+            inside: count,
+            outside: 0,
+            count: start,
+        });
+    }
+    let above = start as u64 + count as u64;
+    if above < u32::MAX as u64 {
+        // Host ids above it, up to (not including) the invalid id 4294967295.
+        v.push(IdRange {
+            inside: count + start,
+            outside: above as u32,
+            count: (u32::MAX as u64 - above) as u32,
+        });
+    }
+    v
 }
 
 /// How many subordinate ids container ids 1… get at most (docker and podman use 65536).
@@ -103,19 +163,13 @@ pub fn plan(
     if uid == 0 {
         // Root: the whole container range (0 included) lands in the subordinate range.
         let ((us, uc), (gs, gc)) = both.ok_or(IdmapError::RootWithoutRange)?;
+        let count = uc.min(gc).min(MAX_SUB_IDS);
         return Ok(IdMaps {
-            uids: vec![IdRange {
-                inside: 0,
-                outside: us,
-                count: uc.min(MAX_SUB_IDS + 1),
-            }],
-            gids: vec![IdRange {
-                inside: 0,
-                outside: gs,
-                count: gc.min(MAX_SUB_IDS + 1),
-            }],
+            uids: root_ranges(us, count),
+            gids: root_ranges(gs, count),
             single: false,
             needs_helpers: false,
+            container: count,
         });
     }
     let own = |id| IdRange {
@@ -143,12 +197,14 @@ pub fn plan(
             ],
             single: false,
             needs_helpers: true,
+            container: 1 + uc.min(gc).min(MAX_SUB_IDS),
         }),
         None => Ok(IdMaps {
             uids: vec![own(uid)],
             gids: vec![own(gid)],
             single: true,
             needs_helpers: false,
+            container: 1,
         }),
     }
 }
@@ -313,10 +369,29 @@ mod tests {
         assert_eq!(
             r.0,
             [
-                "/proc/7/uid_map <- 0 2000000 65536",
-                "/proc/7/gid_map <- 0 2000000 65536"
+                "/proc/7/uid_map <- 0 2000000 65536\n65536 0 2000000\n2065536 2065536 4292901759",
+                "/proc/7/gid_map <- 0 2000000 65536\n65536 0 2000000\n2065536 2065536 4292901759"
             ]
         );
+        // The container gets a nested namespace with only the container range.
+        let nested = m.container_maps().unwrap();
+        assert_eq!(
+            nested.uids,
+            [IdRange {
+                inside: 0,
+                outside: 0,
+                count: 65536
+            }]
+        );
+        // Every host id appears at most once on each side.
+        let mut outs: Vec<(u64, u64)> = m
+            .uids
+            .iter()
+            .map(|r| (r.outside as u64, r.outside as u64 + r.count as u64))
+            .collect();
+        outs.sort();
+        assert!(outs.windows(2).all(|w| w[0].1 <= w[1].0));
+        assert_eq!(outs.last().unwrap().1, u32::MAX as u64);
         assert!(matches!(
             plan(0, 0, None, None),
             Err(IdmapError::RootWithoutRange)

@@ -6,7 +6,9 @@
 //! namespace from the start. The user namespace always comes first — every other namespace
 //! is owned by the user namespace its creator was in, which is what makes "root" inside able
 //! to mount and configure them — and in boxkit it is the tool's namespace, entered once in
-//! `main` (see [`super::userns`]), so the table below marks it as already present.
+//! `main` (see [`super::userns`]), so the table below marks it as already present. As root the
+//! tool's namespace also maps host ids, and the container gets a nested user namespace in the
+//! same `clone(2)` (see [`super::idmap::IdMaps::container_maps`]), which then owns the others.
 
 use thiserror::Error;
 

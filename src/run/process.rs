@@ -25,7 +25,7 @@ use thiserror::Error;
 use super::agent::{HostLink, Request};
 use super::network::{self, Address};
 use super::spec::{NetworkMode, RootfsSource, SandboxSpec};
-use super::{caps, namespaces, rootfs, user};
+use super::{caps, idmap, namespaces, rootfs, user};
 
 #[derive(Debug, Error)]
 pub enum ProcessError {
@@ -128,6 +128,7 @@ struct ChildPlan<'a> {
     tty_sock: Option<RawFd>,
     old_mask: SigSet,
     caps: u64,
+    prepared: &'a rootfs::Prepared,
 }
 
 fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
@@ -146,6 +147,8 @@ fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
         cause,
     })?;
     let r = supervise_in(spec, in_userns, &scratch, hostname, caps);
+    // The ephemeral upper's tmpfs, if any (mounted in the tool's private mount namespace).
+    let _ = nix::mount::umount2(&scratch, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir(&scratch);
     r
 }
@@ -195,6 +198,20 @@ fn supervise_in(
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(m), None);
     };
 
+    // Root's tool namespace also maps host ids (for the tool's own file access); the
+    // container then gets a nested user namespace with only the container range.
+    let nested = match (in_userns, super::userns::state()) {
+        (true, super::userns::ToolUserns::Remapped(m)) => m.container_maps(),
+        _ => None,
+    };
+    // Mounts whose sources only the tool can reach are made here, before clone.
+    let prepared = match rootfs::prepare(&spec.rootfs, &spec.mounts, scratch, in_userns) {
+        Ok(p) => p,
+        Err(e) => {
+            restore(&old_mask);
+            return Err(ProcessError::Setup(e.to_string()));
+        }
+    };
     let plan = ChildPlan {
         spec,
         scratch: scratch.to_path_buf(),
@@ -203,8 +220,12 @@ fn supervise_in(
         tty_sock: tty_sock.as_ref().map(|(_, c)| c.as_raw_fd()),
         old_mask,
         caps,
+        prepared: &prepared,
     };
-    let flags = namespaces::clone_flags(spec.network);
+    let mut flags = namespaces::clone_flags(spec.network);
+    if nested.is_some() {
+        flags |= libc::CLONE_NEWUSER;
+    }
     let pid = match unsafe { namespaces::clone_into(flags) } {
         Ok(0) => child_main(&plan, &p),
         Ok(pid) => Pid::from_raw(pid),
@@ -213,6 +234,8 @@ fn supervise_in(
             return Err(e.into());
         }
     };
+    // The child holds its own copies of the mount fds.
+    drop(prepared);
     let Pipes {
         go_r,
         go_w,
@@ -224,6 +247,17 @@ fn supervise_in(
         drop(theirs);
         ours
     });
+
+    if let Some(m) = &nested
+        && let Err(e) = idmap::write_maps(pid.as_raw(), m, &mut idmap::RealWriter)
+    {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        restore(&old_mask);
+        return Err(ProcessError::Setup(format!(
+            "write the container's nested user namespace maps: {e}"
+        )));
+    }
 
     let mut host = HostLink::current();
     let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge;
@@ -553,6 +587,7 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
         hosts: &network::hosts(&plan.hostname, address.as_ref()),
         resolv_conf: &network::resolv_conf(&host_resolv, spec.network != NetworkMode::Host),
         in_userns: plan.in_userns,
+        prepared: Some(plan.prepared),
     };
     if let RootfsSource::Overlay { lowerdirs, .. } = &spec.rootfs
         && lowerdirs.is_empty()

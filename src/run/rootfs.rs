@@ -13,6 +13,7 @@
 //! without root, and the real implementation runs in the real-kernel tests.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -117,6 +118,12 @@ pub enum Op {
         recursive: bool,
         read_only: bool,
     },
+    /// Attach a detached mount that the supervisor prepared (see [`prepare`]).
+    Attach {
+        fd: RawFd,
+        target: PathBuf,
+        read_only: bool,
+    },
     Mkdir(PathBuf),
     /// Create an empty file or directory to mount on, when missing. `optional`: skip the
     /// following bind when it cannot be created (read-only or foreign-owned image dirs).
@@ -167,6 +174,8 @@ pub trait Kernel {
         userxattr: bool,
     ) -> Result<()>;
     fn set_read_only(&mut self, target: &Path, recursive: bool) -> Result<()>;
+    /// `move_mount(2)` a detached mount (from fsmount or open_tree) onto `target`.
+    fn attach(&mut self, fd: RawFd, target: &Path) -> Result<()>;
     fn pivot_root(&mut self, new_root: &Path) -> Result<()>;
     fn mkdir_all(&mut self, path: &Path) -> Result<()>;
     fn create_file(&mut self, path: &Path) -> Result<()>;
@@ -187,6 +196,97 @@ pub struct Layout<'a> {
     pub resolv_conf: &'a str,
     /// In a non-initial user namespace (overlay needs `userxattr`).
     pub in_userns: bool,
+    /// Mounts the supervisor prepared before clone; when given, they replace the rootfs
+    /// overlay/bind and the bind mounts of `mounts`.
+    pub prepared: Option<&'a Prepared>,
+}
+
+/// Mounts made by the supervisor, outside the container's user namespace, as detached mount
+/// fds. The container may live in a nested user namespace (root's case) whose root cannot
+/// open the store or a bind source under a 0700 directory; the supervisor, which can, opens
+/// them, and the container only attaches the result with `move_mount(2)`.
+#[derive(Debug)]
+pub struct Prepared {
+    pub root: OwnedFd,
+    /// One entry per `mounts` item: the detached bind and whether it is a directory (`None`
+    /// for tmpfs mounts).
+    pub binds: Vec<Option<(OwnedFd, bool)>>,
+}
+
+/// Prepare the rootfs and bind mounts. `scratch` is the container's scratch directory; for an
+/// ephemeral upper a tmpfs is mounted on it here (in the tool's private mount namespace) and
+/// must be unmounted by the caller when the container is gone.
+pub fn prepare(
+    rootfs: &RootfsSource,
+    mounts: &[MountSpec],
+    scratch: &Path,
+    in_userns: bool,
+) -> Result<Prepared> {
+    let root = match rootfs {
+        RootfsSource::Dir(d) => open_tree_clone(d)?,
+        RootfsSource::Overlay { lowerdirs, upper } => {
+            let (upper, work) = match upper {
+                UpperDir::Ephemeral => {
+                    Real.mount(
+                        Some(Path::new("tmpfs")),
+                        scratch,
+                        Some("tmpfs"),
+                        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                        Some("mode=0755"),
+                    )?;
+                    let (u, w) = (scratch.join("upper"), scratch.join("work"));
+                    Real.mkdir_all(&u)?;
+                    Real.mkdir_all(&w)?;
+                    (u, w)
+                }
+                UpperDir::Dir { upper, work } => (upper.clone(), work.clone()),
+            };
+            let lowers: Vec<PathBuf> = lowerdirs.iter().rev().cloned().collect();
+            overlay_fd(&lowers, &upper, &work, scratch, in_userns)?
+        }
+    };
+    let binds = mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Bind { source, .. } => {
+                let dir = std::fs::metadata(source)
+                    .map_err(|cause| RootfsError::Io {
+                        op: "stat bind-mount source",
+                        path: source.clone(),
+                        cause,
+                    })?
+                    .is_dir();
+                Ok(Some((open_tree_clone(source)?, dir)))
+            }
+            MountSpec::Tmpfs { .. } => Ok(None),
+        })
+        .collect::<Result<_>>()?;
+    Ok(Prepared { root, binds })
+}
+
+/// A detached recursive copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE)`).
+fn open_tree_clone(path: &Path) -> Result<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    let p = cpath(path);
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_RECURSIVE as u32,
+        )
+    } as i32;
+    if fd < 0 {
+        return Err(RootfsError::Mount {
+            src: path.display().to_string(),
+            target: PathBuf::from("(detached bind)"),
+            fstype: "open_tree".into(),
+            flags: MsFlags::MS_BIND | MsFlags::MS_REC,
+            data: None,
+            cause: nix::Error::last(),
+        });
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Join `path` (absolute inside the container) to `root`, resolving symlinks as if `root`
@@ -256,6 +356,11 @@ pub fn plan(l: &Layout) -> Vec<Op> {
         Op::Mkdir(root.clone()),
     ];
     match l.rootfs {
+        _ if l.prepared.is_some() => ops.push(Op::Attach {
+            fd: l.prepared.map_or(-1, |p| p.root.as_raw_fd()),
+            target: root.clone(),
+            read_only: false,
+        }),
         RootfsSource::Dir(d) => ops.push(Op::Bind {
             source: d.clone(),
             target: root.clone(),
@@ -380,27 +485,41 @@ pub fn plan(l: &Layout) -> Vec<Op> {
             read_only: false,
         });
     }
-    for m in l.mounts {
+    for (i, m) in l.mounts.iter().enumerate() {
         match m {
             MountSpec::Bind {
                 source,
                 target,
                 read_only,
             } => {
-                let dir = std::fs::metadata(source)
-                    .map(|m| m.is_dir())
-                    .unwrap_or(true);
+                let prepared = l
+                    .prepared
+                    .and_then(|p| p.binds.get(i))
+                    .and_then(|b| b.as_ref());
+                let dir = match prepared {
+                    Some((_, dir)) => *dir,
+                    None => std::fs::metadata(source)
+                        .map(|m| m.is_dir())
+                        .unwrap_or(true),
+                };
                 let t = r(&target.to_string_lossy());
                 ops.push(Op::MountPoint {
                     path: t.clone(),
                     dir,
                     optional: false,
                 });
-                ops.push(Op::Bind {
-                    source: source.clone(),
-                    target: t,
-                    recursive: true,
-                    read_only: *read_only,
+                ops.push(match prepared {
+                    Some((fd, _)) => Op::Attach {
+                        fd: fd.as_raw_fd(),
+                        target: t,
+                        read_only: *read_only,
+                    },
+                    None => Op::Bind {
+                        source: source.clone(),
+                        target: t,
+                        recursive: true,
+                        read_only: *read_only,
+                    },
                 });
             }
             MountSpec::Tmpfs { target, options } => {
@@ -498,6 +617,16 @@ pub fn apply(ops: &[Op], k: &mut impl Kernel) -> Result<()> {
                     k.set_read_only(target, *recursive)?;
                 }
             }
+            Op::Attach {
+                fd,
+                target,
+                read_only,
+            } => {
+                k.attach(*fd, target)?;
+                if *read_only {
+                    k.set_read_only(target, true)?;
+                }
+            }
             Op::Mkdir(p) => k.mkdir_all(p)?,
             Op::MountPoint {
                 path,
@@ -591,108 +720,33 @@ impl Kernel for Real {
         target: &Path,
         userxattr: bool,
     ) -> Result<()> {
-        let fail = |fd: i32, step: String, cause: nix::Error| {
-            // The filesystem context keeps the kernel's reason as "e overlay: …" messages.
-            let mut log = String::new();
-            let mut buf = [0u8; 512];
-            loop {
-                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-                if n <= 0 {
-                    break;
-                }
-                log.push_str(" [");
-                log.push_str(String::from_utf8_lossy(&buf[..n as usize]).trim());
-                log.push(']');
-            }
-            if fd >= 0 {
-                unsafe { libc::close(fd) };
-            }
-            RootfsError::Overlay {
-                target: target.to_path_buf(),
-                layers: lowers.len(),
-                upper: upper.to_path_buf(),
-                step,
-                cause,
-                log,
-            }
-        };
-        let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), 1u32) } as i32;
-        if fd < 0 {
-            return Err(fail(-1, "fsopen".into(), nix::Error::last()));
-        }
-        let set =
-            |key: &str, val: Option<&CString>| -> std::result::Result<(), (String, nix::Error)> {
-                let k = CString::new(key).unwrap_or_default();
-                let (cmd, v) = match val {
-                    Some(v) => (1u32, v.as_ptr()),    // FSCONFIG_SET_STRING
-                    None => (0u32, std::ptr::null()), // FSCONFIG_SET_FLAG
-                };
-                if unsafe { libc::syscall(libc::SYS_fsconfig, fd, cmd, k.as_ptr(), v, 0) } < 0 {
-                    let shown = val
-                        .map(|v| v.to_string_lossy().to_string())
-                        .unwrap_or_default();
-                    return Err((format!("fsconfig {key}={shown}"), nix::Error::last()));
-                }
-                Ok(())
-            };
-        let r = (|| {
-            for l in lowers {
-                set("lowerdir+", Some(&cpath(l)))?;
-            }
-            set("upperdir", Some(&cpath(upper)))?;
-            set("workdir", Some(&cpath(work)))?;
-            if userxattr {
-                set("userxattr", None)?;
-            }
-            // With redirect_always_follow (the default), "off" means "create none but follow
-            // them", which userxattr rejects; "nofollow" is the same for a fresh upper dir.
-            let redirect = if userxattr { c"nofollow" } else { c"off" };
-            for (k, v) in [
-                ("redirect_dir", redirect),
-                ("metacopy", c"off"),
-                ("index", c"off"),
-            ] {
-                set(k, Some(&v.to_owned()))?;
-            }
-            if unsafe {
-                libc::syscall(
-                    libc::SYS_fsconfig,
-                    fd,
-                    6u32,
-                    std::ptr::null::<i8>(),
-                    std::ptr::null::<i8>(),
-                    0,
-                )
-            } < 0
-            {
-                return Err(("fsconfig create".to_string(), nix::Error::last()));
-            }
-            Ok(())
-        })();
-        if let Err((step, cause)) = r {
-            return Err(fail(fd, step, cause));
-        }
-        let mfd = unsafe { libc::syscall(libc::SYS_fsmount, fd, 1u32, 0u32) } as i32;
-        if mfd < 0 {
-            return Err(fail(fd, "fsmount".into(), nix::Error::last()));
-        }
+        let fd = overlay_fd(lowers, upper, work, target, userxattr)?;
+        self.attach(fd.as_raw_fd(), target)
+    }
+
+    fn attach(&mut self, fd: RawFd, target: &Path) -> Result<()> {
+        const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
         let t = cpath(target);
         let r = unsafe {
             libc::syscall(
                 libc::SYS_move_mount,
-                mfd,
+                fd,
                 c"".as_ptr(),
                 libc::AT_FDCWD,
                 t.as_ptr(),
-                4u32,
+                MOVE_MOUNT_F_EMPTY_PATH,
             )
         };
-        let e = nix::Error::last();
-        unsafe { libc::close(mfd) };
         if r < 0 {
-            return Err(fail(fd, "move_mount".into(), e));
+            return Err(RootfsError::Mount {
+                src: format!("(detached mount fd {fd})"),
+                target: target.to_path_buf(),
+                fstype: "move_mount".into(),
+                flags: MsFlags::empty(),
+                data: None,
+                cause: nix::Error::last(),
+            });
         }
-        unsafe { libc::close(fd) };
         Ok(())
     }
 
@@ -784,6 +838,105 @@ impl Kernel for Real {
     }
 }
 
+/// Create an overlay with the new mount API and return it as a detached mount. `target` only
+/// names the mount in error messages. Each layer is its own `lowerdir+` parameter (topmost
+/// first), so the layer count is not capped by mount(2)'s one-page option string.
+fn overlay_fd(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    userxattr: bool,
+) -> Result<OwnedFd> {
+    let fail = |fd: i32, step: String, cause: nix::Error| {
+        // The filesystem context keeps the kernel's reason as "e overlay: …" messages.
+        let mut log = String::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            log.push_str(" [");
+            log.push_str(String::from_utf8_lossy(&buf[..n as usize]).trim());
+            log.push(']');
+        }
+        if fd >= 0 {
+            unsafe { libc::close(fd) };
+        }
+        RootfsError::Overlay {
+            target: target.to_path_buf(),
+            layers: lowers.len(),
+            upper: upper.to_path_buf(),
+            step,
+            cause,
+            log,
+        }
+    };
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), 1u32) } as i32;
+    if fd < 0 {
+        return Err(fail(-1, "fsopen".into(), nix::Error::last()));
+    }
+    let set = |key: &str, val: Option<&CString>| -> std::result::Result<(), (String, nix::Error)> {
+        let k = CString::new(key).unwrap_or_default();
+        let (cmd, v) = match val {
+            Some(v) => (1u32, v.as_ptr()),    // FSCONFIG_SET_STRING
+            None => (0u32, std::ptr::null()), // FSCONFIG_SET_FLAG
+        };
+        if unsafe { libc::syscall(libc::SYS_fsconfig, fd, cmd, k.as_ptr(), v, 0) } < 0 {
+            let shown = val
+                .map(|v| v.to_string_lossy().to_string())
+                .unwrap_or_default();
+            return Err((format!("fsconfig {key}={shown}"), nix::Error::last()));
+        }
+        Ok(())
+    };
+    let r = (|| {
+        for l in lowers {
+            set("lowerdir+", Some(&cpath(l)))?;
+        }
+        set("upperdir", Some(&cpath(upper)))?;
+        set("workdir", Some(&cpath(work)))?;
+        if userxattr {
+            set("userxattr", None)?;
+        }
+        // With redirect_always_follow (the default), "off" means "create none but follow
+        // them", which userxattr rejects; "nofollow" is the same for a fresh upper dir.
+        let redirect = if userxattr { c"nofollow" } else { c"off" };
+        for (k, v) in [
+            ("redirect_dir", redirect),
+            ("metacopy", c"off"),
+            ("index", c"off"),
+        ] {
+            set(k, Some(&v.to_owned()))?;
+        }
+        if unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fd,
+                6u32,
+                std::ptr::null::<i8>(),
+                std::ptr::null::<i8>(),
+                0,
+            )
+        } < 0
+        {
+            return Err(("fsconfig create".to_string(), nix::Error::last()));
+        }
+        Ok(())
+    })();
+    if let Err((step, cause)) = r {
+        return Err(fail(fd, step, cause));
+    }
+    // FSMOUNT_CLOEXEC
+    let mfd = unsafe { libc::syscall(libc::SYS_fsmount, fd, 1u32, 0u32) } as i32;
+    if mfd < 0 {
+        return Err(fail(fd, "fsmount".into(), nix::Error::last()));
+    }
+    unsafe { libc::close(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(mfd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -798,6 +951,7 @@ mod tests {
             hosts: "",
             resolv_conf: "",
             in_userns: true,
+            prepared: None,
         }
     }
 
@@ -878,6 +1032,10 @@ mod tests {
             Ok(())
         }
         fn overlay(&mut self, _: &[PathBuf], _: &Path, _: &Path, _: &Path, _: bool) -> Result<()> {
+            Ok(())
+        }
+        fn attach(&mut self, fd: RawFd, t: &Path) -> Result<()> {
+            self.0.push(format!("attach {fd} {}", t.display()));
             Ok(())
         }
         fn set_read_only(&mut self, t: &Path, r: bool) -> Result<()> {
