@@ -1,0 +1,371 @@
+//! boxbuild on the real kernel: every instruction takes effect in the image; podman runs what
+//! boxbuild makes; failures report where and leave tags alone; the cache; multi-stage.
+
+mod build_common;
+mod common;
+
+use build_common::{Env, Who, stderr, stdout};
+use common::podman::Podman;
+
+const EVERY: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM ${BASE} AS base
+ARG GREETING=hello
+ENV APP_HOME=/srv/app \
+    MODE=prod
+LABEL org.example.name="every instruction" version=1
+WORKDIR $APP_HOME
+COPY --chown=app:app --chmod=0640 greeting.txt ./
+COPY src/ lib/
+COPY *.conf /etc/every/
+ADD archive.tar.gz /opt/unpacked/
+COPY <<EOF /srv/app/heredoc.txt
+greeting is ${GREETING}
+EOF
+RUN echo "$GREETING from $MODE" > built.txt && chown 1000:1000 built.txt \
+ && mkdir -p /var/data && echo x > /var/data/x
+RUN <<EOS
+set -e
+echo "heredoc run" > /srv/app/run-heredoc.txt
+EOS
+EXPOSE 8080 53/udp
+VOLUME /var/data
+SHELL ["/bin/sh", "-ec"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --retries=2 CMD test -f /srv/app/built.txt
+ONBUILD RUN echo child
+USER app
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /srv/app/built.txt /srv/app/heredoc.txt; id -u; stat -c '%a %u:%g' /srv/app/greeting.txt /srv/app/built.txt"]
+"#;
+
+fn every_env(who: Who) -> Env {
+    let e = Env::new(who);
+    e.boxfile(EVERY);
+    e.write("greeting.txt", "hi there\n");
+    e.write("src/a.txt", "a\n");
+    e.write("src/deep/b.txt", "b\n");
+    e.write("one.conf", "1\n");
+    e.write("two.conf", "2\n");
+    // An archive made by tar(1): ADD must unpack it.
+    let stage = e.dir.path().join("tarsrc");
+    std::fs::create_dir_all(stage.join("pkg")).unwrap();
+    std::fs::write(stage.join("pkg/readme"), "from the archive\n").unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(e.ctx().join("archive.tar.gz"))
+        .arg("-C")
+        .arg(&stage)
+        .arg("pkg")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    e.write(".boxignore", "secret.txt\n");
+    e.write("secret.txt", "do not copy\n");
+    e
+}
+
+#[test]
+fn every_instruction_takes_effect_and_podman_runs_the_image_with_same_output_and_owners() {
+    let Some(who) = Who::root() else { return };
+    let e = every_env(who);
+    let err = e.build_ok(&["-t", "every"]);
+    assert!(err.contains("[1/"), "{err}");
+    let img = e.inspect("every");
+    let c = &img["Config"];
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["WorkingDir"], "/srv/app");
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "APP_HOME=/srv/app")
+    );
+    assert_eq!(c["Labels"]["org.example.name"], "every instruction");
+    assert_eq!(c["Labels"]["version"], "1");
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}, "53/udp": {}})
+    );
+    assert_eq!(c["Volumes"], serde_json::json!({"/var/data": {}}));
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -f /srv/app/built.txt"])
+    );
+    assert_eq!(c["Healthcheck"]["Retries"], 2);
+    assert_eq!(c["OnBuild"], serde_json::json!(["RUN echo child"]));
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+
+    // The tree, unpacked by umoci: owners, modes, contents, ignore file.
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("every", t.path());
+    let listing = build_common::tree_listing(&root).join("\n");
+    for want in [
+        "srv/app/greeting.txt 640 1000:1000",
+        "srv/app/built.txt 644 1000:1000",
+        "srv/app/lib/a.txt 644 0:0",
+        "srv/app/lib/deep 755 0:0 dir",
+        "etc/every/one.conf 644 0:0",
+        "etc/every/two.conf 644 0:0",
+        "opt/unpacked/pkg/readme 644",
+        "srv/app/heredoc.txt 644 0:0",
+        "srv/app/run-heredoc.txt 644 0:0",
+        "var/data/x 644 0:0",
+    ] {
+        assert!(listing.contains(want), "missing {want:?} in\n{listing}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("srv/app/heredoc.txt")).unwrap(),
+        "greeting is hello\n"
+    );
+    assert!(!root.join("srv/app/secret.txt").exists());
+    // The sandbox's mount points do not leak into layers.
+    assert!(!root.join("etc/hostname").exists() || listing.contains("etc/hostname 644"));
+
+    // podman runs it: same output as the image promises, same ownership.
+    let Some(pm) = Podman::new_or_skip() else {
+        return;
+    };
+    let pulled = pm
+        .cmd()
+        .args(["pull", "-q", &format!("oci:{}", e.oci_ref("every"))])
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let id = stdout(&pulled).trim().to_string();
+    let o = pm.cmd().args(["run", "--rm", &id]).output().unwrap();
+    assert!(o.status.success(), "podman run: {}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "hello from prod\ngreeting is hello\n1000\n640 1000:1000\n644 1000:1000\n"
+    );
+}
+
+#[test]
+fn failing_run_reports_location_command_and_exit_code_and_leaves_tags_alone() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.boxfile("FROM busybox\nRUN echo first > /f\n");
+    e.build_ok(&["-t", "keep"]);
+    let before = e.inspect("keep")["Id"].clone();
+    e.boxfile("FROM busybox\nRUN echo first > /f\n\nRUN echo about to fail; \\\n  exit 7\n");
+    let o = e.build(&["-t", "keep"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("Boxfile:4"), "{err}");
+    assert!(err.contains("exit code 7"), "{err}");
+    assert!(err.contains("exit 7"), "the command is shown: {err}");
+    assert!(err.contains("about to fail"), "RUN output streams: {err}");
+    assert_eq!(e.inspect("keep")["Id"], before, "the tag must not move");
+}
+
+#[test]
+fn rebuild_hits_the_cache_touch_keeps_hits_and_an_edit_reruns_from_there() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.write("a.txt", "a\n");
+    e.write("b.txt", "b\n");
+    e.boxfile("FROM busybox\nCOPY a.txt /a\nRUN echo ran-1 && date +%s%N > /stamp1\nCOPY b.txt /b\nRUN echo ran-2\nENV X=1\n");
+    let first = e.build_ok(&["-t", "c"]);
+    assert!(first.contains("] ran-1") && first.contains("] ran-2"));
+    assert!(!first.contains("CACHED"));
+    let second = e.build_ok(&["-t", "c"]);
+    assert_eq!(second.matches("CACHED").count(), 4, "{second}");
+    assert!(
+        !second.contains("] ran-1"),
+        "a hit runs no container: {second}"
+    );
+    // Touching without changing content keeps every hit.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(e.ctx().join("b.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    drop(f);
+    let third = e.build_ok(&["-t", "c"]);
+    assert_eq!(third.matches("CACHED").count(), 4, "{third}");
+    // An edit misses from the edited COPY on.
+    e.write("b.txt", "B\n");
+    let fourth = e.build_ok(&["-t", "c"]);
+    assert_eq!(fourth.matches("CACHED").count(), 2, "{fourth}");
+    assert!(fourth.contains("] ran-2") && !fourth.contains("] ran-1"));
+    // A build arg a RUN sees changes its key; --no-cache runs everything.
+    let fifth = e.build_ok(&["-t", "c", "--no-cache"]);
+    assert!(!fifth.contains("CACHED") && fifth.contains("] ran-1"));
+}
+
+#[test]
+fn build_args_reach_run_steps_and_their_value_is_part_of_the_key() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.boxfile("FROM busybox\nARG FLAVOUR=plain\nRUN echo flavour=$FLAVOUR > /flavour\n");
+    let a = e.build_ok(&["-t", "f"]);
+    assert!(!a.contains("CACHED"));
+    let b = e.build_ok(&["-t", "f", "--build-arg", "FLAVOUR=spicy"]);
+    assert!(!b.contains("CACHED"), "{b}");
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("f", t.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("flavour")).unwrap(),
+        "flavour=spicy\n"
+    );
+}
+
+#[test]
+fn multi_stage_builds_only_needed_stages_with_target_copy_from_and_scratch() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.boxfile(
+        "FROM busybox AS builder\nRUN mkdir /out && echo built > /out/app && echo ran-builder\n\
+         FROM busybox AS unused\nRUN echo ran-unused\n\
+         FROM scratch\nCOPY --from=builder /out/app /app\nCOPY --from=busybox /bin/busybox /bin/busybox\n\
+         CMD [\"/bin/busybox\", \"cat\", \"/app\"]\n",
+    );
+    let err = e.build_ok(&["-t", "ms"]);
+    assert!(err.contains("] ran-builder"), "{err}");
+    assert!(!err.contains("ran-unused"), "unneeded stage built: {err}");
+    let img = e.inspect("ms");
+    assert_eq!(
+        img["Manifest"]["Layers"].as_array().map(|a| a.len()),
+        Some(2)
+    );
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("ms", t.path());
+    let mut top: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["app", "bin"]);
+    assert_eq!(
+        std::fs::read_to_string(root.join("app")).unwrap(),
+        "built\n"
+    );
+
+    let err = e.build_ok(&["-t", "only-unused", "--target", "unused"]);
+    assert!(
+        err.contains("] ran-unused") && !err.contains("ran-builder"),
+        "{err}"
+    );
+    let o = e.build(&["--target", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nope"));
+}
+
+#[test]
+fn run_that_deletes_a_base_file_and_replaces_a_base_directory_gives_whiteouts_umoci_and_podman_honour()
+ {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.boxfile(
+        "FROM busybox\nRUN mkdir -p /olddir/sub && echo 1 > /olddir/sub/f && echo 2 > /olddir/keep\n\
+         RUN rm /etc/group && rm -rf /olddir && mkdir /olddir && echo new > /olddir/only\n",
+    );
+    e.build_ok(&["-t", "wh"]);
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("wh", t.path());
+    assert!(!root.join("etc/group").exists());
+    assert!(root.join("etc/passwd").exists());
+    let names: Vec<String> = std::fs::read_dir(root.join("olddir"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["only"]);
+    let Some(pm) = Podman::new_or_skip() else {
+        return;
+    };
+    let pulled = pm
+        .cmd()
+        .args(["pull", "-q", &format!("oci:{}", e.oci_ref("wh"))])
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let id = stdout(&pulled).trim().to_string();
+    let o = pm
+        .cmd()
+        .args([
+            "run",
+            "--rm",
+            &id,
+            "sh",
+            "-c",
+            "ls /olddir; test -e /etc/group && echo group-present || echo group-gone",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "only\ngroup-gone\n", "{}", stderr(&o));
+}
+
+#[test]
+fn boxfile_on_stdin_builds_without_a_context_and_copy_then_fails_clearly() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    let run = |text: &str| {
+        let mut c = std::process::Command::new(common::bin("boxbuild"));
+        c.arg("--root")
+            .arg(e.store())
+            .args(["-t", "stdin", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = run("FROM busybox\nRUN echo from-stdin\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).trim().starts_with("sha256:"));
+    let o = run("FROM busybox\nCOPY x /x\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no context"), "{}", stderr(&o));
+}
+
+#[test]
+fn iidfile_labels_and_docker_format() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.boxfile("FROM busybox\nSTOPSIGNAL SIGINT\nHEALTHCHECK CMD true\n");
+    let iid = e.dir.path().join("iid");
+    let o = e.build(&[
+        "-t",
+        "dk",
+        "--format",
+        "docker",
+        "--label",
+        "a=b",
+        "--iidfile",
+        iid.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = std::fs::read_to_string(&iid).unwrap();
+    assert_eq!(stdout(&o).trim(), id);
+    let img = e.inspect("dk");
+    assert_eq!(img["Id"], id);
+    assert_eq!(img["Config"]["Labels"]["a"], "b");
+    assert_eq!(img["Config"]["StopSignal"], "SIGINT");
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e.store().join("index.json")).unwrap()).unwrap();
+    let entry = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"] == "docker.io/library/dk:latest"
+        })
+        .unwrap()
+        .clone();
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+}
