@@ -357,7 +357,7 @@ impl Dest<'_> {
         let _ = fs::remove_file(&d);
         fs::create_dir(&d).map_err(io_err("create directory", &d))?;
         let (mode, uid, gid, mtime) = match self.lowers.metadata(rel).filter(|m| m.is_dir()) {
-            Some(m) => (m.mode() & 0o7777, m.uid(), m.gid(), Some(&m).map(times)),
+            Some(m) => (m.mode() & 0o7777, m.uid(), m.gid(), Some(times(&m))),
             None => match like {
                 Some(m) => (
                     self.chmod.unwrap_or(m.mode() & 0o7777),

@@ -9,6 +9,10 @@
 //! A cache record (`cache/build/<key>.json`) names the layer a step produced; a hit whose blob
 //! is still in the store reuses it without running anything.
 
+// Build errors carry the location and the underlying error; they happen once per build, so
+// their size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};

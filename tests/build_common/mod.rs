@@ -40,14 +40,23 @@ impl Who {
             Who::User(u) => u.name.clone(),
         }
     }
-    fn command(&self, program: &Path) -> Command {
+    fn command(&self, program: &Path, env: &[(&str, &str)]) -> Command {
         match self {
-            Who::Root => Command::new(program),
+            Who::Root => {
+                let mut c = Command::new(program);
+                c.envs(env.iter().copied());
+                c
+            }
             Who::User(u) => {
-                let mut c = users::command_as(u, program);
-                c.env("PATH", "/usr/local/bin:/usr/bin:/bin")
-                    .env("HOME", format!("/home/{}", u.name))
-                    .env("USER", &u.name);
+                // setpriv --reset-env drops the caller's environment; env(1) sets ours.
+                let mut c = users::command_as(u, Path::new("/usr/bin/env"));
+                c.arg("PATH=/usr/local/bin:/usr/bin:/bin")
+                    .arg(format!("HOME=/home/{}", u.name))
+                    .arg(format!("USER={}", u.name));
+                for (k, v) in env {
+                    c.arg(format!("{k}={v}"));
+                }
+                c.arg(program);
                 c
             }
         }
@@ -128,7 +137,7 @@ impl Env {
     }
 
     pub fn box_cmd(&self, args: &[&str]) -> Output {
-        let mut c = self.who.command(&common::bin("box"));
+        let mut c = self.who.command(&common::bin("box"), &[]);
         c.arg("--root").arg(self.store()).args(args);
         c.output().unwrap()
     }
@@ -139,11 +148,8 @@ impl Env {
     }
 
     pub fn build_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = self.who.command(&common::bin("boxbuild"));
+        let mut c = self.who.command(&common::bin("boxbuild"), env);
         c.arg("--root").arg(self.store()).args(args).arg(self.ctx());
-        for (k, v) in env {
-            c.env(k, v);
-        }
         c.current_dir(self.dir.path());
         c.output().unwrap()
     }
