@@ -57,7 +57,7 @@ label=root
 if [ -n "${ROOTLESS_USER:-}" ]; then
   uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
   chown -R "$uid:$gid" "$work"
-  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env env HOME=$work PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg --"
+  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env env HOME=$work PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg"
   mkdir -p "$work/xdg"; chown "$uid:$gid" "$work/xdg"; chmod 700 "$work/xdg"
   label="rootless ($ROOTLESS_USER)"
 fi

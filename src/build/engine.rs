@@ -571,7 +571,7 @@ impl Engine<'_> {
                 let key = key_of(&[&parent, "workdir", &dir]);
                 let created_by = dump_instruction(&e.instruction);
                 self.layer_step(sr, ins, counted, key, created_by, |eng, sr| {
-                    eng.exec_workdir(sr, &dir)
+                    eng.exec_workdir(sr, &dir, &at)
                 })
             }
             Instruction::From(_) => unreachable!("FROM starts a stage"),
@@ -660,7 +660,12 @@ impl Engine<'_> {
             })
     }
 
-    fn exec_workdir(&mut self, sr: &mut StageRun, dir: &str) -> Result<Option<LayerRef>> {
+    fn exec_workdir(
+        &mut self,
+        sr: &mut StageRun,
+        dir: &str,
+        at: &str,
+    ) -> Result<Option<LayerRef>> {
         let lowers = Lowers::new(self.lowerdirs(&sr.out.layers)?);
         let rel = dir.trim_start_matches('/');
         if rel.is_empty() || lowers.metadata(rel).is_some_and(|m| m.is_dir()) {

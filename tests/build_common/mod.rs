@@ -76,6 +76,8 @@ impl Who {
 pub struct Env {
     pub who: Who,
     pub dir: LowerTemp,
+    /// With [`Env::with_registry`]: the local registry that mirrors docker.io.
+    pub registry: Option<common::registry::Registry>,
 }
 
 /// A temporary directory whose path is all lower case; removed on drop.
@@ -110,10 +112,30 @@ impl Env {
         let archive = dir.path().join("busybox.tar");
         std::fs::copy(fixtures::oci_archive(fixtures::Fixture::Busybox), &archive).unwrap();
         who.chown(dir.path());
-        let e = Env { who, dir };
+        let e = Env {
+            who,
+            dir,
+            registry: None,
+        };
         let o = e.box_cmd(&["load", "-q", "-i", archive.to_str().unwrap()]);
         assert!(o.status.success(), "box load: {}", stderr(&o));
         e
+    }
+
+    /// An empty store and a local registry seeded with the fixtures that mirrors docker.io
+    /// (`BOX_REGISTRIES_CONF`): `FROM busybox` pulls through it, the path a real user takes.
+    pub fn with_registry(who: Who) -> Env {
+        let dir = LowerTemp::new();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.path().join("ctx")).unwrap();
+        let reg = common::registry::Registry::with_fixtures();
+        std::fs::copy(reg.registries_conf(), dir.path().join("registries.conf")).unwrap();
+        who.chown(dir.path());
+        Env {
+            who,
+            dir,
+            registry: Some(reg),
+        }
     }
 
     pub fn store(&self) -> PathBuf {
@@ -148,7 +170,13 @@ impl Env {
     }
 
     pub fn build_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = self.who.command(&common::bin("boxbuild"), env);
+        let conf = self.dir.path().join("registries.conf");
+        let conf = conf.to_string_lossy().into_owned();
+        let mut env = env.to_vec();
+        if self.registry.is_some() {
+            env.push(("BOX_REGISTRIES_CONF", conf.as_str()));
+        }
+        let mut c = self.who.command(&common::bin("boxbuild"), &env);
         c.arg("--root").arg(self.store()).args(args).arg(self.ctx());
         c.current_dir(self.dir.path());
         c.output().unwrap()
