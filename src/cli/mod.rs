@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod build;
 pub mod dev;
 pub mod images;
+pub mod registry;
 pub mod run;
 
 pub use build::BuildArgs;
@@ -113,6 +114,12 @@ pub struct PullArgs {
     /// Suppress progress output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Read registry credentials from this file only
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Only download; leave extracting layers to the first run (benchmarks)
+    #[arg(long, hide = true)]
+    pub no_unpack: bool,
 }
 
 #[derive(Args, Debug)]
@@ -121,9 +128,12 @@ pub struct PushArgs {
     pub name: String,
     /// Destination reference (default: NAME)
     pub destination: Option<String>,
-    /// Suppress progress output
+    /// Suppress progress output (print only the manifest digest)
     #[arg(short, long)]
     pub quiet: bool,
+    /// Read registry credentials from this file only
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -182,19 +192,33 @@ pub struct SaveArgs {
 
 #[derive(Args, Debug)]
 pub struct LoginArgs {
+    /// Registry, e.g. quay.io or 127.0.0.1:5000 (default: docker.io)
     pub server: Option<String>,
+    /// Username
     #[arg(short, long)]
     pub username: Option<String>,
+    /// Password (visible in the process list; prefer --password-stdin)
     #[arg(short, long)]
     pub password: Option<String>,
     /// Take the password from stdin
     #[arg(long)]
     pub password_stdin: bool,
+    /// Write the credentials to this file (default: $REGISTRY_AUTH_FILE, else
+    /// ${XDG_RUNTIME_DIR}/containers/auth.json)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 pub struct LogoutArgs {
+    /// Registry (default: docker.io)
     pub server: Option<String>,
+    /// Remove the credentials of every registry
+    #[arg(short, long, conflicts_with = "server")]
+    pub all: bool,
+    /// Edit this auth file (default: as box login)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -280,7 +304,8 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
                 }
             }
             match sub {
-                Some("run" | "sandbox-run") => true,
+                // pull unpacks layers with their container ids while downloading.
+                Some("run" | "sandbox-run" | "pull") => true,
                 Some("build") => !args.iter().any(is_check),
                 _ => false,
             }
@@ -338,16 +363,16 @@ pub fn box_main() -> ExitCode {
         BoxCommand::Build(a) => build::run(&g, a),
         BoxCommand::Run(a) => run::run(&g, a),
         BoxCommand::Images(a) => images::images(&g, a),
-        BoxCommand::Pull(_) => Err(not_implemented("box pull")),
-        BoxCommand::Push(_) => Err(not_implemented("box push")),
+        BoxCommand::Pull(a) => registry::pull(&g, a),
+        BoxCommand::Push(a) => registry::push(&g, a),
         BoxCommand::Tag(a) => images::tag(&g, a),
         BoxCommand::Rmi(a) => images::rmi(&g, a),
         BoxCommand::Inspect(a) => images::inspect(&g, a),
         BoxCommand::Prune(a) => images::prune(&g, a),
         BoxCommand::Load(a) => images::load(&g, a),
         BoxCommand::Save(a) => images::save(&g, a),
-        BoxCommand::Login(_) => Err(not_implemented("box login")),
-        BoxCommand::Logout(_) => Err(not_implemented("box logout")),
+        BoxCommand::Login(a) => registry::login(&g, a),
+        BoxCommand::Logout(a) => registry::logout(&g, a),
         BoxCommand::Ps(_) => Err(not_implemented("box ps")),
         BoxCommand::Logs(_) => Err(not_implemented("box logs")),
         BoxCommand::Exec(_) => Err(not_implemented("box exec")),
@@ -423,6 +448,8 @@ mod tests {
             &v(&["box", "--root", "run", "images"])
         ));
         assert!(!needs_userns("box", &v(&["box", "load", "-i", "x.tar"])));
+        assert!(needs_userns("box", &v(&["box", "pull", "busybox"])));
+        assert!(!needs_userns("box", &v(&["box", "push", "busybox"])));
         assert!(!needs_userns("box", &v(&["box", "build", "--check", "."])));
     }
 
