@@ -40,7 +40,8 @@ CMD ["cat /srv/app/built.txt /srv/app/heredoc.txt; id -u; stat -c '%a %u:%g' /sr
 "#;
 
 fn every_env(who: Who) -> Env {
-    let e = Env::new(who);
+    // FROM busybox resolves through the registries.conf mirror, as for a real user.
+    let e = Env::with_registry(who);
     e.boxfile(EVERY);
     e.write("greeting.txt", "hi there\n");
     e.write("src/a.txt", "a\n");

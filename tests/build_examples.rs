@@ -17,7 +17,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 fn example(dir: &str) -> Env {
     let who = Who::root().unwrap();
-    let e = Env::new(who);
+    let e = Env::with_registry(who);
     copy_dir(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir),
         &e.ctx(),

@@ -12,7 +12,7 @@ RUN chown 1000:1000 /home/app && touch /made-by-root && echo ok\nUSER app\nRUN i
 #[test]
 fn user_with_a_subordinate_range_builds_everything_including_chown() {
     let Some(who) = Who::with_range() else { return };
-    let e = Env::new(who);
+    let e = Env::with_registry(who);
     e.write("f", "data\n");
     e.boxfile(CHOWNING);
     e.build_ok(&["-t", "rl"]);

@@ -348,6 +348,9 @@ impl Engine<'_> {
             } else {
                 registry::Progress::Plain
             },
+            // Layers are extracted while downloading: a RUN needs them anyway.
+            unpack: true,
+            ..Default::default()
         }
     }
 
@@ -660,12 +663,7 @@ impl Engine<'_> {
             })
     }
 
-    fn exec_workdir(
-        &mut self,
-        sr: &mut StageRun,
-        dir: &str,
-        at: &str,
-    ) -> Result<Option<LayerRef>> {
+    fn exec_workdir(&mut self, sr: &mut StageRun, dir: &str, at: &str) -> Result<Option<LayerRef>> {
         let lowers = Lowers::new(self.lowerdirs(&sr.out.layers)?);
         let rel = dir.trim_start_matches('/');
         if rel.is_empty() || lowers.metadata(rel).is_some_and(|m| m.is_dir()) {
@@ -683,7 +681,7 @@ impl Engine<'_> {
         let path = dest.resolve(&format!("{dir}/x"));
         dest.ensure_parents(&path)
             .map_err(|source| BuildError::Copy {
-                at: self.at(0),
+                at: at.to_string(),
                 what: "WORKDIR",
                 source,
             })?;
