@@ -370,3 +370,46 @@ fn iidfile_labels_and_docker_format() {
         "application/vnd.docker.distribution.manifest.v2+json"
     );
 }
+
+#[test]
+fn cache_exported_to_a_registry_makes_another_store_hit_every_step() {
+    let Some(who) = Who::root() else { return };
+    let a = Env::with_registry(who.clone());
+    a.write("app.txt", "app\n");
+    a.boxfile("FROM busybox\nCOPY app.txt /app.txt\nRUN echo ran-step > /ran\nWORKDIR /new/dir\nCMD [\"cat\", \"/ran\"]\n");
+    let cache = format!("{}/ci/cache:main", a.registry.as_ref().unwrap().addr());
+    let err = a.build_ok(&["-t", "one", "--cache-to", &cache]);
+    assert!(err.contains("exporting cache"), "{err}");
+    // Another machine: a fresh store (and its own registry view), the same context content.
+    let b = Env::with_registry(who);
+    b.write("app.txt", "app\n");
+    b.boxfile("FROM busybox\nCOPY app.txt /app.txt\nRUN echo ran-step > /ran\nWORKDIR /new/dir\nCMD [\"cat\", \"/ran\"]\n");
+    std::fs::copy(
+        a.dir.path().join("registries.conf"),
+        b.dir.path().join("registries.conf"),
+    )
+    .unwrap();
+    let err = b.build_ok(&[
+        "-t",
+        "two",
+        &format!("--cache-from=type=registry,ref={cache}"),
+    ]);
+    assert_eq!(err.matches("CACHED").count(), 3, "{err}");
+    assert!(!err.contains("] ran-step"), "{err}");
+    let t = tempfile::tempdir().unwrap();
+    let root = b.umoci_unpack("two", t.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("ran")).unwrap(),
+        "ran-step\n"
+    );
+    assert!(root.join("new/dir").is_dir());
+    // A cache that cannot be imported is a warning, not a failure.
+    let err = b.build_ok(&[
+        "-t",
+        "three",
+        "--no-cache",
+        "--cache-from",
+        &format!("{}/nope:x", a.registry.as_ref().unwrap().addr()),
+    ]);
+    assert!(err.contains("warning: cannot import cache"), "{err}");
+}

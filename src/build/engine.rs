@@ -139,7 +139,12 @@ struct Engine<'a> {
     executed: usize,
     cached: usize,
     created: String,
+    /// Every layer step of this build, for `--cache-to`.
+    visited: Vec<(Digest, Option<LayerRef>)>,
 }
+
+/// The config key under which a cache image (`--cache-to`) lists its records.
+const CACHE_KEY: &str = "io.boxkit.build-cache.v1";
 
 /// Build the image `opts` describes, tag it, and return its ID.
 pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
@@ -213,7 +218,11 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
         executed: 0,
         cached: 0,
         created,
+        visited: vec![],
     };
+    for r in &opts.cache_from {
+        e.import_cache(r);
+    }
     for i in &needed {
         let out = e.run_stage(*i)?;
         e.built.insert(*i, out);
@@ -226,6 +235,9 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
     }
     let out = e.built.remove(&target).expect("target stage was built");
     let (image_id, manifest) = e.write_image(out, &tags)?;
+    for r in &opts.cache_to {
+        e.export_cache(r)?;
+    }
     if let Some(f) = &opts.iidfile {
         fs::write(f, format!("{image_id}")).map_err(|source| BuildError::Write {
             path: f.clone(),
@@ -634,6 +646,7 @@ impl Engine<'_> {
                 layer
             }
         };
+        self.visited.push((key.clone(), layer.clone()));
         let empty = layer.is_none();
         if let Some(l) = layer {
             sr.out.layers.push(l);
@@ -1216,10 +1229,108 @@ impl Engine<'_> {
         }
     }
 
-    fn write_image(&mut self, mut out: StageOut, tags: &[Reference]) -> Result<(Digest, Digest)> {
+    /// `--cache-from REF`: pull the cache image and record its steps locally. A cache that
+    /// cannot be imported only costs speed, so failures are warnings, as in BuildKit.
+    fn import_cache(&mut self, r: &str) {
+        let mut opts = self.pull_options();
+        opts.policy = registry::PullPolicy::Always;
+        self.printer.line(&format!("importing cache from {r}"));
+        let img = match registry::ensure_image(self.store, r, &opts) {
+            Ok(img) => img,
+            Err(err) => {
+                self.printer
+                    .line(&format!("warning: cannot import cache from {r}: {err}"));
+                return;
+            }
+        };
+        let Some(records) = img.config.get(CACHE_KEY).and_then(|v| v.as_object()) else {
+            self.printer
+                .line(&format!("warning: {r} is not a boxbuild cache image"));
+            return;
+        };
+        for (k, v) in records {
+            let (Ok(key), Ok(layer)) = (
+                Digest::from_hex(k),
+                serde_json::from_value::<Option<LayerRef>>(v.clone()),
+            ) else {
+                continue;
+            };
+            if layer
+                .as_ref()
+                .is_none_or(|l| self.store.has_blob(&l.digest))
+            {
+                self.cache_put(&key, &CacheRecord { layer });
+            }
+        }
+    }
+
+    /// `--cache-to REF`: push an image whose layers are the layers this build's steps made or
+    /// reused and whose config maps each step key to its layer.
+    fn export_cache(&mut self, r: &str) -> Result<()> {
+        self.printer.line(&format!("exporting cache to {r}"));
+        let mut layers: Vec<LayerRef> = vec![];
+        let mut records = serde_json::Map::new();
+        for (k, l) in &self.visited {
+            if let Some(l) = l
+                && !layers.iter().any(|x| x.digest == l.digest)
+            {
+                layers.push(l.clone());
+            }
+            records.insert(
+                k.hex().to_string(),
+                serde_json::to_value(l).expect("serialises"),
+            );
+        }
+        let mut cfg = ImageConfig {
+            architecture: host_arch().into(),
+            os: "linux".into(),
+            ..Default::default()
+        };
+        cfg.extra
+            .insert(CACHE_KEY.into(), serde_json::Value::Object(records));
+        let out = StageOut {
+            layers,
+            config: cfg,
+            key: key_of(&["cache"]),
+        };
+        let local: Reference =
+            format!("localhost/boxbuild-cache-export:{}", run::spec::random_id())
+                .parse()
+                .expect("valid reference");
+        let saved = std::mem::take(&mut self.created);
+        self.created = rfc3339(0);
+        let written = self.write_manifest(out, std::slice::from_ref(&local), false);
+        self.created = saved;
+        written?;
+        let progress = if self.printer.quiet() {
+            registry::Progress::Quiet
+        } else {
+            registry::Progress::Plain
+        };
+        let pushed = registry::push(self.store, &local.to_string(), Some(r), progress);
+        let _ = self.store.remove_tag(&local);
+        pushed.map_err(|source| BuildError::Push {
+            name: r.to_string(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    fn write_image(&mut self, out: StageOut, tags: &[Reference]) -> Result<(Digest, Digest)> {
+        self.write_manifest(out, tags, true)
+    }
+
+    fn write_manifest(
+        &mut self,
+        mut out: StageOut,
+        tags: &[Reference],
+        with_labels: bool,
+    ) -> Result<(Digest, Digest)> {
         let docker = self.opts.format == ImageFormat::Docker;
-        for (k, v) in &self.opts.labels {
-            out.config.config.labels.insert(k.clone(), v.clone());
+        if with_labels {
+            for (k, v) in &self.opts.labels {
+                out.config.config.labels.insert(k.clone(), v.clone());
+            }
         }
         let cfg = &mut out.config;
         cfg.created = Some(self.created.clone());

@@ -82,6 +82,10 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// `--iidfile`: written with the image ID on success.
     pub iidfile: Option<PathBuf>,
+    /// `--cache-from`: registry references whose build cache is imported first.
+    pub cache_from: Vec<String>,
+    /// `--cache-to`: registry references the build's cache is exported to.
+    pub cache_to: Vec<String>,
 }
 
 impl BuildOptions {
@@ -102,6 +106,8 @@ impl BuildOptions {
             output: OutputMode::Plain,
             source_date_epoch: None,
             iidfile: None,
+            cache_from: vec![],
+            cache_to: vec![],
         }
     }
 }

@@ -119,6 +119,14 @@ pub fn run(g: &Global, a: BuildArgs) -> CmdResult {
     }
 }
 
+/// `--cache-from`/`--cache-to` take a reference, or BuildKit's `type=registry,ref=REF`.
+fn cache_ref(s: &str) -> String {
+    s.split(',')
+        .find_map(|p| p.strip_prefix("ref="))
+        .unwrap_or(s)
+        .to_string()
+}
+
 /// The library's build options from the flags.
 fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
     use crate::build::{BoxfileInput, BuildOptions, ImageFormat, OutputMode};
@@ -190,8 +198,7 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
         _ => None,
     };
     o.iidfile = a.iidfile.clone();
-    if !a.cache_from.is_empty() || !a.cache_to.is_empty() {
-        anyhow::bail!("--cache-from and --cache-to are not supported yet");
-    }
+    o.cache_from = a.cache_from.iter().map(|r| cache_ref(r)).collect();
+    o.cache_to = a.cache_to.iter().map(|r| cache_ref(r)).collect();
     Ok(o)
 }
