@@ -413,3 +413,84 @@ fn cache_exported_to_a_registry_makes_another_store_hit_every_step() {
     ]);
     assert!(err.contains("warning: cannot import cache"), "{err}");
 }
+
+/// A plain HTTP server (python3 -m http.server) on 127.0.0.1 serving `dir`.
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(dir: &std::path::Path) -> HttpServer {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn add_of_a_url_downloads_with_mode_0600_verifies_checksums_and_caches_on_content() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    let srv_dir = tempfile::tempdir().unwrap();
+    std::fs::write(srv_dir.path().join("tool.txt"), "downloaded v1\n").unwrap();
+    let srv = HttpServer::start(srv_dir.path());
+    let url = format!("http://127.0.0.1:{}/tool.txt", srv.port);
+    e.boxfile(&format!(
+        "FROM busybox\nADD {url} /opt/\nADD --chmod=0644 {url} /opt/renamed.txt\nRUN echo ran-after\n"
+    ));
+    e.build_ok(&["-t", "url"]);
+    let again = e.build_ok(&["-t", "url"]);
+    assert_eq!(again.matches("CACHED").count(), 3, "{again}");
+    std::fs::write(srv_dir.path().join("tool.txt"), "downloaded v2\n").unwrap();
+    let changed = e.build_ok(&["-t", "url"]);
+    assert!(
+        !changed.contains("CACHED"),
+        "new content must miss: {changed}"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("url", t.path());
+    let listing = build_common::tree_listing(&root).join("\n");
+    assert!(listing.contains("opt/tool.txt 600 0:0"), "{listing}");
+    assert!(listing.contains("opt/renamed.txt 644 0:0"), "{listing}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("opt/tool.txt")).unwrap(),
+        "downloaded v2\n"
+    );
+    let sum = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"downloaded v2\n"))
+    );
+    e.boxfile(&format!("FROM busybox\nADD --checksum={sum} {url} /ok\n"));
+    e.build_ok(&["-t", "sum"]);
+    e.boxfile(&format!(
+        "FROM busybox\nADD --checksum=sha256:{} {url} /bad\n",
+        "0".repeat(64)
+    ));
+    let o = e.build(&["-t", "sum"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
+}

@@ -141,6 +141,8 @@ struct Engine<'a> {
     created: String,
     /// Every layer step of this build, for `--cache-to`.
     visited: Vec<(Digest, Option<LayerRef>)>,
+    /// ADD URL downloads of the current step (made while computing its key).
+    downloads: Vec<super::fetch::Download>,
 }
 
 /// The config key under which a cache image (`--cache-to`) lists its records.
@@ -219,6 +221,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
         cached: 0,
         created,
         visited: vec![],
+        downloads: vec![],
     };
     for r in &opts.cache_from {
         e.import_cache(r);
@@ -227,6 +230,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
         let out = e.run_stage(*i)?;
         e.built.insert(*i, out);
     }
+    e.clear_downloads();
     if let Some(h) = e.hasher.as_mut()
         && let Err(err) = h.save()
     {
@@ -742,16 +746,31 @@ impl Engine<'_> {
             .filter(|s| s.kind == SourceKind::Local)
             .map(|s| s.path.clone())
             .collect();
+        self.clear_downloads();
+        let mut remote = String::new();
         for s in &c.sources {
-            if matches!(s.kind, SourceKind::Url | SourceKind::Git) {
-                return Err(BuildError::Unsupported {
-                    at,
-                    what: format!("{what} of a remote source ({})", s.path),
-                });
+            match s.kind {
+                SourceKind::Git => {
+                    return Err(BuildError::Unsupported {
+                        at,
+                        what: format!("{what} of a git repository ({})", s.path),
+                    });
+                }
+                SourceKind::Url => {
+                    let d =
+                        super::fetch::fetch(&s.path, &self.store.tmp_dir(), c.checksum.as_deref())
+                            .map_err(|e| BuildError::Invalid {
+                                at: at.clone(),
+                                why: e.to_string(),
+                            })?;
+                    remote.push_str(&format!("url {} {}\n", s.path, d.digest));
+                    self.downloads.push(d);
+                }
+                _ => {}
             }
         }
         if local.is_empty() {
-            return Ok(String::new());
+            return Ok(remote);
         }
         let filter = Filter {
             ignore: Some(&self.ignore),
@@ -767,11 +786,15 @@ impl Engine<'_> {
                 ),
             });
         };
-        copy::context_digest(h, &local, &filter).map_err(|source| BuildError::Copy {
-            at,
-            what,
-            source,
-        })
+        let content = copy::context_digest(h, &local, &filter)
+            .map_err(|source| BuildError::Copy { at, what, source })?;
+        Ok(remote + &content)
+    }
+
+    fn clear_downloads(&mut self) {
+        for d in self.downloads.drain(..) {
+            let _ = fs::remove_file(&d.path);
+        }
     }
 
     fn exec_copy(
@@ -847,8 +870,15 @@ impl Engine<'_> {
         let dir_hint = raw.ends_with('/') || raw.ends_with("/.") || c.dest == ".";
         let d = dest.resolve(&raw);
         let mut selected: Vec<(String, bool)> = vec![]; // (rel or heredoc name, is_heredoc)
+        let mut downloads = 0..self.downloads.len();
         for s in &c.sources {
             match s.kind {
+                SourceKind::Url => {
+                    let i = downloads
+                        .next()
+                        .expect("downloaded while computing the key");
+                    selected.push((format!("url:{i}"), false));
+                }
                 SourceKind::Heredoc => selected.push((
                     s.path
                         .trim_start_matches("<<")
@@ -886,6 +916,29 @@ impl Engine<'_> {
                 let target = if into_dir { join(name) } else { d.clone() };
                 dest.ensure_parents(&target).map_err(cerr)?;
                 dest.write_content(&target, h.content.as_bytes())
+                    .map_err(cerr)?;
+                continue;
+            }
+            if let Some(i) = rel.strip_prefix("url:") {
+                // A download: 0600 unless --chmod, named after the URL path (Docker's rule).
+                let dl = &self.downloads[i.parse::<usize>().expect("download index")];
+                let target = if into_dir { join(&dl.name) } else { d.clone() };
+                let meta = fs::metadata(&dl.path).map_err(|e| {
+                    cerr(CopyError::Io {
+                        op: "stat",
+                        path: dl.path.clone(),
+                        source: e,
+                    })
+                })?;
+                let url_dest = Dest {
+                    layer: dest.layer,
+                    lowers: dest.lowers,
+                    owner: dest.owner,
+                    chmod: Some(chmod.unwrap_or(0o600)),
+                };
+                url_dest.ensure_parents(&target).map_err(cerr)?;
+                url_dest
+                    .copy_entry(&dl.path, &meta, &target)
                     .map_err(cerr)?;
                 continue;
             }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod context;
 pub mod copy;
 pub mod engine;
+pub mod fetch;
 pub mod fsview;
 pub mod output;
 
