@@ -494,3 +494,20 @@ fn add_of_a_url_downloads_with_mode_0600_verifies_checksums_and_caches_on_conten
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
 }
+
+#[test]
+fn push_sends_the_built_image_to_its_registry_and_pull_never_refuses_a_missing_base() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::with_registry(who);
+    let reg = e.registry.as_ref().unwrap();
+    e.boxfile("FROM busybox\nRUN echo pushed > /pushed\n");
+    let name = format!("{}/team/pushed:v1", reg.addr());
+    e.build_ok(&["-t", &name, "--push"]);
+    let r = reg.get("/v2/team/pushed/manifests/v1");
+    assert_eq!(r.status, 200, "the pushed manifest is in the registry");
+    // A fresh store with --pull=never has no busybox to start from.
+    e.boxfile("FROM layered\nRUN true\n");
+    let o = e.build(&["--pull=never"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--pull=never"), "{}", stderr(&o));
+}
