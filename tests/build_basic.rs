@@ -511,3 +511,27 @@ fn push_sends_the_built_image_to_its_registry_and_pull_never_refuses_a_missing_b
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--pull=never"), "{}", stderr(&o));
 }
+
+#[test]
+fn copy_writes_through_a_symlinked_destination_directory_and_keeps_parent_metadata() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.write("f", "f\n");
+    e.boxfile(
+        "FROM busybox\nRUN mkdir -p /usr/local/real && ln -s real /usr/local/alias\n\
+         COPY f /usr/local/alias/\nCOPY f /tmp/in-tmp\nCOPY f /home/app/sub/\n",
+    );
+    e.build_ok(&["-t", "sym"]);
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("sym", t.path());
+    let listing = build_common::tree_listing(&root).join("\n");
+    assert!(
+        listing.contains("usr/local/alias 777 0:0 -> real"),
+        "{listing}"
+    );
+    assert!(listing.contains("usr/local/real/f 644 0:0"), "{listing}");
+    // Existing parents keep the image's mode and owner (/tmp 1777, /home/app 1000).
+    assert!(listing.contains("tmp 1777 0:0 dir"), "{listing}");
+    assert!(listing.contains("home/app 755 1000:1000 dir"), "{listing}");
+    assert!(listing.contains("home/app/sub 755 0:0 dir"), "{listing}");
+}

@@ -314,7 +314,7 @@ impl Dest<'_> {
     /// Whether the absolute image path is a directory in the layer or the image.
     pub fn is_dir(&self, p: &str) -> bool {
         let rel = p.trim_start_matches('/');
-        if let Ok(m) = fs::metadata(self.layer.join(rel)) {
+        if let Ok(m) = fs::symlink_metadata(self.layer.join(rel)) {
             return m.is_dir();
         }
         self.lowers.metadata(rel).is_some_and(|m| m.is_dir())
@@ -575,6 +575,28 @@ mod tests {
             excludes: Some(IgnoreMatcher::parse("src/sub\n")),
         };
         assert_eq!(entries(t.path(), "src", &f), ["src", "src/a.txt"]);
+    }
+
+    #[test]
+    fn destinations_resolve_symlinked_parents_inside_the_image() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = t.path().join("lower");
+        fs::create_dir_all(lower.join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", lower.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin", lower.join("abs")).unwrap();
+        let layer = t.path().join("layer");
+        fs::create_dir(&layer).unwrap();
+        let l = Lowers::new(vec![lower]);
+        let d = Dest {
+            layer: &layer,
+            lowers: &l,
+            owner: (0, 0),
+            chmod: None,
+        };
+        assert_eq!(d.resolve("/bin/tool"), "/usr/bin/tool");
+        assert_eq!(d.resolve("/abs/tool"), "/usr/bin/tool");
+        assert_eq!(d.resolve("/bin"), "/bin");
+        assert!(d.is_dir("/usr/bin") && !d.is_dir("/bin"));
     }
 
     #[test]

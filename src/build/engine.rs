@@ -868,7 +868,18 @@ impl Engine<'_> {
             format!("{}/{}", if wd.is_empty() { "/" } else { wd }, c.dest)
         };
         let dir_hint = raw.ends_with('/') || raw.ends_with("/.") || c.dest == ".";
-        let d = dest.resolve(&raw);
+        let mut d = dest.resolve(&raw);
+        // A destination that is a symlink to a directory in the image (`/bin -> usr/bin`)
+        // is written through, never replaced by a directory.
+        let through = dest.resolve(&format!("{d}/.x"));
+        let through = through.strip_suffix("/.x").unwrap_or("/").to_string();
+        if through != d && dest.is_dir(&through) {
+            d = if through.is_empty() {
+                "/".into()
+            } else {
+                through
+            };
+        }
         let mut selected: Vec<(String, bool)> = vec![]; // (rel or heredoc name, is_heredoc)
         let mut downloads = 0..self.downloads.len();
         for s in &c.sources {
