@@ -535,3 +535,23 @@ fn copy_writes_through_a_symlinked_destination_directory_and_keeps_parent_metada
     assert!(listing.contains("home/app 755 1000:1000 dir"), "{listing}");
     assert!(listing.contains("home/app/sub 755 0:0 dir"), "{listing}");
 }
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build_and_are_not_inherited() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.write("trigger.txt", "from the child context\n");
+    e.boxfile("FROM busybox\nONBUILD COPY trigger.txt /triggered.txt\nONBUILD RUN echo onbuild-ran > /onbuild\n");
+    e.build_ok(&["-t", "parent"]);
+    e.boxfile("FROM parent\nRUN cat /onbuild\n");
+    let err = e.build_ok(&["-t", "child"]);
+    assert!(err.contains("] onbuild-ran"), "{err}");
+    let img = e.inspect("child");
+    assert!(img["Config"]["OnBuild"].is_null(), "{}", img["Config"]);
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("child", t.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("triggered.txt")).unwrap(),
+        "from the child context\n"
+    );
+}

@@ -727,6 +727,12 @@ impl Engine<'_> {
     ) -> Result<String> {
         let at = self.at(ins.start_line);
         let what = if is_add { "ADD" } else { "COPY" };
+        if c.parents == Some(true) {
+            return Err(BuildError::Unsupported {
+                at,
+                what: format!("{what} --parents"),
+            });
+        }
         if let Some(from) = &c.from {
             if let Some(s) = self.stage_by_ref(from) {
                 return Ok(format!("stage {}", s.key));
@@ -993,6 +999,13 @@ impl Engine<'_> {
         r: &RunInstr,
     ) -> Result<LayerRef> {
         let at = self.at(ins.start_line);
+        if r.security.as_deref() == Some("insecure") {
+            // Extra privileges (BuildKit's entitlement) are never granted in this sandbox.
+            return Err(BuildError::Unsupported {
+                at,
+                what: "RUN --security=insecure".into(),
+            });
+        }
         let cfg = &sr.out.config.config;
         let argv = run_argv(cfg, r);
         let mut lowerdirs = self.lowerdirs(&sr.out.layers)?;
