@@ -106,7 +106,8 @@ fn cache_mounts_persist_between_builds_and_secrets_never_reach_a_layer_or_the_hi
          RUN --mount=type=secret,id=tok,required=true cat /run/secrets/tok | wc -c > /secret-len\n\
          RUN --mount=type=secret,id=tok,env=TOKEN test ${#TOKEN} = 12 && echo env-ok > /env-ok\n\
          RUN --mount=type=bind,source=.,target=/ctx cat /ctx/Boxfile | head -1 > /bound\n\
-         RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && echo tmpfs-ok > /tmpfs-ok\n",
+         RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && echo tmpfs-ok > /tmpfs-ok\n\
+         RUN --mount=type=bind,target=/rw,rw echo scribble > /rw/Boxfile && cat /rw/Boxfile > /rw-ok\n",
     );
     let secret_arg = format!("id=tok,src={}", secret.display());
     e.build_ok(&["-t", "mounts", "--secret", &secret_arg]);
@@ -120,7 +121,14 @@ fn cache_mounts_persist_between_builds_and_secrets_never_reach_a_layer_or_the_hi
     assert_eq!(read("env-ok"), "env-ok\n");
     assert_eq!(read("bound"), "FROM busybox\n");
     assert_eq!(read("tmpfs-ok"), "tmpfs-ok\n");
-    for stub in ["cache", "run/secrets", "ctx", "scratch"] {
+    assert_eq!(read("rw-ok"), "scribble\n");
+    assert!(
+        std::fs::read_to_string(e.ctx().join("Boxfile"))
+            .unwrap()
+            .starts_with("FROM busybox"),
+        "a rw bind mount must not write to the context"
+    );
+    for stub in ["cache", "run/secrets", "ctx", "scratch", "rw"] {
         assert!(
             !root.join(stub).exists(),
             "mount point /{stub} leaked into a layer"

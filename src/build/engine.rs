@@ -1182,12 +1182,6 @@ impl Engine<'_> {
             MountType::Bind => {
                 let target =
                     target.ok_or_else(|| bad("RUN --mount=type=bind needs target=".into()))?;
-                if m.readonly == Some(false) {
-                    return Err(BuildError::Unsupported {
-                        at: at.to_string(),
-                        what: "RUN --mount=type=bind,rw".into(),
-                    });
-                }
                 let rel =
                     boxfile::ignore::clean(&format!("/{}", m.source.as_deref().unwrap_or(".")));
                 let rel = rel.trim_start_matches('/').to_string();
@@ -1220,11 +1214,44 @@ impl Engine<'_> {
                         vec![],
                     ),
                 };
+                let mut source = root.join(&rel);
+                let rw = m.readonly == Some(false);
+                if rw {
+                    // Writes are allowed but discarded, as in BuildKit: the container gets a
+                    // scratch copy owned by its root, never the context or the other stage.
+                    let copy = work
+                        .path()
+                        .join(format!("bind-rw-{}", run::spec::random_id()));
+                    fs::create_dir(&copy).map_err(fsview::io_err("create", &copy))?;
+                    let none = Lowers::default();
+                    let dest = Dest {
+                        layer: &copy,
+                        lowers: &none,
+                        owner: (0, 0),
+                        chmod: None,
+                    };
+                    let filter = Filter {
+                        ignore: None,
+                        excludes: None,
+                    };
+                    let meta = fs::metadata(&source).map_err(fsview::io_err("stat", &source))?;
+                    let r = if meta.is_dir() {
+                        dest.copy_tree(&root, &rel, "/tree", &filter)
+                    } else {
+                        dest.copy_entry(&source, &meta, "/tree")
+                    };
+                    r.map_err(|source| BuildError::Copy {
+                        at: at.to_string(),
+                        what: "RUN --mount=type=bind,rw",
+                        source,
+                    })?;
+                    source = copy.join("tree");
+                }
                 Ok((
                     Some(MountSpec::Bind {
-                        source: root.join(rel),
+                        source,
                         target: target.into(),
-                        read_only: true,
+                        read_only: !rw,
                     }),
                     keep,
                 ))
