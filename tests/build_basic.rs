@@ -173,8 +173,14 @@ fn rebuild_hits_the_cache_touch_keeps_hits_and_an_edit_reruns_from_there() {
     let first = e.build_ok(&["-t", "c"]);
     assert!(first.contains("] ran-1") && first.contains("] ran-2"));
     assert!(!first.contains("CACHED"));
+    let first_id = e.inspect("c")["Id"].clone();
     let second = e.build_ok(&["-t", "c"]);
     assert_eq!(second.matches("CACHED").count(), 4, "{second}");
+    assert_eq!(
+        e.inspect("c")["Id"],
+        first_id,
+        "a fully cached rebuild gives the same image"
+    );
     assert!(
         !second.contains("] ran-1"),
         "a hit runs no container: {second}"

@@ -125,6 +125,10 @@ struct StageRun {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CacheRecord {
     layer: Option<LayerRef>,
+    /// When the step ran: a hit reuses it for the history, so a fully cached rebuild gives
+    /// the same image ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
 }
 
 struct Engine<'a> {
@@ -139,6 +143,8 @@ struct Engine<'a> {
     executed: usize,
     cached: usize,
     created: String,
+    /// `SOURCE_DATE_EPOCH` as RFC 3339: every time in the image when set.
+    sde: Option<String>,
     /// Every layer step of this build, for `--cache-to`.
     visited: Vec<(Digest, Option<LayerRef>)>,
     /// ADD URL downloads of the current step (made while computing its key).
@@ -220,6 +226,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
         executed: 0,
         cached: 0,
         created,
+        sde: opts.source_date_epoch.map(rfc3339),
         visited: vec![],
         downloads: vec![],
     };
@@ -602,11 +609,17 @@ impl Engine<'_> {
                     }
                 })?;
                 if !matches!(other, Instruction::Arg(_)) {
-                    sr.out.config.history.push(history_entry(
-                        other,
-                        Some(self.created.clone()),
-                        true,
-                    ));
+                    // The time of the last layer step (or of the base): metadata alone does not
+                    // make a rebuild differ.
+                    let time = self
+                        .sde
+                        .clone()
+                        .or_else(|| sr.out.config.created.clone())
+                        .unwrap_or_else(|| self.created.clone());
+                    sr.out
+                        .config
+                        .history
+                        .push(history_entry(other, Some(time), true));
                 }
                 sr.out.key = key_of(&[&parent, "meta", &dump_instruction(other)]);
                 if counted {
@@ -627,13 +640,16 @@ impl Engine<'_> {
         created_by: String,
         exec: impl FnOnce(&mut Self, &mut StageRun) -> Result<Option<LayerRef>>,
     ) -> Result<()> {
-        let layer = match self.cache_get(&key) {
+        let (layer, time) = match self.cache_get(&key) {
             Some(rec) => {
                 if counted {
                     self.printer.step(&ins.original, true);
                 }
                 self.cached += 1;
-                rec.layer
+                (
+                    rec.layer,
+                    rec.created.unwrap_or_else(|| self.created.clone()),
+                )
             }
             None => {
                 if counted {
@@ -645,18 +661,21 @@ impl Engine<'_> {
                     &key,
                     &CacheRecord {
                         layer: layer.clone(),
+                        created: Some(self.created.clone()),
                     },
                 );
-                layer
+                (layer, self.created.clone())
             }
         };
+        let time = self.sde.clone().unwrap_or(time);
+        sr.out.config.created = Some(time.clone());
         self.visited.push((key.clone(), layer.clone()));
         let empty = layer.is_none();
         if let Some(l) = layer {
             sr.out.layers.push(l);
         }
         sr.out.config.history.push(config::History {
-            created: Some(self.created.clone()),
+            created: Some(time),
             created_by: Some(created_by),
             comment: Some("buildkit.dockerfile.v0".into()),
             empty_layer: empty,
@@ -1363,7 +1382,13 @@ impl Engine<'_> {
                 .as_ref()
                 .is_none_or(|l| self.store.has_blob(&l.digest))
             {
-                self.cache_put(&key, &CacheRecord { layer });
+                self.cache_put(
+                    &key,
+                    &CacheRecord {
+                        layer,
+                        created: None,
+                    },
+                );
             }
         }
     }
@@ -1401,11 +1426,7 @@ impl Engine<'_> {
             format!("localhost/boxbuild-cache-export:{}", run::spec::random_id())
                 .parse()
                 .expect("valid reference");
-        let saved = std::mem::take(&mut self.created);
-        self.created = rfc3339(0);
-        let written = self.write_manifest(out, std::slice::from_ref(&local), false);
-        self.created = saved;
-        written?;
+        self.write_manifest(out, std::slice::from_ref(&local), false, Some(rfc3339(0)))?;
         let progress = if self.printer.quiet() {
             registry::Progress::Quiet
         } else {
@@ -1421,7 +1442,12 @@ impl Engine<'_> {
     }
 
     fn write_image(&mut self, out: StageOut, tags: &[Reference]) -> Result<(Digest, Digest)> {
-        self.write_manifest(out, tags, true)
+        let created = self
+            .sde
+            .clone()
+            .or_else(|| out.config.created.clone())
+            .unwrap_or_else(|| self.created.clone());
+        self.write_manifest(out, tags, true, Some(created))
     }
 
     fn write_manifest(
@@ -1429,6 +1455,7 @@ impl Engine<'_> {
         mut out: StageOut,
         tags: &[Reference],
         with_labels: bool,
+        created: Option<String>,
     ) -> Result<(Digest, Digest)> {
         let docker = self.opts.format == ImageFormat::Docker;
         if with_labels {
@@ -1437,7 +1464,7 @@ impl Engine<'_> {
             }
         }
         let cfg = &mut out.config;
-        cfg.created = Some(self.created.clone());
+        cfg.created = created;
         if cfg.architecture.is_empty() {
             cfg.architecture = host_arch().into();
         }
