@@ -16,7 +16,7 @@ ENV APP_HOME=/srv/app \
 LABEL org.example.name="every instruction" version=1
 WORKDIR $APP_HOME
 COPY --chown=app:app --chmod=0640 greeting.txt ./
-COPY src/ lib/
+COPY --exclude=*.log src/ lib/
 COPY *.conf /etc/every/
 ADD archive.tar.gz /opt/unpacked/
 COPY <<EOF /srv/app/heredoc.txt
@@ -46,6 +46,7 @@ fn every_env(who: Who) -> Env {
     e.write("greeting.txt", "hi there\n");
     e.write("src/a.txt", "a\n");
     e.write("src/deep/b.txt", "b\n");
+    e.write("src/debug.log", "excluded\n");
     e.write("one.conf", "1\n");
     e.write("two.conf", "2\n");
     // An archive made by tar(1): ADD must unpack it.
@@ -123,6 +124,7 @@ fn every_instruction_takes_effect_and_podman_runs_the_image_with_same_output_and
         "greeting is hello\n"
     );
     assert!(!root.join("srv/app/secret.txt").exists());
+    assert!(!root.join("srv/app/lib/debug.log").exists(), "--exclude");
     // The sandbox's mount points do not leak into layers.
     assert!(!root.join("etc/hostname").exists() || listing.contains("etc/hostname 644"));
 

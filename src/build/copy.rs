@@ -76,14 +76,25 @@ pub struct Filter<'a> {
 }
 
 impl Filter<'_> {
-    fn skipped(&self, rel: &str, is_dir: bool) -> bool {
+    /// Whether `rel` (relative to the root) is left out. The ignore file matches paths from
+    /// the context root; `--exclude` patterns match paths relative to the source being
+    /// copied (`base`), as in BuildKit (`COPY --exclude=*.log src/ /app/`).
+    fn skipped(&self, rel: &str, base: &str, is_dir: bool) -> bool {
         let ign = self
             .ignore
             .is_some_and(|m| m.matches(rel, is_dir) && !(is_dir && m.may_contain_exceptions(rel)));
-        ign || self
-            .excludes
-            .as_ref()
-            .is_some_and(|m| m.matches(rel, is_dir))
+        let sub = if base.is_empty() {
+            rel
+        } else {
+            rel.strip_prefix(base)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(rel)
+        };
+        ign || (!sub.is_empty()
+            && self
+                .excludes
+                .as_ref()
+                .is_some_and(|m| m.matches(sub, is_dir)))
     }
 }
 
@@ -97,7 +108,7 @@ pub fn select(root: &Path, pattern: &str, filter: &Filter) -> Result<Vec<String>
     if !has_glob(&p) {
         let full = root.join(&p);
         return match fs::symlink_metadata(&full) {
-            Ok(m) if !filter.skipped(&p, m.is_dir()) => Ok(vec![p]),
+            Ok(m) if !filter.skipped(&p, "", m.is_dir()) => Ok(vec![p]),
             _ => Err(CopyError::NotFound(pattern.to_string())),
         };
     }
@@ -130,7 +141,7 @@ pub fn select(root: &Path, pattern: &str, filter: &Filter) -> Result<Vec<String>
             };
             let is_dir = fs::symlink_metadata(root.join(&r)).is_ok_and(|m| m.is_dir());
             if m.matches(&r, is_dir) {
-                if !filter.skipped(&r, is_dir) {
+                if !filter.skipped(&r, "", is_dir) {
                     out.push(r);
                 }
             } else if is_dir && level + 1 < depth {
@@ -149,7 +160,7 @@ pub fn select(root: &Path, pattern: &str, filter: &Filter) -> Result<Vec<String>
 /// filtered), as paths relative to the root, in walk order.
 pub fn entries(root: &Path, rel: &str, filter: &Filter) -> Vec<String> {
     let mut out = vec![rel.to_string()];
-    fn walk(root: &Path, rel: &str, filter: &Filter, out: &mut Vec<String>) {
+    fn walk(root: &Path, rel: &str, base: &str, filter: &Filter, out: &mut Vec<String>) {
         let Ok(rd) = fs::read_dir(root.join(rel)) else {
             return;
         };
@@ -165,17 +176,17 @@ pub fn entries(root: &Path, rel: &str, filter: &Filter) -> Vec<String> {
             let Ok(m) = fs::symlink_metadata(root.join(&r)) else {
                 continue;
             };
-            if filter.skipped(&r, m.is_dir()) {
+            if filter.skipped(&r, base, m.is_dir()) {
                 continue;
             }
             out.push(r.clone());
             if m.is_dir() {
-                walk(root, &r, filter, out);
+                walk(root, &r, base, filter, out);
             }
         }
     }
     if fs::metadata(root.join(rel)).is_ok_and(|m| m.is_dir()) {
-        walk(root, rel, filter, &mut out);
+        walk(root, rel, rel, filter, &mut out);
     }
     out
 }
@@ -572,9 +583,17 @@ mod tests {
         let ign = IgnoreMatcher::parse("src/*.log\n");
         let f = Filter {
             ignore: Some(&ign),
-            excludes: Some(IgnoreMatcher::parse("src/sub\n")),
+            excludes: Some(IgnoreMatcher::parse("sub\n")),
         };
         assert_eq!(entries(t.path(), "src", &f), ["src", "src/a.txt"]);
+        let f = Filter {
+            ignore: None,
+            excludes: Some(IgnoreMatcher::parse("*.txt\n")),
+        };
+        assert_eq!(
+            entries(t.path(), "src", &f),
+            ["src", "src/b.log", "src/sub", "src/sub/c.txt"]
+        );
     }
 
     #[test]
