@@ -439,6 +439,7 @@ impl Engine<'_> {
         let Instruction::From(f) = from.instruction else {
             unreachable!("expand_from gives a FROM")
         };
+        self.printer.step(&stage.from.original, false);
         let mut base = if f.image == "scratch" {
             StageOut {
                 layers: vec![],
@@ -470,7 +471,6 @@ impl Engine<'_> {
             })?;
             self.image_out(&img)?
         };
-        self.printer.step(&stage.from.original, false);
         let mut env = self.global.stage_env();
         let pairs: Vec<(String, String)> = base
             .config
