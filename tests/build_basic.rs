@@ -563,3 +563,26 @@ fn onbuild_triggers_run_in_the_child_build_and_are_not_inherited() {
         "from the child context\n"
     );
 }
+
+#[test]
+fn a_stage_can_be_the_base_of_another_and_f_names_the_boxfile() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.write(
+        "build/Special.boxfile",
+        "FROM busybox AS base\nENV FROM_BASE=yes\nRUN echo base > /base\n\
+         FROM base AS derived\nRUN cat /base > /derived && echo $FROM_BASE >> /derived\n\
+         MAINTAINER someone@example.com\n",
+    );
+    let f = e.ctx().join("build/Special.boxfile");
+    let err = e.build_ok(&["-t", "derived", "-f", f.to_str().unwrap()]);
+    assert!(err.contains("MaintainerDeprecated"), "{err}");
+    let img = e.inspect("derived");
+    assert_eq!(img["Author"], "someone@example.com");
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("derived", t.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("derived")).unwrap(),
+        "base\nyes\n"
+    );
+}

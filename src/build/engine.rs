@@ -230,6 +230,14 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
         visited: vec![],
         downloads: vec![],
     };
+    // Lint findings do not stop a build; they are shown first, as BuildKit's build checks.
+    for w in &e.bf.warnings.clone() {
+        e.printer.line(&format!(
+            "warning: {}:{}",
+            opts.boxfile.path.display(),
+            w.plain()
+        ));
+    }
     for r in &opts.cache_from {
         e.import_cache(r);
     }
