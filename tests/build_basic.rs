@@ -521,13 +521,16 @@ fn push_sends_the_built_image_to_its_registry_and_pull_never_refuses_a_missing_b
 }
 
 #[test]
-fn copy_writes_through_a_symlinked_destination_directory_and_keeps_parent_metadata() {
+fn copy_writes_through_a_symlinked_destination_keeps_parent_metadata_and_parents_paths() {
     let Some(who) = Who::root() else { return };
     let e = Env::new(who);
     e.write("f", "f\n");
+    e.write("nested/a/x.txt", "a\n");
+    e.write("nested/b/x.txt", "b\n");
     e.boxfile(
         "FROM busybox\nRUN mkdir -p /usr/local/real && ln -s real /usr/local/alias\n\
-         COPY f /usr/local/alias/\nCOPY f /tmp/in-tmp\nCOPY f /home/app/sub/\n",
+         COPY f /usr/local/alias/\nCOPY f /tmp/in-tmp\nCOPY f /home/app/sub/\n\
+         COPY --parents nested/*/x.txt /kept/\n",
     );
     e.build_ok(&["-t", "sym"]);
     let t = tempfile::tempdir().unwrap();
@@ -542,6 +545,9 @@ fn copy_writes_through_a_symlinked_destination_directory_and_keeps_parent_metada
     assert!(listing.contains("tmp 1777 0:0 dir"), "{listing}");
     assert!(listing.contains("home/app 755 1000:1000 dir"), "{listing}");
     assert!(listing.contains("home/app/sub 755 0:0 dir"), "{listing}");
+    // --parents keeps the matched paths below the destination.
+    assert!(listing.contains("kept/nested/a/x.txt 644 0:0"), "{listing}");
+    assert!(listing.contains("kept/nested/b/x.txt 644 0:0"), "{listing}");
 }
 
 #[test]

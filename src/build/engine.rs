@@ -754,12 +754,6 @@ impl Engine<'_> {
     ) -> Result<String> {
         let at = self.at(ins.start_line);
         let what = if is_add { "ADD" } else { "COPY" };
-        if c.parents == Some(true) {
-            return Err(BuildError::Unsupported {
-                at,
-                what: format!("{what} --parents"),
-            });
-        }
         if let Some(from) = &c.from {
             if let Some(s) = self.stage_by_ref(from) {
                 return Ok(format!("stage {}", s.key));
@@ -938,7 +932,9 @@ impl Engine<'_> {
             }
         }
         let multiple = selected.len() > 1;
-        let into_dir = dir_hint || multiple || dest.is_dir(&d);
+        // --parents keeps each source's path below the destination directory.
+        let parents = c.parents == Some(true);
+        let into_dir = dir_hint || multiple || parents || dest.is_dir(&d);
         if multiple && !dir_hint && !dest.is_dir(&d) {
             return Err(cerr(CopyError::DestNotDir));
         }
@@ -997,7 +993,12 @@ impl Engine<'_> {
                     })
                 })?;
             if meta.is_dir() {
-                dest.copy_tree(&root, &rel, &d, &filter).map_err(cerr)?;
+                let to = if parents && !rel.is_empty() {
+                    join(&rel)
+                } else {
+                    d.clone()
+                };
+                dest.copy_tree(&root, &rel, &to, &filter).map_err(cerr)?;
                 continue;
             }
             if is_add && meta.is_file() && dest.extract_archive(&src, &d).map_err(cerr)? {
@@ -1007,7 +1008,13 @@ impl Engine<'_> {
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
-            let target = if into_dir { join(&base) } else { d.clone() };
+            let target = if parents {
+                join(&rel)
+            } else if into_dir {
+                join(&base)
+            } else {
+                d.clone()
+            };
             dest.ensure_parents(&target).map_err(cerr)?;
             dest.copy_entry(&src, &meta, &target).map_err(cerr)?;
         }
