@@ -12,8 +12,7 @@ set -euo pipefail
 # curl: readiness probe of the registry in scripts/example.sh.
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
-      ca-certificates curl
-      jq time)  # jq, GNU time: bench/build.sh (medians, peak RSS)
+      ca-certificates curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
