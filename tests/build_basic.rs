@@ -592,3 +592,41 @@ fn a_stage_can_be_the_base_of_another_and_f_names_the_boxfile() {
         "base\nyes\n"
     );
 }
+
+#[test]
+fn sources_follow_symlinks_only_inside_the_context_or_the_stage() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    std::os::unix::fs::symlink("/etc", e.ctx().join("etc-link")).unwrap();
+    e.write("inside/file.txt", "inside\n");
+    std::os::unix::fs::symlink("/inside/file.txt", e.ctx().join("abs-link")).unwrap();
+    // A context symlink to /etc cannot bring the host's files into the image.
+    e.boxfile("FROM busybox\nCOPY etc-link/hostname /leak\n");
+    let o = e.build(&["-t", "leak"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("etc-link/hostname: not found"),
+        "{}",
+        stderr(&o)
+    );
+    // An absolute symlink resolves inside the context; an image's symlinks inside the image.
+    e.boxfile(
+        "FROM busybox\nCOPY abs-link /copied.txt\nCOPY --from=busybox /bin/sh /sh-from-image\n",
+    );
+    e.build_ok(&["-t", "scoped"]);
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("scoped", t.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("copied.txt")).unwrap(),
+        "inside\n"
+    );
+    let sh = std::fs::symlink_metadata(root.join("sh-from-image")).unwrap();
+    assert!(
+        sh.is_file(),
+        "the symlink is followed to the image's busybox"
+    );
+    assert_eq!(
+        std::fs::read(root.join("sh-from-image")).unwrap(),
+        std::fs::read(root.join("bin/busybox")).unwrap()
+    );
+}

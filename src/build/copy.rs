@@ -98,6 +98,53 @@ impl Filter<'_> {
     }
 }
 
+/// Resolve `rel` under `root` the way a chroot would: symlinks (in every component, the last
+/// included) are followed *inside* `root` — absolute targets start again at `root`, `..`
+/// stops at it. Reading sources through this never leaves the context (or a stage's tree):
+/// a context symlink to `/etc` cannot smuggle host files into an image, and an image's
+/// absolute symlinks resolve in the image, not on the host.
+pub fn scoped(root: &Path, rel: &str) -> String {
+    use std::collections::VecDeque;
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: VecDeque<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut cand = root.to_path_buf();
+        cand.extend(&done);
+        cand.push(&c);
+        match fs::symlink_metadata(&cand) {
+            Ok(m) if m.file_type().is_symlink() && hops < 40 => {
+                hops += 1;
+                let Ok(t) = fs::read_link(&cand) else {
+                    done.push(c);
+                    continue;
+                };
+                let t = t.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    done.clear();
+                }
+                for part in t.split('/').filter(|p| !p.is_empty()).rev() {
+                    todo.push_front(part.to_string());
+                }
+            }
+            _ => done.push(c),
+        }
+    }
+    done.join("/")
+}
+
 /// The relative paths (`""` = the root) a source pattern selects under `root`, sorted.
 pub fn select(root: &Path, pattern: &str, filter: &Filter) -> Result<Vec<String>> {
     let p = clean(&format!("/{pattern}"));
@@ -203,20 +250,18 @@ pub fn context_digest(
     for pat in patterns {
         h.update(format!("source {pat}\n").as_bytes());
         for rel in select(&root, pat, filter)? {
-            for e in entries(&root, &rel, filter) {
+            let resolved = scoped(&root, &rel);
+            h.update(format!("{rel} -> {resolved}\n").as_bytes());
+            for e in entries(&root, &resolved, filter) {
                 let p = root.join(&e);
-                let m = if e == rel {
-                    fs::metadata(&p)
-                } else {
-                    fs::symlink_metadata(&p)
-                }
-                .map_err(io_err("stat", &p))?;
-                let line = if m.is_file() {
-                    describe_entry(hasher, &e, &m)?
-                } else {
-                    describe_entry(hasher, &e, &fs::symlink_metadata(&p).unwrap_or(m))?
-                };
-                h.update(line.as_bytes());
+                let m = fs::symlink_metadata(&p).map_err(|err| {
+                    if err.kind() == io::ErrorKind::NotFound && e == resolved {
+                        CopyError::NotFound(rel.clone())
+                    } else {
+                        io_err("stat", &p)(err)
+                    }
+                })?;
+                h.update(describe_entry(hasher, &e, &m)?.as_bytes());
             }
         }
     }
@@ -616,6 +661,24 @@ mod tests {
         assert_eq!(d.resolve("/abs/tool"), "/usr/bin/tool");
         assert_eq!(d.resolve("/bin"), "/bin");
         assert!(d.is_dir("/usr/bin") && !d.is_dir("/bin"));
+    }
+
+    #[test]
+    fn sources_resolve_inside_the_root_never_outside() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("real/sub")).unwrap();
+        fs::write(r.join("real/sub/f"), "f").unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("etc-link")).unwrap();
+        std::os::unix::fs::symlink("../../../../real", r.join("up")).unwrap();
+        std::os::unix::fs::symlink("/real/sub", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(scoped(r, "etc-link/passwd"), "etc/passwd");
+        assert!(!r.join(scoped(r, "etc-link/passwd")).exists());
+        assert_eq!(scoped(r, "up/sub/f"), "real/sub/f");
+        assert_eq!(scoped(r, "abs/f"), "real/sub/f");
+        assert_eq!(scoped(r, "../../real/./sub/../sub/f"), "real/sub/f");
+        assert_eq!(scoped(r, "loop"), "loop");
     }
 
     #[test]

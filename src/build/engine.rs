@@ -982,23 +982,28 @@ impl Engine<'_> {
                     .map_err(cerr)?;
                 continue;
             }
-            let src = root.join(&rel);
-            let meta = fs::metadata(&src)
-                .or_else(|_| fs::symlink_metadata(&src))
-                .map_err(|e| {
-                    cerr(CopyError::Io {
+            // Read through symlinks only inside the source tree (see copy::scoped).
+            let resolved = copy::scoped(&root, &rel);
+            let src = root.join(&resolved);
+            let meta = fs::symlink_metadata(&src).map_err(|e| {
+                cerr(if e.kind() == std::io::ErrorKind::NotFound {
+                    CopyError::NotFound(rel.clone())
+                } else {
+                    CopyError::Io {
                         op: "stat",
                         path: src.clone(),
                         source: e,
-                    })
-                })?;
+                    }
+                })
+            })?;
             if meta.is_dir() {
                 let to = if parents && !rel.is_empty() {
                     join(&rel)
                 } else {
                     d.clone()
                 };
-                dest.copy_tree(&root, &rel, &to, &filter).map_err(cerr)?;
+                dest.copy_tree(&root, &resolved, &to, &filter)
+                    .map_err(cerr)?;
                 continue;
             }
             if is_add && meta.is_file() && dest.extract_archive(&src, &d).map_err(cerr)? {
@@ -1248,6 +1253,7 @@ impl Engine<'_> {
                         vec![],
                     ),
                 };
+                let rel = copy::scoped(&root, &rel);
                 let mut source = root.join(&rel);
                 let rw = m.readonly == Some(false);
                 if rw {
