@@ -105,14 +105,29 @@ fn cache_mounts_persist_between_builds_and_secrets_never_reach_a_layer_or_the_hi
          RUN --mount=type=cache,target=/cache echo run1 >> /cache/log && cat /cache/log | wc -l > /count1\n\
          RUN --mount=type=secret,id=tok,required=true cat /run/secrets/tok | wc -c > /secret-len\n\
          RUN --mount=type=secret,id=tok,env=TOKEN test ${#TOKEN} = 12 && echo env-ok > /env-ok\n\
-         RUN --mount=type=bind,source=.,target=/ctx cat /ctx/Boxfile | head -1 > /bound\n\
+         RUN --mount=type=bind,source=.,target=/ctx cat /ctx/Boxfile | head -1 > /bound \\\n\
+           && (test -e /ctx/ignored.txt && echo visible || echo hidden) > /ignored-in-bind\n\
          RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && echo tmpfs-ok > /tmpfs-ok\n\
          RUN --mount=type=bind,target=/rw,rw echo scribble > /rw/Boxfile && cat /rw/Boxfile > /rw-ok\n",
     );
+    e.write(".boxignore", "ignored.txt\n");
+    e.write("ignored.txt", "not part of the context\n");
     let secret_arg = format!("id=tok,src={}", secret.display());
     e.build_ok(&["-t", "mounts", "--secret", &secret_arg]);
     // A second build with no cache appends to the same cache mount.
     e.build_ok(&["-t", "mounts", "--secret", &secret_arg, "--no-cache"]);
+    // What a bind mount shows is part of the RUN's key: editing the context reruns it.
+    let before = e.build_ok(&["-t", "mounts", "--secret", &secret_arg]);
+    assert!(
+        before.contains("CACHED RUN --mount=type=bind,source=."),
+        "{before}"
+    );
+    e.write("extra.txt", "changes the bound context\n");
+    let after = e.build_ok(&["-t", "mounts", "--secret", &secret_arg]);
+    assert!(
+        !after.contains("CACHED RUN --mount=type=bind,source=."),
+        "{after}"
+    );
     let t = tempfile::tempdir().unwrap();
     let root = e.umoci_unpack("mounts", t.path());
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
@@ -120,6 +135,11 @@ fn cache_mounts_persist_between_builds_and_secrets_never_reach_a_layer_or_the_hi
     assert_eq!(read("secret-len").trim(), "12");
     assert_eq!(read("env-ok"), "env-ok\n");
     assert_eq!(read("bound"), "FROM busybox\n");
+    assert_eq!(
+        read("ignored-in-bind"),
+        "hidden\n",
+        ".boxignore applies to bind mounts"
+    );
     assert_eq!(read("tmpfs-ok"), "tmpfs-ok\n");
     assert_eq!(read("rw-ok"), "scribble\n");
     assert!(

@@ -568,11 +568,13 @@ impl Engine<'_> {
                     .into_iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
+                let mounts = self.bind_mounts_key(r, &at)?;
                 let key = key_of(&[
                     &parent,
                     "run",
                     &dump_instruction(&e.instruction),
                     &args.join("\n"),
+                    &mounts,
                 ]);
                 let created_by = run_created_by(&e.instruction);
                 self.layer_step(sr, ins, counted, key, created_by, |eng, sr| {
@@ -742,6 +744,56 @@ impl Engine<'_> {
             excludes: (!c.excludes.is_empty())
                 .then(|| IgnoreMatcher::parse(&c.excludes.join("\n"))),
         }
+    }
+
+    /// What a RUN's bind mounts contribute to its key: the content they show (context
+    /// digest, or the stage's key / image digest), as BuildKit keys them. Cache mounts and
+    /// secrets are left out on purpose.
+    fn bind_mounts_key(&mut self, r: &RunInstr, at: &str) -> Result<String> {
+        let mut out = String::new();
+        for m in r.mounts.iter().filter(|m| m.kind == MountType::Bind) {
+            let source = m.source.clone().unwrap_or_else(|| ".".into());
+            match &m.from {
+                Some(from) => {
+                    if let Some(s) = self.stage_by_ref(from) {
+                        out.push_str(&format!("bind stage {} {source}\n", s.key));
+                    } else {
+                        let img = registry::ensure_image(self.store, from, &self.pull_options())
+                            .map_err(|e| BuildError::Base {
+                                at: at.to_string(),
+                                image: from.clone(),
+                                source: e,
+                            })?;
+                        out.push_str(&format!(
+                            "bind image {} {source}\n",
+                            img.manifest_desc.digest
+                        ));
+                    }
+                }
+                None => {
+                    let filter = Filter {
+                        ignore: Some(&self.ignore),
+                        excludes: None,
+                    };
+                    let Some(h) = self.hasher.as_mut() else {
+                        return Err(BuildError::Invalid {
+                            at: at.to_string(),
+                            why: "RUN --mount=type=bind from the context, but there is no \
+                                  context"
+                                .into(),
+                        });
+                    };
+                    let d = copy::context_digest(h, std::slice::from_ref(&source), &filter)
+                        .map_err(|e| BuildError::Copy {
+                            at: at.to_string(),
+                            what: "RUN --mount=type=bind",
+                            source: e,
+                        })?;
+                    out.push_str(&format!("bind context {source} {d}\n"));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// What the sources of a COPY/ADD contribute to its key.
@@ -1256,12 +1308,13 @@ impl Engine<'_> {
                 let rel = copy::scoped(&root, &rel);
                 let mut source = root.join(&rel);
                 let rw = m.readonly == Some(false);
-                if rw {
-                    // Writes are allowed but discarded, as in BuildKit: the container gets a
-                    // scratch copy owned by its root, never the context or the other stage.
-                    let copy = work
-                        .path()
-                        .join(format!("bind-rw-{}", run::spec::random_id()));
+                let from_context = m.from.is_none();
+                // A private copy when the step may write (writes are discarded, as in
+                // BuildKit: never to the context or the other stage), or when the context has
+                // an ignore file (ignored paths are not part of the context, so the step must
+                // not see them either). Otherwise the source is bound read-only as it is.
+                if rw || (from_context && !self.ignore.is_empty()) {
+                    let copy = work.path().join(format!("bind-{}", run::spec::random_id()));
                     fs::create_dir(&copy).map_err(fsview::io_err("create", &copy))?;
                     let none = Lowers::default();
                     let dest = Dest {
@@ -1271,7 +1324,7 @@ impl Engine<'_> {
                         chmod: None,
                     };
                     let filter = Filter {
-                        ignore: None,
+                        ignore: from_context.then_some(&self.ignore),
                         excludes: None,
                     };
                     let meta = fs::metadata(&source).map_err(fsview::io_err("stat", &source))?;
@@ -1282,7 +1335,7 @@ impl Engine<'_> {
                     };
                     r.map_err(|source| BuildError::Copy {
                         at: at.to_string(),
-                        what: "RUN --mount=type=bind,rw",
+                        what: "RUN --mount=type=bind",
                         source,
                     })?;
                     source = copy.join("tree");
