@@ -211,11 +211,18 @@ fn rebuild_hits_the_cache_touch_keeps_hits_and_an_edit_reruns_from_there() {
 fn build_args_reach_run_steps_and_their_value_is_part_of_the_key() {
     let Some(who) = Who::root() else { return };
     let e = Env::new(who);
-    e.boxfile("FROM busybox\nARG FLAVOUR=plain\nRUN echo flavour=$FLAVOUR > /flavour\n");
+    e.boxfile(
+        "FROM busybox\nARG FLAVOUR=plain\nRUN echo flavour=$FLAVOUR > /flavour\nRUN echo changes-nothing\n",
+    );
     let a = e.build_ok(&["-t", "f"]);
     assert!(!a.contains("CACHED"));
     let b = e.build_ok(&["-t", "f", "--build-arg", "FLAVOUR=spicy"]);
     assert!(!b.contains("CACHED"), "{b}");
+    // The RUN that changes nothing adds no layer, only an empty_layer history entry.
+    let img = e.inspect("f");
+    assert_eq!(img["Manifest"]["Layers"].as_array().unwrap().len(), 2);
+    let last = img["History"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["empty_layer"], true, "{last}");
     let t = tempfile::tempdir().unwrap();
     let root = e.umoci_unpack("f", t.path());
     assert_eq!(

@@ -578,7 +578,7 @@ impl Engine<'_> {
                 ]);
                 let created_by = run_created_by(&e.instruction);
                 self.layer_step(sr, ins, counted, key, created_by, |eng, sr| {
-                    eng.exec_run(sr, ins, r).map(Some)
+                    eng.exec_run(sr, ins, r)
                 })
             }
             Instruction::Copy(c) | Instruction::Add(c) => {
@@ -1088,7 +1088,7 @@ impl Engine<'_> {
         sr: &mut StageRun,
         ins: &Located<Instruction>,
         r: &RunInstr,
-    ) -> Result<LayerRef> {
+    ) -> Result<Option<LayerRef>> {
         let at = self.at(ins.start_line);
         if r.security.as_deref() == Some("insecure") {
             // Extra privileges (BuildKit's entitlement) are never granted in this sandbox.
@@ -1201,11 +1201,16 @@ impl Engine<'_> {
             });
         }
         remove_stubs(&upper, &lowers, &stubs);
-        Ok(fsview::commit_dir(
+        // A step that changed nothing adds no layer (history `empty_layer`), as BuildKit
+        // drops empty diffs.
+        if fs::read_dir(&upper).map_or(true, |mut d| d.next().is_none()) {
+            return Ok(None);
+        }
+        Ok(Some(fsview::commit_dir(
             self.store,
             &upper,
             self.opts.source_date_epoch,
-        )?)
+        )?))
     }
 
     /// The sandbox mount for one `RUN --mount`, plus anything that must live until the
@@ -1643,26 +1648,40 @@ fn command_text(r: &RunInstr) -> String {
 /// exist in the image): empty files and directories, and then their parents that became
 /// empty and did not exist either.
 fn remove_stubs(upper: &Path, lowers: &Lowers, stubs: &[String]) {
+    use std::os::unix::fs::MetadataExt;
     for s in stubs {
         let mut rel = s.trim_matches('/').to_string();
+        let mut removed_child = false;
         loop {
-            if rel.is_empty() || lowers.find(&rel).is_some() {
+            if rel.is_empty() {
                 break;
             }
             let p = upper.join(&rel);
             let Ok(m) = fs::symlink_metadata(&p) else {
                 break;
             };
-            let removed = if m.is_dir() {
-                fs::remove_dir(&p).is_ok()
-            } else if m.is_file() && m.len() == 0 {
-                fs::remove_file(&p).is_ok()
-            } else {
-                false
+            let removed = match lowers.metadata(&rel) {
+                // Not in the image: the sandbox made it; an empty file or directory goes.
+                None if m.is_dir() => fs::remove_dir(&p).is_ok(),
+                None if m.is_file() && m.len() == 0 => fs::remove_file(&p).is_ok(),
+                None => false,
+                // In the image: a parent the overlay copied up only to hold a stub. Once
+                // empty, it goes too when it still matches the image (not opaque, same mode
+                // and owner); otherwise the layer would carry a spurious `/etc`.
+                Some(lm) => {
+                    removed_child
+                        && m.is_dir()
+                        && lm.is_dir()
+                        && m.mode() == lm.mode()
+                        && (m.uid(), m.gid()) == (lm.uid(), lm.gid())
+                        && !crate::layer::whiteout::is_overlay_opaque(&p).unwrap_or(true)
+                        && fs::remove_dir(&p).is_ok()
+                }
             };
             if !removed {
                 break;
             }
+            removed_child = true;
             rel = match rel.rsplit_once('/') {
                 Some((parent, _)) => parent.to_string(),
                 None => break,
