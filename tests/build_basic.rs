@@ -637,3 +637,15 @@ fn sources_follow_symlinks_only_inside_the_context_or_the_stage() {
         std::fs::read(root.join("bin/busybox")).unwrap()
     );
 }
+
+#[test]
+fn from_scratch_with_a_platform_records_it_in_the_config() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.write("f", "f\n");
+    e.boxfile("FROM --platform=linux/arm64/v8 scratch\nCOPY f /f\n");
+    e.build_ok(&["-t", "arm"]);
+    let img = e.inspect("arm");
+    assert_eq!(img["Architecture"], "arm64");
+    assert_eq!(img["Os"], "linux");
+}

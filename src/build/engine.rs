@@ -449,11 +449,19 @@ impl Engine<'_> {
         };
         self.printer.step(&stage.from.original, false);
         let mut base = if f.image == "scratch" {
+            // An empty base has the target platform (FROM --platform, else --platform, else
+            // the host's).
+            let platform = f.platform.clone().or_else(|| self.opts.platform.clone());
+            let mut parts = platform.as_deref().unwrap_or("").split('/');
+            let os = parts.next().filter(|s| !s.is_empty()).unwrap_or("linux");
+            let arch = parts.next().unwrap_or(host_arch());
+            let variant = parts.next().map(str::to_string);
             StageOut {
                 layers: vec![],
                 config: ImageConfig {
-                    architecture: host_arch().into(),
-                    os: "linux".into(),
+                    architecture: arch.into(),
+                    os: os.into(),
+                    variant,
                     ..Default::default()
                 },
                 key: key_of(&["scratch"]),
