@@ -649,3 +649,103 @@ fn from_scratch_with_a_platform_records_it_in_the_config() {
     assert_eq!(img["Architecture"], "arm64");
     assert_eq!(img["Os"], "linux");
 }
+
+/// `git daemon` serving bare repositories under `base` on 127.0.0.1.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &std::path::Path) -> GitDaemon {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new("git")
+            .args([
+                "daemon",
+                "--export-all",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn add_of_a_git_repository_checks_out_the_ref_without_dot_git_and_keys_on_the_commit() {
+    let Some(who) = Who::root() else { return };
+    if !common::have_tool("git") {
+        return common::skip("git is not installed");
+    }
+    let e = Env::new(who);
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("work");
+    let sh = |cmd: &str| {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(t.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+    };
+    std::fs::create_dir_all(work.join("docs")).unwrap();
+    std::fs::write(work.join("README"), "v1\n").unwrap();
+    std::fs::write(work.join("docs/guide.txt"), "guide\n").unwrap();
+    sh(
+        "git -C work init -q -b main && git -C work add -A && git -C work commit -qm one \
+        && git clone -q --bare work repo.git",
+    );
+    let daemon = GitDaemon::start(t.path());
+    let url = format!("git://127.0.0.1:{}/repo.git", daemon.port);
+    e.boxfile(&format!(
+        "FROM busybox\nADD {url}#main /src/\nADD {url}#main:docs /docs/\n"
+    ));
+    e.build_ok(&["-t", "git"]);
+    let again = e.build_ok(&["-t", "git"]);
+    assert_eq!(again.matches("CACHED").count(), 2, "{again}");
+    std::fs::write(work.join("README"), "v2\n").unwrap();
+    sh("git -C work commit -qam two && git -C work push -q ../repo.git main");
+    let changed = e.build_ok(&["-t", "git"]);
+    assert!(
+        !changed.contains("CACHED ADD"),
+        "a new commit must miss: {changed}"
+    );
+    let u = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("git", u.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("src/README")).unwrap(),
+        "v2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("docs/guide.txt")).unwrap(),
+        "guide\n"
+    );
+    assert!(!root.join("src/.git").exists());
+}

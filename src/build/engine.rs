@@ -149,6 +149,8 @@ struct Engine<'a> {
     visited: Vec<(Digest, Option<LayerRef>)>,
     /// ADD URL downloads of the current step (made while computing its key).
     downloads: Vec<super::fetch::Download>,
+    /// ADD git checkouts of the current step.
+    checkouts: Vec<super::git::Checkout>,
 }
 
 /// The config key under which a cache image (`--cache-to`) lists its records.
@@ -229,6 +231,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
         sde: opts.source_date_epoch.map(rfc3339),
         visited: vec![],
         downloads: vec![],
+        checkouts: vec![],
     };
     // Lint findings do not stop a build; they are shown first, as BuildKit's build checks.
     for w in &e.bf.warnings.clone() {
@@ -838,10 +841,17 @@ impl Engine<'_> {
         for s in &c.sources {
             match s.kind {
                 SourceKind::Git => {
-                    return Err(BuildError::Unsupported {
-                        at,
-                        what: format!("{what} of a git repository ({})", s.path),
-                    });
+                    let co = super::git::fetch(&s.path, &self.store.tmp_dir()).map_err(|e| {
+                        BuildError::Invalid {
+                            at: at.clone(),
+                            why: e.to_string(),
+                        }
+                    })?;
+                    remote.push_str(&format!(
+                        "git {} {} keep-git-dir={:?}\n",
+                        s.path, co.commit, c.keep_git_dir
+                    ));
+                    self.checkouts.push(co);
                 }
                 SourceKind::Url => {
                     let d =
@@ -882,6 +892,7 @@ impl Engine<'_> {
         for d in self.downloads.drain(..) {
             let _ = fs::remove_file(&d.path);
         }
+        self.checkouts.clear();
     }
 
     fn exec_copy(
@@ -969,6 +980,7 @@ impl Engine<'_> {
         }
         let mut selected: Vec<(String, bool)> = vec![]; // (rel or heredoc name, is_heredoc)
         let mut downloads = 0..self.downloads.len();
+        let mut checkouts = 0..self.checkouts.len();
         for s in &c.sources {
             match s.kind {
                 SourceKind::Url => {
@@ -976,6 +988,10 @@ impl Engine<'_> {
                         .next()
                         .expect("downloaded while computing the key");
                     selected.push((format!("url:{i}"), false));
+                }
+                SourceKind::Git => {
+                    let i = checkouts.next().expect("fetched while computing the key");
+                    selected.push((format!("git:{i}"), false));
                 }
                 SourceKind::Heredoc => selected.push((
                     s.path
@@ -1016,6 +1032,21 @@ impl Engine<'_> {
                 let target = if into_dir { join(name) } else { d.clone() };
                 dest.ensure_parents(&target).map_err(cerr)?;
                 dest.write_content(&target, h.content.as_bytes())
+                    .map_err(cerr)?;
+                continue;
+            }
+            if let Some(i) = rel.strip_prefix("git:") {
+                // A repository: its tree (or `#ref:subdir`) goes into the destination
+                // directory, without .git unless --keep-git-dir.
+                let co = &self.checkouts[i.parse::<usize>().expect("checkout index")];
+                let keep_git = c.keep_git_dir == Some(true);
+                let no_git = IgnoreMatcher::parse(".git\n");
+                let filter = Filter {
+                    ignore: (!keep_git).then_some(&no_git),
+                    excludes: None,
+                };
+                let sub = copy::scoped(co.dir.path(), &co.subdir);
+                dest.copy_tree(co.dir.path(), &sub, &d, &filter)
                     .map_err(cerr)?;
                 continue;
             }

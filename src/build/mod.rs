@@ -16,6 +16,7 @@ pub mod copy;
 pub mod engine;
 pub mod fetch;
 pub mod fsview;
+pub mod git;
 pub mod output;
 
 use std::collections::BTreeMap;
