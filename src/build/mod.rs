@@ -1,4 +1,183 @@
 //! boxbuild: Boxfile → stages → steps → layers and an image config.
+//!
+//! [`build`] is the entry point the CLI calls. The work is split by concern:
+//! - [`engine`]: walks the stages that the target needs, expands each instruction, computes
+//!   its cache key, and either reuses a cached layer or executes the step;
+//! - [`copy`]: COPY/ADD written straight into a new layer directory (no container);
+//! - [`fsview`]: read-only views of a stack of unpacked layers (lookups, merged mounts) and
+//!   committing a layer directory into the store and the unpacked-layer cache;
+//! - [`output`]: `[n/N]` lines and RUN output streaming;
+//! - [`config`]: the image config and the metadata instructions;
+//! - [`context`]: content hashes of the build context behind a stat index.
 
 pub mod config;
 pub mod context;
+pub mod copy;
+pub mod engine;
+pub mod fetch;
+pub mod fsview;
+pub mod git;
+pub mod output;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::registry::PullPolicy;
+use crate::run::NetworkMode;
+
+pub use engine::build;
+
+/// Which manifest and config media types the image gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageFormat {
+    #[default]
+    Oci,
+    Docker,
+}
+
+/// How much the build prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// `[n/N]` lines and RUN output (prefixed with the step) on stderr.
+    #[default]
+    Plain,
+    /// Nothing but errors.
+    Quiet,
+}
+
+/// Where the Boxfile text comes from.
+#[derive(Debug, Clone)]
+pub struct BoxfileInput {
+    /// Shown in messages (`Boxfile:3`); `-` for stdin.
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// A `--secret id=ID,src=PATH` or `id=ID,env=VAR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// Everything one build needs; the CLI fills it from the flags.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The context directory; `None` when the Boxfile came on stdin with no context.
+    pub context: Option<PathBuf>,
+    pub boxfile: BoxfileInput,
+    /// `-t` values, normalised when tagging.
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: PullPolicy,
+    pub platform: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Default network of RUN steps (`RUN --network` overrides).
+    pub network: NetworkMode,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub format: ImageFormat,
+    pub output: OutputMode,
+    /// `SOURCE_DATE_EPOCH`: clamps layer mtimes and sets every `created`.
+    pub source_date_epoch: Option<i64>,
+    /// `--iidfile`: written with the image ID on success.
+    pub iidfile: Option<PathBuf>,
+    /// `--cache-from`: registry references whose build cache is imported first.
+    pub cache_from: Vec<String>,
+    /// `--cache-to`: registry references the build's cache is exported to.
+    pub cache_to: Vec<String>,
+}
+
+impl BuildOptions {
+    pub fn new(context: Option<PathBuf>, boxfile: BoxfileInput) -> BuildOptions {
+        BuildOptions {
+            context,
+            boxfile,
+            tags: vec![],
+            build_args: BTreeMap::new(),
+            target: None,
+            no_cache: false,
+            pull: PullPolicy::Missing,
+            platform: None,
+            labels: BTreeMap::new(),
+            network: NetworkMode::Host,
+            secrets: BTreeMap::new(),
+            format: ImageFormat::Oci,
+            output: OutputMode::Plain,
+            source_date_epoch: None,
+            iidfile: None,
+            cache_from: vec![],
+            cache_to: vec![],
+        }
+    }
+}
+
+/// What a successful build made.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The image ID (config digest).
+    pub image_id: Digest,
+    /// The manifest digest.
+    pub manifest: Digest,
+    /// Steps executed and steps served from the cache.
+    pub executed: usize,
+    pub cached: usize,
+}
+
+/// Parse `--secret id=ID,src=PATH` (also `source=`, `env=`, `type=file|env`).
+pub fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    let mut kind = None;
+    for part in s.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("invalid --secret {s:?}: {part:?} is not KEY=VALUE"))?;
+        match k {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" => kind = Some(v.to_string()),
+            _ => return Err(format!("invalid --secret {s:?}: unknown key {k:?}")),
+        }
+    }
+    let source = match (kind.as_deref(), src, env) {
+        (Some("env"), Some(v), None) | (_, None, Some(v)) => SecretSource::Env(v),
+        (None | Some("file"), Some(p), None) => SecretSource::File(PathBuf::from(p)),
+        (_, None, None) => {
+            let id = id
+                .clone()
+                .ok_or_else(|| format!("invalid --secret {s:?}: id= is required"))?;
+            SecretSource::Env(id)
+        }
+        _ => return Err(format!("invalid --secret {s:?}: give either src= or env=")),
+    };
+    let id = id.ok_or_else(|| format!("invalid --secret {s:?}: id= is required"))?;
+    Ok((id, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_parse_like_buildkit() {
+        assert_eq!(
+            parse_secret("id=tok,src=/run/x").unwrap(),
+            ("tok".into(), SecretSource::File("/run/x".into()))
+        );
+        assert_eq!(
+            parse_secret("id=tok,env=TOKEN").unwrap(),
+            ("tok".into(), SecretSource::Env("TOKEN".into()))
+        );
+        assert_eq!(
+            parse_secret("id=TOKEN").unwrap(),
+            ("TOKEN".into(), SecretSource::Env("TOKEN".into()))
+        );
+        assert!(parse_secret("src=/x").is_err());
+        assert!(parse_secret("id=a,what=b").is_err());
+    }
+}

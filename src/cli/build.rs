@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CmdResult, Global, not_implemented};
+use super::{CmdResult, Global};
 
 #[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
@@ -69,12 +69,136 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-pub fn run(_g: &Global, a: BuildArgs) -> CmdResult {
+pub fn run(g: &Global, a: BuildArgs) -> CmdResult {
+    let start = std::time::Instant::now();
     if let Some(mode) = &a.check {
         // Parse and lint only: no pulls, no context reads beyond the Boxfile.
         let report = crate::boxfile::check::check(&a.context, a.file.as_deref())?;
         eprint!("{}", report.render());
         return Ok(report.exit_code(mode == "strict"));
     }
-    Err(not_implemented("boxbuild"))
+    let opts = options(&a)?;
+    let store = crate::store::Store::open(
+        g.root
+            .clone()
+            .unwrap_or_else(crate::store::Store::default_root),
+    )?;
+    let quiet = opts.output == crate::build::OutputMode::Quiet;
+    match crate::build::build(&store, &opts) {
+        Ok(r) => {
+            if !quiet {
+                eprintln!(
+                    "built in {:.2}s ({} steps run, {} cached)",
+                    start.elapsed().as_secs_f64(),
+                    r.executed,
+                    r.cached
+                );
+                for t in &opts.tags {
+                    eprintln!("Successfully tagged {t}");
+                }
+            }
+            if a.push {
+                for t in &opts.tags {
+                    let progress = if quiet {
+                        crate::registry::Progress::Quiet
+                    } else {
+                        crate::registry::Progress::Plain
+                    };
+                    crate::registry::push(&store, t, None, progress)
+                        .map_err(|e| anyhow::anyhow!("push {t}: {e}"))?;
+                }
+            }
+            println!("{}", r.image_id);
+            Ok(0)
+        }
+        Err(e) => {
+            // docker build exits 1 when the build fails.
+            eprintln!("boxbuild: error: {e}");
+            Ok(1)
+        }
+    }
+}
+
+/// `--cache-from`/`--cache-to` take a reference, or BuildKit's `type=registry,ref=REF`.
+fn cache_ref(s: &str) -> String {
+    s.split(',')
+        .find_map(|p| p.strip_prefix("ref="))
+        .unwrap_or(s)
+        .to_string()
+}
+
+/// The library's build options from the flags.
+fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
+    use crate::build::{BoxfileInput, BuildOptions, ImageFormat, OutputMode};
+    use anyhow::Context as _;
+    let (context, boxfile) = if a.context == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("read the Boxfile from stdin")?;
+        (
+            None,
+            BoxfileInput {
+                path: "-".into(),
+                text,
+            },
+        )
+    } else {
+        let ctx = std::path::PathBuf::from(&a.context);
+        if !ctx.is_dir() {
+            anyhow::bail!("build context {} is not a directory", ctx.display());
+        }
+        let path = crate::boxfile::find_boxfile(&ctx, a.file.as_deref())?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        (Some(ctx), BoxfileInput { path, text })
+    };
+    let mut o = BuildOptions::new(context, boxfile);
+    o.tags = a.tags.clone();
+    for kv in &a.build_args {
+        match kv.split_once('=') {
+            Some((k, v)) => o.build_args.insert(k.to_string(), v.to_string()),
+            // `--build-arg NAME` takes the value from the environment, as docker does.
+            None => match std::env::var(kv) {
+                Ok(v) => o.build_args.insert(kv.clone(), v),
+                Err(_) => None,
+            },
+        };
+    }
+    for kv in &a.labels {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        o.labels.insert(k.to_string(), v.to_string());
+    }
+    for s in &a.secrets {
+        let (id, src) = crate::build::parse_secret(s).map_err(anyhow::Error::msg)?;
+        o.secrets.insert(id, src);
+    }
+    o.target = a.target.clone();
+    o.no_cache = a.no_cache;
+    o.pull = a.pull.parse().map_err(anyhow::Error::msg)?;
+    o.platform = a.platform.clone();
+    o.network = match a.network.as_str() {
+        "none" => crate::run::NetworkMode::None,
+        _ => crate::run::NetworkMode::Host,
+    };
+    o.format = if a.format == "docker" {
+        ImageFormat::Docker
+    } else {
+        ImageFormat::Oci
+    };
+    o.output = if a.quiet || a.progress == "quiet" {
+        OutputMode::Quiet
+    } else {
+        OutputMode::Plain
+    };
+    o.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+        ),
+        _ => None,
+    };
+    o.iidfile = a.iidfile.clone();
+    o.cache_from = a.cache_from.iter().map(|r| cache_ref(r)).collect();
+    o.cache_to = a.cache_to.iter().map(|r| cache_ref(r)).collect();
+    Ok(o)
 }

@@ -15,10 +15,23 @@ use crate::layer::{self, Compression, ExtractMode, ExtractOptions, OverlayXattr,
 impl Store {
     /// Options for extracting a layer into the unpacked-layer cache: overlay form, with the
     /// opaque xattr that an overlay mounted inside a user namespace (`userxattr`) reads.
+    ///
+    /// In a user namespace that maps only the caller's own id (no subordinate range) no other
+    /// owner can be represented, so ownership is ignored there and everything belongs to
+    /// container root (what podman's `ignore_chown_errors` does); builds that never need
+    /// another owner then still work.
     pub fn layer_extract_options() -> ExtractOptions {
+        let single = matches!(
+            crate::run::userns::state(),
+            crate::run::userns::ToolUserns::Remapped(m) if m.single
+        );
         ExtractOptions {
             mode: ExtractMode::Overlay(OverlayXattr::User),
-            ownership: Ownership::Preserve,
+            ownership: if single {
+                Ownership::Ignore
+            } else {
+                Ownership::Preserve
+            },
         }
     }
 

@@ -1,0 +1,2 @@
+echo "app @VERSION@ running from a FROM scratch image"
+/bin/busybox cat /BUILDINFO

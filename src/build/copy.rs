@@ -1,0 +1,702 @@
+//! COPY and ADD: files written straight into a new layer directory, no container.
+//!
+//! Docker's rules, as BuildKit applies them:
+//! - sources are relative to the context (or the `--from` stage/image root) and may be globs;
+//!   a directory source copies its *contents*; excluded (`.boxignore`, `--exclude`) paths are
+//!   left out;
+//! - the destination is a directory when it ends in `/`, when there are several sources, or
+//!   when it already is one in the image; a relative destination is relative to WORKDIR;
+//!   symlinks in the destination's parents resolve inside the image;
+//! - copied entries keep their mode and mtime, belong to 0:0 unless `--chown` (names resolved
+//!   in the image; a user without a group uses the uid as gid), `--chmod` sets the mode;
+//!   missing parent directories are created 0755 with the same owner;
+//! - ADD extracts local tar archives (plain, gzip, zstd) into the destination directory.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::sys::time::TimeSpec;
+
+use super::context::{ContextError, ContextHasher, describe_entry};
+use super::fsview::Lowers;
+use crate::boxfile::IgnoreMatcher;
+use crate::boxfile::ignore::clean;
+use crate::digest::Hasher;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "{0}: not found in the build context (or excluded by .boxignore/.dockerignore or --exclude)"
+    )]
+    NotFound(String),
+    #[error("when copying more than one source the destination must be a directory ending in /")]
+    DestNotDir,
+    #[error(
+        "cannot give {path} the owner {uid}:{gid}: that id is not mapped in boxkit's user \
+         namespace. Your user needs a subordinate id range: sudo usermod --add-subuids \
+         100000-165535 --add-subgids 100000-165535 $USER"
+    )]
+    Unmapped { path: PathBuf, uid: u32, gid: u32 },
+    #[error("--chown {0:?}: {1}")]
+    Chown(String, String),
+    #[error("--chmod {0:?}: expected an octal mode such as 0755")]
+    Chmod(String),
+    #[error("heredoc {0} is not defined")]
+    NoHeredoc(String),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+}
+
+type Result<T> = std::result::Result<T, CopyError>;
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CopyError + use<> {
+    let path = path.to_path_buf();
+    move |source| CopyError::Io { op, path, source }
+}
+
+fn has_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Filters applied while reading sources.
+pub struct Filter<'a> {
+    /// The context's ignore file (only for sources from the context).
+    pub ignore: Option<&'a IgnoreMatcher>,
+    /// `--exclude` patterns.
+    pub excludes: Option<IgnoreMatcher>,
+}
+
+impl Filter<'_> {
+    /// Whether `rel` (relative to the root) is left out. The ignore file matches paths from
+    /// the context root; `--exclude` patterns match paths relative to the source being
+    /// copied (`base`), as in BuildKit (`COPY --exclude=*.log src/ /app/`).
+    fn skipped(&self, rel: &str, base: &str, is_dir: bool) -> bool {
+        let ign = self
+            .ignore
+            .is_some_and(|m| m.matches(rel, is_dir) && !(is_dir && m.may_contain_exceptions(rel)));
+        let sub = if base.is_empty() {
+            rel
+        } else {
+            rel.strip_prefix(base)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(rel)
+        };
+        ign || (!sub.is_empty()
+            && self
+                .excludes
+                .as_ref()
+                .is_some_and(|m| m.matches(sub, is_dir)))
+    }
+}
+
+/// Resolve `rel` under `root` the way a chroot would: symlinks (in every component, the last
+/// included) are followed *inside* `root` — absolute targets start again at `root`, `..`
+/// stops at it. Reading sources through this never leaves the context (or a stage's tree):
+/// a context symlink to `/etc` cannot smuggle host files into an image, and an image's
+/// absolute symlinks resolve in the image, not on the host.
+pub fn scoped(root: &Path, rel: &str) -> String {
+    use std::collections::VecDeque;
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: VecDeque<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut cand = root.to_path_buf();
+        cand.extend(&done);
+        cand.push(&c);
+        match fs::symlink_metadata(&cand) {
+            Ok(m) if m.file_type().is_symlink() && hops < 40 => {
+                hops += 1;
+                let Ok(t) = fs::read_link(&cand) else {
+                    done.push(c);
+                    continue;
+                };
+                let t = t.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    done.clear();
+                }
+                for part in t.split('/').filter(|p| !p.is_empty()).rev() {
+                    todo.push_front(part.to_string());
+                }
+            }
+            _ => done.push(c),
+        }
+    }
+    done.join("/")
+}
+
+/// The relative paths (`""` = the root) a source pattern selects under `root`, sorted.
+pub fn select(root: &Path, pattern: &str, filter: &Filter) -> Result<Vec<String>> {
+    let p = clean(&format!("/{pattern}"));
+    let p = p.trim_start_matches('/').to_string();
+    if p.is_empty() {
+        return Ok(vec![String::new()]);
+    }
+    if !has_glob(&p) {
+        let full = root.join(&p);
+        return match fs::symlink_metadata(&full) {
+            Ok(m) if !filter.skipped(&p, "", m.is_dir()) => Ok(vec![p]),
+            _ => Err(CopyError::NotFound(pattern.to_string())),
+        };
+    }
+    let m = IgnoreMatcher::parse(&p);
+    let depth = if p.contains("**") {
+        usize::MAX
+    } else {
+        p.split('/').count()
+    };
+    let mut out = Vec::new();
+    fn walk(
+        root: &Path,
+        rel: &str,
+        level: usize,
+        depth: usize,
+        m: &IgnoreMatcher,
+        filter: &Filter,
+        out: &mut Vec<String>,
+    ) {
+        let dir = root.join(rel);
+        let Ok(rd) = fs::read_dir(&dir) else { return };
+        let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let n = n.to_string_lossy();
+            let r = if rel.is_empty() {
+                n.to_string()
+            } else {
+                format!("{rel}/{n}")
+            };
+            let is_dir = fs::symlink_metadata(root.join(&r)).is_ok_and(|m| m.is_dir());
+            if m.matches(&r, is_dir) {
+                if !filter.skipped(&r, "", is_dir) {
+                    out.push(r);
+                }
+            } else if is_dir && level + 1 < depth {
+                walk(root, &r, level + 1, depth, m, filter, out);
+            }
+        }
+    }
+    walk(root, "", 0, depth, &m, filter, &mut out);
+    if out.is_empty() {
+        return Err(CopyError::NotFound(pattern.to_string()));
+    }
+    Ok(out)
+}
+
+/// Every entry a selected source contributes (itself and, for a directory, what is below it,
+/// filtered), as paths relative to the root, in walk order.
+pub fn entries(root: &Path, rel: &str, filter: &Filter) -> Vec<String> {
+    let mut out = vec![rel.to_string()];
+    fn walk(root: &Path, rel: &str, base: &str, filter: &Filter, out: &mut Vec<String>) {
+        let Ok(rd) = fs::read_dir(root.join(rel)) else {
+            return;
+        };
+        let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let n = n.to_string_lossy();
+            let r = if rel.is_empty() {
+                n.to_string()
+            } else {
+                format!("{rel}/{n}")
+            };
+            let Ok(m) = fs::symlink_metadata(root.join(&r)) else {
+                continue;
+            };
+            if filter.skipped(&r, base, m.is_dir()) {
+                continue;
+            }
+            out.push(r.clone());
+            if m.is_dir() {
+                walk(root, &r, base, filter, out);
+            }
+        }
+    }
+    if fs::metadata(root.join(rel)).is_ok_and(|m| m.is_dir()) {
+        walk(root, rel, rel, filter, &mut out);
+    }
+    out
+}
+
+/// The content digest of the sources of a COPY/ADD from the build context: relative paths,
+/// modes, owners, symlink targets and content hashes (through the stat index), not mtimes.
+pub fn context_digest(
+    hasher: &mut ContextHasher,
+    patterns: &[String],
+    filter: &Filter,
+) -> Result<String> {
+    let root = hasher.root().to_path_buf();
+    let mut h = Hasher::new();
+    for pat in patterns {
+        h.update(format!("source {pat}\n").as_bytes());
+        for rel in select(&root, pat, filter)? {
+            let resolved = scoped(&root, &rel);
+            h.update(format!("{rel} -> {resolved}\n").as_bytes());
+            for e in entries(&root, &resolved, filter) {
+                let p = root.join(&e);
+                let m = fs::symlink_metadata(&p).map_err(|err| {
+                    if err.kind() == io::ErrorKind::NotFound && e == resolved {
+                        CopyError::NotFound(rel.clone())
+                    } else {
+                        io_err("stat", &p)(err)
+                    }
+                })?;
+                h.update(describe_entry(hasher, &e, &m)?.as_bytes());
+            }
+        }
+    }
+    Ok(h.finish().0.to_string())
+}
+
+/// Parse `--chmod` (octal).
+pub fn parse_chmod(s: &str) -> Result<u32> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| CopyError::Chmod(s.to_string()))
+}
+
+/// Resolve `--chown user[:group]` against the image's /etc/passwd and /etc/group.
+pub fn resolve_chown(spec: &str, lowers: &Lowers) -> Result<(u32, u32)> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup = |file: &str, name: &str, what: &str| -> Result<u32> {
+        if let Ok(n) = name.parse::<u32>() {
+            return Ok(n);
+        }
+        lowers
+            .read_to_string(file)
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() >= 3 && f[0] == name)
+                        .then(|| f[2].parse().ok())
+                        .flatten()
+                })
+            })
+            .ok_or_else(|| {
+                CopyError::Chown(
+                    spec.to_string(),
+                    format!("no {what} {name:?} in the image's /{file}"),
+                )
+            })
+    };
+    let uid = lookup("etc/passwd", u, "user")?;
+    let gid = match g {
+        Some(g) if !g.is_empty() => lookup("etc/group", g, "group")?,
+        _ => uid,
+    };
+    Ok((uid, gid))
+}
+
+/// Where files go and how they are owned.
+pub struct Dest<'a> {
+    /// The new layer's tree.
+    pub layer: &'a Path,
+    /// The image below the new layer.
+    pub lowers: &'a Lowers,
+    pub owner: (u32, u32),
+    pub chmod: Option<u32>,
+}
+
+impl Dest<'_> {
+    /// Resolve symlinks in the parents of the absolute image path `p` (in the layer being
+    /// written, then in the image), as Docker resolves a destination inside the container.
+    pub fn resolve(&self, p: &str) -> String {
+        let mut parts: Vec<String> = clean(p)
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut i = 0;
+        let mut hops = 0;
+        while i + 1 < parts.len() && hops < 40 {
+            let prefix = parts[..=i].join("/");
+            let in_layer = self.layer.join(&prefix);
+            let meta = fs::symlink_metadata(&in_layer)
+                .ok()
+                .map(|m| (m, in_layer))
+                .or_else(|| {
+                    let p = self.lowers.find(&prefix)?;
+                    Some((fs::symlink_metadata(&p).ok()?, p))
+                });
+            if let Some((m, path)) = meta
+                && m.file_type().is_symlink()
+                && let Ok(t) = fs::read_link(&path)
+            {
+                hops += 1;
+                let t = t.to_string_lossy().to_string();
+                let base = if t.starts_with('/') {
+                    t
+                } else {
+                    format!("/{}/{t}", parts[..i].join("/"))
+                };
+                let rest = parts[i + 1..].join("/");
+                parts = clean(&format!("{base}/{rest}"))
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                i = 0;
+                continue;
+            }
+            i += 1;
+        }
+        format!("/{}", parts.join("/"))
+    }
+
+    /// Whether the absolute image path is a directory in the layer or the image.
+    pub fn is_dir(&self, p: &str) -> bool {
+        let rel = p.trim_start_matches('/');
+        if let Ok(m) = fs::symlink_metadata(self.layer.join(rel)) {
+            return m.is_dir();
+        }
+        self.lowers.metadata(rel).is_some_and(|m| m.is_dir())
+    }
+
+    fn chown(&self, p: &Path, uid: u32, gid: u32) -> Result<()> {
+        match nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            p,
+            Some(uid.into()),
+            Some(gid.into()),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EINVAL) => Err(CopyError::Unmapped {
+                path: p.to_path_buf(),
+                uid,
+                gid,
+            }),
+            Err(e) => Err(io_err("chown", p)(e.into())),
+        }
+    }
+
+    /// Create the parents of the absolute image path `p` in the layer: directories the image
+    /// has keep their mode and owner, new ones are 0755 with the copy's owner.
+    pub fn ensure_parents(&self, p: &str) -> Result<()> {
+        let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+        for i in 0..parts.len().saturating_sub(1) {
+            self.ensure_dir(&parts[..=i].join("/"), None)?;
+        }
+        Ok(())
+    }
+
+    /// Make `rel` a directory in the layer (copying the image's metadata when it has one).
+    fn ensure_dir(&self, rel: &str, like: Option<&fs::Metadata>) -> Result<()> {
+        let d = self.layer.join(rel);
+        if fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        let _ = fs::remove_file(&d);
+        fs::create_dir(&d).map_err(io_err("create directory", &d))?;
+        let (mode, uid, gid, mtime) = match self.lowers.metadata(rel).filter(|m| m.is_dir()) {
+            Some(m) => (m.mode() & 0o7777, m.uid(), m.gid(), Some(times(&m))),
+            None => match like {
+                Some(m) => (
+                    self.chmod.unwrap_or(m.mode() & 0o7777),
+                    self.owner.0,
+                    self.owner.1,
+                    Some(times(m)),
+                ),
+                None => (0o755, self.owner.0, self.owner.1, None),
+            },
+        };
+        self.chown(&d, uid, gid)?;
+        fs::set_permissions(&d, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &d))?;
+        if let Some(t) = mtime {
+            set_times(&d, t)?;
+        }
+        Ok(())
+    }
+
+    /// Copy one entry (file, symlink, directory with its contents) from `src` to the absolute
+    /// image path `to`.
+    pub fn copy_entry(&self, src: &Path, meta: &fs::Metadata, to: &str) -> Result<()> {
+        let rel = to.trim_start_matches('/');
+        let dst = self.layer.join(rel);
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            self.ensure_dir(rel, Some(meta))?;
+            return Ok(());
+        }
+        if let Ok(m) = fs::symlink_metadata(&dst) {
+            if m.is_dir() {
+                super::fsview::remove_tree(&dst);
+            } else {
+                fs::remove_file(&dst).map_err(io_err("replace", &dst))?;
+            }
+        }
+        if ft.is_symlink() {
+            let t = fs::read_link(src).map_err(io_err("readlink", src))?;
+            std::os::unix::fs::symlink(&t, &dst).map_err(io_err("create symlink", &dst))?;
+            self.chown(&dst, self.owner.0, self.owner.1)?;
+            set_times_nofollow(&dst, times(meta))?;
+            return Ok(());
+        }
+        if ft.is_file() {
+            fs::copy(src, &dst).map_err(io_err("copy to", &dst))?;
+        } else {
+            // Devices, fifos, sockets: Docker copies them too; a fifo is all we can make here.
+            nix::unistd::mkfifo(&dst, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                .map_err(|e| io_err("mkfifo", &dst)(e.into()))?;
+        }
+        self.chown(&dst, self.owner.0, self.owner.1)?;
+        let mode = self.chmod.unwrap_or(meta.mode() & 0o7777);
+        fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
+            .map_err(io_err("chmod", &dst))?;
+        set_times(&dst, times(meta))
+    }
+
+    /// Copy a directory's contents (filtered) to the absolute image directory `to`.
+    pub fn copy_tree(&self, root: &Path, rel: &str, to: &str, filter: &Filter) -> Result<()> {
+        let src = root.join(rel);
+        let top = fs::metadata(&src).map_err(io_err("stat", &src))?;
+        self.ensure_parents(to)?;
+        self.ensure_dir(to.trim_start_matches('/'), Some(&top))?;
+        let list = entries(root, rel, filter);
+        let mut dirs = vec![];
+        for e in list.iter().skip(1) {
+            let suffix = if rel.is_empty() {
+                e.as_str()
+            } else {
+                &e[rel.len() + 1..]
+            };
+            let p = root.join(e);
+            let m = fs::symlink_metadata(&p).map_err(io_err("stat", &p))?;
+            let target = format!("{}/{suffix}", to.trim_end_matches('/'));
+            self.copy_entry(&p, &m, &target)?;
+            if m.is_dir() {
+                dirs.push((target, m));
+            }
+        }
+        // Directory mtimes last: writing their children moved them.
+        for (t, m) in dirs.iter().rev() {
+            set_times(&self.layer.join(t.trim_start_matches('/')), times(m))?;
+        }
+        if self.lowers.metadata(to.trim_start_matches('/')).is_none() {
+            set_times(&self.layer.join(to.trim_start_matches('/')), times(&top))?;
+        }
+        Ok(())
+    }
+
+    /// Write literal content (a heredoc) as a 0644 file (or `--chmod`).
+    pub fn write_content(&self, to: &str, content: &[u8]) -> Result<()> {
+        let dst = self.layer.join(to.trim_start_matches('/'));
+        let _ = fs::remove_file(&dst);
+        fs::write(&dst, content).map_err(io_err("write", &dst))?;
+        self.chown(&dst, self.owner.0, self.owner.1)?;
+        fs::set_permissions(
+            &dst,
+            fs::Permissions::from_mode(self.chmod.unwrap_or(0o644)),
+        )
+        .map_err(io_err("chmod", &dst))
+    }
+
+    /// ADD of a local archive: extract it into the absolute image directory `to`. Returns
+    /// false when `src` is not a tar archive we can read (then it is copied as a file).
+    pub fn extract_archive(&self, src: &Path, to: &str) -> Result<bool> {
+        let mut magic = [0u8; 512];
+        let n = {
+            let mut f = fs::File::open(src).map_err(io_err("open", src))?;
+            read_full(&mut f, &mut magic).map_err(io_err("read", src))?
+        };
+        let f = fs::File::open(src).map_err(io_err("open", src))?;
+        let reader: Box<dyn Read> = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+            Box::new(flate2::read::MultiGzDecoder::new(f))
+        } else if n >= 4 && magic[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+            Box::new(zstd::Decoder::new(f).map_err(io_err("read", src))?)
+        } else if n >= 262 && &magic[257..262] == b"ustar" {
+            Box::new(f)
+        } else {
+            return Ok(false);
+        };
+        self.ensure_parents(to)?;
+        self.ensure_dir(to.trim_start_matches('/'), None)?;
+        let dst = self.layer.join(to.trim_start_matches('/'));
+        let mut ar = tar::Archive::new(reader);
+        ar.set_preserve_permissions(true);
+        ar.set_preserve_ownerships(true);
+        ar.set_preserve_mtime(true);
+        ar.set_unpack_xattrs(false);
+        ar.set_overwrite(true);
+        let entries = ar.entries().map_err(io_err("read archive", src))?;
+        for e in entries {
+            let mut e = e.map_err(io_err("read archive", src))?;
+            let path = e.path().map_err(io_err("read archive", src))?.into_owned();
+            e.unpack_in(&dst).map_err(io_err("extract archive", src))?;
+            if self.owner != (0, 0) {
+                let p = dst.join(&path);
+                self.chown(&p, self.owner.0, self.owner.1)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn times(m: &fs::Metadata) -> (TimeSpec, TimeSpec) {
+    (
+        TimeSpec::new(m.atime(), m.atime_nsec()),
+        TimeSpec::new(m.mtime(), m.mtime_nsec()),
+    )
+}
+
+fn set_times(p: &Path, t: (TimeSpec, TimeSpec)) -> Result<()> {
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        p,
+        &t.0,
+        &t.1,
+        UtimensatFlags::FollowSymlink,
+    )
+    .map_err(|e| io_err("set times of", p)(e.into()))
+}
+
+fn set_times_nofollow(p: &Path, t: (TimeSpec, TimeSpec)) -> Result<()> {
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        p,
+        &t.0,
+        &t.1,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| io_err("set times of", p)(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("src/sub")).unwrap();
+        fs::write(t.path().join("src/a.txt"), "a").unwrap();
+        fs::write(t.path().join("src/b.log"), "b").unwrap();
+        fs::write(t.path().join("src/sub/c.txt"), "c").unwrap();
+        fs::write(t.path().join("top.txt"), "t").unwrap();
+        t
+    }
+
+    #[test]
+    fn globs_select_like_filepath_match() {
+        let t = tree();
+        let f = Filter {
+            ignore: None,
+            excludes: None,
+        };
+        assert_eq!(select(t.path(), "src/*.txt", &f).unwrap(), ["src/a.txt"]);
+        assert_eq!(select(t.path(), "*.txt", &f).unwrap(), ["top.txt"]);
+        assert_eq!(select(t.path(), "./src", &f).unwrap(), ["src"]);
+        assert_eq!(select(t.path(), ".", &f).unwrap(), [""]);
+        assert!(matches!(
+            select(t.path(), "nope*", &f),
+            Err(CopyError::NotFound(_))
+        ));
+        let ign = IgnoreMatcher::parse("src/*.log\n");
+        let f = Filter {
+            ignore: Some(&ign),
+            excludes: Some(IgnoreMatcher::parse("sub\n")),
+        };
+        assert_eq!(entries(t.path(), "src", &f), ["src", "src/a.txt"]);
+        let f = Filter {
+            ignore: None,
+            excludes: Some(IgnoreMatcher::parse("*.txt\n")),
+        };
+        assert_eq!(
+            entries(t.path(), "src", &f),
+            ["src", "src/b.log", "src/sub", "src/sub/c.txt"]
+        );
+    }
+
+    #[test]
+    fn destinations_resolve_symlinked_parents_inside_the_image() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = t.path().join("lower");
+        fs::create_dir_all(lower.join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", lower.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin", lower.join("abs")).unwrap();
+        let layer = t.path().join("layer");
+        fs::create_dir(&layer).unwrap();
+        let l = Lowers::new(vec![lower]);
+        let d = Dest {
+            layer: &layer,
+            lowers: &l,
+            owner: (0, 0),
+            chmod: None,
+        };
+        assert_eq!(d.resolve("/bin/tool"), "/usr/bin/tool");
+        assert_eq!(d.resolve("/abs/tool"), "/usr/bin/tool");
+        assert_eq!(d.resolve("/bin"), "/bin");
+        assert!(d.is_dir("/usr/bin") && !d.is_dir("/bin"));
+    }
+
+    #[test]
+    fn sources_resolve_inside_the_root_never_outside() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("real/sub")).unwrap();
+        fs::write(r.join("real/sub/f"), "f").unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("etc-link")).unwrap();
+        std::os::unix::fs::symlink("../../../../real", r.join("up")).unwrap();
+        std::os::unix::fs::symlink("/real/sub", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(scoped(r, "etc-link/passwd"), "etc/passwd");
+        assert!(!r.join(scoped(r, "etc-link/passwd")).exists());
+        assert_eq!(scoped(r, "up/sub/f"), "real/sub/f");
+        assert_eq!(scoped(r, "abs/f"), "real/sub/f");
+        assert_eq!(scoped(r, "../../real/./sub/../sub/f"), "real/sub/f");
+        assert_eq!(scoped(r, "loop"), "loop");
+    }
+
+    #[test]
+    fn chown_and_chmod_parse() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("etc")).unwrap();
+        fs::write(
+            t.path().join("etc/passwd"),
+            "app:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(t.path().join("etc/group"), "staff:x:50:\n").unwrap();
+        let l = Lowers::new(vec![t.path().to_path_buf()]);
+        assert_eq!(resolve_chown("app", &l).unwrap(), (1000, 1000));
+        assert_eq!(resolve_chown("app:staff", &l).unwrap(), (1000, 50));
+        assert_eq!(resolve_chown("7:8", &l).unwrap(), (7, 8));
+        assert!(resolve_chown("ghost", &l).is_err());
+        assert_eq!(parse_chmod("0755").unwrap(), 0o755);
+        assert!(parse_chmod("rwx").is_err());
+    }
+}

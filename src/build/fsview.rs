@@ -1,0 +1,293 @@
+//! Views of a stack of unpacked layers, and turning a directory into a stored layer.
+//!
+//! - [`Lowers`] answers "what is at this path in the merged tree?" without mounting anything,
+//!   by looking through the layer trees top-down and honouring overlay whiteouts and opaque
+//!   directories: COPY uses it for existing destination directories and `--chown` names.
+//! - [`MergedMount`] mounts the stack read-only with overlayfs (in the tool's private mount
+//!   namespace) when a whole tree must be read: `COPY --from`, `RUN --mount=…,from=`.
+//! - [`commit_dir`] packs a layer directory (a RUN's overlay upper dir, or a COPY's output)
+//!   into a blob and then moves the directory itself into the unpacked-layer cache, so the
+//!   next step uses it as a lowerdir without extracting the blob again.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::layer::{self, PackOptions, whiteout};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Pack(#[from] layer::PackError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FsError + use<> {
+    let path = path.to_path_buf();
+    move |source| FsError::Io { op, path, source }
+}
+
+/// A stack of unpacked layer trees, bottom first (overlay lowerdir order reversed).
+#[derive(Debug, Clone, Default)]
+pub struct Lowers {
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Lowers {
+    pub fn new(dirs: Vec<PathBuf>) -> Lowers {
+        Lowers { dirs }
+    }
+
+    /// Where the merged tree's entry for `rel` (relative, `/`-separated, no `..`) lives, or
+    /// None when it does not exist (absent, or deleted by a whiteout).
+    pub fn find(&self, rel: &str) -> Option<PathBuf> {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.is_empty() {
+            return self.dirs.last().cloned();
+        }
+        for d in self.dirs.iter().rev() {
+            let mut p = d.clone();
+            let mut stop_below = false;
+            for (i, part) in parts.iter().enumerate() {
+                p.push(part);
+                let Ok(m) = fs::symlink_metadata(&p) else {
+                    break;
+                };
+                if whiteout::is_overlay_whiteout(&m) {
+                    return None;
+                }
+                if i + 1 == parts.len() {
+                    return Some(p);
+                }
+                if !m.is_dir() {
+                    // A non-directory hides everything below it in lower layers.
+                    return None;
+                }
+                if whiteout::is_overlay_opaque(&p).unwrap_or(false) {
+                    stop_below = true;
+                }
+            }
+            if stop_below {
+                return None;
+            }
+        }
+        None
+    }
+
+    pub fn metadata(&self, rel: &str) -> Option<fs::Metadata> {
+        self.find(rel).and_then(|p| fs::symlink_metadata(p).ok())
+    }
+
+    pub fn read_to_string(&self, rel: &str) -> Option<String> {
+        self.find(rel).and_then(|p| fs::read_to_string(p).ok())
+    }
+}
+
+/// A read-only overlay mount of a layer stack; unmounted when dropped.
+pub struct MergedMount {
+    path: PathBuf,
+    mounted: bool,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl MergedMount {
+    /// Mount `lowers` (bottom first) under a new directory in `tmp`. One layer is used as is,
+    /// none gives an empty directory.
+    pub fn new(lowers: &[PathBuf], tmp: &Path) -> Result<MergedMount, FsError> {
+        let dir = tempfile::Builder::new()
+            .prefix("merged-")
+            .tempdir_in(tmp)
+            .map_err(io_err("create temporary directory in", tmp))?;
+        match lowers {
+            [] => Ok(MergedMount {
+                path: dir.path().to_path_buf(),
+                mounted: false,
+                _dir: Some(dir),
+            }),
+            [one] => Ok(MergedMount {
+                path: one.clone(),
+                mounted: false,
+                _dir: None,
+            }),
+            many => {
+                let list: Vec<String> = many
+                    .iter()
+                    .rev()
+                    .map(|p| p.to_string_lossy().replace(':', "\\:"))
+                    .collect();
+                let in_userns = matches!(
+                    crate::run::userns::state(),
+                    crate::run::userns::ToolUserns::Remapped(_)
+                );
+                let mut data = format!("lowerdir={}", list.join(":"));
+                if in_userns {
+                    data.push_str(",userxattr");
+                }
+                nix::mount::mount(
+                    Some("overlay"),
+                    dir.path(),
+                    Some("overlay"),
+                    nix::mount::MsFlags::MS_RDONLY,
+                    Some(data.as_str()),
+                )
+                .map_err(|e| FsError::Io {
+                    op: "mount overlay (read-only) on",
+                    path: dir.path().to_path_buf(),
+                    source: e.into(),
+                })?;
+                Ok(MergedMount {
+                    path: dir.path().to_path_buf(),
+                    mounted: true,
+                    _dir: Some(dir),
+                })
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for MergedMount {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// A layer as a manifest and a config name it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerRef {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
+}
+
+/// Pack `dir` into a blob, then move `dir` into the unpacked-layer cache under its diff_id
+/// (or delete it when that layer is already there). `dir` must be on the store's filesystem
+/// for the move; otherwise it is deleted and the layer is extracted from the blob when needed.
+pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRef, FsError> {
+    let mut w = store.blob_writer()?;
+    let opts = PackOptions {
+        source_date_epoch: sde,
+        ..Default::default()
+    };
+    let r = layer::pack_dir(dir, &mut w, &opts)?;
+    w.commit(Some(&r.digest))?;
+    let layers = store.layers_dir();
+    if layer::cached_layer(&layers, &r.diff_id).is_some() {
+        remove_tree(dir);
+    } else {
+        let final_dir = layers.join(r.diff_id.hex());
+        if final_dir.exists() {
+            remove_tree(&final_dir);
+        }
+        let tmp = layers.join(format!(
+            "{}.tmp-{}",
+            r.diff_id.hex(),
+            crate::run::spec::random_id()
+        ));
+        fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
+        match fs::rename(dir, tmp.join(layer::cache::TREE)) {
+            Ok(()) => {
+                sync_fs(&tmp);
+                let marker = tmp.join(layer::cache::COMPLETE_MARKER);
+                fs::File::create(&marker).map_err(io_err("create", &marker))?;
+                if fs::rename(&tmp, &final_dir).is_err() {
+                    // Someone else committed the same layer meanwhile; theirs is as good.
+                    remove_tree(&tmp);
+                }
+            }
+            Err(_) => {
+                remove_tree(&tmp);
+                remove_tree(dir);
+            }
+        }
+    }
+    Ok(LayerRef {
+        media_type: crate::image::media::OCI_LAYER_GZIP.to_string(),
+        digest: r.digest,
+        size: r.size,
+        diff_id: r.diff_id,
+    })
+}
+
+fn sync_fs(p: &Path) {
+    if let Ok(f) = fs::File::open(p) {
+        unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
+    }
+}
+
+/// Remove a tree we own, making unreadable directories (an overlay work dir) removable first.
+pub fn remove_tree(p: &Path) {
+    if fs::remove_dir_all(p).is_ok() || !p.exists() {
+        return;
+    }
+    fn open_up(p: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = fs::symlink_metadata(p)
+            && m.is_dir()
+        {
+            let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+            if let Ok(rd) = fs::read_dir(p) {
+                for e in rd.flatten() {
+                    open_up(&e.path());
+                }
+            }
+        }
+    }
+    open_up(p);
+    let _ = fs::remove_dir_all(p);
+}
+
+/// A C string for a path (paths never hold NUL bytes).
+pub fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_honour_whiteouts_and_opaque_dirs_without_a_kernel_overlay() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        fs::create_dir_all(a.join("etc")).unwrap();
+        fs::create_dir_all(a.join("data/sub")).unwrap();
+        fs::write(a.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        fs::write(a.join("data/sub/x"), "x").unwrap();
+        fs::create_dir_all(b.join("data")).unwrap();
+        fs::write(b.join("data/new"), "n").unwrap();
+        let l = Lowers::new(vec![a.clone(), b.clone()]);
+        assert!(l.read_to_string("etc/passwd").unwrap().starts_with("root"));
+        assert!(l.find("data/sub/x").is_some());
+        assert_eq!(l.find("data/new").unwrap(), b.join("data/new"));
+        assert!(l.find("nope").is_none());
+        // An opaque marker on b/data hides a/data/*.
+        if crate::layer::whiteout::set_overlay_opaque(
+            std::os::fd::AsFd::as_fd(&fs::File::open(b.join("data")).unwrap()),
+            crate::layer::OverlayXattr::User,
+        )
+        .is_ok()
+        {
+            assert!(l.find("data/sub/x").is_none());
+            assert!(l.find("data/new").is_some());
+        }
+    }
+}
