@@ -13,3 +13,4 @@ pub mod layer;
 pub mod registry;
 pub mod run;
 pub mod store;
+pub mod timefmt;

@@ -1,5 +1,6 @@
 //! `box images | tag | rmi | inspect | prune | load | save`: the store's commands.
 
+use crate::timefmt::parse_rfc3339;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 
@@ -54,47 +55,6 @@ pub fn human_age(created: Option<&str>) -> String {
     } else {
         format!("{n} {unit}s ago")
     }
-}
-
-/// Seconds since the epoch for an RFC 3339 timestamp (`2024-01-02T03:04:05.123Z`, offsets).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let offset = match rest {
-        "Z" | "z" | "" => 0,
-        o if o.len() == 6 => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + se - offset)
 }
 
 /// Docker's size format: SI units, 3 significant digits ("4.26MB").
@@ -410,19 +370,5 @@ mod tests {
         assert_eq!(human_size(72_800_000), "72.8MB");
         assert_eq!(human_size(1_000), "1kB");
         assert_eq!(human_size(123_456_789), "123MB");
-    }
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339("2024-01-02T03:04:05.123456789Z"),
-            Some(1_704_164_645)
-        );
-        assert_eq!(
-            parse_rfc3339("2024-01-02T04:04:05+01:00"),
-            Some(1_704_164_645)
-        );
-        assert_eq!(parse_rfc3339("nonsense"), None);
     }
 }

@@ -462,25 +462,7 @@ fn httpdate(s: &str) -> Option<i64> {
         parts[1].parse::<u32>().ok()?,
         parts[4]
     );
-    parse_rfc3339_utc(&ts)
-}
-
-fn parse_rfc3339_utc(s: &str) -> Option<i64> {
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + mi * 60 + se)
+    crate::timefmt::parse_rfc3339(&ts)
 }
 
 /// The error and all its causes, "a: b: c".
