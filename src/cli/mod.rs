@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 pub mod build;
+pub mod containers;
 pub mod dev;
 pub mod images;
 pub mod run;
@@ -293,7 +294,23 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
 pub fn enter_userns_if_needed(prog: &str) {
     let args: Vec<String> = std::env::args().collect();
     if needs_userns(prog, &args) {
+        if is_detached_run(prog, &args) {
+            // Returns in a daemon; the caller's process prints the container id and exits.
+            crate::container::detach::daemonize(prog);
+        }
         crate::run::userns::enter_if_needed();
+    }
+}
+
+/// Whether the arguments ask for `boxrun -d` / `box run -d` (parsed exactly as later).
+fn is_detached_run(prog: &str, args: &[String]) -> bool {
+    match prog {
+        "boxrun" => BoxrunCli::try_parse_from(args).is_ok_and(|c| c.args.detach),
+        "box" => matches!(
+            BoxCli::try_parse_from(args),
+            Ok(BoxCli { command: BoxCommand::Run(a), .. }) if a.detach
+        ),
+        _ => false,
     }
 }
 
@@ -348,12 +365,12 @@ pub fn box_main() -> ExitCode {
         BoxCommand::Save(a) => images::save(&g, a),
         BoxCommand::Login(_) => Err(not_implemented("box login")),
         BoxCommand::Logout(_) => Err(not_implemented("box logout")),
-        BoxCommand::Ps(_) => Err(not_implemented("box ps")),
-        BoxCommand::Logs(_) => Err(not_implemented("box logs")),
-        BoxCommand::Exec(_) => Err(not_implemented("box exec")),
-        BoxCommand::Stop(_) => Err(not_implemented("box stop")),
-        BoxCommand::Kill(_) => Err(not_implemented("box kill")),
-        BoxCommand::Rm(_) => Err(not_implemented("box rm")),
+        BoxCommand::Ps(a) => containers::ps(&g, a),
+        BoxCommand::Logs(a) => containers::logs(&g, a),
+        BoxCommand::Exec(a) => containers::exec(&g, a),
+        BoxCommand::Stop(a) => containers::stop(&g, a),
+        BoxCommand::Kill(a) => containers::kill(&g, a),
+        BoxCommand::Rm(a) => containers::rm(&g, a),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
@@ -424,6 +441,31 @@ mod tests {
         ));
         assert!(!needs_userns("box", &v(&["box", "load", "-i", "x.tar"])));
         assert!(!needs_userns("box", &v(&["box", "build", "--check", "."])));
+        // Container commands act with the caller's own credentials (see
+        // crate::container::exec): a fresh tool namespace would have no power over the
+        // container's.
+        assert!(!needs_userns("box", &v(&["box", "exec", "c", "ls"])));
+        assert!(!needs_userns("box", &v(&["box", "stop", "c"])));
+        assert!(!needs_userns("box", &v(&["box", "kill", "c"])));
+        assert!(!needs_userns("box", &v(&["box", "rm", "-f", "c"])));
+        assert!(!needs_userns("box", &v(&["box", "ps", "-a"])));
+        assert!(!needs_userns("box", &v(&["box", "logs", "c"])));
+    }
+
+    #[test]
+    fn detached_runs_are_recognised_before_the_namespace() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(is_detached_run("boxrun", &v(&["boxrun", "-d", "busybox"])));
+        assert!(is_detached_run(
+            "boxrun",
+            &v(&["boxrun", "-dit", "busybox", "sh"])
+        ));
+        assert!(!is_detached_run("boxrun", &v(&["boxrun", "busybox", "-d"])));
+        assert!(is_detached_run(
+            "box",
+            &v(&["box", "run", "--detach", "busybox"])
+        ));
+        assert!(!is_detached_run("box", &v(&["box", "run", "busybox"])));
     }
 
     #[test]
