@@ -43,7 +43,12 @@ fn detached_container_shows_in_ps_logs_and_inspect_and_survives_boxrun() {
         let id = start(
             &who,
             &name,
-            &["busybox", "sh", "-c", "echo hello-out; echo hello-err >&2; sleep 1000"],
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "echo hello-out; echo hello-err >&2; sleep 1000",
+            ],
         );
         // boxrun has exited; the container runs on.
         let ps = stdout(&who.box_(&["ps"]));
@@ -51,9 +56,14 @@ fn detached_container_shows_in_ps_logs_and_inspect_and_survives_boxrun() {
         assert!(line.starts_with(&id[..12]), "{ps}");
         assert!(line.contains("Up "), "{ps}");
         assert!(stdout(&who.box_(&["ps", "-q"])).contains(&id[..12]));
-        wait_for("logs", || stdout(&who.box_(&["logs", &name])).contains("hello-err"));
+        wait_for("logs", || {
+            stdout(&who.box_(&["logs", &name])).contains("hello-err")
+        });
         let logs = stdout(&who.box_(&["logs", &id[..12]]));
-        assert!(logs.contains("hello-out\n") && logs.contains("hello-err\n"), "{logs}");
+        assert!(
+            logs.contains("hello-out\n") && logs.contains("hello-err\n"),
+            "{logs}"
+        );
         let j = inspect(&who, &name);
         assert_eq!(j["Id"], id);
         assert_eq!(j["Name"], format!("/{name}"));
@@ -82,7 +92,12 @@ fn logs_follow_ends_when_the_container_exits_and_the_exit_code_is_recorded() {
         start(
             &who,
             &name,
-            &["busybox", "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done; exit 7"],
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "for i in 1 2 3; do echo line$i; sleep 0.2; done; exit 7",
+            ],
         );
         let o = who.box_(&["logs", "-f", &name]);
         assert_eq!(stdout(&o), "line1\nline2\nline3\n");
@@ -93,7 +108,8 @@ fn logs_follow_ends_when_the_container_exits_and_the_exit_code_is_recorded() {
         assert_eq!(j["State"]["ExitCode"], 7);
         let ps = stdout(&who.box_(&["ps", "-a"]));
         assert!(
-            ps.lines().any(|l| l.ends_with(&name) && l.contains("Exited (7)")),
+            ps.lines()
+                .any(|l| l.ends_with(&name) && l.contains("Exited (7)")),
             "{ps}"
         );
         assert!(!stdout(&who.box_(&["ps"])).contains(&name));
@@ -128,7 +144,13 @@ fn exec_sees_the_same_pid_namespace_filesystem_env_cwd_and_user() {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(stdout(&o).starts_with("sh\0-c\0while"), "{:?}", stdout(&o));
         // The container's env, cwd and user by default.
-        let o = who.box_(&["exec", &name, "sh", "-c", "echo $FROM_RUN; pwd; id -un; hostname"]);
+        let o = who.box_(&[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "echo $FROM_RUN; pwd; id -un; hostname",
+        ]);
         let out = stdout(&o);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(&lines[..3], ["yes", "/srv", "app"], "{out}");
@@ -141,7 +163,17 @@ fn exec_sees_the_same_pid_namespace_filesystem_env_cwd_and_user() {
         });
         // Overrides, exit codes.
         let o = who.box_(&[
-            "exec", "-u", "root", "-w", "/tmp", "-e", "X=1", &name, "sh", "-c", "id -u; pwd; echo $X; exit 5",
+            "exec",
+            "-u",
+            "root",
+            "-w",
+            "/tmp",
+            "-e",
+            "X=1",
+            &name,
+            "sh",
+            "-c",
+            "id -u; pwd; echo $X; exit 5",
         ]);
         assert_eq!(stdout(&o), "0\n/tmp\n1\n");
         assert_eq!(o.status.code(), Some(5));
@@ -165,9 +197,16 @@ fn stop_sends_the_stop_signal_then_kills_after_the_timeout() {
         start(
             &who,
             &polite,
-            &["busybox", "sh", "-c", "trap 'echo got-term; exit 3' TERM; while :; do sleep 0.1; done"],
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "trap 'echo got-term; exit 3' TERM; while :; do sleep 0.1; done",
+            ],
         );
-        wait_for("the trap to be set", || inspect(&who, &polite)["State"]["Running"] == true);
+        wait_for("the trap to be set", || {
+            inspect(&who, &polite)["State"]["Running"] == true
+        });
         std::thread::sleep(Duration::from_millis(300));
         let o = who.box_(&["stop", &polite]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -179,7 +218,16 @@ fn stop_sends_the_stop_signal_then_kills_after_the_timeout() {
         // One that ignores it is killed after -t seconds.
         let stubborn = unique("stubborn");
         let _c2 = Cleanup(&who, stubborn.clone());
-        start(&who, &stubborn, &["busybox", "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]);
+        start(
+            &who,
+            &stubborn,
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "trap '' TERM; while :; do sleep 0.1; done",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(300));
         let o = who.box_(&["stop", "-t", "1", &stubborn]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -191,13 +239,27 @@ fn stop_sends_the_stop_signal_then_kills_after_the_timeout() {
         // kill sends the signal asked for.
         let k = unique("kill");
         let _c3 = Cleanup(&who, k.clone());
-        start(&who, &k, &["busybox", "sh", "-c", "trap 'exit 42' USR1; while :; do sleep 0.1; done"]);
+        start(
+            &who,
+            &k,
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "trap 'exit 42' USR1; while :; do sleep 0.1; done",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(who.box_(&["kill", "-s", "USR1", &k]).status.code(), Some(0));
-        wait_for("exit after USR1", || inspect(&who, &k)["State"]["Status"] == "exited");
+        wait_for("exit after USR1", || {
+            inspect(&who, &k)["State"]["Status"] == "exited"
+        });
         assert_eq!(inspect(&who, &k)["State"]["ExitCode"], 42);
         assert_ne!(who.box_(&["kill", &k]).status.code(), Some(0));
-        assert_ne!(who.box_(&["kill", "no-such-container-x"]).status.code(), Some(0));
+        assert_ne!(
+            who.box_(&["kill", "no-such-container-x"]).status.code(),
+            Some(0)
+        );
         for n in [&polite, &stubborn, &k] {
             assert_eq!(who.box_(&["rm", n]).status.code(), Some(0));
         }
@@ -211,11 +273,17 @@ fn a_detached_rm_container_removes_itself_and_failures_are_reported() {
         let name = unique("selfrm");
         let _c = Cleanup(&who, name.clone());
         start(&who, &name, &["--rm", "busybox", "sleep", "0.2"]);
-        wait_for("self removal", || !stdout(&who.box_(&["ps", "-a"])).contains(&name));
+        wait_for("self removal", || {
+            !stdout(&who.box_(&["ps", "-a"])).contains(&name)
+        });
         // A command that cannot start fails boxrun -d with docker's code.
         let o = who.boxrun(&["-d", "--network", "none", "busybox", "no-such-cmd"]);
         assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
-        assert!(stderr(&o).contains("executable file not found"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("executable file not found"),
+            "{}",
+            stderr(&o)
+        );
         let o = who.boxrun(&["-d", "--pull", "never", "no-such-image:2"]);
         assert_eq!(o.status.code(), Some(125));
         assert!(stderr(&o).contains("no-such-image"), "{}", stderr(&o));
@@ -260,7 +328,8 @@ fn a_dead_containers_state_is_detected() {
         });
         let ps = stdout(&who.box_(&["ps", "-a"]));
         assert!(
-            ps.lines().any(|l| l.ends_with(&name) && l.contains("Exited")),
+            ps.lines()
+                .any(|l| l.ends_with(&name) && l.contains("Exited")),
             "{ps}"
         );
         let j = inspect(&who, &name);

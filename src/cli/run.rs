@@ -157,7 +157,7 @@ impl RunArgs {
             bail!("--memory-swap ({s} bytes) must be at least --memory ({m} bytes)");
         }
         if let Some(c) = self.cpus {
-            if !(c > 0.0) {
+            if c.is_nan() || c <= 0.0 {
                 bail!("--cpus must be a positive number, got {c}");
             }
             limits.set_cpus(c);

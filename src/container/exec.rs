@@ -91,10 +91,10 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     let pid = st
         .init_pid()
         .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
-    if !o.interactive {
-        if let Ok(f) = std::fs::File::open("/dev/null") {
-            unsafe { libc::dup2(f.as_raw_fd(), 0) };
-        }
+    if !o.interactive
+        && let Ok(f) = std::fs::File::open("/dev/null")
+    {
+        unsafe { libc::dup2(f.as_raw_fd(), 0) };
     }
     let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
     let tty_sock = if o.tty {

@@ -437,9 +437,8 @@ fn command_started(st: &State, sup_cmdline: Option<&[u8]>) -> bool {
         pids.extend(k.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
     }
     // A zombie's command line reads empty: that is an exit, not an exec.
-    pids.into_iter().any(|p| {
-        cmdline(p).is_some_and(|c| !c.is_empty() && Some(c.as_slice()) != sup_cmdline)
-    })
+    pids.into_iter()
+        .any(|p| cmdline(p).is_some_and(|c| !c.is_empty() && Some(c.as_slice()) != sup_cmdline))
 }
 
 /// Send `sig` to the container's pid 1.
