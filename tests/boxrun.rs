@@ -16,6 +16,9 @@ fn image_cmd_entrypoint_and_arguments_combine_like_docker() {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let o = who.boxrun(&["--rm", "--network", "none", "busybox", "echo", "a", "b"]);
         assert_eq!(stdout(&o), "a b\n");
+        // Everything after the image is the container's, flags included (docker's rule).
+        let o = who.boxrun(&["--rm", "--network", "none", "busybox", "echo", "-n", "-d"]);
+        assert_eq!(stdout(&o), "-d");
         // --entrypoint replaces the image's Entrypoint and drops its Cmd.
         let o = who.boxrun(&[
             "--rm",
@@ -190,6 +193,11 @@ fn exit_codes_are_the_containers_own_and_docker_s_125_126_127() {
         assert_eq!(o.status.code(), Some(125));
         assert!(stderr(&o).contains("no-such-image"), "{}", stderr(&o));
         let o = who.boxrun(&["--rm", "--bogus-flag", "busybox"]);
+        assert!(
+            stderr(&o).contains("unknown flag: --bogus-flag"),
+            "{}",
+            stderr(&o)
+        );
         assert_eq!(o.status.code(), Some(125));
         let o = who.boxrun(&["--rm", "--memory", "lots", "busybox", "true"]);
         assert_eq!(o.status.code(), Some(125));

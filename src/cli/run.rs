@@ -98,17 +98,35 @@ pub struct RunArgs {
     /// User namespace mode: "" (remap, the default) or host
     #[arg(long)]
     pub userns: Option<String>,
-    /// Image to run
-    pub image: String,
-    /// Command and arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// Image to run, then the command and its arguments. One list, so that everything after
+    /// the image belongs to the container (`boxrun busybox ls -l` passes `-l` to ls), as with
+    /// docker.
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub image_and_command: Vec<String>,
 }
 
 impl RunArgs {
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or_default()
+    }
+
     /// The library's options from the flags (everything that can fail on bad input fails
     /// here, before any container exists).
     pub fn options(&self) -> anyhow::Result<RunOptions> {
+        // The image list accepts hyphens (for the command); the image itself never starts
+        // with one, so this is a flag clap did not know.
+        if self.image().starts_with('-') {
+            bail!("unknown flag: {} (see boxrun --help)", self.image());
+        }
         let mut env_files = Vec::new();
         for f in &self.env_file {
             let text = std::fs::read_to_string(f).with_context(|| format!("read env file {f}"))?;
@@ -163,7 +181,7 @@ impl RunArgs {
             limits.set_cpus(c);
         }
         Ok(RunOptions {
-            image: self.image.clone(),
+            image: self.image().to_string(),
             pull: PullOptions {
                 policy: self.pull.parse().map_err(anyhow::Error::msg)?,
                 platform: self.platform.clone(),
@@ -171,7 +189,7 @@ impl RunArgs {
             },
             overrides: Overrides {
                 entrypoint: self.entrypoint.clone(),
-                command: self.command.clone(),
+                command: self.command().to_vec(),
                 env_files,
                 env: self.env.clone(),
                 workdir: self.workdir.clone(),
