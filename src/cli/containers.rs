@@ -238,6 +238,11 @@ pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
         },
         "HostConfig": {
             "NetworkMode": format!("{:?}", s.network).to_lowercase(),
+            "PortBindings": s.ports.iter().map(|p| serde_json::json!({
+                "HostIp": p.host_ip.to_string(),
+                "HostPort": p.host_port.to_string(),
+                "ContainerPort": format!("{}/{}", p.container_port, format!("{:?}", p.proto).to_lowercase()),
+            })).collect::<Vec<_>>(),
             "AutoRemove": s.auto_remove,
             "ReadonlyRootfs": s.read_only,
             "Memory": s.limits.memory.unwrap_or(0),

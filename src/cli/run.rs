@@ -7,7 +7,7 @@ use super::images::open_store;
 use super::{CmdResult, Global};
 use crate::container::{self, RunOptions, config::Overrides, detach, mounts};
 use crate::registry::PullOptions;
-use crate::run::{self, Limits, NetworkMode};
+use crate::run::{self, Limits, NetworkMode, ports::PortMapping};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -146,12 +146,11 @@ impl RunArgs {
                 self.network
             );
         }
-        if !self.publish.is_empty() {
-            bail!(
-                "-p/--publish is not implemented yet: publish ports by running the server with \
-                 --network host"
-            );
-        }
+        let ports = self
+            .publish
+            .iter()
+            .map(|p| PortMapping::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut limits = Limits {
             memory: self.memory.as_deref().map(run::parse_size).transpose()?,
             memory_swap: match self.memory_swap.as_deref() {
@@ -199,6 +198,7 @@ impl RunArgs {
             name: self.name.clone(),
             hostname: self.hostname.clone(),
             network,
+            ports,
             limits,
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),

@@ -93,6 +93,7 @@ pub struct RunOptions {
     pub name: Option<String>,
     pub hostname: Option<String>,
     pub network: run::NetworkMode,
+    pub ports: Vec<run::ports::PortMapping>,
     pub limits: run::Limits,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -180,6 +181,7 @@ pub fn prepare(store: &Store, o: &RunOptions) -> Result<Prepared> {
     spec.user = process.user.clone();
     spec.hostname = o.hostname.clone();
     spec.network = o.network;
+    spec.ports = o.ports.clone();
     spec.mounts = mounts.clone();
     spec.read_only = o.read_only;
     spec.limits = o.limits.clone();
@@ -215,6 +217,7 @@ pub fn prepare(store: &Store, o: &RunOptions) -> Result<Prepared> {
         caps,
         no_new_privs: o.no_new_privs,
         network: o.network,
+        ports: o.ports.clone(),
         limits: o.limits.clone(),
         mounts: mounts
             .iter()

@@ -78,6 +78,8 @@ pub struct State {
     pub caps: u64,
     pub no_new_privs: bool,
     pub network: crate::run::NetworkMode,
+    #[serde(default)]
+    pub ports: Vec<crate::run::ports::PortMapping>,
     pub limits: Limits,
     pub mounts: Vec<MountRecord>,
     pub read_only: bool,
@@ -429,6 +431,7 @@ mod tests {
             caps: 0,
             no_new_privs: false,
             network: crate::run::NetworkMode::None,
+            ports: vec![],
             limits: Limits::default(),
             mounts: vec![],
             read_only: false,
