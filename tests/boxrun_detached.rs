@@ -338,3 +338,28 @@ fn a_dead_containers_state_is_detected() {
         assert_eq!(who.box_(&["rm", &name]).status.code(), Some(0));
     }
 }
+
+#[test]
+fn exec_joins_the_containers_cgroup_so_its_limits_apply() {
+    let Some(who) = Who::root() else { return };
+    let name = unique("execcg");
+    let _c = Cleanup(&who, name.clone());
+    start(
+        &who,
+        &name,
+        &["--pids-limit", "50", "busybox", "sleep", "1000"],
+    );
+    let o = who.box_(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let (mine, init) = out.split_once("--\n").unwrap();
+    let pids = |s: &str| s.lines().find(|l| l.contains(":pids:")).map(String::from);
+    assert!(pids(mine).is_some(), "{out}");
+    assert_eq!(pids(mine), pids(init), "{out}");
+}

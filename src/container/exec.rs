@@ -86,6 +86,41 @@ fn join_namespaces(pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// Move this process (and so what it forks) into the cgroups of `pid`, so the container's
+/// limits count the exec'd process too. Failure matters only when the container has limits
+/// (rootless runs without a writable cgroup have none).
+fn join_cgroups(pid: i32, required: bool) -> Result<()> {
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let me = std::process::id().to_string();
+    for line in theirs.lines().filter(|l| !ours.lines().any(|o| o == *l)) {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = match (f.next(), f.next(), f.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        let mount = match ctrl {
+            "" if Path::new("/sys/fs/cgroup/unified").is_dir() => "unified".to_string(),
+            "" => String::new(),
+            c => c.trim_start_matches("name=").to_string(),
+        };
+        let procs = Path::new("/sys/fs/cgroup")
+            .join(mount)
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        if let Err(cause) = std::fs::write(&procs, &me)
+            && required
+        {
+            return Err(ContainerError::Io {
+                op: "join the container's cgroup",
+                path: procs,
+                cause,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Run `o` in the running container `st`; returns the exit code (docker's mapping).
 pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     let pid = st
@@ -110,6 +145,7 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     } else {
         None
     };
+    join_cgroups(pid, !st.limits.is_empty())?;
     join_namespaces(pid)?;
 
     let mut fwd = SigSet::empty();
