@@ -12,6 +12,12 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 bash scripts/install-deps.sh
+# boxkit never runs container root as host root: as root it maps container ids onto root's
+# /etc/subuid range (docker's userns-remap and podman's --userns=auto need the same). Give
+# root one if it has none.
+for f in subuid subgid; do
+  grep -q '^root:' /etc/$f 2>/dev/null || usermod --add-${f}s 2000000-2065535 root
+done
 echo "== building boxkit (release)"
 cargo build --release --bins --quiet
 BIN=$PWD/target/release

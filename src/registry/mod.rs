@@ -1,14 +1,38 @@
 //! Pull and push images over the OCI distribution API.
 //!
 //! The entry points the rest of boxkit uses are [`ensure_image`] (what `FROM` and `boxrun`
-//! call: resolve locally, pull when the policy says so) and [`push`].
+//! call: resolve locally, pull when the policy says so), [`pull`] and [`push`]; `box login` and
+//! `box logout` use [`login`] and [`auth::AuthFiles`].
 //!
-//! Status: only the local half exists so far (policy `never`, and `missing` with the image
-//! present); pulling and pushing land with the registry issue.
+//! - [`config`]: containers-registries.conf(5): mirrors, insecure, blocked, search registries.
+//! - [`auth`]: credentials from auth.json / docker config.json and credential helpers.
+//! - [`client`]: HTTP sessions: token and basic auth, retries with backoff and Retry-After.
+//! - [`platform`]: `os/arch/variant` and picking a platform from an index.
+//! - `pull`, `push`: the transfers; [`progress`]: bars or plain lines.
+//!
+//! Blobs stream from the socket through the store's verifying [`crate::store::BlobWriter`]
+//! straight to `tmp/`: no layer is ever held in memory, a blob whose bytes do not hash to its
+//! digest never enters `blobs/`, and nothing is tagged until every blob is in place.
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::digest::Digest;
+use crate::image::{Reference, ReferenceError};
 use crate::store::{Image, Store, StoreError};
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod platform;
+pub mod progress;
+mod pull;
+mod push;
+
+pub use auth::{AuthFiles, Credentials};
+pub use config::RegistriesConf;
+pub use platform::Platform;
 
 /// When to contact the registry, as `docker run --pull`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,16 +78,125 @@ pub struct PullOptions {
     /// `os/arch[/variant]`; the host's when `None`.
     pub platform: Option<String>,
     pub progress: Progress,
+    /// Also extract each layer into the unpacked-layer cache as soon as it is downloaded
+    /// ("unpack to ready"). Only possible inside the tool's user namespace.
+    pub unpack: bool,
+    /// Read credentials from this file only (`--authfile`).
+    pub authfile: Option<PathBuf>,
+}
+
+/// Options of [`push_with`].
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    pub progress: Progress,
+    pub authfile: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("image {0} is not in the store and --pull=never forbids pulling it")]
     NotLocal(String),
-    #[error("not implemented yet: {0}")]
-    NotImplemented(&'static str),
+    #[error("image {name} not found (asked {}); check the name and tag", .tried.join(", "))]
+    NotFound { name: String, tried: Vec<String> },
+    #[error(
+        "{registry} refused access to {name} (unauthorized); tried {tried}; \
+         run `box login {registry}` with an account that may read it"
+    )]
+    Unauthorized {
+        name: String,
+        registry: String,
+        tried: String,
+    },
+    #[error(
+        "TLS connection to {registry} failed: {cause}; if {registry} serves plain HTTP, mark it \
+         insecure in registries.conf ([[registry]] location = \"{registry}\" insecure = true)"
+    )]
+    Tls { registry: String, cause: String },
+    #[error(
+        "cannot reach registry {registry}: {cause}; check the network, or configure a mirror in registries.conf"
+    )]
+    Unreachable {
+        registry: String,
+        cause: String,
+        dns: bool,
+    },
+    #[error("{what}: {cause}")]
+    Network { what: String, cause: String },
+    #[error("{what}: HTTP {status}{}", if .body.is_empty() { String::new() } else { format!(": {}", .body) })]
+    Http {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    #[error("pulling {name} is blocked by {}", .conf.as_ref().map_or("registries.conf".to_string(), |p| p.display().to_string()))]
+    Blocked { name: String, conf: Option<PathBuf> },
+    #[error(
+        "image {name} has no variant for platform {wanted}; it has: {}; pick one with --platform",
+        .available.join(", ")
+    )]
+    PlatformMissing {
+        name: String,
+        wanted: String,
+        available: Vec<String>,
+    },
+    #[error("image {name} is for platform {actual}, not the requested {wanted}")]
+    PlatformMismatch {
+        name: String,
+        wanted: String,
+        actual: String,
+    },
+    #[error("invalid --platform: {0}")]
+    BadPlatform(String),
+    #[error("manifest of {name}: {why}")]
+    BadManifest { name: String, why: String },
+    #[error(
+        "manifest of {name} hashes to {actual}, not the requested {expected}; it was not stored"
+    )]
+    ManifestDigest {
+        name: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error(
+        "blob {digest}: the download ended after {got} of {expected} bytes ({cause}); nothing was stored"
+    )]
+    Truncated {
+        digest: Digest,
+        got: u64,
+        expected: u64,
+        cause: String,
+    },
+    #[error("{primary}; also tried: {}", .others.join("; "))]
+    Fallback {
+        primary: Box<RegistryError>,
+        others: Vec<String>,
+    },
+    #[error("registries configuration {path}: {why}")]
+    Config { path: PathBuf, why: String },
+    #[error("auth file {path}: {why}")]
+    AuthFile { path: PathBuf, why: String },
+    #[error("credential helper {helper}: {why}")]
+    CredentialHelper { helper: String, why: String },
+    #[error("{0}")]
+    Runtime(String),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl RegistryError {
+    /// Errors about this image at this place (as opposed to "could not talk to it at all"):
+    /// when mirrors fall back, these are the ones worth reporting first.
+    fn is_about_content(&self) -> bool {
+        !matches!(
+            self,
+            RegistryError::Unreachable { .. }
+                | RegistryError::Tls { .. }
+                | RegistryError::Network { .. }
+                | RegistryError::Http { .. }
+        )
+    }
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -72,7 +205,7 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
     let local = match store.resolve_image(name) {
         Ok(img) => Some(img),
-        Err(StoreError::NoSuchImage(_)) => None,
+        Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, name)?,
         Err(e) => return Err(e.into()),
     };
     match (opts.policy, local) {
@@ -83,17 +216,84 @@ pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Ima
     }
 }
 
+/// `name@sha256:<index digest>` was pulled before: the store tags the platform's manifest
+/// with that name, whose digest differs from the one in the name.
+fn pulled_by_digest(store: &Store, name: &str) -> Result<Option<Image>> {
+    let Ok(r) = name.parse::<Reference>() else {
+        return Ok(None);
+    };
+    if r.digest().is_none() {
+        return Ok(None);
+    }
+    let tagged = store
+        .tags()?
+        .into_iter()
+        .find(|t| t.name.as_ref() == Some(&r));
+    match tagged {
+        Some(t) => Ok(Some(store.resolve_image(&format!(
+            "{}@{}",
+            r.name(),
+            t.target.digest
+        ))?)),
+        None => Ok(None),
+    }
+}
+
 /// Pull `name` into the store and tag it; returns the stored image.
-pub fn pull(_store: &Store, _name: &str, _opts: &PullOptions) -> Result<Image> {
-    Err(RegistryError::NotImplemented("pull"))
+pub fn pull(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
+    let rep = progress::Reporter::new(opts.progress);
+    block_on(pull::pull(store, name, opts, &rep))
 }
 
 /// Push the local image `name` to `dest` (default: `name`); returns the manifest digest.
-pub fn push(
-    _store: &Store,
-    _name: &str,
-    _dest: Option<&str>,
-    _progress: Progress,
-) -> Result<crate::digest::Digest> {
-    Err(RegistryError::NotImplemented("push"))
+pub fn push(store: &Store, name: &str, dest: Option<&str>, progress: Progress) -> Result<Digest> {
+    push_with(
+        store,
+        name,
+        dest,
+        &PushOptions {
+            progress,
+            authfile: None,
+        },
+    )
+}
+
+/// [`push`] with every option.
+pub fn push_with(
+    store: &Store,
+    name: &str,
+    dest: Option<&str>,
+    opts: &PushOptions,
+) -> Result<Digest> {
+    let rep = progress::Reporter::new(opts.progress);
+    block_on(push::push(store, name, dest, opts, &rep))
+}
+
+/// Check `creds` against `server` (its `/v2/` endpoint, as configured in registries.conf) and
+/// record them in the auth file; returns the file written.
+pub fn login(server: &str, creds: &Credentials, files: &AuthFiles) -> Result<PathBuf> {
+    block_on(pull::check_login(server, creds))?;
+    files.store(server, creds)
+}
+
+/// Run a future to completion on a small runtime of our own. Callers are synchronous; when
+/// one already runs inside a tokio runtime, block_on there would panic, so use a thread.
+fn block_on<F>(f: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let run = move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("create the tokio runtime");
+        rt.block_on(f)
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| s.spawn(run).join().expect("registry thread panicked"))
+    } else {
+        run()
+    }
 }

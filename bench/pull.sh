@@ -1,0 +1,112 @@
+#!/bin/sh
+# Pull benchmark: a ~130 MB (49 MB compressed) six-layer Debian image (the debootstrap fixture,
+# split by bench/pull-image.py) from a local docker-registry on 127.0.0.1 into an empty store.
+#
+#   boxkit (download)   box pull --no-unpack          vs  skopeo copy docker://… oci:DIR
+#   boxkit (ready)      box pull (unpacks as it goes)  vs  podman pull (overlay; unpacks too)
+#
+# hyperfine -N, one warm-up round, then RUNS (>= 5) interleaved rounds: each round runs all four
+# commands once, each after a --prepare that empties its destination. Prints medians and
+# ratios. Needs root (debootstrap fixture, podman storage), hyperfine, skopeo, podman,
+# docker-registry, python3; builds target/release/box.
+#
+# Usage: bench/pull.sh [RUNS]
+set -eu
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+OUT=$PWD/bench/out/pull
+mkdir -p "$OUT"
+chmod 755 "$PWD/bench/out" "$OUT"
+
+ROOTFS=$(bash tests/fixtures/images/make-debian.sh)
+[ -f "$OUT/image/index.json" ] || python3 bench/pull-image.py "$ROOTFS" "$OUT/image"
+cargo build --release --quiet --bin box
+BOX=$PWD/target/release/box
+
+# A registry of our own on a free port; killed on exit.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$PORT
+rm -rf "$OUT/registry"
+mkdir -p "$OUT/registry"
+cat > "$OUT/registry/config.yml" <<YML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $OUT/registry/storage
+http:
+  addr: $REG
+YML
+docker-registry serve "$OUT/registry/config.yml" > "$OUT/registry/log" 2>&1 &
+REG_PID=$!
+trap 'kill $REG_PID 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 50); do
+    python3 -c "import urllib.request; urllib.request.urlopen('http://$REG/v2/')" 2>/dev/null && break
+    sleep 0.1
+done
+IMAGE=$REG/bench/debian:latest
+skopeo copy -q --dest-tls-verify=false "oci:$OUT/image:latest" "docker://$IMAGE"
+
+printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" > "$OUT/registries.conf"
+chmod 644 "$OUT/registries.conf"
+export BOX_REGISTRIES_CONF=$OUT/registries.conf
+
+fresh() { echo "sh -c 'rm -rf $1 && mkdir -p $1'"; }
+PODMAN="podman --root $OUT/podman/root --runroot $OUT/podman/run --storage-driver overlay --tmpdir $OUT/podman/tmp"
+
+BOX_DL="$BOX --root $OUT/box-dl pull -q --no-unpack $IMAGE"
+BOX_READY="$BOX --root $OUT/box-ready pull -q $IMAGE"
+SKOPEO="skopeo copy -q --src-tls-verify=false docker://$IMAGE oci:$OUT/skopeo:latest"
+PODMAN_PULL="$PODMAN pull -q --tls-verify=false $IMAGE"
+
+round() {
+    hyperfine -N --runs 1 --style none "$@" \
+        --prepare "$(fresh "$OUT/box-dl")" -n boxkit-download "$BOX_DL" \
+        --prepare "rm -rf $OUT/skopeo" -n skopeo-copy "$SKOPEO" \
+        --prepare "$(fresh "$OUT/box-ready")" -n boxkit-ready "$BOX_READY" \
+        --prepare "sh -c '$PODMAN rmi -a -f >/dev/null 2>&1; rm -rf $OUT/podman'" -n podman-pull "$PODMAN_PULL" \
+        > /dev/null
+}
+rm -f "$OUT"/round-*.json
+round # warm-up
+i=1
+while [ "$i" -le "$RUNS" ]; do
+    round --export-json "$OUT/round-$i.json"
+    i=$((i + 1))
+done
+
+# The outputs are real: the same layers in boxkit's store as in skopeo's layout.
+python3 - "$OUT" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+def layers(root):
+    idx = json.load(open(os.path.join(root, "index.json")))
+    m = idx["manifests"][0]["digest"].split(":")[1]
+    man = json.load(open(os.path.join(root, "blobs/sha256", m)))
+    return [l["digest"] for l in man["layers"]]
+assert layers(out + "/box-ready") == layers(out + "/skopeo"), "layer digests differ"
+assert len(os.listdir(out + "/box-ready/layers")) >= len(layers(out + "/skopeo")), "not unpacked"
+PY
+
+python3 - "$OUT" "$RUNS" <<'PY'
+import glob, json, statistics, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+t = {}
+for f in sorted(glob.glob(out + "/round-*.json")):
+    for r in json.load(open(f))["results"]:
+        t.setdefault(r["command"], []).extend(r["times"])
+med = {k: statistics.median(v) for k, v in t.items()}
+print(f"runs: {runs} interleaved rounds after 1 warm-up round")
+for k, v in t.items():
+    print(f"{k:16} s: " + " ".join(f"{x:.2f}" for x in v))
+print()
+print("| comparison | boxkit median s | anchor median s | anchor / boxkit | goal: boxkit faster |")
+print("| --- | ---: | ---: | ---: | --- |")
+for name, b, a in [("download: box pull --no-unpack vs skopeo copy to oci:", "boxkit-download", "skopeo-copy"),
+                   ("ready: box pull (unpack) vs podman pull (overlay)", "boxkit-ready", "podman-pull")]:
+    r = med[a] / med[b]
+    print(f"| {name} | {med[b]:.2f} | {med[a]:.2f} | {r:.2f}x | {'met' if r > 1 else 'MISSED'} |")
+PY
