@@ -363,3 +363,56 @@ fn exec_joins_the_containers_cgroup_so_its_limits_apply() {
     assert!(pids(mine).is_some(), "{out}");
     assert_eq!(pids(mine), pids(init), "{out}");
 }
+
+#[test]
+fn debian_detached_with_flags_exec_and_stop() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let name = unique("deb");
+        let _c = Cleanup(&who, name.clone());
+        let vol = unique("debvol");
+        let v = format!("{vol}:/data");
+        start(
+            &who,
+            &name,
+            &[
+                "--read-only",
+                "-v",
+                &v,
+                "-e",
+                "MODE=detached",
+                "-w",
+                "/data",
+                "-u",
+                "nobody",
+                "--hostname",
+                "deb1",
+                "debian:bookworm",
+                "bash",
+                "-c",
+                "echo \"$MODE $(id -un) $(pwd) $(hostname)\"; exec sleep 1000",
+            ],
+        );
+        wait_for("log", || {
+            stdout(&who.box_(&["logs", &name])).contains("detached")
+        });
+        assert_eq!(
+            stdout(&who.box_(&["logs", &name])),
+            "detached nobody /data deb1\n"
+        );
+        let o = who.box_(&[
+            "exec", "-u", "root", &name, "bash", "-c",
+            ". /etc/os-release; echo $ID; ps -o pid=,comm= 2>/dev/null || cat /proc/1/comm; touch /x 2>/dev/null || echo ro",
+        ]);
+        let out = stdout(&o);
+        assert!(out.starts_with("debian\n"), "{out}");
+        assert!(out.contains("sleep"), "{out}");
+        assert!(out.ends_with("ro\n"), "{out}");
+        let o = who.box_(&["stop", "-t", "1", &name]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        // sleep as pid 1 has no SIGTERM handler: the kernel ignores TERM for it, so KILL ends it.
+        assert_eq!(inspect(&who, &name)["State"]["ExitCode"], 137);
+        assert_eq!(who.box_(&["rm", &name]).status.code(), Some(0));
+        let _ = std::fs::remove_dir_all(boxrun_common::store(&who).join("volumes").join(&vol));
+    }
+}
