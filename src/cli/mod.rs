@@ -308,6 +308,8 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
                 // pull unpacks layers with their container ids while downloading.
                 Some("run" | "sandbox-run" | "pull") => true,
                 Some("build") => !args.iter().any(is_check),
+                // exec, stop, kill and rm act on a running container with the caller's own
+                // credentials (see crate::container::exec): a new tool namespace could not.
                 _ => false,
             }
         }

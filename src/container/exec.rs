@@ -7,6 +7,12 @@
 //! environment, working directory, user and capability set, exactly as the sandbox sets them
 //! up for pid 1, and execs. With `-t` the child opens a pty in the container's own devpts and
 //! passes the master back over a socket, and this process relays the terminal.
+//!
+//! This runs with the caller's own credentials, outside any tool namespace: each boxkit
+//! invocation makes its own tool user namespace, and a second one would have no capabilities
+//! over the first's processes. From outside, root has them all, and a rootless user owns the
+//! container's tool namespace, which gives it full capabilities there and in what is nested.
+//! Before joining, the process moves into pid 1's cgroups so the container's limits count it.
 
 use std::ffi::CString;
 use std::io::Write;
