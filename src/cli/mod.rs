@@ -234,6 +234,7 @@ pub struct PsArgs {
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
+    /// Container name or ID
     pub container: String,
     /// Follow log output
     #[arg(short, long)]
@@ -242,17 +243,24 @@ pub struct LogsArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// Keep STDIN open
     #[arg(short, long)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
-    #[arg(short, long = "env")]
+    /// Set environment variables (K=V), on top of the container's
+    #[arg(short, long = "env", value_name = "K=V")]
     pub env: Vec<String>,
+    /// Working directory inside the container (default: the container's)
     #[arg(short, long)]
     pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]; default: the container's)
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Container name or ID
     pub container: String,
+    /// Command and arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
