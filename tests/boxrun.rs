@@ -658,3 +658,37 @@ fn layers_are_unpacked_once_and_shared_by_later_runs() {
         assert_ne!(o.status.code(), Some(0));
     }
 }
+
+#[test]
+fn a_user_without_a_subordinate_range_gets_a_clear_error_for_multi_owner_images() {
+    if !common::is_root() {
+        return common::skip("creating the test user needs root");
+    }
+    let user = common::users::without_range();
+    let dir = tempdir();
+    std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let store = dir.path().join("store");
+    let cmd = |args: &[&str]| {
+        let o = common::users::command_as(&user, &common::bin("box"))
+            .arg("--root")
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    let archive = common::fixtures::oci_archive(common::fixtures::Fixture::Busybox);
+    let o = cmd(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    assert!(o.status.success());
+    // busybox has /home/app owned by uid 1000, which a single mapping cannot represent.
+    let o = common::users::command_as(&user, &common::bin("boxrun"))
+        .arg("--root")
+        .arg(&store)
+        .args(["--rm", "--network", "none", "busybox", "true"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("usermod --add-subuids"), "{err}");
+}
