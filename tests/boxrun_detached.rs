@@ -416,3 +416,38 @@ fn debian_detached_with_flags_exec_and_stop() {
         let _ = std::fs::remove_dir_all(boxrun_common::store(&who).join("volumes").join(&vol));
     }
 }
+
+#[test]
+fn a_foreground_container_is_listed_and_reachable_while_it_runs() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let name = unique("fg");
+        let _c = Cleanup(&who, name.clone());
+        let mut child = who
+            .cmd("boxrun")
+            .args([
+                "--rm",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                "busybox",
+                "sleep",
+                "1000",
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the foreground container in ps", || {
+            stdout(&who.box_(&["ps"]))
+                .lines()
+                .any(|l| l.ends_with(&name))
+        });
+        let o = who.box_(&["exec", &name, "cat", "/proc/1/comm"]);
+        assert_eq!(stdout(&o), "sleep\n", "{}", stderr(&o));
+        assert_eq!(who.box_(&["stop", "-t", "1", &name]).status.code(), Some(0));
+        // sleep as pid 1 ignores SIGTERM: killed after the timeout, 137 to boxrun's caller.
+        assert_eq!(child.wait().unwrap().code(), Some(137));
+        assert!(!stdout(&who.box_(&["ps", "-a"])).contains(&name));
+    }
+}

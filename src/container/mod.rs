@@ -137,8 +137,9 @@ fn new_id() -> String {
 }
 
 /// Resolve (pulling if the policy says so) and unpack the image, combine its config with the
-/// options, and record the container (state "created", name reserved).
-pub fn prepare(store: &Store, o: &RunOptions) -> Result<Prepared> {
+/// options, and record the container (name reserved; state "created", or "running" under
+/// `supervisor` when that process is about to run it — one state write less on the hot path).
+pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result<Prepared> {
     let image = registry::ensure_image(store, &o.image, &o.pull)?;
     let lowerdirs = store.unpack_layers(&image)?;
     let cfg = &image.config["config"];
@@ -202,7 +203,7 @@ pub fn prepare(store: &Store, o: &RunOptions) -> Result<Prepared> {
     if o.hostname.is_none() && o.network != run::NetworkMode::Host {
         spec.hostname = Some(hostname.clone());
     }
-    let st = State {
+    let mut st = State {
         id: id.clone(),
         name: name.clone(),
         image: o.image.clone(),
@@ -254,6 +255,9 @@ pub fn prepare(store: &Store, o: &RunOptions) -> Result<Prepared> {
         supervisor_start: None,
         error: None,
     };
+    if let Some(pid) = supervisor {
+        set_running(&mut st, pid);
+    }
     if let Err(e) = containers.create(&st) {
         release_name(&containers);
         return Err(e.into());
@@ -261,11 +265,15 @@ pub fn prepare(store: &Store, o: &RunOptions) -> Result<Prepared> {
     Ok(Prepared { spec, state: st })
 }
 
-fn mark_running(c: &Containers, st: &mut State, supervisor: i32) -> Result<()> {
+fn set_running(st: &mut State, supervisor: i32) {
     st.status = Status::Running;
     st.started_at = Some(state::now_rfc3339());
     st.supervisor_pid = Some(supervisor);
     st.supervisor_start = state::process_start(supervisor);
+}
+
+fn mark_running(c: &Containers, st: &mut State, supervisor: i32) -> Result<()> {
+    set_running(st, supervisor);
     Ok(c.save(st)?)
 }
 
@@ -288,7 +296,7 @@ fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: O
 pub fn run_foreground(store: Store, o: &RunOptions) -> Result<i32> {
     let containers = Containers::new(store.containers_dir());
     let volumes_dir = store.volumes_dir();
-    let Prepared { spec, mut state } = prepare(&store, o)?;
+    let Prepared { spec, mut state } = prepare(&store, o, Some(std::process::id() as i32))?;
     // The state names the image's digest, which keeps its layers through `box prune`; holding
     // the store lock for the container's lifetime would block prune instead.
     drop(store);
@@ -296,7 +304,6 @@ pub fn run_foreground(store: Store, o: &RunOptions) -> Result<i32> {
         // docker run without -i: the container reads nothing.
         redirect_stdin_null();
     }
-    mark_running(&containers, &mut state, std::process::id() as i32)?;
     let r = run::run(&spec);
     let code = r.as_ref().ok().copied();
     finish(&containers, &volumes_dir, &mut state, code);
@@ -315,7 +322,7 @@ fn redirect_stdin_null() {
 pub fn run_detached(store: Store, o: &RunOptions) -> Result<i32> {
     let containers = Containers::new(store.containers_dir());
     let volumes_dir = store.volumes_dir();
-    let prepared = prepare(&store, o);
+    let prepared = prepare(&store, o, None);
     drop(store);
     let Prepared { spec, mut state } = match prepared {
         Ok(p) => p,

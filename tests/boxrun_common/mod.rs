@@ -43,7 +43,7 @@ impl Who {
             Who::User(u) => (u.uid, u.gid),
         }
     }
-    fn cmd(&self, bin: &str) -> Command {
+    pub fn cmd(&self, bin: &str) -> Command {
         let mut c = self.cmd_at(bin);
         c.arg("--root").arg(store(self));
         c
