@@ -2,12 +2,12 @@
 //!
 //! As root the container sits behind the `box0` bridge; a small userspace proxy (as
 //! docker-proxy does for loopback traffic, which DNAT cannot reach without
-//! `route_localnet`) listens on the host address and relays each TCP connection to the
-//! container's address. The agent binds the listeners itself, so a port already in use fails
+//! `route_localnet`) listens on the host address and relays each TCP connection, and each UDP
+//! client's datagrams (one upstream socket per client address), to the container's address. The agent binds the listeners itself, so a port already in use fails
 //! the run before the container starts, then forks the proxy, which dies with the agent
 //! (`PR_SET_PDEATHSIG`) or on release. Rootless, pasta forwards the ports (`-t`/`-u`).
 
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +24,6 @@ pub enum PortError {
         addr: SocketAddr,
         cause: std::io::Error,
     },
-    #[error("publishing udp ports is not supported as root yet (port {0}); use tcp")]
-    UdpAsRoot(u16),
     #[error("start the port proxy: {0}")]
     Fork(nix::Error),
 }
@@ -99,11 +97,12 @@ pub fn start_proxy(ports: &[PortMapping], container_ip: &str) -> Result<Option<i
     }
     let mut listeners = Vec::new();
     for p in ports {
-        if p.proto == Proto::Udp {
-            return Err(PortError::UdpAsRoot(p.host_port));
-        }
         let addr = SocketAddr::new(p.host_ip, p.host_port);
-        let l = TcpListener::bind(addr).map_err(|cause| PortError::Bind { addr, cause })?;
+        let bind_err = |cause| PortError::Bind { addr, cause };
+        let l = match p.proto {
+            Proto::Tcp => Listener::Tcp(TcpListener::bind(addr).map_err(bind_err)?),
+            Proto::Udp => Listener::Udp(UdpSocket::bind(addr).map_err(bind_err)?),
+        };
         let target: SocketAddr = format!("{container_ip}:{}", p.container_port)
             .parse()
             .map_err(|_| PortError::Parse(container_ip.to_string()))?;
@@ -115,7 +114,7 @@ pub fn start_proxy(ports: &[PortMapping], container_ip: &str) -> Result<Option<i
         nix::unistd::ForkResult::Child => {
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             // Keep only the listeners (the agent's socket and the rest must not stay open).
-            let keep: Vec<i32> = listeners.iter().map(|(l, _)| l.as_raw_fd()).collect();
+            let keep: Vec<i32> = listeners.iter().map(|(l, _)| l.raw_fd()).collect();
             for fd in 3..1024 {
                 if !keep.contains(&fd) {
                     unsafe { libc::close(fd) };
@@ -123,13 +122,79 @@ pub fn start_proxy(ports: &[PortMapping], container_ip: &str) -> Result<Option<i
             }
             let mut handles = Vec::new();
             for (l, target) in listeners {
-                handles.push(std::thread::spawn(move || serve(l, target)));
+                handles.push(std::thread::spawn(move || match l {
+                    Listener::Tcp(l) => serve(l, target),
+                    Listener::Udp(s) => serve_udp(s, target),
+                }));
             }
             for h in handles {
                 let _ = h.join();
             }
             unsafe { libc::_exit(0) }
         }
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl Listener {
+    fn raw_fd(&self) -> i32 {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Udp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// UDP: datagrams from each client go out through a socket of their own (so replies can be
+/// told apart), and whatever comes back on it is sent to that client from the host port.
+fn serve_udp(sock: UdpSocket, target: SocketAddr) {
+    let mut upstreams: std::collections::HashMap<SocketAddr, UdpSocket> = Default::default();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, client)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let up = match upstreams.get(&client) {
+            Some(u) => u,
+            None => {
+                let bind: SocketAddr = if target.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                }
+                .parse()
+                .expect("literal address");
+                let Ok(u) = UdpSocket::bind(bind) else {
+                    continue;
+                };
+                if u.connect(target).is_err() {
+                    continue;
+                }
+                let (Ok(back), Ok(reply)) = (u.try_clone(), sock.try_clone()) else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let mut b = vec![0u8; 65536];
+                    loop {
+                        match back.recv(&mut b) {
+                            Ok(m) => {
+                                let _ = reply.send_to(&b[..m], client);
+                            }
+                            // A datagram sent before the server bound its port comes back
+                            // as ICMP "port unreachable"; later ones may well be answered.
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                upstreams.entry(client).or_insert(u)
+            }
+        };
+        let _ = up.send(&buf[..n]);
     }
 }
 
