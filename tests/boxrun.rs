@@ -692,3 +692,75 @@ fn a_user_without_a_subordinate_range_gets_a_clear_error_for_multi_owner_images(
     assert_eq!(o.status.code(), Some(125), "{err}");
     assert!(err.contains("usermod --add-subuids"), "{err}");
 }
+
+#[test]
+fn debian_with_the_remaining_flags() {
+    let Some(all) = Who::all() else { return };
+    let d = tempdir();
+    let envf = d.path().join("env");
+    std::fs::write(&envf, "FROM_FILE=deb\n").unwrap();
+    for who in all {
+        let mut args = vec![
+            "--rm",
+            "--network",
+            "none",
+            "--init",
+            "--entrypoint",
+            "/bin/bash",
+            "--env-file",
+            envf.to_str().unwrap(),
+            "--mount",
+            "type=tmpfs,target=/scratch",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--read-only",
+        ];
+        if let Who::Root = who {
+            args.extend_from_slice(&["--memory", "64m", "--pids-limit", "20", "--cpus", "1"]);
+        }
+        args.extend_from_slice(&[
+            "debian:bookworm",
+            "-c",
+            "echo $FROM_FILE; echo $$; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
+             touch /scratch/ok && echo tmpfs-ok; touch /etc/x 2>/dev/null || echo ro; exit 9",
+        ]);
+        let o = who.boxrun(&args);
+        assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "deb");
+        assert_ne!(lines[1], "1", "--init: bash is not pid 1");
+        assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        assert!(out.ends_with("tmpfs-ok\nro\n"), "{out}");
+        for (net, expect) in [("none", "lo\n"), ("bridge", "eth0\nlo\n")] {
+            let o = who.boxrun(&[
+                "--rm",
+                "--network",
+                net,
+                "debian:bookworm",
+                "ls",
+                "/sys/class/net",
+            ]);
+            assert_eq!(stdout(&o), expect, "{}", stderr(&o));
+        }
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "debian:bookworm",
+            "no-such-tool",
+        ]);
+        assert_eq!(o.status.code(), Some(127));
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "debian:bookworm",
+            "/etc/hostname",
+        ]);
+        assert_eq!(o.status.code(), Some(126));
+    }
+}
