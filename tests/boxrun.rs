@@ -668,19 +668,18 @@ fn a_user_without_a_subordinate_range_gets_a_clear_error_for_multi_owner_images(
     let dir = tempdir();
     std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
     let store = dir.path().join("store");
-    let cmd = |args: &[&str]| {
-        let o = common::users::command_as(&user, &common::bin("box"))
-            .arg("--root")
-            .arg(&store)
-            .args(args)
-            .output()
-            .unwrap();
-        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-        o
-    };
-    let archive = common::fixtures::oci_archive(common::fixtures::Fixture::Busybox);
-    let o = cmd(&["load", "-q", "-i", archive.to_str().unwrap()]);
-    assert!(o.status.success());
+    let archive = std::fs::File::open(common::fixtures::oci_archive(
+        common::fixtures::Fixture::Busybox,
+    ))
+    .unwrap();
+    let o = common::users::command_as(&user, &common::bin("box"))
+        .arg("--root")
+        .arg(&store)
+        .args(["load", "-q"])
+        .stdin(archive)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
     // busybox has /home/app owned by uid 1000, which a single mapping cannot represent.
     let o = common::users::command_as(&user, &common::bin("boxrun"))
         .arg("--root")

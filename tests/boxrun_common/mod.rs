@@ -119,8 +119,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The user's store: under target/tmp, kept between runs (the images are loaded once and
-/// their layers unpacked once), owned by the user.
+/// Where the per-user test stores live, kept between runs (the images are loaded once and their
+/// layers unpacked once).
+pub const STORES_DIR: &str = "/var/cache/boxkit-test/boxrun-stores";
+
+/// The user's store under [`STORES_DIR`], owned by the user.
 pub fn store(who: &Who) -> PathBuf {
     static STORES: OnceLock<Mutex<HashMap<&'static str, PathBuf>>> = OnceLock::new();
     let m = STORES.get_or_init(Default::default);
@@ -128,12 +131,13 @@ pub fn store(who: &Who) -> PathBuf {
     if let Some(p) = m.get(who.label()) {
         return p.clone();
     }
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("boxrun-stores");
+    // Next to the Debian fixture cache, outside the checkout: a rootless user may not be able
+    // to traverse the directory the repository was cloned into (e.g. under /root).
+    let base = PathBuf::from(STORES_DIR);
     std::fs::create_dir_all(&base).unwrap();
-    // Rootless users must reach their store through target/tmp.
-    for d in [PathBuf::from(env!("CARGO_TARGET_TMPDIR")), base.clone()] {
+    {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755));
+        let _ = std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755));
     }
     let p = base.join(who.label());
     std::fs::create_dir_all(&p).unwrap();
@@ -149,13 +153,14 @@ pub fn store(who: &Who) -> PathBuf {
             .output()
             .unwrap();
         if !have.status.success() {
-            let archive = fixtures::oci_archive(f);
+            // Through stdin: the archive lives in the checkout, which the user may not reach.
+            let archive = std::fs::File::open(fixtures::oci_archive(f)).unwrap();
             let o = who
                 .cmd_at("box")
                 .arg("--root")
                 .arg(&p)
-                .args(["load", "-q", "-i"])
-                .arg(&archive)
+                .args(["load", "-q"])
+                .stdin(archive)
                 .output()
                 .unwrap();
             assert!(o.status.success(), "load {name}: {}", stderr(&o));
