@@ -451,3 +451,51 @@ fn a_foreground_container_is_listed_and_reachable_while_it_runs() {
         assert!(!stdout(&who.box_(&["ps", "-a"])).contains(&name));
     }
 }
+
+#[test]
+fn prune_keeps_the_layers_of_a_running_container_whose_image_was_removed() {
+    let Some(_) = Who::root() else { return };
+    // A store of its own: this test untags busybox.
+    let dir = boxrun_common::tempdir();
+    let store = dir.path().join("store");
+    let box_ = |args: &[&str]| {
+        let o = std::process::Command::new(common::bin("box"))
+            .arg("--root")
+            .arg(&store)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        eprintln!(
+            "box {}: {:?} {}",
+            args.join(" "),
+            o.status.code(),
+            stderr(&o)
+        );
+        o
+    };
+    let archive = common::fixtures::oci_archive(common::fixtures::Fixture::Busybox);
+    assert!(
+        box_(&["load", "-q", "-i", archive.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let o = std::process::Command::new(common::bin("boxrun"))
+        .arg("--root")
+        .arg(&store)
+        .args(["-d", "--network", "none", "busybox", "sleep", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    assert!(box_(&["rmi", "busybox"]).status.success());
+    assert!(box_(&["prune"]).status.success());
+    let layers = std::fs::read_dir(store.join("layers")).unwrap().count();
+    assert!(layers > 0, "prune removed the running container's layers");
+    // The container is untouched.
+    assert_eq!(box_(&["exec", &id, "true"]).status.code(), Some(0));
+    assert_eq!(box_(&["rm", "-f", &id]).status.code(), Some(0));
+    // Once it is gone, prune may take everything.
+    assert!(box_(&["prune"]).status.success());
+    assert_eq!(std::fs::read_dir(store.join("layers")).unwrap().count(), 0);
+}
