@@ -276,8 +276,19 @@ fn a_detached_rm_container_removes_itself_and_failures_are_reported() {
         wait_for("self removal", || {
             !stdout(&who.box_(&["ps", "-a"])).contains(&name)
         });
-        // A command that cannot start fails boxrun -d with docker's code.
-        let o = who.boxrun(&["-d", "--network", "none", "busybox", "no-such-cmd"]);
+        // A command that cannot start fails boxrun -d with docker's code (the container
+        // stays, exited, as with docker).
+        let failed = unique("nocmd");
+        let _c2 = Cleanup(&who, failed.clone());
+        let o = who.boxrun(&[
+            "-d",
+            "--name",
+            &failed,
+            "--network",
+            "none",
+            "busybox",
+            "no-such-cmd",
+        ]);
         assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
         assert!(
             stderr(&o).contains("executable file not found"),
