@@ -9,10 +9,11 @@ set -euo pipefail
 # passt, slirp4netns, iptables, nftables: container networking; fuse-overlayfs: rootless
 # overlay for podman; hyperfine: benchmarks; pigz: fast gzip for the Debian fixture;
 # tmux: interactive (-it) tests; zstd: zstd layers; ca-certificates: https mirrors;
-# curl: readiness probe of the registry in scripts/example.sh; git: ADD of a git repository.
+# curl: readiness probe of the registry in scripts/example.sh; git: ADD of a git repository;
+# time: peak RSS in the benchmarks; jq: bench scripts.
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
-      ca-certificates curl git)
+      ca-certificates curl git time jq)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

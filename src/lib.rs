@@ -7,6 +7,7 @@
 pub mod boxfile;
 pub mod build;
 pub mod cli;
+pub mod container;
 pub mod digest;
 pub mod image;
 pub mod layer;

@@ -241,7 +241,20 @@ pub fn inspect(g: &Global, a: InspectArgs) -> CmdResult {
     let store = open_store(g)?;
     let mut arr = vec![];
     let mut failed = false;
+    let ctrs = crate::container::Containers::new(store.containers_dir());
     for n in &a.names {
+        // Containers first, as docker does when no --type is given.
+        if a.r#type.as_deref() != Some("image")
+            && let Some(j) = super::containers::inspect_json(&ctrs, n)
+        {
+            arr.push(j);
+            continue;
+        }
+        if a.r#type.as_deref() == Some("container") {
+            eprintln!("Error: no such container: {n}");
+            failed = true;
+            continue;
+        }
         match store.resolve_image(n) {
             Ok(img) => arr.push(inspect_json(&img)),
             Err(e) => {

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 pub mod build;
+pub mod containers;
 pub mod dev;
 pub mod images;
 pub mod registry;
@@ -233,6 +234,7 @@ pub struct PsArgs {
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
+    /// Container name or ID
     pub container: String,
     /// Follow log output
     #[arg(short, long)]
@@ -241,17 +243,24 @@ pub struct LogsArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// Keep STDIN open
     #[arg(short, long)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
-    #[arg(short, long = "env")]
+    /// Set environment variables (K=V), on top of the container's
+    #[arg(short, long = "env", value_name = "K=V")]
     pub env: Vec<String>,
+    /// Working directory inside the container (default: the container's)
     #[arg(short, long)]
     pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]; default: the container's)
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Container name or ID
     pub container: String,
+    /// Command and arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
@@ -307,6 +316,8 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
                 // pull unpacks layers with their container ids while downloading.
                 Some("run" | "sandbox-run" | "pull") => true,
                 Some("build") => !args.iter().any(is_check),
+                // exec, stop, kill and rm act on a running container with the caller's own
+                // credentials (see crate::container::exec): a new tool namespace could not.
                 _ => false,
             }
         }
@@ -318,7 +329,23 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
 pub fn enter_userns_if_needed(prog: &str) {
     let args: Vec<String> = std::env::args().collect();
     if needs_userns(prog, &args) {
+        if is_detached_run(prog, &args) {
+            // Returns in a daemon; the caller's process prints the container id and exits.
+            crate::container::detach::daemonize(prog);
+        }
         crate::run::userns::enter_if_needed();
+    }
+}
+
+/// Whether the arguments ask for `boxrun -d` / `box run -d` (parsed exactly as later).
+fn is_detached_run(prog: &str, args: &[String]) -> bool {
+    match prog {
+        "boxrun" => BoxrunCli::try_parse_from(args).is_ok_and(|c| c.args.detach),
+        "box" => matches!(
+            BoxCli::try_parse_from(args),
+            Ok(BoxCli { command: BoxCommand::Run(a), .. }) if a.detach
+        ),
+        _ => false,
     }
 }
 
@@ -396,12 +423,12 @@ pub fn box_main() -> ExitCode {
         BoxCommand::Save(a) => images::save(&g, a),
         BoxCommand::Login(a) => registry::login(&g, a),
         BoxCommand::Logout(a) => registry::logout(&g, a),
-        BoxCommand::Ps(_) => Err(not_implemented("box ps")),
-        BoxCommand::Logs(_) => Err(not_implemented("box logs")),
-        BoxCommand::Exec(_) => Err(not_implemented("box exec")),
-        BoxCommand::Stop(_) => Err(not_implemented("box stop")),
-        BoxCommand::Kill(_) => Err(not_implemented("box kill")),
-        BoxCommand::Rm(_) => Err(not_implemented("box rm")),
+        BoxCommand::Ps(a) => containers::ps(&g, a),
+        BoxCommand::Logs(a) => containers::logs(&g, a),
+        BoxCommand::Exec(a) => containers::exec(&g, a),
+        BoxCommand::Stop(a) => containers::stop(&g, a),
+        BoxCommand::Kill(a) => containers::kill(&g, a),
+        BoxCommand::Rm(a) => containers::rm(&g, a),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
@@ -474,6 +501,31 @@ mod tests {
         assert!(needs_userns("box", &v(&["box", "pull", "busybox"])));
         assert!(!needs_userns("box", &v(&["box", "push", "busybox"])));
         assert!(!needs_userns("box", &v(&["box", "build", "--check", "."])));
+        // Container commands act with the caller's own credentials (see
+        // crate::container::exec): a fresh tool namespace would have no power over the
+        // container's.
+        assert!(!needs_userns("box", &v(&["box", "exec", "c", "ls"])));
+        assert!(!needs_userns("box", &v(&["box", "stop", "c"])));
+        assert!(!needs_userns("box", &v(&["box", "kill", "c"])));
+        assert!(!needs_userns("box", &v(&["box", "rm", "-f", "c"])));
+        assert!(!needs_userns("box", &v(&["box", "ps", "-a"])));
+        assert!(!needs_userns("box", &v(&["box", "logs", "c"])));
+    }
+
+    #[test]
+    fn detached_runs_are_recognised_before_the_namespace() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(is_detached_run("boxrun", &v(&["boxrun", "-d", "busybox"])));
+        assert!(is_detached_run(
+            "boxrun",
+            &v(&["boxrun", "-dit", "busybox", "sh"])
+        ));
+        assert!(!is_detached_run("boxrun", &v(&["boxrun", "busybox", "-d"])));
+        assert!(is_detached_run(
+            "box",
+            &v(&["box", "run", "--detach", "busybox"])
+        ));
+        assert!(!is_detached_run("box", &v(&["box", "run", "busybox"])));
     }
 
     #[test]

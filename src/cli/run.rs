@@ -1,8 +1,13 @@
 //! `boxrun` / `box run` arguments.
 
+use anyhow::{Context, bail};
 use clap::Args;
 
-use super::{CmdResult, Global, not_implemented};
+use super::images::open_store;
+use super::{CmdResult, Global};
+use crate::container::{self, RunOptions, config::Overrides, detach, mounts};
+use crate::registry::PullOptions;
+use crate::run::{self, Limits, NetworkMode, ports::PortMapping};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -93,13 +98,140 @@ pub struct RunArgs {
     /// User namespace mode: "" (remap, the default) or host
     #[arg(long)]
     pub userns: Option<String>,
-    /// Image to run
-    pub image: String,
-    /// Command and arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// Image to run, then the command and its arguments. One list, so that everything after
+    /// the image belongs to the container (`boxrun busybox ls -l` passes `-l` to ls), as with
+    /// docker.
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub image_and_command: Vec<String>,
 }
 
-pub fn run(_g: &Global, _a: RunArgs) -> CmdResult {
-    Err(not_implemented("boxrun"))
+impl RunArgs {
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or_default()
+    }
+
+    /// The library's options from the flags (everything that can fail on bad input fails
+    /// here, before any container exists).
+    pub fn options(&self) -> anyhow::Result<RunOptions> {
+        // The image list accepts hyphens (for the command); the image itself never starts
+        // with one, so this is a flag clap did not know.
+        if self.image().starts_with('-') {
+            bail!("unknown flag: {} (see boxrun --help)", self.image());
+        }
+        let mut env_files = Vec::new();
+        for f in &self.env_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("read env file {f}"))?;
+            env_files.push((f.clone(), text));
+        }
+        let mut mounts = Vec::new();
+        for v in &self.volumes {
+            mounts.push(mounts::parse_volume(v)?);
+        }
+        for m in &self.mounts {
+            mounts.push(mounts::parse_mount(m)?);
+        }
+        let network: NetworkMode = self.network.parse()?;
+        if !self.publish.is_empty() && network != NetworkMode::Bridge {
+            bail!(
+                "-p/--publish needs --network bridge (the network is {})",
+                self.network
+            );
+        }
+        let ports = self
+            .publish
+            .iter()
+            .map(|p| PortMapping::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut limits = Limits {
+            memory: self.memory.as_deref().map(run::parse_size).transpose()?,
+            memory_swap: match self.memory_swap.as_deref() {
+                Some("-1") => Some(-1),
+                Some(v) => Some(run::parse_size(v)? as i64),
+                None => None,
+            },
+            pids: self.pids_limit.filter(|p| *p > 0),
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            ..Default::default()
+        };
+        if limits.memory_swap.is_some() && limits.memory.is_none() {
+            bail!(
+                "--memory-swap needs --memory as well (docker: \"You should always set the Memory limit when using Memoryswap limit\")"
+            );
+        }
+        if let (Some(m), Some(s)) = (limits.memory, limits.memory_swap)
+            && s >= 0
+            && (s as u64) < m
+        {
+            bail!("--memory-swap ({s} bytes) must be at least --memory ({m} bytes)");
+        }
+        if let Some(c) = self.cpus {
+            if c.is_nan() || c <= 0.0 {
+                bail!("--cpus must be a positive number, got {c}");
+            }
+            limits.set_cpus(c);
+        }
+        Ok(RunOptions {
+            image: self.image().to_string(),
+            pull: PullOptions {
+                policy: self.pull.parse().map_err(anyhow::Error::msg)?,
+                platform: self.platform.clone(),
+                ..Default::default()
+            },
+            overrides: Overrides {
+                entrypoint: self.entrypoint.clone(),
+                command: self.command().to_vec(),
+                env_files,
+                env: self.env.clone(),
+                workdir: self.workdir.clone(),
+                user: self.user.clone(),
+            },
+            mounts,
+            name: self.name.clone(),
+            hostname: self.hostname.clone(),
+            network,
+            ports,
+            limits,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            no_new_privs: container::parse_security_opts(&self.security_opt)?,
+            read_only: self.read_only,
+            tty: self.tty,
+            interactive: self.interactive,
+            init: self.init,
+            auto_remove: self.rm,
+            detach: self.detach,
+            userns: self.userns.as_deref().unwrap_or("").parse()?,
+        })
+    }
+}
+
+pub fn run(g: &Global, a: RunArgs) -> CmdResult {
+    let r = run_inner(g, &a);
+    if let Err(e) = &r
+        && detach::pending()
+    {
+        // `boxrun -d` waits for this message; our stderr is /dev/null.
+        detach::report_failure(&format!("{e:#}"), i32::from(super::EXIT_TOOL_FAILED));
+    }
+    r
+}
+
+fn run_inner(g: &Global, a: &RunArgs) -> CmdResult {
+    let o = a.options()?;
+    let store = open_store(g)?;
+    let code = if o.detach {
+        container::run_detached(store, &o)?
+    } else {
+        container::run_foreground(store, &o)?
+    };
+    Ok(code.clamp(0, 255) as u8)
 }

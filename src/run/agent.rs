@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::cgroups::{self, Cgroup};
 use super::network::{self, Address, Attachment};
+use super::ports::{self, PortMapping};
 use super::spec::{Limits, NetworkMode};
 
 #[derive(Debug, Error)]
@@ -41,6 +42,8 @@ pub enum Request {
         pid: i32,
         limits: Limits,
         network: NetworkMode,
+        #[serde(default)]
+        ports: Vec<PortMapping>,
     },
     Release {
         id: String,
@@ -57,6 +60,8 @@ pub enum Reply {
 struct Held {
     cgroup: Option<Cgroup>,
     net: Option<Attachment>,
+    /// The published-ports proxy (root, bridge).
+    proxy: Option<i32>,
 }
 
 /// The host-side state: what each container holds.
@@ -74,6 +79,7 @@ impl HostSide {
                 pid,
                 limits,
                 network,
+                ports,
             } => {
                 let mut h = Held::default();
                 let r = (|| -> std::result::Result<Option<Address>, String> {
@@ -83,11 +89,13 @@ impl HostSide {
                             let (att, addr) =
                                 network::attach_bridge(pid).map_err(|e| e.to_string())?;
                             h.net = Some(att);
+                            h.proxy =
+                                ports::start_proxy(&ports, &addr.ip).map_err(|e| e.to_string())?;
                             return Ok(Some(addr));
                         }
                         let dir = self.run_dir.get_or_insert_with(std::env::temp_dir).clone();
                         let (att, addr) =
-                            network::attach_pasta(pid, &dir).map_err(|e| e.to_string())?;
+                            network::attach_pasta(pid, &dir, &ports).map_err(|e| e.to_string())?;
                         h.net = Some(att);
                         return Ok(addr);
                     }
@@ -122,6 +130,9 @@ impl HostSide {
 }
 
 fn release(h: Held) {
+    if let Some(p) = h.proxy {
+        ports::stop_proxy(p);
+    }
     // Network first: the veth dies with the namespace anyway; the cgroup must be empty.
     if let Some(n) = h.net {
         network::release(n);

@@ -232,8 +232,8 @@ pub fn plan_for_current_user() -> Result<(IdMaps, String)> {
 pub fn single_mapping_warning(user: &str) -> String {
     format!(
         "warning: user {user} has no subordinate id range in /etc/subuid and /etc/subgid; only \
-         container root is mapped (to your own uid), so images with other owners cannot be \
-         unpacked and chown fails. Fix: sudo usermod --add-subuids 100000-165535 \
+         container root is mapped (to your own uid), so image files of other owners are \
+         unpacked as owned by root and chown fails. Fix: sudo usermod --add-subuids 100000-165535 \
          --add-subgids 100000-165535 {user}"
     )
 }

@@ -22,6 +22,7 @@ pub mod cgroups;
 pub mod idmap;
 pub mod namespaces;
 pub mod network;
+pub mod ports;
 pub mod process;
 pub mod rootfs;
 pub mod spec;

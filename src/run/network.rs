@@ -241,7 +241,11 @@ pub fn attach_bridge(pid: i32) -> Result<(Attachment, Address)> {
 }
 
 /// Bridge mode rootless: pasta copies the host's addresses and routes into the namespace.
-pub fn attach_pasta(pid: i32, run_dir: &Path) -> Result<(Attachment, Option<Address>)> {
+pub fn attach_pasta(
+    pid: i32,
+    run_dir: &Path,
+    ports: &[super::ports::PortMapping],
+) -> Result<(Attachment, Option<Address>)> {
     let have = |t: &str| {
         std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
@@ -251,25 +255,38 @@ pub fn attach_pasta(pid: i32, run_dir: &Path) -> Result<(Attachment, Option<Addr
         let pf = pidfile.to_string_lossy().to_string();
         let netns = format!("/proc/{pid}/ns/net");
         let userns = format!("/proc/{pid}/ns/user");
-        run(
-            "pasta",
-            &[
-                "--config-net",
-                "--quiet",
-                "--pid",
-                &pf,
-                "--netns",
-                &netns,
-                "--userns",
-                &userns,
-            ],
-            None,
-        )?;
+        let mut args: Vec<String> = [
+            "--config-net",
+            "--quiet",
+            "--pid",
+            &pf,
+            "--netns",
+            &netns,
+            "--userns",
+            &userns,
+        ]
+        .map(String::from)
+        .to_vec();
+        // Published ports; without any, pasta forwards none (never the host's whole range).
+        if ports.is_empty() {
+            args.extend(["-t", "none", "-u", "none"].map(String::from));
+        }
+        for p in ports {
+            args.extend(p.pasta_args());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("pasta", &args, None)?;
         let ppid = std::fs::read_to_string(&pidfile)
             .ok()
             .and_then(|s| s.trim().parse().ok());
         let _ = std::fs::remove_file(&pidfile);
         return Ok((Attachment::Pasta { pid: ppid }, None));
+    }
+    if !ports.is_empty() {
+        return Err(NetworkError::Command {
+            cmd: "publish ports".into(),
+            cause: "publishing ports rootless needs pasta (package passt)".into(),
+        });
     }
     if have("slirp4netns") {
         let child = Command::new("slirp4netns")

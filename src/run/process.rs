@@ -271,6 +271,7 @@ fn supervise_in(
             pid: pid.as_raw(),
             limits: spec.limits.clone(),
             network: spec.network,
+            ports: spec.ports.clone(),
         }) {
             Ok(a) => a,
             Err(e) => {

@@ -39,6 +39,8 @@ pub struct SandboxSpec {
     /// Defaults to the first 12 characters of the id (the host's name with `--network host`).
     pub hostname: Option<String>,
     pub network: NetworkMode,
+    /// Published ports (bridge mode only).
+    pub ports: Vec<super::ports::PortMapping>,
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
     pub limits: Limits,
@@ -212,6 +214,7 @@ impl SandboxSpec {
             extra_groups: Vec::new(),
             hostname: None,
             network: NetworkMode::None,
+            ports: Vec::new(),
             mounts: Vec::new(),
             read_only: false,
             limits: Limits::default(),

@@ -1,0 +1,259 @@
+//! `box ps | logs | exec | stop | kill | rm`, and the container side of `box inspect`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::images::open_store;
+use super::{CmdResult, ExecArgs, Global, KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs};
+use crate::container::{self, Containers, State, Status, config, exec::ExecOptions};
+
+fn containers(g: &Global) -> anyhow::Result<(Containers, std::path::PathBuf)> {
+    let store = open_store(g)?;
+    Ok((Containers::new(store.containers_dir()), store.volumes_dir()))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(n - 1).collect();
+        format!("{t}…")
+    }
+}
+
+pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
+    let (c, _) = containers(g)?;
+    let mut rows: Vec<State> = c
+        .ids()
+        .iter()
+        .filter_map(|id| c.refresh(id).ok().flatten())
+        .filter(|s| a.all || s.is_running())
+        .collect();
+    rows.sort_by(|x, y| y.created.cmp(&x.created));
+    if a.quiet {
+        for s in rows {
+            println!("{}", &s.id[..12]);
+        }
+        return Ok(0);
+    }
+    let mut table = vec![
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ]
+        .map(String::from),
+    ];
+    for s in rows {
+        table.push([
+            s.id[..12].to_string(),
+            truncate(&s.image, 30),
+            format!("\"{}\"", truncate(&s.argv.join(" "), 20)),
+            super::images::human_age(Some(&s.created)),
+            s.status_text(),
+            s.name.clone(),
+        ]);
+    }
+    // Columns padded to their widest cell plus three spaces, like docker's tabwriter.
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                + 3
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    for r in &table {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i == 5 {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}", w = widths[i]));
+            }
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(0)
+}
+
+pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
+    let (c, _) = containers(g)?;
+    let id = c.resolve(&a.container)?;
+    let path = c.log_path(&id);
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(
+                "container {} has no log: only detached containers (boxrun -d) keep one",
+                &id[..12]
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            continue;
+        }
+        out.flush()?;
+        if !a.follow {
+            return Ok(0);
+        }
+        // Follow until the container has exited and everything it wrote is out.
+        let running = c.load(&id).map(|s| s.is_running()).unwrap_or(false);
+        if !running {
+            let pos = f.stream_position()?;
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(pos);
+            if len <= pos {
+                return Ok(0);
+            }
+            f.seek(SeekFrom::Start(pos))?;
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn exec(g: &Global, a: ExecArgs) -> CmdResult {
+    let (c, _) = containers(g)?;
+    let id = c.resolve(&a.container)?;
+    let st = c
+        .refresh(&id)?
+        .ok_or_else(|| anyhow::anyhow!("no such container: {}", a.container))?;
+    if !st.is_running() {
+        bail!("container {} is not running", a.container);
+    }
+    if let Some(w) = &a.workdir
+        && !w.starts_with('/')
+    {
+        bail!("invalid working directory {w:?}: it must be an absolute path");
+    }
+    let o = ExecOptions {
+        argv: a.command,
+        env: a.env,
+        cwd: a.workdir,
+        user: a.user,
+        tty: a.tty,
+        interactive: a.interactive,
+    };
+    let code = container::exec::exec(&st, &o)?;
+    Ok(code.clamp(0, 255) as u8)
+}
+
+/// Apply `f` to each named container; print the name as given on success, as docker does.
+fn each(
+    g: &Global,
+    names: &[String],
+    f: impl Fn(&Containers, &std::path::Path, &str) -> anyhow::Result<()>,
+) -> CmdResult {
+    let (c, vols) = containers(g)?;
+    let mut failed = false;
+    for n in names {
+        let r = c
+            .resolve(n)
+            .map_err(anyhow::Error::from)
+            .and_then(|id| f(&c, &vols, &id));
+        match r {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+pub fn stop(g: &Global, a: StopArgs) -> CmdResult {
+    let t = Duration::from_secs(a.time);
+    each(g, &a.containers, |c, _, id| Ok(container::stop(c, id, t)?))
+}
+
+pub fn kill(g: &Global, a: KillArgs) -> CmdResult {
+    let sig = config::parse_signal(&a.signal)?;
+    each(g, &a.containers, |c, _, id| {
+        let st = c.load(id)?;
+        if !st.is_running() {
+            bail!("cannot kill container {}: it is not running", &id[..12]);
+        }
+        Ok(container::kill(&st, sig)?)
+    })
+}
+
+pub fn rm(g: &Global, a: RmArgs) -> CmdResult {
+    each(g, &a.containers, |c, vols, id| {
+        Ok(container::remove(c, vols, id, a.force)?)
+    })
+}
+
+/// `docker container inspect`'s main fields, or None when `what` names no container.
+pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
+    let id = c.resolve(what).ok()?;
+    let s = c.refresh(&id).ok()??;
+    let running = s.is_running();
+    let pid = if running {
+        s.init_pid().unwrap_or(0)
+    } else {
+        0
+    };
+    Some(serde_json::json!({
+        "Id": s.id,
+        "Created": s.created,
+        "Path": s.argv.first(),
+        "Args": s.argv.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": match s.status { Status::Created => "created", Status::Running if running => "running", _ => "exited" },
+            "Running": running,
+            "Pid": pid,
+            "ExitCode": s.exit_code.unwrap_or(0),
+            "Error": s.error.clone().unwrap_or_default(),
+            "StartedAt": s.started_at,
+            "FinishedAt": s.finished_at,
+        },
+        "Image": s.image_id,
+        "Name": format!("/{}", s.name),
+        "LogPath": if s.detached { c.log_path(&s.id).display().to_string() } else { String::new() },
+        "Mounts": s.mounts,
+        "Config": {
+            "Hostname": s.hostname,
+            "User": s.user.clone().unwrap_or_default(),
+            "Tty": s.tty,
+            "Env": s.env,
+            "Cmd": s.argv,
+            "Image": s.image,
+            "WorkingDir": s.cwd.clone().unwrap_or_default(),
+            "StopSignal": s.stop_signal,
+        },
+        "HostConfig": {
+            "NetworkMode": format!("{:?}", s.network).to_lowercase(),
+            "PortBindings": s.ports.iter().map(|p| serde_json::json!({
+                "HostIp": p.host_ip.to_string(),
+                "HostPort": p.host_port.to_string(),
+                "ContainerPort": format!("{}/{}", p.container_port, format!("{:?}", p.proto).to_lowercase()),
+            })).collect::<Vec<_>>(),
+            "AutoRemove": s.auto_remove,
+            "ReadonlyRootfs": s.read_only,
+            "Memory": s.limits.memory.unwrap_or(0),
+            "MemorySwap": s.limits.memory_swap.unwrap_or(0),
+            "PidsLimit": s.limits.pids,
+            "CpuQuota": s.limits.cpu_quota.unwrap_or(0),
+            "CpuPeriod": s.limits.cpu_period.unwrap_or(0),
+            "CpusetCpus": s.limits.cpuset_cpus.clone().unwrap_or_default(),
+            "CapAdd": serde_json::Value::Null,
+            "Capabilities": crate::run::caps::names(s.caps),
+            "SecurityOpt": if s.no_new_privs { vec!["no-new-privileges"] } else { vec![] },
+        },
+    }))
+}

@@ -1,0 +1,522 @@
+//! `box exec`: run a process inside a running container, as nsenter does.
+//!
+//! `setns(2)` into each namespace of the container's pid 1 that differs from ours — its user
+//! namespace first (as root the container has a nested one; joining it grants the capabilities
+//! needed for the rest), the mount namespace last (after it `/` is the container's root). A
+//! pid namespace applies to children only, so we then fork; the child takes the container's
+//! environment, working directory, user and capability set, exactly as the sandbox sets them
+//! up for pid 1, and execs. With `-t` the child opens a pty in the container's own devpts and
+//! passes the master back over a socket, and this process relays the terminal.
+//!
+//! This runs with the caller's own credentials, outside any tool namespace: each boxkit
+//! invocation makes its own tool user namespace, and a second one would have no capabilities
+//! over the first's processes. From outside, root has them all, and a rootless user owns the
+//! container's tool namespace, which gives it full capabilities there and in what is nested.
+//! Before joining, the process moves into pid 1's cgroups so the container's limits count it.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::{ContainerError, Result, State};
+use crate::run::{caps, process, user};
+
+/// What `box exec` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub argv: Vec<String>,
+    /// Extra `K=V` on top of the container's environment.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Namespaces to join, in order: user first, mount last.
+const ORDER: [(&str, libc::c_int); 7] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("pid", libc::CLONE_NEWPID),
+    ("mnt", libc::CLONE_NEWNS),
+];
+
+fn sys(op: &'static str) -> impl FnOnce(nix::Error) -> ContainerError {
+    move |cause| ContainerError::Sys { op, cause }
+}
+
+/// Join the namespaces of `pid` that differ from ours.
+fn join_namespaces(pid: i32) -> Result<()> {
+    // Open them all first: after joining the mount namespace /proc may be another one.
+    let mut fds = Vec::new();
+    for (name, flag) in ORDER {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let same = match (
+            std::fs::read_link(&theirs),
+            std::fs::read_link(format!("/proc/self/ns/{name}")),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        let f = std::fs::File::open(&theirs).map_err(|cause| ContainerError::Io {
+            op: "open namespace",
+            path: theirs.clone().into(),
+            cause,
+        })?;
+        fds.push((name, flag, OwnedFd::from(f)));
+    }
+    for (name, flag, fd) in fds {
+        if unsafe { libc::setns(fd.as_raw_fd(), flag) } < 0 {
+            let cause = nix::Error::last();
+            return Err(ContainerError::Io {
+                op: "join namespace",
+                path: format!("/proc/{pid}/ns/{name}").into(),
+                cause: cause.into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Move this process (and so what it forks) into the cgroups of `pid`, so the container's
+/// limits count the exec'd process too. Failure matters only when the container has limits
+/// (rootless runs without a writable cgroup have none).
+fn join_cgroups(pid: i32, required: bool) -> Result<()> {
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let me = std::process::id().to_string();
+    for line in theirs.lines().filter(|l| !ours.lines().any(|o| o == *l)) {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = match (f.next(), f.next(), f.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        let mount = match ctrl {
+            "" if Path::new("/sys/fs/cgroup/unified").is_dir() => "unified".to_string(),
+            "" => String::new(),
+            c => c.trim_start_matches("name=").to_string(),
+        };
+        let procs = Path::new("/sys/fs/cgroup")
+            .join(mount)
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        if let Err(cause) = std::fs::write(&procs, &me)
+            && required
+        {
+            return Err(ContainerError::Io {
+                op: "join the container's cgroup",
+                path: procs,
+                cause,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Run `o` in the running container `st`; returns the exit code (docker's mapping).
+pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
+    let pid = st
+        .init_pid()
+        .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
+    if !o.interactive
+        && let Ok(f) = std::fs::File::open("/dev/null")
+    {
+        unsafe { libc::dup2(f.as_raw_fd(), 0) };
+    }
+    let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    let tty_sock = if o.tty {
+        Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::SeqPacket,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(sys("socketpair"))?,
+        )
+    } else {
+        None
+    };
+    join_cgroups(pid, !st.limits.is_empty())?;
+    join_namespaces(pid)?;
+
+    let mut fwd = SigSet::empty();
+    for s in process::FORWARDED {
+        fwd.add(s);
+    }
+    fwd.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&fwd), Some(&mut old)).map_err(sys("sigprocmask"))?;
+
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    let child = match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(err_r);
+            let sock = tty_sock.as_ref().map(|(_, c)| c.as_raw_fd());
+            let msg = match child_setup(st, o, sock) {
+                Ok(exec) => {
+                    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+                    let code = exec.run();
+                    unsafe { libc::_exit(code) }
+                }
+                Err(m) => m,
+            };
+            let _ = nix::unistd::write(&err_w, msg.as_bytes());
+            unsafe { libc::_exit(126) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(err_w);
+    let master = tty_sock.and_then(|(ours, theirs)| {
+        drop(theirs);
+        receive_fd(&ours)
+    });
+    if let (Some(m), true) = (&master, stdin_tty)
+        && let Some(ws) = winsize(0)
+    {
+        unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    let mut msg = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(err_r), &mut msg);
+    if !msg.is_empty() {
+        let _ = waitpid(child, None);
+        return Err(ContainerError::Start {
+            id: st.id.clone(),
+            why: msg,
+        });
+    }
+    let r = relay(child, &fwd, master, stdin_tty);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    r
+}
+
+struct Exec {
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn child_setup(
+    st: &State,
+    o: &ExecOptions,
+    tty_sock: Option<RawFd>,
+) -> std::result::Result<Exec, String> {
+    let _ = nix::unistd::setsid();
+    if let Some(sock) = tty_sock {
+        open_pty(sock)?;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let who = o.user.clone().or_else(|| st.user.clone());
+    let u = user::resolve(who.as_deref(), &[], &passwd, &group).map_err(|e| e.to_string())?;
+    let mut env = st.env.clone();
+    for e in &o.env {
+        let k = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        env.retain(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) != k);
+        env.push(e.clone());
+    }
+    let has = |env: &[String], k: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').is_some_and(|(a, _)| a == k))
+    };
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(format!("HOSTNAME={}", st.hostname));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", u.home));
+    }
+    if o.tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    let cwd = o
+        .cwd
+        .clone()
+        .or_else(|| st.cwd.clone())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "/".into());
+    if tty_sock.is_some() {
+        unsafe { libc::fchown(0, u.uid, u32::MAX) };
+    }
+    caps::limit_bounding(st.caps).map_err(|e| e.to_string())?;
+    let groups: Vec<nix::unistd::Gid> = u.groups.iter().map(|g| (*g).into()).collect();
+    if let Err(e) = nix::unistd::setgroups(&groups) {
+        let denied =
+            std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+        if !denied {
+            return Err(format!("setgroups {:?}: {e}", u.groups));
+        }
+    }
+    nix::unistd::setresgid(u.gid.into(), u.gid.into(), u.gid.into())
+        .map_err(|e| format!("setgid {}: {e}", u.gid))?;
+    nix::unistd::setresuid(u.uid.into(), u.uid.into(), u.uid.into())
+        .map_err(|e| format!("setuid {}: {e}", u.uid))?;
+    if u.uid == 0 {
+        caps::set_process(st.caps).map_err(|e| e.to_string())?;
+    }
+    if st.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+        return Err(format!("set no_new_privs: {}", nix::Error::last()));
+    }
+    nix::unistd::chdir(cwd.as_str()).map_err(|e| format!("chdir to {cwd}: {e}"))?;
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let cs = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
+    Ok(Exec {
+        argv: o
+            .argv
+            .iter()
+            .map(|a| cs(a))
+            .collect::<std::result::Result<_, _>>()?,
+        env: env
+            .iter()
+            .map(|e| cs(e))
+            .collect::<std::result::Result<_, _>>()?,
+    })
+}
+
+impl Exec {
+    /// execve with a PATH search; 126/127 as docker exec reports them.
+    fn run(&self) -> i32 {
+        let Some(arg0) = self.argv.first() else {
+            eprintln!("box exec: no command given");
+            return 125;
+        };
+        let name = arg0.to_string_lossy().into_owned();
+        let candidates: Vec<PathBuf> = if name.contains('/') {
+            vec![PathBuf::from(&name)]
+        } else {
+            let path = self
+                .env
+                .iter()
+                .find_map(|e| e.to_str().ok()?.strip_prefix("PATH=").map(String::from))
+                .unwrap_or_else(|| DEFAULT_PATH.into());
+            path.split(':').map(|d| Path::new(d).join(&name)).collect()
+        };
+        let mut last = nix::Error::ENOENT;
+        for c in &candidates {
+            let Ok(cp) = CString::new(c.as_os_str().as_encoded_bytes()) else {
+                continue;
+            };
+            let e = nix::unistd::execve(&cp, &self.argv, &self.env).unwrap_err();
+            if e != nix::Error::ENOENT && e != nix::Error::ENOTDIR {
+                last = e;
+            }
+        }
+        if last == nix::Error::ENOENT {
+            eprintln!("box exec: exec {name:?}: executable file not found in $PATH");
+            127
+        } else {
+            eprintln!("box exec: exec {name:?}: {}", last.desc().to_lowercase());
+            126
+        }
+    }
+}
+
+/// Open a pty in the container's devpts, make it our controlling terminal and stdio, and
+/// send the master back.
+fn open_pty(sock: RawFd) -> std::result::Result<(), String> {
+    use nix::fcntl::OFlag;
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+    nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
+    nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open {name}: {e}"))?;
+    unsafe {
+        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) < 0 {
+            return Err(format!(
+                "make {name} the controlling terminal: {}",
+                nix::Error::last()
+            ));
+        }
+        for fd in 0..3 {
+            libc::dup2(slave.as_raw_fd(), fd);
+        }
+    }
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        sock,
+        &[std::io::IoSlice::new(b"m")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("send pty master: {e}"))?;
+    unsafe { libc::close(sock) };
+    Ok(())
+}
+
+fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            return fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
+        }
+    }
+    None
+}
+
+fn winsize(fd: RawFd) -> Option<libc::winsize> {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
+}
+
+struct RawMode(Option<nix::sys::termios::Termios>);
+impl RawMode {
+    fn enter(on: bool) -> RawMode {
+        use nix::sys::termios;
+        if !on {
+            return RawMode(None);
+        }
+        let Ok(orig) = termios::tcgetattr(std::io::stdin()) else {
+            return RawMode(None);
+        };
+        let mut raw = orig.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(std::io::stdin(), termios::SetArg::TCSANOW, &raw);
+        RawMode(Some(orig))
+    }
+}
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
+}
+
+/// Wait for the exec'd process, forwarding signals and relaying its terminal.
+fn relay(child: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -> Result<i32> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd"))?;
+    let _raw = RawMode::enter(master.is_some() && stdin_tty);
+    let mut stdin_open = master.is_some();
+    let mut master_open = master.is_some();
+    let mut status: Option<i32> = None;
+    let mut buf = [0u8; 16384];
+    if let Ok(ws) = waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+        status = process::exit_code(ws);
+    }
+    while status.is_none() || master_open {
+        let stdin = std::io::stdin();
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let m_idx = fds.len();
+        if let Some(m) = master.as_ref().filter(|_| master_open) {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        }
+        let s_idx = fds.len();
+        if stdin_open && status.is_none() {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if status.is_some() {
+            PollTimeout::ZERO
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => {
+                return Err(ContainerError::Sys {
+                    op: "poll",
+                    cause: e,
+                });
+            }
+            Ok(0) => break,
+            Ok(_) => {}
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let sig_ready = ready(0);
+        let m_ready = master_open && m_idx < s_idx && ready(m_idx);
+        let s_ready = s_idx < fds.len() && ready(s_idx);
+        drop(fds);
+        if sig_ready && let Ok(Some(si)) = sfd.read_signal() {
+            let sig = si.ssi_signo as i32;
+            if sig == libc::SIGCHLD {
+                if let Ok(ws) = waitpid(child, Some(WaitPidFlag::WNOHANG))
+                    && !matches!(ws, WaitStatus::StillAlive)
+                {
+                    status = process::exit_code(ws);
+                }
+            } else if sig == libc::SIGWINCH {
+                if let (Some(m), Some(ws)) = (&master, winsize(0)) {
+                    unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                }
+            } else if let Ok(s) = Signal::try_from(sig) {
+                let _ = nix::sys::signal::kill(child, s);
+            }
+        }
+        if m_ready && let Some(m) = &master {
+            match nix::unistd::read(m, &mut buf) {
+                Ok(0) | Err(nix::Error::EIO) => master_open = false,
+                Ok(n) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+                Err(nix::Error::EINTR | nix::Error::EAGAIN) => {}
+                Err(_) => master_open = false,
+            }
+        }
+        if s_ready && let Some(m) = &master {
+            match nix::unistd::read(std::io::stdin(), &mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    let _ = nix::unistd::write(m, &buf[..n]);
+                }
+            }
+        }
+    }
+    loop {
+        if let Some(c) = status {
+            return Ok(c);
+        }
+        match waitpid(child, None) {
+            Err(nix::Error::EINTR) => continue,
+            Ok(ws) => status = process::exit_code(ws),
+            Err(e) => {
+                return Err(ContainerError::Sys {
+                    op: "waitpid",
+                    cause: e,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! Containers: an image plus `docker run` options turned into a sandbox run, with state that
+//! outlives the command for detached containers.
+//!
+//! ```text
+//! boxrun (host)                           boxrun -d (host)
+//!  └─ agent (outside the tool userns)      └─ daemon: setsid, stdio → /dev/null   detach::daemonize
+//!      └─ tool: supervisor = this process      └─ agent
+//!          └─ container pid 1                      └─ tool: monitor, records the exit
+//!                                                      └─ supervisor (fork), stdio → log
+//!                                                          └─ container pid 1
+//! ```
+//! The supervisor's pid and start time go into `containers/<id>/state.json` ([`state`]);
+//! `box exec` finds the container's pid 1 as the supervisor's descendant in another pid
+//! namespace and joins its namespaces ([`exec`]). `box stop` signals pid 1 directly (StopSignal,
+//! then SIGKILL after the timeout); the supervisor sees the exit and the monitor records it.
+//! Layers come from [`crate::store::Store::unpack_layers`], unpacked once and shared.
+
+pub mod config;
+pub mod detach;
+pub mod exec;
+pub mod mounts;
+pub mod state;
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::registry::{self, PullOptions};
+use crate::run::{self, MountSpec, RootfsSource, SandboxSpec, UpperDir};
+use crate::store::Store;
+pub use state::{Containers, State, Status};
+
+#[derive(Debug, Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("image {image}: {cause}")]
+    Config {
+        image: String,
+        cause: config::ConfigError,
+    },
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Spec(#[from] run::spec::SpecError),
+    #[error(transparent)]
+    Sandbox(#[from] run::SandboxError),
+    #[error("invalid --security-opt {0:?}: boxkit supports no-new-privileges[:true|false]")]
+    SecurityOpt(String),
+    #[error("invalid capability: {0}")]
+    Caps(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error(
+        "container {0} is running: stop it first (box stop) or remove it with force (box rm -f)"
+    )]
+    Running(String),
+    #[error("container {id} did not exit within {secs}s of SIGKILL")]
+    Unkillable { id: String, secs: u64 },
+    #[error("signal {sig} to container {id}: {cause}")]
+    Signal {
+        id: String,
+        sig: i32,
+        cause: nix::Error,
+    },
+    #[error("container {id} failed to start: {why}")]
+    Start { id: String, why: String },
+    #[error("{op}: {cause}")]
+    Sys { op: &'static str, cause: nix::Error },
+    #[error("{op} {path}: {cause}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, ContainerError>;
+
+/// `docker run`'s options, already split into typed pieces by the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub image: String,
+    pub pull: PullOptions,
+    pub overrides: config::Overrides,
+    pub mounts: Vec<mounts::Request>,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub network: run::NetworkMode,
+    pub ports: Vec<run::ports::PortMapping>,
+    pub limits: run::Limits,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub no_new_privs: bool,
+    pub read_only: bool,
+    pub tty: bool,
+    pub interactive: bool,
+    pub init: bool,
+    pub auto_remove: bool,
+    pub detach: bool,
+    pub userns: run::UsernsMode,
+}
+
+/// Parse `--security-opt` values; only no-new-privileges has a meaning here.
+pub fn parse_security_opts(opts: &[String]) -> Result<bool> {
+    let mut nnp = false;
+    for o in opts {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => nnp = true,
+            "no-new-privileges:false" | "no-new-privileges=false" => nnp = false,
+            _ => return Err(ContainerError::SecurityOpt(o.clone())),
+        }
+    }
+    Ok(nnp)
+}
+
+/// A container ready to start: its sandbox spec and its first state.
+pub struct Prepared {
+    pub spec: SandboxSpec,
+    pub state: State,
+}
+
+fn new_id() -> String {
+    format!(
+        "{}{}{}{}",
+        run::spec::random_id(),
+        run::spec::random_id(),
+        run::spec::random_id(),
+        run::spec::random_id()
+    )
+}
+
+/// Resolve (pulling if the policy says so) and unpack the image, combine its config with the
+/// options, and record the container (name reserved; state "created", or "running" under
+/// `supervisor` when that process is about to run it — one state write less on the hot path).
+pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result<Prepared> {
+    let image = registry::ensure_image(store, &o.image, &o.pull)?;
+    let lowerdirs = store.unpack_layers(&image)?;
+    let cfg = &image.config["config"];
+    let lookup = |k: &str| std::env::var(k).ok();
+    let process =
+        config::resolve(cfg, &o.overrides, &lookup).map_err(|cause| ContainerError::Config {
+            image: o.image.clone(),
+            cause,
+        })?;
+    let caps = run::caps::resolve(&o.cap_add, &o.cap_drop)
+        .map_err(|e| ContainerError::Caps(e.to_string()))?;
+
+    let id = new_id();
+    let containers = Containers::new(store.containers_dir());
+    let name = o.name.clone().unwrap_or_else(|| state::random_name(&id));
+    containers.reserve_name(&name, &id)?;
+    let release_name = |c: &Containers| {
+        let _ = std::fs::remove_file(store.containers_dir().join("names").join(&name));
+        let _ = std::fs::remove_dir_all(c.dir(&id));
+    };
+    let (mounts, anonymous) = match mounts::realize(&o.mounts, &store.volumes_dir()) {
+        Ok(m) => m,
+        Err(e) => {
+            release_name(&containers);
+            return Err(e.into());
+        }
+    };
+
+    let mut spec = SandboxSpec::new(
+        RootfsSource::Overlay {
+            lowerdirs,
+            upper: UpperDir::Ephemeral,
+        },
+        process.argv.clone(),
+    );
+    // The sandbox id names the cgroup; 16 hex characters as the sandbox makes them.
+    spec.id = id[..16].to_string();
+    spec.env = process.env.clone();
+    spec.cwd = process.cwd.clone();
+    spec.user = process.user.clone();
+    spec.hostname = o.hostname.clone();
+    spec.network = o.network;
+    spec.ports = o.ports.clone();
+    spec.mounts = mounts.clone();
+    spec.read_only = o.read_only;
+    spec.limits = o.limits.clone();
+    spec.cap_add = o.cap_add.clone();
+    spec.cap_drop = o.cap_drop.clone();
+    spec.no_new_privs = o.no_new_privs;
+    spec.tty = o.tty;
+    spec.init = o.init;
+    spec.userns = o.userns;
+
+    let hostname = match (&o.hostname, o.network) {
+        (Some(h), _) => h.clone(),
+        (None, run::NetworkMode::Host) => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        (None, _) => id[..12].to_string(),
+    };
+    if o.hostname.is_none() && o.network != run::NetworkMode::Host {
+        spec.hostname = Some(hostname.clone());
+    }
+    let mut st = State {
+        id: id.clone(),
+        name: name.clone(),
+        image: o.image.clone(),
+        image_digest: image.manifest_desc.digest.to_string(),
+        image_id: image.id().to_string(),
+        argv: process.argv,
+        env: process.env,
+        cwd: process.cwd,
+        user: process.user,
+        hostname,
+        stop_signal: process.stop_signal,
+        caps,
+        no_new_privs: o.no_new_privs,
+        network: o.network,
+        ports: o.ports.clone(),
+        limits: o.limits.clone(),
+        mounts: mounts
+            .iter()
+            .map(|m| match m {
+                MountSpec::Bind {
+                    source,
+                    target,
+                    read_only,
+                } => state::MountRecord {
+                    kind: "bind".into(),
+                    source: source.display().to_string(),
+                    destination: target.display().to_string(),
+                    rw: !read_only,
+                },
+                MountSpec::Tmpfs { target, .. } => state::MountRecord {
+                    kind: "tmpfs".into(),
+                    source: String::new(),
+                    destination: target.display().to_string(),
+                    rw: true,
+                },
+            })
+            .collect(),
+        read_only: o.read_only,
+        tty: o.tty,
+        detached: o.detach,
+        auto_remove: o.auto_remove,
+        anonymous_volumes: anonymous,
+        status: Status::Created,
+        created: state::now_rfc3339(),
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        supervisor_pid: None,
+        supervisor_start: None,
+        error: None,
+    };
+    if let Some(pid) = supervisor {
+        set_running(&mut st, pid);
+    }
+    if let Err(e) = containers.create(&st) {
+        release_name(&containers);
+        return Err(e.into());
+    }
+    Ok(Prepared { spec, state: st })
+}
+
+fn set_running(st: &mut State, supervisor: i32) {
+    st.status = Status::Running;
+    st.started_at = Some(state::now_rfc3339());
+    st.supervisor_pid = Some(supervisor);
+    st.supervisor_start = state::process_start(supervisor);
+}
+
+fn mark_running(c: &Containers, st: &mut State, supervisor: i32) -> Result<()> {
+    set_running(st, supervisor);
+    Ok(c.save(st)?)
+}
+
+/// Record the exit, or remove the container when it was started with `--rm`.
+fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: Option<i32>) {
+    if st.auto_remove {
+        let _ = c.remove(st, Some(volumes_dir));
+        return;
+    }
+    st.status = Status::Exited;
+    st.finished_at = Some(state::now_rfc3339());
+    st.exit_code = code;
+    if code.is_none() {
+        st.exit_code = Some(125);
+    }
+    let _ = c.save(st);
+}
+
+/// Run in the foreground: this process supervises; returns the container's exit code.
+pub fn run_foreground(store: Store, o: &RunOptions) -> Result<i32> {
+    let containers = Containers::new(store.containers_dir());
+    let volumes_dir = store.volumes_dir();
+    let Prepared { spec, mut state } = prepare(&store, o, Some(std::process::id() as i32))?;
+    // The state names the image's digest, which keeps its layers through `box prune`; holding
+    // the store lock for the container's lifetime would block prune instead.
+    drop(store);
+    if !o.interactive {
+        // docker run without -i: the container reads nothing.
+        redirect_stdin_null();
+    }
+    let r = run::run(&spec);
+    let code = r.as_ref().ok().copied();
+    finish(&containers, &volumes_dir, &mut state, code);
+    Ok(r?)
+}
+
+fn redirect_stdin_null() {
+    if let Ok(f) = std::fs::File::open("/dev/null") {
+        unsafe { libc::dup2(f.as_raw_fd(), 0) };
+    }
+}
+
+/// Run detached: called in the daemon made by [`detach::daemonize`] (already inside the
+/// tool's user namespace). Reports the id (or the failure) to the waiting `boxrun -d`, then
+/// stays to record the container's exit. Returns the exit code for this monitor process.
+pub fn run_detached(store: Store, o: &RunOptions) -> Result<i32> {
+    let containers = Containers::new(store.containers_dir());
+    let volumes_dir = store.volumes_dir();
+    let prepared = prepare(&store, o, None);
+    drop(store);
+    let Prepared { spec, mut state } = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            detach::report_failure(&e.to_string(), 125);
+            return Err(e);
+        }
+    };
+    let log = containers.log_path(&state.id);
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|cause| ContainerError::Io {
+            op: "create log",
+            path: log.clone(),
+            cause,
+        });
+    let log_file = match log_file {
+        Ok(f) => f,
+        Err(e) => {
+            finish(&containers, &volumes_dir, &mut state, None);
+            detach::report_failure(&e.to_string(), 125);
+            return Err(e);
+        }
+    };
+    redirect_stdin_null();
+    // The supervisor is a child, so this process stays to record the exit (like conmon).
+    let supervisor = match unsafe { nix::unistd::fork() } {
+        Err(cause) => {
+            finish(&containers, &volumes_dir, &mut state, None);
+            detach::report_failure(&format!("fork: {cause}"), 125);
+            return Err(ContainerError::Sys { op: "fork", cause });
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            detach::close_report_fd();
+            unsafe {
+                libc::dup2(log_file.as_raw_fd(), 1);
+                libc::dup2(log_file.as_raw_fd(), 2);
+            }
+            let code = match run::run(&spec) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("boxrun: {e}");
+                    125
+                }
+            };
+            unsafe { libc::_exit(code) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+    };
+    let _ = mark_running(&containers, &mut state, supervisor.as_raw());
+    let code = wait_started_then_exit(&containers, &state, supervisor);
+    let code_opt = Some(code);
+    // Re-read: `box stop`/`kill` never write the state, but keep whatever else changed.
+    if let Ok(s) = containers.load(&state.id) {
+        state = s;
+    }
+    finish(&containers, &volumes_dir, &mut state, code_opt);
+    Ok(0)
+}
+
+/// Wait until the container's command runs (then tell `boxrun -d`) and then until the
+/// supervisor exits; returns the container's exit code.
+fn wait_started_then_exit(c: &Containers, st: &State, supervisor: nix::unistd::Pid) -> i32 {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let code_of = |ws: WaitStatus| run::process::exit_code(ws);
+    let sup_cmdline = cmdline(supervisor.as_raw());
+    let mut reported = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match waitpid(supervisor, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(ws) => {
+                let code = code_of(ws).unwrap_or(125);
+                if !reported {
+                    // Ended before we saw the command start: a setup failure (its message is
+                    // in the log) or a command that could not be executed.
+                    if matches!(code, 125..=127) {
+                        let log = std::fs::read_to_string(c.log_path(&st.id)).unwrap_or_default();
+                        detach::report_failure(log.trim(), code);
+                    } else {
+                        detach::report_started(&st.id);
+                    }
+                }
+                return code;
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return 125,
+        }
+        if !reported && (command_started(st, sup_cmdline.as_deref()) || Instant::now() > deadline) {
+            detach::report_started(&st.id);
+            reported = true;
+        }
+        std::thread::sleep(Duration::from_millis(if reported { 50 } else { 2 }));
+        if reported {
+            // Block now: nothing else to watch.
+            loop {
+                match waitpid(supervisor, None) {
+                    Err(nix::Error::EINTR) => continue,
+                    Ok(ws) => return code_of(ws).unwrap_or(125),
+                    Err(_) => return 125,
+                }
+            }
+        }
+    }
+}
+
+fn cmdline(pid: i32) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
+}
+
+/// Whether the container's pid 1 (or, under --init, its child) runs something other than
+/// boxkit itself, i.e. the command was exec'd. The command line tells (unlike /proc/PID/exe
+/// it needs no ptrace access).
+fn command_started(st: &State, sup_cmdline: Option<&[u8]>) -> bool {
+    let Some(init) = st.init_pid() else {
+        return false;
+    };
+    let mut pids = vec![init];
+    if let Ok(k) = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")) {
+        pids.extend(k.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    // A zombie's command line reads empty: that is an exit, not an exec.
+    pids.into_iter()
+        .any(|p| cmdline(p).is_some_and(|c| !c.is_empty() && Some(c.as_slice()) != sup_cmdline))
+}
+
+/// Send `sig` to the container's pid 1.
+pub fn kill(st: &State, sig: i32) -> Result<()> {
+    let pid = st
+        .init_pid()
+        .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
+    let r = unsafe { libc::kill(pid, sig) };
+    if r < 0 {
+        return Err(ContainerError::Signal {
+            id: st.id.clone(),
+            sig,
+            cause: nix::Error::last(),
+        });
+    }
+    Ok(())
+}
+
+/// Wait up to `timeout` for the container's supervisor to end; true when it did.
+pub fn wait_exit(c: &Containers, id: &str, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        match c.load(id) {
+            Ok(st) if st.supervisor_alive() => {}
+            _ => return true,
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `docker stop`: StopSignal, then SIGKILL after `timeout`. Stopping a stopped container is
+/// not an error.
+pub fn stop(c: &Containers, id: &str, timeout: Duration) -> Result<()> {
+    let st = c.load(id)?;
+    if !st.is_running() {
+        return Ok(());
+    }
+    match kill(&st, st.stop_signal) {
+        Ok(()) | Err(ContainerError::NotRunning(_)) => {}
+        Err(e) => return Err(e),
+    }
+    if wait_exit(c, id, timeout) {
+        return settle(c, id);
+    }
+    match kill(&st, libc::SIGKILL) {
+        Ok(()) | Err(ContainerError::NotRunning(_)) => {}
+        Err(e) => return Err(e),
+    }
+    if wait_exit(c, id, Duration::from_secs(10)) {
+        return settle(c, id);
+    }
+    Err(ContainerError::Unkillable {
+        id: id.to_string(),
+        secs: 10,
+    })
+}
+
+/// After the supervisor ended, give the monitor a moment to record the exit.
+fn settle(c: &Containers, id: &str) -> Result<()> {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        match c.load(id) {
+            Ok(st) if st.status == Status::Running => {}
+            _ => return Ok(()),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.refresh(id)?;
+    Ok(())
+}
+
+/// `docker rm [-f]`.
+pub fn remove(c: &Containers, volumes_dir: &std::path::Path, id: &str, force: bool) -> Result<()> {
+    let Some(st) = c.refresh(id)? else {
+        return Ok(());
+    };
+    if st.is_running() {
+        if !force {
+            return Err(ContainerError::Running(st.id));
+        }
+        match kill(&st, libc::SIGKILL) {
+            Ok(()) | Err(ContainerError::NotRunning(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if !wait_exit(c, id, Duration::from_secs(10)) {
+            return Err(ContainerError::Unkillable {
+                id: id.to_string(),
+                secs: 10,
+            });
+        }
+        settle(c, id)?;
+    }
+    let st = match c.load(id) {
+        Ok(s) => s,
+        Err(state::StateError::NoSuch(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    c.remove(&st, st.auto_remove.then_some(volumes_dir))?;
+    Ok(())
+}

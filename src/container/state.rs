@@ -1,0 +1,501 @@
+//! Container state on disk: `containers/<id>/state.json` (written whole: temp file + rename),
+//! the log of a detached container next to it, and `containers/names/<name>` symlinks that
+//! reserve names atomically.
+//!
+//! A running container records its supervisor's pid and start time (field 22 of
+//! /proc/PID/stat), so a recycled pid is never taken for the container. When the supervisor
+//! is gone but the state still says running (the machine rebooted, or someone SIGKILLed the
+//! supervisor), [`refresh`] marks it exited; one started with `--rm` is removed then.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::run::Limits;
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("no such container: {0}")]
+    NoSuch(String),
+    #[error(
+        "container reference {0:?} is ambiguous: it matches {1} containers; give more of the ID"
+    )]
+    Ambiguous(String, usize),
+    #[error(
+        "the container name {0:?} is already in use; remove that container (box rm) or choose another name"
+    )]
+    NameInUse(String),
+    #[error(
+        "invalid container name {0:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    )]
+    BadName(String),
+    #[error("{op} {path}: {cause}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("container state {path}: {cause}")]
+    Json {
+        path: PathBuf,
+        cause: serde_json::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError {
+    let path = path.to_path_buf();
+    move |cause| StateError::Io { op, path, cause }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+/// Everything `box ps`, `inspect`, `exec` and `stop` need about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it, and its manifest digest (which also keeps the image's
+    /// blobs and unpacked layers alive through `box prune`).
+    pub image: String,
+    pub image_digest: String,
+    pub image_id: String,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub hostname: String,
+    pub stop_signal: i32,
+    /// Capability set of the container's processes (bit mask), for `box exec`.
+    pub caps: u64,
+    pub no_new_privs: bool,
+    pub network: crate::run::NetworkMode,
+    #[serde(default)]
+    pub ports: Vec<crate::run::ports::PortMapping>,
+    pub limits: Limits,
+    pub mounts: Vec<MountRecord>,
+    pub read_only: bool,
+    pub tty: bool,
+    pub detached: bool,
+    pub auto_remove: bool,
+    /// Anonymous volumes, removed with the container when `auto_remove`.
+    pub anonymous_volumes: Vec<String>,
+    pub status: Status,
+    /// Seconds since the epoch, and the same as RFC 3339 for display.
+    pub created: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    /// The process that supervises the container (pid 1's parent), with its start time.
+    pub supervisor_pid: Option<i32>,
+    pub supervisor_start: Option<u64>,
+    /// Set when the supervisor vanished without recording an exit.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountRecord {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Source")]
+    pub source: String,
+    #[serde(rename = "Destination")]
+    pub destination: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+}
+
+/// The directory that holds all containers of a store.
+pub struct Containers {
+    dir: PathBuf,
+}
+
+/// Docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn check_name(n: &str) -> Result<()> {
+    let mut c = n.chars();
+    let ok = c.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && c.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::BadName(n.to_string()))
+    }
+}
+
+/// Start time of `pid` in clock ticks since boot, from /proc/PID/stat.
+pub fn process_start(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses; fields after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Format seconds since the epoch as UTC RFC 3339 with nanoseconds, as docker prints times.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+impl State {
+    /// Whether the recorded supervisor is still the live process it was.
+    pub fn supervisor_alive(&self) -> bool {
+        match (self.supervisor_pid, self.supervisor_start) {
+            (Some(pid), Some(start)) => process_start(pid) == Some(start),
+            _ => false,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.status == Status::Running && self.supervisor_alive()
+    }
+
+    /// The container's pid 1 as seen from here: the first descendant of the supervisor that
+    /// lives in a deeper pid namespace. None when it is not (or no longer) running.
+    ///
+    /// Namespace depth comes from the `NSpid:` line of /proc/PID/status, which anyone may
+    /// read; /proc/PID/ns/* would need ptrace access to the supervisor, which is not dumpable
+    /// after its id change in the tool's user namespace.
+    pub fn init_pid(&self) -> Option<i32> {
+        if !self.supervisor_alive() {
+            return None;
+        }
+        let sup = self.supervisor_pid?;
+        let depth = |p: i32| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .map(|v| v.split_whitespace().count())
+        };
+        let sup_depth = depth(sup)?;
+        let mut queue = vec![sup];
+        // Supervisor → (optional fork helper) → container init: a shallow search suffices.
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for p in queue {
+                let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+                    .unwrap_or_default();
+                for k in kids
+                    .split_whitespace()
+                    .filter_map(|k| k.parse::<i32>().ok())
+                {
+                    match depth(k) {
+                        Some(d) if d > sup_depth => return Some(k),
+                        Some(_) => next.push(k),
+                        None => {}
+                    }
+                }
+            }
+            queue = next;
+        }
+        None
+    }
+
+    /// Docker's STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
+    pub fn status_text(&self) -> String {
+        match self.status {
+            Status::Created => "Created".into(),
+            Status::Running => format!(
+                "Up {}",
+                ago(self.started_at.as_deref()).trim_end_matches(" ago")
+            ),
+            Status::Exited => format!(
+                "Exited ({}) {}",
+                self.exit_code.unwrap_or(-1),
+                ago(self.finished_at.as_deref())
+            ),
+        }
+    }
+}
+
+fn ago(t: Option<&str>) -> String {
+    crate::cli::images::human_age(t)
+}
+
+impl Containers {
+    pub fn new(dir: impl Into<PathBuf>) -> Containers {
+        Containers { dir: dir.into() }
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+    fn state_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("state.json")
+    }
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("container.log")
+    }
+    fn names_dir(&self) -> PathBuf {
+        self.dir.join("names")
+    }
+
+    /// Reserve `name` for `id` (atomic: a symlink either is created or already exists).
+    pub fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        check_name(name)?;
+        let nd = self.names_dir();
+        std::fs::create_dir_all(&nd).map_err(io("create directory", &nd))?;
+        let link = nd.join(name);
+        match std::os::unix::fs::symlink(id, &link) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A name left behind by a container whose directory is gone is free again.
+                let owner = std::fs::read_link(&link).ok();
+                if owner.is_some_and(|o| !self.dir(&o.to_string_lossy()).exists()) {
+                    let _ = std::fs::remove_file(&link);
+                    return self.reserve_name(name, id);
+                }
+                Err(StateError::NameInUse(name.to_string()))
+            }
+            Err(e) => Err(io("create name link", &link)(e)),
+        }
+    }
+
+    /// Create the container's directory and first state (no name reservation).
+    pub fn create(&self, st: &State) -> Result<()> {
+        let d = self.dir(&st.id);
+        std::fs::create_dir_all(&d).map_err(io("create directory", &d))?;
+        self.save(st)
+    }
+
+    /// Write the state whole (temp file and rename), so readers never see half of it.
+    pub fn save(&self, st: &State) -> Result<()> {
+        let p = self.state_path(&st.id);
+        let tmp = p.with_extension("json.tmp");
+        let data = serde_json::to_vec_pretty(st).map_err(|cause| StateError::Json {
+            path: p.clone(),
+            cause,
+        })?;
+        std::fs::write(&tmp, data).map_err(io("write", &tmp))?;
+        std::fs::rename(&tmp, &p).map_err(io("rename into place", &p))
+    }
+
+    pub fn load(&self, id: &str) -> Result<State> {
+        let p = self.state_path(id);
+        let data = std::fs::read(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StateError::NoSuch(id.to_string())
+            } else {
+                io("read", &p)(e)
+            }
+        })?;
+        serde_json::from_slice(&data).map_err(|cause| StateError::Json { path: p, cause })
+    }
+
+    /// Every container id with a state file.
+    pub fn ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("state.json").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Find a container by full id, name or unique id prefix.
+    pub fn resolve(&self, what: &str) -> Result<String> {
+        if !what.is_empty() && !what.contains('/') && self.state_path(what).is_file() {
+            return Ok(what.to_string());
+        }
+        if let Ok(target) = std::fs::read_link(self.names_dir().join(what)) {
+            let id = target.to_string_lossy().into_owned();
+            if self.state_path(&id).is_file() {
+                return Ok(id);
+            }
+        }
+        let hits: Vec<String> = self
+            .ids()
+            .into_iter()
+            .filter(|id| !what.is_empty() && id.starts_with(what))
+            .collect();
+        match hits.len() {
+            0 => Err(StateError::NoSuch(what.to_string())),
+            1 => Ok(hits.into_iter().next().unwrap_or_default()),
+            n => Err(StateError::Ambiguous(what.to_string(), n)),
+        }
+    }
+
+    /// Load a state and reconcile it with the processes that exist: a "running" container
+    /// whose supervisor is gone is marked exited (or removed when it was `--rm`). Returns
+    /// None when the container was removed here.
+    pub fn refresh(&self, id: &str) -> Result<Option<State>> {
+        let mut st = self.load(id)?;
+        if st.status == Status::Running && !st.supervisor_alive() {
+            // The supervisor may have just written its final state; look again.
+            if let Ok(again) = self.load(id)
+                && again.status != Status::Running
+            {
+                return Ok(Some(again));
+            }
+            if st.auto_remove {
+                self.remove(&st, None)?;
+                return Ok(None);
+            }
+            st.status = Status::Exited;
+            st.finished_at = Some(now_rfc3339());
+            st.exit_code.get_or_insert(137);
+            st.error = Some("the container's supervisor ended without recording an exit".into());
+            self.save(&st)?;
+        }
+        Ok(Some(st))
+    }
+
+    /// Remove the container's directory, its name and (when given) its anonymous volumes.
+    pub fn remove(&self, st: &State, volumes_dir: Option<&Path>) -> Result<()> {
+        let link = self.names_dir().join(&st.name);
+        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == st.id.as_str()) {
+            let _ = std::fs::remove_file(&link);
+        }
+        if let Some(vd) = volumes_dir {
+            for v in &st.anonymous_volumes {
+                let _ = std::fs::remove_dir_all(vd.join(v));
+            }
+        }
+        let d = self.dir(&st.id);
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("remove", &d)(e)),
+        }
+    }
+}
+
+/// Docker-style random names: adjective_noun.
+pub fn random_name(id: &str) -> String {
+    const ADJ: [&str; 16] = [
+        "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quirky", "sharp", "tender", "witty",
+    ];
+    const NOUN: [&str; 16] = [
+        "babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper", "kepler", "lovelace",
+        "newton", "noether", "pascal", "ritchie", "shannon", "turing", "wozniak",
+    ];
+    let b = hex::decode(&id[..8.min(id.len())]).unwrap_or_default();
+    let a = b.first().copied().unwrap_or(0) as usize % ADJ.len();
+    let n = b.get(1).copied().unwrap_or(0) as usize % NOUN.len();
+    format!("{}_{}_{}", ADJ[a], NOUN[n], &id[..6.min(id.len())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(id: &str, name: &str) -> State {
+        State {
+            id: id.into(),
+            name: name.into(),
+            image: "busybox".into(),
+            image_digest: String::new(),
+            image_id: String::new(),
+            argv: vec!["true".into()],
+            env: vec![],
+            cwd: None,
+            user: None,
+            hostname: id[..12].into(),
+            stop_signal: 15,
+            caps: 0,
+            no_new_privs: false,
+            network: crate::run::NetworkMode::None,
+            ports: vec![],
+            limits: Limits::default(),
+            mounts: vec![],
+            read_only: false,
+            tty: false,
+            detached: true,
+            auto_remove: false,
+            anonymous_volumes: vec![],
+            status: Status::Running,
+            created: now_rfc3339(),
+            started_at: Some(now_rfc3339()),
+            finished_at: None,
+            exit_code: None,
+            supervisor_pid: Some(i32::MAX - 1),
+            supervisor_start: Some(1),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn times_format_as_rfc3339() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn resolve_by_id_prefix_and_name_and_names_are_unique() {
+        let t = tempfile::tempdir().unwrap();
+        let c = Containers::new(t.path());
+        let a = "aa".repeat(32);
+        let b = "ab".repeat(32);
+        for (id, n) in [(&a, "one"), (&b, "two")] {
+            c.reserve_name(n, id).unwrap();
+            c.create(&state(id, n)).unwrap();
+        }
+        assert_eq!(c.resolve("one").unwrap(), a);
+        assert_eq!(c.resolve("abab").unwrap(), b);
+        assert!(matches!(c.resolve("a"), Err(StateError::Ambiguous(_, 2))));
+        assert!(matches!(c.resolve("zz"), Err(StateError::NoSuch(_))));
+        assert!(matches!(
+            c.reserve_name("one", "x"),
+            Err(StateError::NameInUse(_))
+        ));
+        assert!(c.reserve_name("bad/name", "x").is_err());
+    }
+
+    #[test]
+    fn a_dead_supervisor_is_detected_and_auto_remove_cleans_up() {
+        let t = tempfile::tempdir().unwrap();
+        let c = Containers::new(t.path());
+        let a = "cd".repeat(32);
+        c.reserve_name("dead", &a).unwrap();
+        c.create(&state(&a, "dead")).unwrap();
+        let st = c.refresh(&a).unwrap().unwrap();
+        assert_eq!(st.status, Status::Exited);
+        assert!(st.error.is_some());
+        let b = "ef".repeat(32);
+        let mut s = state(&b, "gone");
+        s.auto_remove = true;
+        c.reserve_name("gone", &b).unwrap();
+        c.create(&s).unwrap();
+        assert!(c.refresh(&b).unwrap().is_none());
+        assert!(!c.dir(&b).exists());
+        // The name is free again.
+        c.reserve_name("gone", "other").unwrap();
+    }
+}

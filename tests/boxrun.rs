@@ -1,0 +1,780 @@
+//! `boxrun IMAGE [CMD…]` in the foreground, against busybox and the debootstrap Debian image,
+//! as root and as an unprivileged user with a subordinate range: the image config rules, every
+//! process, storage, network, limit and security flag, and docker's exit codes.
+
+mod boxrun_common;
+mod common;
+
+use boxrun_common::{Who, stderr, stdout, tempdir, unique};
+
+#[test]
+fn image_cmd_entrypoint_and_arguments_combine_like_docker() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        // busybox's Cmd is ["sh"]: with stdin empty it exits 0.
+        let o = who.boxrun(&["--rm", "--network", "none", "busybox"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = who.boxrun(&["--rm", "--network", "none", "busybox", "echo", "a", "b"]);
+        assert_eq!(stdout(&o), "a b\n");
+        // Everything after the image is the container's, flags included (docker's rule).
+        let o = who.boxrun(&["--rm", "--network", "none", "busybox", "echo", "-n", "-d"]);
+        assert_eq!(stdout(&o), "-d");
+        // --entrypoint replaces the image's Entrypoint and drops its Cmd.
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "echo",
+            "busybox",
+            "x",
+        ]);
+        assert_eq!(stdout(&o), "x\n");
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "echo",
+            "busybox",
+        ]);
+        assert_eq!(stdout(&o), "\n");
+    }
+}
+
+#[test]
+fn debian_image_runs_its_own_userland_with_its_default_cmd() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "debian:bookworm",
+            "bash",
+            "-c",
+            "cat /etc/debian_version; id -un; echo $PATH; ls /proc | grep -c '^[0-9]'",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("12"), "{out}");
+        assert_eq!(lines[1], "root");
+        assert!(lines[2].contains("/usr/bin"), "{out}");
+        // Only the container's processes: bash and ls/grep.
+        assert!(lines[3].parse::<u32>().unwrap() <= 4, "{out}");
+        // Default Cmd is bash, which reads the script from stdin.
+        let o = who.boxrun_stdin(
+            &["--rm", "-i", "--network", "none", "debian:bookworm"],
+            "echo from-stdin $BASH_VERSION\n",
+        );
+        assert!(stdout(&o).starts_with("from-stdin 5."), "{}", stdout(&o));
+        // Debian's users resolve from its own /etc/passwd.
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "nobody",
+            "debian:bookworm",
+            "id",
+        ]);
+        assert_eq!(
+            stdout(&o),
+            "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n"
+        );
+    }
+}
+
+#[test]
+fn env_env_file_workdir_user_and_hostname_flags() {
+    let Some(all) = Who::all() else { return };
+    let d = tempdir();
+    let envf = d.path().join("env");
+    std::fs::write(&envf, "# comment\nFROM_FILE=f\nBOTH=file\n\nHOST_VAR\n").unwrap();
+    for who in all {
+        let mut c = vec![
+            "--rm",
+            "--network",
+            "none",
+            "--env-file",
+            envf.to_str().unwrap(),
+            "-e",
+            "BOTH=flag",
+            "-e",
+            "SPACED=a b",
+            "-w",
+            "/srv/app",
+            "-u",
+            "app",
+            "--hostname",
+            "myhost",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $FROM_FILE $BOTH $SPACED; echo ${HOST_VAR-unset}; pwd; id -un; hostname; echo $HOME",
+        ];
+        let o = who.boxrun(&c);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        // HOST_VAR is not set for boxrun (setpriv --reset-env / no such variable): dropped.
+        assert_eq!(
+            stdout(&o),
+            "f flag a b\nunset\n/srv/app\napp\nmyhost\n/home/app\n"
+        );
+        // -u uid:gid needs no passwd entry.
+        c.truncate(0);
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "1234:5678",
+            "busybox",
+            "id",
+        ]);
+        assert_eq!(stdout(&o), "uid=1234 gid=5678 groups=5678\n");
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "nobody-here",
+            "busybox",
+            "id",
+        ]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(
+            stderr(&o).contains("unable to find user nobody-here"),
+            "{}",
+            stderr(&o)
+        );
+        let o = who.boxrun(&["--rm", "--network", "none", "-w", "rel", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        // The default hostname is the first 12 characters of the container id.
+        let o = who.boxrun(&["--rm", "--network", "none", "busybox", "hostname"]);
+        let h = stdout(&o);
+        assert_eq!(h.trim().len(), 12);
+        assert!(h.trim().chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
+
+#[test]
+fn exit_codes_are_the_containers_own_and_docker_s_125_126_127() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let run = |args: &[&str]| {
+            let mut v = vec!["--rm", "--network", "none", "busybox"];
+            v.extend_from_slice(args);
+            who.boxrun(&v)
+        };
+        assert_eq!(run(&["sh", "-c", "exit 3"]).status.code(), Some(3));
+        // Death by signal n is 128+n (under --init the shell is not pid 1, which ignores it).
+        let o = who.boxrun(&[
+            "--rm",
+            "--init",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "kill -9 $$",
+        ]);
+        assert_eq!(o.status.code(), Some(137));
+        let o = run(&["no-such-command"]);
+        assert_eq!(o.status.code(), Some(127));
+        assert!(
+            stderr(&o).contains("executable file not found"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(run(&["/etc/passwd"]).status.code(), Some(126));
+        assert_eq!(run(&["/etc"]).status.code(), Some(126));
+        let o = who.boxrun(&["--rm", "--pull", "never", "no-such-image:1"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains("no-such-image"), "{}", stderr(&o));
+        let o = who.boxrun(&["--rm", "--bogus-flag", "busybox"]);
+        assert!(
+            stderr(&o).contains("unknown flag: --bogus-flag"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(o.status.code(), Some(125));
+        let o = who.boxrun(&["--rm", "--memory", "lots", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        let o = who.boxrun(&["--rm", "--security-opt", "seccomp=x", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        // An image with neither Entrypoint nor Cmd, emptied by --entrypoint "".
+        let o = who.boxrun(&["--rm", "--entrypoint", "", "busybox"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(
+            stderr(&o).contains("no command specified"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn bind_volumes_named_volumes_mounts_and_read_only_root() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let d = tempdir();
+        let rw = d.path().join("rw");
+        let ro = d.path().join("ro");
+        std::fs::create_dir_all(&rw).unwrap();
+        std::fs::create_dir_all(&ro).unwrap();
+        std::fs::write(ro.join("f"), "host file\n").unwrap();
+        who.own(d.path());
+        let vol = unique("vol");
+        let v_rw = format!("{}:/rw", rw.display());
+        let v_ro = format!("{}:/ro:ro", ro.display());
+        let v_named = format!("{vol}:/data");
+        let created = d.path().join("created-by-v");
+        let v_new = format!("{}:/new", created.display());
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &v_rw,
+            "-v",
+            &v_ro,
+            "-v",
+            &v_named,
+            "-v",
+            &v_new,
+            "busybox",
+            "sh",
+            "-c",
+            "echo written > /rw/out; cat /ro/f; touch /ro/x 2>/dev/null && echo ro-writable; \
+             echo kept > /data/v; touch /new/ok",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "host file\n");
+        assert_eq!(
+            std::fs::read_to_string(rw.join("out")).unwrap(),
+            "written\n"
+        );
+        assert!(
+            created.join("ok").exists(),
+            "-v creates a missing host directory"
+        );
+        // The named volume outlives the container.
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &v_named,
+            "busybox",
+            "cat",
+            "/data/v",
+        ]);
+        assert_eq!(stdout(&o), "kept\n");
+        let m_vol = format!("type=volume,source={vol},target=/m,readonly");
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--mount",
+            &m_vol,
+            "--mount",
+            "type=tmpfs,target=/scratch,tmpfs-size=1m",
+            "--mount",
+            &format!("type=bind,source={},target=/b,readonly", ro.display()),
+            "busybox",
+            "sh",
+            "-c",
+            "cat /m/v; touch /m/y 2>/dev/null && echo vol-writable; \
+             grep ' /scratch ' /proc/mounts | cut -d' ' -f3; \
+             head -c 2000000 /dev/zero > /scratch/big 2>/dev/null || echo tmpfs-full; \
+             cat /b/f",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "kept\ntmpfs\ntmpfs-full\nhost file\n");
+        // --mount refuses a missing bind source instead of creating it.
+        let missing = format!("type=bind,source={}/nope,target=/x", d.path().display());
+        let o = who.boxrun(&["--rm", "--mount", &missing, "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+        // --read-only: the root is read-only, volumes stay writable.
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "-v",
+            &v_named,
+            "busybox",
+            "sh",
+            "-c",
+            "touch /etc/x 2>/dev/null && echo root-writable; echo w > /data/w && echo vol-ok",
+        ]);
+        assert_eq!(stdout(&o), "vol-ok\n");
+        // An anonymous volume goes with a --rm container.
+        let vols = boxrun_common::store(&who).join("volumes");
+        let before = std::fs::read_dir(&vols).unwrap().count();
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "/anon",
+            "busybox",
+            "touch",
+            "/anon/f",
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+        assert_eq!(std::fs::read_dir(&vols).unwrap().count(), before);
+        let _ = std::fs::remove_dir_all(vols.join(&vol));
+    }
+}
+
+#[test]
+fn network_none_host_and_bridge() {
+    let Some(all) = Who::all() else { return };
+    common::users::open_tun();
+    let host_ifs = std::fs::read_dir("/sys/class/net").unwrap().count();
+    for who in all {
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ls",
+            "/sys/class/net",
+        ]);
+        assert_eq!(stdout(&o), "lo\n");
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "host",
+            "busybox",
+            "ls",
+            "/sys/class/net",
+        ]);
+        // Other tests add and remove veths concurrently: compare loosely.
+        let n = stdout(&o).lines().count();
+        assert!(n >= 2 && n.abs_diff(host_ifs) < 20, "{}", stdout(&o));
+        // bridge is the default.
+        let o = who.boxrun(&[
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -4 route | grep -c default",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "1\n");
+        let o = who.boxrun(&["--rm", "--network", "bogus", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+    }
+}
+
+#[test]
+fn limits_apply_as_root_and_are_refused_with_a_reason_rootless() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--memory",
+            "32m",
+            "--memory-swap",
+            "32m",
+            "busybox",
+            "sh",
+            "-c",
+            "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo ${#x}",
+        ]);
+        if let Who::User(_) = who {
+            // No writable cgroup for this user here: a clear refusal, never silence.
+            assert_eq!(o.status.code(), Some(125));
+            assert!(
+                stderr(&o).contains("cannot apply --memory"),
+                "{}",
+                stderr(&o)
+            );
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--pids-limit",
+            "10",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 30 ]; do sleep 100 & i=$((i+1)); done; echo all-forked",
+        ]);
+        assert!(stderr(&o).contains("can't fork"), "{}", stderr(&o));
+        assert!(!stdout(&o).contains("all-forked"));
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--cpuset-cpus",
+            "0",
+            "busybox",
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ]);
+        assert_eq!(
+            stdout(&o).split_whitespace().last(),
+            Some("0"),
+            "{}",
+            stderr(&o)
+        );
+        // --cpus: the quota is visible in the container's cgroup while it runs.
+        let name = unique("cpus");
+        let _c = boxrun_common::Cleanup(&who, name.clone());
+        let o = who.boxrun(&[
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "--cpus",
+            "0.5",
+            "busybox",
+            "sleep",
+            "100",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let id = stdout(&o).trim().to_string();
+        let dirs = cgroup_dirs(&id[..16]);
+        let quota: Vec<String> = dirs
+            .iter()
+            .filter_map(|d| {
+                std::fs::read_to_string(d.join("cpu.max"))
+                    .or_else(|_| std::fs::read_to_string(d.join("cpu.cfs_quota_us")))
+                    .ok()
+            })
+            .collect();
+        assert!(
+            quota.iter().any(|q| q.starts_with("50000")),
+            "{dirs:?} {quota:?}"
+        );
+        let o = who.boxrun(&["--rm", "--cpus", "-1", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+    }
+}
+
+fn cgroup_dirs(id: &str) -> Vec<std::path::PathBuf> {
+    fn walk(d: &std::path::Path, id: &str, depth: u32, out: &mut Vec<std::path::PathBuf>) {
+        if depth == 0 {
+            return;
+        }
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name() == id {
+                    out.push(e.path());
+                }
+                walk(&e.path(), id, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(std::path::Path::new("/sys/fs/cgroup"), id, 6, &mut out);
+    out
+}
+
+fn cap_eff(out: &str) -> u64 {
+    let hex = out
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+#[test]
+fn capabilities_and_no_new_privileges() {
+    let Some(all) = Who::all() else { return };
+    const CHOWN: u64 = 1 << 0;
+    const NET_ADMIN: u64 = 1 << 12;
+    const SYS_ADMIN: u64 = 1 << 21;
+    for who in all {
+        let status = |extra: &[&str]| {
+            let mut v = vec!["--rm", "--network", "none"];
+            v.extend_from_slice(extra);
+            v.extend_from_slice(&["busybox", "cat", "/proc/self/status"]);
+            let o = who.boxrun(&v);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            stdout(&o)
+        };
+        let default = cap_eff(&status(&[]));
+        assert_ne!(default & CHOWN, 0);
+        assert_eq!(default & (NET_ADMIN | SYS_ADMIN), 0);
+        let changed = cap_eff(&status(&["--cap-add", "NET_ADMIN", "--cap-drop", "chown"]));
+        assert_eq!(changed, (default | NET_ADMIN) & !CHOWN);
+        assert_eq!(cap_eff(&status(&["--cap-drop", "ALL"])), 0);
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--cap-drop",
+            "CHOWN",
+            "busybox",
+            "chown",
+            "app",
+            "/tmp",
+        ]);
+        assert_ne!(o.status.code(), Some(0));
+        let nnp = |s: &str| s.lines().any(|l| l == "NoNewPrivs:\t1");
+        assert!(!nnp(&status(&[])));
+        assert!(nnp(&status(&["--security-opt", "no-new-privileges"])));
+        let o = who.boxrun(&["--rm", "--cap-add", "NOT_A_CAP", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+    }
+}
+
+#[test]
+fn init_interactive_rm_and_names() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $$",
+        ]);
+        assert_eq!(stdout(&o), "1\n");
+        let o = who.boxrun(&[
+            "--rm",
+            "--init",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $$",
+        ]);
+        assert_ne!(stdout(&o), "1\n");
+        assert_eq!(o.status.code(), Some(0));
+        // Without -i the container reads nothing; with it, our stdin.
+        let o = who.boxrun_stdin(&["--rm", "--network", "none", "busybox", "cat"], "in\n");
+        assert_eq!(stdout(&o), "");
+        let o = who.boxrun_stdin(
+            &["--rm", "-i", "--network", "none", "busybox", "cat"],
+            "in\n",
+        );
+        assert_eq!(stdout(&o), "in\n");
+        // Without --rm the exited container stays, under its name, until box rm.
+        let name = unique("keep");
+        let _c = boxrun_common::Cleanup(&who, name.clone());
+        let o = who.boxrun(&[
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 4",
+        ]);
+        assert_eq!(o.status.code(), Some(4));
+        let o = who.box_(&["ps", "-a"]);
+        let line = stdout(&o)
+            .lines()
+            .find(|l| l.ends_with(&name))
+            .map(String::from)
+            .unwrap_or_default();
+        assert!(line.contains("Exited (4)"), "{}", stdout(&o));
+        let o = who.boxrun(&["--name", &name, "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+        assert_eq!(who.box_(&["rm", &name]).status.code(), Some(0));
+        assert!(!stdout(&who.box_(&["ps", "-a"])).contains(&name));
+        // --rm leaves nothing behind.
+        let name = unique("gone");
+        let o = who.boxrun(&[
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(!stdout(&who.box_(&["ps", "-a"])).contains(&name));
+        // --platform and --pull never with the image present are accepted.
+        let o = who.boxrun(&[
+            "--rm",
+            "--pull",
+            "never",
+            "--platform",
+            "linux/amd64",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn layers_are_unpacked_once_and_shared_by_later_runs() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let layers = boxrun_common::store(&who).join("layers");
+        let o = who.boxrun(&["--rm", "--network", "none", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(0));
+        let snapshot = |p: &std::path::Path| {
+            use std::os::unix::fs::MetadataExt;
+            let mut v: Vec<(String, i64)> = std::fs::read_dir(p)
+                .unwrap()
+                .flatten()
+                .map(|e| {
+                    let m = e.metadata().unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        m.ctime_nsec() + m.ctime() * 1_000_000_000,
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let before = snapshot(&layers);
+        let o = who.boxrun(&["--rm", "--network", "none", "busybox", "touch", "/bin/new"]);
+        assert_eq!(o.status.code(), Some(0));
+        assert_eq!(
+            snapshot(&layers),
+            before,
+            "a run re-extracted or changed a layer"
+        );
+        // Writes went to the container's own upper layer, not the shared lower one.
+        let o = who.boxrun(&["--rm", "--network", "none", "busybox", "ls", "/bin/new"]);
+        assert_ne!(o.status.code(), Some(0));
+    }
+}
+
+#[test]
+fn a_user_without_a_subordinate_range_runs_images_with_one_warning_and_files_owned_by_root() {
+    if !common::is_root() {
+        return common::skip("creating the test user needs root");
+    }
+    let user = common::users::without_range();
+    let dir = tempdir();
+    std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+    let store = dir.path().join("store");
+    let archive = std::fs::File::open(common::fixtures::oci_archive(
+        common::fixtures::Fixture::Busybox,
+    ))
+    .unwrap();
+    let o = common::users::command_as(&user, &common::bin("box"))
+        .arg("--root")
+        .arg(&store)
+        .args(["load", "-q"])
+        .stdin(archive)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // busybox has /home/app owned by uid 1000, which a single mapping cannot represent: the
+    // layers are unpacked ignoring ownership (podman's ignore_chown_errors), so the image runs,
+    // every file belongs to container root, and the user is told once how to fix it.
+    let o = common::users::command_as(&user, &common::bin("boxrun"))
+        .arg("--root")
+        .arg(&store)
+        .args([
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "stat",
+            "-c",
+            "%u",
+            "/home/app",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+    assert_eq!(err.matches("usermod --add-subuids").count(), 1, "{err}");
+}
+
+#[test]
+fn debian_with_the_remaining_flags() {
+    let Some(all) = Who::all() else { return };
+    let d = tempdir();
+    let envf = d.path().join("env");
+    std::fs::write(&envf, "FROM_FILE=deb\n").unwrap();
+    for who in all {
+        let mut args = vec![
+            "--rm",
+            "--network",
+            "none",
+            "--init",
+            "--entrypoint",
+            "/bin/bash",
+            "--env-file",
+            envf.to_str().unwrap(),
+            "--mount",
+            "type=tmpfs,target=/scratch",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--read-only",
+        ];
+        if let Who::Root = who {
+            args.extend_from_slice(&["--memory", "64m", "--pids-limit", "20", "--cpus", "1"]);
+        }
+        args.extend_from_slice(&[
+            "debian:bookworm",
+            "-c",
+            "echo $FROM_FILE; echo $$; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; \
+             touch /scratch/ok && echo tmpfs-ok; touch /etc/x 2>/dev/null || echo ro; exit 9",
+        ]);
+        let o = who.boxrun(&args);
+        assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "deb");
+        assert_ne!(lines[1], "1", "--init: bash is not pid 1");
+        assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        assert!(out.ends_with("tmpfs-ok\nro\n"), "{out}");
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "debian:bookworm",
+            "ls",
+            "/sys/class/net",
+        ]);
+        assert_eq!(stdout(&o), "lo\n", "{}", stderr(&o));
+        // bridge: lo plus one interface (eth0 as root; rootless pasta copies the host's name).
+        let o = who.boxrun(&["--rm", "debian:bookworm", "ls", "/sys/class/net"]);
+        let ifs = stdout(&o);
+        assert_eq!(ifs.lines().count(), 2, "{ifs} {}", stderr(&o));
+        assert!(ifs.lines().any(|l| l == "lo"), "{ifs}");
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "debian:bookworm",
+            "no-such-tool",
+        ]);
+        assert_eq!(o.status.code(), Some(127));
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "debian:bookworm",
+            "/etc/hostname",
+        ]);
+        assert_eq!(o.status.code(), Some(126));
+    }
+}
