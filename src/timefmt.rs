@@ -1,11 +1,23 @@
 //! Timestamps as images carry them: RFC 3339 in UTC, to and from seconds since the epoch.
 //! (Image configs and history use RFC 3339; a handful of helpers do not justify a date crate.)
 
-/// RFC 3339 UTC time for seconds since the epoch.
+/// RFC 3339 UTC time for seconds since the epoch (`1970-01-01T00:00:00Z`).
 pub fn rfc3339(secs: i64) -> String {
+    let (date, time) = civil(secs);
+    format!("{date}T{time}Z")
+}
+
+/// RFC 3339 UTC time with nanoseconds, as docker prints container times.
+pub fn rfc3339_nanos(secs: i64, nanos: u32) -> String {
+    let (date, time) = civil(secs);
+    format!("{date}T{time}.{nanos:09}Z")
+}
+
+/// `YYYY-MM-DD` and `hh:mm:ss` for seconds since the epoch (Howard Hinnant's
+/// civil-from-days).
+fn civil(secs: i64) -> (String, String) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -15,11 +27,9 @@ pub fn rfc3339(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
     )
 }
 
@@ -73,6 +83,11 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_nanos(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_nanos(1_700_000_000, 5),
+            "2023-11-14T22:13:20.000000005Z"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -183,10 +183,10 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     drop(err_w);
     let master = tty_sock.and_then(|(ours, theirs)| {
         drop(theirs);
-        receive_fd(&ours)
+        crate::run::process::receive_fd(&ours)
     });
     if let (Some(m), true) = (&master, stdin_tty)
-        && let Some(ws) = winsize(0)
+        && let Some(ws) = crate::run::process::winsize(0)
     {
         unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
@@ -216,7 +216,7 @@ fn child_setup(
 ) -> std::result::Result<Exec, String> {
     let _ = nix::unistd::setsid();
     if let Some(sock) = tty_sock {
-        open_pty(sock)?;
+        crate::run::process::open_container_pty(sock)?;
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
@@ -326,71 +326,6 @@ impl Exec {
     }
 }
 
-/// Open a pty in the container's devpts, make it our controlling terminal and stdio, and
-/// send the master back.
-fn open_pty(sock: RawFd) -> std::result::Result<(), String> {
-    use nix::fcntl::OFlag;
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(|e| format!("open /dev/ptmx: {e}"))?;
-    nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
-    nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
-    let name = nix::pty::ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
-    let slave = nix::fcntl::open(
-        name.as_str(),
-        OFlag::O_RDWR | OFlag::O_NOCTTY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| format!("open {name}: {e}"))?;
-    unsafe {
-        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) < 0 {
-            return Err(format!(
-                "make {name} the controlling terminal: {}",
-                nix::Error::last()
-            ));
-        }
-        for fd in 0..3 {
-            libc::dup2(slave.as_raw_fd(), fd);
-        }
-    }
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        sock,
-        &[std::io::IoSlice::new(b"m")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| format!("send pty master: {e}"))?;
-    unsafe { libc::close(sock) };
-    Ok(())
-}
-
-fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut buf = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ok()?;
-    for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            return fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
-        }
-    }
-    None
-}
-
-fn winsize(fd: RawFd) -> Option<libc::winsize> {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
-}
-
 struct RawMode(Option<nix::sys::termios::Termios>);
 impl RawMode {
     fn enter(on: bool) -> RawMode {
@@ -476,7 +411,7 @@ fn relay(child: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -> 
                     status = process::exit_code(ws);
                 }
             } else if sig == libc::SIGWINCH {
-                if let (Some(m), Some(ws)) = (&master, winsize(0)) {
+                if let (Some(m), Some(ws)) = (&master, crate::run::process::winsize(0)) {
                     unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
                 }
             } else if let Ok(s) = Signal::try_from(sig) {

@@ -335,7 +335,8 @@ fn supervise_in(
     status
 }
 
-fn winsize(fd: RawFd) -> Option<nix::pty::Winsize> {
+/// The window size of the terminal on `fd`.
+pub(crate) fn winsize(fd: RawFd) -> Option<nix::pty::Winsize> {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
 }
@@ -479,7 +480,8 @@ fn wait_loop(pid: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -
 }
 
 /// Receive one file descriptor sent with SCM_RIGHTS; None when the peer closed first.
-fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+/// Receive one fd sent with SCM_RIGHTS (the pty master).
+pub(crate) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     use std::os::fd::FromRawFd;
     let mut buf = [0u8; 1];
@@ -502,7 +504,7 @@ fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
 
 /// In the container (after pivot_root): open a pty in its devpts, make the slave our
 /// controlling terminal and stdio, and send the master to the supervisor.
-fn open_container_pty(sock: RawFd) -> std::result::Result<(), String> {
+pub(crate) fn open_container_pty(sock: RawFd) -> std::result::Result<(), String> {
     use nix::fcntl::OFlag;
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
@@ -535,7 +537,7 @@ fn open_container_pty(sock: RawFd) -> std::result::Result<(), String> {
         MsgFlags::empty(),
         None,
     )
-    .map_err(|e| format!("send pty master to the supervisor: {e}"))?;
+    .map_err(|e| format!("send pty master: {e}"))?;
     unsafe { libc::close(sock) };
     Ok(())
 }
