@@ -157,6 +157,10 @@ fn bridge_eth0_routes_via_box0_which_stays_with_its_nat_rule_after_the_container
     let out = stdout(&o);
     assert!(out.contains(",UP"), "eth0 is up: {out}");
     assert!(
+        out.contains("link/ether 02:42:0a:59:07:"),
+        "the MAC follows from the address: {out}"
+    );
+    assert!(
         out.lines()
             .any(|l| l.starts_with("default via 10.89.7.1 dev eth0")),
         "default route via the bridge: {out}"

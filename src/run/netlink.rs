@@ -7,9 +7,8 @@
 //! iproute2's `ip` does; doing it here costs a few system calls instead of a fork and exec per
 //! step. Requests act on the network namespace of the calling thread, so the host agent uses
 //! it in the host namespace (bridge, veth pair with the peer created directly in the
-//! container's namespace by pid via `IFLA_NET_NS_PID`, deleting the host end) and the
-//! container's pid 1 uses it inside its own namespace before it drops capabilities (address,
-//! link up, default route). Only six fixed message shapes are needed, so they are encoded by
+//! container's namespace by pid via `IFLA_NET_NS_PID`) and the container's pid 1 uses it
+//! inside its own namespace before it drops capabilities (address, link up, default route). Only five fixed message shapes are needed, so they are encoded by
 //! hand (layouts from `linux/netlink.h`, `linux/rtnetlink.h`, `linux/if_link.h`,
 //! `linux/veth.h`) rather than pulling in a general netlink crate and its dependencies.
 
@@ -35,7 +34,6 @@ pub type Result<T> = std::result::Result<T, NetlinkError>;
 
 // linux/rtnetlink.h message types.
 const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 // linux/netlink.h.
@@ -46,6 +44,7 @@ const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLMSG_HDRLEN: usize = 16;
 // linux/if_link.h.
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
@@ -224,12 +223,14 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` in this namespace, enslaved to `master` and up; `peer`
-    /// directly in the network namespace of process `peer_pid`, down.
+    /// with hardware address `peer_mac` directly in the network namespace of process
+    /// `peer_pid`, down.
     pub fn create_veth(
         &mut self,
         host: &str,
         master: u32,
         peer: &str,
+        peer_mac: [u8; 6],
         peer_pid: i32,
     ) -> Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
@@ -242,6 +243,7 @@ impl Netlink {
         let p = m.begin(VETH_INFO_PEER);
         m.ifinfo(0, 0, 0)
             .attr_str(IFLA_IFNAME, peer)
+            .attr(IFLA_ADDRESS, &peer_mac)
             .attr_u32(IFLA_NET_NS_PID, peer_pid as u32);
         m.end(p);
         m.end(data);
@@ -249,13 +251,6 @@ impl Netlink {
         self.call(m, || {
             format!("create veth pair {host} / {peer} (in process {peer_pid}'s network namespace)")
         })
-    }
-
-    /// Deletes the interface `name`.
-    pub fn delete_link(&mut self, name: &str) -> Result<()> {
-        let mut m = Msg::new(RTM_DELLINK, 0);
-        m.ifinfo(0, 0, 0).attr_str(IFLA_IFNAME, name);
-        self.call(m, || format!("delete network interface {name}"))
     }
 
     /// Sets the interface with index `index` up.
