@@ -247,7 +247,9 @@ fn map_text(r: &[IdRange]) -> String {
 /// Writes maps for a process; behind a trait so the choice of writer is testable.
 pub trait MapWriter {
     fn write_file(&mut self, path: &Path, text: &str) -> Result<()>;
-    fn helper(&mut self, tool: &'static str, args: &[String]) -> Result<()>;
+    /// Run the setuid helpers (`newuidmap`, `newgidmap`) with these arguments; they are
+    /// independent, so a real writer runs them at the same time.
+    fn helpers(&mut self, calls: &[(&'static str, Vec<String>)]) -> Result<()>;
 }
 
 pub struct RealWriter;
@@ -259,23 +261,42 @@ impl MapWriter for RealWriter {
             cause,
         })
     }
-    fn helper(&mut self, tool: &'static str, args: &[String]) -> Result<()> {
-        let out = Command::new(tool)
-            .args(args)
-            .output()
-            .map_err(|e| IdmapError::Helper {
-                tool,
-                args: args.join(" "),
-                cause: e.to_string(),
-            })?;
-        if !out.status.success() {
-            return Err(IdmapError::Helper {
-                tool,
-                args: args.join(" "),
-                cause: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    fn helpers(&mut self, calls: &[(&'static str, Vec<String>)]) -> Result<()> {
+        let fail = |tool: &'static str, args: &[String], cause: String| IdmapError::Helper {
+            tool,
+            args: args.join(" "),
+            cause,
+        };
+        let children = calls
+            .iter()
+            .map(|(tool, args)| {
+                Command::new(tool)
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|e| fail(tool, args, e.to_string()))
+            })
+            .collect::<Vec<_>>();
+        let mut first_err = None;
+        for ((tool, args), child) in calls.iter().zip(children) {
+            let r = child.and_then(|c| {
+                let out = c
+                    .wait_with_output()
+                    .map_err(|e| fail(tool, args, e.to_string()))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    Err(fail(tool, args, msg))
+                }
             });
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 }
 
@@ -292,8 +313,10 @@ pub fn write_maps(pid: i32, maps: &IdMaps, w: &mut impl MapWriter) -> Result<()>
                 }))
                 .collect::<Vec<_>>()
         };
-        w.helper("newuidmap", &args(&maps.uids))?;
-        w.helper("newgidmap", &args(&maps.gids))?;
+        w.helpers(&[
+            ("newuidmap", args(&maps.uids)),
+            ("newgidmap", args(&maps.gids)),
+        ])?;
         return Ok(());
     }
     w.write_file(&proc.join("uid_map"), &map_text(&maps.uids))?;
@@ -316,8 +339,10 @@ mod tests {
                 .push(format!("{} <- {}", path.display(), text.trim()));
             Ok(())
         }
-        fn helper(&mut self, tool: &'static str, args: &[String]) -> Result<()> {
-            self.0.push(format!("{tool} {}", args.join(" ")));
+        fn helpers(&mut self, calls: &[(&'static str, Vec<String>)]) -> Result<()> {
+            for (tool, args) in calls {
+                self.0.push(format!("{tool} {}", args.join(" ")));
+            }
             Ok(())
         }
     }

@@ -24,7 +24,7 @@ use thiserror::Error;
 
 use super::agent::{HostLink, Request};
 use super::network::{self, Address};
-use super::spec::{NetworkMode, RootfsSource, SandboxSpec};
+use super::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
 use super::{caps, idmap, namespaces, rootfs, user};
 
 #[derive(Debug, Error)]
@@ -48,6 +48,11 @@ pub enum ProcessError {
 pub type Result<T> = std::result::Result<T, ProcessError>;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where the container mounts its scratch tmpfs (generated /etc files, the new root's mount
+/// point) inside its own mount namespace. Any existing directory works: it is covered only in
+/// the container's namespace, and detached with the old root at pivot_root.
+const CHILD_SCRATCH: &str = "/tmp";
 
 /// Signals the supervisor relays to the container.
 pub const FORWARDED: [Signal; 7] = [
@@ -141,15 +146,29 @@ fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
             .unwrap_or_else(|_| "localhost".into()),
         (None, _) => spec.id.chars().take(12).collect(),
     };
-    let scratch = std::env::temp_dir().join(format!("boxkit-{}", spec.id));
-    std::fs::create_dir(&scratch).map_err(|cause| ProcessError::Scratch {
-        path: scratch.clone(),
-        cause,
-    })?;
-    let r = supervise_in(spec, in_userns, &scratch, hostname, caps);
-    // The ephemeral upper's tmpfs, if any (mounted in the tool's private mount namespace).
-    let _ = nix::mount::umount2(&scratch, nix::mount::MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir(&scratch);
+    // Only an ephemeral upper needs a host directory (its tmpfs is mounted there, in the
+    // tool's private mount namespace). The container's own scratch tmpfs goes over a fixed
+    // directory in its private mount namespace, so nothing is created on the host per run and
+    // nothing is left behind if the supervisor is killed.
+    let ephemeral = matches!(
+        spec.rootfs,
+        RootfsSource::Overlay {
+            upper: UpperDir::Ephemeral,
+            ..
+        }
+    );
+    let upper_scratch = std::env::temp_dir().join(format!("boxkit-{}", spec.id));
+    if ephemeral {
+        std::fs::create_dir(&upper_scratch).map_err(|cause| ProcessError::Scratch {
+            path: upper_scratch.clone(),
+            cause,
+        })?;
+    }
+    let r = supervise_in(spec, in_userns, &upper_scratch, hostname, caps);
+    if ephemeral {
+        let _ = nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&upper_scratch);
+    }
     r
 }
 
@@ -214,7 +233,7 @@ fn supervise_in(
     };
     let plan = ChildPlan {
         spec,
-        scratch: scratch.to_path_buf(),
+        scratch: PathBuf::from(CHILD_SCRATCH),
         hostname,
         in_userns,
         tty_sock: tty_sock.as_ref().map(|(_, c)| c.as_raw_fd()),
