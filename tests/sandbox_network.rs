@@ -138,3 +138,40 @@ fn rootless_bridge_uses_pasta() {
         stdout(&o)
     );
 }
+
+#[test]
+fn bridge_eth0_routes_via_box0_which_stays_with_its_nat_rule_after_the_container_exits() {
+    let Some(who) = Who::root() else { return };
+    let rfs = busybox_rootfs(who.root_owner());
+    let o = who.run(&[
+        "--rootfs",
+        rfs.path.to_str().unwrap(),
+        "--network",
+        "bridge",
+        "--",
+        "sh",
+        "-c",
+        "ip -o link show eth0; ip route; ping -c1 -W2 10.89.7.1",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(",UP"), "eth0 is up: {out}");
+    assert!(
+        out.contains("link/ether 02:42:0a:59:07:"),
+        "the MAC follows from the address: {out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("default via 10.89.7.1 dev eth0")),
+        "default route via the bridge: {out}"
+    );
+    assert!(out.contains("1 packets received"), "gateway answers: {out}");
+    // Host infrastructure, like docker0: kept after the last container leaves.
+    assert!(std::path::Path::new("/sys/class/net/box0").exists());
+    let rule = std::process::Command::new("iptables")
+        .args(["-w", "-t", "nat", "-C", "POSTROUTING", "-s", "10.89.7.0/24"])
+        .args(["!", "-o", "box0", "-j", "MASQUERADE"])
+        .status()
+        .unwrap();
+    assert!(rule.success(), "the MASQUERADE rule is still there");
+}

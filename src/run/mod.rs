@@ -21,6 +21,7 @@ pub mod caps;
 pub mod cgroups;
 pub mod idmap;
 pub mod namespaces;
+pub mod netlink;
 pub mod network;
 pub mod ports;
 pub mod process;

@@ -596,6 +596,10 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     if spec.network != NetworkMode::Host {
         network::loopback_up().map_err(|e| e.to_string())?;
     }
+    // Root's bridge: the host agent put eth0 into our namespace; address, up, route.
+    if let Some(a) = &address {
+        network::configure_eth0(a).map_err(|e| format!("configure eth0: {e}"))?;
+    }
     nix::unistd::sethostname(&plan.hostname)
         .map_err(|e| format!("sethostname {}: {e}", plan.hostname))?;
 
