@@ -68,7 +68,8 @@ fn every_env(who: Who) -> Env {
 }
 
 #[test]
-fn every_instruction_takes_effect_and_podman_runs_the_image_with_same_output_and_owners() {
+fn every_instruction_takes_effect_and_boxrun_and_podman_run_the_image_with_same_output_and_owners()
+{
     let Some(who) = Who::root() else { return };
     let e = every_env(who);
     let err = e.build_ok(&["-t", "every"]);
@@ -128,7 +129,11 @@ fn every_instruction_takes_effect_and_podman_runs_the_image_with_same_output_and
     // The sandbox's mount points do not leak into layers.
     assert!(!root.join("etc/hostname").exists() || listing.contains("etc/hostname 644"));
 
-    // podman runs it: same output as the image promises, same ownership.
+    // boxrun and podman run it: same output as the image promises, same ownership.
+    let expected = "hello from prod\ngreeting is hello\n1000\n640 1000:1000\n644 1000:1000\n";
+    let o = e.box_cmd(&["run", "--rm", "--network", "none", "every"]);
+    assert!(o.status.success(), "boxrun: {}", stderr(&o));
+    assert_eq!(stdout(&o), expected);
     let Some(pm) = Podman::new_or_skip() else {
         return;
     };
@@ -141,10 +146,7 @@ fn every_instruction_takes_effect_and_podman_runs_the_image_with_same_output_and
     let id = stdout(&pulled).trim().to_string();
     let o = pm.cmd().args(["run", "--rm", &id]).output().unwrap();
     assert!(o.status.success(), "podman run: {}", stderr(&o));
-    assert_eq!(
-        stdout(&o),
-        "hello from prod\ngreeting is hello\n1000\n640 1000:1000\n644 1000:1000\n"
-    );
+    assert_eq!(stdout(&o), expected);
 }
 
 #[test]
@@ -291,6 +293,9 @@ fn run_that_deletes_a_base_file_and_replaces_a_base_directory_gives_whiteouts_um
         .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["only"]);
+    let check = "ls /olddir; test -e /etc/group && echo group-present || echo group-gone";
+    let o = e.box_cmd(&["run", "--rm", "--network", "none", "wh", "sh", "-c", check]);
+    assert_eq!(stdout(&o), "only\ngroup-gone\n", "boxrun: {}", stderr(&o));
     let Some(pm) = Podman::new_or_skip() else {
         return;
     };
