@@ -26,7 +26,7 @@ fn example(dir: &str) -> Env {
 }
 
 #[test]
-fn hello_example_builds() {
+fn hello_example_builds_and_boxrun_prints_the_greeting() {
     if Who::root().is_none() {
         return;
     }
@@ -39,6 +39,14 @@ fn hello_example_builds() {
         std::fs::read_to_string(root.join("etc/built-by"))
             .unwrap()
             .starts_with("built by boxbuild on ")
+    );
+    // What README's example command shows.
+    let o = e.box_cmd(&["run", "--rm", "hello"]);
+    assert!(o.status.success(), "boxrun hello: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("Hello from boxkit!\nbuilt by boxbuild on "),
+        "{out}"
     );
 }
 
