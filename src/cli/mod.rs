@@ -302,17 +302,7 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
         "boxrun" => true,
         "boxbuild" => !args.iter().any(is_check),
         _ => {
-            let mut it = args.iter().skip(1);
-            let mut sub = None;
-            while let Some(a) = it.next() {
-                if a == "--root" {
-                    it.next();
-                } else if !a.starts_with('-') {
-                    sub = Some(a.as_str());
-                    break;
-                }
-            }
-            match sub {
+            match box_subcommand(args) {
                 // pull unpacks layers with their container ids while downloading.
                 Some("run" | "sandbox-run" | "pull") => true,
                 Some("build") => !args.iter().any(is_check),
@@ -322,6 +312,19 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
             }
         }
     }
+}
+
+/// The subcommand of a `box` command line (the first word that is not a global option).
+fn box_subcommand(args: &[String]) -> Option<&str> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--root" {
+            it.next();
+        } else if !a.starts_with('-') {
+            return Some(a.as_str());
+        }
+    }
+    None
 }
 
 /// Enter the tool's user namespace when [`needs_userns`] says so. Call first in `main`, while
@@ -339,8 +342,21 @@ pub fn enter_userns_if_needed(prog: &str) {
 
 /// Whether the arguments ask for `boxrun -d` / `box run -d` (parsed exactly as later).
 fn is_detached_run(prog: &str, args: &[String]) -> bool {
+    // Cheap pre-check: without `--detach` or a short-flag cluster holding `d` (`-d`, `-itd`)
+    // anywhere, it cannot be a detached run, and the exact parse below is skipped.
+    let maybe = args.iter().skip(1).any(|a| {
+        a == "--detach"
+            || a.starts_with("--detach=")
+            || (a.starts_with('-') && !a.starts_with("--") && a.contains('d'))
+    });
+    if !maybe {
+        return false;
+    }
     match prog {
         "boxrun" => BoxrunCli::try_parse_from(args).is_ok_and(|c| c.args.detach),
+        // Only `box run` can detach; building clap's whole `box` tree for every other
+        // command (sandbox-run, build, pull) would cost half a millisecond for nothing.
+        "box" if box_subcommand(args) != Some("run") => false,
         "box" => matches!(
             BoxCli::try_parse_from(args),
             Ok(BoxCli { command: BoxCommand::Run(a), .. }) if a.detach
