@@ -15,7 +15,6 @@
 //! Before joining, the process moves into pid 1's cgroups so the container's limits count it.
 
 use std::ffi::CString;
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -419,24 +418,10 @@ fn relay(child: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -> 
             }
         }
         if m_ready && let Some(m) = &master {
-            match nix::unistd::read(m, &mut buf) {
-                Ok(0) | Err(nix::Error::EIO) => master_open = false,
-                Ok(n) => {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(&buf[..n]);
-                    let _ = out.flush();
-                }
-                Err(nix::Error::EINTR | nix::Error::EAGAIN) => {}
-                Err(_) => master_open = false,
-            }
+            master_open = process::relay_master(m, &mut buf);
         }
         if s_ready && let Some(m) = &master {
-            match nix::unistd::read(std::io::stdin(), &mut buf) {
-                Ok(0) | Err(_) => stdin_open = false,
-                Ok(n) => {
-                    let _ = nix::unistd::write(m, &buf[..n]);
-                }
-            }
+            stdin_open = process::relay_stdin(m, &mut buf);
         }
     }
     loop {

@@ -370,6 +370,32 @@ impl Drop for RawMode {
     }
 }
 
+/// Copy what the pty master has to our stdout; false once the pty is closed (all slaves gone).
+pub(crate) fn relay_master(m: &OwnedFd, buf: &mut [u8]) -> bool {
+    match nix::unistd::read(m, buf) {
+        Ok(0) | Err(nix::Error::EIO) => false,
+        Ok(n) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&buf[..n]);
+            let _ = out.flush();
+            true
+        }
+        Err(nix::Error::EINTR | nix::Error::EAGAIN) => true,
+        Err(_) => false,
+    }
+}
+
+/// Copy what our stdin has to the pty master; false at end of input.
+pub(crate) fn relay_stdin(m: &OwnedFd, buf: &mut [u8]) -> bool {
+    match nix::unistd::read(std::io::stdin(), buf) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            let _ = nix::unistd::write(m, &buf[..n]);
+            true
+        }
+    }
+}
+
 fn wait_loop(pid: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -> Result<i32> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd"))?;
@@ -441,24 +467,10 @@ fn wait_loop(pid: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -
             }
         }
         if master_ready && let Some(m) = &master {
-            match nix::unistd::read(m, &mut buf) {
-                Ok(0) | Err(nix::Error::EIO) => master_open = false,
-                Ok(n) => {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(&buf[..n]);
-                    let _ = out.flush();
-                }
-                Err(nix::Error::EINTR | nix::Error::EAGAIN) => {}
-                Err(_) => master_open = false,
-            }
+            master_open = relay_master(m, &mut buf);
         }
         if stdin_ready && let Some(m) = &master {
-            match nix::unistd::read(std::io::stdin(), &mut buf) {
-                Ok(0) | Err(_) => stdin_open = false,
-                Ok(n) => {
-                    let _ = nix::unistd::write(m, &buf[..n]);
-                }
-            }
+            stdin_open = relay_stdin(m, &mut buf);
         }
     }
     // Reap if the loop ended on the pty side first.
