@@ -61,18 +61,6 @@ export BOX_REGISTRIES_CONF="$work/registries.conf"
 echo "== boxbuild --check examples"
 "$BIN/boxbuild" --check examples
 echo "== boxbuild -t hello examples"
-rc=0
-"$BIN/boxbuild" -t hello examples 2> >(tee "$work/build.err" >&2) || rc=$?
-if [ $rc -eq 125 ] && grep -q 'not implemented yet' "$work/build.err"; then
-  echo "== stops here: boxbuild is not built yet (open issue: 'boxbuild: from a Boxfile to a layered, content-addressed OCI image, with cache')"
-  exit 0
-fi
-[ $rc -eq 0 ] || exit $rc
+"$BIN/boxbuild" -t hello examples
 echo "== boxrun --rm hello"
-rc=0
-"$BIN/boxrun" --rm hello 2> >(tee "$work/run.err" >&2) || rc=$?
-if [ $rc -eq 125 ] && grep -q 'not implemented yet' "$work/run.err"; then
-  echo "== stops here: boxrun is not built yet on this branch"
-  exit 0
-fi
-exit $rc
+"$BIN/boxrun" --rm hello

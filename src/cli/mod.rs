@@ -365,11 +365,6 @@ fn is_detached_run(prog: &str, args: &[String]) -> bool {
     }
 }
 
-/// An error that says a command is not built yet; maps to exit code 125.
-pub fn not_implemented(command: &str) -> anyhow::Error {
-    anyhow::anyhow!("not implemented yet: {command}")
-}
-
 /// Print an error chain the way every boxkit command does and return the tool-failure code.
 pub fn report(err: &anyhow::Error, prog: &str) -> ExitCode {
     eprintln!("{prog}: {err:#}");
