@@ -13,14 +13,16 @@
 # command runs as that user (crun with `crun spec --rootless`-style bundle from umoci
 # --rootless).
 #
-# Env: BOXRUN/BOX (default target/release/…), RUNS (default 20), WARMUP (default 3).
+# Env: BOXRUN/BOX (default: the static release build of scripts/build-release.sh), RUNS (default 20), WARMUP (default 3).
 set -eu
 cd "$(dirname "$0")/.."
-BOXRUN=${BOXRUN:-$PWD/target/release/boxrun}
-BOX=${BOX:-$PWD/target/release/box}
+if [ -z "${BOXRUN:-}" ] || [ -z "${BOX:-}" ]; then
+  rel=$(bash scripts/build-release.sh)
+  BOXRUN=${BOXRUN:-$rel/boxrun}
+  BOX=${BOX:-$rel/box}
+fi
 RUNS=${RUNS:-20}
 WARMUP=${WARMUP:-3}
-[ -x "$BOXRUN" ] && [ -x "$BOX" ] || cargo build --release --bins
 for t in hyperfine crun podman umoci skopeo jq busybox; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done

@@ -8,14 +8,13 @@
 # With ROOTLESS_USER=name (a user with a subordinate range): every command runs as that
 # user; crun uses `crun spec --rootless`.
 #
-# Env: BOX (default target/release/box), RUNS (default 30), WARMUP (default 5), PRIO (default 1:
+# Env: BOX (default: the static release build of scripts/build-release.sh), RUNS (default 30), WARMUP (default 5), PRIO (default 1:
 # run the pass at nice -20 when root).
 set -eu
 cd "$(dirname "$0")/.."
-BOX=${BOX:-$PWD/target/release/box}
+BOX=${BOX:-$(bash scripts/build-release.sh)/box}
 RUNS=${RUNS:-30}
 WARMUP=${WARMUP:-5}
-[ -x "$BOX" ] || cargo build --release --bin box
 for t in hyperfine crun unshare jq busybox; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done

@@ -19,8 +19,7 @@ for f in subuid subgid; do
   grep -q '^root:' /etc/$f 2>/dev/null || usermod --add-${f}s 2000000-2065535 root
 done
 echo "== building boxkit (release)"
-cargo build --release --bins --quiet
-BIN=$PWD/target/release
+BIN=$(bash scripts/build-release.sh)
 
 work=$(mktemp -d /tmp/boxkit-example.XXXXXX)
 reg_pid=
