@@ -16,7 +16,7 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -37,8 +37,6 @@ pub struct ExecOptions {
     pub tty: bool,
     pub interactive: bool,
 }
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Namespaces to join, in order: user first, mount last.
 const ORDER: [(&str, libc::c_int); 7] = [
@@ -232,7 +230,7 @@ fn child_setup(
             .any(|e| e.split_once('=').is_some_and(|(a, _)| a == k))
     };
     if !has(&env, "PATH") {
-        env.push(format!("PATH={DEFAULT_PATH}"));
+        env.push(format!("PATH={}", process::DEFAULT_PATH));
     }
     if !has(&env, "HOSTNAME") {
         env.push(format!("HOSTNAME={}", st.hostname));
@@ -290,66 +288,7 @@ fn child_setup(
 impl Exec {
     /// execve with a PATH search; 126/127 as docker exec reports them.
     fn run(&self) -> i32 {
-        let Some(arg0) = self.argv.first() else {
-            eprintln!("box exec: no command given");
-            return 125;
-        };
-        let name = arg0.to_string_lossy().into_owned();
-        let candidates: Vec<PathBuf> = if name.contains('/') {
-            vec![PathBuf::from(&name)]
-        } else {
-            let path = self
-                .env
-                .iter()
-                .find_map(|e| e.to_str().ok()?.strip_prefix("PATH=").map(String::from))
-                .unwrap_or_else(|| DEFAULT_PATH.into());
-            path.split(':').map(|d| Path::new(d).join(&name)).collect()
-        };
-        let mut last = nix::Error::ENOENT;
-        for c in &candidates {
-            let Ok(cp) = CString::new(c.as_os_str().as_encoded_bytes()) else {
-                continue;
-            };
-            let e = nix::unistd::execve(&cp, &self.argv, &self.env).unwrap_err();
-            if e != nix::Error::ENOENT && e != nix::Error::ENOTDIR {
-                last = e;
-            }
-        }
-        if last == nix::Error::ENOENT {
-            eprintln!("box exec: exec {name:?}: executable file not found in $PATH");
-            127
-        } else {
-            eprintln!("box exec: exec {name:?}: {}", last.desc().to_lowercase());
-            126
-        }
-    }
-}
-
-struct RawMode(Option<nix::sys::termios::Termios>);
-impl RawMode {
-    fn enter(on: bool) -> RawMode {
-        use nix::sys::termios;
-        if !on {
-            return RawMode(None);
-        }
-        let Ok(orig) = termios::tcgetattr(std::io::stdin()) else {
-            return RawMode(None);
-        };
-        let mut raw = orig.clone();
-        termios::cfmakeraw(&mut raw);
-        let _ = termios::tcsetattr(std::io::stdin(), termios::SetArg::TCSANOW, &raw);
-        RawMode(Some(orig))
-    }
-}
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                t,
-            );
-        }
+        process::exec_searching_path(&self.argv, &self.env, "box exec")
     }
 }
 
@@ -357,7 +296,7 @@ impl Drop for RawMode {
 fn relay(child: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -> Result<i32> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd"))?;
-    let _raw = RawMode::enter(master.is_some() && stdin_tty);
+    let _raw = process::RawMode::enter(master.is_some() && stdin_tty);
     let mut stdin_open = master.is_some();
     let mut master_open = master.is_some();
     let mut status: Option<i32> = None;

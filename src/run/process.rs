@@ -47,7 +47,8 @@ pub enum ProcessError {
 
 pub type Result<T> = std::result::Result<T, ProcessError>;
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Where the container mounts its scratch tmpfs (generated /etc files, the new root's mount
 /// point) inside its own mount namespace. Any existing directory works: it is covered only in
@@ -342,9 +343,10 @@ pub(crate) fn winsize(fd: RawFd) -> Option<nix::pty::Winsize> {
 }
 
 /// Puts the caller's terminal in raw mode and restores it on drop.
-struct RawMode(Option<nix::sys::termios::Termios>);
+/// The caller's terminal in raw mode while alive (restored on drop); a no-op when `on` is false.
+pub(crate) struct RawMode(Option<nix::sys::termios::Termios>);
 impl RawMode {
-    fn enter(on: bool) -> RawMode {
+    pub(crate) fn enter(on: bool) -> RawMode {
         if !on {
             return RawMode(None);
         }
@@ -751,45 +753,51 @@ impl Exec {
 
     /// execve, searching PATH like a shell; 126/127 with docker's messages on failure.
     fn exec(&self) -> i32 {
-        let Some(arg0) = self.argv.first() else {
-            eprintln!("boxkit: no command given");
-            return 125;
+        exec_searching_path(&self.argv, &self.env, "boxkit")
+    }
+}
+
+/// execve `argv` with `env`, searching the PATH in `env` like a shell (docker's default PATH
+/// when there is none). Returns only on failure: 127 when nothing was found, 126 when a file
+/// was found but could not be executed, with docker's messages prefixed by `who`.
+pub(crate) fn exec_searching_path(argv: &[CString], env: &[CString], who: &str) -> i32 {
+    let Some(arg0) = argv.first() else {
+        eprintln!("{who}: no command given");
+        return 125;
+    };
+    let name = arg0.to_string_lossy().into_owned();
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(&name)]
+    } else {
+        let path = env
+            .iter()
+            .find_map(|e| e.to_str().ok()?.strip_prefix("PATH=").map(String::from))
+            .unwrap_or_else(|| DEFAULT_PATH.into());
+        path.split(':').map(|d| Path::new(d).join(&name)).collect()
+    };
+    let mut last = nix::Error::ENOENT;
+    for c in &candidates {
+        let Ok(cp) = CString::new(c.as_os_str().as_encoded_bytes()) else {
+            continue;
         };
-        let name = arg0.to_string_lossy().into_owned();
-        let candidates: Vec<PathBuf> = if name.contains('/') {
-            vec![PathBuf::from(&name)]
-        } else {
-            let path = self
-                .env
-                .iter()
-                .find_map(|e| e.to_str().ok()?.strip_prefix("PATH=").map(String::from))
-                .unwrap_or_else(|| DEFAULT_PATH.into());
-            path.split(':').map(|d| Path::new(d).join(&name)).collect()
-        };
-        let mut last = nix::Error::ENOENT;
-        for c in &candidates {
-            let Ok(cp) = CString::new(c.as_os_str().as_encoded_bytes()) else {
-                continue;
-            };
-            let e = nix::unistd::execve(&cp, &self.argv, &self.env).unwrap_err();
-            // Keep the most telling error: a found-but-unusable file beats "not found".
-            if e != nix::Error::ENOENT && e != nix::Error::ENOTDIR {
-                last = e;
-            }
+        let e = nix::unistd::execve(&cp, argv, env).unwrap_err();
+        // Keep the most telling error: a found-but-unusable file beats "not found".
+        if e != nix::Error::ENOENT && e != nix::Error::ENOTDIR {
+            last = e;
         }
-        match last {
-            nix::Error::ENOENT if !name.contains('/') => {
-                eprintln!("boxkit: exec {name:?}: executable file not found in $PATH");
-                127
-            }
-            nix::Error::ENOENT => {
-                eprintln!("boxkit: exec {name:?}: no such file or directory");
-                127
-            }
-            e => {
-                eprintln!("boxkit: exec {name:?}: {}", e.desc().to_lowercase());
-                126
-            }
+    }
+    match last {
+        nix::Error::ENOENT if !name.contains('/') => {
+            eprintln!("{who}: exec {name:?}: executable file not found in $PATH");
+            127
+        }
+        nix::Error::ENOENT => {
+            eprintln!("{who}: exec {name:?}: no such file or directory");
+            127
+        }
+        e => {
+            eprintln!("{who}: exec {name:?}: {}", e.desc().to_lowercase());
+            126
         }
     }
 }
