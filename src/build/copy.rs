@@ -575,25 +575,16 @@ fn times(m: &fs::Metadata) -> (TimeSpec, TimeSpec) {
 }
 
 fn set_times(p: &Path, t: (TimeSpec, TimeSpec)) -> Result<()> {
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &t.0,
-        &t.1,
-        UtimensatFlags::FollowSymlink,
-    )
-    .map_err(|e| io_err("set times of", p)(e.into()))
+    set_times_with(p, t, UtimensatFlags::FollowSymlink)
 }
 
 fn set_times_nofollow(p: &Path, t: (TimeSpec, TimeSpec)) -> Result<()> {
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &t.0,
-        &t.1,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(|e| io_err("set times of", p)(e.into()))
+    set_times_with(p, t, UtimensatFlags::NoFollowSymlink)
+}
+
+fn set_times_with(p: &Path, t: (TimeSpec, TimeSpec), how: UtimensatFlags) -> Result<()> {
+    utimensat(nix::fcntl::AT_FDCWD, p, &t.0, &t.1, how)
+        .map_err(|e| io_err("set times of", p)(e.into()))
 }
 
 #[cfg(test)]
