@@ -82,12 +82,23 @@ pub enum BoxCommand {
     Kill(KillArgs),
     /// Remove one or more containers
     Rm(RmArgs),
+    /// Manage boxkit itself
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Run a command in the bare sandbox, for sandbox tests and benchmarks (hidden)
     #[command(name = "sandbox-run", hide = true)]
     SandboxRun(dev::SandboxRunArgs),
     /// Layer codec tools for benchmarks and debugging (hidden)
     #[command(hide = true, subcommand)]
     Layer(dev::LayerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Stop your user namespace keeper (rootless), as `podman system migrate` stops its pause
+    /// process: the next command starts a new one with the current /etc/subuid ranges. The
+    /// rootless bridge network goes with it; running rootless containers lose it.
+    Migrate,
 }
 
 #[derive(Args, Debug)]
@@ -440,10 +451,22 @@ pub fn box_main() -> ExitCode {
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),
+        BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
     finish("box", r)
+}
+
+fn system_migrate() -> CmdResult {
+    if nix::unistd::geteuid().is_root() {
+        // Root makes its namespace per command; there is nothing to stop.
+        return Ok(0);
+    }
+    if crate::run::keeper::stop()? {
+        eprintln!("stopped the user namespace keeper");
+    }
+    Ok(0)
 }
 
 /// `boxbuild`: the same as `box build`.

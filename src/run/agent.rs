@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -68,7 +67,6 @@ struct Held {
 #[derive(Default)]
 pub struct HostSide {
     held: HashMap<String, Held>,
-    run_dir: Option<PathBuf>,
 }
 
 impl HostSide {
@@ -85,19 +83,22 @@ impl HostSide {
                 let r = (|| -> std::result::Result<Option<Address>, String> {
                     h.cgroup = cgroups::create(&id, &limits, pid).map_err(|e| e.to_string())?;
                     if network == NetworkMode::Bridge {
-                        if nix::unistd::geteuid().is_root() {
-                            let (att, addr) =
-                                network::attach_bridge(pid).map_err(|e| e.to_string())?;
-                            h.net = Some(att);
-                            h.proxy =
-                                ports::start_proxy(&ports, &addr.ip).map_err(|e| e.to_string())?;
-                            return Ok(Some(addr));
+                        let keeper = super::userns::keeper_pid();
+                        let (att, addr) = if nix::unistd::geteuid().is_root() {
+                            network::attach_bridge(pid)
+                        } else {
+                            let k = keeper.ok_or(
+                                "rootless bridge networking needs the user namespace keeper, \
+                                 which did not start (see the warning above); use --network \
+                                 none or host",
+                            )?;
+                            network::attach_rootless_bridge(k, pid)
                         }
-                        let dir = self.run_dir.get_or_insert_with(std::env::temp_dir).clone();
-                        let (att, addr) =
-                            network::attach_pasta(pid, &dir, &ports).map_err(|e| e.to_string())?;
+                        .map_err(|e| e.to_string())?;
                         h.net = Some(att);
-                        return Ok(addr);
+                        h.proxy = ports::start_proxy(&ports, &addr.ip, keeper)
+                            .map_err(|e| e.to_string())?;
+                        return Ok(Some(addr));
                     }
                     Ok(None)
                 })();

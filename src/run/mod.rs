@@ -20,6 +20,7 @@ pub mod agent;
 pub mod caps;
 pub mod cgroups;
 pub mod idmap;
+pub mod keeper;
 pub mod namespaces;
 pub mod netlink;
 pub mod network;

@@ -17,8 +17,14 @@
 //! configured and the rule is in place; while it matches the live bridge nothing is checked
 //! again (if `box0` is deleted by hand, the next run rebuilds both). Addresses are leased as
 //! files in the same directory (no daemon) and dropped when the container exits, also after
-//! SIGKILL (the agent does it); the veth pair dies with the container's namespace. Rootless `bridge` uses pasta
-//! (passt), which connects the namespace through a tap device from user space.
+//! SIGKILL (the agent does it); the veth pair dies with the container's namespace.
+//!
+//! Rootless `bridge` is the same bridge one level down, as rootless docker has it: `box0`,
+//! its NAT rule and the leases live in the network namespace of the user's keeper
+//! ([`super::keeper`]), and pasta (passt; else slirp4netns) connects that namespace to the
+//! host through a tap device from user space — started once, when the first rootless bridge
+//! container needs it, and kept for as long as the keeper lives. A run pays for a veth pair,
+//! not for starting pasta, and rootless containers reach each other by address.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -80,11 +86,11 @@ pub struct Address {
     pub gateway: String,
 }
 
-/// What one container holds on the host; dropped by [`release`].
+/// What one container holds on the host: its address lease; dropped by [`release`].
 #[derive(Debug)]
-pub enum Attachment {
-    Veth { host_if: String, lease: PathBuf },
-    Pasta { pid: Option<i32> },
+pub struct Attachment {
+    /// The address lease file (the veth pair dies with the container's namespace).
+    lease: PathBuf,
 }
 
 fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<()> {
@@ -148,23 +154,38 @@ pub fn loopback_up() -> Result<()> {
     Ok(())
 }
 
-/// Holds the flock while alive.
+/// Where the bridge's state (lock, infrastructure record, leases) lives: /run/boxkit/net as
+/// root; rootless, `net/` in the caller's runtime directory (its bridge is in the keeper's
+/// network namespace, see [`super::keeper`]).
+fn state_dir() -> Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from(STATE_DIR));
+    }
+    super::keeper::runtime_dir()
+        .map(|d| d.join("net"))
+        .map_err(|e| NetworkError::Command {
+            cmd: "rootless bridge".into(),
+            cause: e.to_string(),
+        })
+}
+
+/// Holds the flock on `DIR/lock` while alive.
 struct Lock(#[allow(dead_code)] std::fs::File);
 impl Lock {
-    fn take() -> Result<Lock> {
+    fn take(dir: &Path) -> Result<Lock> {
         let io = |cause| NetworkError::Io {
-            path: STATE_DIR.into(),
+            path: dir.into(),
             cause,
         };
-        std::fs::create_dir_all(STATE_DIR).map_err(io)?;
-        let f = std::fs::File::create(Path::new(STATE_DIR).join("lock")).map_err(io)?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let f = std::fs::File::create(dir.join("lock")).map_err(io)?;
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
         Ok(Lock(f))
     }
 }
 
-fn leases() -> Vec<(u8, PathBuf)> {
-    std::fs::read_dir(STATE_DIR)
+fn leases(dir: &Path) -> Vec<(u8, PathBuf)> {
+    std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -180,19 +201,28 @@ fn leases() -> Vec<(u8, PathBuf)> {
         .collect()
 }
 
-/// `box0` with its address, up, and its NAT rule: made on first use, then kept (see the
-/// module documentation). Cheap when the state file matches the live bridge: two small reads.
-fn ensure_bridge() -> Result<()> {
-    let live = || {
-        std::fs::read_to_string(Path::new("/sys/class/net").join(BRIDGE).join("ifindex"))
-            .ok()
-            .map(|s| s.trim().to_string())
-    };
-    let state = Path::new(STATE_DIR).join(INFRA);
+/// A tool from the sbin directories too (an unprivileged user's PATH often lacks them).
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `box0` with its address, up, forwarding on, and its NAT rule, in the calling thread's
+/// network namespace: made on first use, then kept (see the module documentation). Cheap
+/// when the state file matches the live bridge: one ioctl and one small read.
+fn ensure_bridge(dir: &Path) -> Result<()> {
+    let live = || netlink::index(BRIDGE).ok().map(|i| i.to_string());
+    let state = dir.join(INFRA);
     let record = |i: &str| format!("{BRIDGE} ifindex {i}, address and NAT rule in place\n");
+    // Containers cannot reach beyond the bridge without forwarding (cheap to re-assert).
+    let fwd = "/proc/sys/net/ipv4/ip_forward";
     if let Some(i) = live()
         && std::fs::read_to_string(&state).ok() == Some(record(&i))
     {
+        let _ = std::fs::write(fwd, "1");
         return Ok(());
     }
     let mut nl = Netlink::open()?;
@@ -208,13 +238,22 @@ fn ensure_bridge() -> Result<()> {
         _ => {}
     }
     nl.set_up(idx, BRIDGE)?;
+    std::fs::write(fwd, "1").map_err(|cause| NetworkError::Io {
+        path: fwd.into(),
+        cause,
+    })?;
+    let iptables = find_tool("iptables").ok_or_else(|| NetworkError::Command {
+        cmd: "iptables".into(),
+        cause: "not installed (package iptables); it sets up NAT for the bridge".into(),
+    })?;
+    let iptables = iptables.to_string_lossy();
     let nat = |op: &'static str| {
         let mut v = vec!["-w", "-t", "nat", op];
         v.extend(NAT_RULE);
         v
     };
-    if run("iptables", &nat("-C"), None).is_err() {
-        run("iptables", &nat("-A"), None)?;
+    if run(&iptables, &nat("-C"), None).is_err() {
+        run(&iptables, &nat("-A"), None)?;
     }
     std::fs::write(&state, record(&idx.to_string())).map_err(|cause| NetworkError::Io {
         path: state.clone(),
@@ -231,12 +270,17 @@ fn gateway() -> std::net::Ipv4Addr {
 /// Bridge mode as root: bridge (once), lease, veth pair with its peer in `pid`'s namespace.
 /// The container configures its side itself ([`configure_eth0`]).
 pub fn attach_bridge(pid: i32) -> Result<(Attachment, Address)> {
-    let _lock = Lock::take()?;
-    ensure_bridge()?;
-    // Cheap, and containers cannot reach beyond the host without it.
-    let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+    let dir = state_dir()?;
+    let _lock = Lock::take(&dir)?;
+    ensure_bridge(&dir)?;
+    lease_and_link(&dir, pid)
+}
+
+/// Lease an address in `dir` and make the veth pair (bridge `box0` of the calling thread's
+/// network namespace) with its peer in `pid`'s namespace. The caller holds the lock.
+fn lease_and_link(dir: &Path, pid: i32) -> Result<(Attachment, Address)> {
     // Lease: reclaim entries whose owner is gone, then take the lowest free host number.
-    let taken = leases();
+    let taken = leases(dir);
     for (_, p) in &taken {
         let owner = std::fs::read_to_string(p).unwrap_or_default();
         if owner
@@ -247,11 +291,11 @@ pub fn attach_bridge(pid: i32) -> Result<(Attachment, Address)> {
             let _ = std::fs::remove_file(p);
         }
     }
-    let taken: Vec<u8> = leases().into_iter().map(|(n, _)| n).collect();
+    let taken: Vec<u8> = leases(dir).into_iter().map(|(n, _)| n).collect();
     let n = (2..=254u8)
         .find(|n| !taken.contains(n))
         .ok_or(NetworkError::Exhausted)?;
-    let lease = Path::new(STATE_DIR).join(format!("lease-{n}"));
+    let lease = dir.join(format!("lease-{n}"));
     std::fs::write(&lease, pid.to_string()).map_err(|cause| NetworkError::Io {
         path: lease.clone(),
         cause,
@@ -267,12 +311,11 @@ pub fn attach_bridge(pid: i32) -> Result<(Attachment, Address)> {
         let master = netlink::index(BRIDGE)?;
         nl.create_veth(&host_if, master, "eth0", mac, pid)
     });
-    let att = Attachment::Veth { host_if, lease };
     if let Err(e) = r {
-        release(att);
+        let _ = std::fs::remove_file(&lease);
         return Err(e.into());
     }
-    Ok((att, Address { ip, gateway: gw }))
+    Ok((Attachment { lease }, Address { ip, gateway: gw }))
 }
 
 /// In the container's network namespace (its pid 1, before dropping capabilities): give
@@ -294,102 +337,192 @@ pub fn configure_eth0(addr: &Address) -> Result<()> {
     Ok(())
 }
 
-/// Bridge mode rootless: pasta copies the host's addresses and routes into the namespace.
-pub fn attach_pasta(
-    pid: i32,
-    run_dir: &Path,
-    ports: &[super::ports::PortMapping],
-) -> Result<(Attachment, Option<Address>)> {
-    let have = |t: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
-    };
-    if have("pasta") {
-        let pidfile = run_dir.join(format!("pasta-{pid}.pid"));
-        let pf = pidfile.to_string_lossy().to_string();
-        let netns = format!("/proc/{pid}/ns/net");
-        let userns = format!("/proc/{pid}/ns/user");
-        let mut args: Vec<String> = [
-            "--config-net",
-            "--quiet",
-            "--pid",
-            &pf,
-            "--netns",
-            &netns,
-            "--userns",
-            &userns,
-        ]
-        .map(String::from)
-        .to_vec();
-        // Published ports; without any, pasta forwards none (never the host's whole range).
-        if ports.is_empty() {
-            args.extend(["-t", "none", "-u", "none"].map(String::from));
+/// Bridge mode rootless: the same bridge, inside the keeper's network namespace, which pasta
+/// (or slirp4netns) connects to the host once. A short-lived child joins the keeper's user
+/// and network namespaces (the agent itself must stay outside) and makes the veth pair; its
+/// answer comes back on a pipe.
+pub fn attach_rootless_bridge(keeper: i32, pid: i32) -> Result<(Attachment, Address)> {
+    let dir = state_dir()?;
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| NetworkError::Command {
+            cmd: "pipe".into(),
+            cause: e.to_string(),
+        })?;
+    // The agent is single-threaded, so the child may change its user namespace.
+    match unsafe { nix::unistd::fork() }.map_err(|e| NetworkError::Command {
+        cmd: "fork".into(),
+        cause: e.to_string(),
+    })? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let res = (|| -> Result<(Attachment, Address)> {
+                let _lock = Lock::take(&dir)?;
+                ensure_user_mode_net(&dir, keeper)?;
+                super::keeper::join_net(keeper).map_err(|e| NetworkError::Command {
+                    cmd: format!("join the network namespace of keeper {keeper}"),
+                    cause: e.to_string(),
+                })?;
+                ensure_bridge(&dir)?;
+                lease_and_link(&dir, pid)
+            })();
+            let msg = match res {
+                Ok((Attachment { lease }, a)) => {
+                    format!("ok {} {} {}", a.ip, a.gateway, lease.display())
+                }
+                Err(e) => format!("err {e}"),
+            };
+            let mut f = std::fs::File::from(w);
+            let _ = f.write_all(msg.as_bytes());
+            drop(f);
+            unsafe { libc::_exit(0) }
         }
-        for p in ports {
-            args.extend(p.pasta_args());
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut msg);
+            let _ = nix::sys::wait::waitpid(child, None);
+            let fail = |cause: String| NetworkError::Command {
+                cmd: "rootless bridge".into(),
+                cause,
+            };
+            if let Some(e) = msg.strip_prefix("err ") {
+                return Err(fail(e.to_string()));
+            }
+            let mut f = msg.strip_prefix("ok ").unwrap_or("").splitn(3, ' ');
+            match (f.next(), f.next(), f.next()) {
+                (Some(ip), Some(gw), Some(lease)) => Ok((
+                    Attachment {
+                        lease: lease.into(),
+                    },
+                    Address {
+                        ip: ip.into(),
+                        gateway: gw.into(),
+                    },
+                )),
+                _ => Err(fail(format!(
+                    "the helper ended without an answer ({msg:?})"
+                ))),
+            }
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run("pasta", &args, None)?;
-        let ppid = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
-        let _ = std::fs::remove_file(&pidfile);
-        return Ok((Attachment::Pasta { pid: ppid }, None));
     }
-    if !ports.is_empty() {
-        return Err(NetworkError::Command {
-            cmd: "publish ports".into(),
-            cause: "publishing ports rootless needs pasta (package passt)".into(),
+}
+
+/// The keeper's network namespace connected to the host by pasta (else slirp4netns), once
+/// per namespace: a state file records which namespace (by inode) and which helper pid.
+fn ensure_user_mode_net(dir: &Path, keeper: i32) -> Result<()> {
+    let netns = format!("/proc/{keeper}/ns/net");
+    let userns = format!("/proc/{keeper}/ns/user");
+    let ino = std::fs::metadata(&netns)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .map_err(|cause| NetworkError::Io {
+            path: netns.clone().into(),
+            cause,
+        })?;
+    let state = dir.join("user-mode-net");
+    if let Some((i, p)) = std::fs::read_to_string(&state).ok().and_then(|s| {
+        let mut w = s.split_whitespace();
+        Some((w.next()?.parse::<u64>().ok()?, w.next()?.to_string()))
+    }) && i == ino
+        && Path::new(&format!("/proc/{p}")).exists()
+    {
+        return Ok(());
+    }
+    let helper_pid = if let Some(pasta) = find_tool("pasta") {
+        let pidfile = dir.join("pasta.pid");
+        let pf = pidfile.to_string_lossy();
+        // No port forwarding by pasta: published ports go through boxkit's proxy
+        // (super::ports), which reaches the containers' bridge addresses.
+        run(
+            &pasta.to_string_lossy(),
+            &[
+                "--config-net",
+                "--quiet",
+                "--pid",
+                &pf,
+                "--netns",
+                &netns,
+                "--userns",
+                &userns,
+                "-t",
+                "none",
+                "-u",
+                "none",
+                "-T",
+                "none",
+                "-U",
+                "none",
+            ],
+            None,
+        )?;
+        let p = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        let _ = std::fs::remove_file(&pidfile);
+        p.trim().to_string()
+    } else if let Some(slirp) = find_tool("slirp4netns") {
+        start_slirp4netns(&slirp, &netns, &userns)?.to_string()
+    } else {
+        return Err(NetworkError::NoUserModeNet);
+    };
+    std::fs::write(&state, format!("{ino} {helper_pid}\n"))
+        .map_err(|cause| NetworkError::Io { path: state, cause })
+}
+
+/// slirp4netns in its own session (it serves the namespace for as long as it lives); returns
+/// once it reports the tap device configured.
+fn start_slirp4netns(slirp: &Path, netns: &str, userns: &str) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let fail = |cause: String| NetworkError::Command {
+        cmd: "slirp4netns".into(),
+        cause,
+    };
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(e.to_string()))?;
+    let wfd = std::os::fd::AsRawFd::as_raw_fd(&w);
+    let mut c = Command::new(slirp);
+    c.args([
+        "--configure",
+        "--mtu=65520",
+        "--disable-host-loopback",
+        &format!("--ready-fd={wfd}"),
+        &format!("--userns-path={userns}"),
+        "--netns-type=path",
+        netns,
+        "tap0",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    unsafe {
+        c.pre_exec(move || {
+            libc::setsid();
+            // Keep the ready pipe open across exec.
+            let fl = libc::fcntl(wfd, libc::F_GETFD);
+            libc::fcntl(wfd, libc::F_SETFD, fl & !libc::FD_CLOEXEC);
+            Ok(())
         });
     }
-    if have("slirp4netns") {
-        let child = Command::new("slirp4netns")
-            .args([
-                "--configure",
-                "--mtu=65520",
-                "--disable-host-loopback",
-                &pid.to_string(),
-                "tap0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| NetworkError::Command {
-                cmd: "slirp4netns".into(),
-                cause: e.to_string(),
-            })?;
-        // Give it a moment to configure the tap device before the container starts.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        return Ok((
-            Attachment::Pasta {
-                pid: Some(child.id() as i32),
-            },
-            None,
-        ));
+    let child = c.spawn().map_err(|e| fail(e.to_string()))?;
+    drop(w);
+    let mut b = [0u8; 1];
+    match std::io::Read::read(&mut std::fs::File::from(r), &mut b) {
+        Ok(1) if b[0] == b'1' => Ok(child.id()),
+        _ => Err(fail("exited before configuring the namespace".into())),
     }
-    Err(NetworkError::NoUserModeNet)
 }
 
 /// Undo an attachment. Errors are ignored.
 pub fn release(att: Attachment) {
-    match att {
-        Attachment::Veth { lease, .. } => {
-            // The veth pair goes with the container's network namespace: once its last
-            // process has exited, the kernel unregisters every device in it, the peer's
-            // host end included, from a worker thread. Deleting the host end here instead
-            // would block for an RCU barrier (~15–20 ms measured: most of the bridge's cost
-            // per run) and gain nothing. The lease can go at once: whoever gets the address
-            // next gets the same MAC. The lock keeps a concurrent attach from re-leasing it
-            // in between. box0 and its NAT rule stay (host infrastructure, see above).
-            let Ok(_lock) = Lock::take() else { return };
-            let _ = std::fs::remove_file(&lease);
-        }
-        Attachment::Pasta { pid } => {
-            if let Some(p) = pid {
-                unsafe { libc::kill(p, libc::SIGTERM) };
-            }
-        }
-    }
+    // The veth pair goes with the container's network namespace: once its last process has
+    // exited, the kernel unregisters every device in it, the peer's host end included, from a
+    // worker thread. Deleting the host end here instead would block for an RCU barrier
+    // (~15–20 ms measured: most of the bridge's cost per run) and gain nothing. The lease can
+    // go at once: whoever gets the address next gets the same MAC. The lock keeps a
+    // concurrent attach from re-leasing it in between. box0 and its NAT rule stay (host
+    // infrastructure, see above).
+    let Some(dir) = att.lease.parent() else {
+        return;
+    };
+    let Ok(_lock) = Lock::take(dir) else { return };
+    let _ = std::fs::remove_file(&att.lease);
 }
 
 /// /etc/resolv.conf for the container: the host's, minus loopback nameservers (they do not

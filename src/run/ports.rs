@@ -5,7 +5,8 @@
 //! `route_localnet`) listens on the host address and relays each TCP connection, and each UDP
 //! client's datagrams (one upstream socket per client address), to the container's address. The agent binds the listeners itself, so a port already in use fails
 //! the run before the container starts, then forks the proxy, which dies with the agent
-//! (`PR_SET_PDEATHSIG`) or on release. Rootless, pasta forwards the ports (`-t`/`-u`).
+//! (`PR_SET_PDEATHSIG`) or on release. Rootless the same proxy serves, joined to the keeper's
+//! network namespace where the rootless bridge lives (rootlesskit's port driver does the same).
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -70,28 +71,17 @@ impl PortMapping {
             proto,
         })
     }
-
-    /// pasta's option for this mapping, e.g. `-t 127.0.0.1/8080:80`.
-    pub fn pasta_args(&self) -> [String; 2] {
-        let flag = match self.proto {
-            Proto::Tcp => "-t",
-            Proto::Udp => "-u",
-        };
-        let addr = if self.host_ip.is_unspecified() {
-            String::new()
-        } else {
-            format!("{}/", self.host_ip)
-        };
-        [
-            flag.to_string(),
-            format!("{addr}{}:{}", self.host_port, self.container_port),
-        ]
-    }
 }
 
 /// Bind every listener, then fork the proxy that relays them to `container_ip`. Returns the
-/// proxy's pid (None when there is nothing to publish).
-pub fn start_proxy(ports: &[PortMapping], container_ip: &str) -> Result<Option<i32>> {
+/// proxy's pid (None when there is nothing to publish). Rootless, the container's bridge is in
+/// the network namespace of `keeper` (see [`super::keeper`]): the proxy joins it after binding,
+/// so it listens on the host and connects inside.
+pub fn start_proxy(
+    ports: &[PortMapping],
+    container_ip: &str,
+    keeper: Option<i32>,
+) -> Result<Option<i32>> {
     if ports.is_empty() {
         return Ok(None);
     }
@@ -113,6 +103,13 @@ pub fn start_proxy(ports: &[PortMapping], container_ip: &str) -> Result<Option<i
         nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw())),
         nix::unistd::ForkResult::Child => {
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // Still single-threaded: the only moment a user namespace can be changed.
+            if let Some(k) = keeper
+                && let Err(e) = super::keeper::join_net(k)
+            {
+                eprintln!("boxkit: port proxy: join the keeper's network namespace: {e}");
+                unsafe { libc::_exit(1) }
+            }
             // Keep only the listeners (the agent's socket and the rest must not stay open).
             let keep: Vec<i32> = listeners.iter().map(|(l, _)| l.raw_fd()).collect();
             for fd in 3..1024 {
@@ -252,14 +249,6 @@ mod tests {
         let p = PortMapping::parse("127.0.0.1:5353:53/udp").unwrap();
         assert_eq!(p.host_ip.to_string(), "127.0.0.1");
         assert_eq!(p.proto, Proto::Udp);
-        assert_eq!(
-            p.pasta_args(),
-            ["-u".to_string(), "127.0.0.1/5353:53".to_string()]
-        );
-        assert_eq!(
-            PortMapping::parse("1:2").unwrap().pasta_args(),
-            ["-t".to_string(), "1:2".to_string()]
-        );
         for bad in ["80", "0:80", "a:80", "80:80/sctp", "x:1:2", "70000:1"] {
             assert!(PortMapping::parse(bad).is_err(), "{bad}");
         }

@@ -34,6 +34,13 @@ pub enum ToolUserns {
 static STATE: OnceLock<ToolUserns> = OnceLock::new();
 static AGENT: OnceLock<RawFd> = OnceLock::new();
 static CHILD: AtomicI32 = AtomicI32::new(0);
+static KEEPER: AtomicI32 = AtomicI32::new(0);
+
+/// The pid of the keeper whose namespaces this command joined (unprivileged users; see
+/// [`super::keeper`]).
+pub fn keeper_pid() -> Option<i32> {
+    Some(KEEPER.load(Ordering::Relaxed)).filter(|p| *p > 0)
+}
 
 /// The state set by [`enter_if_needed`] (`NotEntered` when it was never called).
 pub fn state() -> ToolUserns {
@@ -129,8 +136,23 @@ pub fn enter_if_needed() {
             return;
         }
     };
+    // An unprivileged user joins its keeper's namespace (no setuid map helpers per command);
+    // when that fails the command makes a namespace of its own, as root always does.
+    let keeper = match &maps {
+        Some(m) if !root => match super::keeper::ensure(m) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("boxkit: warning: {e}; using a user namespace of this command's own");
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Some(k) = &keeper {
+        KEEPER.store(k.pid, Ordering::Relaxed);
+    }
     let mut flags = CloneFlags::CLONE_NEWNS;
-    if maps.is_some() {
+    if maps.is_some() && keeper.is_none() {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
     match unsafe { fork() } {
@@ -143,11 +165,20 @@ pub fn enter_if_needed() {
             drop(outer);
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             let fd = inner.as_raw_fd();
-            let ok = unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"));
-            let msg: &[u8] = if ok.is_ok() { b"u" } else { b"e" };
-            let _ = send(fd, msg, MsgFlags::empty());
-            let mut b = [0u8; 1];
-            let go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
+            let go;
+            let ok = if let Some(k) = keeper {
+                go = true;
+                nix::sched::setns(k.userns, CloneFlags::CLONE_NEWUSER)
+                    .map_err(|e| format!("join the keeper's user namespace (setns): {e}"))
+                    .and_then(|()| unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}")))
+            } else {
+                let ok = unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"));
+                let msg: &[u8] = if ok.is_ok() { b"u" } else { b"e" };
+                let _ = send(fd, msg, MsgFlags::empty());
+                let mut b = [0u8; 1];
+                go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
+                ok
+            };
             match (ok, go) {
                 (Err(e), _) => {
                     eprintln!("boxkit: enter user namespace: {e}");
@@ -178,21 +209,24 @@ pub fn enter_if_needed() {
             drop(inner);
             let fd = outer.as_raw_fd();
             CHILD.store(child.as_raw(), Ordering::Relaxed);
-            let mut b = [0u8; 1];
-            let unshared = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'u';
-            let mut status = Ok(());
-            if unshared && let Some(m) = &maps {
-                status = idmap::write_maps(child.as_raw(), m, &mut idmap::RealWriter);
+            if keeper.is_none() {
+                let mut b = [0u8; 1];
+                let unshared = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'u';
+                let mut status = Ok(());
+                if unshared && let Some(m) = &maps {
+                    status = idmap::write_maps(child.as_raw(), m, &mut idmap::RealWriter);
+                }
+                if let Err(e) = &status {
+                    eprintln!("boxkit: set up user namespace id maps: {e}");
+                }
+                let go: &[u8] = if unshared && status.is_ok() {
+                    b"g"
+                } else {
+                    b"x"
+                };
+                let _ = send(fd, go, MsgFlags::empty());
             }
-            if let Err(e) = &status {
-                eprintln!("boxkit: set up user namespace id maps: {e}");
-            }
-            let go: &[u8] = if unshared && status.is_ok() {
-                b"g"
-            } else {
-                b"x"
-            };
-            let _ = send(fd, go, MsgFlags::empty());
+            drop(keeper);
             unsafe {
                 let mut sa: libc::sigaction = std::mem::zeroed();
                 sa.sa_sigaction = forward as *const () as usize;

@@ -90,6 +90,13 @@ pub fn with_range() -> TestUser {
     ensure(WITH_RANGE, Some((3_000_000, 65536)))
 }
 
+/// User `name` with exactly this subordinate range (replacing any other it had, such as the
+/// one useradd may add by itself).
+pub fn with_exact_range(name: &str, range: (u32, u32)) -> TestUser {
+    ensure(name, None);
+    ensure(name, Some(range))
+}
+
 /// The unprivileged user without one.
 pub fn without_range() -> TestUser {
     ensure(WITHOUT_RANGE, None)

@@ -1,0 +1,327 @@
+//! The keeper: one long-lived process per unprivileged user that holds the tool's user
+//! namespace (and a network namespace for rootless `bridge`), so later commands join it with
+//! `setns` instead of making a new one.
+//!
+//! A new user namespace with a subordinate range needs the setuid helpers `newuidmap` and
+//! `newgidmap`: two execs of a setuid binary on every start, about a millisecond of wall time
+//! even when they run side by side. Podman keeps a "pause" process for the same reason. The
+//! first rootless command makes the keeper: a child that calls `setsid`, unshares a user and a
+//! network namespace, has its maps written by the parent, closes every descriptor and sleeps
+//! forever. Its pid goes to `keeper.pid` in the user's runtime directory
+//! (`$XDG_RUNTIME_DIR/boxkit`, else `/tmp/boxkit-UID`, mode 0700). Later commands open
+//! `/proc/PID/ns/user` and join it only after checking that the namespace is owned by the
+//! caller and carries exactly the maps the caller would write today (so an edit of
+//! /etc/subuid takes effect on the next command); anything else makes a new keeper.
+//!
+//! The keeper's network namespace is the rootless counterpart of the host side of `box0`
+//! (see [`super::network`]): pasta connects it to the host once, a `box0` bridge with NAT lives
+//! in it, and each rootless bridge container gets a veth pair into it — so rootless containers
+//! reach each other by address, as rootful ones do, and a run does not pay for starting pasta.
+//!
+//! `box system migrate` (podman's name) stops the keeper; pasta exits with its namespace.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
+use nix::unistd::{ForkResult, fork};
+use thiserror::Error;
+
+use super::idmap::{self, IdMaps, IdRange};
+
+#[derive(Debug, Error)]
+pub enum KeeperError {
+    #[error("runtime directory {path}: {cause}")]
+    RuntimeDir { path: PathBuf, cause: String },
+    #[error("start the user namespace keeper: {0}")]
+    Start(String),
+    #[error(transparent)]
+    Maps(#[from] idmap::IdmapError),
+}
+
+pub type Result<T> = std::result::Result<T, KeeperError>;
+
+/// A live keeper the caller may join.
+#[derive(Debug)]
+pub struct Keeper {
+    pub pid: i32,
+    /// `/proc/PID/ns/user`, opened and checked.
+    pub userns: OwnedFd,
+}
+
+const PID_FILE: &str = "keeper.pid";
+
+/// The caller's private runtime directory: `$XDG_RUNTIME_DIR/boxkit` when that directory is
+/// the caller's, else `/tmp/boxkit-UID`. Made on demand with mode 0700; refused when it is not
+/// a real directory owned by the caller and closed to others.
+pub fn runtime_dir() -> Result<PathBuf> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| std::fs::metadata(d).is_ok_and(|m| m.is_dir() && m.uid() == uid));
+    let dir = match xdg {
+        Some(d) => d.join("boxkit"),
+        None => std::env::temp_dir().join(format!("boxkit-{uid}")),
+    };
+    let err = |cause: String| KeeperError::RuntimeDir {
+        path: dir.clone(),
+        cause,
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(e.to_string())),
+    }
+    let m = std::fs::symlink_metadata(&dir).map_err(|e| err(e.to_string()))?;
+    if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+        return Err(err(format!(
+            "must be a directory owned by uid {uid} with mode 0700; remove it and retry"
+        )));
+    }
+    Ok(dir)
+}
+
+/// `NS_GET_OWNER_UID` from linux/nsfs.h: `_IO(0xb7, 0x4)`.
+const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+
+fn parse_map(text: &str) -> Vec<IdRange> {
+    let mut v: Vec<IdRange> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|x| x.parse::<u32>().ok());
+            Some(IdRange {
+                inside: f.next()??,
+                outside: f.next()??,
+                count: f.next()??,
+            })
+        })
+        .collect();
+    v.sort_by_key(|r| r.inside);
+    v
+}
+
+fn same_ranges(live: &str, want: &[IdRange]) -> bool {
+    let mut want = want.to_vec();
+    want.sort_by_key(|r| r.inside);
+    parse_map(live) == want
+}
+
+fn owner_is_caller(ns: &OwnedFd) -> bool {
+    let mut owner: libc::uid_t = u32::MAX;
+    let r = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_OWNER_UID as _, &mut owner) };
+    r == 0 && owner == nix::unistd::geteuid().as_raw()
+}
+
+/// The user namespace of `pid`, if it is the caller's and has exactly `maps`.
+fn check(pid: i32, maps: &IdMaps) -> Option<OwnedFd> {
+    let fd = ns_fd(pid, "user").ok().filter(owner_is_caller)?;
+    let uids = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).ok()?;
+    let gids = std::fs::read_to_string(format!("/proc/{pid}/gid_map")).ok()?;
+    if !same_ranges(&uids, &maps.uids) || !same_ranges(&gids, &maps.gids) {
+        return None;
+    }
+    // The pid may have been reused between the open and the reads: the maps count only if
+    // they were read from the namespace we hold.
+    let held = nix::sys::stat::fstat(fd.as_fd()).ok()?;
+    let now = nix::sys::stat::stat(format!("/proc/{pid}/ns/user").as_str()).ok()?;
+    (held.st_ino == now.st_ino && held.st_dev == now.st_dev).then_some(fd)
+}
+
+fn recorded_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Holds an exclusive flock on the runtime directory's `keeper.lock` while alive.
+struct Lock(#[allow(dead_code)] std::fs::File);
+fn lock(dir: &Path) -> Result<Lock> {
+    let p = dir.join("keeper.lock");
+    let f = std::fs::File::create(&p).map_err(|e| KeeperError::RuntimeDir {
+        path: p,
+        cause: e.to_string(),
+    })?;
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    Ok(Lock(f))
+}
+
+/// The caller's keeper with `maps`, started when there is none. Must run while the process is
+/// single-threaded (it forks).
+pub fn ensure(maps: &IdMaps) -> Result<Keeper> {
+    let dir = runtime_dir()?;
+    if let Some(pid) = recorded_pid(&dir)
+        && let Some(userns) = check(pid, maps)
+    {
+        return Ok(Keeper { pid, userns });
+    }
+    let _lock = lock(&dir)?;
+    // Someone else may have started one while we waited.
+    if let Some(pid) = recorded_pid(&dir)
+        && let Some(userns) = check(pid, maps)
+    {
+        return Ok(Keeper { pid, userns });
+    }
+    if let Some(old) = recorded_pid(&dir)
+        && owned_by_caller(old)
+    {
+        // Stale maps (the subordinate ranges changed): the old one goes.
+        unsafe { libc::kill(old, libc::SIGKILL) };
+    }
+    let pid = spawn(maps)?;
+    let tmp = dir.join(format!("{PID_FILE}.{pid}"));
+    std::fs::write(&tmp, format!("{pid}\n"))
+        .and_then(|()| std::fs::rename(&tmp, dir.join(PID_FILE)))
+        .map_err(|e| KeeperError::RuntimeDir {
+            path: dir.clone(),
+            cause: e.to_string(),
+        })?;
+    let userns = check(pid, maps).ok_or_else(|| {
+        KeeperError::Start(format!("keeper {pid} does not have the expected id maps"))
+    })?;
+    Ok(Keeper { pid, userns })
+}
+
+/// Whether `pid` is a process whose user namespace the caller owns (a keeper of ours).
+fn owned_by_caller(pid: i32) -> bool {
+    ns_fd(pid, "user").is_ok_and(|fd| owner_is_caller(&fd))
+}
+
+fn spawn(maps: &IdMaps) -> Result<i32> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| KeeperError::Start(format!("socketpair: {e}")))?;
+    match unsafe { fork() }.map_err(|e| KeeperError::Start(format!("fork: {e}")))? {
+        ForkResult::Child => {
+            drop(ours);
+            let fd = theirs.as_raw_fd();
+            let _ = nix::unistd::setsid();
+            let ok = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).is_ok();
+            let _ = send(fd, if ok { b"u" } else { b"e" }, MsgFlags::empty());
+            let mut b = [0u8; 1];
+            let go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
+            if !ok || !go {
+                unsafe { libc::_exit(1) };
+            }
+            keep()
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            let fd = ours.as_raw_fd();
+            let mut b = [0u8; 1];
+            let unshared = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'u';
+            let status = if unshared {
+                idmap::write_maps(child.as_raw(), maps, &mut idmap::RealWriter)
+                    .map_err(KeeperError::from)
+            } else {
+                Err(KeeperError::Start(
+                    "unshare(CLONE_NEWUSER | CLONE_NEWNET) failed in the keeper".into(),
+                ))
+            };
+            let _ = send(
+                fd,
+                if status.is_ok() { b"g" } else { b"x" },
+                MsgFlags::empty(),
+            );
+            if status.is_err() {
+                let _ = nix::sys::wait::waitpid(child, None);
+            }
+            status.map(|()| child.as_raw())
+        }
+    }
+}
+
+/// The keeper's life: no descriptors, no terminal signals, sleep until killed.
+fn keep() -> ! {
+    unsafe {
+        // `ps -o comm` and top name it; the command line stays the first command's.
+        libc::prctl(libc::PR_SET_NAME, c"box-keeper".as_ptr());
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for t in 0..3 {
+                if null != t {
+                    libc::dup2(null, t);
+                }
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+        for s in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+            libc::signal(s, libc::SIG_IGN);
+        }
+        let _ = libc::chdir(c"/".as_ptr());
+        loop {
+            libc::pause();
+        }
+    }
+}
+
+/// Stop the caller's keeper (and with it the rootless network: pasta exits with the
+/// namespace). Returns whether one was running.
+pub fn stop() -> Result<bool> {
+    let dir = runtime_dir()?;
+    let _lock = lock(&dir)?;
+    let Some(pid) = recorded_pid(&dir) else {
+        return Ok(false);
+    };
+    let _ = std::fs::remove_file(dir.join(PID_FILE));
+    if !owned_by_caller(pid) {
+        return Ok(false);
+    }
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    Ok(true)
+}
+
+/// `/proc/PID/ns/KIND` of the keeper, opened (for `setns`).
+pub fn ns_fd(pid: i32, kind: &str) -> std::io::Result<OwnedFd> {
+    let p = std::ffi::CString::new(format!("/proc/{pid}/ns/{kind}")).expect("no NUL");
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Join the keeper's user and network namespaces (single-threaded callers only: a process
+/// with threads cannot change its user namespace).
+pub fn join_net(pid: i32) -> std::io::Result<()> {
+    let user = ns_fd(pid, "user")?;
+    let net = ns_fd(pid, "net")?;
+    nix::sched::setns(user, CloneFlags::CLONE_NEWUSER).map_err(std::io::Error::from)?;
+    nix::sched::setns(net, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_compare_regardless_of_order_and_spacing() {
+        let live = "         0       1001          1\n         1     100000      65536\n";
+        let want = [
+            IdRange {
+                inside: 1,
+                outside: 100000,
+                count: 65536,
+            },
+            IdRange {
+                inside: 0,
+                outside: 1001,
+                count: 1,
+            },
+        ];
+        assert!(same_ranges(live, &want));
+        assert!(!same_ranges(live, &want[..1]));
+        assert!(!same_ranges("0 1001 1\n1 100000 1000\n", &want));
+    }
+}

@@ -1,0 +1,104 @@
+//! Rootless commands join one long-lived user namespace, the keeper's, instead of making one
+//! with newuidmap/newgidmap every time; a change of the user's subordinate ranges, or
+//! `box system migrate`, replaces it.
+
+mod common;
+mod sandbox_common;
+
+use common::users;
+use sandbox_common::{Who, busybox_rootfs, stderr, stdout};
+
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn rootless_runs_share_the_keepers_namespace_until_the_ranges_change_or_migrate() {
+    if !common::is_root() {
+        return common::skip("keeper tests create a user and subordinate ranges as root");
+    }
+    let name = "boxkit-keep";
+    let u = users::with_exact_range(name, (4_000_000, 65536));
+    let who = Who::WithRange(u.clone());
+    let migrate = || {
+        let o = who.box_cmd().args(["system", "migrate"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    migrate();
+    let pid_file = format!("/tmp/boxkit-{}/keeper.pid", u.uid);
+    let keeper = || {
+        std::fs::read_to_string(&pid_file)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let rfs = busybox_rootfs((u.uid, u.gid));
+    let r = rfs.path.to_str().unwrap();
+    let probe = || {
+        let o = who.run(&[
+            "--rootfs",
+            r,
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/user; cat /proc/self/uid_map",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+
+    let a = probe();
+    let b = probe();
+    let ns = a.lines().next().unwrap().to_string();
+    assert_eq!(b.lines().next(), Some(ns.as_str()), "{a}\n{b}");
+    assert!(a.contains("4000000"), "{a}");
+    let k1 = keeper();
+    assert!(alive(&k1), "keeper {k1:?} runs");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{k1}/ns/user"))
+            .unwrap()
+            .to_string_lossy(),
+        ns,
+        "the container runs in the keeper's user namespace"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{k1}/comm"))
+            .unwrap()
+            .trim(),
+        "box-keeper"
+    );
+
+    // New ranges: the next command gets a new keeper with the new maps.
+    users::with_exact_range(name, (4_100_000, 65536));
+    let c = probe();
+    assert!(c.contains("4100000"), "{c}");
+    assert_ne!(c.lines().next(), Some(ns.as_str()));
+    let k2 = keeper();
+    assert_ne!(k1, k2);
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(&k1) {
+        assert!(
+            std::time::Instant::now() < gone,
+            "old keeper {k1} still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // `box system migrate` stops it.
+    migrate();
+    assert_eq!(keeper(), "");
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(&k2) {
+        assert!(
+            std::time::Instant::now() < gone,
+            "keeper {k2} still runs after migrate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
