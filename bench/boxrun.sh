@@ -98,7 +98,7 @@ hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/out.json" \
   -n crun "$as crun --root $work/crun-state run --bundle $work/bundle bench-$$" >&2
 
 # Peak RSS: the largest of the processes wait4() accounts for (boxrun, its agent/tool/container;
-# with bridge rootless also pasta's start-up, which daemonizes).
+# rootless, the keeper and its pasta were started by the first runs above).
 peak() {
   for i in 1 2 3; do
     $as /usr/bin/time -f '%M' "$BOXRUN" --root "$work/store" --rm "$@" busybox true 2>&1 >/dev/null | tail -1
