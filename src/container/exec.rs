@@ -182,11 +182,6 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
         drop(theirs);
         crate::run::process::receive_fd(&ours)
     });
-    if let (Some(m), true) = (&master, stdin_tty)
-        && let Some(ws) = crate::run::process::winsize(0)
-    {
-        unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    }
     let mut msg = String::new();
     let _ = std::io::Read::read_to_string(&mut std::fs::File::from(err_r), &mut msg);
     if !msg.is_empty() {

@@ -311,11 +311,6 @@ fn supervise_in(
     drop(go_w);
 
     let master = tty_sock.and_then(|s| receive_fd(&s));
-    if let (Some(m), true) = (&master, stdin_tty)
-        && let Some(ws) = winsize(0)
-    {
-        unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    }
 
     // EOF on the error pipe: the command was exec'd (or the child died).
     let mut msg = String::new();
@@ -516,7 +511,8 @@ pub(crate) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     None
 }
 
-/// In the container (after pivot_root): open a pty in its devpts, make the slave our
+/// In the container (after pivot_root): open a pty in its devpts, give it the window size of
+/// the caller's terminal (still our stdin here) before anything runs on it, make the slave our
 /// controlling terminal and stdio, and send the master to the supervisor.
 pub(crate) fn open_container_pty(sock: RawFd) -> std::result::Result<(), String> {
     use nix::fcntl::OFlag;
@@ -532,6 +528,9 @@ pub(crate) fn open_container_pty(sock: RawFd) -> std::result::Result<(), String>
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| format!("open {name}: {e}"))?;
+    if let Some(ws) = winsize(0) {
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
     unsafe {
         if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) < 0 {
             return Err(format!(
