@@ -330,6 +330,69 @@ fn bind_volumes_named_volumes_mounts_and_read_only_root() {
     }
 }
 
+/// docker's volume population: an empty volume mounted over an image directory gets that
+/// directory's files (owners kept) before the command runs; a volume with content, or one
+/// mounted with `nocopy`, is left alone.
+#[test]
+fn a_new_volume_is_filled_from_the_image_once_unless_nocopy() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let vol = unique("fill");
+        let v = format!("{vol}:/etc");
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &v,
+            "busybox",
+            "sh",
+            "-c",
+            "head -1 /etc/passwd; rm /etc/group; echo mine > /etc/mine",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        assert!(stdout(&o).starts_with("root:"), "{}", stdout(&o));
+        let vols = boxrun_common::store(&who).join("volumes");
+        let data = vols.join(&vol).join("_data");
+        let m = std::fs::metadata(data.join("passwd")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            who.owner(),
+            "owned by container root's host ids"
+        );
+        // Not empty any more: the next run sees the volume as the last one left it.
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &v,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/mine; test -e /etc/group && echo refilled; true",
+        ]);
+        assert_eq!(stdout(&o), "mine\n", "{}", stderr(&o));
+        let bare = unique("nocopy");
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{bare}:/etc:nocopy"),
+            "busybox",
+            "sh",
+            "-c",
+            "test -e /etc/passwd && echo copied; true",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "");
+        let _ = std::fs::remove_dir_all(vols.join(&vol));
+        let _ = std::fs::remove_dir_all(vols.join(&bare));
+    }
+}
+
 #[test]
 fn network_none_host_and_bridge() {
     let Some(all) = Who::all() else { return };

@@ -19,6 +19,7 @@ pub mod config;
 pub mod detach;
 pub mod exec;
 pub mod mounts;
+pub mod populate;
 pub mod state;
 
 use std::os::fd::AsRawFd;
@@ -79,6 +80,8 @@ pub enum ContainerError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error("fill {what} from the image: {cause} (mount it with nocopy to skip the copy)")]
+    Volume { what: String, cause: String },
 }
 
 pub type Result<T> = std::result::Result<T, ContainerError>;
@@ -160,13 +163,21 @@ pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result
         let _ = std::fs::remove_file(store.containers_dir().join("names").join(&name));
         let _ = std::fs::remove_dir_all(c.dir(&id));
     };
-    let (mounts, anonymous) = match mounts::realize(&o.mounts, &store.volumes_dir()) {
+    let mounts::Realized {
+        mounts,
+        anonymous,
+        to_fill,
+    } = match mounts::realize(&o.mounts, &store.volumes_dir()) {
         Ok(m) => m,
         Err(e) => {
             release_name(&containers);
             return Err(e.into());
         }
     };
+    if let Err(e) = populate::fill(&lowerdirs, &to_fill, &store.tmp_dir()) {
+        release_name(&containers);
+        return Err(e);
+    }
 
     let mut spec = SandboxSpec::new(
         RootfsSource::Overlay {

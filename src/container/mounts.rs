@@ -45,11 +45,13 @@ pub enum Request {
         /// `-v` creates a missing source directory; `--mount` refuses.
         create: bool,
     },
-    /// A named volume; `name: None` is an anonymous one.
+    /// A named volume; `name: None` is an anonymous one. An empty volume is first filled
+    /// with the image's files at `target` unless `nocopy`.
     Volume {
         name: Option<String>,
         target: String,
         read_only: bool,
+        nocopy: bool,
     },
     Tmpfs {
         target: String,
@@ -87,10 +89,12 @@ pub fn parse_volume(s: &str) -> Result<Request> {
         _ => return Err(bad()),
     };
     let mut read_only = false;
+    let mut nocopy = false;
     for o in opts.into_iter().flat_map(|o| o.split(',')) {
         match o {
             "ro" => read_only = true,
             "rw" => read_only = false,
+            "nocopy" => nocopy = true,
             // SELinux relabel requests have no meaning without SELinux.
             "z" | "Z" => {}
             _ => return Err(bad()),
@@ -102,7 +106,9 @@ pub fn parse_volume(s: &str) -> Result<Request> {
             name: None,
             target,
             read_only,
+            nocopy,
         },
+        Some(p) if p.starts_with('/') && nocopy => return Err(bad()),
         Some(p) if p.starts_with('/') => Request::Bind {
             source: p.into(),
             target,
@@ -116,6 +122,7 @@ pub fn parse_volume(s: &str) -> Result<Request> {
                 name: Some(n.to_string()),
                 target,
                 read_only,
+                nocopy,
             }
         }
     })
@@ -129,6 +136,7 @@ pub fn parse_mount(s: &str) -> Result<Request> {
     };
     let (mut ty, mut source, mut target) = (None, None, None);
     let mut read_only = false;
+    let mut nocopy = false;
     let mut tmpfs_opts = Vec::new();
     for kv in s.split(',').filter(|p| !p.is_empty()) {
         let (k, v) = match kv.split_once('=') {
@@ -141,6 +149,8 @@ pub fn parse_mount(s: &str) -> Result<Request> {
             ("target" | "destination" | "dst", Some(v)) => target = Some(v.to_string()),
             ("readonly" | "ro", None | Some("true" | "1")) => read_only = true,
             ("readonly" | "ro", Some("false" | "0")) => read_only = false,
+            ("volume-nocopy", None | Some("true" | "1")) => nocopy = true,
+            ("volume-nocopy", Some("false" | "0")) => nocopy = false,
             ("tmpfs-size", Some(v)) => {
                 let n = crate::run::parse_size(v).map_err(|e| bad(&e.to_string()))?;
                 tmpfs_opts.push(format!("size={n}"));
@@ -174,6 +184,7 @@ pub fn parse_mount(s: &str) -> Result<Request> {
                 name: source,
                 target,
                 read_only,
+                nocopy,
             })
         }
         "tmpfs" => {
@@ -194,12 +205,21 @@ pub fn parse_mount(s: &str) -> Result<Request> {
     }
 }
 
+/// What [`realize`] made of the requests.
+pub struct Realized {
+    pub mounts: Vec<MountSpec>,
+    /// Anonymous volumes made (removed with the container when it was started with `--rm`).
+    pub anonymous: Vec<String>,
+    /// Empty volumes to fill from the image first: (container path, volume data directory).
+    pub to_fill: Vec<(String, PathBuf)>,
+}
+
 /// Turn requests into sandbox mounts: create named volumes under `volumes_dir` and missing
-/// `-v` sources. Returns the mounts and the names of anonymous volumes made (removed with
-/// the container when it was started with `--rm`).
-pub fn realize(reqs: &[Request], volumes_dir: &Path) -> Result<(Vec<MountSpec>, Vec<String>)> {
+/// `-v` sources.
+pub fn realize(reqs: &[Request], volumes_dir: &Path) -> Result<Realized> {
     let mut out = Vec::new();
     let mut anonymous = Vec::new();
+    let mut to_fill = Vec::new();
     let mkdir = |p: &Path| {
         std::fs::create_dir_all(p).map_err(|e| MountError::Create {
             path: p.to_path_buf(),
@@ -231,6 +251,7 @@ pub fn realize(reqs: &[Request], volumes_dir: &Path) -> Result<(Vec<MountSpec>, 
                 name,
                 target,
                 read_only,
+                nocopy,
             } => {
                 let name = match name {
                     Some(n) => n.clone(),
@@ -246,6 +267,10 @@ pub fn realize(reqs: &[Request], volumes_dir: &Path) -> Result<(Vec<MountSpec>, 
                 };
                 let data = volume_data(volumes_dir, &name);
                 mkdir(&data)?;
+                let empty = std::fs::read_dir(&data).is_ok_and(|mut d| d.next().is_none());
+                if empty && !nocopy {
+                    to_fill.push((target.clone(), data.clone()));
+                }
                 MountSpec::Bind {
                     source: data,
                     target: target.into(),
@@ -258,7 +283,11 @@ pub fn realize(reqs: &[Request], volumes_dir: &Path) -> Result<(Vec<MountSpec>, 
             },
         });
     }
-    Ok((out, anonymous))
+    Ok(Realized {
+        mounts: out,
+        anonymous,
+        to_fill,
+    })
 }
 
 /// Where a named volume keeps its files.
@@ -286,7 +315,8 @@ mod tests {
             Request::Volume {
                 name: Some("data".into()),
                 target: "/c".into(),
-                read_only: false
+                read_only: false,
+                nocopy: false
             }
         );
         assert_eq!(
@@ -294,8 +324,22 @@ mod tests {
             Request::Volume {
                 name: None,
                 target: "/c".into(),
-                read_only: false
+                read_only: false,
+                nocopy: false
             }
+        );
+        assert_eq!(
+            parse_volume("data:/c:ro,nocopy").unwrap(),
+            Request::Volume {
+                name: Some("data".into()),
+                target: "/c".into(),
+                read_only: true,
+                nocopy: true
+            }
+        );
+        assert!(
+            parse_volume("/h:/c:nocopy").is_err(),
+            "nocopy is for volumes"
         );
         assert!(parse_volume("/h:c").is_err());
         assert!(parse_volume("/h:/c:bogus").is_err());
@@ -326,7 +370,17 @@ mod tests {
             Request::Volume {
                 name: Some("v1".into()),
                 target: "/v".into(),
-                read_only: false
+                read_only: false,
+                nocopy: false
+            }
+        );
+        assert_eq!(
+            parse_mount("type=volume,src=v1,target=/v,volume-nocopy").unwrap(),
+            Request::Volume {
+                name: Some("v1".into()),
+                target: "/v".into(),
+                read_only: false,
+                nocopy: true
             }
         );
         assert!(parse_mount("type=bind,target=/c").is_err());
@@ -339,20 +393,27 @@ mod tests {
     fn realize_creates_volumes_and_refuses_missing_mount_sources() {
         let t = tempfile::tempdir().unwrap();
         let vols = t.path().join("volumes");
+        std::fs::create_dir_all(vols.join("full/_data/x")).unwrap();
         let reqs = vec![
             parse_volume("v:/data").unwrap(),
             parse_volume("/anon").unwrap(),
+            parse_volume("nc:/nc:nocopy").unwrap(),
+            parse_volume("full:/full").unwrap(),
         ];
-        let (m, anon) = realize(&reqs, &vols).unwrap();
+        let r = realize(&reqs, &vols).unwrap();
+        let anon = &r.anonymous;
         assert_eq!(anon.len(), 1);
         assert!(vols.join("v/_data").is_dir());
         assert!(vols.join(&anon[0]).join("_data").is_dir());
-        assert_eq!(m.len(), 2);
+        assert_eq!(r.mounts.len(), 4);
+        // Only empty volumes without nocopy are filled from the image.
+        let targets: Vec<&str> = r.to_fill.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(targets, ["/data", "/anon"]);
         let missing = t.path().join("nope");
         let r = parse_mount(&format!("type=bind,src={},dst=/x", missing.display())).unwrap();
         assert_eq!(
-            realize(&[r], &vols).unwrap_err(),
-            MountError::MissingSource(missing.clone())
+            realize(&[r], &vols).err(),
+            Some(MountError::MissingSource(missing.clone()))
         );
         let r = parse_volume(&format!("{}:/x", missing.display())).unwrap();
         realize(&[r], &vols).unwrap();

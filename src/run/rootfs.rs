@@ -838,6 +838,17 @@ impl Kernel for Real {
     }
 }
 
+/// The merged view of `lowerdirs` (OCI order, bottom first) as a detached overlay mount, for
+/// reading an image's files outside a container (e.g. to fill a new volume). `scratch` holds
+/// the (unused) upper and work directories; it must stay until the mount is closed.
+pub fn image_view(lowerdirs: &[PathBuf], scratch: &Path, userxattr: bool) -> Result<OwnedFd> {
+    let (u, w) = (scratch.join("upper"), scratch.join("work"));
+    Real.mkdir_all(&u)?;
+    Real.mkdir_all(&w)?;
+    let lowers: Vec<PathBuf> = lowerdirs.iter().rev().cloned().collect();
+    overlay_fd(&lowers, &u, &w, scratch, userxattr)
+}
+
 /// Create an overlay with the new mount API and return it as a detached mount. `target` only
 /// names the mount in error messages. Each layer is its own `lowerdir+` parameter (topmost
 /// first), so the layer count is not capped by mount(2)'s one-page option string.
