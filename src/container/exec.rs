@@ -15,13 +15,11 @@
 //! Before joining, the process moves into pid 1's cgroups so the container's limits count it.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+use nix::sys::wait::waitpid;
 
 use super::{ContainerError, Result, State};
 use crate::run::{caps, process, user};
@@ -191,7 +189,9 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
             why: msg,
         });
     }
-    let r = relay(child, &fwd, master, stdin_tty);
+    // The same wait as boxrun's: forward signals, relay the terminal, map the exit status.
+    let r = process::wait_loop(child, &fwd, master, stdin_tty)
+        .map_err(|e| ContainerError::Sandbox(crate::run::SandboxError::Process(e)));
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     r
 }
@@ -284,93 +284,5 @@ impl Exec {
     /// execve with a PATH search; 126/127 as docker exec reports them.
     fn run(&self) -> i32 {
         process::exec_searching_path(&self.argv, &self.env, "box exec")
-    }
-}
-
-/// Wait for the exec'd process, forwarding signals and relaying its terminal.
-fn relay(child: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -> Result<i32> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd"))?;
-    let _raw = process::RawMode::enter(master.is_some() && stdin_tty);
-    let mut stdin_open = master.is_some();
-    let mut master_open = master.is_some();
-    let mut status: Option<i32> = None;
-    let mut buf = [0u8; 16384];
-    if let Ok(ws) = waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-        status = process::exit_code(ws);
-    }
-    while status.is_none() || master_open {
-        let stdin = std::io::stdin();
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        let m_idx = fds.len();
-        if let Some(m) = master.as_ref().filter(|_| master_open) {
-            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
-        }
-        let s_idx = fds.len();
-        if stdin_open && status.is_none() {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-        }
-        let timeout = if status.is_some() {
-            PollTimeout::ZERO
-        } else {
-            PollTimeout::NONE
-        };
-        match poll(&mut fds, timeout) {
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => {
-                return Err(ContainerError::Sys {
-                    op: "poll",
-                    cause: e,
-                });
-            }
-            Ok(0) => break,
-            Ok(_) => {}
-        }
-        let ready = |i: usize| {
-            fds.get(i)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty())
-        };
-        let sig_ready = ready(0);
-        let m_ready = master_open && m_idx < s_idx && ready(m_idx);
-        let s_ready = s_idx < fds.len() && ready(s_idx);
-        drop(fds);
-        if sig_ready && let Ok(Some(si)) = sfd.read_signal() {
-            let sig = si.ssi_signo as i32;
-            if sig == libc::SIGCHLD {
-                if let Ok(ws) = waitpid(child, Some(WaitPidFlag::WNOHANG))
-                    && !matches!(ws, WaitStatus::StillAlive)
-                {
-                    status = process::exit_code(ws);
-                }
-            } else if sig == libc::SIGWINCH {
-                if let (Some(m), Some(ws)) = (&master, crate::run::process::winsize(0)) {
-                    unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-                }
-            } else if let Ok(s) = Signal::try_from(sig) {
-                let _ = nix::sys::signal::kill(child, s);
-            }
-        }
-        if m_ready && let Some(m) = &master {
-            master_open = process::relay_master(m, &mut buf);
-        }
-        if s_ready && let Some(m) = &master {
-            stdin_open = process::relay_stdin(m, &mut buf);
-        }
-    }
-    loop {
-        if let Some(c) = status {
-            return Ok(c);
-        }
-        match waitpid(child, None) {
-            Err(nix::Error::EINTR) => continue,
-            Ok(ws) => status = process::exit_code(ws),
-            Err(e) => {
-                return Err(ContainerError::Sys {
-                    op: "waitpid",
-                    cause: e,
-                });
-            }
-        }
     }
 }

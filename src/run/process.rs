@@ -339,9 +339,9 @@ pub(crate) fn winsize(fd: RawFd) -> Option<nix::pty::Winsize> {
 
 /// Puts the caller's terminal in raw mode and restores it on drop.
 /// The caller's terminal in raw mode while alive (restored on drop); a no-op when `on` is false.
-pub(crate) struct RawMode(Option<nix::sys::termios::Termios>);
+struct RawMode(Option<nix::sys::termios::Termios>);
 impl RawMode {
-    pub(crate) fn enter(on: bool) -> RawMode {
+    fn enter(on: bool) -> RawMode {
         if !on {
             return RawMode(None);
         }
@@ -368,7 +368,7 @@ impl Drop for RawMode {
 }
 
 /// Copy what the pty master has to our stdout; false once the pty is closed (all slaves gone).
-pub(crate) fn relay_master(m: &OwnedFd, buf: &mut [u8]) -> bool {
+fn relay_master(m: &OwnedFd, buf: &mut [u8]) -> bool {
     match nix::unistd::read(m, buf) {
         Ok(0) | Err(nix::Error::EIO) => false,
         Ok(n) => {
@@ -383,7 +383,7 @@ pub(crate) fn relay_master(m: &OwnedFd, buf: &mut [u8]) -> bool {
 }
 
 /// Copy what our stdin has to the pty master; false at end of input.
-pub(crate) fn relay_stdin(m: &OwnedFd, buf: &mut [u8]) -> bool {
+fn relay_stdin(m: &OwnedFd, buf: &mut [u8]) -> bool {
     match nix::unistd::read(std::io::stdin(), buf) {
         Ok(0) | Err(_) => false,
         Ok(n) => {
@@ -393,7 +393,15 @@ pub(crate) fn relay_stdin(m: &OwnedFd, buf: &mut [u8]) -> bool {
     }
 }
 
-fn wait_loop(pid: Pid, set: &SigSet, master: Option<OwnedFd>, stdin_tty: bool) -> Result<i32> {
+/// Wait for `pid` (the container's pid 1, or a `box exec` process): forward the signals in
+/// `set`, relay the pty `master` to our stdio (raw mode when stdin is a terminal), follow the
+/// window size, and return the exit status mapped as docker does.
+pub(crate) fn wait_loop(
+    pid: Pid,
+    set: &SigSet,
+    master: Option<OwnedFd>,
+    stdin_tty: bool,
+) -> Result<i32> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd"))?;
     let _raw = RawMode::enter(master.is_some() && stdin_tty);
