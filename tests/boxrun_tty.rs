@@ -188,3 +188,36 @@ fn box_exec_it_gives_a_terminal_in_a_running_container() {
         drive_shell(&t, &exit_file);
     }
 }
+
+/// Killing the terminal (its tmux server) hangs up the container's terminal: the shell in it
+/// ends, boxrun exits and its `--rm` container is removed, instead of lingering.
+#[test]
+fn boxrun_it_ends_when_its_terminal_is_killed() {
+    let Some(all) = Who::all() else { return };
+    if !need_tmux() {
+        return;
+    }
+    for who in all {
+        let name = unique("hup");
+        let _c = Cleanup(&who, name.clone());
+        let cmd = command_line(
+            &who,
+            "boxrun",
+            &format!("--rm -it --network none --name {name} busybox sh"),
+        );
+        let t = Tmux::start(&cmd);
+        t.wait_for("/ #", 1);
+        let listed = || stdout(&who.box_(&["ps", "-a"]));
+        assert!(listed().contains(&name), "{}", listed());
+        drop(t);
+        let end = Instant::now() + Duration::from_secs(20);
+        while listed().contains(&name) {
+            assert!(
+                Instant::now() < end,
+                "{}: the container outlived its terminal by 20 s",
+                who.label()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

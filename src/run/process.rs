@@ -399,7 +399,7 @@ fn relay_stdin(m: &OwnedFd, buf: &mut [u8]) -> bool {
 pub(crate) fn wait_loop(
     pid: Pid,
     set: &SigSet,
-    master: Option<OwnedFd>,
+    mut master: Option<OwnedFd>,
     stdin_tty: bool,
 ) -> Result<i32> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -476,6 +476,14 @@ pub(crate) fn wait_loop(
         }
         if stdin_ready && let Some(m) = &master {
             stdin_open = relay_stdin(m, &mut buf);
+            if !stdin_open && stdin_tty {
+                // A terminal in raw mode reads as closed only when it hangs up (its window
+                // was killed). Hang up the container's terminal too, so an interactive shell
+                // there ends as it would on a real terminal (a process that ignores that runs
+                // on, as a docker container does when its client goes).
+                master = None;
+                master_open = false;
+            }
         }
     }
     // Reap if the loop ended on the pty side first.
