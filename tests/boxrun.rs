@@ -338,19 +338,25 @@ fn a_new_volume_is_filled_from_the_image_once_unless_nocopy() {
     use std::os::unix::fs::MetadataExt;
     let Some(all) = Who::all() else { return };
     for who in all {
+        let sh = |volume: &str, script: &str| {
+            who.boxrun(&[
+                "--rm",
+                "--network",
+                "none",
+                "-v",
+                volume,
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ])
+        };
         let vol = unique("fill");
         let v = format!("{vol}:/etc");
-        let o = who.boxrun(&[
-            "--rm",
-            "--network",
-            "none",
-            "-v",
+        let o = sh(
             &v,
-            "busybox",
-            "sh",
-            "-c",
             "head -1 /etc/passwd; rm /etc/group; echo mine > /etc/mine",
-        ]);
+        );
         assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
         assert!(stdout(&o).starts_with("root:"), "{}", stdout(&o));
         let vols = boxrun_common::store(&who).join("volumes");
@@ -362,30 +368,16 @@ fn a_new_volume_is_filled_from_the_image_once_unless_nocopy() {
             "owned by container root's host ids"
         );
         // Not empty any more: the next run sees the volume as the last one left it.
-        let o = who.boxrun(&[
-            "--rm",
-            "--network",
-            "none",
-            "-v",
+        let o = sh(
             &v,
-            "busybox",
-            "sh",
-            "-c",
             "cat /etc/mine; test -e /etc/group && echo refilled; true",
-        ]);
+        );
         assert_eq!(stdout(&o), "mine\n", "{}", stderr(&o));
         let bare = unique("nocopy");
-        let o = who.boxrun(&[
-            "--rm",
-            "--network",
-            "none",
-            "-v",
+        let o = sh(
             &format!("{bare}:/etc:nocopy"),
-            "busybox",
-            "sh",
-            "-c",
             "test -e /etc/passwd && echo copied; true",
-        ]);
+        );
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert_eq!(stdout(&o), "");
         let _ = std::fs::remove_dir_all(vols.join(&vol));

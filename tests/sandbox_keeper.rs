@@ -16,6 +16,15 @@ fn alive(pid: &str) -> bool {
     })
 }
 
+/// Wait (up to 10 s) for `pid` to be gone.
+fn wait_gone(pid: &str, what: &str) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(pid) {
+        assert!(std::time::Instant::now() < end, "{what} ({pid}) still runs");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn rootless_runs_share_the_keepers_namespace_until_the_ranges_change_or_migrate() {
     if !common::is_root() {
@@ -81,24 +90,10 @@ fn rootless_runs_share_the_keepers_namespace_until_the_ranges_change_or_migrate(
     assert_ne!(c.lines().next(), Some(ns.as_str()));
     let k2 = keeper();
     assert_ne!(k1, k2);
-    let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while alive(&k1) {
-        assert!(
-            std::time::Instant::now() < gone,
-            "old keeper {k1} still runs"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_gone(&k1, "the old keeper");
 
     // `box system migrate` stops it.
     migrate();
     assert_eq!(keeper(), "");
-    let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while alive(&k2) {
-        assert!(
-            std::time::Instant::now() < gone,
-            "keeper {k2} still runs after migrate"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_gone(&k2, "the keeper after migrate");
 }

@@ -68,6 +68,20 @@ fn host_network_sees_the_host_interfaces() {
     }
 }
 
+/// `sh -c SCRIPT` in a bridged sandbox on `rootfs`.
+fn bridged_sh(who: &Who, rootfs: &str, script: &str) -> std::process::Output {
+    who.run(&[
+        "--rootfs",
+        rootfs,
+        "--network",
+        "bridge",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
 /// Root: on the host's `box0`. Rootless (with and without a subordinate range): on the `box0`
 /// in the user's keeper network namespace, so rootless containers reach each other too.
 #[test]
@@ -97,16 +111,7 @@ fn bridge_containers_ping_each_other_by_address() {
             .to_string();
         assert!(addr.starts_with("10.89.7."), "{addr}");
         let ping = format!("ip -4 -o addr show eth0; ping -c1 -W2 {addr}");
-        let o = who.run(&[
-            "--rootfs",
-            r,
-            "--network",
-            "bridge",
-            "--",
-            "sh",
-            "-c",
-            &ping,
-        ]);
+        let o = bridged_sh(&who, r, &ping);
         drop(a.stdin.take());
         let sa = a.wait().unwrap();
         assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
@@ -156,16 +161,7 @@ fn rootless_bridge_reaches_the_host_through_pasta_started_once() {
     let state = format!("/tmp/boxkit-{}/net/user-mode-net", user.uid);
     let mut pastas = Vec::new();
     for _ in 0..2 {
-        let o = who.run(&[
-            "--rootfs",
-            r,
-            "--network",
-            "bridge",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ]);
+        let o = bridged_sh(&who, r, &script);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let out = stdout(&o);
         assert!(out.contains("default via 10.89.7.1 dev eth0"), "{out}");
