@@ -76,3 +76,88 @@ fn sigkill_of_container_init_leaves_no_cgroup_veth_lease_or_scratch_dir() {
         .collect();
     assert!(leases.is_empty(), "{leases:?}");
 }
+
+/// The pid of the first process named `comm` among the descendants of `ancestor`.
+fn descendant_named(ancestor: u32, comm: &str) -> Option<i32> {
+    let parent = |pid: &str| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if c.trim() != comm {
+            return None;
+        }
+        let mut p = parent(&pid)?;
+        for _ in 0..8 {
+            if p == ancestor {
+                return pid.parse().ok();
+            }
+            p = parent(&p.to_string())?;
+        }
+        None
+    })
+}
+
+/// Rootless: the veth pair lives in the keeper's network namespace and the lease in the
+/// user's runtime directory; both go when the container's init is SIGKILLed.
+#[test]
+fn rootless_sigkill_of_container_init_leaves_no_veth_or_lease() {
+    let Some(who) = Who::with_range() else { return };
+    let Who::WithRange(user) = &who else {
+        unreachable!("with_range gives WithRange")
+    };
+    common::users::open_tun();
+    let rfs = busybox_rootfs(who.root_owner());
+    let mut child = who
+        .box_cmd()
+        .args(["sandbox-run", "--rootfs", rfs.path.to_str().unwrap()])
+        .args(["--network", "bridge", "--", "sleep", "1000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        if let Some(p) = descendant_named(child.id(), "sleep") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run_dir = format!("/tmp/boxkit-{}", user.uid);
+    let keeper = std::fs::read_to_string(format!("{run_dir}/keeper.pid")).unwrap();
+    let veth = format!("bx{pid:x}");
+    let links = || {
+        let o = std::process::Command::new("nsenter")
+            .args(["-t", keeper.trim(), "-n", "ip", "-o", "link"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let lease_of_pid = || {
+        std::fs::read_dir(format!("{run_dir}/net"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().starts_with("lease-")
+                    && std::fs::read_to_string(e.path()).is_ok_and(|s| s.trim() == pid.to_string())
+            })
+    };
+    assert!(links().contains(&veth), "{veth} in the keeper's netns");
+    assert!(lease_of_pid());
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert!(!lease_of_pid(), "the lease goes with the container");
+    let gone = Instant::now() + Duration::from_secs(10);
+    while links().contains(&veth) {
+        assert!(Instant::now() < gone, "{veth} still exists 10 s after exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
