@@ -1,7 +1,9 @@
 //! `-p HOST:CTR` with the bridge network: a server in the container answers on
 //! 127.0.0.1:HOSTPORT (the agent's proxy to the container's bridge address; rootless, the
 //! proxy works inside the keeper's network namespace), and the port is released when the
-//! container goes.
+//! container goes. `-p CTR` (and `IP::CTR`) takes a random free host port and a host range
+//! the first free port of the range; `box port`, `box inspect` and `box ps` show the port as
+//! bound by the time `boxrun -d` returns.
 
 mod boxrun_common;
 mod common;
@@ -68,8 +70,12 @@ fn a_server_in_the_container_answers_on_the_published_localhost_port() {
         let j: serde_json::Value =
             serde_json::from_slice(&who.box_(&["inspect", &name]).stdout).unwrap();
         assert_eq!(
-            j[0]["HostConfig"]["PortBindings"][0]["HostPort"],
+            j[0]["HostConfig"]["PortBindings"]["8000/tcp"][0]["HostPort"],
             port.to_string()
+        );
+        assert_eq!(
+            j[0]["NetworkSettings"]["Ports"]["8000/tcp"][0],
+            serde_json::json!({"HostIp": "127.0.0.1", "HostPort": port.to_string()})
         );
         assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
         // The port is released with the container.
@@ -99,13 +105,15 @@ fn publishing_needs_bridge_and_a_valid_free_port() {
         "{}",
         stderr(&o)
     );
-    let o = who.boxrun(&["--rm", "-p", "80", "busybox", "true"]);
-    assert_eq!(o.status.code(), Some(125));
-    assert!(
-        stderr(&o).contains("invalid port mapping"),
-        "{}",
-        stderr(&o)
-    );
+    for bad in ["80/sctp", ":80", "8000-8002:80-81"] {
+        let o = who.boxrun(&["--rm", "-p", bad, "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{bad}");
+        assert!(
+            stderr(&o).contains("invalid port mapping"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
     // A port someone else holds fails the run before the container starts.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
@@ -114,6 +122,199 @@ fn publishing_needs_bridge_and_a_valid_free_port() {
     assert_eq!(o.status.code(), Some(125));
     assert_eq!(stdout(&o), "");
     assert!(stderr(&o).contains(&port.to_string()), "{}", stderr(&o));
+}
+
+/// Wait for the container's httpd to serve `marker` on 127.0.0.1:`port`.
+fn await_body(port: u16, marker: &str) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        match http_get(port) {
+            Some(b) if b.contains(marker) => return,
+            _ => {
+                assert!(Instant::now() < end, "no answer on 127.0.0.1:{port}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn httpd(port: u16, marker: &str) -> String {
+    format!("mkdir -p /www && echo {marker} > /www/index.html && exec httpd -f -p {port} -h /www")
+}
+
+#[test]
+fn a_container_port_alone_is_published_on_a_random_host_port() {
+    let Some(all) = Who::all() else { return };
+    common::users::open_tun();
+    for who in all {
+        let name = unique("rport");
+        let _c = Cleanup(&who, name.clone());
+        let o = who.boxrun(&[
+            "-d",
+            "--name",
+            &name,
+            "-p",
+            "8000",
+            "busybox",
+            "sh",
+            "-c",
+            &httpd(8000, "random-port"),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        // Recorded by the time `boxrun -d` returned.
+        let o = who.box_(&["port", &name, "8000"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let addr = stdout(&o).trim().to_string();
+        let port: u16 = addr
+            .strip_prefix("0.0.0.0:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("box port printed {addr:?}"));
+        assert_ne!(port, 0);
+        assert_eq!(
+            stdout(&who.box_(&["port", &name])),
+            format!("8000/tcp -> 0.0.0.0:{port}\n")
+        );
+        let j: serde_json::Value =
+            serde_json::from_slice(&who.box_(&["inspect", &name]).stdout).unwrap();
+        assert_eq!(
+            j[0]["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"],
+            port.to_string()
+        );
+        // As asked: no host port.
+        assert_eq!(
+            j[0]["HostConfig"]["PortBindings"]["8000/tcp"][0]["HostPort"],
+            ""
+        );
+        let ps = stdout(&who.box_(&["ps"]));
+        assert!(ps.lines().next().unwrap_or("").contains("PORTS"), "{ps}");
+        assert!(
+            ps.lines()
+                .any(|l| l.contains(&name) && l.contains(&format!("0.0.0.0:{port}->8000/tcp"))),
+            "{ps}"
+        );
+        await_body(port, "random-port");
+        // A port that is not published.
+        let o = who.box_(&["port", &name, "81/udp"]);
+        assert_ne!(o.status.code(), Some(0));
+        assert!(stderr(&o).contains("81/udp"), "{}", stderr(&o));
+        assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(Instant::now() < end, "port {port} still open after rm");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// In the foreground too, the port as bound is recorded while the container runs (and dropped
+/// when it exits).
+#[test]
+fn a_foreground_container_records_its_random_port() {
+    let Some(all) = Who::all() else { return };
+    common::users::open_tun();
+    for who in all {
+        let name = unique("fport");
+        let _c = Cleanup(&who, name.clone());
+        let mut child = who
+            .cmd("boxrun")
+            .args(["--name", &name, "-p", "127.0.0.1::8000", "busybox"])
+            .args(["sh", "-c", &httpd(8000, "foreground")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            let o = who.box_(&["port", &name, "8000/tcp"]);
+            if let Some(p) = stdout(&o)
+                .trim()
+                .strip_prefix("127.0.0.1:")
+                .and_then(|p| p.parse::<u16>().ok())
+            {
+                break p;
+            }
+            if Instant::now() > end || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!("no port recorded: {}", stderr(&out));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        await_body(port, "foreground");
+        assert_eq!(who.box_(&["stop", "-t", "1", &name]).status.code(), Some(0));
+        let _ = child.wait();
+        assert_eq!(stdout(&who.box_(&["port", &name])), "");
+        let j: serde_json::Value =
+            serde_json::from_slice(&who.box_(&["inspect", &name]).stdout).unwrap();
+        assert_eq!(j[0]["NetworkSettings"]["Ports"], serde_json::json!({}));
+    }
+}
+
+/// `IP:FIRST-LAST:CTR` takes the first free port of the range; `IP:A-B:C-D` maps one to one.
+#[test]
+fn host_port_ranges_take_the_first_free_port_or_map_one_to_one() {
+    let Some(all) = Who::all() else { return };
+    common::users::open_tun();
+    for who in all {
+        let name = unique("range");
+        let _c = Cleanup(&who, name.clone());
+        // Three consecutive free ports; the first one held by us.
+        let (held, first) = loop {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let p = l.local_addr().unwrap().port();
+            if p < 65000
+                && (1..=4).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok())
+            {
+                break (l, p);
+            }
+        };
+        let ranged = format!("127.0.0.1:{first}-{}:8000", first + 2);
+        let pair = format!("127.0.0.1:{}-{}:8001-8002", first + 3, first + 4);
+        let o = who.boxrun(&[
+            "-d",
+            "--name",
+            &name,
+            "-p",
+            &ranged,
+            "-p",
+            &pair,
+            "busybox",
+            "sh",
+            "-c",
+            &format!(
+                "httpd -p 8001 -h /etc && httpd -p 8002 -h /etc && {}",
+                httpd(8000, "ranged")
+            ),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = stdout(&who.box_(&["port", &name, "8000/tcp"]));
+        assert_eq!(out, format!("127.0.0.1:{}\n", first + 1));
+        await_body(first + 1, "ranged");
+        let all_ports = stdout(&who.box_(&["port", &name]));
+        for (ctr, host) in [(8001, first + 3), (8002, first + 4)] {
+            assert!(
+                all_ports.contains(&format!("{ctr}/tcp -> 127.0.0.1:{host}")),
+                "{all_ports}"
+            );
+            // busybox httpd serves /etc: its passwd file names root.
+            let end = Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut s = TcpStream::connect(("127.0.0.1", host)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                s.write_all(b"GET /passwd HTTP/1.0\r\n\r\n").unwrap();
+                let mut b = String::new();
+                let _ = s.read_to_string(&mut b);
+                if b.contains("root:") {
+                    break;
+                }
+                assert!(Instant::now() < end, "no answer on 127.0.0.1:{host}: {b}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
+        drop(held);
+    }
 }
 
 /// UDP through the same proxy, root and rootless.

@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::images::open_store;
-use super::{CmdResult, ExecArgs, Global, KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs};
+use super::{CmdResult, ExecArgs, Global, KillArgs, LogsArgs, PortArgs, PsArgs, RmArgs, StopArgs};
 use crate::container::{self, Containers, State, Status, config, exec::ExecOptions};
+use crate::run::ports::PortMapping;
 
 fn containers(g: &Global) -> anyhow::Result<(Containers, std::path::PathBuf)> {
     let store = open_store(g)?;
@@ -45,6 +46,7 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
             "COMMAND",
             "CREATED",
             "STATUS",
+            "PORTS",
             "NAMES",
         ]
         .map(String::from),
@@ -56,11 +58,16 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
             format!("\"{}\"", truncate(&s.argv.join(" "), 20)),
             super::images::human_age(Some(&s.created)),
             s.status_text(),
+            s.published
+                .iter()
+                .map(|p| format!("{}->{}", host_addr(p), p.container_key()))
+                .collect::<Vec<_>>()
+                .join(", "),
             s.name.clone(),
         ]);
     }
     // Columns padded to their widest cell plus three spaces, like docker's tabwriter.
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|i| {
             table
                 .iter()
@@ -74,7 +81,7 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
     for r in &table {
         let mut line = String::new();
         for (i, cell) in r.iter().enumerate() {
-            if i == 5 {
+            if i == 6 {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<w$}", w = widths[i]));
@@ -83,6 +90,82 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
         writeln!(out, "{line}")?;
     }
     Ok(0)
+}
+
+/// `0.0.0.0:49153`, `[::1]:8080`: where a published port listens.
+fn host_addr(p: &PortMapping) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(p.host_ip, p.host_port)
+}
+
+/// `docker port`: every published port as `80/tcp -> 0.0.0.0:49153`, or where one container
+/// port (`80`, `80/tcp`, `53/udp`) is published.
+pub fn port(g: &Global, a: PortArgs) -> CmdResult {
+    let (c, _) = containers(g)?;
+    let id = c.resolve(&a.container)?;
+    let st = c
+        .refresh(&id)?
+        .ok_or_else(|| anyhow::anyhow!("no such container: {}", a.container))?;
+    let published = if st.is_running() {
+        st.published
+    } else {
+        Vec::new()
+    };
+    let mut out = std::io::stdout().lock();
+    let Some(want) = a.private_port else {
+        for p in &published {
+            writeln!(out, "{} -> {}", p.container_key(), host_addr(p))?;
+        }
+        return Ok(0);
+    };
+    let key = match want.split_once('/') {
+        None => format!("{want}/tcp"),
+        Some((_, "tcp" | "udp")) => want.clone(),
+        Some(_) => bail!("invalid port {want:?}: expected PRIVATE_PORT[/tcp|/udp]"),
+    };
+    if key
+        .split_once('/')
+        .is_none_or(|(n, _)| n.parse::<u16>().is_err())
+    {
+        bail!("invalid port {want:?}: expected PRIVATE_PORT[/tcp|/udp]");
+    }
+    let hits: Vec<_> = published
+        .iter()
+        .filter(|p| p.container_key() == key)
+        .collect();
+    if hits.is_empty() {
+        // docker's wording and status.
+        eprintln!(
+            "Error: No public port '{key}' published for {}",
+            a.container
+        );
+        return Ok(1);
+    }
+    for p in hits {
+        writeln!(out, "{}", host_addr(p))?;
+    }
+    Ok(0)
+}
+
+/// Docker's shape for port lists: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`.
+fn port_map(
+    ports: &[PortMapping],
+    host_port: impl Fn(&PortMapping) -> String,
+) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for p in ports {
+        let binding = serde_json::json!({
+            "HostIp": p.host_ip.to_string(),
+            "HostPort": host_port(p),
+        });
+        match m
+            .entry(p.container_key())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        {
+            serde_json::Value::Array(v) => v.push(binding),
+            _ => unreachable!("every entry is an array"),
+        }
+    }
+    serde_json::Value::Object(m)
 }
 
 pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
@@ -226,6 +309,10 @@ pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
         "Name": format!("/{}", s.name),
         "LogPath": if s.detached { c.log_path(&s.id).display().to_string() } else { String::new() },
         "Mounts": s.mounts,
+        // As bound, while running.
+        "NetworkSettings": {
+            "Ports": port_map(if running { &s.published } else { &[] }, |p| p.host_port.to_string()),
+        },
         "Config": {
             "Hostname": s.hostname,
             "User": s.user.clone().unwrap_or_default(),
@@ -238,11 +325,12 @@ pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
         },
         "HostConfig": {
             "NetworkMode": format!("{:?}", s.network).to_lowercase(),
-            "PortBindings": s.ports.iter().map(|p| serde_json::json!({
-                "HostIp": p.host_ip.to_string(),
-                "HostPort": p.host_port.to_string(),
-                "ContainerPort": format!("{}/{}", p.container_port, format!("{:?}", p.proto).to_lowercase()),
-            })).collect::<Vec<_>>(),
+            // As asked: "" for a random host port, "8000-8010" for a range.
+            "PortBindings": port_map(&s.ports, |p| match (p.host_port, p.host_port_end) {
+                (0, _) => String::new(),
+                (h, Some(e)) => format!("{h}-{e}"),
+                (h, None) => h.to_string(),
+            }),
             "AutoRemove": s.auto_remove,
             "ReadonlyRootfs": s.read_only,
             "Memory": s.limits.memory.unwrap_or(0),

@@ -72,6 +72,8 @@ pub enum BoxCommand {
     Logout(LogoutArgs),
     /// List containers
     Ps(PsArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// Fetch the logs of a container
     Logs(LogsArgs),
     /// Run a command in a running container
@@ -241,6 +243,14 @@ pub struct PsArgs {
     /// Only display container IDs
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    /// Container name or ID
+    pub container: String,
+    /// Only this container port: PRIVATE_PORT[/PROTO] (tcp when no protocol is given)
+    pub private_port: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -446,6 +456,7 @@ pub fn box_main() -> ExitCode {
         BoxCommand::Login(a) => registry::login(&g, a),
         BoxCommand::Logout(a) => registry::logout(&g, a),
         BoxCommand::Ps(a) => containers::ps(&g, a),
+        BoxCommand::Port(a) => containers::port(&g, a),
         BoxCommand::Logs(a) => containers::logs(&g, a),
         BoxCommand::Exec(a) => containers::exec(&g, a),
         BoxCommand::Stop(a) => containers::stop(&g, a),

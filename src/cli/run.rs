@@ -68,7 +68,8 @@ pub struct RunArgs {
     /// Network mode: none, host or bridge
     #[arg(long, default_value = "bridge")]
     pub network: String,
-    /// Publish a container's port to the host (host:ctr[/proto])
+    /// Publish a container's port(s) to the host ([ip:][hostPort[-end]:]ctr[-end][/proto];
+    /// without hostPort, a random free one)
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
     /// Memory limit (e.g. 32m)
@@ -150,7 +151,8 @@ impl RunArgs {
             .publish
             .iter()
             .map(|p| PortMapping::parse(p))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?
+            .concat();
         let mut limits = Limits {
             memory: self.memory.as_deref().map(run::parse_size).transpose()?,
             memory_swap: match self.memory_swap.as_deref() {

@@ -194,6 +194,23 @@ pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result
     spec.hostname = o.hostname.clone();
     spec.network = o.network;
     spec.ports = o.ports.clone();
+    if !o.ports.is_empty() {
+        // The supervisor learns the ports as bound (random ones resolved) before the command
+        // starts, so `boxrun -d` returns with them recorded.
+        let (dir, cid) = (store.containers_dir(), id.clone());
+        spec.on_published = Some(run::spec::PublishedHook(std::sync::Arc::new(
+            move |bound| {
+                let c = Containers::new(dir.clone());
+                let r = c.load(&cid).and_then(|mut st| {
+                    st.published = bound.to_vec();
+                    c.save(&st)
+                });
+                if let Err(e) = r {
+                    eprintln!("boxkit: record the published ports of {}: {e}", &cid[..12]);
+                }
+            },
+        )));
+    }
     spec.mounts = mounts.clone();
     spec.read_only = o.read_only;
     spec.limits = o.limits.clone();
@@ -230,6 +247,7 @@ pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result
         no_new_privs: o.no_new_privs,
         network: o.network,
         ports: o.ports.clone(),
+        published: Vec::new(),
         limits: o.limits.clone(),
         mounts: mounts
             .iter()
@@ -296,6 +314,7 @@ fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: O
     }
     st.status = Status::Exited;
     st.finished_at = Some(state::now_rfc3339());
+    st.published.clear();
     st.exit_code = code;
     if code.is_none() {
         st.exit_code = Some(125);
@@ -374,6 +393,9 @@ pub fn run_detached(store: Store, o: &RunOptions) -> Result<i32> {
                 libc::dup2(log_file.as_raw_fd(), 1);
                 libc::dup2(log_file.as_raw_fd(), 2);
             }
+            // The supervisor records "running" itself, before it runs anything: it writes the
+            // state again once the ports are bound, and two writers must not race.
+            let _ = mark_running(&containers, &mut state, std::process::id() as i32);
             let code = match run::run(&spec) {
                 Ok(c) => c,
                 Err(e) => {
@@ -385,7 +407,7 @@ pub fn run_detached(store: Store, o: &RunOptions) -> Result<i32> {
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
     };
-    let _ = mark_running(&containers, &mut state, supervisor.as_raw());
+    set_running(&mut state, supervisor.as_raw());
     let code = wait_started_then_exit(&containers, &state, supervisor);
     let code_opt = Some(code);
     // Re-read: `box stop`/`kill` never write the state, but keep whatever else changed.

@@ -78,8 +78,13 @@ pub struct State {
     pub caps: u64,
     pub no_new_privs: bool,
     pub network: crate::run::NetworkMode,
+    /// The ports asked for (`-p`); a host port of 0 means any free one.
     #[serde(default)]
     pub ports: Vec<crate::run::ports::PortMapping>,
+    /// While running: the ports as bound (random host ports resolved), written by the
+    /// supervisor once the host side bound them; cleared at exit.
+    #[serde(default)]
+    pub published: Vec<crate::run::ports::PortMapping>,
     pub limits: Limits,
     pub mounts: Vec<MountRecord>,
     pub read_only: bool,
@@ -346,6 +351,7 @@ impl Containers {
             }
             st.status = Status::Exited;
             st.finished_at = Some(now_rfc3339());
+            st.published.clear();
             st.exit_code.get_or_insert(137);
             st.error = Some("the container's supervisor ended without recording an exit".into());
             self.save(&st)?;
@@ -410,6 +416,7 @@ mod tests {
             no_new_privs: false,
             network: crate::run::NetworkMode::None,
             ports: vec![],
+            published: vec![],
             limits: Limits::default(),
             mounts: vec![],
             read_only: false,

@@ -51,8 +51,22 @@ pub enum Request {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
-    Ok { address: Option<Address> },
+    Ok {
+        address: Option<Address>,
+        /// The published ports as bound (random and ranged host ports resolved).
+        #[serde(default)]
+        ports: Vec<PortMapping>,
+    },
     Err(String),
+}
+
+/// What the host side set up for a container.
+#[derive(Debug, Default)]
+pub struct Granted {
+    /// The container's bridge address (bridge mode).
+    pub address: Option<Address>,
+    /// The published ports as bound.
+    pub ports: Vec<PortMapping>,
 }
 
 #[derive(Default)]
@@ -80,7 +94,7 @@ impl HostSide {
                 ports,
             } => {
                 let mut h = Held::default();
-                let r = (|| -> std::result::Result<Option<Address>, String> {
+                let r = (|| -> std::result::Result<Granted, String> {
                     h.cgroup = cgroups::create(&id, &limits, pid).map_err(|e| e.to_string())?;
                     if network == NetworkMode::Bridge {
                         let keeper = super::userns::keeper_pid();
@@ -96,16 +110,23 @@ impl HostSide {
                         }
                         .map_err(|e| e.to_string())?;
                         h.net = Some(att);
-                        h.proxy = ports::start_proxy(&ports, &addr.ip, keeper)
+                        let (proxy, bound) = ports::start_proxy(&ports, &addr.ip, keeper)
                             .map_err(|e| e.to_string())?;
-                        return Ok(Some(addr));
+                        h.proxy = proxy;
+                        return Ok(Granted {
+                            address: Some(addr),
+                            ports: bound,
+                        });
                     }
-                    Ok(None)
+                    Ok(Granted::default())
                 })();
                 match r {
-                    Ok(address) => {
+                    Ok(g) => {
                         self.held.insert(id, h);
-                        Reply::Ok { address }
+                        Reply::Ok {
+                            address: g.address,
+                            ports: g.ports,
+                        }
                     }
                     Err(e) => {
                         release(h);
@@ -117,7 +138,10 @@ impl HostSide {
                 if let Some(h) = self.held.remove(&id) {
                     release(h);
                 }
-                Reply::Ok { address: None }
+                Reply::Ok {
+                    address: None,
+                    ports: Vec::new(),
+                }
             }
         }
     }
@@ -178,7 +202,7 @@ impl HostLink {
         }
     }
 
-    pub fn call(&mut self, req: Request) -> Result<Option<Address>> {
+    pub fn call(&mut self, req: Request) -> Result<Granted> {
         let reply = match self {
             HostLink::Local(h) => h.handle(req),
             HostLink::Agent(fd) => {
@@ -203,7 +227,7 @@ impl HostLink {
             }
         };
         match reply {
-            Reply::Ok { address } => Ok(address),
+            Reply::Ok { address, ports } => Ok(Granted { address, ports }),
             Reply::Err(e) => Err(AgentError::Host(e)),
         }
     }

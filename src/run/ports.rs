@@ -1,4 +1,4 @@
-//! Published ports (`-p [IP:]HOST:CONTAINER[/tcp|udp]`).
+//! Published ports (`-p [IP:][HOST[-END]:]CONTAINER[-END][/tcp|udp]`).
 //!
 //! As root the container sits behind the `box0` bridge; a small userspace proxy (as
 //! docker-proxy does for loopback traffic, which DNAT cannot reach without
@@ -7,6 +7,11 @@
 //! the run before the container starts, then forks the proxy, which dies with the agent
 //! (`PR_SET_PDEATHSIG`) or on release. Rootless the same proxy serves, joined to the keeper's
 //! network namespace where the rootless bridge lives (rootlesskit's port driver does the same).
+//!
+//! A mapping without a host port (`-p 80`, `-p 127.0.0.1::80`) binds port 0, so the kernel
+//! picks a free one; a host range mapped to one container port (`-p 8000-8010:80`) takes the
+//! first port of the range that binds. [`start_proxy`] returns the mappings as bound, which the
+//! caller records (`box port`, `box ps`, `box inspect`).
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -17,14 +22,22 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum PortError {
     #[error(
-        "invalid port mapping {0:?}: expected [IP:]HOST-PORT:CONTAINER-PORT[/tcp|/udp] with ports 1-65535"
+        "invalid port mapping {0:?}: expected [IP:][HOST-PORT[-END]:]CONTAINER-PORT[-END][/tcp|/udp] with ports 1-65535"
     )]
     Parse(String),
+    #[error(
+        "invalid port mapping {0:?}: a host port range maps to one container port, or one to one to a container range of the same length"
+    )]
+    Ranges(String),
     #[error("publish {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
         cause: std::io::Error,
     },
+    #[error(
+        "publish {ip} ports {first}-{last}: every port of the range is in use; choose another range"
+    )]
+    RangeInUse { ip: IpAddr, first: u16, last: u16 },
     #[error("start the port proxy: {0}")]
     Fork(nix::Error),
 }
@@ -37,19 +50,35 @@ pub enum Proto {
     Udp,
 }
 
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
     /// Host address to listen on; docker's default is every address.
     pub host_ip: IpAddr,
+    /// 0: any free port (the kernel picks one when the proxy binds).
     pub host_port: u16,
+    /// With a host range (`8000-8010:80`): its last port; the first port of
+    /// `host_port..=host_port_end` that binds is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
     pub container_port: u16,
     pub proto: Proto,
 }
 
 impl PortMapping {
-    /// Parse docker's `-p` forms: `HOST:CTR`, `IP:HOST:CTR`, each with an optional `/tcp` or
-    /// `/udp`. (`-p CTR` alone, a random host port, is not supported.)
-    pub fn parse(s: &str) -> Result<PortMapping> {
+    /// Parse docker's `-p` forms: `CTR`, `HOST:CTR`, `IP:HOST:CTR` and `IP::CTR`, each with an
+    /// optional `/tcp` or `/udp`; HOST and CTR may be ranges (`8000-8010:80` takes the first
+    /// free host port of the range, `8000-8001:80-81` maps one to one, `80-81` publishes both
+    /// on random ports). One flag may thus give several mappings.
+    pub fn parse(s: &str) -> Result<Vec<PortMapping>> {
         let bad = || PortError::Parse(s.to_string());
         let (spec, proto) = match s.rsplit_once('/') {
             Some((a, "tcp")) => (a, Proto::Tcp),
@@ -58,49 +87,85 @@ impl PortMapping {
             None => (s, Proto::Tcp),
         };
         let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+        let range = |r: &str| -> Result<(u16, u16)> {
+            match r.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (port(a)?, port(b)?);
+                    if a > b {
+                        return Err(bad());
+                    }
+                    Ok((a, b))
+                }
+                None => port(r).map(|p| (p, p)),
+            }
+        };
         let (ip, host, ctr) = match spec.rsplitn(3, ':').collect::<Vec<_>>().as_slice() {
+            [c] => ("0.0.0.0", "", *c),
+            // `:80` names neither a host port nor an address.
+            [_, ""] => return Err(bad()),
             [c, h] => ("0.0.0.0", *h, *c),
             [c, h, ip] => (*ip, *h, *c),
             _ => return Err(bad()),
         };
         let ip = ip.trim_start_matches('[').trim_end_matches(']');
-        Ok(PortMapping {
-            host_ip: ip.parse().map_err(|_| bad())?,
-            host_port: port(host)?,
-            container_port: port(ctr)?,
+        let host_ip: IpAddr = ip.parse().map_err(|_| bad())?;
+        let (c0, c1) = range(ctr)?;
+        let one = |host_port, host_port_end, container_port| PortMapping {
+            host_ip,
+            host_port,
+            host_port_end,
+            container_port,
             proto,
-        })
+        };
+        if host.is_empty() {
+            return Ok((c0..=c1).map(|c| one(0, None, c)).collect());
+        }
+        let (h0, h1) = range(host)?;
+        if c0 == c1 {
+            return Ok(vec![one(h0, (h1 > h0).then_some(h1), c0)]);
+        }
+        if h1 - h0 != c1 - c0 {
+            return Err(PortError::Ranges(s.to_string()));
+        }
+        Ok((c0..=c1).map(|c| one(h0 + (c - c0), None, c)).collect())
+    }
+
+    /// `80/tcp`, the key docker uses for a container port.
+    pub fn container_key(&self) -> String {
+        format!("{}/{}", self.container_port, self.proto)
     }
 }
 
 /// Bind every listener, then fork the proxy that relays them to `container_ip`. Returns the
-/// proxy's pid (None when there is nothing to publish). Rootless, the container's bridge is in
-/// the network namespace of `keeper` (see [`super::keeper`]): the proxy joins it after binding,
-/// so it listens on the host and connects inside.
+/// proxy's pid (None when there is nothing to publish) and the mappings as bound: each with
+/// the host port it got (a random or ranged host port resolved). Rootless, the container's
+/// bridge is in the network namespace of `keeper` (see [`super::keeper`]): the proxy joins it
+/// after binding, so it listens on the host and connects inside.
 pub fn start_proxy(
     ports: &[PortMapping],
     container_ip: &str,
     keeper: Option<i32>,
-) -> Result<Option<i32>> {
+) -> Result<(Option<i32>, Vec<PortMapping>)> {
     if ports.is_empty() {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let mut listeners = Vec::new();
+    let mut bound = Vec::new();
     for p in ports {
-        let addr = SocketAddr::new(p.host_ip, p.host_port);
-        let bind_err = |cause| PortError::Bind { addr, cause };
-        let l = match p.proto {
-            Proto::Tcp => Listener::Tcp(TcpListener::bind(addr).map_err(bind_err)?),
-            Proto::Udp => Listener::Udp(UdpSocket::bind(addr).map_err(bind_err)?),
-        };
+        let (l, port) = bind(p)?;
         let target: SocketAddr = format!("{container_ip}:{}", p.container_port)
             .parse()
             .map_err(|_| PortError::Parse(container_ip.to_string()))?;
         listeners.push((l, target));
+        bound.push(PortMapping {
+            host_port: port,
+            host_port_end: None,
+            ..p.clone()
+        });
     }
     // The agent is single-threaded, so the child may start threads of its own.
     match unsafe { nix::unistd::fork() }.map_err(PortError::Fork)? {
-        nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw())),
+        nix::unistd::ForkResult::Parent { child } => Ok((Some(child.as_raw()), bound)),
         nix::unistd::ForkResult::Child => {
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             // Still single-threaded: the only moment a user namespace can be changed.
@@ -132,12 +197,50 @@ pub fn start_proxy(
     }
 }
 
+/// Bind one mapping's listener: its host port, any free one (port 0), or the first free one of
+/// its range. Returns the listener and the port it holds.
+fn bind(p: &PortMapping) -> Result<(Listener, u16)> {
+    let try_port = |port| {
+        let addr = SocketAddr::new(p.host_ip, port);
+        let l = match p.proto {
+            Proto::Tcp => TcpListener::bind(addr).map(Listener::Tcp),
+            Proto::Udp => UdpSocket::bind(addr).map(Listener::Udp),
+        };
+        l.and_then(|l| Ok((l.local_port()?, l)))
+            .map(|(port, l)| (l, port))
+            .map_err(|cause| PortError::Bind { addr, cause })
+    };
+    let Some(last) = p.host_port_end else {
+        return try_port(p.host_port);
+    };
+    for port in p.host_port..=last {
+        match try_port(port) {
+            Err(PortError::Bind { cause, .. }) if cause.kind() == std::io::ErrorKind::AddrInUse => {
+            }
+            r => return r,
+        }
+    }
+    Err(PortError::RangeInUse {
+        ip: p.host_ip,
+        first: p.host_port,
+        last,
+    })
+}
+
 enum Listener {
     Tcp(TcpListener),
     Udp(UdpSocket),
 }
 
 impl Listener {
+    fn local_port(&self) -> std::io::Result<u16> {
+        match self {
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Udp(s) => s.local_addr(),
+        }
+        .map(|a| a.port())
+    }
+
     fn raw_fd(&self) -> i32 {
         match self {
             Listener::Tcp(l) => l.as_raw_fd(),
@@ -238,19 +341,129 @@ pub fn stop_proxy(pid: i32) {
 mod tests {
     use super::*;
 
+    fn one(s: &str) -> PortMapping {
+        let v = PortMapping::parse(s).unwrap();
+        assert_eq!(v.len(), 1, "{s}: {v:?}");
+        v.into_iter().next().unwrap()
+    }
+
     #[test]
     fn port_mappings_parse_like_docker() {
-        let p = PortMapping::parse("8080:80").unwrap();
+        let p = one("8080:80");
         assert_eq!(p.host_ip.to_string(), "0.0.0.0");
         assert_eq!(
-            (p.host_port, p.container_port, p.proto),
-            (8080, 80, Proto::Tcp)
+            (p.host_port, p.host_port_end, p.container_port, p.proto),
+            (8080, None, 80, Proto::Tcp)
         );
-        let p = PortMapping::parse("127.0.0.1:5353:53/udp").unwrap();
+        let p = one("127.0.0.1:5353:53/udp");
         assert_eq!(p.host_ip.to_string(), "127.0.0.1");
         assert_eq!(p.proto, Proto::Udp);
-        for bad in ["80", "0:80", "a:80", "80:80/sctp", "x:1:2", "70000:1"] {
+        let p = one("[::1]:8080:80");
+        assert_eq!(p.host_ip.to_string(), "::1");
+        for bad in [
+            "0:80",
+            "a:80",
+            "80:80/sctp",
+            "x:1:2",
+            "70000:1",
+            ":80",
+            "0",
+            "::80",
+            "80-",
+            "81-80",
+            "1:2:3:4",
+        ] {
             assert!(PortMapping::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_container_port_alone_gets_a_random_host_port() {
+        let p = one("80");
+        assert_eq!(p.host_ip.to_string(), "0.0.0.0");
+        assert_eq!((p.host_port, p.container_port), (0, 80));
+        let p = one("53/udp");
+        assert_eq!(
+            (p.host_port, p.container_port, p.proto),
+            (0, 53, Proto::Udp)
+        );
+        let p = one("127.0.0.1::80");
+        assert_eq!(p.host_ip.to_string(), "127.0.0.1");
+        assert_eq!(
+            (p.host_port, p.host_port_end, p.container_port),
+            (0, None, 80)
+        );
+        let p = one("[::1]::80/tcp");
+        assert_eq!((p.host_ip.to_string(), p.host_port), ("::1".into(), 0));
+        let v = PortMapping::parse("80-82").unwrap();
+        assert_eq!(
+            v.iter()
+                .map(|p| (p.host_port, p.container_port))
+                .collect::<Vec<_>>(),
+            [(0, 80), (0, 81), (0, 82)]
+        );
+    }
+
+    #[test]
+    fn host_port_ranges_map_to_one_port_or_one_to_one() {
+        let p = one("8000-8010:80");
+        assert_eq!(
+            (p.host_port, p.host_port_end, p.container_port),
+            (8000, Some(8010), 80)
+        );
+        let p = one("127.0.0.1:8000-8000:80/udp");
+        assert_eq!((p.host_port, p.host_port_end), (8000, None));
+        let v = PortMapping::parse("127.0.0.1:8000-8001:80-81").unwrap();
+        assert_eq!(
+            v.iter()
+                .map(|p| (p.host_port, p.host_port_end, p.container_port))
+                .collect::<Vec<_>>(),
+            [(8000, None, 80), (8001, None, 81)]
+        );
+        assert!(v.iter().all(|p| p.host_ip.to_string() == "127.0.0.1"));
+        for bad in ["8000-8002:80-81", "8000:80-81"] {
+            assert!(
+                matches!(PortMapping::parse(bad), Err(PortError::Ranges(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn binding_resolves_random_and_ranged_host_ports() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let any = PortMapping {
+            host_ip: lo,
+            host_port: 0,
+            host_port_end: None,
+            container_port: 80,
+            proto: Proto::Tcp,
+        };
+        let (l, port) = bind(&any).unwrap();
+        assert_ne!(port, 0);
+        assert_eq!(l.local_port().unwrap(), port);
+        // A range whose first port is taken: the next one.
+        let held = TcpListener::bind((lo, 0)).unwrap();
+        let first = held.local_addr().unwrap().port();
+        let Some(last) = first.checked_add(20) else {
+            return;
+        };
+        let ranged = PortMapping {
+            host_port: first,
+            host_port_end: Some(last),
+            ..any.clone()
+        };
+        let (_l2, got) = bind(&ranged).unwrap();
+        assert!(
+            got > first && got <= last,
+            "{got} not in {first}+1..={last}"
+        );
+        // A range with every port taken.
+        let full = PortMapping {
+            host_port: first,
+            host_port_end: Some(first),
+            ..any
+        };
+        assert!(matches!(bind(&full), Err(PortError::RangeInUse { .. })));
     }
 }

@@ -293,7 +293,14 @@ fn supervise_in(
             network: spec.network,
             ports: spec.ports.clone(),
         }) {
-            Ok(a) => a,
+            Ok(g) => {
+                if let Some(hook) = &spec.on_published
+                    && !g.ports.is_empty()
+                {
+                    (hook.0)(&g.ports);
+                }
+                g.address
+            }
             Err(e) => {
                 kill_and_reap(pid);
                 restore(&old_mask);

@@ -41,6 +41,9 @@ pub struct SandboxSpec {
     pub network: NetworkMode,
     /// Published ports (bridge mode only).
     pub ports: Vec<super::ports::PortMapping>,
+    /// Told the published ports as bound (random host ports resolved) once the host side has
+    /// bound them, before the command starts; the caller records them.
+    pub on_published: Option<PublishedHook>,
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
     pub limits: Limits,
@@ -53,6 +56,19 @@ pub struct SandboxSpec {
     /// Without it the command itself is pid 1.
     pub init: bool,
     pub userns: UsernsMode,
+}
+
+/// See [`SandboxSpec::on_published`]. Runs in the supervisor, which may be a forked copy of
+/// the caller: it must record what it is told somewhere other processes see (a file).
+#[derive(Clone)]
+pub struct PublishedHook(pub std::sync::Arc<PublishedFn>);
+
+pub type PublishedFn = dyn Fn(&[super::ports::PortMapping]) + Send + Sync;
+
+impl std::fmt::Debug for PublishedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishedHook")
+    }
 }
 
 /// Where the container's `/` comes from.
@@ -215,6 +231,7 @@ impl SandboxSpec {
             hostname: None,
             network: NetworkMode::None,
             ports: Vec::new(),
+            on_published: None,
             mounts: Vec::new(),
             read_only: false,
             limits: Limits::default(),
