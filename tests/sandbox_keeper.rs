@@ -1,6 +1,6 @@
 //! Rootless commands join one long-lived user namespace, the keeper's, instead of making one
 //! with newuidmap/newgidmap every time; a change of the user's subordinate ranges, or
-//! `box system migrate`, replaces it.
+//! `box system migrate`, replaces it (and stops the pasta serving its network namespace).
 
 mod common;
 mod sandbox_common;
@@ -92,8 +92,22 @@ fn rootless_runs_share_the_keepers_namespace_until_the_ranges_change_or_migrate(
     assert_ne!(k1, k2);
     wait_gone(&k1, "the old keeper");
 
-    // `box system migrate` stops it.
+    // A bridged run connects the keeper's network namespace with pasta (if installed).
+    common::users::open_tun();
+    let o = who.run(&["--rootfs", r, "--network", "bridge", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let net_state = format!("/tmp/boxkit-{}/net/user-mode-net", u.uid);
+    let helper = std::fs::read_to_string(&net_state)
+        .unwrap_or_default()
+        .split_whitespace()
+        .nth(1)
+        .map(String::from)
+        .expect("the user-mode network helper is recorded");
+    assert!(alive(&helper));
+
+    // `box system migrate` stops the keeper and its pasta.
     migrate();
     assert_eq!(keeper(), "");
     wait_gone(&k2, "the keeper after migrate");
+    wait_gone(&helper, "the keeper's pasta after migrate");
 }

@@ -18,7 +18,8 @@
 //! in it, and each rootless bridge container gets a veth pair into it — so rootless containers
 //! reach each other by address, as rootful ones do, and a run does not pay for starting pasta.
 //!
-//! `box system migrate` (podman's name) stops the keeper; pasta exits with its namespace.
+//! `box system migrate` (podman's name) stops the keeper and the pasta serving its namespace
+//! (which does not notice on its own); so does replacing a stale keeper.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -171,6 +172,8 @@ pub fn ensure(maps: &IdMaps) -> Result<Keeper> {
         // Stale maps (the subordinate ranges changed): the old one goes.
         unsafe { libc::kill(old, libc::SIGKILL) };
     }
+    // Whatever served the old keeper's network (it may have died some other way) goes too.
+    super::network::stop_user_mode_net(&dir);
     let pid = spawn(maps)?;
     let tmp = dir.join(format!("{PID_FILE}.{pid}"));
     std::fs::write(&tmp, format!("{pid}\n"))
@@ -265,11 +268,12 @@ fn keep() -> ! {
     }
 }
 
-/// Stop the caller's keeper (and with it the rootless network: pasta exits with the
-/// namespace). Returns whether one was running.
+/// Stop the caller's keeper and the pasta (or slirp4netns) serving its network namespace.
+/// Returns whether a keeper was running.
 pub fn stop() -> Result<bool> {
     let dir = runtime_dir()?;
     let _lock = lock(&dir)?;
+    super::network::stop_user_mode_net(&dir);
     let Some(pid) = recorded_pid(&dir) else {
         return Ok(false);
     };

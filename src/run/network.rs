@@ -407,6 +407,33 @@ pub fn attach_rootless_bridge(keeper: i32, pid: i32) -> Result<(Attachment, Addr
     }
 }
 
+/// The state file naming the keeper network namespace's inode and its pasta/slirp4netns pid.
+const USER_MODE_NET: &str = "user-mode-net";
+
+/// Stop the user-mode network helper recorded under `run_dir/net/` when it is still the
+/// caller's pasta or slirp4netns. The keeper calls it when it is stopped or replaced: pasta
+/// (Debian 12's) does not notice that the process holding its namespace exited.
+pub fn stop_user_mode_net(run_dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let state = run_dir.join("net").join(USER_MODE_NET);
+    let pid = std::fs::read_to_string(&state)
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<i32>().ok());
+    let _ = std::fs::remove_file(&state);
+    let Some(pid) = pid.filter(|p| *p > 0) else {
+        return;
+    };
+    let ours = std::fs::metadata(format!("/proc/{pid}"))
+        .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw());
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let helper = ["pasta", "passt", "slirp4netns"]
+        .iter()
+        .any(|n| comm.starts_with(n));
+    if ours && helper {
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
 /// The keeper's network namespace connected to the host by pasta (else slirp4netns), once
 /// per namespace: a state file records which namespace (by inode) and which helper pid.
 fn ensure_user_mode_net(dir: &Path, keeper: i32) -> Result<()> {
@@ -418,7 +445,7 @@ fn ensure_user_mode_net(dir: &Path, keeper: i32) -> Result<()> {
             path: netns.clone().into(),
             cause,
         })?;
-    let state = dir.join("user-mode-net");
+    let state = dir.join(USER_MODE_NET);
     if let Some((i, p)) = std::fs::read_to_string(&state).ok().and_then(|s| {
         let mut w = s.split_whitespace();
         Some((w.next()?.parse::<u64>().ok()?, w.next()?.to_string()))
