@@ -18,7 +18,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::{SigmaskHow, sigprocmask};
 use nix::sys::wait::waitpid;
 
 use super::{ContainerError, Result, State};
@@ -133,29 +133,11 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
         unsafe { libc::dup2(f.as_raw_fd(), 0) };
     }
     let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
-    let tty_sock = if o.tty {
-        Some(
-            nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::SeqPacket,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(sys("socketpair"))?,
-        )
-    } else {
-        None
-    };
+    let tty_sock = process::pty_channel(o.tty).map_err(sys("socketpair"))?;
     join_cgroups(pid, !st.limits.is_empty())?;
     join_namespaces(pid)?;
 
-    let mut fwd = SigSet::empty();
-    for s in process::FORWARDED {
-        fwd.add(s);
-    }
-    fwd.add(Signal::SIGCHLD);
-    let mut old = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&fwd), Some(&mut old)).map_err(sys("sigprocmask"))?;
+    let (fwd, old) = process::block_forwarded().map_err(sys("sigprocmask"))?;
 
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
     let child = match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {

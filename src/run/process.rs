@@ -190,30 +190,8 @@ fn supervise_in(
     };
 
     let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
-    // The pty is made inside the container's own devpts (so `tty` names a path that exists
-    // there) and its master handed back over this socket.
-    let tty_sock = if spec.tty {
-        Some(
-            nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::SeqPacket,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(sys("socketpair"))?,
-        )
-    } else {
-        None
-    };
-
-    let mut fwd = SigSet::empty();
-    for s in FORWARDED {
-        fwd.add(s);
-    }
-    fwd.add(Signal::SIGCHLD);
-    let mut old_mask = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&fwd), Some(&mut old_mask))
-        .map_err(sys("sigprocmask"))?;
+    let tty_sock = pty_channel(spec.tty).map_err(sys("socketpair"))?;
+    let (fwd, old_mask) = block_forwarded().map_err(sys("sigprocmask"))?;
     let restore = |m: &SigSet| {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(m), None);
     };
@@ -336,6 +314,38 @@ fn supervise_in(
     }
     restore(&old_mask);
     status
+}
+
+/// With `tty`, the socket pair over which the container sends back its pty master: the pty is
+/// made inside the container's own devpts (so `tty` names a path that exists there).
+pub(crate) fn pty_channel(tty: bool) -> nix::Result<Option<(OwnedFd, OwnedFd)>> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    if !tty {
+        return Ok(None);
+    }
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map(Some)
+}
+
+/// The signals passed on to the container ([`FORWARDED`]) plus SIGCHLD.
+fn forwarded_set() -> SigSet {
+    let mut set: SigSet = FORWARDED.into_iter().collect();
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Block the signals [`wait_loop`] forwards (and SIGCHLD) so it can read them from a signalfd.
+/// Returns that set and the mask to restore.
+pub(crate) fn block_forwarded() -> nix::Result<(SigSet, SigSet)> {
+    let fwd = forwarded_set();
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&fwd), Some(&mut old))?;
+    Ok((fwd, old))
 }
 
 /// The window size of the terminal on `fd`.
@@ -826,11 +836,7 @@ pub(crate) fn exec_searching_path(argv: &[CString], env: &[CString], who: &str) 
 
 /// `--init`: stay pid 1, reap every child, forward signals to the command, exit with its code.
 fn init_loop(child: Pid) -> i32 {
-    let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(s);
-    }
-    set.add(Signal::SIGCHLD);
+    let set = forwarded_set();
     loop {
         let Ok(sig) = set.wait() else { continue };
         if sig != Signal::SIGCHLD {
