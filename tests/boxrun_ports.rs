@@ -79,11 +79,7 @@ fn a_server_in_the_container_answers_on_the_published_localhost_port() {
         );
         assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
         // The port is released with the container.
-        let end = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            assert!(Instant::now() < end, "port {port} still open after rm");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        await_closed(port);
     }
 }
 
@@ -125,6 +121,15 @@ fn publishing_needs_bridge_and_a_valid_free_port() {
 }
 
 /// Wait for the container's httpd to serve `marker` on 127.0.0.1:`port`.
+/// Wait (up to 10 s) until nothing listens on 127.0.0.1:`port` any more.
+fn await_closed(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < end, "port {port} still open after rm");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn await_body(port: u16, marker: &str) {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
@@ -198,11 +203,7 @@ fn a_container_port_alone_is_published_on_a_random_host_port() {
         assert_ne!(o.status.code(), Some(0));
         assert!(stderr(&o).contains("81/udp"), "{}", stderr(&o));
         assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
-        let end = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            assert!(Instant::now() < end, "port {port} still open after rm");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        await_closed(port);
     }
 }
 
