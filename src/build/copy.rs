@@ -175,17 +175,7 @@ pub fn select(root: &Path, pattern: &str, filter: &Filter) -> Result<Vec<String>
         filter: &Filter,
         out: &mut Vec<String>,
     ) {
-        let dir = root.join(rel);
-        let Ok(rd) = fs::read_dir(&dir) else { return };
-        let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
-        names.sort();
-        for n in names {
-            let n = n.to_string_lossy();
-            let r = if rel.is_empty() {
-                n.to_string()
-            } else {
-                format!("{rel}/{n}")
-            };
+        for r in sorted_children(root, rel) {
             let is_dir = fs::symlink_metadata(root.join(&r)).is_ok_and(|m| m.is_dir());
             if m.matches(&r, is_dir) {
                 if !filter.skipped(&r, "", is_dir) {
@@ -203,23 +193,33 @@ pub fn select(root: &Path, pattern: &str, filter: &Filter) -> Result<Vec<String>
     Ok(out)
 }
 
+/// The entries of directory `root/rel`, sorted by name, as paths relative to `root`
+/// (none when it cannot be read).
+fn sorted_children(root: &Path, rel: &str) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(root.join(rel)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    names
+        .iter()
+        .map(|n| {
+            let n = n.to_string_lossy();
+            if rel.is_empty() {
+                n.to_string()
+            } else {
+                format!("{rel}/{n}")
+            }
+        })
+        .collect()
+}
+
 /// Every entry a selected source contributes (itself and, for a directory, what is below it,
 /// filtered), as paths relative to the root, in walk order.
 pub fn entries(root: &Path, rel: &str, filter: &Filter) -> Vec<String> {
     let mut out = vec![rel.to_string()];
     fn walk(root: &Path, rel: &str, base: &str, filter: &Filter, out: &mut Vec<String>) {
-        let Ok(rd) = fs::read_dir(root.join(rel)) else {
-            return;
-        };
-        let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
-        names.sort();
-        for n in names {
-            let n = n.to_string_lossy();
-            let r = if rel.is_empty() {
-                n.to_string()
-            } else {
-                format!("{rel}/{n}")
-            };
+        for r in sorted_children(root, rel) {
             let Ok(m) = fs::symlink_metadata(root.join(&r)) else {
                 continue;
             };
