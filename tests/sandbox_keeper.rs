@@ -5,6 +5,8 @@
 mod common;
 mod sandbox_common;
 
+use std::os::unix::fs::PermissionsExt;
+
 use common::users;
 use sandbox_common::{Who, busybox_rootfs, stderr, stdout};
 
@@ -110,4 +112,50 @@ fn rootless_runs_share_the_keepers_namespace_until_the_ranges_change_or_migrate(
     assert_eq!(keeper(), "");
     wait_gone(&k2, "the keeper after migrate");
     wait_gone(&helper, "the keeper's pasta after migrate");
+
+    // Without pasta or slirp4netns on PATH, a bridged run fails and says what to install.
+    let bin = sandbox_common::open_tempdir();
+    for t in ["newuidmap", "newgidmap"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{t}"), bin.path().join(t)).unwrap();
+    }
+    let o = std::process::Command::new("setpriv")
+        .args([
+            format!("--reuid={}", u.uid),
+            format!("--regid={}", u.gid),
+            "--init-groups".into(),
+            "--reset-env".into(),
+            "--".into(),
+            "/usr/bin/env".into(),
+            format!("PATH={}", bin.path().display()),
+        ])
+        .arg(common::bin("box"))
+        .args([
+            "sandbox-run",
+            "--rootfs",
+            r,
+            "--network",
+            "bridge",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs pasta"), "{}", stderr(&o));
+    migrate();
+
+    // A runtime directory others could write is refused with a clear warning; the command
+    // still runs, in a user namespace of its own.
+    let run_dir = format!("/tmp/boxkit-{}", u.uid);
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = who.run(&["--rootfs", r, "--network", "none", "--", "true"]);
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("must be a directory owned by uid")
+            && stderr(&o).contains("of this command's own"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(keeper(), "", "no keeper from an unsafe runtime directory");
 }
