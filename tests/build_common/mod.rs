@@ -170,16 +170,30 @@ impl Env {
     }
 
     pub fn build_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command("boxbuild", env);
+        c.args(args).arg(self.ctx());
+        c.output().unwrap()
+    }
+
+    /// `BIN --root STORE ARGS…` (box, boxbuild or boxrun) as the Env's user, through the
+    /// registry mirror when there is one.
+    pub fn cmd(&self, bin: &str, args: &[&str]) -> Output {
+        let mut c = self.command(bin, &[]);
+        c.args(args);
+        c.output().unwrap()
+    }
+
+    fn command(&self, bin: &str, env: &[(&str, &str)]) -> Command {
         let conf = self.dir.path().join("registries.conf");
         let conf = conf.to_string_lossy().into_owned();
         let mut env = env.to_vec();
         if self.registry.is_some() {
             env.push(("BOX_REGISTRIES_CONF", conf.as_str()));
         }
-        let mut c = self.who.command(&common::bin("boxbuild"), &env);
-        c.arg("--root").arg(self.store()).args(args).arg(self.ctx());
+        let mut c = self.who.command(&common::bin(bin), &env);
+        c.arg("--root").arg(self.store());
         c.current_dir(self.dir.path());
-        c.output().unwrap()
+        c
     }
 
     /// Build and assert success; returns stderr.

@@ -1,0 +1,1 @@
+//! umoci/containerd extraction: traversal, symlink and hardlink escapes, whiteouts of `..`.

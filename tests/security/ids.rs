@@ -1,0 +1,1 @@
+//! Ids outside the container range: layers, COPY --chown, USER, -u (issue item 1).

@@ -1,0 +1,1 @@
+//! CVE-2022-29162: inheritable capabilities.

@@ -1,0 +1,1 @@
+//! The default seccomp profile and --security-opt seccomp=… (issue item 4).

@@ -1,0 +1,1 @@
+//! Volume copy-up racing a container that shares the volume (issue item 7).
