@@ -351,6 +351,8 @@ fn box_subcommand(args: &[String]) -> Option<&str> {
 /// Enter the tool's user namespace when [`needs_userns`] says so. Call first in `main`, while
 /// the process is single-threaded.
 pub fn enter_userns_if_needed(prog: &str) {
+    // A confined extraction worker is this binary re-executed: it serves and exits here.
+    crate::layer::confine::serve_if_requested();
     let args: Vec<String> = std::env::args().collect();
     if needs_userns(prog, &args) {
         if is_detached_run(prog, &args) {

@@ -10,7 +10,8 @@ use crate::build_common::{Env, Who};
 use crate::common::{self, users};
 
 /// Build the image described by `spec` (see tests/fixtures/images/hostile.py) and push it to
-/// the Env's registry as `name:latest`; returns the name to pull (`REGISTRY/name`).
+/// the Env's registry (the docker.io mirror) as `library/NAME:latest`; returns NAME, which
+/// boxkit resolves to `docker.io/library/NAME:latest` through the mirror, as a user would.
 pub fn hostile_image(env: &Env, name: &str, spec: serde_json::Value) -> String {
     let reg = env.registry.as_ref().expect("Env::with_registry");
     let out = tempfile::tempdir().unwrap();
@@ -26,9 +27,28 @@ pub fn hostile_image(env: &Env, name: &str, spec: serde_json::Value) -> String {
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success(), "hostile.py failed");
     let src = format!("oci:{}:latest", layout.display());
-    let dest = reg.docker_ref(name);
+    let dest = reg.docker_ref(&format!("library/{name}:latest"));
     common::fixtures::skopeo(&["copy", "-q", "--dest-tls-verify=false", &src, &dest]);
-    reg.image(name)
+    name.to_string()
+}
+
+/// The first id outside the container range of `who` (in the tool's namespace numbering):
+/// root's containers hold 0…65535; a user with a subordinate range holds its own uid as 0 and
+/// the 65536 ids of its range as 1…65536.
+pub fn first_foreign_id(who: &Who) -> u32 {
+    match who {
+        Who::Root => 65536,
+        Who::User(_) => 65537,
+    }
+}
+
+/// Assert that `o` failed, with every one of `needles` in its stderr.
+pub fn assert_failed_with(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected a failure, got success; stderr:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
 }
 
 /// A host file and directory whose stat and content must survive the test unchanged.
@@ -99,6 +119,17 @@ impl Canary {
     }
 }
 
+/// The first /etc/subuid range of `name`, as boxkit reads it.
+fn subuid_range(name: &str) -> Option<(u32, u32)> {
+    std::fs::read_to_string("/etc/subuid")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == name).then(|| Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?)))?
+        })
+}
+
 /// The host ids container ids map to, for `who`: root's subordinate range, or the user's own
 /// id plus its range.
 pub fn container_host_ids(who: &Who) -> Vec<std::ops::Range<u32>> {
@@ -108,12 +139,11 @@ pub fn container_host_ids(who: &Who) -> Vec<std::ops::Range<u32>> {
             vec![s..s + n]
         }
         Who::User(u) => {
-            let (s, n) = (3_000_000, 65536); // users::with_range()
-            if u.name == users::WITH_RANGE {
-                vec![u.uid..u.uid + 1, s..s + n]
-            } else {
-                vec![u.uid..u.uid + 1]
+            let mut v = vec![u.uid..u.uid + 1];
+            if let Some((s, n)) = subuid_range(&u.name) {
+                v.push(s..s + n.min(65536));
             }
+            v
         }
     }
 }
