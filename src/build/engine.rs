@@ -29,6 +29,7 @@ use crate::boxfile::{
     MountType, ParseErrors, RunInstr, SourceKind, StageEnv, dump_instruction,
 };
 use crate::digest::Digest;
+use crate::layer::confine::StreamWriter;
 use crate::image::{Reference, media};
 use crate::registry::{self, PullOptions};
 use crate::run::{self, MountSpec, NetworkMode, RootfsSource, SandboxSpec, UpperDir};
@@ -730,19 +731,15 @@ impl Engine<'_> {
         let work = self.new_layer_dir("workdir-")?;
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(fsview::io_err("create", &tree))?;
-        let dest = Dest {
-            layer: &tree,
-            lowers: &lowers,
-            owner: (0, 0),
-            chmod: None,
-        };
-        let path = dest.resolve(&format!("{dir}/x"));
-        dest.ensure_parents(&path)
-            .map_err(|source| BuildError::Copy {
-                at: at.to_string(),
-                what: "WORKDIR",
-                source,
-            })?;
+        copy::write_tree(&tree, &lowers, (0, 0), None, |dest| {
+            let path = dest.resolve(&format!("{dir}/x"));
+            dest.ensure_parents(&path)
+        })
+        .map_err(|source| BuildError::Copy {
+            at: at.to_string(),
+            what: "WORKDIR",
+            source,
+        })?;
         Ok(Some(fsview::commit_dir(
             self.store,
             &tree,
@@ -954,13 +951,29 @@ impl Engine<'_> {
         let work = self.new_layer_dir("copy-")?;
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(fsview::io_err("create", &tree))?;
-        let dest = Dest {
-            layer: &tree,
-            lowers: &lowers,
-            owner,
-            chmod,
-        };
-        let wd = &sr.out.config.config.working_dir;
+        let wd = sr.out.config.config.working_dir.clone();
+        copy::write_tree(&tree, &lowers, owner, chmod, |dest| {
+            self.fill_copy(dest, c, &root, &filter, &wd, is_add)
+        })
+        .map_err(cerr)?;
+        drop(_mount);
+        Ok(fsview::commit_dir(
+            self.store,
+            &tree,
+            self.opts.source_date_epoch,
+        )?)
+    }
+
+    /// The body of a COPY/ADD: every source into `dest`, by Docker's destination rules.
+    fn fill_copy(
+        &self,
+        dest: &mut Dest<&mut StreamWriter>,
+        c: &CopyInstr,
+        root: &Path,
+        filter: &Filter,
+        wd: &str,
+        is_add: bool,
+    ) -> std::result::Result<(), CopyError> {
         let raw = if c.dest.starts_with('/') {
             c.dest.clone()
         } else {
@@ -1002,7 +1015,7 @@ impl Engine<'_> {
                     true,
                 )),
                 _ => {
-                    for rel in copy::select(&root, &s.path, &filter).map_err(cerr)? {
+                    for rel in copy::select(&root, &s.path, &filter)? {
                         selected.push((rel, false));
                     }
                 }
@@ -1013,7 +1026,7 @@ impl Engine<'_> {
         let parents = c.parents == Some(true);
         let into_dir = dir_hint || multiple || parents || dest.is_dir(&d);
         if multiple && !dir_hint && !dest.is_dir(&d) {
-            return Err(cerr(CopyError::DestNotDir));
+            return Err(CopyError::DestNotDir);
         }
         let join = |name: &str| {
             if d == "/" {
@@ -1029,11 +1042,11 @@ impl Engine<'_> {
                     .heredocs
                     .iter()
                     .find(|h| h.name == name)
-                    .ok_or_else(|| cerr(CopyError::NoHeredoc(name.to_string())))?;
+                    .ok_or_else(|| CopyError::NoHeredoc(name.to_string()))?;
                 let target = if into_dir { join(name) } else { d.clone() };
-                dest.ensure_parents(&target).map_err(cerr)?;
+                dest.ensure_parents(&target)?;
                 dest.write_content(&target, h.content.as_bytes())
-                    .map_err(cerr)?;
+                    ?;
                 continue;
             }
             if let Some(i) = rel.strip_prefix("git:") {
@@ -1048,37 +1061,30 @@ impl Engine<'_> {
                 };
                 let sub = copy::scoped(co.dir.path(), &co.subdir);
                 dest.copy_tree(co.dir.path(), &sub, &d, &filter)
-                    .map_err(cerr)?;
+                    ?;
                 continue;
             }
             if let Some(i) = rel.strip_prefix("url:") {
                 // A download: 0600 unless --chmod, named after the URL path (Docker's rule).
                 let dl = &self.downloads[i.parse::<usize>().expect("download index")];
                 let target = if into_dir { join(&dl.name) } else { d.clone() };
-                let meta = fs::metadata(&dl.path).map_err(|e| {
-                    cerr(CopyError::Io {
-                        op: "stat",
-                        path: dl.path.clone(),
-                        source: e,
-                    })
+                let meta = fs::metadata(&dl.path).map_err(|e| CopyError::Io {
+                    op: "stat",
+                    path: dl.path.clone(),
+                    source: e,
                 })?;
-                let url_dest = Dest {
-                    layer: dest.layer,
-                    lowers: dest.lowers,
-                    owner: dest.owner,
-                    chmod: Some(chmod.unwrap_or(0o600)),
-                };
-                url_dest.ensure_parents(&target).map_err(cerr)?;
-                url_dest
-                    .copy_entry(&dl.path, &meta, &target)
-                    .map_err(cerr)?;
+                let chmod = dest.chmod;
+                dest.chmod = Some(chmod.unwrap_or(0o600));
+                dest.ensure_parents(&target)?;
+                dest.copy_entry(&dl.path, &meta, &target)?;
+                dest.chmod = chmod;
                 continue;
             }
             // Read through symlinks only inside the source tree (see copy::scoped).
             let resolved = copy::scoped(&root, &rel);
             let src = root.join(&resolved);
             let meta = fs::symlink_metadata(&src).map_err(|e| {
-                cerr(if e.kind() == std::io::ErrorKind::NotFound {
+                if e.kind() == std::io::ErrorKind::NotFound {
                     CopyError::NotFound(rel.clone())
                 } else {
                     CopyError::Io {
@@ -1086,7 +1092,7 @@ impl Engine<'_> {
                         path: src.clone(),
                         source: e,
                     }
-                })
+                }
             })?;
             if meta.is_dir() {
                 let to = if parents && !rel.is_empty() {
@@ -1095,10 +1101,10 @@ impl Engine<'_> {
                     d.clone()
                 };
                 dest.copy_tree(&root, &resolved, &to, &filter)
-                    .map_err(cerr)?;
+                    ?;
                 continue;
             }
-            if is_add && meta.is_file() && dest.extract_archive(&src, &d).map_err(cerr)? {
+            if is_add && meta.is_file() && dest.extract_archive(&src, &d)? {
                 continue;
             }
             let base = Path::new(&rel)
@@ -1112,15 +1118,10 @@ impl Engine<'_> {
             } else {
                 d.clone()
             };
-            dest.ensure_parents(&target).map_err(cerr)?;
-            dest.copy_entry(&src, &meta, &target).map_err(cerr)?;
+            dest.ensure_parents(&target)?;
+            dest.copy_entry(&src, &meta, &target)?;
         }
-        drop(_mount);
-        Ok(fsview::commit_dir(
-            self.store,
-            &tree,
-            self.opts.source_date_epoch,
-        )?)
+        Ok(())
     }
 
     fn exec_run(
@@ -1362,22 +1363,18 @@ impl Engine<'_> {
                     let copy = work.path().join(format!("bind-{}", run::spec::random_id()));
                     fs::create_dir(&copy).map_err(fsview::io_err("create", &copy))?;
                     let none = Lowers::default();
-                    let dest = Dest {
-                        layer: &copy,
-                        lowers: &none,
-                        owner: (0, 0),
-                        chmod: None,
-                    };
                     let filter = Filter {
                         ignore: from_context.then_some(&self.ignore),
                         excludes: None,
                     };
                     let meta = fs::metadata(&source).map_err(fsview::io_err("stat", &source))?;
-                    let r = if meta.is_dir() {
-                        dest.copy_tree(&root, &rel, "/tree", &filter)
-                    } else {
-                        dest.copy_entry(&source, &meta, "/tree")
-                    };
+                    let r = copy::write_tree(&copy, &none, (0, 0), None, |dest| {
+                        if meta.is_dir() {
+                            dest.copy_tree(&root, &rel, "/tree", &filter)
+                        } else {
+                            dest.copy_entry(&source, &meta, "/tree")
+                        }
+                    });
                     r.map_err(|source| BuildError::Copy {
                         at: at.to_string(),
                         what: "RUN --mount=type=bind",
