@@ -343,7 +343,11 @@ pub fn write_tree(
             gid: owner.1,
         });
     }
-    policy.check_ids(&format!("--chown {}:{}", owner.0, owner.1), owner.0, owner.1)?;
+    policy.check_ids(
+        &format!("--chown {}:{}", owner.0, owner.1),
+        owner.0,
+        owner.1,
+    )?;
     let dir = fs::File::options()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
@@ -714,10 +718,14 @@ impl<'a, W: Write> Dest<'a, W> {
             }
             // Later destinations of this COPY resolve through what the archive holds.
             let rel = String::from_utf8_lossy(&path);
-            let rel = clean(&format!("/{rel}")).trim_start_matches('/').to_string();
+            let rel = clean(&format!("/{rel}"))
+                .trim_start_matches('/')
+                .to_string();
             let w = match (kind, link) {
                 (EntryType::Directory, _) => Written::Dir,
-                (EntryType::Symlink, Some(t)) => Written::Symlink(String::from_utf8_lossy(&t).into()),
+                (EntryType::Symlink, Some(t)) => {
+                    Written::Symlink(String::from_utf8_lossy(&t).into())
+                }
                 _ => Written::File,
             };
             self.written.insert(rel, w);
@@ -789,19 +797,20 @@ mod tests {
         fs::create_dir_all(lower.join("usr/bin")).unwrap();
         std::os::unix::fs::symlink("usr/bin", lower.join("bin")).unwrap();
         std::os::unix::fs::symlink("/usr/bin", lower.join("abs")).unwrap();
-        let layer = t.path().join("layer");
-        fs::create_dir(&layer).unwrap();
         let l = Lowers::new(vec![lower]);
-        let d = Dest {
-            layer: &layer,
-            lowers: &l,
-            owner: (0, 0),
-            chmod: None,
-        };
+        let mut d = Dest::new(Vec::new(), &l, (0, 0), None);
         assert_eq!(d.resolve("/bin/tool"), "/usr/bin/tool");
         assert_eq!(d.resolve("/abs/tool"), "/usr/bin/tool");
         assert_eq!(d.resolve("/bin"), "/bin");
         assert!(d.is_dir("/usr/bin") && !d.is_dir("/bin"));
+        // What this COPY wrote itself counts before the image: a symlink it made is followed,
+        // a directory it made is one.
+        let m = fs::symlink_metadata(t.path().join("lower/bin")).unwrap();
+        d.copy_entry(&t.path().join("lower/bin"), &m, "/opt/link")
+            .unwrap();
+        assert_eq!(d.resolve("/opt/link/tool"), "/opt/usr/bin/tool");
+        d.ensure_parents("/new/dir/x").unwrap();
+        assert!(d.is_dir("/new/dir"));
     }
 
     #[test]

@@ -29,8 +29,8 @@ use crate::boxfile::{
     MountType, ParseErrors, RunInstr, SourceKind, StageEnv, dump_instruction,
 };
 use crate::digest::Digest;
-use crate::layer::confine::StreamWriter;
 use crate::image::{Reference, media};
+use crate::layer::confine::StreamWriter;
 use crate::registry::{self, PullOptions};
 use crate::run::{self, MountSpec, NetworkMode, RootfsSource, SandboxSpec, UpperDir};
 use crate::store::index::Descriptor;
@@ -1015,7 +1015,7 @@ impl Engine<'_> {
                     true,
                 )),
                 _ => {
-                    for rel in copy::select(&root, &s.path, &filter)? {
+                    for rel in copy::select(root, &s.path, filter)? {
                         selected.push((rel, false));
                     }
                 }
@@ -1045,8 +1045,7 @@ impl Engine<'_> {
                     .ok_or_else(|| CopyError::NoHeredoc(name.to_string()))?;
                 let target = if into_dir { join(name) } else { d.clone() };
                 dest.ensure_parents(&target)?;
-                dest.write_content(&target, h.content.as_bytes())
-                    ?;
+                dest.write_content(&target, h.content.as_bytes())?;
                 continue;
             }
             if let Some(i) = rel.strip_prefix("git:") {
@@ -1060,8 +1059,7 @@ impl Engine<'_> {
                     excludes: None,
                 };
                 let sub = copy::scoped(co.dir.path(), &co.subdir);
-                dest.copy_tree(co.dir.path(), &sub, &d, &filter)
-                    ?;
+                dest.copy_tree(co.dir.path(), &sub, &d, &filter)?;
                 continue;
             }
             if let Some(i) = rel.strip_prefix("url:") {
@@ -1081,7 +1079,7 @@ impl Engine<'_> {
                 continue;
             }
             // Read through symlinks only inside the source tree (see copy::scoped).
-            let resolved = copy::scoped(&root, &rel);
+            let resolved = copy::scoped(root, &rel);
             let src = root.join(&resolved);
             let meta = fs::symlink_metadata(&src).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -1100,8 +1098,7 @@ impl Engine<'_> {
                 } else {
                     d.clone()
                 };
-                dest.copy_tree(&root, &resolved, &to, &filter)
-                    ?;
+                dest.copy_tree(root, &resolved, &to, filter)?;
                 continue;
             }
             if is_add && meta.is_file() && dest.extract_archive(&src, &d)? {

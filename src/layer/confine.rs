@@ -75,7 +75,8 @@ impl ContentPolicy {
     /// Whether `uid`/`gid` may own image content; an id outside the range is an error that
     /// names `what`, before anything is created.
     pub fn check_ids(&self, what: &str, uid: u32, gid: u32) -> Result<(), ExtractError> {
-        if self.ownership == super::Ownership::Preserve && (uid >= self.max_id || gid >= self.max_id)
+        if self.ownership == super::Ownership::Preserve
+            && (uid >= self.max_id || gid >= self.max_id)
         {
             return Err(ExtractError::IdOutOfRange {
                 entry: what.to_string(),
@@ -164,13 +165,13 @@ pub fn extract_stream<E: From<ExtractError>>(
         pipe: File::from(w),
         broken: false,
     };
-    let finish = |produced: Result<(), E>, broken: bool, extracted: Result<ExtractReport, _>| {
-        match (produced, extracted) {
-            (Err(e), _) if !broken => Err(e),
-            (_, Err(x)) => Err(E::from(x)),
-            (Err(e), Ok(_)) => Err(e),
-            (Ok(()), Ok(report)) => Ok(report),
-        }
+    let finish = |produced: Result<(), E>, broken: bool, extracted: Result<ExtractReport, _>| match (
+        produced, extracted,
+    ) {
+        (Err(e), _) if !broken => Err(e),
+        (_, Err(x)) => Err(E::from(x)),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(()), Ok(report)) => Ok(report),
     };
     match how {
         Confinement::InProcess => std::thread::scope(|s| {
@@ -304,8 +305,8 @@ impl Worker {
 
     fn finish(mut self) -> Result<ExtractReport, ExtractError> {
         let mut buf = vec![0u8; 1 << 20];
-        let n = nix::sys::socket::recv(self.sock.as_raw_fd(), &mut buf, MsgFlags::empty())
-            .unwrap_or(0);
+        let n =
+            nix::sys::socket::recv(self.sock.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap_or(0);
         let reply: Option<Reply> = serde_json::from_slice(&buf[..n]).ok();
         let status = self.child.wait();
         self.reaped = true;
@@ -315,7 +316,7 @@ impl Worker {
                 entries,
                 warnings,
             }) => Ok(ExtractReport {
-                diff_id: diff_id.parse().map_err(|e| confined(e))?,
+                diff_id: diff_id.parse().map_err(confined)?,
                 entries,
                 warnings,
             }),

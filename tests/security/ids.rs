@@ -9,12 +9,13 @@ use serde_json::json;
 
 use crate::build_common::{Env, Who, stderr};
 use crate::support::{
-    Canary, assert_failed_with, assert_store_owners, box_, boxrun, first_foreign_id,
-    hostile_image,
+    Canary, assert_failed_with, assert_store_owners, box_, boxrun, first_foreign_id, hostile_image,
 };
 
 fn envs() -> Vec<Env> {
-    let Some(root) = Who::root() else { return vec![] };
+    let Some(root) = Who::root() else {
+        return vec![];
+    };
     vec![
         Env::with_registry(root),
         Env::with_registry(Who::with_range().unwrap()),
@@ -43,7 +44,11 @@ fn layer_ids_outside_the_range_are_refused_on_pull_and_run() {
             let o = box_(&env, &["pull", &name]);
             assert_failed_with(
                 &o,
-                &["entry s", &format!("owner {id}:{id}"), "outside the container's id range"],
+                &[
+                    "entry s",
+                    &format!("owner {id}:{id}"),
+                    "outside the container's id range",
+                ],
             );
             let o = boxrun(&env, &["--rm", "--network", "none", &name, "true"]);
             assert_failed_with(&o, &["outside the container's id range"]);
@@ -60,7 +65,19 @@ fn the_last_id_of_the_range_is_stored_inside_the_range() {
         let name = setuid_image(&env, "edge-ids", last);
         let o = box_(&env, &["pull", &name]);
         assert!(o.status.success(), "{}: {}", env.who.label(), stderr(&o));
-        let o = boxrun(&env, &["--rm", "--network", "none", &name, "stat", "-c", "%u:%g %a", "/s"]);
+        let o = boxrun(
+            &env,
+            &[
+                "--rm",
+                "--network",
+                "none",
+                &name,
+                "stat",
+                "-c",
+                "%u:%g %a",
+                "/s",
+            ],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(
             String::from_utf8_lossy(&o.stdout).trim(),
@@ -82,7 +99,11 @@ fn copy_chown_outside_the_range_is_refused() {
         let o = env.build(&["-t", "chown-evil"]);
         assert_failed_with(
             &o,
-            &["--chown", &format!("{id}:{id}"), "outside the container's id range"],
+            &[
+                "--chown",
+                &format!("{id}:{id}"),
+                "outside the container's id range",
+            ],
         );
         // ADD of a plain file too, and a huge id.
         env.boxfile("FROM busybox\nADD --chown=4294967000 prog /s\n");
@@ -97,9 +118,15 @@ fn copy_chown_outside_the_range_is_refused() {
 fn user_outside_the_range_is_refused() {
     for env in envs() {
         let id = first_foreign_id(&env.who).to_string();
-        let o = boxrun(&env, &["--rm", "--network", "none", "-u", &id, "busybox", "id"]);
+        let o = boxrun(
+            &env,
+            &["--rm", "--network", "none", "-u", &id, "busybox", "id"],
+        );
         assert_failed_with(&o, &[&id]);
-        assert!(!String::from_utf8_lossy(&o.stdout).contains("uid="), "ran as {id}");
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("uid="),
+            "ran as {id}"
+        );
         env.boxfile(&format!("FROM busybox\nUSER {id}\nRUN id > /who\n"));
         let o = env.build(&["-t", "user-evil"]);
         assert_failed_with(&o, &[&id]);

@@ -45,7 +45,10 @@ pub fn first_foreign_id(who: &Who) -> u32 {
 /// Assert that `o` failed, with every one of `needles` in its stderr.
 pub fn assert_failed_with(o: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected a failure, got success; stderr:\n{err}");
+    assert!(
+        !o.status.success(),
+        "expected a failure, got success; stderr:\n{err}"
+    );
     for n in needles {
         assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
     }
@@ -67,15 +70,18 @@ fn describe(p: &Path) -> String {
             } else {
                 vec![]
             };
+            let mut shown = String::from_utf8_lossy(&content).into_owned();
+            if shown.len() > 40 {
+                shown = format!("{}… ({} bytes)", &shown[..40], content.len());
+            }
             format!(
-                "{} mode={:o} owner={}:{} size={} mtime={} content={:?}",
+                "{} mode={:o} owner={}:{} size={} mtime={} content={shown:?}",
                 p.display(),
                 m.mode(),
                 m.uid(),
                 m.gid(),
                 m.size(),
                 m.mtime(),
-                String::from_utf8_lossy(&content)
             )
         }
         Err(e) => format!("{}: {e}", p.display()),
@@ -99,6 +105,19 @@ impl Canary {
             before: vec![],
         };
         c.before = c.snapshot();
+        c
+    }
+
+    /// A canary owned by `who`: what a hostile container would aim at when boxkit runs as
+    /// that user.
+    pub fn plant_for(who: &Who) -> Canary {
+        let mut c = Canary::plant();
+        if let Who::User(u) = who {
+            for p in [&c.dir, &c.file] {
+                std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid)).unwrap();
+            }
+            c.before = c.snapshot();
+        }
         c
     }
 
@@ -136,10 +155,10 @@ pub fn container_host_ids(who: &Who) -> Vec<std::ops::Range<u32>> {
     match who {
         Who::Root => {
             let (s, n) = users::ROOT_RANGE;
-            vec![s..s + n]
+            Vec::from([s..s + n])
         }
         Who::User(u) => {
-            let mut v = vec![u.uid..u.uid + 1];
+            let mut v = Vec::from([u.uid..u.uid + 1]);
             if let Some((s, n)) = subuid_range(&u.name) {
                 v.push(s..s + n.min(65536));
             }
