@@ -151,14 +151,15 @@ fn subuid_range(name: &str) -> Option<(u32, u32)> {
 
 /// The host ids container ids map to, for `who`: root's subordinate range, or the user's own
 /// id plus its range.
+#[allow(clippy::single_range_in_vec_init)] // a list of id ranges, not of ids
 pub fn container_host_ids(who: &Who) -> Vec<std::ops::Range<u32>> {
     match who {
         Who::Root => {
             let (s, n) = users::ROOT_RANGE;
-            Vec::from([s..s + n])
+            vec![s..s + n]
         }
         Who::User(u) => {
-            let mut v = Vec::from([u.uid..u.uid + 1]);
+            let mut v = vec![u.uid..u.uid + 1];
             if let Some((s, n)) = subuid_range(&u.name) {
                 v.push(s..s + n.min(65536));
             }
