@@ -362,9 +362,11 @@ pub fn run_detached(store: Store, o: &RunOptions) -> Result<i32> {
         }
     };
     let log = containers.log_path(&state.id);
+    use std::os::unix::fs::OpenOptionsExt;
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600) // the log holds whatever the container prints, secrets included
         .open(&log)
         .map_err(|cause| ContainerError::Io {
             op: "create log",
