@@ -362,6 +362,43 @@ pub fn write_tree(
     Ok(())
 }
 
+/// Give the new, empty directory `dir` (a cache mount's) an owner and mode, through the
+/// confined extractor; an owner outside the container range is an error. Where only container
+/// root is mapped, the directory stays container root's.
+pub fn own_dir(dir: &Path, owner: (u32, u32), mode: u32) -> Result<()> {
+    let policy = crate::run::userns::content_policy();
+    let (uid, gid) = match policy.ownership {
+        Ownership::Ignore => (0, 0),
+        Ownership::Preserve => owner,
+    };
+    policy.check_ids(&format!("uid={uid},gid={gid}"), uid, gid)?;
+    let f = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(io_err("open", dir))?;
+    let opts = crate::layer::ExtractOptions {
+        root_meta: true,
+        ..policy.options(ExtractMode::Plain)
+    };
+    confine::extract_stream(f.as_fd(), &opts, policy.confinement, |w| {
+        let mut t = TarWriter::new(w, None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        t.header(&TarEntry {
+            mode: mode & 0o7777,
+            uid: uid.into(),
+            gid: gid.into(),
+            mtime: now,
+            ..TarEntry::new(b"./", EntryType::Directory)
+        })
+        .and_then(|()| t.finish().map(drop))
+        .map_err(CopyError::Stream)
+    })?;
+    Ok(())
+}
+
 /// What this COPY has written so far at a path (relative to the image root).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Written {

@@ -26,8 +26,17 @@ fn another_local_user_cannot_reach_the_store_or_read_container_state() {
         let o = boxrun(
             &env,
             &[
-                "-d", "--name", &name, "--network", "none", "-e", "SECRET=hunter2", "busybox",
-                "sh", "-c", "echo logged-secret; sleep 60",
+                "-d",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                "-e",
+                "SECRET=hunter2",
+                "busybox",
+                "sh",
+                "-c",
+                "echo logged-secret; sleep 60",
             ],
         );
         assert!(o.status.success(), "{}", stderr(&o));
@@ -44,7 +53,11 @@ fn another_local_user_cannot_reach_the_store_or_read_container_state() {
         assert_eq!(mode(c), 0o700, "container dir");
         assert_eq!(mode(&c.join("state.json")), 0o600, "state.json");
         assert_eq!(mode(&c.join("container.log")), 0o600, "container.log");
-        assert!(std::fs::read_to_string(c.join("state.json")).unwrap().contains("hunter2"));
+        assert!(
+            std::fs::read_to_string(c.join("state.json"))
+                .unwrap()
+                .contains("hunter2")
+        );
 
         // The other user: nothing below the store root, not even a listing.
         for (prog, arg) in [
