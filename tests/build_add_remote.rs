@@ -128,3 +128,108 @@ fn a_git_url_whose_host_or_user_looks_like_an_option_is_refused() {
         assert!(!canary.exists(), "{url}: an ssh option was run");
     }
 }
+
+/// A small HTTP server on 127.0.0.1: `/small` is a short file; `/big` announces 10 GiB of
+/// zeros; `/endless` streams zeros with no length (ended by closing). Either stream stops
+/// after 64 MiB at most, so an uncapped client cannot fill the disk; `sent` counts the bytes
+/// the client took.
+struct HttpServer {
+    port: u16,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HttpServer {
+    fn start() -> HttpServer {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    let _ = r.read_line(&mut line);
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let head = match path.as_str() {
+                        "/small" => {
+                            let _ = conn.write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n",
+                            );
+                            return;
+                        }
+                        "/big" => format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            10u64 << 30
+                        ),
+                        "/endless" => "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string(),
+                        _ => {
+                            let _ = conn.write_all(
+                                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                            );
+                            return;
+                        }
+                    };
+                    let _ = conn.write_all(head.as_bytes());
+                    let chunk = vec![0u8; 1 << 16];
+                    for _ in 0..(64 << 20) / chunk.len() {
+                        if conn.write_all(&chunk).is_err() {
+                            return;
+                        }
+                        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        HttpServer { port, sent }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+#[test]
+fn an_add_download_over_the_cap_stops_fails_and_leaves_no_partial_file() {
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    let cap = [("BOX_MAX_DOWNLOAD_SIZE", "1m")];
+    for path in ["/big", "/endless"] {
+        let srv = HttpServer::start();
+        let url = srv.url(path);
+        e.boxfile(&format!("FROM busybox\nADD {url} /data\n"));
+        let o = e.build_env(&["-t", "dl"], &cap);
+        assert_eq!(o.status.code(), Some(1), "{path}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&url) && err.contains("1 MiB") && err.contains("BOX_MAX_DOWNLOAD_SIZE"),
+            "{path}: the error names the URL, the cap and the setting: {err}"
+        );
+        let taken = srv.sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            taken < 32 << 20,
+            "{path}: the client kept reading ({taken} bytes) past the cap"
+        );
+        let tmp: Vec<_> = std::fs::read_dir(e.store().join("tmp"))
+            .unwrap()
+            .flatten()
+            .map(|d| d.file_name())
+            .collect();
+        assert!(tmp.is_empty(), "{path}: left in the store's tmp/: {tmp:?}");
+    }
+    // Under the cap, a download works as ever.
+    let srv = HttpServer::start();
+    e.boxfile(&format!("FROM busybox\nADD {} /data\n", srv.url("/small")));
+    let o = e.build_env(&["-t", "dl"], &cap);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
