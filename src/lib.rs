@@ -12,6 +12,7 @@ pub mod container;
 pub mod digest;
 pub mod image;
 pub mod layer;
+pub mod limits;
 pub mod registry;
 pub mod run;
 pub mod store;

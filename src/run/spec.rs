@@ -202,19 +202,7 @@ impl Limits {
 
 /// Parse docker's sizes: `32m`, `1g`, `512k`, `1048576`, `64mb`.
 pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| SpecError::Size(s.to_string()))
+    crate::limits::parse_size(s).ok_or_else(|| SpecError::Size(s.to_string()))
 }
 
 impl SandboxSpec {
