@@ -59,6 +59,8 @@ pub struct ContentPolicy {
     /// The size of the container's id range: owners must be below it.
     pub max_id: u32,
     pub confinement: Confinement,
+    /// Uncompressed bytes one stream may hold (`BOX_MAX_LAYER_SIZE`).
+    pub max_bytes: Option<u64>,
 }
 
 impl ContentPolicy {
@@ -68,6 +70,7 @@ impl ContentPolicy {
             mode,
             ownership: self.ownership,
             max_id: self.max_id,
+            max_bytes: self.max_bytes,
             ..ExtractOptions::default()
         }
     }

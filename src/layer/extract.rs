@@ -506,7 +506,10 @@ impl Extractor<'_> {
         match open(path) {
             Ok(fd) => return Ok(Some(fd)),
             Err(e) if errno(&e) == libc::ENOENT && create => {}
-            Err(e) if matches!(errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(None),
+            // With `create`, a non-directory in the way is an error (ENOTDIR), as in docker.
+            Err(e) if matches!(errno(&e), libc::ENOENT | libc::ENOTDIR) && !create => {
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         }
         let mut cur = self.root.try_clone()?;
@@ -600,7 +603,13 @@ impl Extractor<'_> {
                 let fd = self
                     .open_dir(dir, true)
                     .map_err(|e| Self::io(entry, "open parent directory", e))?
-                    .expect("created");
+                    .ok_or_else(|| {
+                        Self::io(
+                            entry,
+                            "open parent directory",
+                            io::ErrorKind::NotFound.into(),
+                        )
+                    })?;
                 whiteout::set_overlay_opaque(fd.as_fd(), kind)
                     .map_err(|e| Self::io(entry, format!("set {}", kind.opaque_name()), e))
             }
@@ -719,7 +728,13 @@ impl Extractor<'_> {
         let pfd = self
             .open_dir(parent, true)
             .map_err(|e| Self::io(name_s, "create parent directories", e))?
-            .expect("created");
+            .ok_or_else(|| {
+                Self::io(
+                    name_s,
+                    "open parent directory",
+                    io::ErrorKind::NotFound.into(),
+                )
+            })?;
         let pfd = pfd.as_fd();
         let existing =
             lstat_at(pfd, &n).map_err(|e| Self::io(name_s, "lstat existing entry", e))?;

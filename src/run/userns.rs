@@ -53,6 +53,11 @@ pub fn state() -> ToolUserns {
 /// runs), from where [`enter_if_needed`] left it.
 pub fn content_policy() -> crate::layer::ContentPolicy {
     use crate::layer::{Confinement, ContentPolicy, DEFAULT_MAX_ID, Ownership};
+    let limits = crate::limits::Limits::from_env().unwrap_or_else(|e| {
+        eprintln!("boxkit: warning: {e}; using the default limits");
+        crate::limits::Limits::DEFAULT
+    });
+    let max_bytes = Some(limits.max_layer_size);
     match state() {
         ToolUserns::Remapped(m) => ContentPolicy {
             // Only the caller's own id is mapped: no other owner can be represented, so
@@ -71,18 +76,21 @@ pub fn content_policy() -> crate::layer::ContentPolicy {
             } else {
                 Confinement::InProcess
             },
+            max_bytes,
         },
         // --userns=host: image ids are host ids, by the user's choice.
         ToolUserns::HostIds => ContentPolicy {
             ownership: Ownership::Preserve,
             max_id: u32::MAX,
             confinement: Confinement::InProcess,
+            max_bytes,
         },
         // A library caller that never entered (tests as real root): the usual range.
         ToolUserns::NotEntered { .. } => ContentPolicy {
             ownership: Ownership::Preserve,
             max_id: DEFAULT_MAX_ID,
             confinement: Confinement::InProcess,
+            max_bytes,
         },
     }
 }

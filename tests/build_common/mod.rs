@@ -178,7 +178,12 @@ impl Env {
     /// `BIN --root STORE ARGS…` (box, boxbuild or boxrun) as the Env's user, through the
     /// registry mirror when there is one.
     pub fn cmd(&self, bin: &str, args: &[&str]) -> Output {
-        let mut c = self.command(bin, &[]);
+        self.cmd_env(bin, args, &[])
+    }
+
+    /// [`Env::cmd`] with extra environment variables.
+    pub fn cmd_env(&self, bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(bin, env);
         c.args(args);
         c.output().unwrap()
     }
