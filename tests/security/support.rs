@@ -32,6 +32,22 @@ pub fn hostile_image(env: &Env, name: &str, spec: serde_json::Value) -> String {
     name.to_string()
 }
 
+/// Write a plain tar of `entries` (hostile.py's entry format) to `path`.
+pub fn hostile_tar(path: &Path, entries: serde_json::Value) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/hostile.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg("--tar")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), entries.to_string().as_bytes())
+        .unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "hostile.py --tar failed");
+}
+
 /// The first id outside the container range of `who` (in the tool's namespace numbering):
 /// root's containers hold 0…65535; a user with a subordinate range holds its own uid as 0 and
 /// the 65536 ids of its range as 1…65536.
@@ -173,10 +189,12 @@ pub fn container_host_ids(who: &Who) -> Vec<std::ops::Range<u32>> {
 pub fn foreign_owners(store: &Path, ranges: &[std::ops::Range<u32>]) -> Vec<String> {
     let inside = |id: u32| ranges.iter().any(|r| r.contains(&id));
     let mut bad = vec![];
+    // The store's own directories belong to whoever opened it first; what lies below them
+    // is image content or container state.
     let mut stack: Vec<PathBuf> = ["layers", "containers", "volumes"]
         .iter()
-        .map(|d| store.join(d))
-        .filter(|p| p.exists())
+        .flat_map(|d| std::fs::read_dir(store.join(d)).into_iter().flatten().flatten())
+        .map(|e| e.path())
         .collect();
     while let Some(p) = stack.pop() {
         let Ok(m) = std::fs::symlink_metadata(&p) else {
