@@ -13,7 +13,9 @@ use crate::build_common::{Env, Who, stderr};
 use crate::support::{Canary, assert_failed_with, assert_store_owners, boxrun, hostile_tar};
 
 fn envs() -> Vec<Env> {
-    let Some(root) = Who::root() else { return vec![] };
+    let Some(root) = Who::root() else {
+        return vec![];
+    };
     vec![
         Env::with_registry(root),
         Env::with_registry(Who::with_range().unwrap()),
@@ -34,7 +36,19 @@ fn absolute_members_land_inside_the_destination_owned_as_chown_says() {
         assert!(o.status.success(), "{}: {}", env.who.label(), stderr(&o));
         canary.assert_untouched();
         let inside = format!("/x{file}");
-        let o = boxrun(&env, &["--rm", "--network", "none", "add-abs", "stat", "-c", "%u:%g %a", &inside]);
+        let o = boxrun(
+            &env,
+            &[
+                "--rm",
+                "--network",
+                "none",
+                "add-abs",
+                "stat",
+                "-c",
+                "%u:%g %a",
+                &inside,
+            ],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1234:1234 4755");
         assert_store_owners(&env);
@@ -48,7 +62,11 @@ fn escaping_members_fail_the_build_and_touch_nothing() {
         let dir = canary.dir.to_string_lossy().into_owned();
         let up = format!("../../../../../../../..{}", canary.file.display());
         let cases = [
-            ("dotdot", json!([{"name": up, "type": "file", "data": "pwned\n"}]), "`..` component"),
+            (
+                "dotdot",
+                json!([{"name": up, "type": "file", "data": "pwned\n"}]),
+                "`..` component",
+            ),
             (
                 "symlink",
                 json!([
@@ -65,7 +83,9 @@ fn escaping_members_fail_the_build_and_touch_nothing() {
         ];
         for (name, entries, needle) in cases {
             hostile_tar(&env.ctx().join(format!("{name}.tar")), entries);
-            env.boxfile(&format!("FROM busybox\nADD --chown=1234:1234 {name}.tar /x/\n"));
+            env.boxfile(&format!(
+                "FROM busybox\nADD --chown=1234:1234 {name}.tar /x/\n"
+            ));
             let o = env.build(&["-t", "add-evil"]);
             assert_failed_with(&o, &[needle]);
             canary.assert_untouched();

@@ -9,7 +9,9 @@ use crate::build_common::{Env, Who, stderr};
 use crate::support::Canary;
 
 fn envs() -> Vec<Env> {
-    let Some(root) = Who::root() else { return vec![] };
+    let Some(root) = Who::root() else {
+        return vec![];
+    };
     vec![Env::new(root), Env::new(Who::with_range().unwrap())]
 }
 
@@ -67,6 +69,10 @@ fn a_mount_target_below_a_cache_symlink_stays_inside_the_container() {
         // Building or failing cleanly are both acceptable; touching the host is not.
         let _ = stderr(&o);
         canary.assert_untouched();
-        assert!(!canary.dir.join("sub").exists(), "{}: mount point made on the host", env.who.label());
+        assert!(
+            !canary.dir.join("sub").exists(),
+            "{}: mount point made on the host",
+            env.who.label()
+        );
     }
 }

@@ -5,7 +5,9 @@ use crate::build_common::{Env, Who, stderr};
 use crate::support::{Canary, assert_failed_with, assert_store_owners, boxrun};
 
 fn envs() -> Vec<Env> {
-    let Some(root) = Who::root() else { return vec![] };
+    let Some(root) = Who::root() else {
+        return vec![];
+    };
     vec![Env::new(root), Env::new(Who::with_range().unwrap())]
 }
 
@@ -29,9 +31,16 @@ fn context_symlinks_to_host_paths_are_copied_as_links_and_never_read() {
         env.boxfile("FROM busybox\nCOPY . /app/\n");
         let o = env.build(&["-t", "links"]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let out = run(&env, "links", "readlink /app/filelink; readlink /app/dirlink; cat /app/filelink 2>&1; true");
+        let out = run(
+            &env,
+            "links",
+            "readlink /app/filelink; readlink /app/dirlink; cat /app/filelink 2>&1; true",
+        );
         assert!(out.contains(&canary.file.display().to_string()), "{out}");
-        assert!(!out.lines().any(|l| l == "canary"), "host content reached the image: {out}");
+        assert!(
+            !out.lines().any(|l| l == "canary"),
+            "host content reached the image: {out}"
+        );
         canary.assert_untouched();
         assert_store_owners(&env);
     }
@@ -70,7 +79,10 @@ fn copy_from_a_stage_resolves_its_symlinks_in_that_stage() {
         assert!(o.status.success(), "{}: {}", env.who.label(), stderr(&o));
         // /y is the link or the stage's own file, never the host's canary content.
         let out = run(&env, "fromstage", "cat /y 2>/dev/null; readlink /y; true");
-        assert!(!out.lines().any(|l| l == "canary"), "host content reached the image: {out}");
+        assert!(
+            !out.lines().any(|l| l == "canary"),
+            "host content reached the image: {out}"
+        );
         canary.assert_untouched();
     }
 }

@@ -42,8 +42,11 @@ pub fn hostile_tar(path: &Path, entries: serde_json::Value) {
         .stdin(std::process::Stdio::piped())
         .spawn()
         .expect("python3");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), entries.to_string().as_bytes())
-        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        entries.to_string().as_bytes(),
+    )
+    .unwrap();
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success(), "hostile.py --tar failed");
 }
@@ -193,7 +196,12 @@ pub fn foreign_owners(store: &Path, ranges: &[std::ops::Range<u32>]) -> Vec<Stri
     // is image content or container state.
     let mut stack: Vec<PathBuf> = ["layers", "containers", "volumes"]
         .iter()
-        .flat_map(|d| std::fs::read_dir(store.join(d)).into_iter().flatten().flatten())
+        .flat_map(|d| {
+            std::fs::read_dir(store.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
         .map(|e| e.path())
         .collect();
     while let Some(p) = stack.pop() {
