@@ -180,8 +180,7 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
         )
         .map_err(|e| start_err(format!("open the container's root {root_path}: {e}")))?;
         let who = o.user.clone().or_else(|| st.user.clone());
-        user::resolve_in(root.as_fd(), who.as_deref(), &[])
-            .map_err(|e| start_err(e.to_string()))?
+        user::resolve_in(root.as_fd(), who.as_deref(), &[]).map_err(|e| start_err(e.to_string()))?
     };
     if !o.interactive
         && let Ok(f) = std::fs::File::open("/dev/null")

@@ -23,9 +23,9 @@ use nix::unistd::{Pid, pipe2};
 use thiserror::Error;
 
 use super::agent::{HostLink, Request};
+use super::finalize::{self, DEFAULT_PATH};
 use super::network::{self, Address};
 use super::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
-use super::finalize::{self, DEFAULT_PATH};
 use super::{caps, idmap, namespaces, rootfs, user};
 
 #[derive(Debug, Error)]
@@ -679,11 +679,7 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     if let Some(sock) = plan.tty_sock {
         open_container_pty(sock)?;
     }
-    let cwd = spec
-        .cwd
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .unwrap_or("/");
+    let cwd = spec.cwd.as_deref().filter(|c| !c.is_empty()).unwrap_or("/");
     let finish = finalize::Finish {
         argv: &spec.argv,
         env: spec.env.clone(),

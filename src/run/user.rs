@@ -236,10 +236,16 @@ mod tests {
         // Missing: empty, as docker treats it.
         assert_eq!(read("/etc/passwd"), Ok(String::new()));
         // A FIFO with no writer: an error at once, not a hang.
-        nix::unistd::mkfifo(&etc.join("passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644))
-            .unwrap();
+        nix::unistd::mkfifo(
+            &etc.join("passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
         let e = read("/etc/passwd").unwrap_err();
-        assert!(e.to_string().contains("is a FIFO, not a regular file"), "{e}");
+        assert!(
+            e.to_string().contains("is a FIFO, not a regular file"),
+            "{e}"
+        );
         // A directory, a device and a magic link (the last two under the host's own root).
         std::fs::create_dir(etc.join("group")).unwrap();
         let e = read("/etc/group").unwrap_err();

@@ -80,7 +80,10 @@ fn run_gets_only_stdio_not_the_callers_fd_7() {
 
 /// Host pids of the processes whose command line is exactly `argv`.
 fn host_pids_running(argv: &[&str]) -> Vec<i32> {
-    let want: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -114,7 +117,15 @@ fn init_and_its_command_get_only_stdio() {
         let secs = format!("{}", 900_000 + std::process::id() % 90_000);
         let mut c = env.command_at(&common::bin("boxrun"), &[]);
         c.args([
-            "-d", "--name", &name, "--init", "--network", "none", "busybox", "sleep", &secs,
+            "-d",
+            "--name",
+            &name,
+            "--init",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            &secs,
         ]);
         pass_fds(&mut c, fd7_hostname());
         let o = c.output().unwrap();
@@ -127,11 +138,23 @@ fn init_and_its_command_get_only_stdio() {
         let cmd = host_pids_running(&["sleep", &secs]);
         assert_eq!(cmd.len(), 1, "{what}: the command's pid: {cmd:?}");
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", cmd[0])).unwrap();
-        let init: i32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let init: i32 = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         for (who, pid) in [("init", init), ("command", cmd[0])] {
             let fds = host_fds(pid);
             let numbers: Vec<u32> = fds.iter().map(|f| f.0).collect();
-            assert_eq!(numbers, vec![0, 1, 2], "{what}: the {who}'s descriptors: {fds:?}");
+            assert_eq!(
+                numbers,
+                vec![0, 1, 2],
+                "{what}: the {who}'s descriptors: {fds:?}"
+            );
         }
     }
 }
@@ -245,7 +268,10 @@ fn preserve_fds_refuses_a_descriptor_the_caller_did_not_pass() {
         "busybox",
         "true",
     ]);
-    pass_fds(&mut c, vec![(3, open_for_passing(Path::new("/etc/hostname")))]);
+    pass_fds(
+        &mut c,
+        vec![(3, open_for_passing(Path::new("/etc/hostname")))],
+    );
     let o = c.output().unwrap();
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     assert!(
@@ -295,15 +321,7 @@ fn workdir_through_a_host_descriptor_fails_and_leaves_the_host_alone() {
             ),
             (
                 "box",
-                vec![
-                    "exec",
-                    "-w",
-                    "/proc/self/fd/7",
-                    &name,
-                    "sh",
-                    "-c",
-                    attack,
-                ],
+                vec!["exec", "-w", "/proc/self/fd/7", &name, "sh", "-c", attack],
                 7,
                 Some(126),
             ),

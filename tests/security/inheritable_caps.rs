@@ -49,7 +49,15 @@ fn run_exec_and_run_step_have_empty_inheritable_and_ambient_sets() {
             let o = env.cmd(
                 "boxrun",
                 &[
-                    "--rm", "--network", "none", "-u", user, "busybox", "sh", "-c", PROBE,
+                    "--rm",
+                    "--network",
+                    "none",
+                    "-u",
+                    user,
+                    "busybox",
+                    "sh",
+                    "-c",
+                    PROBE,
                 ],
             );
             assert!(o.status.success(), "{what}: boxrun: {}", stderr(&o));

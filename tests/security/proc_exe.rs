@@ -38,7 +38,10 @@ fn own_copy(env: &Env, bin: &str) -> PathBuf {
 
 /// The binary's hash, by coreutils (the tests' own sha2 is unoptimised, and these are big).
 fn sha256(p: &Path) -> String {
-    let o = std::process::Command::new("sha256sum").arg(p).output().unwrap();
+    let o = std::process::Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .unwrap();
     assert!(o.status.success());
     String::from_utf8_lossy(&o.stdout)
         .split_whitespace()
@@ -137,8 +140,8 @@ fn exec_joining_process_exe_cannot_be_opened_from_the_container() {
             assert!(o.status.success(), "{what}: {}", stderr(&o));
         }
         std::thread::sleep(Duration::from_millis(300));
-        let log = String::from_utf8_lossy(&support::box_(&env, &["logs", &name]).stdout)
-            .into_owned();
+        let log =
+            String::from_utf8_lossy(&support::box_(&env, &["logs", &name]).stdout).into_owned();
         assert!(
             !log.contains("OPENED"),
             "{what}: the container opened the joining process's executable:\n{log}\n\
@@ -202,6 +205,46 @@ fn fifo_passwd_fails_promptly_in_run_and_exec() {
             "{what}: no clear error:\n{}",
             t.stderr
         );
-        assert!(t.elapsed < Duration::from_secs(5), "{what}: took {:?}", t.elapsed);
+        assert!(
+            t.elapsed < Duration::from_secs(5),
+            "{what}: took {:?}",
+            t.elapsed
+        );
+    }
+}
+
+/// The non-dumpable `--init` is closed to a rootless `box exec` too (it has no CAP_SYS_PTRACE
+/// over the host's user namespace), which then joins the command's namespaces instead: exec
+/// into an `--init` container keeps working, and still cannot read /proc/1/exe.
+#[test]
+fn exec_into_an_init_container_works_and_pid1_stays_closed() {
+    for who in root_and_rootless() {
+        let env = Env::new(who);
+        let name = unique("execinit");
+        let _c = Detached::start(
+            &env,
+            &name,
+            &["--init", "--network", "none", "busybox", "sleep", "1000"],
+        );
+        let what = format!("{}: box exec into --init", env.who.label());
+        let o = support::box_(
+            &env,
+            &[
+                "exec",
+                &name,
+                "sh",
+                "-c",
+                "echo \"link=$(readlink /proc/1/exe)\"; cat /proc/1/comm; echo pid=$$",
+            ],
+        );
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(out.lines().any(|l| l == "link="), "{what}:\n{out}");
+        // The exec'd process is in the container's pid namespace (pid 1 is the init).
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("pid=") && l != "pid=1" && l.len() > 4),
+            "{what}:\n{out}"
+        );
     }
 }
