@@ -179,6 +179,40 @@ fn exec_gets_only_stdio_not_the_callers_fd_7() {
     }
 }
 
+/// With `-t` the container's stdio is the slave of a pty made in its own devpts: the master
+/// and the socket that carried it to the supervisor are gone before the command runs.
+#[test]
+fn tty_run_and_exec_get_only_the_terminal() {
+    for who in root_and_rootless() {
+        let env = Env::new(who);
+        let name = unique("fdtty");
+        let _c = Detached::start(
+            &env,
+            &name,
+            &["--network", "none", "busybox", "sleep", "1000"],
+        );
+        for (bin, args) in [
+            ("boxrun", vec!["--rm", "-t", "--network", "none", "busybox"]),
+            ("box", vec!["exec", "-t", &name]),
+        ] {
+            let mut c = env.command_at(&common::bin(bin), &[]);
+            c.args(&args).args(["ls", "-l", "/proc/self/fd"]);
+            c.stdin(std::process::Stdio::null());
+            pass_fds(&mut c, fd7_hostname());
+            let o = c.output().unwrap();
+            let what = format!("{}: {bin} -t", env.who.label());
+            assert!(o.status.success(), "{what}: {}", stderr(&o));
+            let out = stdout(&o);
+            assert_only_stdio(&out, &what);
+            let fds = fd_listing(&out);
+            assert!(
+                fds[..3].iter().all(|(_, t)| t.starts_with("/dev/pts/")),
+                "{what}: stdio is not the pty:\n{out}"
+            );
+        }
+    }
+}
+
 #[test]
 fn run_step_gets_only_stdio_not_the_callers_fd_7() {
     for who in root_and_rootless() {
