@@ -19,6 +19,7 @@
 pub mod agent;
 pub mod caps;
 pub mod cgroups;
+pub mod finalize;
 pub mod idmap;
 pub mod keeper;
 pub mod namespaces;

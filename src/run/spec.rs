@@ -56,6 +56,9 @@ pub struct SandboxSpec {
     /// Without it the command itself is pid 1.
     pub init: bool,
     pub userns: UsernsMode,
+    /// Descriptors 3..3+N of the caller reach the command (podman's `--preserve-fds N`);
+    /// every other one above 2 is closed before exec.
+    pub preserve_fds: u32,
 }
 
 /// See [`SandboxSpec::on_published`]. Runs in the supervisor, which may be a forked copy of
@@ -229,6 +232,7 @@ impl SandboxSpec {
             tty: false,
             init: false,
             userns: UsernsMode::Remap,
+            preserve_fds: 0,
         }
     }
 }

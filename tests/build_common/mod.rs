@@ -189,13 +189,19 @@ impl Env {
     }
 
     fn command(&self, bin: &str, env: &[(&str, &str)]) -> Command {
+        self.command_at(&common::bin(bin), env)
+    }
+
+    /// [`Env::cmd`]'s command, unrun, for `program` (one of boxkit's binaries, or a copy of
+    /// one): the caller adds arguments and may pass descriptors or a timeout.
+    pub fn command_at(&self, program: &Path, env: &[(&str, &str)]) -> Command {
         let conf = self.dir.path().join("registries.conf");
         let conf = conf.to_string_lossy().into_owned();
         let mut env = env.to_vec();
         if self.registry.is_some() {
             env.push(("BOX_REGISTRIES_CONF", conf.as_str()));
         }
-        let mut c = self.who.command(&common::bin(bin), &env);
+        let mut c = self.who.command(program, &env);
         c.arg("--root").arg(self.store());
         c.current_dir(self.dir.path());
         c

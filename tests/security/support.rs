@@ -246,3 +246,151 @@ pub fn boxrun(env: &Env, args: &[&str]) -> Output {
 pub fn box_(env: &Env, args: &[&str]) -> Output {
     env.cmd("box", args)
 }
+
+// ---- processes and descriptors (fd_leak, proc_exe, inheritable_caps) ---------------------
+
+/// Root, then the unprivileged user with a subordinate range; empty after a skip when the
+/// tests do not run as root.
+pub fn root_and_rootless() -> Vec<Who> {
+    let Some(root) = Who::root() else {
+        return vec![];
+    };
+    vec![root, Who::User(users::with_range())]
+}
+
+impl Canary {
+    /// A canary whose directory is world-writable, so that a container reaching it (through a
+    /// leaked descriptor, say) could change it whatever ids it runs with.
+    pub fn plant_open() -> Canary {
+        use std::os::unix::fs::PermissionsExt;
+        let mut c = Canary::plant();
+        std::fs::set_permissions(&c.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        c.before = c.snapshot();
+        c
+    }
+}
+
+/// Open `path` (a directory too) for reading, as a shell's `exec 7<path` does.
+pub fn open_for_passing(path: &Path) -> std::os::fd::OwnedFd {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    // Far above anything a child could be asked to receive, so the dup2s below never clobber
+    // a source.
+    let fd = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(200)).unwrap();
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+}
+
+/// Make the child of `c` start with each `(target, fd)`'s descriptor open as `target` (not
+/// close-on-exec), as a caller's shell would hand it down.
+pub fn pass_fds(c: &mut Command, fds: Vec<(i32, std::os::fd::OwnedFd)>) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let pairs: Vec<(i32, i32)> = fds.iter().map(|(t, f)| (*t, f.as_raw_fd())).collect();
+    // SAFETY: the closure only calls dup2, which is async-signal-safe, on descriptors that
+    // stay open in the parent (the closure owns them) until the child has exec'd.
+    unsafe {
+        c.pre_exec(move || {
+            let _keep = &fds;
+            for (target, src) in &pairs {
+                if libc::dup2(*src, *target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// What a command did within a time limit.
+pub struct Timed {
+    /// None when it was killed at the limit.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: std::time::Duration,
+}
+
+/// Run `c` with stdout and stderr in files (so descendants that keep them open cannot make
+/// us wait) and SIGKILL its process group after `limit`.
+pub fn output_within(mut c: Command, limit: std::time::Duration) -> Timed {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap())
+        .process_group(0);
+    let start = std::time::Instant::now();
+    let mut child = c.spawn().expect("spawn");
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s.code().unwrap_or(-1));
+        }
+        if start.elapsed() > limit {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Timed {
+        code,
+        stdout: std::fs::read_to_string(&o).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&e).unwrap_or_default(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// A detached container (`boxrun -d --name NAME ARGS…`), removed with `box rm -f` on drop.
+pub struct Detached<'a> {
+    pub env: &'a Env,
+    pub name: String,
+}
+
+impl<'a> Detached<'a> {
+    pub fn start(env: &'a Env, name: &str, args: &[&str]) -> Detached<'a> {
+        let mut a = vec!["-d", "--name", name];
+        a.extend_from_slice(args);
+        let o = boxrun(env, &a);
+        assert!(
+            o.status.success(),
+            "{}: boxrun {a:?}: {}",
+            env.who.label(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Detached {
+            env,
+            name: name.to_string(),
+        }
+    }
+
+    /// `box logs NAME`, polled until it contains `what` (or 20 s passed).
+    pub fn wait_log(&self, what: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let o = box_(self.env, &["logs", &self.name]);
+            let log = String::from_utf8_lossy(&o.stdout).into_owned();
+            if log.contains(what) || start.elapsed() > std::time::Duration::from_secs(20) {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        let _ = box_(self.env, &["rm", "-f", &self.name]);
+    }
+}
+
+/// A name no other test uses.
+pub fn unique(tag: &str) -> String {
+    let mut b = [0u8; 5];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    format!("{tag}-{}", hex::encode(b))
+}
