@@ -44,6 +44,15 @@ pub enum FinalizeError {
     Caps(#[from] caps::CapsError),
     #[error("setgroups {groups:?}: {cause}")]
     Groups { groups: Vec<u32>, cause: nix::Error },
+    #[error(
+        "{what} {id} is outside the container's id range {range} (insufficient UIDs or GIDs \
+         available in user namespace): choose a user and group inside it"
+    )]
+    OutOfRange {
+        what: &'static str,
+        id: u32,
+        range: String,
+    },
     #[error("setgid {gid}: {cause} (is gid {gid} mapped in the user namespace?)")]
     Gid { gid: u32, cause: nix::Error },
     #[error("setuid {uid}: {cause} (is uid {uid} mapped in the user namespace?)")]
@@ -144,16 +153,19 @@ pub unsafe fn finalize(f: &Finish) -> Result<Ready> {
         let denied =
             std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
         if !denied {
-            return Err(FinalizeError::Groups {
+            let foreign = u.groups.iter().find_map(|g| unmapped("gid", *g, cause));
+            return Err(foreign.unwrap_or(FinalizeError::Groups {
                 groups: u.groups.clone(),
                 cause,
-            });
+            }));
         }
     }
-    nix::unistd::setresgid(u.gid.into(), u.gid.into(), u.gid.into())
-        .map_err(|cause| FinalizeError::Gid { gid: u.gid, cause })?;
-    nix::unistd::setresuid(u.uid.into(), u.uid.into(), u.uid.into())
-        .map_err(|cause| FinalizeError::Uid { uid: u.uid, cause })?;
+    nix::unistd::setresgid(u.gid.into(), u.gid.into(), u.gid.into()).map_err(|cause| {
+        unmapped("gid", u.gid, cause).unwrap_or(FinalizeError::Gid { gid: u.gid, cause })
+    })?;
+    nix::unistd::setresuid(u.uid.into(), u.uid.into(), u.uid.into()).map_err(|cause| {
+        unmapped("uid", u.uid, cause).unwrap_or(FinalizeError::Uid { uid: u.uid, cause })
+    })?;
     // A non-root user keeps no capability; nobody keeps inheritable or ambient ones.
     caps::set_process(if u.uid == 0 { f.caps } else { 0 })?;
     if f.no_new_privs {
@@ -333,6 +345,36 @@ fn enter_cwd(dir: &OwnedFd, path: &str) -> Result<()> {
             seen: format!("getcwd: {e}"),
         }),
     }
+}
+
+/// An id change refused with EINVAL names an id this user namespace does not map: say so,
+/// with the range it does map (read only on this error path).
+fn unmapped(what: &'static str, id: u32, cause: nix::Error) -> Option<FinalizeError> {
+    if cause != nix::Error::EINVAL {
+        return None;
+    }
+    let file = if what == "uid" { "uid_map" } else { "gid_map" };
+    let map = std::fs::read_to_string(format!("/proc/self/{file}")).ok()?;
+    let ranges: Vec<(u64, u64)> = map
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|n| n.parse::<u64>().ok());
+            let (inside, _, count) = (f.next()??, f.next()??, f.next()??);
+            Some((inside, count))
+        })
+        .collect();
+    if ranges
+        .iter()
+        .any(|(a, n)| (*a..a + n).contains(&u64::from(id)))
+    {
+        return None;
+    }
+    let range = ranges
+        .iter()
+        .map(|(a, n)| format!("{a}-{}", a + n - 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(FinalizeError::OutOfRange { what, id, range })
 }
 
 #[cfg(test)]

@@ -129,7 +129,10 @@ fn user_outside_the_range_is_refused() {
         );
         env.boxfile(&format!("FROM busybox\nUSER {id}\nRUN id > /who\n"));
         let o = env.build(&["-t", "user-evil"]);
-        assert_failed_with(&o, &[&id]);
+        assert_failed_with(
+            &o,
+            &[&format!("uid {id}"), "outside the container's id range"],
+        );
         assert_store_owners(&env);
     }
 }
