@@ -183,7 +183,8 @@ impl Env {
         c.output().unwrap()
     }
 
-    fn command(&self, bin: &str, env: &[(&str, &str)]) -> Command {
+    /// The command [`Env::cmd`] runs, for callers that wrap it (e.g. in another namespace).
+    pub fn command(&self, bin: &str, env: &[(&str, &str)]) -> Command {
         let conf = self.dir.path().join("registries.conf");
         let conf = conf.to_string_lossy().into_owned();
         let mut env = env.to_vec();

@@ -82,6 +82,31 @@ impl Canary {
         c
     }
 
+    /// Like [`Canary::plant`], but in /var/tmp and world-writable and sticky (mode 1777, as
+    /// /tmp is), so that a write escaping from a container — whose root is an unprivileged
+    /// host id — would land there and show. Not under /tmp: a container's own mount namespace
+    /// covers /tmp with its scratch tmpfs while it is set up, which would hide a /tmp canary
+    /// from exactly the escapes it is meant to catch.
+    pub fn plant_writable() -> Canary {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::Builder::new()
+            .prefix("boxkit-canary-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let dir = d.path().to_path_buf();
+        let file = dir.join("file");
+        std::fs::write(&file, "canary\n").unwrap();
+        let mut c = Canary {
+            _dir: d,
+            dir,
+            file,
+            before: vec![],
+        };
+        c.before = c.snapshot();
+        c
+    }
+
     fn snapshot(&self) -> Vec<String> {
         let mut v = vec![describe(&self.dir), describe(&self.file)];
         let mut names: Vec<_> = std::fs::read_dir(&self.dir)
@@ -108,12 +133,20 @@ pub fn container_host_ids(who: &Who) -> Vec<std::ops::Range<u32>> {
             vec![s..s + n]
         }
         Who::User(u) => {
-            let (s, n) = (3_000_000, 65536); // users::with_range()
-            if u.name == users::WITH_RANGE {
-                vec![u.uid..u.uid + 1, s..s + n]
-            } else {
-                vec![u.uid..u.uid + 1]
+            // useradd may have given the user a range of its own before users::with_range()
+            // ran, so read the one it really has.
+            let mut v = vec![u.uid..u.uid + 1];
+            let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+            for l in subuid.lines() {
+                let f: Vec<&str> = l.split(':').collect();
+                if let [name, s, n] = f[..]
+                    && name == u.name
+                    && let (Ok(s), Ok(n)) = (s.parse::<u32>(), n.parse::<u32>())
+                {
+                    v.push(s..s + n);
+                }
             }
+            v
         }
     }
 }
