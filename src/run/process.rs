@@ -256,7 +256,8 @@ fn supervise_in(
     }
 
     let mut host = HostLink::current();
-    let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge;
+    let devices = super::cgroups::device_filter_wanted();
+    let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge || devices;
     let kill_and_reap = |pid| {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -268,6 +269,7 @@ fn supervise_in(
             limits: spec.limits.clone(),
             network: spec.network,
             ports: spec.ports.clone(),
+            devices,
         }) {
             Ok(g) => {
                 if let Some(hook) = &spec.on_published

@@ -1167,7 +1167,10 @@ fn overlay_fd(
         // The filesystem context keeps the kernel's reason as "e overlay: …" messages.
         let mut log = String::new();
         let mut buf = [0u8; 512];
-        while fd >= 0 {
+        loop {
+            if fd < 0 {
+                break;
+            }
             // SAFETY: `buf` is writable for its whole length; `fd` is our fs context.
             let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {

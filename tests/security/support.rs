@@ -126,6 +126,7 @@ impl Canary {
 
 /// The host ids container ids map to, for `who`: root's subordinate range, or the user's own
 /// id plus its range.
+#[allow(clippy::single_range_in_vec_init)] // a list of ranges that may hold one
 pub fn container_host_ids(who: &Who) -> Vec<std::ops::Range<u32>> {
     match who {
         Who::Root => {
