@@ -43,7 +43,8 @@ pub enum Request {
         network: NetworkMode,
         #[serde(default)]
         ports: Vec<PortMapping>,
-        /// Put the container under docker's device rules (root; see cgroups::filter_devices).
+        /// Put the container under docker's device rules (`--userns=host`; see
+        /// cgroups::device_filter_applies).
         #[serde(default)]
         devices: bool,
     },

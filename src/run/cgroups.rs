@@ -10,16 +10,17 @@
 //! v1, and otherwise refuse with the reason: a limit is never silently ignored.
 //! The container gets `<own cgroup>/boxkit/<id>` in each hierarchy, removed after it exits.
 //!
-//! **Device filter.** As root every container also runs under docker's device rules
-//! ([`DEVICE_RULES`]: mknod of anything, read/write only of the standard nodes) through the
-//! cgroup v1 devices controller, in one shared cgroup `<own cgroup>/boxkit` of the devices
-//! hierarchy that is set up once and kept (like the `box0` bridge), so a run costs one write
-//! of its pid. This is the second line behind `nodev` (see [`super::rootfs`]) for
-//! `--userns=host`, where the container has CAP_MKNOD. Rootless cannot use it: changing device
-//! rules needs CAP_SYS_ADMIN in the initial user namespace (a rootless container cannot make
-//! device nodes anyway: mknod of a device needs CAP_MKNOD there too). On a host with cgroup
-//! v2 only, the equivalent is a BPF_PROG_TYPE_CGROUP_DEVICE program, which boxkit does not
-//! load yet: there `nodev` and the user namespace are the whole protection.
+//! **Device filter.** With `--userns=host` (root only), where the container has CAP_MKNOD in
+//! the initial user namespace, it also runs under docker's device rules ([`DEVICE_RULES`]:
+//! mknod of anything, read/write only of the standard nodes) through the cgroup v1 devices
+//! controller, in one shared cgroup `<own cgroup>/boxkit` of the devices hierarchy that is set
+//! up once and kept (like the `box0` bridge), so a run costs one write of its pid. It is the
+//! second line behind `nodev` (see [`super::rootfs`]). In a user namespace (root's default,
+//! rootless) mknod of a device is refused by the kernel, so no filter is needed there (see
+//! [`device_filter_applies`]); rootless could not set one anyway (device rules need
+//! CAP_SYS_ADMIN in the initial user namespace). On a host with cgroup v2 only, the
+//! equivalent is a BPF_PROG_TYPE_CGROUP_DEVICE program, which boxkit does not load yet: there
+//! `nodev` is the protection of `--userns=host` containers.
 
 use std::path::{Path, PathBuf};
 
@@ -378,14 +379,14 @@ pub const DEVICE_RULES: [&str; 11] = [
     "c 136:* rwm",
 ];
 
-/// Whether a container of this command gets the device filter: when the caller is host root
-/// (only root may change device rules). Read from `BOX_HOST_UID`, which the tool sets before
-/// it enters its user namespace, where every process looks like uid 0.
-pub fn device_filter_wanted() -> bool {
-    match std::env::var("BOX_HOST_UID") {
-        Ok(u) => u == "0",
-        Err(_) => nix::unistd::geteuid().is_root(),
-    }
+/// Whether a container gets the device filter: with `--userns=host` (`in_userns` false), the
+/// one mode where the container has CAP_MKNOD in the initial user namespace and can make
+/// device nodes. In a user namespace (root's default, rootless) the kernel refuses mknod of
+/// any device outright, and everything but the bound nodes is `nodev`, so a filter there
+/// would protect nothing more — but cost every start a cgroup migration, which waits for an
+/// RCU grace period (5–14 ms measured on this machine for an isolated move).
+pub fn device_filter_applies(in_userns: bool) -> bool {
+    !in_userns
 }
 
 /// Whether the rules of the devices cgroup `dir` are [`DEVICE_RULES`] exactly (`Some(true)`),

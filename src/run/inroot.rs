@@ -133,6 +133,7 @@ pub fn ensure(root: BorrowedFd<'_>, path: &Path, resolve: Resolve, dir: bool) ->
             nix::sys::stat::mkdirat(pfd, name.as_os_str(), Mode::from_bits_truncate(0o755))
         };
         match made {
+            Ok(()) if last => return Ok(()),
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(e),
         }
@@ -140,12 +141,16 @@ pub fn ensure(root: BorrowedFd<'_>, path: &Path, resolve: Resolve, dir: bool) ->
     Err(Errno::ELOOP)
 }
 
+/// The device and inode numbers of what `fd` holds.
+pub fn inode(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    nix::sys::stat::fstat(fd)
+        .ok()
+        .map(|s| (s.st_dev as u64, s.st_ino as u64))
+}
+
 /// Whether two descriptors name the same inode (e.g. a target that resolved to the root).
 pub fn same_inode(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
-    match (nix::sys::stat::fstat(a), nix::sys::stat::fstat(b)) {
-        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
-        _ => false,
-    }
+    matches!((inode(a), inode(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// `/proc/self/fd/N` for a descriptor: the path through which the classic mount(2) API

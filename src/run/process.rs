@@ -256,7 +256,7 @@ fn supervise_in(
     }
 
     let mut host = HostLink::current();
-    let devices = super::cgroups::device_filter_wanted();
+    let devices = super::cgroups::device_filter_applies(in_userns);
     let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge || devices;
     let kill_and_reap = |pid| {
         let _ = kill(pid, Signal::SIGKILL);

@@ -786,6 +786,8 @@ pub fn build(l: &Layout) -> Result<()> {
 pub struct Real {
     scratch: Option<OwnedFd>,
     root: Option<OwnedFd>,
+    /// Device and inode of the root, to refuse targets that resolve to it.
+    root_inode: Option<(u64, u64)>,
 }
 
 impl Real {
@@ -806,7 +808,11 @@ impl Real {
         let root = self.root()?;
         let fd =
             inroot::open(root, &t.path, t.resolve).map_err(|e| self.resolve_err(t, e, what))?;
-        if inroot::same_inode(fd.as_fd(), root) {
+        // Only a symlink can lead a non-empty path back to the root.
+        if t.resolve == Resolve::InRoot
+            && self.root_inode.is_some()
+            && inroot::inode(fd.as_fd()) == self.root_inode
+        {
             return Err(RootfsError::OntoRoot { path: t.shown() });
         }
         Ok(fd)
@@ -938,6 +944,7 @@ impl Kernel for Real {
             nix::sys::stat::Mode::empty(),
         )
         .map_err(err)?;
+        self.root_inode = inroot::inode(root.as_fd());
         self.root = Some(root);
         Ok(())
     }

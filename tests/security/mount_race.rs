@@ -110,6 +110,7 @@ fn a_volume_path_swapped_for_a_symlink_never_mounts_or_creates_outside_the_root(
             let data = env.store().join("volumes/shared/_data");
             let racer = Racer::start(&data, "b", "b.swap");
             let (mut ok, mut failed) = (0, 0);
+            let mut why = std::collections::BTreeSet::new();
             for _ in 0..12 {
                 let o = boxrun(
                     &env,
@@ -129,12 +130,14 @@ fn a_volume_path_swapped_for_a_symlink_never_mounts_or_creates_outside_the_root(
                     ok += 1;
                 } else {
                     failed += 1;
+                    why.insert(stderr(&o).lines().last().unwrap_or_default().to_string());
                 }
                 canary.assert_untouched();
             }
             drop(racer);
             eprintln!(
-                "{}: {target} with a symlink to {link}: {ok} runs mounted inside, {failed} failed",
+                "{}: {target} with a symlink to {link}: {ok} runs mounted inside, {failed} \
+                 failed: {why:?}",
                 who.label()
             );
         }
