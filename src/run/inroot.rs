@@ -143,9 +143,7 @@ pub fn ensure(root: BorrowedFd<'_>, path: &Path, resolve: Resolve, dir: bool) ->
 
 /// The device and inode numbers of what `fd` holds.
 pub fn inode(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
-    nix::sys::stat::fstat(fd)
-        .ok()
-        .map(|s| (s.st_dev, s.st_ino))
+    nix::sys::stat::fstat(fd).ok().map(|s| (s.st_dev, s.st_ino))
 }
 
 /// Whether two descriptors name the same inode (e.g. a target that resolved to the root).

@@ -176,37 +176,34 @@ fn with_userns_host_the_container_runs_under_dockers_device_rules() {
         return crate::common::skip("no cgroup v1 devices hierarchy on this host");
     }
     let env = Env::with_registry(root);
-    {
-        let secs = "7.31";
-        let args = ["--rm", "--userns=host", "busybox", "sleep", secs];
-        let mut c = env.command("boxrun", &[]);
-        let mut child = c
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut pid = None;
-        for _ in 0..200 {
-            if let Some(p) = pids_running(&["sleep", secs]).first() {
-                pid = Some(*p);
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
+    let secs = "7.31";
+    let args = ["--rm", "--userns=host", "busybox", "sleep", secs];
+    let mut c = env.command("boxrun", &[]);
+    let mut child = c
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pid = None;
+    for _ in 0..200 {
+        if let Some(p) = pids_running(&["sleep", secs]).first() {
+            pid = Some(*p);
+            break;
         }
-        let pid = pid.expect("the container's sleep shows up");
-        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        let path = cg
-            .lines()
-            .find_map(|l| l.split_once(":devices:").map(|(_, p)| p.to_string()))
-            .expect("a devices line");
-        let list =
-            std::fs::read_to_string(v1.join(path.trim_start_matches('/')).join("devices.list"))
-                .unwrap();
-        let mut got: Vec<&str> = list.lines().collect();
-        got.sort();
-        let mut want = EXPECTED_RULES.to_vec();
-        want.sort();
-        assert_eq!(got, want, "cgroup {path}");
-        assert!(child.wait().unwrap().success());
+        std::thread::sleep(std::time::Duration::from_millis(25));
     }
+    let pid = pid.expect("the container's sleep shows up");
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cg
+        .lines()
+        .find_map(|l| l.split_once(":devices:").map(|(_, p)| p.to_string()))
+        .expect("a devices line");
+    let list = std::fs::read_to_string(v1.join(path.trim_start_matches('/')).join("devices.list"))
+        .unwrap();
+    let mut got: Vec<&str> = list.lines().collect();
+    got.sort();
+    let mut want = EXPECTED_RULES.to_vec();
+    want.sort();
+    assert_eq!(got, want, "cgroup {path}");
+    assert!(child.wait().unwrap().success());
 }
