@@ -4,6 +4,7 @@
 //! Dependencies flow one way: `cli` → `build`/`run` → `registry`/`store`/`layer` → `image`,
 //! `digest`. The sandbox knows nothing about Boxfiles; the parser knows nothing about the kernel.
 
+pub mod atomic;
 pub mod boxfile;
 pub mod build;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod container;
 pub mod digest;
 pub mod image;
 pub mod layer;
+pub mod limits;
 pub mod registry;
 pub mod run;
 pub mod store;

@@ -363,3 +363,174 @@ fn a_udp_server_in_the_container_answers_on_the_published_localhost_port() {
         assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
     }
 }
+
+/// `boxrun --root STORE ARGS…` as `who` with extra environment variables.
+fn boxrun_env(who: &Who, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut c = match who {
+        Who::Root => {
+            let mut c = std::process::Command::new(common::bin("boxrun"));
+            c.envs(env.iter().copied());
+            c
+        }
+        // setpriv --reset-env drops the caller's environment; env(1) sets ours.
+        Who::User(u) => {
+            let mut c = common::users::command_as(u, std::path::Path::new("/usr/bin/env"));
+            c.args(env.iter().map(|(k, v)| format!("{k}={v}")));
+            c.arg(common::bin("boxrun"));
+            c
+        }
+    };
+    c.arg("--root")
+        .arg(boxrun_common::store(who))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The pid holding the host's UDP socket bound to 127.0.0.1:`port` (the port proxy), found
+/// through the socket's inode in /proc/net/udp.
+fn udp_socket_owner(port: u16) -> (i32, String) {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let want = format!("0100007F:{port:04X}");
+    let inode = table
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&want.as_str())).then(|| f[9].to_string())
+        })
+        .unwrap_or_else(|| panic!("nothing bound to 127.0.0.1:{port}/udp"));
+    let link = format!("socket:[{inode}]");
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|f| std::fs::read_link(f.path()).is_ok_and(|t| t.to_string_lossy() == link))
+        {
+            return (pid, link);
+        }
+    }
+    panic!("no process holds {link}");
+}
+
+/// Sockets `pid` holds besides `listener`: one per UDP flow.
+fn flow_sockets(pid: i32, listener: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|f| std::fs::read_link(f.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t.starts_with("socket:") && t != listener)
+        .count()
+}
+
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// Many UDP clients (distinct source ports) neither grow the proxy's threads nor its sockets
+/// beyond the flow cap, every one of them is still answered (the least recently used flow
+/// makes room), and flows that went idle are dropped: with the idle timeout and the cap
+/// lowered for the test (`BOX_UDP_FLOW_TIMEOUT`, `BOX_UDP_MAX_FLOWS`).
+#[test]
+fn udp_flows_are_capped_and_dropped_once_idle() {
+    let Some(all) = Who::all() else { return };
+    common::users::open_tun();
+    const CAP: usize = 8;
+    const CLIENTS: usize = 40;
+    for who in all {
+        let name = unique("udpflows");
+        let _c = Cleanup(&who, name.clone());
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let map = format!("127.0.0.1:{port}:5000/udp");
+        let o = boxrun_env(
+            &who,
+            &[("BOX_UDP_FLOW_TIMEOUT", "2s"), ("BOX_UDP_MAX_FLOWS", "8")],
+            &[
+                "-d",
+                "--name",
+                &name,
+                "-p",
+                &map,
+                "debian:bookworm",
+                "perl",
+                "-MIO::Socket::INET",
+                "-e",
+                "$s = IO::Socket::INET->new(LocalPort => 5000, Proto => 'udp') or die; \
+                 while ($s->recv($m, 1000)) { $s->send(\"echo:$m\") }",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let (proxy, listener) = udp_socket_owner(port);
+        std::thread::sleep(Duration::from_millis(300));
+        let idle_threads = threads(proxy);
+        let ask = |c: &std::net::UdpSocket, msg: &str, wait: Duration| {
+            c.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let end = Instant::now() + wait;
+            let mut buf = [0u8; 100];
+            loop {
+                let _ = c.send_to(msg.as_bytes(), ("127.0.0.1", port));
+                if let Ok((n, _)) = c.recv_from(&mut buf) {
+                    return String::from_utf8_lossy(&buf[..n]).into_owned();
+                }
+                assert!(
+                    Instant::now() < end,
+                    "{}: no UDP answer to {msg}",
+                    who.label()
+                );
+            }
+        };
+        // The first answer may wait for the server to start.
+        let mut clients = Vec::new();
+        for i in 0..CLIENTS {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let wait = Duration::from_secs(if i == 0 { 20 } else { 5 });
+            assert_eq!(ask(&c, &format!("c{i}"), wait), format!("echo:c{i}"));
+            // Kept open, so every client has its own source port.
+            clients.push(c);
+        }
+        let busy = flow_sockets(proxy, &listener);
+        assert!(
+            busy <= CAP,
+            "{}: {busy} flow sockets for {CLIENTS} clients, cap {CAP}",
+            who.label()
+        );
+        assert!(
+            threads(proxy) <= idle_threads,
+            "{}: the proxy grew from {idle_threads} to {} threads",
+            who.label(),
+            threads(proxy)
+        );
+        // Idle past the timeout: every flow is dropped.
+        let end = Instant::now() + Duration::from_secs(10);
+        while flow_sockets(proxy, &listener) > 0 {
+            assert!(
+                Instant::now() < end,
+                "{}: {} flows still held 10 s after the last datagram (timeout 2 s)",
+                who.label(),
+                flow_sockets(proxy, &listener)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(threads(proxy) <= idle_threads, "{}", who.label());
+        // A forgotten client that comes back gets a new flow.
+        assert_eq!(
+            ask(&clients[0], "again", Duration::from_secs(5)),
+            "echo:again"
+        );
+        assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
+    }
+}

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use boxkit::digest::Digest;
+use boxkit::layer::Confinement;
 use boxkit::layer::{self, Compression, ExtractOptions};
 
 /// A small layer tar made with the `tar` crate's builder (not boxkit's packer).
@@ -48,9 +49,10 @@ fn dir_without_marker_is_not_used_and_is_replaced() {
     let tree = layer::unpack_cached(
         &layers,
         &diff_id,
-        &tar[..],
+        file(&tar[..]),
         Compression::None,
         &ExtractOptions::default(),
+        Confinement::InProcess,
     )
     .unwrap();
     assert_eq!(tree, layers.join(diff_id.hex()).join("diff"));
@@ -64,9 +66,10 @@ fn dir_without_marker_is_not_used_and_is_replaced() {
     let again = layer::unpack_cached(
         &layers,
         &diff_id,
-        &b"not a tar"[..],
+        file(&b"not a tar"[..]),
         Compression::None,
         &ExtractOptions::default(),
+        Confinement::InProcess,
     )
     .unwrap();
     assert_eq!(again, tree);
@@ -81,9 +84,10 @@ fn diff_id_mismatch_fails_and_leaves_nothing_under_the_final_name() {
     let err = layer::unpack_cached(
         &layers,
         &wrong,
-        &tar[..],
+        file(&tar[..]),
         Compression::None,
         &ExtractOptions::default(),
+        Confinement::InProcess,
     )
     .expect_err("mismatching diff_id accepted");
     let msg = err.to_string();
@@ -98,4 +102,12 @@ fn diff_id_mismatch_fails_and_leaves_nothing_under_the_final_name() {
         "left behind: {:?}",
         names(&layers)
     );
+}
+
+/// The bytes as a file, as the store hands a blob to the layer cache.
+fn file(bytes: &[u8]) -> fs::File {
+    let mut f = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut f, bytes).unwrap();
+    std::io::Seek::rewind(&mut f).unwrap();
+    f
 }

@@ -269,3 +269,11 @@ fn truncated_tar_is_an_error() {
         }
     }
 }
+
+/// Found by the property test in tests/security/extraction.rs: a file where a later entry
+/// needs a parent directory was a panic (a crashed pull); it is an error naming the entry.
+#[test]
+fn a_file_in_the_way_of_a_parent_directory_is_an_error_not_a_panic() {
+    let tar = raw_tar(&[E::File("a", b"x"), E::File("a/b", b"y")]);
+    assert_rejected(&tar, "a/b", &[]);
+}

@@ -320,6 +320,7 @@ fn overlay_upper_round_trips_through_pack_and_both_extract_modes() {
     let xopts = ExtractOptions {
         mode: ExtractMode::Overlay(OverlayXattr::Trusted),
         ownership: Ownership::Preserve,
+        ..Default::default()
     };
     layer::extract(&blob[..], Compression::Gzip, &own, &xopts).unwrap();
     let merged2 = t.join("merged2");

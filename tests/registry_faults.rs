@@ -3,7 +3,9 @@
 //! registry will not produce on demand: wrong bytes, a truncated body, 500 then success, 429
 //! with Retry-After. After each, the store must be consistent and nothing tagged. The same
 //! server also plays Docker Hub's anonymous token flow and serves an image with a plain
-//! (uncompressed) tar layer, which skopeo cannot put into a registry.
+//! (uncompressed) tar layer, which skopeo cannot put into a registry. A hostile registry that
+//! serves a 10 GiB image config, announced in the manifest or not, is refused by the config
+//! size cap (`BOX_MAX_CONFIG_SIZE`) before anything is stored.
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -33,7 +35,18 @@ enum Fault {
     /// No fault, but Docker Hub's anonymous token flow: every /v2/ request needs a bearer
     /// token from the realm the 401 challenge names.
     Token,
+    /// The manifest announces a 10 GiB config, and the config blob is 10 GiB of zeros.
+    HugeConfig,
+    /// The manifest announces the real config size, but the config blob is 10 GiB of zeros.
+    EndlessConfig,
 }
+
+/// What the hostile configs weigh.
+const TEN_GIB: u64 = 10 << 30;
+
+/// A reply header the test server acts on instead of sending: stream this many zero bytes
+/// (with that Content-Length) until the client goes away.
+const STREAM_ZEROS: &str = "x-test-stream-zeros";
 
 const TOKEN: &str = "anon-token-123";
 
@@ -44,6 +57,7 @@ struct BadRegistry {
     addr: String,
     log: Log,
     layer: Digest,
+    config: Digest,
     manifest: Digest,
 }
 
@@ -62,8 +76,17 @@ impl BadRegistry {
             .parse()
             .unwrap();
         let blob = |d: &Digest| std::fs::read(layout.join("blobs/sha256").join(d.hex())).unwrap();
-        let m: serde_json::Value = serde_json::from_slice(&blob(&manifest)).unwrap();
+        let mut m: serde_json::Value = serde_json::from_slice(&blob(&manifest)).unwrap();
         let layer: Digest = m["layers"][0]["digest"].as_str().unwrap().parse().unwrap();
+        let config: Digest = m["config"]["digest"].as_str().unwrap().parse().unwrap();
+        // The manifest as served: rewritten to announce a huge config for HugeConfig.
+        let manifest_bytes = if fault == Fault::HugeConfig {
+            m["config"]["size"] = TEN_GIB.into();
+            serde_json::to_vec(&m).unwrap()
+        } else {
+            blob(&manifest)
+        };
+        let manifest = Digest::of_bytes(&manifest_bytes);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let log: Log = Arc::default();
@@ -72,7 +95,9 @@ impl BadRegistry {
             layout,
             fault,
             layer: layer.clone(),
+            config: config.clone(),
             manifest: manifest.clone(),
+            manifest_bytes,
             layer_hits: Mutex::new(0),
             log: log.clone(),
         });
@@ -89,8 +114,19 @@ impl BadRegistry {
             addr,
             log,
             layer,
+            config,
             manifest,
         }
+    }
+
+    fn blob_requests(&self, d: &Digest) -> usize {
+        let want = format!("/blobs/{d}");
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l, _)| l.starts_with("GET ") && l.contains(&want))
+            .count()
     }
 
     fn layer_requests(&self) -> Vec<(Instant, u16)> {
@@ -113,7 +149,9 @@ struct Server {
     layout: PathBuf,
     fault: Fault,
     layer: Digest,
+    config: Digest,
     manifest: Digest,
+    manifest_bytes: Vec<u8>,
     layer_hits: Mutex<u32>,
     log: Log,
 }
@@ -154,16 +192,30 @@ impl Server {
                 429 => "Too Many Requests",
                 _ => "Internal Server Error",
             };
+            let zeros: Option<u64> = headers
+                .iter()
+                .find(|(k, _)| k == STREAM_ZEROS)
+                .map(|(_, v)| v.parse().unwrap());
             let mut resp = format!(
                 "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\n",
-                body.len()
+                zeros.unwrap_or(body.len() as u64)
             );
-            for (k, v) in headers {
+            for (k, v) in headers.iter().filter(|(k, _)| k != STREAM_ZEROS) {
                 resp += &format!("{k}: {v}\r\n");
             }
             resp += "\r\n";
             w.write_all(resp.as_bytes())?;
             if head {
+                continue;
+            }
+            if let Some(mut left) = zeros {
+                // Until the client hangs up (the write fails) or all of it is sent.
+                let chunk = vec![0u8; 1 << 16];
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    w.write_all(&chunk[..n])?;
+                    left -= n as u64;
+                }
                 continue;
             }
             match cut {
@@ -211,7 +263,7 @@ impl Server {
                     "Content-Type".to_string(),
                     "application/vnd.oci.image.manifest.v1+json".to_string(),
                 )];
-                return (200, ct, self.blob(&self.manifest).unwrap(), None);
+                return (200, ct, self.manifest_bytes.clone(), None);
             }
             return (404, none(), b"{}".to_vec(), None);
         }
@@ -221,6 +273,10 @@ impl Server {
         else {
             return (404, none(), b"{}".to_vec(), None);
         };
+        if d == self.config && matches!(self.fault, Fault::HugeConfig | Fault::EndlessConfig) {
+            let h = vec![(STREAM_ZEROS.to_string(), TEN_GIB.to_string())];
+            return (200, h, Vec::new(), None);
+        }
         let Some(mut body) = self.blob(&d) else {
             return (404, none(), b"{}".to_vec(), None);
         };
@@ -285,6 +341,10 @@ impl Env {
     }
 
     fn pull(&self, reg: &BadRegistry) -> Output {
+        self.pull_env(reg, &[])
+    }
+
+    fn pull_env(&self, reg: &BadRegistry, env: &[(&str, &str)]) -> Output {
         std::process::Command::new(common::bin("box"))
             .arg("--root")
             .arg(self.store())
@@ -295,6 +355,7 @@ impl Env {
             )
             .env("XDG_RUNTIME_DIR", self.dir.path())
             .env("DOCKER_CONFIG", self.dir.path())
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -325,6 +386,10 @@ fn assert_consistent_and_untagged(root: &Path, layer: &Digest) {
         .flatten()
         .collect();
     assert!(layers.is_empty(), "unverified content was unpacked");
+}
+
+fn blob_stored(root: &Path, d: &Digest) -> bool {
+    root.join("blobs/sha256").join(d.hex()).exists()
 }
 
 fn stderr(o: &Output) -> String {
@@ -500,4 +565,80 @@ fn plain_tar_layers_pull_and_unpack() {
         std::fs::read_to_string(tree.join("etc/hello.txt")).unwrap(),
         "plain tar\n"
     );
+}
+
+#[test]
+fn a_config_announced_above_the_cap_is_refused_before_download() {
+    if !have_fixture_tools() {
+        return;
+    }
+    let reg = BadRegistry::start(Fault::HugeConfig);
+    let env = Env::new(&reg);
+    let o = env.pull(&reg);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&reg.config.to_string())
+            && err.contains("10 GiB")
+            && err.contains("4 MiB")
+            && err.contains("BOX_MAX_CONFIG_SIZE"),
+        "the error names the blob, its size, the cap and the setting: {err}"
+    );
+    assert_eq!(
+        reg.blob_requests(&reg.config),
+        0,
+        "the config was requested"
+    );
+    assert!(!blob_stored(&env.store(), &reg.config));
+    assert_consistent_and_untagged(&env.store(), &reg.layer);
+}
+
+#[test]
+fn a_config_bigger_than_announced_stops_at_the_announced_size() {
+    if !have_fixture_tools() {
+        return;
+    }
+    let reg = BadRegistry::start(Fault::EndlessConfig);
+    let env = Env::new(&reg);
+    let start = Instant::now();
+    let o = env.pull(&reg);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&reg.config.to_string()), "{err}");
+    // Stopped at once, not after 10 GiB.
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!blob_stored(&env.store(), &reg.config));
+    assert_consistent_and_untagged(&env.store(), &reg.layer);
+}
+
+#[test]
+fn the_config_cap_is_configurable() {
+    if !have_fixture_tools() {
+        return;
+    }
+    let reg = BadRegistry::start(Fault::None);
+    let env = Env::new(&reg);
+    // busybox's config is a few hundred bytes: over a 100-byte cap.
+    let o = env.pull_env(&reg, &[("BOX_MAX_CONFIG_SIZE", "100")]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&reg.config.to_string()) && err.contains("100 bytes"),
+        "{err}"
+    );
+    assert!(!blob_stored(&env.store(), &reg.config));
+    assert_consistent_and_untagged(&env.store(), &reg.layer);
+    let o = env.pull_env(&reg, &[("BOX_MAX_CONFIG_SIZE", "lots")]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("BOX_MAX_CONFIG_SIZE=\"lots\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.pull_env(&reg, &[("BOX_MAX_CONFIG_SIZE", "1m")]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -6,6 +6,7 @@ mod sandbox_common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
+use common::users::TestUser;
 use sandbox_common::{Who, busybox_rootfs, stderr, stdout};
 
 #[test]
@@ -125,10 +126,11 @@ fn bridge_containers_ping_each_other_by_address() {
     }
 }
 
-/// Rootless bridge: the keeper's network namespace reaches the host through pasta, which maps
-/// the namespace's gateway address to the host's loopback; pasta starts once, not per run.
+/// Rootless bridge: the keeper's network namespace is connected by pasta, started once, not per
+/// run; by default pasta does not map the namespace's gateway address to the host's loopback
+/// (`--no-map-gw`), so a service on the host's 127.0.0.1 is not reachable through it.
 #[test]
-fn rootless_bridge_reaches_the_host_through_pasta_started_once() {
+fn rootless_bridge_uses_one_pasta_that_keeps_host_loopback_closed() {
     let Some(who) = Who::with_range() else { return };
     if !common::have_tool("pasta") {
         return common::skip("pasta (passt) is not installed");
@@ -165,7 +167,10 @@ fn rootless_bridge_reaches_the_host_through_pasta_started_once() {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let out = stdout(&o);
         assert!(out.contains("default via 10.89.7.1 dev eth0"), "{out}");
-        assert!(out.contains("hello-from-host"), "{out}");
+        assert!(
+            !out.contains("hello-from-host"),
+            "the host's loopback answered through the gateway: {out}"
+        );
         let p = std::fs::read_to_string(&state)
             .unwrap_or_default()
             .split_whitespace()
@@ -218,4 +223,216 @@ fn bridge_eth0_routes_via_box0_which_stays_with_its_nat_rule_after_the_container
         .status()
         .unwrap();
     assert!(rule.success(), "the MASQUERADE rule is still there");
+}
+
+/// A server on the host's 127.0.0.1 that greets every connection; returns its port.
+fn host_loopback_greeter() -> u16 {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in server.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut &c, b"hello-from-host\n");
+        }
+    });
+    port
+}
+
+/// A script that connects to ADDR:PORT and prints what it gets. nc is ended by the script:
+/// through pasta, whether a half-closed connection ever sees the server's FIN depends on
+/// pasta's version.
+fn nc_script(addr: &str, port: u16) -> String {
+    format!("nc {addr} {port} & sleep 2; kill $! 2>/dev/null; true")
+}
+
+/// The host's IPv4 default gateway, which pasta copies into the keeper's namespace.
+fn host_gateway() -> Option<String> {
+    let route = std::process::Command::new("ip")
+        .args(["-4", "route", "show", "default"])
+        .output()
+        .unwrap();
+    let route = String::from_utf8_lossy(&route.stdout).into_owned();
+    route
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .map(String::from)
+}
+
+/// `box sandbox-run ARGS…` as `u` with extra environment variables (PATH among them).
+fn sandbox_run_env(u: &TestUser, env: &[(&str, &str)], args: &[&str]) -> std::process::Command {
+    let mut c = common::users::command_as(u, std::path::Path::new("/usr/bin/env"));
+    c.args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .arg(common::bin("box"))
+        .arg("sandbox-run")
+        .args(args);
+    c
+}
+
+/// Rootless: the host's loopback is closed to bridged containers by default, with pasta
+/// (`--no-map-gw`) and with slirp4netns (`--disable-host-loopback`), and open with
+/// BOX_ROOTLESS_ALLOW_HOST_LOOPBACK=true. The helper is shared by every container of the
+/// keeper, so the setting is the keeper's: it changes only while no bridged container runs,
+/// and a run asking for the other setting meanwhile fails and says why. A user of its own, so
+/// no other test's containers share its keeper.
+#[test]
+fn rootless_host_loopback_is_closed_by_default_and_opened_per_keeper_on_request() {
+    let Some(_) = Who::root() else { return };
+    for t in ["pasta", "slirp4netns"] {
+        if !common::have_tool(t) {
+            return common::skip(&format!("{t} is not installed"));
+        }
+    }
+    let Some(gw) = host_gateway() else {
+        return common::skip("the host has no IPv4 default route for pasta to copy");
+    };
+    common::users::open_tun();
+    let u = common::users::with_exact_range("boxkit-loopbk", (4_300_000, 65536));
+    let migrate = || {
+        let o = Who::WithRange(u.clone())
+            .box_cmd()
+            .args(["system", "migrate"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    migrate();
+    let port = host_loopback_greeter();
+    let rfs = busybox_rootfs((u.uid, u.gid));
+    let r = rfs.path.to_str().unwrap();
+    // PATH without pasta: the slirp4netns fallback (newuidmap and friends are in /usr/bin).
+    let slirp_bin = sandbox_common::open_tempdir();
+    for t in ["newuidmap", "newgidmap", "slirp4netns"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{t}"), slirp_bin.path().join(t)).unwrap();
+    }
+    let slirp_path = slirp_bin.path().display().to_string();
+    let allow = ("BOX_ROOTLESS_ALLOW_HOST_LOOPBACK", "true");
+    let state = format!("/tmp/boxkit-{}/net/user-mode-net", u.uid);
+    let reach = |env: &[(&str, &str)], addr: &str| -> String {
+        let o = sandbox_run_env(
+            &u,
+            env,
+            &[
+                "--rootfs",
+                r,
+                "--network",
+                "bridge",
+                "--",
+                "sh",
+                "-c",
+                &nc_script(addr, port),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{env:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    for (helper, path, addr) in [
+        ("pasta", None, gw.as_str()),
+        ("slirp4netns", Some(slirp_path.as_str()), "10.0.2.2"),
+    ] {
+        let mut env: Vec<(&str, &str)> = path.map(|p| ("PATH", p)).into_iter().collect();
+        let out = reach(&env, addr);
+        assert!(
+            !out.contains("hello-from-host"),
+            "{helper}: host loopback reachable by default: {out}"
+        );
+        assert!(
+            std::fs::read_to_string(&state)
+                .unwrap()
+                .contains("host-loopback=deny"),
+            "{helper}"
+        );
+        env.push(allow);
+        let out = reach(&env, addr);
+        assert!(
+            out.contains("hello-from-host"),
+            "{helper}: host loopback not reachable with {allow:?}: {out}"
+        );
+        assert!(
+            std::fs::read_to_string(&state)
+                .unwrap()
+                .contains("host-loopback=allow"),
+            "{helper}"
+        );
+        migrate();
+    }
+
+    // While a container uses the keeper's network, the setting cannot change under it.
+    let mut held = sandbox_run_env(
+        &u,
+        &[allow],
+        &[
+            "--rootfs",
+            r,
+            "--network",
+            "bridge",
+            "--",
+            "sh",
+            "-c",
+            "echo up; read x; exit 0",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(held.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "up\n");
+    let o = sandbox_run_env(
+        &u,
+        &[],
+        &["--rootfs", r, "--network", "bridge", "--", "true"],
+    )
+    .output()
+    .unwrap();
+    drop(held.stdin.take());
+    assert!(held.wait().unwrap().success());
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("BOX_ROOTLESS_ALLOW_HOST_LOOPBACK")
+            && stderr(&o).contains("1 running container"),
+        "{}",
+        stderr(&o)
+    );
+    // Once it has gone, the default applies again.
+    let out = reach(&[], &gw);
+    assert!(!out.contains("hello-from-host"), "{out}");
+    migrate();
+}
+
+/// Root: the bridge has no path to the host's loopback at all. Traffic from `box0` to the
+/// host's addresses arrives on the bridge, never on `lo`, and the kernel drops packets for
+/// 127.0.0.0/8 that come in on another interface (route_localnet is off), so a service bound
+/// to 127.0.0.1 answers neither at the bridge address nor at the host's own address.
+#[test]
+fn root_bridge_has_no_path_to_host_loopback() {
+    let Some(who) = Who::root() else { return };
+    let port = host_loopback_greeter();
+    let host_ip = std::process::Command::new("ip")
+        .args(["-4", "-o", "route", "get", "1.1.1.1"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            let s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.split_whitespace()
+                .skip_while(|w| *w != "src")
+                .nth(1)
+                .map(String::from)
+        });
+    let rfs = busybox_rootfs(who.root_owner());
+    let mut addrs = vec!["10.89.7.1".to_string()];
+    addrs.extend(host_ip);
+    for addr in addrs {
+        let o = bridged_sh(&who, rfs.path.to_str().unwrap(), &nc_script(&addr, port));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            !stdout(&o).contains("hello-from-host"),
+            "{addr}: {}",
+            stdout(&o)
+        );
+    }
 }

@@ -274,3 +274,57 @@ fn blob_write_killed_with_sigkill_leaves_no_blob_and_next_run_cleans_tmp() {
         "the next run must remove the stale tmp file"
     );
 }
+
+/// An OCI archive (Python's tarfile over a layout from the fixture builder) whose image config
+/// carries a 5 MiB label: above the 4 MiB default config cap.
+fn archive_with_a_big_config(dir: &Path) -> (std::path::PathBuf, String) {
+    let layout = dir.join("layout");
+    let archive = dir.join("big-config.tar");
+    let script = format!(
+        "import sys, json, tarfile; sys.path.insert(0, {images:?}); import build\n\
+         lay = build.Layout({out:?}); l = build.Layer(); l.dir('etc'); \
+         l.file('etc/hello.txt', 'hi\\n')\n\
+         cfg = build.runnable_config(); cfg['config']['Labels'] = {{'padding': 'x' * (5 << 20)}}\n\
+         m = lay.image([l.finish()], cfg, 'big config'); lay.tag(m, 'big:latest')\n\
+         man = json.load(open({out:?} + '/blobs/' + m['digest'].replace(':', '/')))\n\
+         print(man['config']['digest'])\n\
+         with tarfile.open({tar:?}, 'w') as t:\n    t.add({out:?}, arcname='.')\n",
+        images = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/images"),
+        out = layout.display().to_string(),
+        tar = archive.display().to_string(),
+    );
+    let config = run(Command::new("python3").args(["-c", &script]));
+    (archive, config.trim().to_string())
+}
+
+#[test]
+fn load_refuses_an_image_config_above_the_cap_and_tags_nothing() {
+    if !common::have_tool("python3") {
+        return common::skip("python3 is not installed");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let (archive, config) = archive_with_a_big_config(t.path());
+    let out = boxcmd(&store)
+        .args(["load", "-i"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&config)
+            && err.contains("5 MiB")
+            && err.contains("4 MiB")
+            && err.contains("BOX_MAX_CONFIG_SIZE"),
+        "the error names the blob, its size, the cap and the setting: {err}"
+    );
+    let index = fs::read_to_string(store.join("index.json")).unwrap_or_default();
+    assert!(!index.contains("big"), "something was tagged: {index}");
+    // Raised, the same archive loads.
+    run(boxcmd(&store)
+        .env("BOX_MAX_CONFIG_SIZE", "8m")
+        .args(["load", "-i"])
+        .arg(&archive));
+    run(boxcmd(&store).args(["inspect", "big"]));
+}

@@ -12,19 +12,24 @@
 //!   missing parent directories are created 0755 with the same owner;
 //! - ADD extracts local tar archives (plain, gzip, zstd) into the destination directory.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{UtimensatFlags, utimensat};
-use nix::sys::time::TimeSpec;
+use tar::EntryType;
 
 use super::context::{ContextError, ContextHasher, describe_entry};
 use super::fsview::Lowers;
 use crate::boxfile::IgnoreMatcher;
 use crate::boxfile::ignore::clean;
 use crate::digest::Hasher;
+use crate::layer::confine::{self, StreamWriter};
+use crate::layer::tarwriter::{TarEntry, TarWriter};
+use crate::layer::{ExtractMode, Ownership};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -41,11 +46,19 @@ pub enum CopyError {
     #[error("when copying more than one source the destination must be a directory ending in /")]
     DestNotDir,
     #[error(
-        "cannot give {path} the owner {uid}:{gid}: that id is not mapped in boxkit's user \
+        "cannot give files the owner {uid}:{gid}: that id is not mapped in boxkit's user \
          namespace. Your user needs a subordinate id range: sudo usermod --add-subuids \
          100000-165535 --add-subgids 100000-165535 $USER"
     )]
-    Unmapped { path: PathBuf, uid: u32, gid: u32 },
+    Unmapped { uid: u32, gid: u32 },
+    #[error("write the new layer's content: {0}")]
+    Stream(io::Error),
+    #[error("{}: changed size while being copied; do not modify the context during a build", .0.display())]
+    Changed(PathBuf),
+    #[error("ADD {}: read archive: {source}", path.display())]
+    Archive { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Extract(#[from] crate::layer::ExtractError),
     #[error("--chown {0:?}: {1}")]
     Chown(String, String),
     #[error("--chmod {0:?}: expected an octal mode such as 0755")]
@@ -311,17 +324,149 @@ pub fn resolve_chown(spec: &str, lowers: &Lowers) -> Result<(u32, u32)> {
     Ok((uid, gid))
 }
 
-/// Where files go and how they are owned.
-pub struct Dest<'a> {
-    /// The new layer's tree.
-    pub layer: &'a Path,
+/// Fill the new layer directory `tree` through a [`Dest`]: `fill` writes the tar stream,
+/// which the extractor — confined to the container's id range, see
+/// [`crate::layer::confine`] — turns into files. `owner` (`--chown`) is checked against the
+/// range first, so an id the container cannot hold is an error before anything is written.
+pub fn write_tree(
+    tree: &Path,
+    lowers: &Lowers,
+    owner: (u32, u32),
+    chmod: Option<u32>,
+    fill: impl FnOnce(&mut Dest<&mut StreamWriter>) -> Result<()>,
+) -> Result<()> {
+    let policy = crate::run::userns::content_policy();
+    if policy.ownership == Ownership::Ignore && owner != (0, 0) {
+        // Only container root is mapped: ignoring a --chown would silently drop it.
+        return Err(CopyError::Unmapped {
+            uid: owner.0,
+            gid: owner.1,
+        });
+    }
+    policy.check_ids(
+        &format!("--chown {}:{}", owner.0, owner.1),
+        owner.0,
+        owner.1,
+    )?;
+    let dir = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(tree)
+        .map_err(io_err("open", tree))?;
+    let opts = policy.options(ExtractMode::Plain);
+    confine::extract_stream(dir.as_fd(), &opts, policy.confinement, |w| {
+        let mut d = Dest::new(w, lowers, owner, chmod);
+        fill(&mut d)?;
+        d.finish()
+    })?;
+    Ok(())
+}
+
+/// Give the new, empty directory `dir` (a cache mount's) an owner and mode, through the
+/// confined extractor; an owner outside the container range is an error. Where only container
+/// root is mapped, the directory stays container root's.
+pub fn own_dir(dir: &Path, owner: (u32, u32), mode: u32) -> Result<()> {
+    let policy = crate::run::userns::content_policy();
+    let (uid, gid) = match policy.ownership {
+        Ownership::Ignore => (0, 0),
+        Ownership::Preserve => owner,
+    };
+    policy.check_ids(&format!("uid={uid},gid={gid}"), uid, gid)?;
+    let f = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(io_err("open", dir))?;
+    let opts = crate::layer::ExtractOptions {
+        root_meta: true,
+        ..policy.options(ExtractMode::Plain)
+    };
+    confine::extract_stream(f.as_fd(), &opts, policy.confinement, |w| {
+        let mut t = TarWriter::new(w, None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        t.header(&TarEntry {
+            mode: mode & 0o7777,
+            uid: uid.into(),
+            gid: gid.into(),
+            mtime: now,
+            ..TarEntry::new(b"./", EntryType::Directory)
+        })
+        .and_then(|()| t.finish().map(drop))
+        .map_err(CopyError::Stream)
+    })?;
+    Ok(())
+}
+
+/// What this COPY has written so far at a path (relative to the image root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Written {
+    Dir,
+    File,
+    Symlink(String),
+}
+
+/// Where files go and how they are owned: the new layer, as a tar stream that the extractor
+/// (confined to the container's id range) writes into the layer's directory. Nothing here
+/// touches the layer directory itself, so no path in it — and no symlink a source planted
+/// there — is ever followed on the host.
+pub struct Dest<'a, W: Write> {
     /// The image below the new layer.
     pub lowers: &'a Lowers,
     pub owner: (u32, u32),
     pub chmod: Option<u32>,
+    out: TarWriter<W>,
+    /// What the stream holds so far, for destinations resolved through this COPY's own
+    /// symlinks and directories.
+    written: BTreeMap<String, Written>,
+    now: i64,
 }
 
-impl Dest<'_> {
+fn dir_name(rel: &str) -> Vec<u8> {
+    format!("{rel}/").into_bytes()
+}
+
+impl<'a, W: Write> Dest<'a, W> {
+    /// A destination writing tar into `out`. The owner must already have been checked
+    /// against the container range.
+    pub fn new(out: W, lowers: &'a Lowers, owner: (u32, u32), chmod: Option<u32>) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Dest {
+            lowers,
+            owner,
+            chmod,
+            out: TarWriter::new(out, None),
+            written: BTreeMap::new(),
+            now,
+        }
+    }
+
+    /// End the stream.
+    pub fn finish(self) -> Result<()> {
+        self.out.finish().map(drop).map_err(CopyError::Stream)
+    }
+
+    fn emit(&mut self, e: &TarEntry) -> Result<()> {
+        self.out.header(e).map_err(CopyError::Stream)
+    }
+
+    /// Forget what was written below `rel` (a later entry replaces the directory).
+    fn forget_below(&mut self, rel: &str) {
+        let prefix = format!("{rel}/");
+        let below: Vec<String> = self
+            .written
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            self.written.remove(&k);
+        }
+    }
+
     /// Resolve symlinks in the parents of the absolute image path `p` (in the layer being
     /// written, then in the image), as Docker resolves a destination inside the container.
     pub fn resolve(&self, p: &str) -> String {
@@ -334,20 +479,20 @@ impl Dest<'_> {
         let mut hops = 0;
         while i + 1 < parts.len() && hops < 40 {
             let prefix = parts[..=i].join("/");
-            let in_layer = self.layer.join(&prefix);
-            let meta = fs::symlink_metadata(&in_layer)
-                .ok()
-                .map(|m| (m, in_layer))
-                .or_else(|| {
-                    let p = self.lowers.find(&prefix)?;
-                    Some((fs::symlink_metadata(&p).ok()?, p))
-                });
-            if let Some((m, path)) = meta
-                && m.file_type().is_symlink()
-                && let Ok(t) = fs::read_link(&path)
-            {
+            let link = match self.written.get(&prefix) {
+                Some(Written::Symlink(t)) => Some(t.clone()),
+                Some(_) => None,
+                None => self.lowers.find(&prefix).and_then(|p| {
+                    let m = fs::symlink_metadata(&p).ok()?;
+                    m.file_type()
+                        .is_symlink()
+                        .then(|| fs::read_link(&p).ok())
+                        .flatten()
+                        .map(|t| t.to_string_lossy().into_owned())
+                }),
+            };
+            if let Some(t) = link {
                 hops += 1;
-                let t = t.to_string_lossy().to_string();
                 let base = if t.starts_with('/') {
                     t
                 } else {
@@ -370,33 +515,15 @@ impl Dest<'_> {
     /// Whether the absolute image path is a directory in the layer or the image.
     pub fn is_dir(&self, p: &str) -> bool {
         let rel = p.trim_start_matches('/');
-        if let Ok(m) = fs::symlink_metadata(self.layer.join(rel)) {
-            return m.is_dir();
-        }
-        self.lowers.metadata(rel).is_some_and(|m| m.is_dir())
-    }
-
-    fn chown(&self, p: &Path, uid: u32, gid: u32) -> Result<()> {
-        match nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            p,
-            Some(uid.into()),
-            Some(gid.into()),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            Ok(()) => Ok(()),
-            Err(nix::errno::Errno::EINVAL) => Err(CopyError::Unmapped {
-                path: p.to_path_buf(),
-                uid,
-                gid,
-            }),
-            Err(e) => Err(io_err("chown", p)(e.into())),
+        match self.written.get(rel) {
+            Some(w) => *w == Written::Dir,
+            None => self.lowers.metadata(rel).is_some_and(|m| m.is_dir()),
         }
     }
 
     /// Create the parents of the absolute image path `p` in the layer: directories the image
     /// has keep their mode and owner, new ones are 0755 with the copy's owner.
-    pub fn ensure_parents(&self, p: &str) -> Result<()> {
+    pub fn ensure_parents(&mut self, p: &str) -> Result<()> {
         let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
         for i in 0..parts.len().saturating_sub(1) {
             self.ensure_dir(&parts[..=i].join("/"), None)?;
@@ -405,80 +532,104 @@ impl Dest<'_> {
     }
 
     /// Make `rel` a directory in the layer (copying the image's metadata when it has one).
-    fn ensure_dir(&self, rel: &str, like: Option<&fs::Metadata>) -> Result<()> {
-        let d = self.layer.join(rel);
-        if fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir()) {
+    fn ensure_dir(&mut self, rel: &str, like: Option<&fs::Metadata>) -> Result<()> {
+        if rel.is_empty() || self.written.get(rel) == Some(&Written::Dir) {
             return Ok(());
         }
-        let _ = fs::remove_file(&d);
-        fs::create_dir(&d).map_err(io_err("create directory", &d))?;
         let (mode, uid, gid, mtime) = match self.lowers.metadata(rel).filter(|m| m.is_dir()) {
-            Some(m) => (m.mode() & 0o7777, m.uid(), m.gid(), Some(times(&m))),
+            Some(m) => (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime()),
             None => match like {
                 Some(m) => (
                     self.chmod.unwrap_or(m.mode() & 0o7777),
                     self.owner.0,
                     self.owner.1,
-                    Some(times(m)),
+                    m.mtime(),
                 ),
-                None => (0o755, self.owner.0, self.owner.1, None),
+                None => (0o755, self.owner.0, self.owner.1, self.now),
             },
         };
-        self.chown(&d, uid, gid)?;
-        fs::set_permissions(&d, fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &d))?;
-        if let Some(t) = mtime {
-            set_times(&d, t)?;
-        }
+        let name = dir_name(rel);
+        self.emit(&TarEntry {
+            mode,
+            uid: uid.into(),
+            gid: gid.into(),
+            mtime,
+            ..TarEntry::new(&name, EntryType::Directory)
+        })?;
+        self.written.insert(rel.to_string(), Written::Dir);
         Ok(())
     }
 
     /// Copy one entry (file, symlink, directory with its contents) from `src` to the absolute
     /// image path `to`.
-    pub fn copy_entry(&self, src: &Path, meta: &fs::Metadata, to: &str) -> Result<()> {
+    pub fn copy_entry(&mut self, src: &Path, meta: &fs::Metadata, to: &str) -> Result<()> {
         let rel = to.trim_start_matches('/');
-        let dst = self.layer.join(rel);
         let ft = meta.file_type();
         if ft.is_dir() {
-            self.ensure_dir(rel, Some(meta))?;
-            return Ok(());
+            return self.ensure_dir(rel, Some(meta));
         }
-        if let Ok(m) = fs::symlink_metadata(&dst) {
-            if m.is_dir() {
-                super::fsview::remove_tree(&dst);
-            } else {
-                fs::remove_file(&dst).map_err(io_err("replace", &dst))?;
-            }
+        if self.written.get(rel) == Some(&Written::Dir) {
+            self.forget_below(rel);
         }
+        let (uid, gid) = (self.owner.0.into(), self.owner.1.into());
         if ft.is_symlink() {
             let t = fs::read_link(src).map_err(io_err("readlink", src))?;
-            std::os::unix::fs::symlink(&t, &dst).map_err(io_err("create symlink", &dst))?;
-            self.chown(&dst, self.owner.0, self.owner.1)?;
-            set_times_nofollow(&dst, times(meta))?;
+            self.emit(&TarEntry {
+                mode: 0o777,
+                uid,
+                gid,
+                mtime: meta.mtime(),
+                link: Some(t.as_os_str().as_bytes()),
+                ..TarEntry::new(rel.as_bytes(), EntryType::Symlink)
+            })?;
+            let t = t.to_string_lossy().into_owned();
+            self.written.insert(rel.to_string(), Written::Symlink(t));
             return Ok(());
         }
-        if ft.is_file() {
-            fs::copy(src, &dst).map_err(io_err("copy to", &dst))?;
-        } else {
-            // Devices, fifos, sockets: Docker copies them too; a fifo is all we can make here.
-            nix::unistd::mkfifo(&dst, nix::sys::stat::Mode::from_bits_truncate(0o644))
-                .map_err(|e| io_err("mkfifo", &dst)(e.into()))?;
-        }
-        self.chown(&dst, self.owner.0, self.owner.1)?;
         let mode = self.chmod.unwrap_or(meta.mode() & 0o7777);
-        fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
-            .map_err(io_err("chmod", &dst))?;
-        set_times(&dst, times(meta))
+        if ft.is_file() {
+            // Never through a symlink: sources were resolved inside their root already.
+            let mut f = fs::File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(src)
+                .map_err(io_err("open", src))?;
+            self.emit(&TarEntry {
+                mode,
+                uid,
+                gid,
+                mtime: meta.mtime(),
+                size: meta.len(),
+                ..TarEntry::new(rel.as_bytes(), EntryType::Regular)
+            })?;
+            self.out.data(&mut f, meta.len()).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    CopyError::Changed(src.to_path_buf())
+                } else {
+                    io_err("copy", src)(e)
+                }
+            })?;
+        } else {
+            // Devices, fifos, sockets: Docker copies them too; a fifo is all we make.
+            self.emit(&TarEntry {
+                mode,
+                uid,
+                gid,
+                mtime: meta.mtime(),
+                ..TarEntry::new(rel.as_bytes(), EntryType::Fifo)
+            })?;
+        }
+        self.written.insert(rel.to_string(), Written::File);
+        Ok(())
     }
 
     /// Copy a directory's contents (filtered) to the absolute image directory `to`.
-    pub fn copy_tree(&self, root: &Path, rel: &str, to: &str, filter: &Filter) -> Result<()> {
+    pub fn copy_tree(&mut self, root: &Path, rel: &str, to: &str, filter: &Filter) -> Result<()> {
         let src = root.join(rel);
         let top = fs::metadata(&src).map_err(io_err("stat", &src))?;
         self.ensure_parents(to)?;
         self.ensure_dir(to.trim_start_matches('/'), Some(&top))?;
-        let list = entries(root, rel, filter);
-        let mut dirs = vec![];
-        for e in list.iter().skip(1) {
+        for e in entries(root, rel, filter).iter().skip(1) {
             let suffix = if rel.is_empty() {
                 e.as_str()
             } else {
@@ -488,36 +639,37 @@ impl Dest<'_> {
             let m = fs::symlink_metadata(&p).map_err(io_err("stat", &p))?;
             let target = format!("{}/{suffix}", to.trim_end_matches('/'));
             self.copy_entry(&p, &m, &target)?;
-            if m.is_dir() {
-                dirs.push((target, m));
-            }
-        }
-        // Directory mtimes last: writing their children moved them.
-        for (t, m) in dirs.iter().rev() {
-            set_times(&self.layer.join(t.trim_start_matches('/')), times(m))?;
-        }
-        if self.lowers.metadata(to.trim_start_matches('/')).is_none() {
-            set_times(&self.layer.join(to.trim_start_matches('/')), times(&top))?;
         }
         Ok(())
     }
 
     /// Write literal content (a heredoc) as a 0644 file (or `--chmod`).
-    pub fn write_content(&self, to: &str, content: &[u8]) -> Result<()> {
-        let dst = self.layer.join(to.trim_start_matches('/'));
-        let _ = fs::remove_file(&dst);
-        fs::write(&dst, content).map_err(io_err("write", &dst))?;
-        self.chown(&dst, self.owner.0, self.owner.1)?;
-        fs::set_permissions(
-            &dst,
-            fs::Permissions::from_mode(self.chmod.unwrap_or(0o644)),
-        )
-        .map_err(io_err("chmod", &dst))
+    pub fn write_content(&mut self, to: &str, content: &[u8]) -> Result<()> {
+        let rel = to.trim_start_matches('/');
+        if self.written.get(rel) == Some(&Written::Dir) {
+            self.forget_below(rel);
+        }
+        self.emit(&TarEntry {
+            mode: self.chmod.unwrap_or(0o644),
+            uid: self.owner.0.into(),
+            gid: self.owner.1.into(),
+            mtime: self.now,
+            size: content.len() as u64,
+            ..TarEntry::new(rel.as_bytes(), EntryType::Regular)
+        })?;
+        self.out
+            .data(&mut &content[..], content.len() as u64)
+            .map_err(CopyError::Stream)?;
+        self.written.insert(rel.to_string(), Written::File);
+        Ok(())
     }
 
-    /// ADD of a local archive: extract it into the absolute image directory `to`. Returns
-    /// false when `src` is not a tar archive we can read (then it is copied as a file).
-    pub fn extract_archive(&self, src: &Path, to: &str) -> Result<bool> {
+    /// ADD of a local archive: its entries go into the absolute image directory `to`, with
+    /// their own metadata, owned by `--chown` when one was given. Names pass through as the
+    /// archive has them (only prefixed with `to`): the extractor refuses `..` escapes and
+    /// links out of the layer, exactly as for an image layer. Returns false when `src` is not
+    /// a tar archive we can read (then it is copied as a file).
+    pub fn extract_archive(&mut self, src: &Path, to: &str) -> Result<bool> {
         let mut magic = [0u8; 512];
         let n = {
             let mut f = fs::File::open(src).map_err(io_err("open", src))?;
@@ -534,23 +686,86 @@ impl Dest<'_> {
             return Ok(false);
         };
         self.ensure_parents(to)?;
-        self.ensure_dir(to.trim_start_matches('/'), None)?;
-        let dst = self.layer.join(to.trim_start_matches('/'));
+        let base = to.trim_start_matches('/').to_string();
+        self.ensure_dir(&base, None)?;
+        let prefixed = |name: &[u8]| -> Vec<u8> {
+            let mut v = if base.is_empty() {
+                Vec::new()
+            } else {
+                format!("{base}/").into_bytes()
+            };
+            v.extend_from_slice(name);
+            v
+        };
+        let bad = |source: io::Error| CopyError::Archive {
+            path: src.to_path_buf(),
+            source,
+        };
         let mut ar = tar::Archive::new(reader);
-        ar.set_preserve_permissions(true);
-        ar.set_preserve_ownerships(true);
-        ar.set_preserve_mtime(true);
-        ar.set_unpack_xattrs(false);
-        ar.set_overwrite(true);
-        let entries = ar.entries().map_err(io_err("read archive", src))?;
-        for e in entries {
-            let mut e = e.map_err(io_err("read archive", src))?;
-            let path = e.path().map_err(io_err("read archive", src))?.into_owned();
-            e.unpack_in(&dst).map_err(io_err("extract archive", src))?;
-            if self.owner != (0, 0) {
-                let p = dst.join(&path);
-                self.chown(&p, self.owner.0, self.owner.1)?;
+        for e in ar.entries().map_err(bad)? {
+            let mut e = e.map_err(bad)?;
+            let h = e.header().clone();
+            let kind = h.entry_type();
+            if kind.is_pax_global_extensions() {
+                continue;
             }
+            let (mut uid, mut gid) = (h.uid().map_err(bad)?, h.gid().map_err(bad)?);
+            if let Some(exts) = e.pax_extensions().map_err(bad)? {
+                for ext in exts.flatten() {
+                    let num = || std::str::from_utf8(ext.value_bytes()).ok()?.parse().ok();
+                    match ext.key_bytes() {
+                        b"uid" => uid = num().unwrap_or(uid),
+                        b"gid" => gid = num().unwrap_or(gid),
+                        _ => {}
+                    }
+                }
+            }
+            if self.owner != (0, 0) {
+                (uid, gid) = (self.owner.0.into(), self.owner.1.into());
+            }
+            let path = prefixed(&e.path_bytes());
+            let link = e.link_name_bytes().map(|l| match kind {
+                // A hardlink names an entry of the archive, which now lives under `to`.
+                EntryType::Link => prefixed(&l),
+                _ => l.into_owned(),
+            });
+            let size = if matches!(kind, EntryType::Regular | EntryType::Continuous) {
+                e.size()
+            } else {
+                0
+            };
+            let dev = match (h.device_major(), h.device_minor()) {
+                (Ok(Some(a)), Ok(Some(b))) => Some((a, b)),
+                _ => None,
+            };
+            self.emit(&TarEntry {
+                path: &path,
+                kind,
+                mode: h.mode().map_err(bad)? & 0o7777,
+                uid,
+                gid,
+                mtime: h.mtime().map_err(bad)? as i64,
+                size,
+                link: link.as_deref(),
+                dev,
+                xattrs: &[],
+            })?;
+            if size > 0 {
+                self.out.data(&mut e, size).map_err(bad)?;
+            }
+            // Later destinations of this COPY resolve through what the archive holds.
+            let rel = String::from_utf8_lossy(&path);
+            let rel = clean(&format!("/{rel}"))
+                .trim_start_matches('/')
+                .to_string();
+            let w = match (kind, link) {
+                (EntryType::Directory, _) => Written::Dir,
+                (EntryType::Symlink, Some(t)) => {
+                    Written::Symlink(String::from_utf8_lossy(&t).into())
+                }
+                _ => Written::File,
+            };
+            self.written.insert(rel, w);
         }
         Ok(true)
     }
@@ -565,26 +780,6 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-fn times(m: &fs::Metadata) -> (TimeSpec, TimeSpec) {
-    (
-        TimeSpec::new(m.atime(), m.atime_nsec()),
-        TimeSpec::new(m.mtime(), m.mtime_nsec()),
-    )
-}
-
-fn set_times(p: &Path, t: (TimeSpec, TimeSpec)) -> Result<()> {
-    set_times_with(p, t, UtimensatFlags::FollowSymlink)
-}
-
-fn set_times_nofollow(p: &Path, t: (TimeSpec, TimeSpec)) -> Result<()> {
-    set_times_with(p, t, UtimensatFlags::NoFollowSymlink)
-}
-
-fn set_times_with(p: &Path, t: (TimeSpec, TimeSpec), how: UtimensatFlags) -> Result<()> {
-    utimensat(nix::fcntl::AT_FDCWD, p, &t.0, &t.1, how)
-        .map_err(|e| io_err("set times of", p)(e.into()))
 }
 
 #[cfg(test)]
@@ -639,19 +834,20 @@ mod tests {
         fs::create_dir_all(lower.join("usr/bin")).unwrap();
         std::os::unix::fs::symlink("usr/bin", lower.join("bin")).unwrap();
         std::os::unix::fs::symlink("/usr/bin", lower.join("abs")).unwrap();
-        let layer = t.path().join("layer");
-        fs::create_dir(&layer).unwrap();
         let l = Lowers::new(vec![lower]);
-        let d = Dest {
-            layer: &layer,
-            lowers: &l,
-            owner: (0, 0),
-            chmod: None,
-        };
+        let mut d = Dest::new(Vec::new(), &l, (0, 0), None);
         assert_eq!(d.resolve("/bin/tool"), "/usr/bin/tool");
         assert_eq!(d.resolve("/abs/tool"), "/usr/bin/tool");
         assert_eq!(d.resolve("/bin"), "/bin");
         assert!(d.is_dir("/usr/bin") && !d.is_dir("/bin"));
+        // What this COPY wrote itself counts before the image: a symlink it made is followed,
+        // a directory it made is one.
+        let m = fs::symlink_metadata(t.path().join("lower/bin")).unwrap();
+        d.copy_entry(&t.path().join("lower/bin"), &m, "/opt/link")
+            .unwrap();
+        assert_eq!(d.resolve("/opt/link/tool"), "/opt/usr/bin/tool");
+        d.ensure_parents("/new/dir/x").unwrap();
+        assert!(d.is_dir("/new/dir"));
     }
 
     #[test]

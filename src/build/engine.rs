@@ -30,6 +30,7 @@ use crate::boxfile::{
 };
 use crate::digest::Digest;
 use crate::image::{Reference, media};
+use crate::layer::confine::StreamWriter;
 use crate::registry::{self, PullOptions};
 use crate::run::{self, MountSpec, NetworkMode, RootfsSource, SandboxSpec, UpperDir};
 use crate::store::index::Descriptor;
@@ -730,19 +731,15 @@ impl Engine<'_> {
         let work = self.new_layer_dir("workdir-")?;
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(fsview::io_err("create", &tree))?;
-        let dest = Dest {
-            layer: &tree,
-            lowers: &lowers,
-            owner: (0, 0),
-            chmod: None,
-        };
-        let path = dest.resolve(&format!("{dir}/x"));
-        dest.ensure_parents(&path)
-            .map_err(|source| BuildError::Copy {
-                at: at.to_string(),
-                what: "WORKDIR",
-                source,
-            })?;
+        copy::write_tree(&tree, &lowers, (0, 0), None, |dest| {
+            let path = dest.resolve(&format!("{dir}/x"));
+            dest.ensure_parents(&path)
+        })
+        .map_err(|source| BuildError::Copy {
+            at: at.to_string(),
+            what: "WORKDIR",
+            source,
+        })?;
         Ok(Some(fsview::commit_dir(
             self.store,
             &tree,
@@ -954,13 +951,29 @@ impl Engine<'_> {
         let work = self.new_layer_dir("copy-")?;
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(fsview::io_err("create", &tree))?;
-        let dest = Dest {
-            layer: &tree,
-            lowers: &lowers,
-            owner,
-            chmod,
-        };
-        let wd = &sr.out.config.config.working_dir;
+        let wd = sr.out.config.config.working_dir.clone();
+        copy::write_tree(&tree, &lowers, owner, chmod, |dest| {
+            self.fill_copy(dest, c, &root, &filter, &wd, is_add)
+        })
+        .map_err(cerr)?;
+        drop(_mount);
+        Ok(fsview::commit_dir(
+            self.store,
+            &tree,
+            self.opts.source_date_epoch,
+        )?)
+    }
+
+    /// The body of a COPY/ADD: every source into `dest`, by Docker's destination rules.
+    fn fill_copy(
+        &self,
+        dest: &mut Dest<&mut StreamWriter>,
+        c: &CopyInstr,
+        root: &Path,
+        filter: &Filter,
+        wd: &str,
+        is_add: bool,
+    ) -> std::result::Result<(), CopyError> {
         let raw = if c.dest.starts_with('/') {
             c.dest.clone()
         } else {
@@ -1002,7 +1015,7 @@ impl Engine<'_> {
                     true,
                 )),
                 _ => {
-                    for rel in copy::select(&root, &s.path, &filter).map_err(cerr)? {
+                    for rel in copy::select(root, &s.path, filter)? {
                         selected.push((rel, false));
                     }
                 }
@@ -1013,7 +1026,7 @@ impl Engine<'_> {
         let parents = c.parents == Some(true);
         let into_dir = dir_hint || multiple || parents || dest.is_dir(&d);
         if multiple && !dir_hint && !dest.is_dir(&d) {
-            return Err(cerr(CopyError::DestNotDir));
+            return Err(CopyError::DestNotDir);
         }
         let join = |name: &str| {
             if d == "/" {
@@ -1029,11 +1042,10 @@ impl Engine<'_> {
                     .heredocs
                     .iter()
                     .find(|h| h.name == name)
-                    .ok_or_else(|| cerr(CopyError::NoHeredoc(name.to_string())))?;
+                    .ok_or_else(|| CopyError::NoHeredoc(name.to_string()))?;
                 let target = if into_dir { join(name) } else { d.clone() };
-                dest.ensure_parents(&target).map_err(cerr)?;
-                dest.write_content(&target, h.content.as_bytes())
-                    .map_err(cerr)?;
+                dest.ensure_parents(&target)?;
+                dest.write_content(&target, h.content.as_bytes())?;
                 continue;
             }
             if let Some(i) = rel.strip_prefix("git:") {
@@ -1047,38 +1059,30 @@ impl Engine<'_> {
                     excludes: None,
                 };
                 let sub = copy::scoped(co.dir.path(), &co.subdir);
-                dest.copy_tree(co.dir.path(), &sub, &d, &filter)
-                    .map_err(cerr)?;
+                dest.copy_tree(co.dir.path(), &sub, &d, &filter)?;
                 continue;
             }
             if let Some(i) = rel.strip_prefix("url:") {
                 // A download: 0600 unless --chmod, named after the URL path (Docker's rule).
                 let dl = &self.downloads[i.parse::<usize>().expect("download index")];
                 let target = if into_dir { join(&dl.name) } else { d.clone() };
-                let meta = fs::metadata(&dl.path).map_err(|e| {
-                    cerr(CopyError::Io {
-                        op: "stat",
-                        path: dl.path.clone(),
-                        source: e,
-                    })
+                let meta = fs::metadata(&dl.path).map_err(|e| CopyError::Io {
+                    op: "stat",
+                    path: dl.path.clone(),
+                    source: e,
                 })?;
-                let url_dest = Dest {
-                    layer: dest.layer,
-                    lowers: dest.lowers,
-                    owner: dest.owner,
-                    chmod: Some(chmod.unwrap_or(0o600)),
-                };
-                url_dest.ensure_parents(&target).map_err(cerr)?;
-                url_dest
-                    .copy_entry(&dl.path, &meta, &target)
-                    .map_err(cerr)?;
+                let chmod = dest.chmod;
+                dest.chmod = Some(chmod.unwrap_or(0o600));
+                dest.ensure_parents(&target)?;
+                dest.copy_entry(&dl.path, &meta, &target)?;
+                dest.chmod = chmod;
                 continue;
             }
             // Read through symlinks only inside the source tree (see copy::scoped).
-            let resolved = copy::scoped(&root, &rel);
+            let resolved = copy::scoped(root, &rel);
             let src = root.join(&resolved);
             let meta = fs::symlink_metadata(&src).map_err(|e| {
-                cerr(if e.kind() == std::io::ErrorKind::NotFound {
+                if e.kind() == std::io::ErrorKind::NotFound {
                     CopyError::NotFound(rel.clone())
                 } else {
                     CopyError::Io {
@@ -1086,7 +1090,7 @@ impl Engine<'_> {
                         path: src.clone(),
                         source: e,
                     }
-                })
+                }
             })?;
             if meta.is_dir() {
                 let to = if parents && !rel.is_empty() {
@@ -1094,11 +1098,10 @@ impl Engine<'_> {
                 } else {
                     d.clone()
                 };
-                dest.copy_tree(&root, &resolved, &to, &filter)
-                    .map_err(cerr)?;
+                dest.copy_tree(root, &resolved, &to, filter)?;
                 continue;
             }
-            if is_add && meta.is_file() && dest.extract_archive(&src, &d).map_err(cerr)? {
+            if is_add && meta.is_file() && dest.extract_archive(&src, &d)? {
                 continue;
             }
             let base = Path::new(&rel)
@@ -1112,15 +1115,10 @@ impl Engine<'_> {
             } else {
                 d.clone()
             };
-            dest.ensure_parents(&target).map_err(cerr)?;
-            dest.copy_entry(&src, &meta, &target).map_err(cerr)?;
+            dest.ensure_parents(&target)?;
+            dest.copy_entry(&src, &meta, &target)?;
         }
-        drop(_mount);
-        Ok(fsview::commit_dir(
-            self.store,
-            &tree,
-            self.opts.source_date_epoch,
-        )?)
+        Ok(())
     }
 
     fn exec_run(
@@ -1280,16 +1278,16 @@ impl Engine<'_> {
                 if !dir.exists() {
                     let tmp = dir.with_extension(format!("tmp-{}", run::spec::random_id()));
                     fs::create_dir_all(&tmp).map_err(fsview::io_err("create", &tmp))?;
-                    use std::os::unix::fs::PermissionsExt;
-                    let _ = fs::set_permissions(
-                        &tmp,
-                        fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
-                    );
-                    let _ = nix::unistd::chown(
-                        &tmp,
-                        Some(m.uid.unwrap_or(0).into()),
-                        Some(m.gid.unwrap_or(0).into()),
-                    );
+                    let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+                    let r = copy::own_dir(&tmp, owner, m.mode.unwrap_or(0o755));
+                    if let Err(source) = r {
+                        fsview::remove_tree(&tmp);
+                        return Err(BuildError::Copy {
+                            at: at.to_string(),
+                            what: "RUN --mount=type=cache",
+                            source,
+                        });
+                    }
                     if fs::rename(&tmp, &dir).is_err() {
                         fsview::remove_tree(&tmp);
                     }
@@ -1362,22 +1360,18 @@ impl Engine<'_> {
                     let copy = work.path().join(format!("bind-{}", run::spec::random_id()));
                     fs::create_dir(&copy).map_err(fsview::io_err("create", &copy))?;
                     let none = Lowers::default();
-                    let dest = Dest {
-                        layer: &copy,
-                        lowers: &none,
-                        owner: (0, 0),
-                        chmod: None,
-                    };
                     let filter = Filter {
                         ignore: from_context.then_some(&self.ignore),
                         excludes: None,
                     };
                     let meta = fs::metadata(&source).map_err(fsview::io_err("stat", &source))?;
-                    let r = if meta.is_dir() {
-                        dest.copy_tree(&root, &rel, "/tree", &filter)
-                    } else {
-                        dest.copy_entry(&source, &meta, "/tree")
-                    };
+                    let r = copy::write_tree(&copy, &none, (0, 0), None, |dest| {
+                        if meta.is_dir() {
+                            dest.copy_tree(&root, &rel, "/tree", &filter)
+                        } else {
+                            dest.copy_entry(&source, &meta, "/tree")
+                        }
+                    });
                     r.map_err(|source| BuildError::Copy {
                         at: at.to_string(),
                         what: "RUN --mount=type=bind",
@@ -1432,28 +1426,25 @@ impl Engine<'_> {
                 }
                 // A private copy outside the layer: the secret is bound read-only and never
                 // lands in the upper dir.
-                let file = work
+                let dir = work
                     .path()
                     .join(format!("secret-{}", run::spec::random_id()));
-                {
-                    use std::io::Write;
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let mut f = fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(m.mode.unwrap_or(0o400))
-                        .open(&file)
-                        .map_err(fsview::io_err("create", &file))?;
-                    f.write_all(&value)
-                        .map_err(fsview::io_err("write", &file))?;
-                }
-                if m.uid.is_some() || m.gid.is_some() {
-                    let _ = nix::unistd::chown(
-                        &file,
-                        Some(m.uid.unwrap_or(0).into()),
-                        Some(m.gid.unwrap_or(0).into()),
-                    );
-                }
+                fs::create_dir(&dir).map_err(fsview::io_err("create", &dir))?;
+                // Where only container root is mapped the secret stays root's, as before.
+                let owner = match run::userns::content_policy().ownership {
+                    crate::layer::Ownership::Ignore => (0, 0),
+                    crate::layer::Ownership::Preserve => (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+                };
+                let mode = Some(m.mode.unwrap_or(0o400));
+                copy::write_tree(&dir, &Lowers::default(), owner, mode, |d| {
+                    d.write_content("/secret", &value)
+                })
+                .map_err(|source| BuildError::Copy {
+                    at: at.to_string(),
+                    what: "RUN --mount=type=secret",
+                    source,
+                })?;
+                let file = dir.join("secret");
                 let target = target.unwrap_or_else(|| format!("/run/secrets/{id}"));
                 Ok((
                     Some(MountSpec::Bind {
@@ -1687,45 +1678,69 @@ fn command_text(r: &RunInstr) -> String {
 /// Remove from a RUN's upper dir the mount points the sandbox had to create (they did not
 /// exist in the image): empty files and directories, and then their parents that became
 /// empty and did not exist either.
+///
+/// The upper dir is what the step's command made of it: it may have replaced a parent of a
+/// stub with a symlink to a host path (BuildKit's CVE-2024-23652). So every lookup is made
+/// relative to the upper dir without following any symlink, and only the stub itself is ever
+/// removed, never what a symlink points at.
 fn remove_stubs(upper: &Path, lowers: &Lowers, stubs: &[String]) {
-    use std::os::unix::fs::MetadataExt;
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::{FileStat, SFlag};
+    use nix::unistd::UnlinkatFlags;
+    let Ok(top) = fs::File::open(upper) else {
+        return;
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let kind = |st: &FileStat| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
     for s in stubs {
         let mut rel = s.trim_matches('/').to_string();
         let mut removed_child = false;
-        loop {
-            if rel.is_empty() {
-                break;
-            }
-            let p = upper.join(&rel);
-            let Ok(m) = fs::symlink_metadata(&p) else {
+        while !rel.is_empty() {
+            let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+            let dir = if parent.is_empty() {
+                top.try_clone().map(std::os::fd::OwnedFd::from)
+            } else {
+                nix::fcntl::openat2(&top, parent, how).map_err(std::io::Error::from)
+            };
+            let Ok(dir) = dir else { break };
+            let Ok(st) =
+                nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            else {
                 break;
             };
+            let is_dir = kind(&st) == SFlag::S_IFDIR;
+            let unlink = |flags| nix::unistd::unlinkat(&dir, name, flags).is_ok();
             let removed = match lowers.metadata(&rel) {
                 // Not in the image: the sandbox made it; an empty file or directory goes.
-                None if m.is_dir() => fs::remove_dir(&p).is_ok(),
-                None if m.is_file() && m.len() == 0 => fs::remove_file(&p).is_ok(),
+                None if is_dir => unlink(UnlinkatFlags::RemoveDir),
+                None if kind(&st) == SFlag::S_IFREG && st.st_size == 0 => {
+                    unlink(UnlinkatFlags::NoRemoveDir)
+                }
                 None => false,
                 // In the image: a parent the overlay copied up only to hold a stub. Once
                 // empty, it goes too when it still matches the image (not opaque, same mode
                 // and owner); otherwise the layer would carry a spurious `/etc`.
                 Some(lm) => {
+                    use std::os::unix::fs::MetadataExt;
+                    let here = Path::new("/proc/self/fd")
+                        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+                        .join(name);
                     removed_child
-                        && m.is_dir()
+                        && is_dir
                         && lm.is_dir()
-                        && m.mode() == lm.mode()
-                        && (m.uid(), m.gid()) == (lm.uid(), lm.gid())
-                        && !crate::layer::whiteout::is_overlay_opaque(&p).unwrap_or(true)
-                        && fs::remove_dir(&p).is_ok()
+                        && st.st_mode == lm.mode()
+                        && (st.st_uid, st.st_gid) == (lm.uid(), lm.gid())
+                        && !crate::layer::whiteout::is_overlay_opaque(&here).unwrap_or(true)
+                        && unlink(UnlinkatFlags::RemoveDir)
                 }
             };
             if !removed {
                 break;
             }
             removed_child = true;
-            rel = match rel.rsplit_once('/') {
-                Some((parent, _)) => parent.to_string(),
-                None => break,
-            };
+            rel = parent.to_string();
         }
     }
 }

@@ -1,11 +1,15 @@
 //! ADD of a URL: download into the store's `tmp/`, hashing while writing. The content digest
 //! goes into the step's cache key (as BuildKit does, the URL is fetched on every build and
-//! only unchanged content hits); `--checksum=sha256:…` is verified.
+//! only unchanged content hits); `--checksum=sha256:…` is verified. A download may not exceed
+//! [`Limits::max_download_size`] (`BOX_MAX_DOWNLOAD_SIZE`): an announced length above it is
+//! refused before the body is read, a body that grows past it is cut off, and the partial
+//! file is removed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingWriter};
+use crate::limits::{self, Limits, LimitsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -17,6 +21,21 @@ pub enum FetchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "ADD {url}: the download {} the {} limit for ADD downloads; stopped, nothing kept \
+         (raise {} if the file is meant to be this big)",
+        .announced.map_or("grew past".to_string(), |n| format!("is {} ({n} bytes), over", limits::human(n))),
+        limits::human(*.limit),
+        limits::MAX_DOWNLOAD_SIZE_VAR
+    )]
+    TooLarge {
+        url: String,
+        /// The Content-Length, when the server announced one above the limit.
+        announced: Option<u64>,
+        limit: u64,
+    },
+    #[error("ADD {url}: {source}")]
+    Limits { url: String, source: LimitsError },
     #[error("ADD {url}: checksum mismatch: expected {expected}, the download is {actual}")]
     Checksum {
         url: String,
@@ -39,6 +58,17 @@ pub fn fetch(url: &str, tmp: &Path, checksum: Option<&str>) -> Result<Download, 
     let http = |why: String| FetchError::Http {
         url: url.to_string(),
         why,
+    };
+    let limit = Limits::from_env()
+        .map_err(|source| FetchError::Limits {
+            url: url.to_string(),
+            source,
+        })?
+        .max_download_size;
+    let too_large = |announced| FetchError::TooLarge {
+        url: url.to_string(),
+        announced,
+        limit,
     };
     let file = tempfile::Builder::new()
         .prefix("add-url-")
@@ -68,11 +98,19 @@ pub fn fetch(url: &str, tmp: &Path, checksum: Option<&str>) -> Result<Download, 
         if !resp.status().is_success() {
             return Err(http(format!("the server answered {}", resp.status())));
         }
+        if let Some(n) = resp.content_length().filter(|n| *n > limit) {
+            return Err(too_large(Some(n)));
+        }
+        let mut got = 0u64;
         while let Some(chunk) = resp
             .chunk()
             .await
             .map_err(|e| http(crate::registry::client::error_chain(&e)))?
         {
+            got += chunk.len() as u64;
+            if got > limit {
+                return Err(too_large(None));
+            }
             out.write_all(&chunk).map_err(|source| FetchError::Io {
                 url: url.to_string(),
                 path: path.clone(),

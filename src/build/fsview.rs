@@ -89,8 +89,40 @@ impl Lowers {
         self.find(rel).and_then(|p| fs::symlink_metadata(p).ok())
     }
 
+    /// The content of the image's regular file `rel` (at most 1 MiB), following symlinks
+    /// the way the container would see them: inside the image, never on the host. A FIFO,
+    /// device or oversized file reads as absent rather than hanging or exhausting memory.
     pub fn read_to_string(&self, rel: &str) -> Option<String> {
-        self.find(rel).and_then(|p| fs::read_to_string(p).ok())
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut rel = crate::boxfile::ignore::clean(&format!("/{rel}"));
+        for _ in 0..40 {
+            let p = self.find(rel.trim_start_matches('/'))?;
+            let m = fs::symlink_metadata(&p).ok()?;
+            if m.file_type().is_symlink() {
+                let t = fs::read_link(&p).ok()?;
+                let t = t.to_string_lossy();
+                let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
+                rel = crate::boxfile::ignore::clean(&if t.starts_with('/') {
+                    t.into_owned()
+                } else {
+                    format!("{parent}/{t}")
+                });
+                continue;
+            }
+            if !m.is_file() || m.len() > 1 << 20 {
+                return None;
+            }
+            let mut f = fs::File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&p)
+                .ok()?;
+            let mut s = String::new();
+            f.by_ref().take(1 << 20).read_to_string(&mut s).ok()?;
+            return Some(s);
+        }
+        None
     }
 }
 
@@ -263,6 +295,36 @@ pub fn cpath(p: &Path) -> CString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_follow_image_symlinks_inside_the_image_never_on_the_host() {
+        let t = tempfile::tempdir().unwrap();
+        let l = t.path().join("l");
+        fs::create_dir_all(l.join("etc")).unwrap();
+        fs::write(l.join("real"), "app:x:7:7::/:/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink("/real", l.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("../real", l.join("etc/rel")).unwrap();
+        // A host file the image names: it must read as absent, not as the host's.
+        let host = t.path().join("host-secret");
+        fs::write(&host, "secret").unwrap();
+        std::os::unix::fs::symlink(&host, l.join("etc/group")).unwrap();
+        nix::unistd::mkfifo(
+            &l.join("etc/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let lowers = Lowers::new(vec![l]);
+        assert_eq!(
+            lowers.read_to_string("etc/passwd").unwrap(),
+            "app:x:7:7::/:/bin/sh\n"
+        );
+        assert_eq!(
+            lowers.read_to_string("etc/rel").unwrap(),
+            "app:x:7:7::/:/bin/sh\n"
+        );
+        assert_eq!(lowers.read_to_string("etc/group"), None);
+        assert_eq!(lowers.read_to_string("etc/fifo"), None);
+    }
 
     #[test]
     fn lookups_honour_whiteouts_and_opaque_dirs_without_a_kernel_overlay() {

@@ -223,6 +223,7 @@ pub fn exec(g: &Global, a: ExecArgs) -> CmdResult {
     {
         bail!("invalid working directory {w:?}: it must be an absolute path");
     }
+    super::check_preserved_fds(a.preserve_fds)?;
     let o = ExecOptions {
         argv: a.command,
         env: a.env,
@@ -230,9 +231,17 @@ pub fn exec(g: &Global, a: ExecArgs) -> CmdResult {
         user: a.user,
         tty: a.tty,
         interactive: a.interactive,
+        preserve_fds: a.preserve_fds,
     };
-    let code = container::exec::exec(&st, &o)?;
-    Ok(code.clamp(0, 255) as u8)
+    match container::exec::exec(&st, &o) {
+        Ok(code) => Ok(code.clamp(0, 255) as u8),
+        // The command could not be started: docker exec's 126.
+        Err(e @ container::ContainerError::Start { .. }) => {
+            eprintln!("box exec: {e}");
+            Ok(126)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Apply `f` to each named container; print the name as given on success, as docker does.

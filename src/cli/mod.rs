@@ -279,6 +279,10 @@ pub struct ExecArgs {
     /// Username or UID (format: <name|uid>[:<group|gid>]; default: the container's)
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Pass N additional file descriptors to the command: 3 to 2+N, which must be open
+    /// (every other descriptor above 2 is closed)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
     /// Container name or ID
     pub container: String,
     /// Command and arguments
@@ -348,10 +352,65 @@ fn box_subcommand(args: &[String]) -> Option<&str> {
     None
 }
 
+/// Which of the descriptors `--preserve-fds` may name were open when the process started,
+/// before boxkit opened any of its own (index 0 is fd 3). Recorded only when an argument
+/// mentions the flag.
+static INHERITED_FDS: std::sync::OnceLock<Vec<bool>> = std::sync::OnceLock::new();
+
+/// The largest N any `--preserve-fds N` / `--preserve-fds=N` in `args` asks for (an argument
+/// of the container's command may look like one too; that only makes us look at more fds).
+fn preserve_fds_asked(args: &[String]) -> u32 {
+    let mut n = 0;
+    for (i, a) in args.iter().enumerate() {
+        let v = match a.strip_prefix("--preserve-fds") {
+            Some("") => args.get(i + 1).map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        n = n.max(v.and_then(|v| v.parse().ok()).unwrap_or(0));
+    }
+    n
+}
+
+/// Record which of fds 3..3+N were open at start (see [`INHERITED_FDS`]).
+fn record_inherited_fds(args: &[String]) {
+    let n = preserve_fds_asked(args);
+    if n == 0 {
+        return;
+    }
+    // No descriptor at or above the soft limit can be open.
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1 << 20, |(soft, _)| soft);
+    let open = (3..3 + u64::from(n))
+        .take_while(|fd| *fd < limit)
+        // SAFETY: F_GETFD only reads a descriptor's flags.
+        .map(|fd| unsafe { libc::fcntl(fd as i32, libc::F_GETFD) } >= 0)
+        .collect();
+    let _ = INHERITED_FDS.set(open);
+}
+
+/// `--preserve-fds N`: fds 3..3+N must all have been passed by the caller. Otherwise one of
+/// them would be boxkit's own (or nothing), and podman refuses that too.
+pub(crate) fn check_preserved_fds(n: u32) -> anyhow::Result<()> {
+    let open = INHERITED_FDS.get().map_or(&[][..], Vec::as_slice);
+    if let Some(i) = (0..n as usize).find(|i| !open.get(*i).copied().unwrap_or(false)) {
+        anyhow::bail!(
+            "--preserve-fds {n}: file descriptor {} is not open (the caller must pass \
+             descriptors 3 to {} to boxkit)",
+            i + 3,
+            n + 2
+        );
+    }
+    Ok(())
+}
+
 /// Enter the tool's user namespace when [`needs_userns`] says so. Call first in `main`, while
 /// the process is single-threaded.
 pub fn enter_userns_if_needed(prog: &str) {
+    // A confined extraction worker is this binary re-executed: it serves and exits here.
+    crate::layer::confine::serve_if_requested();
     let args: Vec<String> = std::env::args().collect();
+    record_inherited_fds(&args);
     if needs_userns(prog, &args) {
         if is_detached_run(prog, &args) {
             // Returns in a daemon; the caller's process prints the container id and exits.

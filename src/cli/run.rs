@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// User namespace mode: "" (remap, the default) or host
     #[arg(long)]
     pub userns: Option<String>,
+    /// Pass N additional file descriptors to the container's command: 3 to 2+N, which must be
+    /// open (every other descriptor above 2 is closed)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
     /// Image to run, then the command and its arguments. One list, so that everything after
     /// the image belongs to the container (`boxrun busybox ls -l` passes `-l` to ls), as with
     /// docker.
@@ -175,6 +179,7 @@ impl RunArgs {
         {
             bail!("--memory-swap ({s} bytes) must be at least --memory ({m} bytes)");
         }
+        super::check_preserved_fds(self.preserve_fds)?;
         if let Some(c) = self.cpus {
             if c.is_nan() || c <= 0.0 {
                 bail!("--cpus must be a positive number, got {c}");
@@ -212,6 +217,7 @@ impl RunArgs {
             auto_remove: self.rm,
             detach: self.detach,
             userns: self.userns.as_deref().unwrap_or("").parse()?,
+            preserve_fds: self.preserve_fds,
         })
     }
 }

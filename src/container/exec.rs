@@ -13,16 +13,22 @@
 //! over the first's processes. From outside, root has them all, and a rootless user owns the
 //! container's tool namespace, which gives it full capabilities there and in what is nested.
 //! Before joining, the process moves into pid 1's cgroups so the container's limits count it.
+//!
+//! Hardening (the CVE-2019-5736 class): until it execs, the forked child is boxkit — its
+//! /proc/PID/exe is the host binary, and as root it is host root until the id switch. So the
+//! process is non-dumpable from the start (closing its /proc/PID to the container), and
+//! everything read from the container — the user's /etc/passwd and /etc/group — is read
+//! before joining, through /proc/PID/root with [`crate::run::user::read_db`]'s checks, so a
+//! hostile container can neither hang nor feed the joining process.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sys::signal::{SigmaskHow, sigprocmask};
 use nix::sys::wait::waitpid;
 
 use super::{ContainerError, Result, State};
-use crate::run::{caps, process, user};
+use crate::run::{finalize, process, user};
 
 /// What `box exec` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +40,8 @@ pub struct ExecOptions {
     pub user: Option<String>,
     pub tty: bool,
     pub interactive: bool,
+    /// The caller's descriptors 3..3+N reach the command (`--preserve-fds N`).
+    pub preserve_fds: u32,
 }
 
 /// Namespaces to join, in order: user first, mount last.
@@ -122,14 +130,62 @@ fn join_cgroups(pid: i32, required: bool) -> Result<()> {
     Ok(())
 }
 
+/// The process whose namespaces and root `box exec` uses: the container's pid 1, unless
+/// that is boxkit's own `--init`, which is not dumpable (so the container cannot open its
+/// /proc/1/exe) and so closed to a rootless caller, who lacks CAP_SYS_PTRACE over the host's
+/// user namespace that owns its memory; then the init's child, the command, which was forked
+/// with every namespace of the init and is an ordinary dumpable process.
+fn join_target(pid: i32) -> i32 {
+    let denied = |p: i32| {
+        matches!(
+            std::fs::File::open(format!("/proc/{p}/ns/user")).map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EACCES | libc::EPERM))
+        )
+    };
+    if !denied(pid) {
+        return pid;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|k| k.parse::<i32>().ok())
+        .find(|k| !denied(*k))
+        .unwrap_or(pid)
+}
+
 /// Run `o` in the running container `st`; returns the exit code (docker's mapping).
+/// [`ContainerError::Start`] means the command could not be started (docker exec's 126).
 pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
-    let pid = st
+    // First, before anything touches the container: see the module documentation.
+    finalize::set_dumpable(false).map_err(|e| ContainerError::Start {
+        id: st.id.clone(),
+        why: e.to_string(),
+    })?;
+    let init = st
         .init_pid()
         .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
+    let pid = join_target(init);
+    let start_err = |why: String| ContainerError::Start {
+        id: st.id.clone(),
+        why,
+    };
+    let u = {
+        let root_path = format!("/proc/{pid}/root");
+        let root = nix::fcntl::open(
+            root_path.as_str(),
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| start_err(format!("open the container's root {root_path}: {e}")))?;
+        let who = o.user.clone().or_else(|| st.user.clone());
+        user::resolve_in(root.as_fd(), who.as_deref(), &[]).map_err(|e| start_err(e.to_string()))?
+    };
     if !o.interactive
         && let Ok(f) = std::fs::File::open("/dev/null")
     {
+        // SAFETY: dup2 onto stdin, which this process owns; f stays open across the call.
         unsafe { libc::dup2(f.as_raw_fd(), 0) };
     }
     let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
@@ -140,19 +196,24 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     let (fwd, old) = process::block_forwarded().map_err(sys("sigprocmask"))?;
 
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    // SAFETY: box exec is single-threaded (no tool namespace, no helper threads), so the
+    // child may do anything until it execs.
     let child = match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
         nix::unistd::ForkResult::Child => {
-            drop(err_r);
             let sock = tty_sock.as_ref().map(|(_, c)| c.as_raw_fd());
-            let msg = match child_setup(st, o, sock) {
-                Ok(exec) => {
+            let msg = match child_setup(st, o, &u, sock, err_w.as_raw_fd()) {
+                Ok(ready) => {
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-                    let code = exec.run();
+                    let code = process::exec_searching_path(&ready.argv, &ready.env, "box exec");
+                    // SAFETY: _exit ends the child without running the parent's destructors.
                     unsafe { libc::_exit(code) }
                 }
                 Err(m) => m,
             };
-            let _ = nix::unistd::write(&err_w, msg.as_bytes());
+            // SAFETY: err_w is open: finalize keeps it (and nothing else above 2).
+            let err_w = unsafe { std::os::fd::BorrowedFd::borrow_raw(err_w.as_raw_fd()) };
+            let _ = nix::unistd::write(err_w, msg.as_bytes());
+            // SAFETY: as above.
             unsafe { libc::_exit(126) }
         }
         nix::unistd::ForkResult::Parent { child } => child,
@@ -166,10 +227,7 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     let _ = std::io::Read::read_to_string(&mut std::fs::File::from(err_r), &mut msg);
     if !msg.is_empty() {
         let _ = waitpid(child, None);
-        return Err(ContainerError::Start {
-            id: st.id.clone(),
-            why: msg,
-        });
+        return Err(start_err(msg));
     }
     // The same wait as boxrun's: forward signals, relay the terminal, map the exit status.
     let r = process::wait_loop(child, &fwd, master, stdin_tty)
@@ -178,93 +236,46 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     r
 }
 
-struct Exec {
-    argv: Vec<CString>,
-    env: Vec<CString>,
-}
-
+/// In the forked child, inside the container: a session of its own, the pty, then
+/// [`finalize::finalize`].
 fn child_setup(
     st: &State,
     o: &ExecOptions,
+    u: &user::Resolved,
     tty_sock: Option<RawFd>,
-) -> std::result::Result<Exec, String> {
+    err_w: RawFd,
+) -> std::result::Result<finalize::Ready, String> {
     let _ = nix::unistd::setsid();
     if let Some(sock) = tty_sock {
-        crate::run::process::open_container_pty(sock)?;
+        process::open_container_pty(sock)?;
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let who = o.user.clone().or_else(|| st.user.clone());
-    let u = user::resolve(who.as_deref(), &[], &passwd, &group).map_err(|e| e.to_string())?;
     let mut env = st.env.clone();
     for e in &o.env {
         let k = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
         env.retain(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) != k);
         env.push(e.clone());
     }
-    let has = |env: &[String], k: &str| {
-        env.iter()
-            .any(|e| e.split_once('=').is_some_and(|(a, _)| a == k))
-    };
-    if !has(&env, "PATH") {
-        env.push(format!("PATH={}", process::DEFAULT_PATH));
-    }
-    if !has(&env, "HOSTNAME") {
-        env.push(format!("HOSTNAME={}", st.hostname));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={}", u.home));
-    }
-    if o.tty && !has(&env, "TERM") {
-        env.push("TERM=xterm".into());
-    }
     let cwd = o
         .cwd
-        .clone()
-        .or_else(|| st.cwd.clone())
+        .as_deref()
+        .or(st.cwd.as_deref())
         .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "/".into());
-    if tty_sock.is_some() {
-        unsafe { libc::fchown(0, u.uid, u32::MAX) };
-    }
-    caps::limit_bounding(st.caps).map_err(|e| e.to_string())?;
-    let groups: Vec<nix::unistd::Gid> = u.groups.iter().map(|g| (*g).into()).collect();
-    if let Err(e) = nix::unistd::setgroups(&groups) {
-        let denied =
-            std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
-        if !denied {
-            return Err(format!("setgroups {:?}: {e}", u.groups));
-        }
-    }
-    nix::unistd::setresgid(u.gid.into(), u.gid.into(), u.gid.into())
-        .map_err(|e| format!("setgid {}: {e}", u.gid))?;
-    nix::unistd::setresuid(u.uid.into(), u.uid.into(), u.uid.into())
-        .map_err(|e| format!("setuid {}: {e}", u.uid))?;
-    if u.uid == 0 {
-        caps::set_process(st.caps).map_err(|e| e.to_string())?;
-    }
-    if st.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-        return Err(format!("set no_new_privs: {}", nix::Error::last()));
-    }
-    nix::unistd::chdir(cwd.as_str()).map_err(|e| format!("chdir to {cwd}: {e}"))?;
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    let cs = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
-    Ok(Exec {
-        argv: o
-            .argv
-            .iter()
-            .map(|a| cs(a))
-            .collect::<std::result::Result<_, _>>()?,
-        env: env
-            .iter()
-            .map(|e| cs(e))
-            .collect::<std::result::Result<_, _>>()?,
-    })
-}
-
-impl Exec {
-    /// execve with a PATH search; 126/127 as docker exec reports them.
-    fn run(&self) -> i32 {
-        process::exec_searching_path(&self.argv, &self.env, "box exec")
-    }
+        .unwrap_or("/");
+    let finish = finalize::Finish {
+        argv: &o.argv,
+        env,
+        hostname: &st.hostname,
+        tty: o.tty,
+        user: u,
+        caps: st.caps,
+        no_new_privs: st.no_new_privs,
+        cwd,
+        // docker exec does not create a missing working directory.
+        create_cwd: false,
+        preserve_fds: o.preserve_fds,
+        keep_fd: Some(err_w),
+    };
+    // SAFETY: this is the forked child; after this it only execs or _exits, using no
+    // descriptor but err_w, which finalize keeps.
+    unsafe { finalize::finalize(&finish) }.map_err(|e| e.to_string())
 }

@@ -108,6 +108,8 @@ pub struct RunOptions {
     pub auto_remove: bool,
     pub detach: bool,
     pub userns: run::UsernsMode,
+    /// The caller's descriptors 3..3+N reach the command (`--preserve-fds N`).
+    pub preserve_fds: u32,
 }
 
 /// Parse `--security-opt` values; only no-new-privileges has a meaning here.
@@ -220,6 +222,7 @@ pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result
     spec.tty = o.tty;
     spec.init = o.init;
     spec.userns = o.userns;
+    spec.preserve_fds = o.preserve_fds;
 
     let hostname = match (&o.hostname, o.network) {
         (Some(h), _) => h.clone(),
@@ -362,9 +365,11 @@ pub fn run_detached(store: Store, o: &RunOptions) -> Result<i32> {
         }
     };
     let log = containers.log_path(&state.id);
+    use std::os::unix::fs::OpenOptionsExt;
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600) // the log holds whatever the container prints, secrets included
         .open(&log)
         .map_err(|cause| ContainerError::Io {
             op: "create log",

@@ -7,6 +7,7 @@
 //! is gone but the state still says running (the machine rebooted, or someone SIGKILLed the
 //! supervisor), [`refresh`] marks it exited; one started with `--rm` is removed then.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -269,20 +270,23 @@ impl Containers {
     /// Create the container's directory and first state (no name reservation).
     pub fn create(&self, st: &State) -> Result<()> {
         let d = self.dir(&st.id);
-        std::fs::create_dir_all(&d).map_err(io("create directory", &d))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .map_err(io("create directory", &d))?;
         self.save(st)
     }
 
     /// Write the state whole (temp file and rename), so readers never see half of it.
     pub fn save(&self, st: &State) -> Result<()> {
         let p = self.state_path(&st.id);
-        let tmp = p.with_extension("json.tmp");
         let data = serde_json::to_vec_pretty(st).map_err(|cause| StateError::Json {
             path: p.clone(),
             cause,
         })?;
-        std::fs::write(&tmp, data).map_err(io("write", &tmp))?;
-        std::fs::rename(&tmp, &p).map_err(io("rename into place", &p))
+        // 0600: the state holds the container's environment (`-e` values, often secrets).
+        crate::atomic::write(&p, &data, 0o600).map_err(io("write", &p))
     }
 
     pub fn load(&self, id: &str) -> Result<State> {

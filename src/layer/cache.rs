@@ -9,11 +9,13 @@
 //! left by a crash of an older writer; it is never used and is removed on the next attempt.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::Compression;
-use super::extract::{ExtractError, ExtractOptions, extract};
+use super::confine::{self, Confinement};
+use super::extract::{ExtractError, ExtractOptions};
 use crate::digest::Digest;
 
 /// Name of the completion marker inside `<layers>/<hex>/`.
@@ -54,9 +56,10 @@ pub fn cached_layer(layers_dir: &Path, diff_id: &Digest) -> Option<PathBuf> {
 pub fn unpack_cached(
     layers_dir: &Path,
     diff_id: &Digest,
-    blob: impl Read,
+    blob: fs::File,
     compression: Compression,
     opts: &ExtractOptions,
+    how: Confinement,
 ) -> Result<PathBuf, CacheError> {
     let fs_err = |op, path: &Path| {
         let path = path.to_path_buf();
@@ -82,9 +85,12 @@ pub fn unpack_cached(
         .map_err(fs_err("create temporary dir in", layers_dir))?;
     let tree = tmp.path().join(TREE);
     fs::create_dir(&tree).map_err(fs_err("create", &tree))?;
-    let report = extract(blob, compression, &tree, opts).map_err(|source| CacheError::Extract {
-        diff_id: diff_id.clone(),
-        source,
+    let dir = fs::File::open(&tree).map_err(fs_err("open", &tree))?;
+    let report = confine::extract(blob, compression, dir.as_fd(), opts, how).map_err(|source| {
+        CacheError::Extract {
+            diff_id: diff_id.clone(),
+            source,
+        }
     })?;
     if &report.diff_id != diff_id {
         return Err(CacheError::DiffIdMismatch {
@@ -96,12 +102,7 @@ pub fn unpack_cached(
         eprintln!("warning: unpack layer {diff_id}: {w}");
     }
     // One syncfs makes the whole tree durable before the marker claims it is complete.
-    let f = fs::File::open(&tree).map_err(fs_err("open", &tree))?;
-    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } < 0 {
-        return Err(fs_err("sync filesystem of", &tree)(
-            io::Error::last_os_error(),
-        ));
-    }
+    nix::unistd::syncfs(&dir).map_err(|e| fs_err("sync filesystem of", &tree)(e.into()))?;
     let marker = tmp.path().join(COMPLETE_MARKER);
     let m = fs::File::create(&marker).map_err(fs_err("create", &marker))?;
     m.sync_all().map_err(fs_err("sync", &marker))?;

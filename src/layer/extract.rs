@@ -11,12 +11,21 @@
 //! following a symlink. Hardlink targets must resolve beneath the root with no symlink at all
 //! (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`).
 //!
-//! Two targets: [`ExtractMode::Flatten`] applies the layer onto a tree that already holds the
+//! Three targets: [`ExtractMode::Flatten`] applies the layer onto a tree that already holds the
 //! lower layers, so whiteouts delete; [`ExtractMode::Overlay`] fills an empty per-layer dir
-//! that will be an overlay lowerdir, so whiteouts are converted into overlay form. Ownership,
-//! mode, xattrs and mtime come from the archive; directory mtimes are set last, after their
-//! content stopped changing them. The uncompressed stream is hashed on the way: the report
-//! carries the diff_id actually seen.
+//! that will be an overlay lowerdir, so whiteouts are converted into overlay form;
+//! [`ExtractMode::Plain`] treats every name literally (COPY/ADD content, volume copy-up).
+//! Ownership, mode, xattrs and mtime come from the archive; directory mtimes are set last,
+//! after their content stopped changing them. The uncompressed stream is hashed on the way: the
+//! report carries the diff_id actually seen.
+//!
+//! Ids: an entry owned by an id at or above [`ExtractOptions::max_id`] (the size of the
+//! container's id range) is refused before anything is created for it, so a layer can never
+//! leave a file owned by an id the container range does not hold. Device nodes are never
+//! created from an archive: containers get their /dev from the sandbox. Callers that run in a
+//! user namespace mapping more than the container range (root's tool namespace) must not call
+//! this directly but through [`super::confine`], which runs it in a namespace that maps
+//! exactly the container range, so the kernel refuses any other id as well.
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
@@ -34,7 +43,7 @@ use super::{Compression, xattr};
 use crate::digest::{Digest, HashingReader};
 
 /// What to do with the archive's uid/gid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Ownership {
     /// chown every entry to the archive's ids; failing to do so is an error.
     #[default]
@@ -44,22 +53,49 @@ pub enum Ownership {
 }
 
 /// How whiteouts are applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ExtractMode {
     /// The target already holds the lower layers: whiteouts delete, opaque markers empty
     /// their directory of lower content.
     #[default]
     Flatten,
+    /// No whiteouts at all: `.wh.` names are ordinary names (files copied by COPY/ADD, a
+    /// volume filled from the image).
+    Plain,
     /// The target is an empty per-layer dir to be used as an overlay lowerdir: whiteouts
     /// become 0/0 character devices and opaque dirs get the given overlay opaque xattr
     /// (`User` when the overlay is mounted with `userxattr`).
     Overlay(OverlayXattr),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExtractOptions {
     pub mode: ExtractMode,
     pub ownership: Ownership,
+    /// Ids must be below this: the size of the container's id range (65536 for root's
+    /// remapped containers; the number of mapped ids rootless). With [`Ownership::Preserve`]
+    /// an entry owned by a larger uid or gid is an error naming the entry and the id.
+    pub max_id: u32,
+    /// Apply the metadata of the archive's root entry (`./`) to the target directory itself
+    /// (a volume takes the owner and mode of the image directory it was filled from).
+    pub root_meta: bool,
+    /// Refuse a stream whose uncompressed size exceeds this many bytes (decompression bombs).
+    pub max_bytes: Option<u64>,
+}
+
+/// The container id range docker and podman use, and boxkit's default: ids 0…65535.
+pub const DEFAULT_MAX_ID: u32 = 65536;
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            mode: ExtractMode::default(),
+            ownership: Ownership::default(),
+            max_id: DEFAULT_MAX_ID,
+            root_meta: false,
+            max_bytes: None,
+        }
+    }
 }
 
 /// What an extraction did.
@@ -105,6 +141,27 @@ pub enum ExtractError {
     },
     #[error("entry {entry}: unsupported tar entry type {kind}")]
     Unsupported { entry: String, kind: String },
+    #[error(
+        "entry {entry}: owner {uid}:{gid} is outside the container's id range 0-{last} \
+         (insufficient UIDs or GIDs available in user namespace); boxkit never stores a file \
+         owned by an id the container range does not hold",
+        last = u64::from(*max_id).saturating_sub(1)
+    )]
+    IdOutOfRange {
+        entry: String,
+        uid: u64,
+        gid: u64,
+        max_id: u32,
+    },
+    #[error(
+        "the uncompressed stream exceeds the limit of {limit} bytes (a decompression bomb, or \
+         raise BOX_MAX_LAYER_SIZE)"
+    )]
+    TooBig { limit: u64 },
+    /// An error from extraction confined in its own user namespace, as that process reported
+    /// it.
+    #[error("{0}")]
+    Confined(String),
 }
 
 type Result<T> = std::result::Result<T, ExtractError>;
@@ -116,17 +173,6 @@ pub fn extract<R: Read>(
     target: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractReport> {
-    match compression {
-        Compression::None => extract_tar(blob, target, opts),
-        Compression::Gzip => extract_tar(flate2::read::MultiGzDecoder::new(blob), target, opts),
-        Compression::Zstd => {
-            let dec = zstd::Decoder::new(blob).map_err(|source| ExtractError::Read { source })?;
-            extract_tar(dec, target, opts)
-        }
-    }
-}
-
-fn extract_tar<R: Read>(tar: R, target: &Path, opts: &ExtractOptions) -> Result<ExtractReport> {
     let root = File::options()
         .read(true)
         .custom_flags_dir()
@@ -135,38 +181,115 @@ fn extract_tar<R: Read>(tar: R, target: &Path, opts: &ExtractOptions) -> Result<
             target: target.to_path_buf(),
             source,
         })?;
+    extract_at(blob, compression, root.as_fd(), opts)
+}
+
+/// [`extract`] into the open directory `target`: nothing is ever resolved outside it.
+pub fn extract_at<R: Read>(
+    blob: R,
+    compression: Compression,
+    target: BorrowedFd,
+    opts: &ExtractOptions,
+) -> Result<ExtractReport> {
+    let root = target
+        .try_clone_to_owned()
+        .map_err(|source| ExtractError::Target {
+            target: PathBuf::from("(directory descriptor)"),
+            source,
+        })?;
+    match compression {
+        Compression::None => extract_tar(blob, root, opts),
+        Compression::Gzip => extract_tar(flate2::read::MultiGzDecoder::new(blob), root, opts),
+        Compression::Zstd => {
+            let dec = zstd::Decoder::new(blob).map_err(|source| ExtractError::Read { source })?;
+            extract_tar(dec, root, opts)
+        }
+    }
+}
+
+/// Counts the bytes that pass and fails the read that would go past `limit`.
+struct Capped<R> {
+    inner: R,
+    left: Option<u64>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(left) = &mut self.left {
+            *left = left
+                .checked_sub(n as u64)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::FileTooLarge, "size limit"))?;
+        }
+        Ok(n)
+    }
+}
+
+fn extract_tar<R: Read>(tar: R, root: OwnedFd, opts: &ExtractOptions) -> Result<ExtractReport> {
     let mut x = Extractor {
-        root: OwnedFd::from(root),
+        root,
         opts,
         planted: HashSet::new(),
         written: HashSet::new(),
         dir_times: Vec::new(),
         warnings: Vec::new(),
+        devices: Vec::new(),
+        entries: 0,
         buf: vec![0u8; 1 << 20],
     };
-    let mut reader = HashingReader::new(tar);
-    let mut entries = 0u64;
-    {
-        let mut archive = tar::Archive::new(&mut reader);
-        let iter = archive
-            .entries()
-            .map_err(|source| ExtractError::Read { source })?;
-        for entry in iter {
-            let mut entry = entry.map_err(|source| ExtractError::Read { source })?;
-            entries += 1;
-            x.entry(&mut entry)?;
+    let too_big = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
+    let limit = opts.max_bytes;
+    let capped = Capped {
+        inner: tar,
+        left: limit,
+    };
+    let mut reader = HashingReader::new(capped);
+    let r = x.run(&mut reader);
+    match r {
+        Err(ExtractError::Read { source } | ExtractError::ReadEntry { source, .. })
+            if too_big(&source) =>
+        {
+            return Err(ExtractError::TooBig {
+                limit: limit.unwrap_or(0),
+            });
         }
+        r => r?,
     }
-    // Hash whatever follows the end-of-archive marker too: the diff_id covers the whole stream,
-    // and reading to the end makes the decompressor check its own trailer.
-    io::copy(&mut reader, &mut io::sink()).map_err(|source| ExtractError::Read { source })?;
+    let entries = x.entries;
     x.finish_dirs();
+    if let Some(first) = x.devices.first() {
+        x.warnings.push(format!(
+            "{} device node(s) not created, e.g. {first}: device nodes are never made from \
+             image content (containers get /dev from boxkit)",
+            x.devices.len()
+        ));
+    }
     let (_, diff_id, _) = reader.finish();
     Ok(ExtractReport {
         diff_id,
         entries,
         warnings: x.warnings,
     })
+}
+
+impl Extractor<'_> {
+    fn run<R: Read>(&mut self, reader: &mut R) -> Result<()> {
+        {
+            let mut archive = tar::Archive::new(&mut *reader);
+            let iter = archive
+                .entries()
+                .map_err(|source| ExtractError::Read { source })?;
+            for entry in iter {
+                let mut entry = entry.map_err(|source| ExtractError::Read { source })?;
+                self.entries += 1;
+                self.entry(&mut entry)?;
+            }
+        }
+        // Hash whatever follows the end-of-archive marker too: the diff_id covers the whole
+        // stream, and reading to the end makes the decompressor check its own trailer.
+        io::copy(reader, &mut io::sink()).map_err(|source| ExtractError::Read { source })?;
+        Ok(())
+    }
 }
 
 trait DirFlags {
@@ -203,6 +326,9 @@ struct Extractor<'a> {
     written: HashSet<Vec<u8>>,
     dir_times: Vec<(Vec<u8>, i64)>,
     warnings: Vec<String>,
+    /// Device entries skipped (reported as one warning).
+    devices: Vec<String>,
+    entries: u64,
     buf: Vec<u8>,
 }
 
@@ -380,7 +506,10 @@ impl Extractor<'_> {
         match open(path) {
             Ok(fd) => return Ok(Some(fd)),
             Err(e) if errno(&e) == libc::ENOENT && create => {}
-            Err(e) if matches!(errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(None),
+            // With `create`, a non-directory in the way is an error (ENOTDIR), as in docker.
+            Err(e) if matches!(errno(&e), libc::ENOENT | libc::ENOTDIR) && !create => {
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         }
         let mut cur = self.root.try_clone()?;
@@ -419,12 +548,27 @@ impl Extractor<'_> {
         }
         let path = clean(&raw).map_err(|r| Self::hostile(&name_s, r))?;
         if path.is_empty() {
-            // The layer root itself: the target dir belongs to the caller.
+            // The layer root itself: the target dir belongs to the caller, unless it asked
+            // for the archive's metadata.
+            if self.opts.root_meta && kind == EntryType::Directory {
+                let meta = Self::meta(entry, &name_s)?;
+                self.check_ids(&name_s, &meta)?;
+                let root = self
+                    .root
+                    .try_clone()
+                    .map_err(|e| Self::io(&name_s, "open target directory", e))?;
+                self.apply(&name_s, &Obj::Fd(root.as_fd()), &meta, false)?;
+                self.dir_times.push((Vec::new(), meta.mtime));
+            }
             return Ok(());
         }
         self.check_planted(&name_s, &path)?;
         let (parent, name) = split_last(&path);
-        let class = whiteout::classify(name).map_err(|e| Self::hostile(&name_s, e.to_string()))?;
+        let class = if self.opts.mode == ExtractMode::Plain {
+            OciName::Plain
+        } else {
+            whiteout::classify(name).map_err(|e| Self::hostile(&name_s, e.to_string()))?
+        };
         match class {
             OciName::Opaque => self.opaque(&name_s, parent),
             OciName::Whiteout(gone) => self.whiteout(&name_s, parent, gone),
@@ -454,11 +598,18 @@ impl Extractor<'_> {
 
     fn opaque(&mut self, entry: &str, dir: &[u8]) -> Result<()> {
         match self.opts.mode {
+            ExtractMode::Plain => unreachable!("Plain mode classifies no whiteouts"),
             ExtractMode::Overlay(kind) => {
                 let fd = self
                     .open_dir(dir, true)
                     .map_err(|e| Self::io(entry, "open parent directory", e))?
-                    .expect("created");
+                    .ok_or_else(|| {
+                        Self::io(
+                            entry,
+                            "open parent directory",
+                            io::ErrorKind::NotFound.into(),
+                        )
+                    })?;
                 whiteout::set_overlay_opaque(fd.as_fd(), kind)
                     .map_err(|e| Self::io(entry, format!("set {}", kind.opaque_name()), e))
             }
@@ -499,6 +650,7 @@ impl Extractor<'_> {
         self.written.remove(&gone_path);
         let n = cstr(gone).map_err(|e| Self::io(entry, "whiteout name", e))?;
         let create = matches!(self.opts.mode, ExtractMode::Overlay(_));
+        debug_assert!(self.opts.mode != ExtractMode::Plain);
         let Some(pfd) = self
             .open_dir(parent, create)
             .map_err(|e| Self::io(entry, "open parent directory", e))?
@@ -562,12 +714,27 @@ impl Extractor<'_> {
         kind: EntryType,
     ) -> Result<()> {
         let meta = Self::meta(entry, name_s)?;
+        if kind != EntryType::Link {
+            self.check_ids(name_s, &meta)?;
+        }
+        if matches!(kind, EntryType::Char | EntryType::Block) {
+            // Never from an archive: a device node in the store or a volume is a way into
+            // host hardware for anyone who can open it.
+            self.devices.push(name_s.to_string());
+            return Ok(());
+        }
         let (parent, name) = split_last(path);
         let n = cstr(name).map_err(|e| Self::io(name_s, "name", e))?;
         let pfd = self
             .open_dir(parent, true)
             .map_err(|e| Self::io(name_s, "create parent directories", e))?
-            .expect("created");
+            .ok_or_else(|| {
+                Self::io(
+                    name_s,
+                    "open parent directory",
+                    io::ErrorKind::NotFound.into(),
+                )
+            })?;
         let pfd = pfd.as_fd();
         let existing =
             lstat_at(pfd, &n).map_err(|e| Self::io(name_s, "lstat existing entry", e))?;
@@ -651,35 +818,16 @@ impl Extractor<'_> {
             EntryType::Link => {
                 self.hardlink(entry, name_s, pfd, &n, existing)?;
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let (fmt, dev) = match kind {
-                    EntryType::Fifo => (libc::S_IFIFO, 0),
-                    _ => {
-                        let h = entry.header();
-                        let major = h.device_major().ok().flatten().unwrap_or(0);
-                        let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                        let fmt = if kind == EntryType::Char {
-                            libc::S_IFCHR
-                        } else {
-                            libc::S_IFBLK
-                        };
-                        (fmt, libc::makedev(major, minor))
-                    }
-                };
+            EntryType::Fifo => {
                 replace(self)?;
-                let r = unsafe {
-                    libc::mknodat(pfd.as_raw_fd(), n.as_ptr(), fmt | (meta.mode & 0o777), dev)
-                };
-                if let Err(e) = check(r) {
-                    if errno(&e) == libc::EPERM && fmt != libc::S_IFIFO {
-                        self.warnings.push(format!(
-                            "entry {name_s}: device node not created ({e}); \
-                             device nodes cannot be made in a user namespace"
-                        ));
-                        return Ok(());
-                    }
-                    return Err(Self::io(name_s, "create device node or fifo", e));
-                }
+                nix::sys::stat::mknodat(
+                    pfd,
+                    &*n,
+                    nix::sys::stat::SFlag::S_IFIFO,
+                    nix::sys::stat::Mode::from_bits_truncate(meta.mode & 0o777),
+                    0,
+                )
+                .map_err(|e| Self::io(name_s, "create fifo", e.into()))?;
                 self.apply(name_s, &Obj::At(pfd, &n, false), &meta, true)?;
             }
             other => {
@@ -775,6 +923,20 @@ impl Extractor<'_> {
         .map_err(|e| Self::io(name_s, format!("link to {shown}"), e))
     }
 
+    /// Refuse an owner outside the container range before anything is created for it.
+    fn check_ids(&self, name_s: &str, m: &Meta) -> Result<()> {
+        let max = u64::from(self.opts.max_id);
+        if self.opts.ownership == Ownership::Preserve && (m.uid >= max || m.gid >= max) {
+            return Err(ExtractError::IdOutOfRange {
+                entry: name_s.to_string(),
+                uid: m.uid,
+                gid: m.gid,
+                max_id: self.opts.max_id,
+            });
+        }
+        Ok(())
+    }
+
     /// Owner, then mode (chown clears setuid), then xattrs (chown clears
     /// security.capability), then mtime (unless deferred, for directories).
     fn apply(&mut self, name_s: &str, obj: &Obj, m: &Meta, times: bool) -> Result<()> {
@@ -835,6 +997,10 @@ impl Extractor<'_> {
     fn finish_dirs(&mut self) {
         let times = std::mem::take(&mut self.dir_times);
         for (path, mtime) in times.iter().rev() {
+            if path.is_empty() {
+                let _ = set_times(&Obj::Fd(self.root.as_fd()), *mtime);
+                continue;
+            }
             let (parent, name) = split_last(path);
             let Ok(Some(pfd)) = self.open_dir(parent, false) else {
                 continue;

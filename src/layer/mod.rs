@@ -10,19 +10,25 @@
 //! unpacked layers under their diff_id so each is extracted once.
 
 pub mod cache;
+pub mod confine;
 pub mod extract;
 pub mod pack;
 mod pgzip;
+pub mod tarwriter;
 pub mod whiteout;
 mod xattr;
 
 pub use cache::{CacheError, cached_layer, unpack_cached};
-pub use extract::{ExtractError, ExtractMode, ExtractOptions, ExtractReport, Ownership, extract};
+pub use confine::{Confinement, ContentPolicy};
+pub use extract::{
+    DEFAULT_MAX_ID, ExtractError, ExtractMode, ExtractOptions, ExtractReport, Ownership, extract,
+    extract_at,
+};
 pub use pack::{PackError, PackOptions, PackResult, pack_dir};
 pub use whiteout::OverlayXattr;
 
 /// How a layer's tar stream is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Compression {
     None,
     #[default]

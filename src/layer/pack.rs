@@ -15,14 +15,15 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use tar::{EntryType, Header};
+use tar::EntryType;
 
 use super::pgzip::ParallelGzip;
+use super::tarwriter::{TarEntry, TarWriter};
 use super::whiteout::{self, OPAQUE_MARKER};
 use super::{Compression, xattr};
 use crate::digest::{Digest, HashingWriter};
@@ -145,35 +146,20 @@ fn finish<W: Write>(out: HashingWriter<W>, diff_id: Digest) -> PackResult {
 }
 
 /// One tar entry before it is encoded.
-struct Entry<'a> {
-    path: &'a [u8],
-    kind: EntryType,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: i64,
-    size: u64,
-    link: Option<&'a [u8]>,
-    dev: Option<(u32, u32)>,
-    xattrs: &'a [(Vec<u8>, Vec<u8>)],
-}
+type Entry<'a> = TarEntry<'a>;
 
 struct Packer<'a, W: Write> {
     root: &'a Path,
-    out: &'a mut W,
-    epoch: Option<i64>,
+    out: TarWriter<&'a mut W>,
     /// (dev, ino) of multiply-linked files → the first tar path written for them.
     links: HashMap<(u64, u64), Vec<u8>>,
-    buf: Vec<u8>,
 }
 
 fn write_tree<W: Write>(dir: &Path, out: &mut W, opts: &PackOptions) -> Result<()> {
     let mut p = Packer {
         root: dir,
-        out,
-        epoch: opts.source_date_epoch,
+        out: TarWriter::new(out, opts.source_date_epoch),
         links: HashMap::new(),
-        buf: vec![0u8; 1 << 20],
     };
     let meta = fs::symlink_metadata(dir).map_err(|e| p.fs("lstat", dir, e))?;
     if !meta.is_dir() {
@@ -189,12 +175,11 @@ fn write_tree<W: Write>(dir: &Path, out: &mut W, opts: &PackOptions) -> Result<(
     }
     let mut rel = Vec::new();
     p.walk(dir, &mut rel)?;
-    // End of archive: two zero blocks.
-    p.write(&[0u8; 1024])?;
-    p.out.flush().map_err(|source| PackError::Write {
+    p.out.finish().map_err(|source| PackError::Write {
         root: dir.to_path_buf(),
         source,
-    })
+    })?;
+    Ok(())
 }
 
 impl<W: Write> Packer<'_, W> {
@@ -205,13 +190,6 @@ impl<W: Write> Packer<'_, W> {
             path: path.to_path_buf(),
             source,
         }
-    }
-
-    fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.out.write_all(data).map_err(|source| PackError::Write {
-            root: self.root.to_path_buf(),
-            source,
-        })
     }
 
     fn walk(&mut self, dir: &Path, rel: &mut Vec<u8>) -> Result<()> {
@@ -350,142 +328,27 @@ impl<W: Write> Packer<'_, W> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(abs)
             .map_err(|e| self.fs("open", abs, e))?;
-        let mut left = size;
-        let mut buf = std::mem::take(&mut self.buf);
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            let n = match f.read(&mut buf[..want]) {
-                Ok(0) => {
-                    return Err(PackError::Changed {
-                        root: self.root.to_path_buf(),
-                        path: abs.to_path_buf(),
-                        expected: size,
-                    });
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.fs("read", abs, e)),
-            };
-            self.write(&buf[..n])?;
-            left -= n as u64;
-        }
-        self.buf = buf;
-        let pad = (512 - (size % 512) as usize) % 512;
-        self.write(&[0u8; 512][..pad])
+        self.out.data(&mut f, size).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => PackError::Changed {
+                root: self.root.to_path_buf(),
+                path: abs.to_path_buf(),
+                expected: size,
+            },
+            // A write error shows as Write; a read error names the file.
+            _ if e.raw_os_error().is_some() && e.raw_os_error() != Some(libc::EPIPE) => {
+                self.fs("read", abs, e)
+            }
+            _ => PackError::Write {
+                root: self.root.to_path_buf(),
+                source: e,
+            },
+        })
     }
 
     fn header(&mut self, e: &Entry) -> Result<()> {
-        const MAX_ID: u64 = 0o7777777;
-        const MAX_SIZE: u64 = 0o77777777777;
-        let mtime = match self.epoch {
-            Some(epoch) => e.mtime.min(epoch),
-            None => e.mtime,
-        }
-        .clamp(0, MAX_SIZE as i64) as u64;
-
-        let mut pax = Vec::new();
-        if e.path.len() > 100 {
-            pax_record(&mut pax, b"path", e.path);
-        }
-        if let Some(link) = e.link.filter(|l| l.len() > 100) {
-            pax_record(&mut pax, b"linkpath", link);
-        }
-        if e.uid > MAX_ID {
-            pax_record(&mut pax, b"uid", e.uid.to_string().as_bytes());
-        }
-        if e.gid > MAX_ID {
-            pax_record(&mut pax, b"gid", e.gid.to_string().as_bytes());
-        }
-        if e.size > MAX_SIZE {
-            pax_record(&mut pax, b"size", e.size.to_string().as_bytes());
-        }
-        for (k, v) in e.xattrs {
-            let mut key = b"SCHILY.xattr.".to_vec();
-            key.extend_from_slice(k);
-            pax_record(&mut pax, &key, v);
-        }
-        if !pax.is_empty() {
-            let mut name = b"PaxHeaders/".to_vec();
-            let base = e.path.rsplit(|&b| b == b'/').find(|s| !s.is_empty());
-            name.extend_from_slice(base.unwrap_or(b"root"));
-            let mut h = Header::new_ustar();
-            set_name(&mut h, &name, false);
-            h.set_entry_type(EntryType::XHeader);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(mtime);
-            h.set_size(pax.len() as u64);
-            h.set_cksum();
-            self.write(h.as_bytes())?;
-            let pad = (512 - pax.len() % 512) % 512;
-            pax.resize(pax.len() + pad, 0);
-            self.write(&pax)?;
-        }
-
-        let mut h = Header::new_ustar();
-        set_name(&mut h, e.path, false);
-        if let Some(link) = e.link {
-            set_name(&mut h, link, true);
-        }
-        h.set_entry_type(e.kind);
-        h.set_mode(e.mode);
-        h.set_uid(if e.uid > MAX_ID { 0 } else { e.uid });
-        h.set_gid(if e.gid > MAX_ID { 0 } else { e.gid });
-        h.set_mtime(mtime);
-        h.set_size(if e.size > MAX_SIZE { 0 } else { e.size });
-        if let Some((major, minor)) = e.dev {
-            // Both fit: ustar's 7 octal digits hold 21 bits, Linux majors are 12, minors 20.
-            let _ = h.set_device_major(major);
-            let _ = h.set_device_minor(minor);
-        }
-        h.set_cksum();
-        self.write(h.as_bytes())
-    }
-}
-
-/// Put a name into the 100-byte ustar name (or link name) field. Longer names are truncated
-/// here and carried whole by a PAX record, which every reader prefers.
-fn set_name(h: &mut Header, name: &[u8], link: bool) {
-    let ustar = h.as_ustar_mut().expect("ustar header");
-    let field = if link {
-        &mut ustar.linkname
-    } else {
-        &mut ustar.name
-    };
-    let n = name.len().min(100);
-    field[..n].copy_from_slice(&name[..n]);
-}
-
-/// Append one PAX record, `"<len> <key>=<value>\n"`, where `<len>` counts the whole record,
-/// its own digits included.
-fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    out.extend_from_slice(len.to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(key);
-    out.push(b'=');
-    out.extend_from_slice(value);
-    out.push(b'\n');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_record_length_counts_itself() {
-        let mut v = Vec::new();
-        pax_record(&mut v, b"path", b"x");
-        assert_eq!(v, b"9 path=x\n");
-        let mut v = Vec::new();
-        pax_record(&mut v, b"path", &[b'a'; 95]);
-        // 4+95+3 = 102 body bytes plus 3 digits = 105.
-        assert!(v.starts_with(b"105 path="));
-        assert_eq!(v.len(), 105);
+        self.out.header(e).map_err(|source| PackError::Write {
+            root: self.root.to_path_buf(),
+            source,
+        })
     }
 }

@@ -30,7 +30,7 @@ pub const USER_OPAQUE: &str = "user.overlay.opaque";
 
 /// Which xattr namespace overlayfs reads its own attributes from: `trusted.overlay.*` by
 /// default, `user.overlay.*` when the mount uses `userxattr` (required in a user namespace).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum OverlayXattr {
     #[default]
     Trusted,

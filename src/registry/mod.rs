@@ -166,6 +166,21 @@ pub enum RegistryError {
         expected: u64,
         cause: String,
     },
+    #[error(
+        "{what} {digest} of {name} is {}, over the {} limit for {what}s; refused before \
+         download (if you trust the image, raise {var})",
+        crate::limits::human(*.size), crate::limits::human(*.limit)
+    )]
+    TooLarge {
+        name: String,
+        what: &'static str,
+        digest: Digest,
+        size: u64,
+        limit: u64,
+        var: &'static str,
+    },
+    #[error(transparent)]
+    Limits(#[from] crate::limits::LimitsError),
     #[error("{primary}; also tried: {}", .others.join("; "))]
     Fallback {
         primary: Box<RegistryError>,

@@ -17,6 +17,7 @@ use super::progress::{BlobProgress, Reporter};
 use super::{PullOptions, RegistryError, Result};
 use crate::digest::Digest;
 use crate::image::{Reference, media};
+use crate::limits::{self, Limits};
 use crate::store::image::{Index, Manifest};
 use crate::store::index::Descriptor;
 use crate::store::{Image, Store, StoreError};
@@ -39,6 +40,7 @@ pub async fn pull(store: &Store, name: &str, opts: &PullOptions, rep: &Reporter)
         conf,
         want,
         unpack: opts.unpack,
+        limits: Limits::from_env()?,
     };
     let candidates = ctx.conf.candidates(name)?;
     let mut not_found = Vec::new();
@@ -89,6 +91,7 @@ struct Ctx {
     conf: RegistriesConf,
     want: Option<Platform>,
     unpack: bool,
+    limits: Limits,
 }
 
 /// The manifest chosen for a reference, fetched and verified but not stored yet.
@@ -214,7 +217,19 @@ impl Ctx {
         let manifest: Manifest = serde_json::from_slice(&res.bytes).map_err(|e| bad(&name, e))?;
         let s = &res.session;
 
-        // The config first: it names the diff_ids that unpacking needs, and the platform.
+        // The config first: it names the diff_ids that unpacking needs, and the platform. It
+        // is read into memory whole, so its size is capped (and fetch_blob never accepts more
+        // bytes than the manifest announced).
+        if manifest.config.size > self.limits.max_config_size {
+            return Err(RegistryError::TooLarge {
+                name,
+                what: "image config",
+                digest: manifest.config.digest.clone(),
+                size: manifest.config.size,
+                limit: self.limits.max_config_size,
+                var: limits::MAX_CONFIG_SIZE_VAR,
+            });
+        }
         fetch_blob(s, store, &manifest.config, None).await?;
         let config = store.read_json(&manifest.config.digest, "image config")?;
         if let Some(want) = &self.want

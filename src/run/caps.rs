@@ -4,9 +4,14 @@
 //! what can ever be gained (also through setuid/file-capability execs), permitted/effective
 //! are what the process has, inheritable and ambient what survives execve. Docker gives
 //! containers a fixed default set; we drop everything else from the bounding set
-//! (prctl PR_CAPBSET_DROP, needs CAP_SETPCAP, so before the final capset), clear ambient, and
-//! capset permitted = effective = the set. A later setuid to a non-root user empties
-//! permitted/effective, as with Docker, while the bounding set keeps the limit.
+//! (prctl PR_CAPBSET_DROP, needs CAP_SETPCAP, so before the final capset), and after the id
+//! switch capset permitted = effective = the set for root, nothing for other users (a setuid
+//! away from root already emptied those), as Docker does, while the bounding set keeps the
+//! limit. Inheritable and ambient are always empty (CVE-2022-29162: runc once gave the
+//! inheritable set, so a non-root user who executed a program with inheritable file
+//! capabilities gained them). Entering a user namespace empties both, but `--userns=host`
+//! containers and `box exec` into them start from the caller's sets, so the capset clears
+//! them explicitly.
 
 use thiserror::Error;
 
@@ -132,7 +137,9 @@ fn last_cap() -> u32 {
 
 /// Drop from the bounding set everything outside `set`, and clear the ambient set.
 pub fn limit_bounding(set: u64) -> Result<()> {
+    clear_ambient()?;
     for c in 0..=last_cap() {
+        // SAFETY: prctl with integer arguments only.
         if set & (1 << c) == 0 && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, c, 0, 0, 0) } < 0 {
             let e = nix::Error::last();
             if e != nix::Error::EINVAL {
@@ -146,15 +153,6 @@ pub fn limit_bounding(set: u64) -> Result<()> {
             }
         }
     }
-    unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        )
-    };
     Ok(())
 }
 
@@ -171,7 +169,7 @@ struct Data {
     inheritable: u32,
 }
 
-/// Set permitted = effective = `set`, inheritable empty.
+/// Set permitted = effective = `set`; inheritable and ambient empty.
 pub fn set_process(set: u64) -> Result<()> {
     let h = Header {
         version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
@@ -191,9 +189,31 @@ pub fn set_process(set: u64) -> Result<()> {
             inheritable: 0,
         },
     ];
+    // SAFETY: capset reads one header and two data structs of the v3 layout, both alive.
     if unsafe { libc::syscall(libc::SYS_capset, &h, d.as_ptr()) } < 0 {
         return Err(CapsError::Sys {
             op: "capset".into(),
+            cause: nix::Error::last(),
+        });
+    }
+    clear_ambient()
+}
+
+/// Empty the ambient set (it would survive execve).
+fn clear_ambient() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(CapsError::Sys {
+            op: "clear the ambient capability set".into(),
             cause: nix::Error::last(),
         });
     }

@@ -20,6 +20,7 @@
 pub mod agent;
 pub mod caps;
 pub mod cgroups;
+pub mod finalize;
 pub mod idmap;
 pub mod inroot;
 pub mod keeper;

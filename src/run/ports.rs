@@ -3,7 +3,12 @@
 //! As root the container sits behind the `box0` bridge; a small userspace proxy (as
 //! docker-proxy does for loopback traffic, which DNAT cannot reach without
 //! `route_localnet`) listens on the host address and relays each TCP connection, and each UDP
-//! client's datagrams (one upstream socket per client address), to the container's address. The agent binds the listeners itself, so a port already in use fails
+//! client's datagrams (one upstream socket per client address, a "flow"), to the container's
+//! address. UDP has no end of connection, so a flow is dropped after it has been idle for
+//! [`Limits::udp_flow_timeout`] (docker-proxy's 90 s), and at most [`Limits::udp_max_flows`]
+//! are held per port (the least recently used one makes room): one thread per published UDP
+//! port polls the listener and all its flows, so no client can make the proxy grow threads
+//! or descriptors without bound. The agent binds the listeners itself, so a port already in use fails
 //! the run before the container starts, then forks the proxy, which dies with the agent
 //! (`PR_SET_PDEATHSIG`) or on release. Rootless the same proxy serves, joined to the keeper's
 //! network namespace where the rootless bridge lives (rootlesskit's port driver does the same).
@@ -13,11 +18,15 @@
 //! first port of the range that binds. [`start_proxy`] returns the mappings as bound, which the
 //! caller records (`box port`, `box ps`, `box inspect`).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::limits::{Limits, LimitsError};
 
 #[derive(Debug, Error)]
 pub enum PortError {
@@ -40,6 +49,8 @@ pub enum PortError {
     RangeInUse { ip: IpAddr, first: u16, last: u16 },
     #[error("start the port proxy: {0}")]
     Fork(nix::Error),
+    #[error("start the port proxy: {0}")]
+    Limits(#[from] LimitsError),
 }
 
 pub type Result<T> = std::result::Result<T, PortError>;
@@ -149,6 +160,7 @@ pub fn start_proxy(
     if ports.is_empty() {
         return Ok((None, Vec::new()));
     }
+    let limits = Limits::from_env()?;
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     for p in ports {
@@ -182,11 +194,16 @@ pub fn start_proxy(
                     unsafe { libc::close(fd) };
                 }
             }
+            // Up to udp_max_flows sockets per UDP port: allow as many descriptors as the hard
+            // limit does (raising the soft limit up to it needs no privilege).
+            if let Ok((_, hard)) = nix::sys::resource::getrlimit(NOFILE) {
+                let _ = nix::sys::resource::setrlimit(NOFILE, hard, hard);
+            }
             let mut handles = Vec::new();
             for (l, target) in listeners {
                 handles.push(std::thread::spawn(move || match l {
                     Listener::Tcp(l) => serve(l, target),
-                    Listener::Udp(s) => serve_udp(s, target),
+                    Listener::Udp(s) => serve_udp(s, target, &limits),
                 }));
             }
             for h in handles {
@@ -249,53 +266,130 @@ impl Listener {
     }
 }
 
-/// UDP: datagrams from each client go out through a socket of their own (so replies can be
-/// told apart), and whatever comes back on it is sent to that client from the host port.
-fn serve_udp(sock: UdpSocket, target: SocketAddr) {
-    let mut upstreams: std::collections::HashMap<SocketAddr, UdpSocket> = Default::default();
+const NOFILE: nix::sys::resource::Resource = nix::sys::resource::Resource::RLIMIT_NOFILE;
+
+/// One UDP client of a published port: its datagrams go out through a socket of their own
+/// (so replies can be told apart), and what comes back is sent to the client from the host
+/// port.
+struct Flow {
+    upstream: UdpSocket,
+    last: Instant,
+}
+
+/// Serve one published UDP port on the calling thread: poll the listener and every flow's
+/// upstream socket; drop flows idle for `udp_flow_timeout`, hold at most `udp_max_flows`.
+fn serve_udp(sock: UdpSocket, target: SocketAddr, limits: &Limits) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let timeout = limits.udp_flow_timeout;
+    let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        let Ok((n, client)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let up = match upstreams.get(&client) {
-            Some(u) => u,
-            None => {
-                let bind: SocketAddr = if target.is_ipv4() {
-                    "0.0.0.0:0"
-                } else {
-                    "[::]:0"
+        let order: Vec<SocketAddr> = flows.keys().copied().collect();
+        // Wake up when the oldest flow expires (u16 milliseconds at most: a longer wait
+        // just loops once more).
+        let wait = flows
+            .values()
+            .map(|f| (f.last + timeout).saturating_duration_since(Instant::now()))
+            .min()
+            .map(|d| PollTimeout::from(d.as_millis().clamp(1, u16::MAX as u128) as u16))
+            .unwrap_or(PollTimeout::NONE);
+        let ready: Vec<bool> = {
+            let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+            fds.extend(
+                order
+                    .iter()
+                    .map(|c| PollFd::new(flows[c].upstream.as_fd(), PollFlags::POLLIN)),
+            );
+            match poll(&mut fds, wait) {
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                // Nothing here can make poll fail for good; do not spin if it does.
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
                 }
-                .parse()
-                .expect("literal address");
-                let Ok(u) = UdpSocket::bind(bind) else {
-                    continue;
-                };
-                if u.connect(target).is_err() {
-                    continue;
-                }
-                let (Ok(back), Ok(reply)) = (u.try_clone(), sock.try_clone()) else {
-                    continue;
-                };
-                std::thread::spawn(move || {
-                    let mut b = vec![0u8; 65536];
-                    loop {
-                        match back.recv(&mut b) {
-                            Ok(m) => {
-                                let _ = reply.send_to(&b[..m], client);
-                            }
-                            // A datagram sent before the server bound its port comes back
-                            // as ICMP "port unreachable"; later ones may well be answered.
-                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                            Err(_) => break,
-                        }
-                    }
-                });
-                upstreams.entry(client).or_insert(u)
             }
+            fds.iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect()
         };
-        let _ = up.send(&buf[..n]);
+        let now = Instant::now();
+        // Replies from the container, to their clients.
+        for (client, _) in order.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
+            let Some(f) = flows.get_mut(client) else {
+                continue;
+            };
+            let mut broken = false;
+            loop {
+                match f.upstream.recv(&mut buf) {
+                    Ok(n) => {
+                        let _ = sock.send_to(&buf[..n], client);
+                        f.last = now;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // A datagram sent before the server bound its port comes back as ICMP
+                    // "port unreachable"; later ones may well be answered.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            if broken {
+                flows.remove(client);
+            }
+        }
+        // Datagrams from clients, each to its flow (made on first contact).
+        if ready[0] {
+            loop {
+                let (n, client) = match sock.recv_from(&mut buf) {
+                    Ok(x) => x,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                };
+                if !flows.contains_key(&client) {
+                    if flows.len() >= limits.udp_max_flows
+                        && let Some(oldest) =
+                            flows.iter().min_by_key(|(_, f)| f.last).map(|(c, _)| *c)
+                    {
+                        flows.remove(&oldest);
+                    }
+                    let Some(upstream) = connect_udp(target) else {
+                        continue;
+                    };
+                    flows.insert(
+                        client,
+                        Flow {
+                            upstream,
+                            last: now,
+                        },
+                    );
+                }
+                if let Some(f) = flows.get_mut(&client) {
+                    let _ = f.upstream.send(&buf[..n]);
+                    f.last = now;
+                }
+            }
+        }
+        flows.retain(|_, f| now.duration_since(f.last) < timeout);
     }
+}
+
+/// A non-blocking socket connected to `target`, for one flow.
+fn connect_udp(target: SocketAddr) -> Option<UdpSocket> {
+    let any: SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let u = UdpSocket::bind(any).ok()?;
+    u.connect(target).ok()?;
+    u.set_nonblocking(true).ok()?;
+    Some(u)
 }
 
 fn serve(l: TcpListener, target: SocketAddr) {

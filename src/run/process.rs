@@ -23,6 +23,7 @@ use nix::unistd::{Pid, pipe2};
 use thiserror::Error;
 
 use super::agent::{HostLink, Request};
+use super::finalize::{self, DEFAULT_PATH};
 use super::network::{self, Address};
 use super::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
 use super::{caps, idmap, namespaces, rootfs, user};
@@ -46,9 +47,6 @@ pub enum ProcessError {
 }
 
 pub type Result<T> = std::result::Result<T, ProcessError>;
-
-pub(crate) const DEFAULT_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Where the container mounts its scratch tmpfs (generated /etc files, the new root's mount
 /// point) inside its own mount namespace. Any existing directory works: it is covered only in
@@ -666,92 +664,39 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     }
     rootfs::build(&layout).map_err(|e| e.to_string())?;
 
-    // Now in the new root.
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let tty = match plan.tty_sock {
-        Some(sock) => Some(open_container_pty(sock)?),
-        None => None,
-    };
-    let u = user::resolve(spec.user.as_deref(), &spec.extra_groups, &passwd, &group)
+    // Now in the new root. The image's /etc files may be hostile (a FIFO would hang us).
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open the container's root: {e}"))?;
+    let u = user::resolve_in(root.as_fd(), spec.user.as_deref(), &spec.extra_groups)
         .map_err(|e| e.to_string())?;
-
-    let mut env: Vec<String> = spec.env.clone();
-    let has = |env: &[String], k: &str| {
-        env.iter()
-            .any(|e| e.split_once('=').is_some_and(|(a, _)| a == k))
+    drop(root);
+    if let Some(sock) = plan.tty_sock {
+        open_container_pty(sock)?;
+    }
+    let cwd = spec.cwd.as_deref().filter(|c| !c.is_empty()).unwrap_or("/");
+    let finish = finalize::Finish {
+        argv: &spec.argv,
+        env: spec.env.clone(),
+        hostname: &plan.hostname,
+        tty: spec.tty,
+        user: &u,
+        caps: plan.caps,
+        no_new_privs: spec.no_new_privs,
+        cwd,
+        create_cwd: !spec.read_only,
+        preserve_fds: spec.preserve_fds,
+        keep_fd: Some(p.err_w.as_raw_fd()),
     };
-    if !has(&env, "PATH") {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if !has(&env, "HOSTNAME") {
-        env.push(format!("HOSTNAME={}", plan.hostname));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={}", u.home));
-    }
-    if spec.tty && !has(&env, "TERM") {
-        env.push("TERM=xterm".into());
-    }
-    let cwd = spec
-        .cwd
-        .clone()
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "/".into());
-    if !spec.read_only || Path::new(&cwd).exists() {
-        std::fs::create_dir_all(&cwd)
-            .map_err(|e| format!("create working directory {cwd}: {e}"))?;
-    }
-
-    if tty.is_some() {
-        // The user owns its terminal, as with docker.
-        unsafe { libc::fchown(0, u.uid, u32::MAX) };
-    }
-    caps::limit_bounding(plan.caps).map_err(|e| e.to_string())?;
-    let groups: Vec<nix::unistd::Gid> = u.groups.iter().map(|g| (*g).into()).collect();
-    if let Err(e) = nix::unistd::setgroups(&groups) {
-        // A user namespace whose gid_map was written with setgroups denied (no subordinate
-        // range) cannot set groups at all; anything else is an error.
-        let denied =
-            std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
-        if !denied {
-            return Err(format!("setgroups {:?}: {e}", u.groups));
-        }
-    }
-    nix::unistd::setresgid(u.gid.into(), u.gid.into(), u.gid.into()).map_err(|e| {
-        format!(
-            "setgid {}: {e} (is gid {} mapped in the user namespace?)",
-            u.gid, u.gid
-        )
-    })?;
-    nix::unistd::setresuid(u.uid.into(), u.uid.into(), u.uid.into()).map_err(|e| {
-        format!(
-            "setuid {}: {e} (is uid {} mapped in the user namespace?)",
-            u.uid, u.uid
-        )
-    })?;
-    if u.uid == 0 {
-        caps::set_process(plan.caps).map_err(|e| e.to_string())?;
-    }
-    if spec.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-        return Err(format!("set no_new_privs: {}", nix::Error::last()));
-    }
-    nix::unistd::chdir(cwd.as_str())
-        .map_err(|e| format!("chdir to working directory {cwd}: {e}"))?;
-    // Die with the supervisor. Set after the id change, which would clear it.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-
-    let cs = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
+    // SAFETY: this is the cloned child; it only execs or _exits after this (child_main), and
+    // uses no descriptor but the error pipe, which finalize keeps.
+    let ready = unsafe { finalize::finalize(&finish) }.map_err(|e| e.to_string())?;
     Ok(Exec {
-        argv: spec
-            .argv
-            .iter()
-            .map(|a| cs(a))
-            .collect::<std::result::Result<_, _>>()?,
-        env: env
-            .iter()
-            .map(|e| cs(e))
-            .collect::<std::result::Result<_, _>>()?,
+        argv: ready.argv,
+        env: ready.env,
         init: spec.init,
     })
 }

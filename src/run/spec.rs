@@ -56,6 +56,9 @@ pub struct SandboxSpec {
     /// Without it the command itself is pid 1.
     pub init: bool,
     pub userns: UsernsMode,
+    /// Descriptors 3..3+N of the caller reach the command (podman's `--preserve-fds N`);
+    /// every other one above 2 is closed before exec.
+    pub preserve_fds: u32,
 }
 
 /// See [`SandboxSpec::on_published`]. Runs in the supervisor, which may be a forked copy of
@@ -202,19 +205,7 @@ impl Limits {
 
 /// Parse docker's sizes: `32m`, `1g`, `512k`, `1048576`, `64mb`.
 pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| SpecError::Size(s.to_string()))
+    crate::limits::parse_size(s).ok_or_else(|| SpecError::Size(s.to_string()))
 }
 
 impl SandboxSpec {
@@ -241,6 +232,7 @@ impl SandboxSpec {
             tty: false,
             init: false,
             userns: UsernsMode::Remap,
+            preserve_fds: 0,
         }
     }
 }

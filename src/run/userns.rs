@@ -49,6 +49,52 @@ pub fn state() -> ToolUserns {
     })
 }
 
+/// How this process may create image content (owners it may give, and where extraction
+/// runs), from where [`enter_if_needed`] left it.
+pub fn content_policy() -> crate::layer::ContentPolicy {
+    use crate::layer::{Confinement, ContentPolicy, DEFAULT_MAX_ID, Ownership};
+    let limits = crate::limits::Limits::from_env().unwrap_or_else(|e| {
+        eprintln!("boxkit: warning: {e}; using the default limits");
+        crate::limits::Limits::DEFAULT
+    });
+    let max_bytes = Some(limits.max_layer_size);
+    match state() {
+        ToolUserns::Remapped(m) => ContentPolicy {
+            // Only the caller's own id is mapped: no other owner can be represented, so
+            // ownership is ignored and everything belongs to container root (podman's
+            // ignore_chown_errors); builds that never need another owner still work.
+            ownership: if m.single {
+                Ownership::Ignore
+            } else {
+                Ownership::Preserve
+            },
+            max_id: m.container,
+            // Root's tool namespace maps host ids above the container range: content is
+            // created in a nested namespace that maps the container range alone.
+            confinement: if m.container_maps().is_some() {
+                Confinement::Nested { ids: m.container }
+            } else {
+                Confinement::InProcess
+            },
+            max_bytes,
+        },
+        // --userns=host: image ids are host ids, by the user's choice.
+        ToolUserns::HostIds => ContentPolicy {
+            ownership: Ownership::Preserve,
+            max_id: u32::MAX,
+            confinement: Confinement::InProcess,
+            max_bytes,
+        },
+        // A library caller that never entered (tests as real root): the usual range.
+        ToolUserns::NotEntered { .. } => ContentPolicy {
+            ownership: Ownership::Preserve,
+            max_id: DEFAULT_MAX_ID,
+            confinement: Confinement::InProcess,
+            max_bytes,
+        },
+    }
+}
+
 /// The socket to the host agent, when there is one.
 pub fn agent_fd() -> Option<RawFd> {
     AGENT.get().copied()

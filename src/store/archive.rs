@@ -81,9 +81,12 @@ impl Store {
             ));
         }
         // Verify completeness before touching any tag.
+        let limits =
+            crate::limits::Limits::from_env().map_err(|e| arch_err("load", e.to_string()))?;
         let mut out = Vec::new();
         for d in &index.manifests {
             let (manifest_desc, image_id) = self.check_complete(d)?;
+            self.check_config_size(&image_id, limits.max_config_size)?;
             let name = match d.annotations.get(REF_NAME) {
                 Some(n) => Some(
                     n.parse::<Reference>()
@@ -127,6 +130,29 @@ impl Store {
         let mut desc = d.clone();
         desc.annotations.remove(REF_NAME);
         Ok((desc, m.config.digest))
+    }
+
+    /// An image config is read into memory whole: one above the cap is refused before
+    /// anything is tagged (its blob stays unreferenced, for prune, like any blob of a failed
+    /// load; the archive cannot be read twice to know which entry is a config beforehand).
+    fn check_config_size(&self, config: &Digest, max: u64) -> Result<()> {
+        let path = self.blob_path(config);
+        let size = std::fs::metadata(&path)
+            .map_err(io_err("stat", &path))?
+            .len();
+        if size > max {
+            return Err(arch_err(
+                format!("image config {config}"),
+                format!(
+                    "is {}, over the {} limit for image configs; refused (if you trust the \
+                     image, raise {})",
+                    crate::limits::human(size),
+                    crate::limits::human(max),
+                    crate::limits::MAX_CONFIG_SIZE_VAR
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Write the named images as one OCI archive.

@@ -3,38 +3,17 @@
 //! Each layer is extracted once, in overlay form, into `layers/<diff_id hex>/` (see
 //! [`crate::layer::cache`]); later runs reuse it and never re-extract. Extraction chowns to the
 //! archive's ids, so it must run inside the tool's user namespace (where container ids are
-//! mapped): every caller is a command that entered it (`boxrun`, `boxbuild`, `box pull`).
+//! mapped): every caller is a command that entered it (`boxrun`, `boxbuild`, `box pull`); as
+//! root it runs confined to the container range ([`crate::layer::confine`]).
 
 use std::path::PathBuf;
 
 use super::image::Image;
 use super::{Result, Store, StoreError};
 use crate::digest::Digest;
-use crate::layer::{self, Compression, ExtractMode, ExtractOptions, OverlayXattr, Ownership};
+use crate::layer::{self, Compression, ExtractMode, OverlayXattr};
 
 impl Store {
-    /// Options for extracting a layer into the unpacked-layer cache: overlay form, with the
-    /// opaque xattr that an overlay mounted inside a user namespace (`userxattr`) reads.
-    ///
-    /// In a user namespace that maps only the caller's own id (no subordinate range) no other
-    /// owner can be represented, so ownership is ignored there and everything belongs to
-    /// container root (what podman's `ignore_chown_errors` does); builds that never need
-    /// another owner then still work.
-    pub fn layer_extract_options() -> ExtractOptions {
-        let single = matches!(
-            crate::run::userns::state(),
-            crate::run::userns::ToolUserns::Remapped(m) if m.single
-        );
-        ExtractOptions {
-            mode: ExtractMode::Overlay(OverlayXattr::User),
-            ownership: if single {
-                Ownership::Ignore
-            } else {
-                Ownership::Preserve
-            },
-        }
-    }
-
     /// The unpacked tree of one layer, extracting the blob `blob` (of `media_type`) into the
     /// cache if it is not there yet.
     pub fn unpack_layer(
@@ -52,13 +31,16 @@ impl Store {
                 digest: blob.clone(),
             })?;
         let file = self.open_blob(blob)?;
-        let r = std::io::BufReader::with_capacity(1 << 20, file);
+        // Overlay form, with the opaque xattr that an overlay mounted with `userxattr` reads.
+        let policy = crate::run::userns::content_policy();
+        let opts = policy.options(ExtractMode::Overlay(OverlayXattr::User));
         Ok(layer::unpack_cached(
             &self.layers_dir(),
             diff_id,
-            r,
+            file,
             compression,
-            &Self::layer_extract_options(),
+            &opts,
+            policy.confinement,
         )?)
     }
 

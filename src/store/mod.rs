@@ -17,6 +17,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub mod archive;
@@ -143,6 +144,7 @@ impl Store {
 
     pub fn open_with(root: impl AsRef<Path>, access: Access) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
+        secure_root(&root)?;
         for d in [
             "blobs/sha256",
             "layers",
@@ -152,7 +154,11 @@ impl Store {
             "volumes",
         ] {
             let p = root.join(d);
-            fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&p)
+                .map_err(io_err("create directory", &p))?;
         }
         let layout = root.join("oci-layout");
         if !layout.exists() {
@@ -208,6 +214,30 @@ impl Store {
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(d.hex())
     }
+}
+
+/// Create the store's root 0700, or close an existing one to group and others: unpacked
+/// layers hold files of container ids (setuid ones among them) that no other local user may
+/// reach, and container state holds environment values.
+fn secure_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create directory", root)(e)),
+    }
+    let m = fs::metadata(root).map_err(io_err("stat", root))?;
+    if m.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(
+            root,
+            fs::Permissions::from_mode(m.permissions().mode() & !0o077),
+        )
+        .map_err(io_err("restrict permissions of", root))?;
+    }
+    Ok(())
 }
 
 fn clean_tmp(root: &Path) -> Result<()> {

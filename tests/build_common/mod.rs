@@ -178,20 +178,31 @@ impl Env {
     /// `BIN --root STORE ARGS…` (box, boxbuild or boxrun) as the Env's user, through the
     /// registry mirror when there is one.
     pub fn cmd(&self, bin: &str, args: &[&str]) -> Output {
-        let mut c = self.command(bin, &[]);
+        self.cmd_env(bin, args, &[])
+    }
+
+    /// [`Env::cmd`] with extra environment variables.
+    pub fn cmd_env(&self, bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(bin, env);
         c.args(args);
         c.output().unwrap()
     }
 
     /// The command [`Env::cmd`] runs, for callers that wrap it (e.g. in another namespace).
     pub fn command(&self, bin: &str, env: &[(&str, &str)]) -> Command {
+        self.command_at(&common::bin(bin), env)
+    }
+
+    /// [`Env::cmd`]'s command, unrun, for `program` (one of boxkit's binaries, or a copy of
+    /// one): the caller adds arguments and may pass descriptors or a timeout.
+    pub fn command_at(&self, program: &Path, env: &[(&str, &str)]) -> Command {
         let conf = self.dir.path().join("registries.conf");
         let conf = conf.to_string_lossy().into_owned();
         let mut env = env.to_vec();
         if self.registry.is_some() {
             env.push(("BOX_REGISTRIES_CONF", conf.as_str()));
         }
-        let mut c = self.who.command(&common::bin(bin), &env);
+        let mut c = self.who.command(program, &env);
         c.arg("--root").arg(self.store());
         c.current_dir(self.dir.path());
         c

@@ -1,0 +1,70 @@
+#!/bin/sh
+# What the security hardening costs a container start: `boxrun --rm --network none busybox
+# true` with this checkout's build vs the same command built from BASE_REV (default: the
+# commit before the security work), in one interleaved hyperfine pass on the same image and
+# store layout. Prints both medians and the difference, the figure issue 11 bounds at 0.3 ms
+# (seccomp filter + closing inherited descriptors), plus the same pair with
+# `--security-opt seccomp=unconfined` to show the filter's own share.
+#
+# As root by default; ROOTLESS_USER=name runs every command as that user (with a subuid range).
+# Env: BASE_REV (default 76eba1b), RUNS (default 40), WARMUP (default 5).
+set -eu
+cd "$(dirname "$0")/.."
+BASE_REV=${BASE_REV:-76eba1b}
+RUNS=${RUNS:-40}
+WARMUP=${WARMUP:-5}
+for t in hyperfine umoci skopeo jq busybox git; do
+  command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] && bash scripts/host-setup.sh
+
+new=$(bash scripts/build-release.sh)
+# The base build: a worktree of BASE_REV with its own target dir, kept between runs.
+basewt=${BASE_WORKTREE:-/var/tmp/boxkit-bench-base-$BASE_REV}
+if [ ! -d "$basewt" ]; then
+  git worktree add -f --detach "$basewt" "$BASE_REV" >/dev/null
+fi
+old=$(bash "$basewt/scripts/build-release.sh")
+
+work=$(mktemp -d /tmp/boxkit-bench-sec.XXXXXX)
+chmod 755 "$work"
+as=""
+label=root
+if [ -n "${ROOTLESS_USER:-}" ]; then
+  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
+  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env --"
+  label="rootless ($ROOTLESS_USER)"
+fi
+trap 'rm -rf "$work" 2>/dev/null || true' EXIT
+
+# The image: busybox and its applets (umoci and skopeo, independent of boxkit).
+src="$work/src"
+mkdir -p "$src/bin" "$src/etc" "$src/tmp"
+cp /bin/busybox "$src/bin/busybox"
+for a in $(busybox --list); do [ "$a" = busybox ] || ln -s busybox "$src/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$src/etc/passwd"
+echo 'root:x:0:' > "$src/etc/group"
+umoci init --layout "$work/layout" >/dev/null
+umoci new --image "$work/layout:latest" >/dev/null
+tar -C "$src" -cf "$work/layer.tar" .
+umoci raw add-layer --image "$work/layout:latest" "$work/layer.tar" >/dev/null
+skopeo copy -q "oci:$work/layout:latest" "oci-archive:$work/busybox.tar:busybox:latest"
+mkdir -p "$work/old" "$work/new"
+[ -z "$as" ] || chown -R "$uid:$gid" "$work"
+for v in old new; do
+  eval bin=\$$v
+  $as "$bin/box" --root "$work/$v" load -q -i "$work/busybox.tar"
+  $as "$bin/boxrun" --root "$work/$v" --rm --network none busybox true
+done
+
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/out.json" \
+  -n base "$as $old/boxrun --root $work/old --rm --network none busybox true" \
+  -n now "$as $new/boxrun --root $work/new --rm --network none busybox true" \
+  -n now-unconfined "$as $new/boxrun --root $work/new --rm --network none --security-opt seccomp=unconfined busybox true" >&2
+
+echo "boxrun --rm --network none busybox true, $label, median of $RUNS runs:"
+jq -r --arg base "$BASE_REV" '.results as $r
+  | def m(n): ($r[] | select(.command==n) | .median);
+  def ms(x): (x*1000*1000|round/1000|tostring) + " ms";
+  "  base (\($base)) \(ms(m("base")))   now \(ms(m("now")))   now - base \(ms(m("now")-m("base")))",
+  "  now without seccomp \(ms(m("now-unconfined")))   seccomp filter \(ms(m("now")-m("now-unconfined")))"' "$work/out.json"
