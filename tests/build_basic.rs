@@ -322,6 +322,24 @@ fn run_that_deletes_a_base_file_and_replaces_a_base_directory_gives_whiteouts_um
 }
 
 #[test]
+fn a_directory_removed_and_recreated_is_opaque_under_both_userns_modes() {
+    // The layers carry overlay's opaque marker as `user.overlay.opaque` (the form an overlay
+    // mounted with `userxattr` reads); an overlay without it (--userns=host used to mount one)
+    // ignores the marker and shows the deleted files again.
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.boxfile("FROM busybox\nRUN mkdir /s && echo k > /s/k\nRUN rm -rf /s && mkdir /s\n");
+    e.build_ok(&["-t", "opq"]);
+    for mode in [None, Some("--userns=host")] {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend(mode);
+        args.extend(["opq", "sh", "-c", "ls -A /s; echo end"]);
+        let o = e.box_cmd(&args);
+        assert_eq!(stdout(&o), "end\n", "{mode:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
 fn boxfile_on_stdin_builds_without_a_context_and_copy_then_fails_clearly() {
     let Some(who) = Who::root() else { return };
     let e = Env::new(who);

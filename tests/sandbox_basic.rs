@@ -245,6 +245,101 @@ fn kernel_paths_are_masked_or_read_only_and_sys_is_read_only() {
     }
 }
 
+/// docker's default masked paths (moby daemon/pkg/oci/defaults.go), plus the per-CPU
+/// thermal_throttle directories it adds when they exist.
+fn docker_masked_paths() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/interrupts",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/sys/devices/virtual/powercap",
+        "/sys/firmware",
+    ]
+    .map(String::from)
+    .to_vec();
+    for e in std::fs::read_dir("/sys/devices/system/cpu")
+        .unwrap()
+        .flatten()
+    {
+        let p = e.path().join("thermal_throttle");
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("cpu") && n[3..].parse::<u32>().is_ok() && p.is_dir() {
+            v.push(p.display().to_string());
+        }
+    }
+    v
+}
+
+const DOCKER_READ_ONLY: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+#[test]
+fn every_docker_masked_path_reads_empty_and_every_read_only_path_is_a_read_only_mount() {
+    let Some(all) = Who::all() else { return };
+    let mut script = String::new();
+    let mut expect = vec![];
+    for p in docker_masked_paths() {
+        // Only what this kernel has; a missing path has nothing to hide.
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if m.is_dir() {
+            script.push_str(&format!("echo \"{p} $(ls -A {p} | wc -l)\"\n"));
+        } else {
+            script.push_str(&format!("echo \"{p} $(wc -c < {p})\"\n"));
+        }
+        expect.push(format!("{p} 0"));
+    }
+    for p in DOCKER_READ_ONLY {
+        if std::fs::metadata(p).is_err() {
+            continue;
+        }
+        script.push_str(&format!(
+            "echo \"{p} $(awk '$5 == \"{p}\" {{ split($6, o, \",\"); print o[1] }}' /proc/self/mountinfo)\"\n"
+        ));
+        expect.push(format!("{p} ro"));
+    }
+    assert!(expect.iter().any(|e| e.starts_with("/proc/interrupts")));
+    let runs: Vec<(Who, bool)> = all
+        .into_iter()
+        .flat_map(|w| {
+            let host = matches!(w, Who::Root);
+            std::iter::once((w.clone(), false)).chain(host.then_some((w, true)))
+        })
+        .collect();
+    for (who, userns_host) in runs {
+        let rfs = busybox_rootfs(who.root_owner());
+        let mut args = vec![];
+        if userns_host {
+            args.push("--userns=host");
+        }
+        args.extend([
+            "--rootfs",
+            rfs.path.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        let o = who.run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        let got: Vec<String> = stdout(&o).lines().map(String::from).collect();
+        assert_eq!(got, expect, "{} (userns host {userns_host})", who.label());
+    }
+}
+
 #[test]
 fn read_only_rootfs_refuses_writes_and_workdir_is_created() {
     let Some(who) = Who::root() else { return };

@@ -33,11 +33,7 @@ pub fn fill(
         .prefix("volume-fill-")
         .tempdir_in(scratch_parent)
         .map_err(|e| fail(scratch_parent.display().to_string(), e.to_string()))?;
-    let userxattr = matches!(
-        crate::run::userns::state(),
-        crate::run::userns::ToolUserns::Remapped(_)
-    );
-    let view = crate::run::rootfs::image_view(lowerdirs, scratch.path(), userxattr)
+    let view = crate::run::rootfs::image_view(lowerdirs, scratch.path())
         .map_err(|e| fail("the image's files".into(), e.to_string()))?;
     let root = PathBuf::from(format!("/proc/self/fd/{}", view.as_raw_fd()));
     let policy = crate::run::userns::content_policy();

@@ -43,6 +43,10 @@ pub enum Request {
         network: NetworkMode,
         #[serde(default)]
         ports: Vec<PortMapping>,
+        /// Put the container under docker's device rules (`--userns=host`; see
+        /// cgroups::device_filter_applies).
+        #[serde(default)]
+        devices: bool,
     },
     Release {
         id: String,
@@ -92,9 +96,13 @@ impl HostSide {
                 limits,
                 network,
                 ports,
+                devices,
             } => {
                 let mut h = Held::default();
                 let r = (|| -> std::result::Result<Granted, String> {
+                    if devices {
+                        cgroups::filter_devices(pid).map_err(|e| e.to_string())?;
+                    }
                     h.cgroup = cgroups::create(&id, &limits, pid).map_err(|e| e.to_string())?;
                     if network == NetworkMode::Bridge {
                         let keeper = super::userns::keeper_pid();

@@ -9,6 +9,18 @@
 //! mount with none); we take v2 only when it really offers every controller asked for, else
 //! v1, and otherwise refuse with the reason: a limit is never silently ignored.
 //! The container gets `<own cgroup>/boxkit/<id>` in each hierarchy, removed after it exits.
+//!
+//! **Device filter.** With `--userns=host` (root only), where the container has CAP_MKNOD in
+//! the initial user namespace, it also runs under docker's device rules ([`DEVICE_RULES`]:
+//! mknod of anything, read/write only of the standard nodes) through the cgroup v1 devices
+//! controller, in one shared cgroup `<own cgroup>/boxkit` of the devices hierarchy that is set
+//! up once and kept (like the `box0` bridge), so a run costs one write of its pid. It is the
+//! second line behind `nodev` (see [`super::rootfs`]). In a user namespace (root's default,
+//! rootless) mknod of a device is refused by the kernel, so no filter is needed there (see
+//! [`device_filter_applies`]); rootless could not set one anyway (device rules need
+//! CAP_SYS_ADMIN in the initial user namespace). On a host with cgroup v2 only, the
+//! equivalent is a BPF_PROG_TYPE_CGROUP_DEVICE program, which boxkit does not load yet: there
+//! `nodev` is the protection of `--userns=host` containers.
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +53,14 @@ pub enum CgroupError {
     },
     #[error("read {path}: {cause}")]
     Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "set up the device filter in {path}: {cause}; as root every container runs under \
+         docker's device rules, and this host's devices cgroup refused them"
+    )]
+    Devices {
         path: PathBuf,
         cause: std::io::Error,
     },
@@ -340,6 +360,105 @@ fn apply(dir: &Path, v2: bool, controller: &str, l: &Limits) -> Result<()> {
     Ok(())
 }
 
+/// Docker's default device rules (the allow list of its default spec, completed by runc's
+/// default devices), in the devices controller's syntax, after "deny all": mknod of any node,
+/// and read/write/mknod of /dev/null, zero, full, random, urandom, tty, console, ptmx and the
+/// ptys of devpts (136:*). runc also allows /dev/net/tun (10:200) for old users; boxkit binds
+/// no tun device and leaves it out.
+pub const DEVICE_RULES: [&str; 11] = [
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+/// Whether a container gets the device filter: with `--userns=host` (`in_userns` false), the
+/// one mode where the container has CAP_MKNOD in the initial user namespace and can make
+/// device nodes. In a user namespace (root's default, rootless) the kernel refuses mknod of
+/// any device outright, and everything but the bound nodes is `nodev`, so a filter there
+/// would protect nothing more — but cost every start a cgroup migration, which waits for an
+/// RCU grace period (5–14 ms measured on this machine for an isolated move).
+pub fn device_filter_applies(in_userns: bool) -> bool {
+    !in_userns
+}
+
+/// Whether the rules of the devices cgroup `dir` are [`DEVICE_RULES`] exactly (`Some(true)`),
+/// a subset of them (`Some(false)`: a parent cgroup allows less, which we keep), or anything
+/// else, e.g. the inherited "a *:* rwm" of a cgroup never set up (`None`).
+fn rules_state(dir: &Path) -> Option<bool> {
+    let list = std::fs::read_to_string(dir.join("devices.list")).ok()?;
+    let mut have: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    have.sort_unstable();
+    have.dedup();
+    let mut want = DEVICE_RULES.to_vec();
+    want.sort_unstable();
+    if have == want {
+        Some(true)
+    } else if have.iter().all(|r| want.contains(r)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Move `pid` (and so everything it forks) under [`DEVICE_RULES`]: into the shared cgroup
+/// `<own cgroup>/boxkit` of the v1 devices hierarchy, creating and configuring it first when
+/// needed. Returns false when this host has no v1 devices hierarchy (cgroup v2 only: see the
+/// module notes). Call as host root.
+pub fn filter_devices(pid: i32) -> Result<bool> {
+    let Some(h) = hierarchies()
+        .into_iter()
+        .find(|h| !h.v2 && h.controllers.iter().any(|c| c == "devices"))
+    else {
+        return Ok(false);
+    };
+    let base = h.mount.join(h.own.trim_start_matches('/'));
+    let dir = base.join("boxkit");
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |cause| CgroupError::Devices { path, cause }
+    };
+    if rules_state(&dir) != Some(true) {
+        // Set up (or repair) under a lock on the parent, so two first runs never interleave
+        // "deny all" with the other's allow lines while a container is already inside.
+        let lock = std::fs::File::open(&base).map_err(err(&base))?;
+        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } < 0 {
+            return Err(err(&base)(std::io::Error::last_os_error()));
+        }
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(&dir)(e)),
+        }
+        // Anything broader than our rules (a fresh cgroup inherits its parent's "a *:* rwm")
+        // is reset; a subset (a parent that allows less) is kept as it is.
+        if rules_state(&dir).is_none() {
+            std::fs::write(dir.join("devices.deny"), "a").map_err(err(&dir))?;
+            for r in DEVICE_RULES {
+                match std::fs::write(dir.join("devices.allow"), r) {
+                    // The parent cgroup does not allow this one: it stays denied.
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+                    r => r.map_err(err(&dir))?,
+                }
+            }
+        }
+    }
+    write(&dir, "cgroup.procs", &pid.to_string())?;
+    Ok(true)
+}
+
 impl Cgroup {
     /// Remove the directories; the processes in them must have exited. The kernel refuses
     /// rmdir for a moment after the last task exits, so retry briefly.
@@ -381,6 +500,31 @@ mod tests {
         let n: Vec<_> = needed(&l).into_iter().map(|(c, _)| c).collect();
         assert_eq!(n, ["memory", "pids"]);
         assert!(needed(&Limits::default()).is_empty());
+    }
+
+    #[test]
+    fn device_rules_are_dockers_and_a_subset_is_kept_but_anything_broader_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let list = |t: &str| std::fs::write(d.path().join("devices.list"), t).unwrap();
+        list("a *:* rwm\n");
+        assert_eq!(rules_state(d.path()), None);
+        list(
+            &DEVICE_RULES
+                .iter()
+                .rev()
+                .map(|r| format!("{r}\n"))
+                .collect::<String>(),
+        );
+        assert_eq!(rules_state(d.path()), Some(true));
+        list("c 1:3 rwm\nc 1:5 rwm\n");
+        assert_eq!(rules_state(d.path()), Some(false));
+        list("c 1:3 rwm\nb 8:0 rwm\n");
+        assert_eq!(rules_state(d.path()), None);
+        assert!(
+            DEVICE_RULES
+                .iter()
+                .all(|r| !r.starts_with('b') || r.ends_with(" m"))
+        );
     }
 
     #[test]

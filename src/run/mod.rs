@@ -12,7 +12,8 @@
 //!  └─ tool process (uid 0 of the tool's user ns; supervisor)          run()
 //!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child_main
 //! ```
-//! One file per kernel concern: [`namespaces`], [`idmap`], [`userns`], [`rootfs`],
+//! One file per kernel concern: [`namespaces`], [`idmap`], [`userns`], [`rootfs`] (with
+//! [`inroot`] for paths inside the container root),
 //! [`cgroups`], [`network`], [`caps`], [`process`]; [`user`] resolves USER, [`agent`] is the
 //! host side.
 
@@ -21,6 +22,7 @@ pub mod caps;
 pub mod cgroups;
 pub mod finalize;
 pub mod idmap;
+pub mod inroot;
 pub mod keeper;
 pub mod namespaces;
 pub mod netlink;

@@ -128,7 +128,6 @@ struct ChildPlan<'a> {
     spec: &'a SandboxSpec,
     scratch: PathBuf,
     hostname: String,
-    in_userns: bool,
     tty_sock: Option<RawFd>,
     old_mask: SigSet,
     caps: u64,
@@ -201,7 +200,7 @@ fn supervise_in(
         _ => None,
     };
     // Mounts whose sources only the tool can reach are made here, before clone.
-    let prepared = match rootfs::prepare(&spec.rootfs, &spec.mounts, scratch, in_userns) {
+    let prepared = match rootfs::prepare(&spec.rootfs, &spec.mounts, scratch) {
         Ok(p) => p,
         Err(e) => {
             restore(&old_mask);
@@ -212,7 +211,6 @@ fn supervise_in(
         spec,
         scratch: PathBuf::from(CHILD_SCRATCH),
         hostname,
-        in_userns,
         tty_sock: tty_sock.as_ref().map(|(_, c)| c.as_raw_fd()),
         old_mask,
         caps,
@@ -256,7 +254,8 @@ fn supervise_in(
     }
 
     let mut host = HostLink::current();
-    let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge;
+    let devices = super::cgroups::device_filter_applies(in_userns);
+    let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge || devices;
     let kill_and_reap = |pid| {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -268,6 +267,7 @@ fn supervise_in(
             limits: spec.limits.clone(),
             network: spec.network,
             ports: spec.ports.clone(),
+            devices,
         }) {
             Ok(g) => {
                 if let Some(hook) = &spec.on_published
@@ -649,22 +649,20 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
 
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let layout = rootfs::Layout {
-        rootfs: &spec.rootfs,
         mounts: &spec.mounts,
         scratch: &plan.scratch,
         read_only: spec.read_only,
         hostname: &plan.hostname,
         hosts: &network::hosts(&plan.hostname, address.as_ref()),
         resolv_conf: &network::resolv_conf(&host_resolv, spec.network != NetworkMode::Host),
-        in_userns: plan.in_userns,
-        prepared: Some(plan.prepared),
+        prepared: plan.prepared,
     };
     if let RootfsSource::Overlay { lowerdirs, .. } = &spec.rootfs
         && lowerdirs.is_empty()
     {
         return Err("overlay rootfs needs at least one lower directory".into());
     }
-    rootfs::apply(&rootfs::plan(&layout), &mut rootfs::Real).map_err(|e| e.to_string())?;
+    rootfs::build(&layout).map_err(|e| e.to_string())?;
 
     // Now in the new root. The image's /etc files may be hostile (a FIFO would hang us).
     let root = nix::fcntl::open(

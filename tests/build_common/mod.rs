@@ -188,7 +188,8 @@ impl Env {
         c.output().unwrap()
     }
 
-    fn command(&self, bin: &str, env: &[(&str, &str)]) -> Command {
+    /// The command [`Env::cmd`] runs, for callers that wrap it (e.g. in another namespace).
+    pub fn command(&self, bin: &str, env: &[(&str, &str)]) -> Command {
         self.command_at(&common::bin(bin), env)
     }
 

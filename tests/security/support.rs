@@ -127,6 +127,31 @@ impl Canary {
         c
     }
 
+    /// Like [`Canary::plant`], but in /var/tmp and world-writable and sticky (mode 1777, as
+    /// /tmp is), so that a write escaping from a container — whose root is an unprivileged
+    /// host id — would land there and show. Not under /tmp: a container's own mount namespace
+    /// covers /tmp with its scratch tmpfs while it is set up, which would hide a /tmp canary
+    /// from exactly the escapes it is meant to catch.
+    pub fn plant_writable() -> Canary {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::Builder::new()
+            .prefix("boxkit-canary-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let dir = d.path().to_path_buf();
+        let file = dir.join("file");
+        std::fs::write(&file, "canary\n").unwrap();
+        let mut c = Canary {
+            _dir: d,
+            dir,
+            file,
+            before: vec![],
+        };
+        c.before = c.snapshot();
+        c
+    }
+
     /// A canary owned by `who`: what a hostile container would aim at when boxkit runs as
     /// that user.
     pub fn plant_for(who: &Who) -> Canary {
