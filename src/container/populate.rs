@@ -11,13 +11,14 @@
 //! path by planting symlinks in it.
 
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{ContainerError, Result};
 use crate::layer::tarwriter::{TarEntry, TarWriter};
 use crate::layer::{ExtractError, ExtractMode, PackOptions, confine};
+use crate::run::inroot;
 
 /// Copy the image's directory at each container `target` into its empty volume `data`.
 pub fn fill(
@@ -35,14 +36,18 @@ pub fn fill(
         .map_err(|e| fail(scratch_parent.display().to_string(), e.to_string()))?;
     let view = crate::run::rootfs::image_view(lowerdirs, scratch.path())
         .map_err(|e| fail("the image's files".into(), e.to_string()))?;
-    let root = PathBuf::from(format!("/proc/self/fd/{}", view.as_raw_fd()));
     let policy = crate::run::userns::content_policy();
     let opts = crate::layer::ExtractOptions {
         root_meta: true,
         ..policy.options(ExtractMode::Plain)
     };
     for (target, data) in volumes {
-        let src = crate::run::rootfs::secure_join(&root, Path::new(target));
+        // Resolved inside the image, as the container would see the path.
+        let Ok(found) = inroot::open(view.as_fd(), Path::new(target), inroot::Resolve::InRoot)
+        else {
+            continue;
+        };
+        let src = inroot::fd_path(found.as_fd());
         let Ok(m) = fs::metadata(&src) else { continue };
         if !m.is_dir() {
             continue;
