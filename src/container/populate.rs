@@ -47,7 +47,8 @@ pub fn fill(
         else {
             continue;
         };
-        let src = inroot::fd_path(found.as_fd());
+        // `/.` so that the magic link itself is followed to the directory it names.
+        let src = inroot::fd_path(found.as_fd()).join(".");
         let Ok(m) = fs::metadata(&src) else { continue };
         if !m.is_dir() {
             continue;
