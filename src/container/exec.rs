@@ -22,7 +22,7 @@ use nix::sys::signal::{SigmaskHow, sigprocmask};
 use nix::sys::wait::waitpid;
 
 use super::{ContainerError, Result, State};
-use crate::run::{caps, process, user};
+use crate::run::{caps, process, seccomp, user};
 
 /// What `box exec` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -137,6 +137,13 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     join_cgroups(pid, !st.limits.is_empty())?;
     join_namespaces(pid)?;
 
+    // The container's own profile, compiled before the fork.
+    let filter = seccomp::Seccomp::from_record(&st.seccomp)
+        .and_then(|s| s.compile(st.caps))
+        .map_err(|e| ContainerError::Start {
+            id: st.id.clone(),
+            why: e.to_string(),
+        })?;
     let (fwd, old) = process::block_forwarded().map_err(sys("sigprocmask"))?;
 
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
@@ -144,7 +151,7 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
         nix::unistd::ForkResult::Child => {
             drop(err_r);
             let sock = tty_sock.as_ref().map(|(_, c)| c.as_raw_fd());
-            let msg = match child_setup(st, o, sock) {
+            let msg = match child_setup(st, o, sock, &filter) {
                 Ok(exec) => {
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
                     let code = exec.run();
@@ -187,6 +194,7 @@ fn child_setup(
     st: &State,
     o: &ExecOptions,
     tty_sock: Option<RawFd>,
+    filter: &seccomp::Filter,
 ) -> std::result::Result<Exec, String> {
     let _ = nix::unistd::setsid();
     if let Some(sock) = tty_sock {
@@ -227,6 +235,7 @@ fn child_setup(
     if tty_sock.is_some() {
         unsafe { libc::fchown(0, u.uid, u32::MAX) };
     }
+    seccomp::install(filter).map_err(|e| e.to_string())?;
     caps::limit_bounding(st.caps).map_err(|e| e.to_string())?;
     let groups: Vec<nix::unistd::Gid> = u.groups.iter().map(|g| (*g).into()).collect();
     if let Err(e) = nix::unistd::setgroups(&groups) {

@@ -25,7 +25,7 @@ use thiserror::Error;
 use super::agent::{HostLink, Request};
 use super::network::{self, Address};
 use super::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
-use super::{caps, idmap, namespaces, rootfs, user};
+use super::{caps, idmap, namespaces, rootfs, seccomp, user};
 
 #[derive(Debug, Error)]
 pub enum ProcessError {
@@ -40,6 +40,8 @@ pub enum ProcessError {
     Namespace(#[from] namespaces::NamespaceError),
     #[error(transparent)]
     Host(#[from] super::agent::AgentError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     /// The container failed before its command started; the message comes from inside.
     #[error("container setup: {0}")]
     Setup(String),
@@ -135,11 +137,14 @@ struct ChildPlan<'a> {
     old_mask: SigSet,
     caps: u64,
     prepared: &'a rootfs::Prepared,
+    /// Compiled here, installed by the child (which must not parse or allocate much).
+    seccomp: &'a seccomp::Filter,
 }
 
 fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
     let caps = caps::resolve(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| ProcessError::Setup(e.to_string()))?;
+    let filter = spec.seccomp.compile(caps)?;
     let hostname = match (&spec.hostname, spec.network) {
         (Some(h), _) => h.clone(),
         (None, NetworkMode::Host) => nix::unistd::gethostname()
@@ -165,7 +170,7 @@ fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
             cause,
         })?;
     }
-    let r = supervise_in(spec, in_userns, &upper_scratch, hostname, caps);
+    let r = supervise_in(spec, in_userns, &upper_scratch, hostname, caps, &filter);
     if ephemeral {
         let _ = nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir(&upper_scratch);
@@ -179,6 +184,7 @@ fn supervise_in(
     scratch: &Path,
     hostname: String,
     caps: u64,
+    filter: &seccomp::Filter,
 ) -> Result<i32> {
     let pipe = || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"));
     let ((go_r, go_w), (err_r, err_w)) = (pipe()?, pipe()?);
@@ -219,6 +225,7 @@ fn supervise_in(
         old_mask,
         caps,
         prepared: &prepared,
+        seccomp: filter,
     };
     let mut flags = namespaces::clone_flags(spec.network);
     if nested.is_some() {
@@ -709,6 +716,8 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
         // The user owns its terminal, as with docker.
         unsafe { libc::fchown(0, u.uid, u32::MAX) };
     }
+    // While we still hold CAP_SYS_ADMIN here; everything below must be allowed by the profile.
+    seccomp::install(plan.seccomp).map_err(|e| e.to_string())?;
     caps::limit_bounding(plan.caps).map_err(|e| e.to_string())?;
     let groups: Vec<nix::unistd::Gid> = u.groups.iter().map(|g| (*g).into()).collect();
     if let Err(e) = nix::unistd::setgroups(&groups) {

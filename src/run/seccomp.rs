@@ -806,7 +806,7 @@ pub fn compile(p: &Profile, caps: u64, kernel: (u32, u32)) -> Result<Filter> {
             arch: AUDIT_ARCH_X86_64,
             args: [
                 u64::from(libc::SECCOMP_SET_MODE_FILTER),
-                f.flags as u64,
+                f.flags,
                 0,
                 0,
                 0,
