@@ -215,7 +215,14 @@ fn box_exec_applies_the_containers_profile() {
             let id = stdout(&o).trim().to_string();
             let e = box_(&env, &["exec", &id, "/p/probe", "keyctl", "unshare-user"]);
             let text = out(&e);
+            let inspect = stdout(&box_(&env, &["inspect", &id]));
             let _ = box_(&env, &["rm", "-f", &id]);
+            // inspect shows a non-default choice, as docker's HostConfig.SecurityOpt does.
+            assert_eq!(
+                inspect.contains("seccomp=unconfined"),
+                opt.is_some(),
+                "{label} {opt:?}: {inspect}"
+            );
             assert!(text.contains(want), "{label} {opt:?}: {text}");
             let unshare = if opt.is_none() {
                 "unshare-user: errno 1 "

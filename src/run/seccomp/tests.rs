@@ -305,42 +305,57 @@ fn args_of_one_rule_must_all_hold_unless_one_argument_repeats() {
 
 #[test]
 fn stacked_actions_follow_the_kernels_rule() {
-    // Default ERRNO(1); mkdir → ERRNO(13); rmdir → KILL_PROCESS; chdir → TRAP; getpid → LOG;
-    // unlink allowed unless its flags argument ... (unlink has none): allowed.
-    let p = profile(
-        r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":1,"syscalls":[
-            {"names":["read","write","unlink"],"action":"SCMP_ACT_ALLOW"},
-            {"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13},
-            {"names":["rmdir"],"action":"SCMP_ACT_KILL_PROCESS"},
-            {"names":["chdir"],"action":"SCMP_ACT_TRAP"},
-            {"names":["getpid"],"action":"SCMP_ACT_LOG"},
-            {"names":["gettid"],"action":"SCMP_ACT_KILL"}]}"#,
-    );
-    let f = compile(&p, 0, (6, 1)).unwrap();
-    // One filter per non-ALLOW action, plus the base.
-    assert_eq!(f.lengths().len(), 6);
-    assert_eq!(call(&f, "read", &[]), ALLOW);
-    assert_eq!(call(&f, "unlink", &[]), ALLOW);
-    assert_eq!(call(&f, "mkdir", &[]), libc::SECCOMP_RET_ERRNO | 13);
-    assert_eq!(call(&f, "rmdir", &[]), libc::SECCOMP_RET_KILL_PROCESS);
-    assert_eq!(call(&f, "chdir", &[]), libc::SECCOMP_RET_TRAP);
-    assert_eq!(call(&f, "getpid", &[]), libc::SECCOMP_RET_LOG);
-    assert_eq!(call(&f, "gettid", &[]), libc::SECCOMP_RET_KILL_THREAD);
-    assert_eq!(call(&f, "open", &[]), EPERM);
+    // Unconditional rules are answered directly by one filter; with an (always true)
+    // argument comparison each action gets its own stacked filter. Same answers either way.
+    for (cond, filters) in [
+        ("", 1),
+        (r#","args":[{"index":5,"value":0,"op":"SCMP_CMP_GE"}]"#, 6),
+    ] {
+        let p = profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":1,"syscalls":[
+                {{"names":["read","write","unlink"],"action":"SCMP_ACT_ALLOW"{cond}}},
+                {{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13{cond}}},
+                {{"names":["rmdir"],"action":"SCMP_ACT_KILL_PROCESS"{cond}}},
+                {{"names":["chdir"],"action":"SCMP_ACT_TRAP"{cond}}},
+                {{"names":["getpid"],"action":"SCMP_ACT_LOG"{cond}}},
+                {{"names":["gettid"],"action":"SCMP_ACT_KILL"{cond}}}]}}"#
+        ));
+        let f = compile(&p, 0, (6, 1)).unwrap();
+        // One filter per non-ALLOW action, plus the base.
+        assert_eq!(f.lengths().len(), filters, "{cond}");
+        assert_eq!(call(&f, "read", &[]), ALLOW);
+        assert_eq!(call(&f, "unlink", &[]), ALLOW);
+        assert_eq!(call(&f, "mkdir", &[]), libc::SECCOMP_RET_ERRNO | 13);
+        assert_eq!(call(&f, "rmdir", &[]), libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(call(&f, "chdir", &[]), libc::SECCOMP_RET_TRAP);
+        assert_eq!(call(&f, "getpid", &[]), libc::SECCOMP_RET_LOG);
+        assert_eq!(call(&f, "gettid", &[]), libc::SECCOMP_RET_KILL_THREAD);
+        assert_eq!(call(&f, "open", &[]), EPERM);
+    }
 }
 
 #[test]
 fn overlapping_rules_most_restrictive_wins_and_errno_ties_go_to_the_first_rule() {
-    let p = profile(
-        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
-            {"names":["mkdir","rmdir"],"action":"SCMP_ACT_ALLOW"},
-            {"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13},
-            {"names":["mkdir","rmdir"],"action":"SCMP_ACT_ERRNO","errnoRet":28},
-            {"names":["rmdir"],"action":"SCMP_ACT_LOG"}]}"#,
-    );
-    let f = compile(&p, 0, (6, 1)).unwrap();
-    assert_eq!(call(&f, "mkdir", &[]), libc::SECCOMP_RET_ERRNO | 13);
-    assert_eq!(call(&f, "rmdir", &[]), libc::SECCOMP_RET_ERRNO | 28);
+    for cond in ["", r#","args":[{"index":5,"value":0,"op":"SCMP_CMP_GE"}]"#] {
+        let p = profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {{"names":["mkdir","rmdir"],"action":"SCMP_ACT_ALLOW"}},
+                {{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13{cond}}},
+                {{"names":["mkdir","rmdir"],"action":"SCMP_ACT_ERRNO","errnoRet":28{cond}}},
+                {{"names":["rmdir"],"action":"SCMP_ACT_LOG"}}]}}"#
+        ));
+        let f = compile(&p, 0, (6, 1)).unwrap();
+        assert_eq!(
+            call(&f, "mkdir", &[]),
+            libc::SECCOMP_RET_ERRNO | 13,
+            "{cond}"
+        );
+        assert_eq!(
+            call(&f, "rmdir", &[]),
+            libc::SECCOMP_RET_ERRNO | 28,
+            "{cond}"
+        );
+    }
 }
 
 #[test]
@@ -474,23 +489,37 @@ fn an_empty_profile_means_no_filter_as_with_docker() {
 
 #[test]
 fn a_profile_that_denies_seccomp_itself_cannot_be_stacked() {
-    // Two filters (an ERRNO(13) one and the base): installing the second needs seccomp(2),
-    // which the base denies when it is last... it is installed last, so only a rule that
-    // denies seccomp in a per-action filter gets in the way.
+    // Conditional rules need stacked filters; installing the base filter needs seccomp(2),
+    // which an earlier per-action filter denies here.
+    let cond = r#","args":[{"index":5,"value":0,"op":"SCMP_CMP_GE"}]"#;
+    for action in [
+        r#""SCMP_ACT_ERRNO","errnoRet":13"#,
+        // KILL_PROCESS (0x80000000) is the most restrictive action, not the least.
+        r#""SCMP_ACT_KILL_PROCESS""#,
+    ] {
+        let p = profile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {{"names":["read"],"action":"SCMP_ACT_ALLOW"}},
+                {{"names":["seccomp","mkdir"],"action":{action}{cond}}}]}}"#
+        ));
+        let e = compile(&p, 0, (6, 1)).unwrap_err().to_string();
+        assert!(e.contains("denies seccomp(2)"), "{e}");
+    }
+    // Unconditional rules are one filter: denying seccomp is then no obstacle.
     let p = profile(
         r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
             {"names":["read"],"action":"SCMP_ACT_ALLOW"},
             {"names":["seccomp","mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
     );
-    let e = compile(&p, 0, (6, 1)).unwrap_err().to_string();
-    assert!(e.contains("denies seccomp(2)"), "{e}");
+    let f = compile(&p, 0, (6, 1)).unwrap();
+    assert_eq!(call(&f, "seccomp", &[]), libc::SECCOMP_RET_ERRNO | 13);
     // Omitting seccomp from an allowlist is fine: the base filter goes in last.
-    let p = profile(
-        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
-            {"names":["read"],"action":"SCMP_ACT_ALLOW"},
-            {"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
-    );
-    compile(&p, 0, (6, 1)).unwrap();
+    let p = profile(&format!(
+        r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {{"names":["read"],"action":"SCMP_ACT_ALLOW"}},
+            {{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13{cond}}}]}}"#
+    ));
+    assert_eq!(compile(&p, 0, (6, 1)).unwrap().lengths().len(), 2);
 }
 
 #[test]
@@ -551,9 +580,10 @@ fn default_profile_fits_the_kernels_limits() {
             f.lengths()
         );
     }
-    // With every capability no rule needs a second action: one filter.
+    // clone3's ENOSYS has no argument rule: answered directly, one filter in every case.
     assert_eq!(default_filter(all).lengths().len(), 1);
-    assert_eq!(default_filter(docker_default_caps()).lengths().len(), 2);
+    assert_eq!(default_filter(docker_default_caps()).lengths().len(), 1);
+    assert_eq!(default_filter(0).lengths().len(), 1);
 }
 
 #[test]
@@ -593,4 +623,186 @@ fn security_opt_values() {
         e.contains("read seccomp profile /nonexistent/profile.json"),
         "{e}"
     );
+}
+
+/// The expected answer for every syscall number, straight from the rules.
+fn reference(p: &Profile, caps: u64, nr: u32) -> Option<u32> {
+    let active: Vec<&Rule> = p.rules.iter().filter(|r| r.applies(caps, (6, 1))).collect();
+    let rules: Vec<&&Rule> = active.iter().filter(|r| r.nrs.contains(&nr)).collect();
+    if rules.iter().any(|r| !r.conds.is_empty()) {
+        return None; // argument rules: covered by the tests above
+    }
+    let newest = active
+        .iter()
+        .flat_map(|r| r.nrs.iter().copied())
+        .max()
+        .unwrap();
+    Some(match rules.first() {
+        Some(r) => r.action.ret(),
+        None if nr > newest && p.default != Action::Allow => ENOSYS,
+        None => p.default.ret(),
+    })
+}
+
+#[test]
+fn range_dispatch_gives_every_syscall_number_its_rules_answer() {
+    let p = Profile::parse(DEFAULT_JSON, DEFAULT_ORIGIN).unwrap();
+    for c in [0, docker_default_caps(), caps(&["SYS_ADMIN", "SYS_PTRACE"])] {
+        let f = compile(&p, c, (6, 1)).unwrap();
+        for nr in 0..=syscalls::X86_64_MAX + 20 {
+            if let Some(want) = reference(&p, c, nr) {
+                assert_eq!(f.decide(nr, [0; 6]), want, "nr {nr} caps {c:#x}");
+            }
+        }
+    }
+    // More ranges than the dispatch takes: every other syscall allowed.
+    let names: Vec<String> = syscalls::X86_64
+        .iter()
+        .filter(|(_, nr)| nr % 2 == 0)
+        .map(|(n, _)| format!("{n:?}"))
+        .collect();
+    let p = profile(&format!(
+        r#"{{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{{"names":[{}],"action":"SCMP_ACT_ALLOW"}}]}}"#,
+        names.join(",")
+    ));
+    let f = compile(&p, 0, (6, 1)).unwrap();
+    for nr in 0..=syscalls::X86_64_MAX + 20 {
+        assert_eq!(Some(f.decide(nr, [0; 6])), reference(&p, 0, nr), "nr {nr}");
+    }
+}
+
+#[test]
+fn the_default_profile_compiles_small() {
+    // Ranges keep the filter short, which keeps the kernel's work at attach time small.
+    let f = default_filter(docker_default_caps());
+    let total: usize = f.lengths().iter().sum();
+    assert!(total < 300, "{:?}", f.lengths());
+}
+
+/// default_rules.rs as it must be for default.json.
+fn default_rules_source() -> String {
+    use std::fmt::Write;
+    let raw: RawProfile = serde_json::from_str(DEFAULT_JSON).unwrap();
+    let q = |s: &str| format!("{s:?}");
+    let strings = |v: &Option<Vec<String>>| match v {
+        None => "None".to_string(),
+        Some(v) => format!(
+            "Some(vec![{}])",
+            v.iter()
+                .map(|s| format!("{}.into()", q(s)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let opt = |v: &Option<String>| match v {
+        None => "None".to_string(),
+        Some(s) => format!("Some({}.into())", q(s)),
+    };
+    let cond = |c: &Option<RawCondition>| match c {
+        None => "None".to_string(),
+        Some(c) => format!(
+            "Some(RawCondition {{ caps: {}, arches: {}, min_kernel: {} }})",
+            strings(&c.caps),
+            strings(&c.arches),
+            opt(&c.min_kernel)
+        ),
+    };
+    let mut o = String::new();
+    o += "// @generated from default.json: after editing it, run\n";
+    o += "// `BOXKIT_BLESS=1 cargo test --lib run::seccomp::tests::default_rules_match_default_json`.\n";
+    o += "// The default profile as Rust, so that starting a container does not parse JSON.\n\n";
+    o += "use super::*;\n\n";
+    o += "fn names(n: &[&'static str]) -> Option<Vec<Cow<'static, str>>> {\n";
+    o += "    Some(n.iter().map(|s| Cow::Borrowed(*s)).collect())\n}\n\n";
+    o += "pub(super) fn raw() -> RawProfile<'static> {\n    RawProfile {\n";
+    writeln!(
+        o,
+        "        default_action: {}.into(),",
+        q(&raw.default_action)
+    )
+    .unwrap();
+    writeln!(o, "        default_errno_ret: {:?},", raw.default_errno_ret).unwrap();
+    writeln!(o, "        architectures: {},", strings(&raw.architectures)).unwrap();
+    match &raw.arch_map {
+        None => o += "        arch_map: None,\n",
+        Some(m) => {
+            o += "        arch_map: Some(vec![\n";
+            for a in m {
+                writeln!(
+                    o,
+                    "            RawArch {{ architecture: {}.into(), sub_architectures: {} }},",
+                    q(&a.architecture),
+                    strings(&a.sub_architectures)
+                )
+                .unwrap();
+            }
+            o += "        ]),\n";
+        }
+    }
+    writeln!(o, "        flags: {},", strings(&raw.flags)).unwrap();
+    writeln!(o, "        listener_path: {},", opt(&raw.listener_path)).unwrap();
+    o += "        syscalls: Some(vec![\n";
+    for s in raw.syscalls.iter().flatten() {
+        o += "            RawSyscall {\n";
+        writeln!(o, "                name: {},", opt(&s.name)).unwrap();
+        match &s.names {
+            None => o += "                names: None,\n",
+            Some(n) => {
+                o += "                names: names(&[\n";
+                for chunk in n.chunks(8) {
+                    let line: Vec<String> = chunk.iter().map(|x| q(x)).collect();
+                    writeln!(o, "                    {},", line.join(", ")).unwrap();
+                }
+                o += "                ]),\n";
+            }
+        }
+        writeln!(
+            o,
+            "                action: Cow::Borrowed({}),",
+            q(&s.action)
+        )
+        .unwrap();
+        writeln!(o, "                errno_ret: {:?},", s.errno_ret).unwrap();
+        match &s.args {
+            None => o += "                args: None,\n",
+            Some(a) => {
+                o += "                args: Some(vec![\n";
+                for a in a {
+                    writeln!(
+                        o,
+                        "                    RawArg {{ index: {}, value: {}, value_two: {}, op: {}.into() }},",
+                        a.index, a.value, a.value_two, q(&a.op)
+                    )
+                    .unwrap();
+                }
+                o += "                ]),\n";
+            }
+        }
+        writeln!(o, "                includes: {},", cond(&s.includes)).unwrap();
+        writeln!(o, "                excludes: {},", cond(&s.excludes)).unwrap();
+        o += "            },\n";
+    }
+    o += "        ]),\n    }\n}\n";
+    o
+}
+
+#[test]
+fn default_rules_match_default_json() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/run/seccomp/default_rules.rs"
+    );
+    let want = default_rules_source();
+    if std::env::var_os("BOXKIT_BLESS").is_some() {
+        std::fs::write(path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(path).unwrap();
+    assert!(
+        have == want,
+        "src/run/seccomp/default_rules.rs is stale: run BOXKIT_BLESS=1 cargo test --lib \
+         run::seccomp::tests::default_rules_match_default_json"
+    );
+    // And what it builds is what the JSON says.
+    let raw: RawProfile = serde_json::from_str(DEFAULT_JSON).unwrap();
+    assert_eq!(default_rules::raw(), raw);
 }
