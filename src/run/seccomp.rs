@@ -55,8 +55,8 @@
 //! dispatched by a binary search over ranges of consecutive numbers in front of seccompiler's
 //! code, which then only handles calls with argument rules: the default profile is ~150
 //! instructions instead of ~1,600. The default profile is also not parsed from JSON at run
-//! time: `seccomp/default_rules.rs` is its Rust form, generated from `seccomp/default.json`
-//! and kept equal to it by a unit test.
+//! time: `seccomp/default_rules.rs` is its validated form as Rust (syscall numbers, capability
+//! masks), generated from `seccomp/default.json` and kept equal to it by a unit test.
 
 #[rustfmt::skip]
 mod default_rules;
@@ -174,7 +174,7 @@ impl Seccomp {
     pub fn compile(&self, caps: u64) -> Result<Filter> {
         match self {
             Seccomp::Unconfined => Ok(Filter::default()),
-            Seccomp::Default => compile(&Profile::default_profile()?, caps, kernel_version()),
+            Seccomp::Default => compile(&Profile::default_profile(), caps, kernel_version()),
             Seccomp::Custom(p) => compile(p, caps, kernel_version()),
         }
     }
@@ -191,10 +191,8 @@ impl Seccomp {
 
 // ---- docker's JSON ---------------------------------------------------------------------------
 
-// Names borrow from the text where they can. The default profile is not parsed at run time:
-// `seccomp/default_rules.rs` holds the same RawProfile as Rust (generated from default.json,
-// and a unit test keeps the two equal), which saves the JSON parse at every container start.
-#[derive(Debug, PartialEq, Deserialize)]
+// Names borrow from the text where they can.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawProfile<'a> {
     #[serde(default)]
@@ -208,14 +206,14 @@ struct RawProfile<'a> {
     syscalls: Option<Vec<RawSyscall<'a>>>,
 }
 
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawArch {
     architecture: String,
     sub_architectures: Option<Vec<String>>,
 }
 
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawSyscall<'a> {
     name: Option<String>,
@@ -229,7 +227,7 @@ struct RawSyscall<'a> {
     excludes: Option<RawCondition>,
 }
 
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawArg {
     index: u32,
@@ -239,7 +237,7 @@ struct RawArg {
     op: String,
 }
 
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawCondition {
     caps: Option<Vec<String>>,
@@ -299,7 +297,7 @@ struct Cond {
 }
 
 /// A rule's `includes` or `excludes`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct When {
     /// Capability bits (see [`super::caps::NAMES`]).
     caps: u64,
@@ -307,7 +305,7 @@ struct When {
     min_kernel: Option<(u32, u32)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Rule {
     /// Native syscall numbers (names of other architectures already dropped).
     nrs: Vec<u32>,
@@ -440,14 +438,16 @@ impl Profile {
         })
     }
 
-    /// boxkit's default profile (default.json, from its Rust form).
-    pub fn default_profile() -> Result<Profile> {
-        Self::validate(default_rules::raw(), "", DEFAULT_ORIGIN).map_err(|what| {
-            SeccompError::Invalid {
-                origin: DEFAULT_ORIGIN.to_string(),
-                what,
-            }
-        })
+    /// boxkit's default profile (default.json, already validated, in its Rust form).
+    pub fn default_profile() -> Profile {
+        Profile {
+            origin: DEFAULT_ORIGIN.to_string(),
+            text: String::new(),
+            disabled: false,
+            default: default_rules::DEFAULT,
+            flags: 0,
+            rules: default_rules::rules(),
+        }
     }
 
     fn validate(
