@@ -745,7 +745,24 @@ fn default_rules_source() -> String {
         writeln!(o, "            excludes: {},", when(&r.excludes)).unwrap();
         o += "        },\n";
     }
-    o += "    ]\n}\n";
+    o += "    ]\n}\n\n";
+    // The common case compiled ahead: docker's default capabilities on a kernel >= 4.8.
+    let caps = docker_default_caps();
+    let f = compile(&p, caps, (6, 1)).unwrap();
+    assert_eq!(f.programs.len(), 1);
+    o += "/// The capability set the precompiled filter is for (docker's default set).\n";
+    writeln!(o, "pub(super) const PRECOMPILED_CAPS: u64 = {caps:#x};\n").unwrap();
+    o += "/// The profile compiled for PRECOMPILED_CAPS on a kernel >= 4.8 (its only minKernel).\n";
+    o += "pub(super) const PRECOMPILED: &[libc::sock_filter] = &[\n";
+    for i in &f.programs[0] {
+        writeln!(
+            o,
+            "    libc::sock_filter {{ code: {:#06x}, jt: {}, jf: {}, k: {:#010x} }},",
+            i.code, i.jt, i.jf, i.k
+        )
+        .unwrap();
+    }
+    o += "];\n";
     o
 }
 
@@ -769,4 +786,17 @@ fn default_rules_match_default_json() {
     let p = Profile::parse(DEFAULT_JSON, DEFAULT_ORIGIN).unwrap();
     let d = Profile::default_profile();
     assert_eq!((d.default, &d.rules), (p.default, &p.rules));
+    // The precompiled filter is what compiling gives, and is used only where it applies.
+    let caps = docker_default_caps();
+    assert_eq!(default_rules::PRECOMPILED_CAPS, caps);
+    let f = compile(&p, caps, (4, 8)).unwrap();
+    assert_eq!(
+        Seccomp::default_filter(caps, (4, 8)).unwrap().programs,
+        f.programs
+    );
+    let g = Seccomp::default_filter(caps, (4, 4)).unwrap();
+    assert_eq!(g.programs, compile(&p, caps, (4, 4)).unwrap().programs);
+    assert_ne!(g.programs, f.programs);
+    let h = Seccomp::default_filter(caps | cap_bit("SYS_ADMIN").unwrap(), (6, 1)).unwrap();
+    assert_ne!(h.programs, f.programs);
 }
