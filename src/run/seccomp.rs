@@ -56,7 +56,9 @@
 //! code, which then only handles calls with argument rules: the default profile is ~150
 //! instructions instead of ~1,600. The default profile is also not parsed from JSON at run
 //! time: `seccomp/default_rules.rs` is its validated form as Rust (syscall numbers, capability
-//! masks), generated from `seccomp/default.json` and kept equal to it by a unit test.
+//! masks), plus the filter compiled for docker's default capability set, which the usual
+//! container installs as is; it is generated from `seccomp/default.json` and kept equal to
+//! it (and to what compiling gives) by a unit test.
 
 #[rustfmt::skip]
 mod default_rules;
