@@ -16,17 +16,27 @@ use std::sync::OnceLock;
 use crate::build_common::{Env, Who, stderr, stdout};
 use crate::support::{Canary, box_, boxrun};
 
-/// The probe binary's directory (mode 0755, readable by the rootless test users).
+/// The probe binary's directory (mode 0755, readable by the rootless test users). One fixed
+/// directory, so runs leave nothing new behind; the binary is built beside it and renamed in.
 fn probe_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("boxkit-seccomp-probe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let dir = PathBuf::from("/tmp/boxkit-seccomp-probe");
+        // Only a directory of our own: anything else (a symlink, another user's) goes.
+        if let Ok(m) = std::fs::symlink_metadata(&dir)
+            && (!m.is_dir() || m.uid() != nix::unistd::geteuid().as_raw())
+        {
+            let _ = std::fs::remove_file(&dir);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let _ = std::fs::create_dir(&dir);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/security/seccomp_probe.c");
+        let tmp = dir.join(format!("probe.{}", std::process::id()));
         let o = std::process::Command::new("gcc")
             .args(["-static", "-O1", "-o"])
-            .arg(dir.join("probe"))
+            .arg(&tmp)
             .arg(&src)
             .output()
             .expect("gcc (scripts/install-deps.sh installs it)");
@@ -35,6 +45,7 @@ fn probe_dir() -> &'static Path {
             "gcc: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        std::fs::rename(&tmp, dir.join("probe")).unwrap();
         dir
     })
 }
