@@ -10,10 +10,11 @@ set -euo pipefail
 # overlay for podman; hyperfine: benchmarks; pigz: fast gzip for the Debian fixture;
 # tmux: interactive (-it) tests; zstd: zstd layers; ca-certificates: https mirrors;
 # curl: readiness probe of the registry in scripts/example.sh; git: ADD of a git repository;
-# time: peak RSS in the benchmarks; jq: bench scripts.
+# time: peak RSS in the benchmarks; jq: bench scripts; gcc, libc6-dev: the static syscall
+# probe of tests/security/seccomp.rs.
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
-      ca-certificates curl git time jq)
+      ca-certificates curl git time jq gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -350,7 +350,10 @@ pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
             "CpusetCpus": s.limits.cpuset_cpus.clone().unwrap_or_default(),
             "CapAdd": serde_json::Value::Null,
             "Capabilities": crate::run::caps::names(s.caps),
-            "SecurityOpt": if s.no_new_privs { vec!["no-new-privileges"] } else { vec![] },
+            "SecurityOpt": s.no_new_privs.then(|| "no-new-privileges".to_string())
+                .into_iter()
+                .chain(crate::run::seccomp::Seccomp::security_opt(&s.seccomp))
+                .collect::<Vec<_>>(),
         },
     }))
 }

@@ -93,7 +93,8 @@ pub struct RunArgs {
     /// Drop Linux capabilities
     #[arg(long = "cap-drop")]
     pub cap_drop: Vec<String>,
-    /// Security options (no-new-privileges)
+    /// Security options: no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json (docker's
+    /// format; default: boxkit's profile)
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
     /// User namespace mode: "" (remap, the default) or host
@@ -180,6 +181,14 @@ impl RunArgs {
             bail!("--memory-swap ({s} bytes) must be at least --memory ({m} bytes)");
         }
         super::check_preserved_fds(self.preserve_fds)?;
+        let security = container::parse_security_opts(&self.security_opt)?;
+        // Compile a custom profile once for the container's capabilities, so that a profile
+        // the kernel could not take fails here too.
+        if let run::seccomp::Seccomp::Custom(_) = &security.seccomp
+            && let Ok(caps) = run::caps::resolve(&self.cap_add, &self.cap_drop)
+        {
+            security.seccomp.compile(caps)?;
+        }
         if let Some(c) = self.cpus {
             if c.is_nan() || c <= 0.0 {
                 bail!("--cpus must be a positive number, got {c}");
@@ -209,7 +218,8 @@ impl RunArgs {
             limits,
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
-            no_new_privs: container::parse_security_opts(&self.security_opt)?,
+            no_new_privs: security.no_new_privs,
+            seccomp: security.seccomp,
             read_only: self.read_only,
             tty: self.tty,
             interactive: self.interactive,

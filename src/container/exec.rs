@@ -28,7 +28,7 @@ use nix::sys::signal::{SigmaskHow, sigprocmask};
 use nix::sys::wait::waitpid;
 
 use super::{ContainerError, Result, State};
-use crate::run::{finalize, process, user};
+use crate::run::{finalize, process, seccomp, user};
 
 /// What `box exec` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -193,6 +193,13 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     join_cgroups(pid, !st.limits.is_empty())?;
     join_namespaces(pid)?;
 
+    // The container's own profile, compiled before the fork.
+    let filter = seccomp::Seccomp::from_record(&st.seccomp)
+        .and_then(|s| s.compile(st.caps))
+        .map_err(|e| ContainerError::Start {
+            id: st.id.clone(),
+            why: e.to_string(),
+        })?;
     let (fwd, old) = process::block_forwarded().map_err(sys("sigprocmask"))?;
 
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
@@ -201,7 +208,7 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     let child = match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
         nix::unistd::ForkResult::Child => {
             let sock = tty_sock.as_ref().map(|(_, c)| c.as_raw_fd());
-            let msg = match child_setup(st, o, &u, sock, err_w.as_raw_fd()) {
+            let msg = match child_setup(st, o, &u, sock, err_w.as_raw_fd(), &filter) {
                 Ok(ready) => {
                     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
                     let code = process::exec_searching_path(&ready.argv, &ready.env, "box exec");
@@ -244,6 +251,7 @@ fn child_setup(
     u: &user::Resolved,
     tty_sock: Option<RawFd>,
     err_w: RawFd,
+    filter: &seccomp::Filter,
 ) -> std::result::Result<finalize::Ready, String> {
     let _ = nix::unistd::setsid();
     if let Some(sock) = tty_sock {
@@ -274,6 +282,7 @@ fn child_setup(
         create_cwd: false,
         preserve_fds: o.preserve_fds,
         keep_fd: Some(err_w),
+        seccomp: filter,
     };
     // SAFETY: this is the forked child; after this it only execs or _exits, using no
     // descriptor but err_w, which finalize keeps.

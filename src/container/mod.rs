@@ -52,8 +52,13 @@ pub enum ContainerError {
     Spec(#[from] run::spec::SpecError),
     #[error(transparent)]
     Sandbox(#[from] run::SandboxError),
-    #[error("invalid --security-opt {0:?}: boxkit supports no-new-privileges[:true|false]")]
+    #[error(
+        "invalid --security-opt {0:?}: boxkit supports no-new-privileges[:true|false] and \
+         seccomp=unconfined|builtin|PROFILE.json"
+    )]
     SecurityOpt(String),
+    #[error(transparent)]
+    Seccomp(#[from] run::seccomp::SeccompError),
     #[error("invalid capability: {0}")]
     Caps(String),
     #[error("container {0} is not running")]
@@ -101,6 +106,7 @@ pub struct RunOptions {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub no_new_privs: bool,
+    pub seccomp: run::seccomp::Seccomp,
     pub read_only: bool,
     pub tty: bool,
     pub interactive: bool,
@@ -112,17 +118,34 @@ pub struct RunOptions {
     pub preserve_fds: u32,
 }
 
-/// Parse `--security-opt` values; only no-new-privileges has a meaning here.
-pub fn parse_security_opts(opts: &[String]) -> Result<bool> {
-    let mut nnp = false;
+/// What `--security-opt` asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityOpts {
+    pub no_new_privs: bool,
+    pub seccomp: run::seccomp::Seccomp,
+}
+
+/// Parse `--security-opt` values as docker does: `no-new-privileges[:true|false]` and
+/// `seccomp=unconfined|builtin|PATH` (`seccomp:` too, docker's older form). A profile file
+/// is read and validated here, before anything starts; the last value of each kind wins.
+pub fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts> {
+    let mut r = SecurityOpts::default();
     for o in opts {
         match o.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => nnp = true,
-            "no-new-privileges:false" | "no-new-privileges=false" => nnp = false,
-            _ => return Err(ContainerError::SecurityOpt(o.clone())),
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                r.no_new_privs = true
+            }
+            "no-new-privileges:false" | "no-new-privileges=false" => r.no_new_privs = false,
+            s => match s
+                .strip_prefix("seccomp=")
+                .or_else(|| s.strip_prefix("seccomp:"))
+            {
+                Some(v) if !v.is_empty() => r.seccomp = run::seccomp::Seccomp::from_opt(v)?,
+                _ => return Err(ContainerError::SecurityOpt(o.clone())),
+            },
         }
     }
-    Ok(nnp)
+    Ok(r)
 }
 
 /// A container ready to start: its sandbox spec and its first state.
@@ -219,6 +242,7 @@ pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result
     spec.cap_add = o.cap_add.clone();
     spec.cap_drop = o.cap_drop.clone();
     spec.no_new_privs = o.no_new_privs;
+    spec.seccomp = o.seccomp.clone();
     spec.tty = o.tty;
     spec.init = o.init;
     spec.userns = o.userns;
@@ -248,6 +272,7 @@ pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result
         stop_signal: process.stop_signal,
         caps,
         no_new_privs: o.no_new_privs,
+        seccomp: o.seccomp.record(),
         network: o.network,
         ports: o.ports.clone(),
         published: Vec::new(),

@@ -78,6 +78,9 @@ pub struct State {
     /// Capability set of the container's processes (bit mask), for `box exec`.
     pub caps: u64,
     pub no_new_privs: bool,
+    /// The seccomp profile, so that `box exec` applies the same one (absent: the default).
+    #[serde(default)]
+    pub seccomp: crate::run::seccomp::SeccompRecord,
     pub network: crate::run::NetworkMode,
     /// The ports asked for (`-p`); a host port of 0 means any free one.
     #[serde(default)]
@@ -418,6 +421,7 @@ mod tests {
             stop_signal: 15,
             caps: 0,
             no_new_privs: false,
+            seccomp: Default::default(),
             network: crate::run::NetworkMode::None,
             ports: vec![],
             published: vec![],

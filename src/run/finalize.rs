@@ -12,7 +12,7 @@
 //! 3. The working directory opened (and created, for `boxrun`) inside the container's root,
 //!    with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: a symlink or a
 //!    /proc/self/fd/N path cannot lead out. Done as container root, as runc first tries.
-//! 4. (seccomp — see the marked spot.)
+//! 4. The seccomp filter (compiled by the caller before forking).
 //! 5. Bounding set, groups, gid, uid, then effective/permitted (the container's set for root,
 //!    nothing otherwise) with inheritable and ambient always empty (CVE-2022-29162).
 //! 6. no_new_privs, then `fchdir` into the directory from 3 and a `getcwd` check that it is
@@ -42,6 +42,8 @@ pub enum FinalizeError {
     PreservedFd { fd: RawFd, why: String },
     #[error(transparent)]
     Caps(#[from] caps::CapsError),
+    #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
     #[error("setgroups {groups:?}: {cause}")]
     Groups { groups: Vec<u32>, cause: nix::Error },
     #[error(
@@ -98,6 +100,8 @@ pub struct Finish<'a> {
     /// boxkit's own close-on-exec descriptor that must stay open until exec (the error pipe
     /// whose EOF tells the supervisor the exec happened).
     pub keep_fd: Option<RawFd>,
+    /// The seccomp filter, compiled before the fork (nothing is allocated here for it).
+    pub seccomp: &'a super::seccomp::Filter,
 }
 
 /// Ready to exec.
@@ -141,9 +145,11 @@ pub unsafe fn finalize(f: &Finish) -> Result<Ready> {
     }
     let cwd = open_cwd(f.cwd, f.create_cwd)?;
 
-    // ---- seccomp: crate::run::seccomp::install(...) goes HERE --------------------------
-    // After the mounts and the fd closing, before the id switch and the capability drop
-    // (loading a filter without no_new_privs needs CAP_SYS_ADMIN).
+    // After the mounts and the fd closing, before the id switch and the capability drop:
+    // loading a filter without no_new_privs needs CAP_SYS_ADMIN (runc's order). Everything
+    // after this point must be allowed by the profile; the seccomp unit tests check that
+    // boxkit's default profile allows it.
+    super::seccomp::install(f.seccomp)?;
 
     caps::limit_bounding(f.caps)?;
     let groups: Vec<nix::unistd::Gid> = u.groups.iter().map(|g| (*g).into()).collect();
@@ -381,6 +387,8 @@ fn unmapped(what: &'static str, id: u32, cause: nix::Error) -> Option<FinalizeEr
 mod tests {
     use super::*;
 
+    static NO_FILTER: crate::run::seccomp::Filter = crate::run::seccomp::Filter::EMPTY;
+
     fn finish<'a>(u: &'a user::Resolved, env: Vec<String>, tty: bool) -> Finish<'a> {
         Finish {
             argv: &[],
@@ -394,6 +402,7 @@ mod tests {
             create_cwd: false,
             preserve_fds: 0,
             keep_fd: None,
+            seccomp: &NO_FILTER,
         }
     }
 

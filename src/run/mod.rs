@@ -13,9 +13,8 @@
 //!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child_main
 //! ```
 //! One file per kernel concern: [`namespaces`], [`idmap`], [`userns`], [`rootfs`] (with
-//! [`inroot`] for paths inside the container root),
-//! [`cgroups`], [`network`], [`caps`], [`process`]; [`user`] resolves USER, [`agent`] is the
-//! host side.
+//! [`inroot`] for paths inside the container root), [`cgroups`], [`network`], [`caps`],
+//! [`seccomp`], [`process`]; [`user`] resolves USER, [`agent`] is the host side.
 
 pub mod agent;
 pub mod caps;
@@ -30,6 +29,7 @@ pub mod network;
 pub mod ports;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod user;
 pub mod userns;

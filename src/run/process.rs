@@ -26,7 +26,7 @@ use super::agent::{HostLink, Request};
 use super::finalize::{self, DEFAULT_PATH};
 use super::network::{self, Address};
 use super::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
-use super::{caps, idmap, namespaces, rootfs, user};
+use super::{caps, idmap, namespaces, rootfs, seccomp, user};
 
 #[derive(Debug, Error)]
 pub enum ProcessError {
@@ -41,6 +41,8 @@ pub enum ProcessError {
     Namespace(#[from] namespaces::NamespaceError),
     #[error(transparent)]
     Host(#[from] super::agent::AgentError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     /// The container failed before its command started; the message comes from inside.
     #[error("container setup: {0}")]
     Setup(String),
@@ -132,11 +134,14 @@ struct ChildPlan<'a> {
     old_mask: SigSet,
     caps: u64,
     prepared: &'a rootfs::Prepared,
+    /// Compiled here, installed by the child (which must not parse or allocate much).
+    seccomp: &'a seccomp::Filter,
 }
 
 fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
     let caps = caps::resolve(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| ProcessError::Setup(e.to_string()))?;
+    let filter = spec.seccomp.compile(caps)?;
     let hostname = match (&spec.hostname, spec.network) {
         (Some(h), _) => h.clone(),
         (None, NetworkMode::Host) => nix::unistd::gethostname()
@@ -162,7 +167,7 @@ fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
             cause,
         })?;
     }
-    let r = supervise_in(spec, in_userns, &upper_scratch, hostname, caps);
+    let r = supervise_in(spec, in_userns, &upper_scratch, hostname, caps, &filter);
     if ephemeral {
         let _ = nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir(&upper_scratch);
@@ -176,6 +181,7 @@ fn supervise_in(
     scratch: &Path,
     hostname: String,
     caps: u64,
+    filter: &seccomp::Filter,
 ) -> Result<i32> {
     let pipe = || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"));
     let ((go_r, go_w), (err_r, err_w)) = (pipe()?, pipe()?);
@@ -215,6 +221,7 @@ fn supervise_in(
         old_mask,
         caps,
         prepared: &prepared,
+        seccomp: filter,
     };
     let mut flags = namespaces::clone_flags(spec.network);
     if nested.is_some() {
@@ -690,6 +697,7 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
         create_cwd: !spec.read_only,
         preserve_fds: spec.preserve_fds,
         keep_fd: Some(p.err_w.as_raw_fd()),
+        seccomp: plan.seccomp,
     };
     // SAFETY: this is the cloned child; it only execs or _exits after this (child_main), and
     // uses no descriptor but the error pipe, which finalize keeps.

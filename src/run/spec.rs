@@ -51,6 +51,8 @@ pub struct SandboxSpec {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub no_new_privs: bool,
+    /// The seccomp profile (`--security-opt seccomp=…`); boxkit's default unless changed.
+    pub seccomp: super::seccomp::Seccomp,
     pub tty: bool,
     /// Keep boxkit's init as pid 1 and run the command as its child (`docker run --init`).
     /// Without it the command itself is pid 1.
@@ -229,6 +231,7 @@ impl SandboxSpec {
             cap_add: Vec::new(),
             cap_drop: Vec::new(),
             no_new_privs: false,
+            seccomp: super::seccomp::Seccomp::Default,
             tty: false,
             init: false,
             userns: UsernsMode::Remap,
