@@ -172,7 +172,7 @@ fn with_userns_host_the_container_runs_under_dockers_device_rules() {
     let Some(root) = Who::root() else { return };
     let v1 = std::path::Path::new("/sys/fs/cgroup/devices");
     if !v1.join("devices.list").exists() {
-        // cgroup v2 only: no device filter yet (docs/security-notes-mounts.md), nodev holds.
+        // cgroup v2 only: no device filter yet (docs/security/mounts-and-devices.md), nodev holds.
         return crate::common::skip("no cgroup v1 devices hierarchy on this host");
     }
     let env = Env::with_registry(root);
