@@ -2,15 +2,34 @@
 //! with a unique name in the destination's own directory (so the rename cannot cross
 //! filesystems), created with its final mode, written, fsynced, renamed over the destination,
 //! and the directory fsynced so the rename survives a crash.
+//!
+//! Runtime state that a reboot makes meaningless anyway (a container's `state.json`: its
+//! processes die with the machine) is written [`Durability::Atomic`]: the rename still makes
+//! every reader see a whole file, but the two fsyncs — over a millisecond on every container
+//! start here — are skipped.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Replace `path` with `data` atomically; the file gets `mode` (e.g. 0o600 for anything that
-/// may hold secrets) from its creation on, never a wider one.
+/// What a write must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Readers never see half of it, and it survives a crash (fsync file and directory).
+    Durable,
+    /// Readers never see half of it; a crash may lose it.
+    Atomic,
+}
+
+/// Replace `path` with `data` atomically and durably; the file gets `mode` (e.g. 0o600 for
+/// anything that may hold secrets) from its creation on, never a wider one.
 pub fn write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_with(path, data, mode, Durability::Durable)
+}
+
+/// [`write`] with the durability the caller needs.
+pub fn write_with(path: &Path, data: &[u8], mode: u32, durability: Durability) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -22,9 +41,14 @@ pub fn write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
+    let durable = durability == Durability::Durable;
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir);
+    if durable {
+        sync_dir(dir);
+    }
     Ok(())
 }
 

@@ -289,7 +289,9 @@ impl Containers {
             cause,
         })?;
         // 0600: the state holds the container's environment (`-e` values, often secrets).
-        crate::atomic::write(&p, &data, 0o600).map_err(io("write", &p))
+        // Not fsynced: a container's state means nothing after a crash of the machine.
+        crate::atomic::write_with(&p, &data, 0o600, crate::atomic::Durability::Atomic)
+            .map_err(io("write", &p))
     }
 
     pub fn load(&self, id: &str) -> Result<State> {
