@@ -136,7 +136,7 @@ impl BlobWriter {
         file.sync_all().map_err(io_err("fsync", &self.tmp))?;
         drop(file);
         fs::rename(&self.tmp, &dest).map_err(io_err("rename blob into place", &dest))?;
-        sync_dir(&self.blobs);
+        crate::atomic::sync_dir(&self.blobs);
         Ok((digest, size))
     }
 }
@@ -224,16 +224,9 @@ pub(crate) fn write_atomic(root: &Path, dest: &Path, data: &[u8]) -> Result<()> 
         }
     })?;
     if let Some(parent) = dest.parent() {
-        sync_dir(parent);
+        crate::atomic::sync_dir(parent);
     }
     Ok(())
-}
-
-/// fsync a directory so a rename in it survives a crash. Best effort: some filesystems refuse.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 #[cfg(test)]

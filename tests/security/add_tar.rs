@@ -9,22 +9,14 @@
 
 use serde_json::json;
 
-use crate::build_common::{Env, Who, stderr};
-use crate::support::{Canary, assert_failed_with, assert_store_owners, boxrun, hostile_tar};
-
-fn envs() -> Vec<Env> {
-    let Some(root) = Who::root() else {
-        return vec![];
-    };
-    vec![
-        Env::with_registry(root),
-        Env::with_registry(Who::with_range().unwrap()),
-    ]
-}
+use crate::build_common::stderr;
+use crate::support::{
+    Canary, assert_failed_with, assert_store_owners, boxrun, envs_with_registry, hostile_tar,
+};
 
 #[test]
 fn absolute_members_land_inside_the_destination_owned_as_chown_says() {
-    for env in envs() {
+    for env in envs_with_registry() {
         let canary = Canary::plant_for(&env.who);
         let file = canary.file.to_string_lossy().into_owned();
         hostile_tar(
@@ -57,7 +49,7 @@ fn absolute_members_land_inside_the_destination_owned_as_chown_says() {
 
 #[test]
 fn escaping_members_fail_the_build_and_touch_nothing() {
-    for env in envs() {
+    for env in envs_with_registry() {
         let canary = Canary::plant_for(&env.who);
         let dir = canary.dir.to_string_lossy().into_owned();
         let up = format!("../../../../../../../..{}", canary.file.display());

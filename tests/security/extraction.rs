@@ -11,18 +11,10 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::build_common::{Env, Who, stderr};
-use crate::support::{Canary, assert_failed_with, assert_store_owners, box_, hostile_image};
-
-fn envs() -> Vec<Env> {
-    let Some(root) = Who::root() else {
-        return vec![];
-    };
-    vec![
-        Env::with_registry(root),
-        Env::with_registry(Who::with_range().unwrap()),
-    ]
-}
+use crate::build_common::{Env, stderr};
+use crate::support::{
+    Canary, assert_failed_with, assert_store_owners, box_, envs_with_registry, hostile_image,
+};
 
 /// No half-extracted layer may be left behind: every layer dir is complete.
 fn assert_layers_complete(env: &Env) {
@@ -42,7 +34,7 @@ fn assert_layers_complete(env: &Env) {
 
 #[test]
 fn hostile_layers_are_refused_on_pull_and_nothing_leaves_the_store() {
-    for env in envs() {
+    for env in envs_with_registry() {
         let canary = Canary::plant_for(&env.who);
         let dir = canary.dir.to_string_lossy().into_owned();
         let file = canary.file.to_string_lossy().into_owned();
@@ -102,7 +94,7 @@ fn hostile_layers_are_refused_on_pull_and_nothing_leaves_the_store() {
 
 #[test]
 fn a_decompression_bomb_stops_at_the_layer_size_limit() {
-    for env in envs() {
+    for env in envs_with_registry() {
         let zeros = "\0".repeat(4 << 20);
         let img = hostile_image(
             &env,

@@ -7,20 +7,11 @@
 
 use serde_json::json;
 
-use crate::build_common::{Env, Who, stderr};
+use crate::build_common::{Env, stderr};
 use crate::support::{
-    Canary, assert_failed_with, assert_store_owners, box_, boxrun, first_foreign_id, hostile_image,
+    Canary, assert_failed_with, assert_store_owners, box_, boxrun, envs_with_registry,
+    first_foreign_id, hostile_image,
 };
-
-fn envs() -> Vec<Env> {
-    let Some(root) = Who::root() else {
-        return vec![];
-    };
-    vec![
-        Env::with_registry(root),
-        Env::with_registry(Who::with_range().unwrap()),
-    ]
-}
 
 /// A busybox image whose second layer holds a setuid-0 file owned by `id`.
 fn setuid_image(env: &Env, name: &str, id: u64) -> String {
@@ -35,7 +26,7 @@ fn setuid_image(env: &Env, name: &str, id: u64) -> String {
 
 #[test]
 fn layer_ids_outside_the_range_are_refused_on_pull_and_run() {
-    for env in envs() {
+    for env in envs_with_registry() {
         let canary = Canary::plant();
         let first = u64::from(first_foreign_id(&env.who));
         // The first foreign id (host root, as root), one that lands on host uid 1001, a huge one.
@@ -60,7 +51,7 @@ fn layer_ids_outside_the_range_are_refused_on_pull_and_run() {
 
 #[test]
 fn the_last_id_of_the_range_is_stored_inside_the_range() {
-    for env in envs() {
+    for env in envs_with_registry() {
         let last = u64::from(first_foreign_id(&env.who) - 1);
         let name = setuid_image(&env, "edge-ids", last);
         let o = box_(&env, &["pull", &name]);
@@ -89,7 +80,7 @@ fn the_last_id_of_the_range_is_stored_inside_the_range() {
 
 #[test]
 fn copy_chown_outside_the_range_is_refused() {
-    for env in envs() {
+    for env in envs_with_registry() {
         let canary = Canary::plant();
         let id = first_foreign_id(&env.who);
         env.write("prog", "#!/bin/sh\necho hi\n");
@@ -116,7 +107,7 @@ fn copy_chown_outside_the_range_is_refused() {
 
 #[test]
 fn user_outside_the_range_is_refused() {
-    for env in envs() {
+    for env in envs_with_registry() {
         let id = first_foreign_id(&env.who).to_string();
         let o = boxrun(
             &env,

@@ -9,6 +9,18 @@ use std::process::{Command, Output};
 use crate::build_common::{Env, Who};
 use crate::common::{self, users};
 
+/// A store with the docker.io mirror for root and for the user with a subordinate range (none
+/// after a skip when the tests do not run as root).
+pub fn envs_with_registry() -> Vec<Env> {
+    let Some(root) = Who::root() else {
+        return vec![];
+    };
+    vec![
+        Env::with_registry(root),
+        Env::with_registry(Who::with_range().unwrap()),
+    ]
+}
+
 /// Build the image described by `spec` (see tests/fixtures/images/hostile.py) and push it to
 /// the Env's registry (the docker.io mirror) as `library/NAME:latest`; returns NAME, which
 /// boxkit resolves to `docker.io/library/NAME:latest` through the mirror, as a user would.
