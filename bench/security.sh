@@ -1,19 +1,19 @@
 #!/bin/sh
 # What the security hardening costs a container start: `boxrun --rm --network none busybox
 # true` with this checkout's build vs the same command built from BASE_REV (default: the
-# commit before the security work), in one interleaved hyperfine pass on the same image and
-# store layout. Prints both medians and the difference, the figure issue 11 bounds at 0.3 ms
-# (seccomp filter + closing inherited descriptors), plus the same pair with
-# `--security-opt seccomp=unconfined` to show the filter's own share.
+# commit before the security work), on the same image and store layout, as paired rounds
+# (bench/paired.py: each round runs every variant once, in alternating order; the median of
+# the per-round differences is what counts on this shared machine). Issue 11 bounds the cost
+# of the seccomp filter plus closing inherited descriptors at 0.3 ms; the `unconfined`
+# variant shows the filter's own share.
 #
 # As root by default; ROOTLESS_USER=name runs every command as that user (with a subuid range).
-# Env: BASE_REV (default 76eba1b), RUNS (default 40), WARMUP (default 5).
+# Env: BASE_REV (default 76eba1b), RUNS (default 300 rounds).
 set -eu
 cd "$(dirname "$0")/.."
 BASE_REV=${BASE_REV:-76eba1b}
-RUNS=${RUNS:-40}
-WARMUP=${WARMUP:-5}
-for t in hyperfine umoci skopeo jq busybox git; do
+RUNS=${RUNS:-300}
+for t in python3 umoci skopeo busybox git; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] && bash scripts/host-setup.sh
@@ -57,14 +57,8 @@ for v in old new; do
   $as "$bin/boxrun" --root "$work/$v" --rm --network none busybox true
 done
 
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/out.json" \
-  -n base "$as $old/boxrun --root $work/old --rm --network none busybox true" \
-  -n now "$as $new/boxrun --root $work/new --rm --network none busybox true" \
-  -n now-unconfined "$as $new/boxrun --root $work/new --rm --network none --security-opt seccomp=unconfined busybox true" >&2
-
-echo "boxrun --rm --network none busybox true, $label, median of $RUNS runs:"
-jq -r --arg base "$BASE_REV" '.results as $r
-  | def m(n): ($r[] | select(.command==n) | .median);
-  def ms(x): (x*1000*1000|round/1000|tostring) + " ms";
-  "  base (\($base)) \(ms(m("base")))   now \(ms(m("now")))   now - base \(ms(m("now")-m("base")))",
-  "  now without seccomp \(ms(m("now-unconfined")))   seccomp filter \(ms(m("now")-m("now-unconfined")))"' "$work/out.json"
+echo "boxrun --rm --network none busybox true, $label, $RUNS paired rounds:"
+nice -n -20 python3 bench/paired.py "$RUNS" \
+  "base=$as $old/boxrun --root $work/old --rm --network none busybox true" \
+  "now=$as $new/boxrun --root $work/new --rm --network none busybox true" \
+  "now-unconfined=$as $new/boxrun --root $work/new --rm --network none --security-opt seccomp=unconfined busybox true"

@@ -66,33 +66,26 @@ pub fn open(root: BorrowedFd<'_>, path: &Path, resolve: Resolve) -> nix::Result<
 }
 
 /// Make sure `path` exists inside `root`, creating missing components: directories, and for
-/// the last one a directory (`dir`) or an empty file. A dangling symlink on the way is
-/// followed (inside the root) and its target created, as a string walk would have done, but
-/// only with [`Resolve::InRoot`]. Owners and modes are the caller's (root, 0755 / 0644).
-pub fn ensure(root: BorrowedFd<'_>, path: &Path, resolve: Resolve, dir: bool) -> nix::Result<()> {
+/// the last one a directory (`dir`) or an empty file; returns an `O_PATH` descriptor of it. A
+/// dangling symlink on the way is followed (inside the root) and its target created, as a
+/// string walk would have done, but only with [`Resolve::InRoot`]. Owners and modes are the
+/// caller's (root, 0755 / 0644).
+pub fn ensure(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    resolve: Resolve,
+    dir: bool,
+) -> nix::Result<OwnedFd> {
     let mut want = components(path);
     // Each round either finds the path, follows one symlink or creates one component; the
     // bound only stops a racer that keeps swapping things under us.
     for _ in 0..256 {
         match open(root, &relative(&want), resolve) {
-            Ok(_) => return Ok(()),
+            Ok(fd) => return Ok(fd),
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        // The first component that does not resolve; its parent does.
-        let mut parent: Option<OwnedFd> = None;
-        let mut missing = None;
-        for i in 0..want.len() {
-            match open(root, &relative(&want[..=i]), resolve) {
-                Ok(fd) => parent = Some(fd),
-                Err(Errno::ENOENT) => {
-                    missing = Some(i);
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let Some(i) = missing else {
+        let Some((i, parent)) = first_missing(root, &want, resolve)? else {
             continue; // appeared meanwhile
         };
         let pfd = match &parent {
@@ -100,22 +93,6 @@ pub fn ensure(root: BorrowedFd<'_>, path: &Path, resolve: Resolve, dir: bool) ->
             None => root,
         };
         let name = want[i].clone();
-        if let Ok(link) = nix::fcntl::readlinkat(pfd, name.as_os_str()) {
-            if resolve == Resolve::NoSymlinks {
-                return Err(Errno::ELOOP);
-            }
-            // A dangling symlink: continue from its target, inside the root.
-            let link = PathBuf::from(link);
-            let mut next = if link.is_absolute() {
-                vec![]
-            } else {
-                want[..i].to_vec()
-            };
-            next.extend(components(&link));
-            next.extend(want[i + 1..].iter().cloned());
-            want = next;
-            continue;
-        }
         let last = i + 1 == want.len();
         let made = if last && !dir {
             nix::fcntl::openat(
@@ -133,12 +110,70 @@ pub fn ensure(root: BorrowedFd<'_>, path: &Path, resolve: Resolve, dir: bool) ->
             nix::sys::stat::mkdirat(pfd, name.as_os_str(), Mode::from_bits_truncate(0o755))
         };
         match made {
-            Ok(()) if last => return Ok(()),
-            Ok(()) | Err(Errno::EEXIST) => {}
+            // Just made in a resolved parent: open it there, never through a symlink a racer
+            // might have swapped in since.
+            Ok(()) if last => {
+                let mut flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                if dir {
+                    flags |= OFlag::O_DIRECTORY;
+                }
+                return nix::fcntl::openat(pfd, name.as_os_str(), flags, Mode::empty());
+            }
+            Ok(()) => {}
+            // Something is there that did not resolve: a dangling symlink (or a racer).
+            Err(Errno::EEXIST) => {
+                if let Ok(link) = nix::fcntl::readlinkat(pfd, name.as_os_str()) {
+                    if resolve == Resolve::NoSymlinks {
+                        return Err(Errno::ELOOP);
+                    }
+                    // Continue from its target, inside the root.
+                    let link = PathBuf::from(link);
+                    let mut next = if link.is_absolute() {
+                        vec![]
+                    } else {
+                        want[..i].to_vec()
+                    };
+                    next.extend(components(&link));
+                    next.extend(want[i + 1..].iter().cloned());
+                    want = next;
+                }
+            }
             Err(e) => return Err(e),
         }
     }
     Err(Errno::ELOOP)
+}
+
+/// The index of the first component of `want` that does not resolve, with a descriptor of
+/// its parent (None: the root). Most often only the last one is missing, which one open of
+/// the parent shows; otherwise the prefixes are tried in order. None: everything resolves.
+fn first_missing(
+    root: BorrowedFd<'_>,
+    want: &[OsString],
+    resolve: Resolve,
+) -> nix::Result<Option<(usize, Option<OwnedFd>)>> {
+    let n = want.len();
+    if n == 0 {
+        return Ok(None);
+    }
+    if n > 1 {
+        match open(root, &relative(&want[..n - 1]), resolve) {
+            Ok(fd) => return Ok(Some((n - 1, Some(fd)))),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+    } else {
+        return Ok(Some((0, None)));
+    }
+    let mut parent = None;
+    for i in 0..n {
+        match open(root, &relative(&want[..=i]), resolve) {
+            Ok(fd) => parent = Some(fd),
+            Err(Errno::ENOENT) => return Ok(Some((i, parent))),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// The device and inode numbers of what `fd` holds.

@@ -788,6 +788,9 @@ pub struct Real {
     root: Option<OwnedFd>,
     /// Device and inode of the root, to refuse targets that resolve to it.
     root_inode: Option<(u64, u64)>,
+    /// The target the last step resolved (a mount point just made, a mask's kind looked
+    /// up), kept for the mount that comes next so it is not resolved twice.
+    resolved: Option<(PathBuf, Resolve, OwnedFd)>,
 }
 
 impl Real {
@@ -804,10 +807,16 @@ impl Real {
 
     /// Open `t` in the root for mounting on: never outside the root, never a symlink, never
     /// the root itself.
-    fn open_target(&self, t: &Target, what: &'static str) -> Result<OwnedFd> {
-        let root = self.root()?;
-        let fd =
-            inroot::open(root, &t.path, t.resolve).map_err(|e| self.resolve_err(t, e, what))?;
+    fn open_target(&mut self, t: &Target, what: &'static str) -> Result<OwnedFd> {
+        let cached = match self.resolved.take() {
+            Some((p, r, fd)) if p == t.path && r == t.resolve => Some(fd),
+            _ => None,
+        };
+        let fd = match cached {
+            Some(fd) => fd,
+            None => inroot::open(self.root()?, &t.path, t.resolve)
+                .map_err(|e| self.resolve_err(t, e, what))?,
+        };
         // Only a symlink can lead a non-empty path back to the root.
         if t.resolve == Resolve::InRoot
             && self.root_inode.is_some()
@@ -960,6 +969,7 @@ impl Kernel for Real {
             path: t.shown(),
             cause,
         })?;
+        self.resolved = Some((t.path.clone(), t.resolve, fd));
         Ok(if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             Kind::Dir
         } else {
@@ -974,14 +984,16 @@ impl Kernel for Real {
             Some("sys") => "sysfs",
             _ => "the /dev tmpfs",
         };
-        inroot::ensure(self.root()?, &t.path, t.resolve, dir).map_err(|e| match e {
+        let fd = inroot::ensure(self.root()?, &t.path, t.resolve, dir).map_err(|e| match e {
             nix::Error::ELOOP if t.resolve == Resolve::NoSymlinks => self.resolve_err(t, e, what),
             cause => RootfsError::Resolve {
                 op: "create mount point",
                 path: t.shown(),
                 cause,
             },
-        })
+        })?;
+        self.resolved = Some((t.path.clone(), t.resolve, fd));
+        Ok(())
     }
 
     fn mount(
