@@ -95,7 +95,7 @@ impl Capture {
             save_fd(std::io::stdout())?,
             save_fd(std::io::stderr())?,
         ];
-        let out = std::fs::File::from(saved[2].try_clone()?);
+        let out = std::fs::File::from(save_fd(&saved[2])?);
         nix::unistd::dup2_stdin(&devnull)?;
         nix::unistd::dup2_stdout(&w)?;
         nix::unistd::dup2_stderr(&w)?;
