@@ -230,7 +230,7 @@ impl<'a> Engine<'a> {
             .and_then(|i| self.built.get(&i))
     }
 
-    fn image_out(&self, img: &Image) -> Result<StageOut, StoreError> {
+    fn stage_of_image(&self, img: &Image) -> Result<StageOut, StoreError> {
         let config: ImageConfig =
             serde_json::from_value(img.config.clone()).map_err(|source| StoreError::Json {
                 what: "image config",
@@ -275,7 +275,7 @@ impl<'a> Engine<'a> {
             None => {
                 let img = registry::ensure_image(self.store, from, &self.pull_options())
                     .map_err(StepErrorKind::base(from))?;
-                self.image_out(&img)?.layers
+                self.stage_of_image(&img)?.layers
             }
         };
         Ok(MergedMount::new(
@@ -312,23 +312,21 @@ impl<'a> Engine<'a> {
 
     fn run_stage(&mut self, idx: usize) -> Result<StageOut> {
         let stage = self.bf.stages[idx].clone();
-        let at_from = self.at(stage.from.start_line);
-        let (mut sr, triggers) = match self.stage_start(idx) {
-            Ok(v) => v,
-            Err(kind) => return Err(at_from(kind).into()),
-        };
-        // ONBUILD triggers of the base run first; the new image does not inherit them.
+        let line = stage.from.start_line;
+        let (mut sr, triggers) = self.stage_start(idx).map_err(self.at(line))?;
+        // ONBUILD triggers of the base run first (located at the FROM); the new image does
+        // not inherit them.
         for t in triggers {
             let parsed = boxfile::parse(&format!("FROM scratch\n{t}\n"), Path::new("ONBUILD"))
                 .map_err(|e| {
-                    self.at(stage.from.start_line)(StepErrorKind::Invalid(format!(
+                    self.at(line)(StepErrorKind::Invalid(format!(
                         "ONBUILD trigger {t:?} of the base image: {e}"
                     )))
                 })?;
             for ins in parsed.stages[0].instructions.clone() {
                 let ins = Located {
-                    start_line: stage.from.start_line,
-                    end_line: stage.from.start_line,
+                    start_line: line,
+                    end_line: line,
                     original: format!("ONBUILD {}", ins.original),
                     node: ins.node,
                 };
@@ -363,7 +361,7 @@ impl<'a> Engine<'a> {
             }
             let img = registry::ensure_image(self.store, &f.image, &opts)
                 .map_err(StepErrorKind::base(&f.image))?;
-            self.image_out(&img)?
+            self.stage_of_image(&img)?
         };
         let mut env = self.global.stage_env();
         let pairs: Vec<(String, String)> = base

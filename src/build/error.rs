@@ -126,3 +126,33 @@ impl StepErrorKind {
 pub type StepResult<T> = std::result::Result<T, StepErrorKind>;
 
 pub type Result<T, E = BuildError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_error_reads_location_then_what_failed() {
+        let e: BuildError = StepError {
+            at: "Boxfile:4".into(),
+            kind: StepErrorKind::Run {
+                command: "exit 7".into(),
+                code: 7,
+                hint: String::new(),
+            },
+        }
+        .into();
+        assert_eq!(
+            e.to_string(),
+            "Boxfile:4: RUN exit 7: exit code 7\n  (the step failed; no image was tagged)"
+        );
+        let e = StepError {
+            at: "Boxfile:2".into(),
+            kind: StepErrorKind::Secret("tok".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Boxfile:2: secret \"tok\" was not given: pass --secret id=tok,src=FILE"
+        );
+    }
+}
