@@ -229,6 +229,8 @@ pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRe
         if final_dir.exists() {
             remove_tree(&final_dir);
         }
+        // A directory cannot go through crate::atomic; the same pattern by hand: made whole
+        // under a unique name (tree, then the complete marker), then renamed into place.
         let tmp = layers.join(format!(
             "{}.tmp-{}",
             r.diff_id.hex(),
@@ -243,6 +245,8 @@ pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRe
                 if fs::rename(&tmp, &final_dir).is_err() {
                     // Someone else committed the same layer meanwhile; theirs is as good.
                     remove_tree(&tmp);
+                } else {
+                    crate::atomic::sync_dir(&layers);
                 }
             }
             Err(_) => {
@@ -259,9 +263,11 @@ pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRe
     })
 }
 
+/// Flush the filesystem holding `p` (best effort): the layer's files, written by the
+/// extractor or a RUN, must be on disk before its complete marker is.
 fn sync_fs(p: &Path) {
     if let Ok(f) = fs::File::open(p) {
-        unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
+        let _ = nix::unistd::syncfs(&f);
     }
 }
 
