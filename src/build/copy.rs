@@ -29,7 +29,7 @@ use crate::boxfile::ignore::clean;
 use crate::digest::Hasher;
 use crate::layer::confine::{self, StreamWriter};
 use crate::layer::tarwriter::{TarEntry, TarWriter};
-use crate::layer::{ExtractMode, Ownership};
+use crate::layer::{ContentPolicy, ExtractMode, Ownership};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -333,9 +333,9 @@ pub fn write_tree(
     lowers: &Lowers,
     owner: (u32, u32),
     chmod: Option<u32>,
+    policy: &ContentPolicy,
     fill: impl FnOnce(&mut Dest<&mut StreamWriter>) -> Result<()>,
 ) -> Result<()> {
-    let policy = crate::run::userns::content_policy();
     if policy.ownership == Ownership::Ignore && owner != (0, 0) {
         // Only container root is mapped: ignoring a --chown would silently drop it.
         return Err(CopyError::Unmapped {
@@ -365,8 +365,7 @@ pub fn write_tree(
 /// Give the new, empty directory `dir` (a cache mount's) an owner and mode, through the
 /// confined extractor; an owner outside the container range is an error. Where only container
 /// root is mapped, the directory stays container root's.
-pub fn own_dir(dir: &Path, owner: (u32, u32), mode: u32) -> Result<()> {
-    let policy = crate::run::userns::content_policy();
+pub fn own_dir(dir: &Path, owner: (u32, u32), mode: u32, policy: &ContentPolicy) -> Result<()> {
     let (uid, gid) = match policy.ownership {
         Ownership::Ignore => (0, 0),
         Ownership::Preserve => owner,

@@ -32,7 +32,7 @@ use crate::digest::Digest;
 use crate::image::{Reference, media};
 use crate::layer::confine::StreamWriter;
 use crate::registry::{self, PullOptions};
-use crate::run::{self, MountSpec, NetworkMode, RootfsSource, SandboxSpec, UpperDir};
+use crate::run::{self, MountSpec, NetworkMode, RootfsSource, SandboxSpec, ToolContext, UpperDir};
 use crate::store::index::Descriptor;
 use crate::store::{Image, Store, StoreError};
 
@@ -136,6 +136,8 @@ struct CacheRecord {
 struct Engine<'a> {
     store: &'a Store,
     opts: &'a BuildOptions,
+    /// Where entering the tool's user namespace left the process (sandbox, owners).
+    tool: &'a ToolContext,
     bf: Boxfile,
     global: GlobalScope,
     printer: Printer,
@@ -158,8 +160,10 @@ struct Engine<'a> {
 /// The config key under which a cache image (`--cache-to`) lists its records.
 const CACHE_KEY: &str = "io.boxkit.build-cache.v1";
 
-/// Build the image `opts` describes, tag it, and return its ID.
-pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
+/// Build the image `opts` describes, tag it, and return its ID. `tool` is the context from
+/// entering the tool's user namespace: RUN steps run in its sandbox, content gets the owners
+/// its policy allows.
+pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<BuildResult> {
     let bf = boxfile::parse(&opts.boxfile.text, &opts.boxfile.path)
         .map_err(|e| BuildError::Parse(Box::new(e)))?;
     // Tags are checked before any work, so a typo costs nothing.
@@ -221,6 +225,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
     let mut e = Engine {
         store,
         opts,
+        tool,
         bf,
         global,
         printer: Printer::new(opts.output, total),
@@ -385,7 +390,7 @@ impl Engine<'_> {
                 registry::Progress::Plain
             },
             // Layers are extracted while downloading: a RUN needs them anyway.
-            unpack: true,
+            unpack: Some(self.tool.content_policy()),
             ..Default::default()
         }
     }
@@ -430,11 +435,12 @@ impl Engine<'_> {
     }
 
     fn lowerdirs(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+        let policy = self.tool.content_policy();
         Ok(layers
             .iter()
             .map(|l| {
                 self.store
-                    .unpack_layer(&l.diff_id, &l.digest, &l.media_type)
+                    .unpack_layer(&l.diff_id, &l.digest, &l.media_type, &policy)
             })
             .collect::<Result<Vec<_>, _>>()?)
     }
@@ -731,7 +737,8 @@ impl Engine<'_> {
         let work = self.new_layer_dir("workdir-")?;
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(fsview::io_err("create", &tree))?;
-        copy::write_tree(&tree, &lowers, (0, 0), None, |dest| {
+        let policy = self.tool.content_policy();
+        copy::write_tree(&tree, &lowers, (0, 0), None, &policy, |dest| {
             let path = dest.resolve(&format!("{dir}/x"));
             dest.ensure_parents(&path)
         })
@@ -924,7 +931,8 @@ impl Engine<'_> {
                         self.image_out(&img)?.layers
                     }
                 };
-                let m = MergedMount::new(&self.lowerdirs(&layers)?, &self.store.tmp_dir())?;
+                let stack = self.lowerdirs(&layers)?;
+                let m = MergedMount::new(&stack, &self.store.tmp_dir(), self.tool.is_remapped())?;
                 let p = m.path().to_path_buf();
                 _mount = Some(m);
                 (p, false)
@@ -952,7 +960,8 @@ impl Engine<'_> {
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(fsview::io_err("create", &tree))?;
         let wd = sr.out.config.config.working_dir.clone();
-        copy::write_tree(&tree, &lowers, owner, chmod, |dest| {
+        let policy = self.tool.content_policy();
+        copy::write_tree(&tree, &lowers, owner, chmod, &policy, |dest| {
             self.fill_copy(dest, c, &root, &filter, &wd, is_add)
         })
         .map_err(cerr)?;
@@ -1214,7 +1223,7 @@ impl Engine<'_> {
         let code = {
             let _cap = Capture::start(self.printer.prefix(), self.printer.quiet())
                 .map_err(fsview::io_err("redirect output of", Path::new("RUN")))?;
-            run::run(&spec)
+            run::run(&spec, self.tool)
         }
         .map_err(|source| BuildError::Sandbox {
             at: at.clone(),
@@ -1222,8 +1231,8 @@ impl Engine<'_> {
         })?;
         drop(mounts_keep);
         if code != 0 {
-            let hint = match run::userns::state() {
-                run::userns::ToolUserns::Remapped(m) if m.single => format!(
+            let hint = match self.tool.userns() {
+                run::ToolUserns::Remapped(m) if m.single => format!(
                     "\n  note: only container root is mapped (no subordinate id range), so \
                      chown and non-root users fail. Fix: sudo usermod --add-subuids \
                      100000-165535 --add-subgids 100000-165535 {}",
@@ -1279,7 +1288,8 @@ impl Engine<'_> {
                     let tmp = dir.with_extension(format!("tmp-{}", run::spec::random_id()));
                     fs::create_dir_all(&tmp).map_err(fsview::io_err("create", &tmp))?;
                     let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
-                    let r = copy::own_dir(&tmp, owner, m.mode.unwrap_or(0o755));
+                    let policy = self.tool.content_policy();
+                    let r = copy::own_dir(&tmp, owner, m.mode.unwrap_or(0o755), &policy);
                     if let Err(source) = r {
                         fsview::remove_tree(&tmp);
                         return Err(BuildError::Copy {
@@ -1334,8 +1344,9 @@ impl Engine<'_> {
                                 self.image_out(&img)?.layers
                             }
                         };
-                        let mm =
-                            MergedMount::new(&self.lowerdirs(&layers)?, &self.store.tmp_dir())?;
+                        let stack = self.lowerdirs(&layers)?;
+                        let tmp = self.store.tmp_dir();
+                        let mm = MergedMount::new(&stack, &tmp, self.tool.is_remapped())?;
                         (mm.path().to_path_buf(), vec![mm])
                     }
                     None => (
@@ -1365,7 +1376,8 @@ impl Engine<'_> {
                         excludes: None,
                     };
                     let meta = fs::metadata(&source).map_err(fsview::io_err("stat", &source))?;
-                    let r = copy::write_tree(&copy, &none, (0, 0), None, |dest| {
+                    let policy = self.tool.content_policy();
+                    let r = copy::write_tree(&copy, &none, (0, 0), None, &policy, |dest| {
                         if meta.is_dir() {
                             dest.copy_tree(&root, &rel, "/tree", &filter)
                         } else {
@@ -1431,12 +1443,13 @@ impl Engine<'_> {
                     .join(format!("secret-{}", run::spec::random_id()));
                 fs::create_dir(&dir).map_err(fsview::io_err("create", &dir))?;
                 // Where only container root is mapped the secret stays root's, as before.
-                let owner = match run::userns::content_policy().ownership {
+                let policy = self.tool.content_policy();
+                let owner = match policy.ownership {
                     crate::layer::Ownership::Ignore => (0, 0),
                     crate::layer::Ownership::Preserve => (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
                 };
                 let mode = Some(m.mode.unwrap_or(0o400));
-                copy::write_tree(&dir, &Lowers::default(), owner, mode, |d| {
+                copy::write_tree(&dir, &Lowers::default(), owner, mode, &policy, |d| {
                     d.write_content("/secret", &value)
                 })
                 .map_err(|source| BuildError::Copy {

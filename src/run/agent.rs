@@ -85,9 +85,18 @@ struct Held {
 #[derive(Default)]
 pub struct HostSide {
     held: HashMap<String, Held>,
+    /// The keeper whose network namespace holds the rootless bridge (unprivileged users).
+    keeper: Option<i32>,
 }
 
 impl HostSide {
+    pub fn new(keeper: Option<i32>) -> HostSide {
+        HostSide {
+            held: HashMap::new(),
+            keeper,
+        }
+    }
+
     pub fn handle(&mut self, req: Request) -> Reply {
         match req {
             Request::Setup {
@@ -105,7 +114,7 @@ impl HostSide {
                     }
                     h.cgroup = cgroups::create(&id, &limits, pid).map_err(|e| e.to_string())?;
                     if network == NetworkMode::Bridge {
-                        let keeper = super::userns::keeper_pid();
+                        let keeper = self.keeper;
                         let (att, addr) = if nix::unistd::geteuid().is_root() {
                             network::attach_bridge(pid)
                         } else {
@@ -176,8 +185,9 @@ fn release(h: Held) {
 }
 
 /// Serve requests on `fd` until the other side closes it; returns with everything released.
-pub fn serve(fd: RawFd) {
-    let mut host = HostSide::default();
+/// `keeper` is the keeper the tool process joined (rootless bridge networking needs it).
+pub fn serve(fd: RawFd, keeper: Option<i32>) {
+    let mut host = HostSide::new(keeper);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::empty()) {
@@ -196,20 +206,14 @@ pub fn serve(fd: RawFd) {
     host.release_all();
 }
 
-/// The sandbox's handle on the host side: the agent across a socket, or in-process.
+/// The sandbox's handle on the host side: the agent across a socket, or in-process (see
+/// [`super::context::ToolContext::host_link`]).
 pub enum HostLink {
     Agent(RawFd),
     Local(Box<HostSide>),
 }
 
 impl HostLink {
-    pub fn current() -> HostLink {
-        match super::userns::agent_fd() {
-            Some(fd) => HostLink::Agent(fd),
-            None => HostLink::Local(Box::default()),
-        }
-    }
-
     pub fn call(&mut self, req: Request) -> Result<Granted> {
         let reply = match self {
             HostLink::Local(h) => h.handle(req),
