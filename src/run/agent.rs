@@ -20,6 +20,7 @@ use thiserror::Error;
 use super::cgroups::{self, Cgroup};
 use super::network::{self, Address, Attachment};
 use super::ports::{self, PortMapping};
+use super::rootless_net;
 use super::spec::{Limits, NetworkMode};
 
 #[derive(Debug, Error)]
@@ -123,7 +124,7 @@ impl HostSide {
                                  which did not start (see the warning above); use --network \
                                  none or host",
                             )?;
-                            network::attach_rootless_bridge(k, pid)
+                            rootless_net::attach_rootless_bridge(k, pid)
                         }
                         .map_err(|e| e.to_string())?;
                         h.net = Some(att);

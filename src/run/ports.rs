@@ -182,7 +182,7 @@ pub fn start_proxy(
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             // Still single-threaded: the only moment a user namespace can be changed.
             if let Some(k) = keeper
-                && let Err(e) = super::keeper::join_net(k)
+                && let Err(e) = super::nsenter::join_net(k)
             {
                 eprintln!("boxkit: port proxy: join the keeper's network namespace: {e}");
                 unsafe { libc::_exit(1) }
