@@ -196,11 +196,15 @@ pub fn loopback_up() -> Result<()> {
         None,
     )
     .map_err(NetworkError::Loopback)?;
+    // SAFETY: ifreq is plain data (a name array and a union of integers and addresses), for
+    // which all-zero bytes are a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, c) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *d = *c as libc::c_char;
     }
     req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as i16;
+    // SAFETY: SIOCSIFFLAGS reads one ifreq from the pointer, which points at `req` (name
+    // NUL-terminated above); `s` is an open socket for the duration of the call.
     let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
     if r < 0 {
         return Err(NetworkError::Loopback(nix::Error::last()));
@@ -233,6 +237,8 @@ impl Lock {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let f = std::fs::File::create(dir.join("lock")).map_err(io)?;
+        // A failed flock is not fatal (as before): the lock only orders concurrent attaches.
+        // SAFETY: flock takes no pointers; `f` is open for the duration of the call.
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
         Ok(Lock(f))
     }

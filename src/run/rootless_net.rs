@@ -43,6 +43,7 @@ pub fn attach_rootless_bridge(keeper: i32, pid: i32) -> Result<(Attachment, Addr
             cause: e.to_string(),
         })?;
     // The agent is single-threaded, so the child may change its user namespace.
+    // SAFETY: single-threaded caller (the agent), so the child may run any code.
     match unsafe { nix::unistd::fork() }.map_err(|e| NetworkError::Command {
         cmd: "fork".into(),
         cause: e.to_string(),
@@ -68,6 +69,8 @@ pub fn attach_rootless_bridge(keeper: i32, pid: i32) -> Result<(Attachment, Addr
             let mut f = std::fs::File::from(w);
             let _ = f.write_all(msg.as_bytes());
             drop(f);
+            // Child path after fork: end without running the agent's exit handlers.
+            // SAFETY: _exit only ends this process.
             unsafe { libc::_exit(0) }
         }
         nix::unistd::ForkResult::Parent { child } => {
@@ -155,7 +158,10 @@ fn stop_helper(pid: i32) {
     if helper_comm(pid).is_none() {
         return;
     }
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while helper_comm(pid).is_some() && std::time::Instant::now() < end {
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -286,6 +292,8 @@ fn start_slirp4netns(
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
+    // SAFETY: the hook runs in the forked child before exec and only makes
+    // async-signal-safe calls (setsid, fcntl) that allocate nothing.
     unsafe {
         c.pre_exec(move || {
             libc::setsid();
