@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -207,10 +208,29 @@ pub fn serve(fd: RawFd, keeper: Option<i32>) {
     host.release_all();
 }
 
+/// The tool's end of the agent's socket, shared by every sandbox of the process (it lives in
+/// the [`super::context::ToolContext`]).
+#[derive(Debug, Clone)]
+pub struct AgentSocket {
+    fd: RawFd,
+    /// One request/reply at a time on the shared socket (boxbuild may run steps from several
+    /// threads).
+    turn: Arc<Mutex<()>>,
+}
+
+impl AgentSocket {
+    pub fn new(fd: RawFd) -> AgentSocket {
+        AgentSocket {
+            fd,
+            turn: Arc::default(),
+        }
+    }
+}
+
 /// The sandbox's handle on the host side: the agent across a socket, or in-process (see
 /// [`super::context::ToolContext::host_link`]).
 pub enum HostLink {
-    Agent(RawFd),
+    Agent(AgentSocket),
     Local(Box<HostSide>),
 }
 
@@ -218,11 +238,8 @@ impl HostLink {
     pub fn call(&mut self, req: Request) -> Result<Granted> {
         let reply = match self {
             HostLink::Local(h) => h.handle(req),
-            HostLink::Agent(fd) => {
-                // One request/reply at a time on the shared socket (boxbuild may run steps
-                // from several threads).
-                static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-                let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+            HostLink::Agent(AgentSocket { fd, turn }) => {
+                let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
                 let out =
                     serde_json::to_vec(&req).map_err(|e| AgentError::Protocol(e.to_string()))?;
                 nix::sys::socket::send(*fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)

@@ -8,7 +8,7 @@
 
 use std::os::fd::RawFd;
 
-use super::agent::{HostLink, HostSide};
+use super::agent::{AgentSocket, HostLink, HostSide};
 use super::idmap::IdMaps;
 use crate::layer::{Confinement, ContentPolicy, DEFAULT_MAX_ID, Ownership};
 
@@ -28,7 +28,7 @@ pub enum ToolUserns {
 pub struct ToolContext {
     userns: ToolUserns,
     /// The socket to the host agent (the process that stayed outside), when there is one.
-    agent: Option<RawFd>,
+    agent: Option<AgentSocket>,
     /// The pid of the keeper whose namespaces this command joined (unprivileged users; see
     /// [`super::keeper`]).
     keeper: Option<i32>,
@@ -51,7 +51,7 @@ impl ToolContext {
     pub(crate) fn new(userns: ToolUserns, agent: Option<RawFd>, keeper: Option<i32>) -> Self {
         ToolContext {
             userns,
-            agent,
+            agent: agent.map(AgentSocket::new),
             keeper,
         }
     }
@@ -77,8 +77,8 @@ impl ToolContext {
 
     /// The sandbox's handle on the host side: the agent across its socket, or in-process.
     pub fn host_link(&self) -> HostLink {
-        match self.agent {
-            Some(fd) => HostLink::Agent(fd),
+        match &self.agent {
+            Some(a) => HostLink::Agent(a.clone()),
             None => HostLink::Local(Box::new(HostSide::new(self.keeper))),
         }
     }

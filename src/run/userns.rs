@@ -6,9 +6,11 @@
 //! its id maps (directly, or via newuidmap/newgidmap for an unprivileged user with a
 //! subordinate range), lets it go, and then stays outside as the host agent (see
 //! [`super::agent`]) until the child exits, forwarding termination signals to it and exiting
-//! with its status. The child returns from [`enter_if_needed`] and runs the command as
-//! "root" of the namespace. No re-exec is needed: a fork of a single-threaded process is
-//! itself single-threaded, and skipping execve keeps start-up lean.
+//! with its status. The child returns [`Entered::Tool`] from [`enter_if_needed`], with the
+//! [`ToolContext`] the CLI passes down, and runs the command as "root" of the namespace; the
+//! agent returns [`Entered::Exit`] with the child's status, and the CLI exits with it. No
+//! re-exec is needed: a fork of a single-threaded process is itself single-threaded, and
+//! skipping execve keeps start-up lean.
 
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
