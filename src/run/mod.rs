@@ -14,8 +14,10 @@
 //!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child_main
 //! ```
 //! One file per kernel concern: [`namespaces`], [`idmap`], [`userns`], [`rootfs`] (with
-//! [`inroot`] for paths inside the container root), [`cgroups`], [`network`], [`caps`],
-//! [`seccomp`], [`process`]; [`user`] resolves USER, [`agent`] is the host side.
+//! [`inroot`] for paths inside the container root), [`cgroups`], [`network`] (rootless:
+//! [`rootless_net`]), [`caps`], [`seccomp`], [`process`]; [`user`] resolves USER, [`agent`] is
+//! the host side, [`keeper`] holds a rootless user's namespaces, [`context`] is what entering
+//! the tool namespace returns.
 
 pub mod agent;
 pub mod caps;
