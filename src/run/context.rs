@@ -149,6 +149,15 @@ mod tests {
     }
 
     #[test]
+    fn the_host_side_runs_in_process_without_an_agent_and_across_the_socket_with_one() {
+        let outside = ToolContext::not_entered("test");
+        assert!(matches!(outside.host_link(), HostLink::Local(_)));
+        let entered = ToolContext::new(ToolUserns::HostIds, Some(7), Some(42));
+        assert!(matches!(entered.host_link(), HostLink::Agent(_)));
+        assert_eq!(entered.keeper_pid(), Some(42));
+    }
+
+    #[test]
     fn host_ids_allow_any_owner() {
         let p = policy_for(&ToolUserns::HostIds, Some(7));
         assert_eq!((p.max_id, p.max_bytes), (u32::MAX, Some(7)));
