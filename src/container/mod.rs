@@ -176,7 +176,7 @@ pub fn prepare(
     let image = registry::ensure_image(store, &o.image, &o.pull)?;
     let policy = tool.content_policy();
     let lowerdirs = store.unpack_layers(&image, &policy)?;
-    let cfg = &image.config["config"];
+    let cfg = &image.config.config;
     let lookup = |k: &str| std::env::var(k).ok();
     let process =
         config::resolve(cfg, &o.overrides, &lookup).map_err(|cause| ContainerError::Config {
