@@ -31,6 +31,7 @@ use crate::boxfile::{
 use crate::digest::Digest;
 use crate::image::{ImageConfig, Reference};
 use crate::registry::{self, PullOptions};
+use crate::run::ToolContext;
 use crate::store::{Image, Store, StoreError};
 
 /// The result of a built stage: its layers, config and final cache key.
@@ -51,6 +52,9 @@ pub struct StageRun {
 pub struct Engine<'a> {
     pub store: &'a Store,
     pub opts: &'a BuildOptions,
+    /// Where entering the tool's user namespace left the process: RUN steps run in its
+    /// sandbox, content gets the owners its policy allows.
+    pub tool: &'a ToolContext,
     pub bf: Boxfile,
     pub global: GlobalScope,
     pub printer: Printer,
@@ -67,8 +71,9 @@ pub struct Engine<'a> {
     pub visited: Vec<(Digest, Option<LayerRef>)>,
 }
 
-/// Build the image `opts` describes, tag it, and return its ID.
-pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
+/// Build the image `opts` describes, tag it, and return its ID. `tool` is the context from
+/// entering the tool's user namespace.
+pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<BuildResult> {
     let bf = boxfile::parse(&opts.boxfile.text, &opts.boxfile.path)
         .map_err(|e| BuildError::Parse(Box::new(e)))?;
     // Tags are checked before any work, so a typo costs nothing.
@@ -88,7 +93,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<BuildResult> {
             source,
         })?;
     let needed = plan::needed_stages(&bf, &global, target);
-    let mut e = Engine::new(store, opts, bf, global, &needed)?;
+    let mut e = Engine::new(store, opts, tool, bf, global, &needed)?;
     // Lint findings do not stop a build; they are shown first, as BuildKit's build checks.
     for w in &e.bf.warnings {
         e.printer.line(&format!(
@@ -151,6 +156,7 @@ impl<'a> Engine<'a> {
     fn new(
         store: &'a Store,
         opts: &'a BuildOptions,
+        tool: &'a ToolContext,
         bf: Boxfile,
         global: GlobalScope,
         needed: &[usize],
@@ -182,6 +188,7 @@ impl<'a> Engine<'a> {
         Ok(Engine {
             store,
             opts,
+            tool,
             bf,
             global,
             printer: Printer::new(opts.output, total),
@@ -213,7 +220,7 @@ impl<'a> Engine<'a> {
                 registry::Progress::Plain
             },
             // Layers are extracted while downloading: a RUN needs them anyway.
-            unpack: true,
+            unpack: Some(self.tool.content_policy()),
             ..Default::default()
         }
     }
@@ -254,11 +261,12 @@ impl<'a> Engine<'a> {
 
     /// The unpacked trees of `layers`, bottom first.
     pub(super) fn lowerdirs(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, StoreError> {
+        let policy = self.tool.content_policy();
         layers
             .iter()
             .map(|l| {
                 self.store
-                    .unpack_layer(&l.diff_id, &l.digest, &l.media_type)
+                    .unpack_layer(&l.diff_id, &l.digest, &l.media_type, &policy)
             })
             .collect()
     }
@@ -276,6 +284,7 @@ impl<'a> Engine<'a> {
         Ok(MergedMount::new(
             &self.lowerdirs(&layers)?,
             &self.store.tmp_dir(),
+            self.tool.is_remapped(),
         )?)
     }
 

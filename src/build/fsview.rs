@@ -135,8 +135,9 @@ pub struct MergedMount {
 
 impl MergedMount {
     /// Mount `lowers` (bottom first) under a new directory in `tmp`. One layer is used as is,
-    /// none gives an empty directory.
-    pub fn new(lowers: &[PathBuf], tmp: &Path) -> Result<MergedMount, FsError> {
+    /// none gives an empty directory. `in_userns`: the process is in the tool's user namespace,
+    /// where overlay reads the `user.` opaque xattrs (`userxattr`).
+    pub fn new(lowers: &[PathBuf], tmp: &Path, in_userns: bool) -> Result<MergedMount, FsError> {
         let dir = tempfile::Builder::new()
             .prefix("merged-")
             .tempdir_in(tmp)
@@ -158,10 +159,6 @@ impl MergedMount {
                     .rev()
                     .map(|p| p.to_string_lossy().replace(':', "\\:"))
                     .collect();
-                let in_userns = matches!(
-                    crate::run::userns::state(),
-                    crate::run::userns::ToolUserns::Remapped(_)
-                );
                 let mut data = format!("lowerdir={}", list.join(":"));
                 if in_userns {
                     data.push_str(",userxattr");

@@ -14,7 +14,7 @@ use super::dest::Dest;
 use super::fsview::Lowers;
 use crate::layer::confine::{self, StreamWriter};
 use crate::layer::tarwriter::{TarEntry, TarWriter};
-use crate::layer::{ExtractMode, Ownership};
+use crate::layer::{ContentPolicy, ExtractMode, Ownership};
 
 /// Parse `--chmod` (octal).
 pub fn parse_chmod(s: &str) -> Result<u32> {
@@ -68,9 +68,9 @@ pub fn write_tree(
     lowers: &Lowers,
     owner: (u32, u32),
     chmod: Option<u32>,
+    policy: &ContentPolicy,
     fill: impl FnOnce(&mut Dest<&mut StreamWriter>) -> Result<()>,
 ) -> Result<()> {
-    let policy = crate::run::userns::content_policy();
     if policy.ownership == Ownership::Ignore && owner != (0, 0) {
         // Only container root is mapped: ignoring a --chown would silently drop it.
         return Err(CopyError::Unmapped {
@@ -100,8 +100,7 @@ pub fn write_tree(
 /// Give the new, empty directory `dir` (a cache mount's) an owner and mode, through the
 /// confined extractor; an owner outside the container range is an error. Where only container
 /// root is mapped, the directory stays container root's.
-pub fn own_dir(dir: &Path, owner: (u32, u32), mode: u32) -> Result<()> {
-    let policy = crate::run::userns::content_policy();
+pub fn own_dir(dir: &Path, owner: (u32, u32), mode: u32, policy: &ContentPolicy) -> Result<()> {
     let (uid, gid) = match policy.ownership {
         Ownership::Ignore => (0, 0),
         Ownership::Preserve => owner,

@@ -74,10 +74,17 @@ impl Engine<'_> {
         let work = self.new_layer_dir("workdir-")?;
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(fsview::io_err("create", &tree))?;
-        owner::write_tree(&tree, &lowers, (0, 0), None, |dest| {
-            let path = dest.resolve(&format!("{dir}/x"));
-            dest.ensure_parents(&path)
-        })
+        owner::write_tree(
+            &tree,
+            &lowers,
+            (0, 0),
+            None,
+            &self.tool.content_policy(),
+            |dest| {
+                let path = dest.resolve(&format!("{dir}/x"));
+                dest.ensure_parents(&path)
+            },
+        )
         .map_err(StepErrorKind::copy("WORKDIR"))?;
         let sde = self.opts.source_date_epoch;
         Ok(Some(fsview::commit_dir(self.store, &tree, sde)?))
@@ -119,7 +126,8 @@ impl Engine<'_> {
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(fsview::io_err("create", &tree))?;
         let wd = sr.out.config.config.working_dir.clone();
-        owner::write_tree(&tree, &lowers, owner, chmod, |dest| {
+        let policy = self.tool.content_policy();
+        owner::write_tree(&tree, &lowers, owner, chmod, &policy, |dest| {
             fill_copy(dest, c, &plan.sources, &root, &filter, &wd, is_add)
         })
         .map_err(StepErrorKind::copy(what))?;

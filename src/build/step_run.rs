@@ -63,7 +63,7 @@ impl Engine<'_> {
         let code = {
             let _cap = Capture::start(self.printer.prefix(), self.printer.quiet())
                 .map_err(fsview::io_err("redirect output of", Path::new("RUN")))?;
-            run::run(&spec)
+            run::run(&spec, self.tool)
         }
         .map_err(StepErrorKind::Sandbox)?;
         drop(mounts_keep);
@@ -71,7 +71,7 @@ impl Engine<'_> {
             return Err(StepErrorKind::Run {
                 command: command_text(r),
                 code,
-                hint: unmapped_hint(),
+                hint: unmapped_hint(self.tool),
             });
         }
         let upper = work.path().join("upper");
@@ -179,7 +179,12 @@ impl Engine<'_> {
             let tmp = dir.with_extension(format!("tmp-{}", run::spec::random_id()));
             fs::create_dir_all(&tmp).map_err(fsview::io_err("create", &tmp))?;
             let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
-            if let Err(source) = owner::own_dir(&tmp, owner, m.mode.unwrap_or(0o755)) {
+            if let Err(source) = owner::own_dir(
+                &tmp,
+                owner,
+                m.mode.unwrap_or(0o755),
+                &self.tool.content_policy(),
+            ) {
                 fsview::remove_tree(&tmp);
                 return Err(StepErrorKind::copy("RUN --mount=type=cache")(source));
             }
@@ -254,7 +259,8 @@ impl Engine<'_> {
             excludes: None,
         };
         let meta = fs::metadata(&source).map_err(fsview::io_err("stat", &source))?;
-        owner::write_tree(&copy, &Lowers::default(), (0, 0), None, |dest| {
+        let policy = self.tool.content_policy();
+        owner::write_tree(&copy, &Lowers::default(), (0, 0), None, &policy, |dest| {
             if meta.is_dir() {
                 dest.copy_tree(root, rel, "/tree", &filter)
             } else {
@@ -304,12 +310,13 @@ impl Engine<'_> {
             .join(format!("secret-{}", run::spec::random_id()));
         fs::create_dir(&dir).map_err(fsview::io_err("create", &dir))?;
         // Where only container root is mapped the secret stays root's, as before.
-        let owner = match run::userns::content_policy().ownership {
+        let policy = self.tool.content_policy();
+        let owner = match policy.ownership {
             crate::layer::Ownership::Ignore => (0, 0),
             crate::layer::Ownership::Preserve => (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
         };
         let mode = Some(m.mode.unwrap_or(0o400));
-        owner::write_tree(&dir, &Lowers::default(), owner, mode, |d| {
+        owner::write_tree(&dir, &Lowers::default(), owner, mode, &policy, |d| {
             d.write_content("/secret", &value)
         })
         .map_err(StepErrorKind::copy("RUN --mount=type=secret"))?;
@@ -337,9 +344,9 @@ impl Engine<'_> {
 }
 
 /// Why a RUN may have failed where only container root is mapped, and the fix ("" otherwise).
-fn unmapped_hint() -> String {
-    match run::userns::state() {
-        run::userns::ToolUserns::Remapped(m) if m.single => format!(
+fn unmapped_hint(tool: &run::ToolContext) -> String {
+    match tool.userns() {
+        run::ToolUserns::Remapped(m) if m.single => format!(
             "\n  note: only container root is mapped (no subordinate id range), so chown and \
              non-root users fail. Fix: sudo usermod --add-subuids 100000-165535 \
              --add-subgids 100000-165535 {}",
