@@ -10,15 +10,18 @@
 //! ```text
 //! host agent (caller's real ids; cgroups, veth/pasta, cleanup)       userns::enter_if_needed
 //!  └─ tool process (uid 0 of the tool's user ns; supervisor)          run()
-//!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child_main
+//!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child
 //! ```
 //! One file per kernel concern: [`namespaces`], [`idmap`], [`userns`], [`rootfs`] (with
 //! [`inroot`] for paths inside the container root), [`cgroups`], [`network`], [`caps`],
-//! [`seccomp`], [`process`]; [`user`] resolves USER, [`agent`] is the host side.
+//! [`seccomp`], [`process`] (supervisor, child, tty, wait); [`user`] resolves USER,
+//! [`finalize`] becomes it (for pid 1, `--init`'s command and `box exec` alike), [`exec`] is
+//! `box exec`'s join-and-fork, [`agent`] is the host side.
 
 pub mod agent;
 pub mod caps;
 pub mod cgroups;
+pub mod exec;
 pub mod finalize;
 pub mod idmap;
 pub mod inroot;
