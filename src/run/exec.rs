@@ -23,8 +23,8 @@
 //! [`super::user::read_db`]'s checks, so a hostile container can neither hang nor feed the
 //! joining process.
 //!
-//! The container's record (state.json) is `crate::container`'s; it hands over what exec
-//! needs as a [`Target`].
+//! The container's record (state.json) belongs to the container module above this one,
+//! which hands over what exec needs as a [`Target`].
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
