@@ -11,17 +11,20 @@
 //! and SIGWINCH, relays a pseudo-terminal when asked, and maps the wait status the way docker
 //! does (exit n → n, killed by signal n → 128+n).
 //!
-//! - [`supervisor`]: the tool-side process — prepare, clone, host setup, wait.
-//! - [`child`]: the container side until exec, `--init`'s loop, and the PATH search.
-//! - [`tty`]: the pty made inside the container and passed back to the waiting process.
-//! - [`signals`]: the forwarded signals, blocked while a container runs.
-//! - [`wait`]: the wait loop (signals, terminal relay, exit status) shared with `box exec`.
+//! - `supervisor`: the tool-side process — prepare, clone, host setup, wait.
+//! - `child`: the container side until exec, `--init`'s loop, and the PATH search
+//!   ([`exec_searching_path`]).
+//! - [`tty`]: the pty made inside the container and passed back to the waiting process
+//!   ([`PtyChannel`]).
+//! - `signals`: the forwarded signals, blocked while a container runs ([`Blocked`]).
+//! - `wait`: the wait loop (signals, terminal relay, exit status) shared with `box exec`
+//!   ([`wait_loop`]).
 
-pub mod child;
-pub mod signals;
+mod child;
+mod signals;
 mod supervisor;
 pub mod tty;
-pub mod wait;
+mod wait;
 
 use nix::sys::wait::WaitStatus;
 use thiserror::Error;
