@@ -1,7 +1,7 @@
 //! The container's terminal (`-t`): a pty opened *inside* the container, in its own devpts
 //! (so the name `tty` prints exists there), whose master travels back to the waiting process
 //! over a socket pair with SCM_RIGHTS; the waiting process relays it to its own stdio, with
-//! the caller's terminal in raw mode ([`RawMode`]).
+//! the caller's terminal in raw mode (`RawMode`).
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
