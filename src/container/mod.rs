@@ -22,7 +22,6 @@ pub mod mounts;
 pub mod populate;
 pub mod state;
 
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -210,50 +209,7 @@ pub fn prepare(
         return Err(e);
     }
 
-    let mut spec = SandboxSpec::new(
-        RootfsSource::Overlay {
-            lowerdirs,
-            upper: UpperDir::Ephemeral,
-        },
-        process.argv.clone(),
-    );
-    // The sandbox id names the cgroup; 16 hex characters as the sandbox makes them.
-    spec.id = id[..16].to_string();
-    spec.env = process.env.clone();
-    spec.cwd = process.cwd.clone();
-    spec.user = process.user.clone();
-    spec.hostname = o.hostname.clone();
-    spec.network = o.network;
-    spec.ports = o.ports.clone();
-    if !o.ports.is_empty() {
-        // The supervisor learns the ports as bound (random ones resolved) before the command
-        // starts, so `boxrun -d` returns with them recorded.
-        let (dir, cid) = (store.containers_dir(), id.clone());
-        spec.on_published = Some(run::spec::PublishedHook(std::sync::Arc::new(
-            move |bound| {
-                let c = Containers::new(dir.clone());
-                let r = c.load(&cid).and_then(|mut st| {
-                    st.published = bound.to_vec();
-                    c.save(&st)
-                });
-                if let Err(e) = r {
-                    eprintln!("boxkit: record the published ports of {}: {e}", &cid[..12]);
-                }
-            },
-        )));
-    }
-    spec.mounts = mounts.clone();
-    spec.read_only = o.read_only;
-    spec.limits = o.limits.clone();
-    spec.cap_add = o.cap_add.clone();
-    spec.cap_drop = o.cap_drop.clone();
-    spec.no_new_privs = o.no_new_privs;
-    spec.seccomp = o.seccomp.clone();
-    spec.tty = o.tty;
-    spec.init = o.init;
-    spec.userns = o.userns;
-    spec.preserve_fds = o.preserve_fds;
-
+    let mut spec = sandbox_spec(store, o, &id, lowerdirs, &process, mounts.clone());
     let hostname = match (&o.hostname, o.network) {
         (Some(h), _) => h.clone(),
         (None, run::NetworkMode::Host) => nix::unistd::gethostname()
@@ -283,27 +239,7 @@ pub fn prepare(
         ports: o.ports.clone(),
         published: Vec::new(),
         limits: o.limits.clone(),
-        mounts: mounts
-            .iter()
-            .map(|m| match m {
-                MountSpec::Bind {
-                    source,
-                    target,
-                    read_only,
-                } => state::MountRecord {
-                    kind: "bind".into(),
-                    source: source.display().to_string(),
-                    destination: target.display().to_string(),
-                    rw: !read_only,
-                },
-                MountSpec::Tmpfs { target, .. } => state::MountRecord {
-                    kind: "tmpfs".into(),
-                    source: String::new(),
-                    destination: target.display().to_string(),
-                    rw: true,
-                },
-            })
-            .collect(),
+        mounts: mounts.iter().map(mount_record).collect(),
         read_only: o.read_only,
         tty: o.tty,
         detached: o.detach,
@@ -326,6 +262,84 @@ pub fn prepare(
         return Err(e.into());
     }
     Ok(Prepared { spec, state: st })
+}
+
+/// The sandbox run of container `id`: the image's layers under an ephemeral upper, its
+/// process as resolved, and the options.
+fn sandbox_spec(
+    store: &Store,
+    o: &RunOptions,
+    id: &str,
+    lowerdirs: Vec<PathBuf>,
+    process: &config::Process,
+    mounts: Vec<MountSpec>,
+) -> SandboxSpec {
+    let mut spec = SandboxSpec::new(
+        RootfsSource::Overlay {
+            lowerdirs,
+            upper: UpperDir::Ephemeral,
+        },
+        process.argv.clone(),
+    );
+    // The sandbox id names the cgroup; 16 hex characters as the sandbox makes them.
+    spec.id = id[..16].to_string();
+    spec.env = process.env.clone();
+    spec.cwd = process.cwd.clone();
+    spec.user = process.user.clone();
+    spec.hostname = o.hostname.clone();
+    spec.network = o.network;
+    spec.ports = o.ports.clone();
+    if !o.ports.is_empty() {
+        // The supervisor learns the ports as bound (random ones resolved) before the command
+        // starts, so `boxrun -d` returns with them recorded.
+        let (dir, cid) = (store.containers_dir(), id.to_string());
+        spec.on_published = Some(run::spec::PublishedHook(std::sync::Arc::new(
+            move |bound| {
+                let c = Containers::new(dir.clone());
+                let r = c.load(&cid).and_then(|mut st| {
+                    st.published = bound.to_vec();
+                    c.save(&st)
+                });
+                if let Err(e) = r {
+                    eprintln!("boxkit: record the published ports of {}: {e}", &cid[..12]);
+                }
+            },
+        )));
+    }
+    spec.mounts = mounts;
+    spec.read_only = o.read_only;
+    spec.limits = o.limits.clone();
+    spec.cap_add = o.cap_add.clone();
+    spec.cap_drop = o.cap_drop.clone();
+    spec.no_new_privs = o.no_new_privs;
+    spec.seccomp = o.seccomp.clone();
+    spec.tty = o.tty;
+    spec.init = o.init;
+    spec.userns = o.userns;
+    spec.preserve_fds = o.preserve_fds;
+    spec
+}
+
+/// How the state (and `inspect`) shows a mount.
+fn mount_record(m: &MountSpec) -> state::MountRecord {
+    match m {
+        MountSpec::Bind {
+            source,
+            target,
+            read_only,
+        } => state::MountRecord {
+            kind: "bind".into(),
+            source: source.display().to_string(),
+            destination: target.display().to_string(),
+            rw: !read_only,
+        },
+        MountSpec::Tmpfs { target, .. } => state::MountRecord {
+            kind: "tmpfs".into(),
+            source: String::new(),
+            destination: target.display().to_string(),
+            rw: true,
+        },
+    }
 }
 
 fn set_running(st: &mut State, supervisor: i32) {
@@ -376,7 +390,7 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
 
 fn redirect_stdin_null() {
     if let Ok(f) = std::fs::File::open("/dev/null") {
-        unsafe { libc::dup2(f.as_raw_fd(), 0) };
+        let _ = nix::unistd::dup2_stdin(&f);
     }
 }
 
@@ -417,6 +431,8 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
     };
     redirect_stdin_null();
     // The supervisor is a child, so this process stays to record the exit (like conmon).
+    // SAFETY: the monitor is single-threaded (a fresh daemon), so the child may do anything;
+    // it ends in _exit without returning here.
     let supervisor = match unsafe { nix::unistd::fork() } {
         Err(cause) => {
             finish(&containers, &volumes_dir, &mut state, None);
@@ -425,10 +441,8 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
         }
         Ok(nix::unistd::ForkResult::Child) => {
             detach::close_report_fd();
-            unsafe {
-                libc::dup2(log_file.as_raw_fd(), 1);
-                libc::dup2(log_file.as_raw_fd(), 2);
-            }
+            let _ = nix::unistd::dup2_stdout(&log_file);
+            let _ = nix::unistd::dup2_stderr(&log_file);
             // The supervisor records "running" itself, before it runs anything: it writes the
             // state again once the ports are bound, and two writers must not race.
             let _ = mark_running(&containers, &mut state, std::process::id() as i32);
@@ -439,6 +453,8 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
                     125
                 }
             };
+            // SAFETY: _exit skips the monitor's destructors and atexit handlers, which the
+            // forked supervisor must not run.
             unsafe { libc::_exit(code) }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
@@ -525,6 +541,8 @@ pub fn kill(st: &State, sig: i32) -> Result<()> {
     let pid = st
         .init_pid()
         .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
+    // A raw number: docker's kill takes real-time signals too, which nix's Signal lacks.
+    // SAFETY: kill(2) takes plain integers.
     let r = unsafe { libc::kill(pid, sig) };
     if r < 0 {
         return Err(ContainerError::Signal {

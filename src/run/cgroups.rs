@@ -470,7 +470,10 @@ impl Cgroup {
                         // Kill stragglers (e.g. after the supervisor died) before retrying.
                         if let Ok(t) = std::fs::read_to_string(p.join("cgroup.procs")) {
                             for pid in t.lines().filter_map(|l| l.parse::<i32>().ok()) {
-                                unsafe { libc::kill(pid, libc::SIGKILL) };
+                                let _ = nix::sys::signal::kill(
+                                    nix::unistd::Pid::from_raw(pid),
+                                    nix::sys::signal::Signal::SIGKILL,
+                                );
                             }
                         }
                         std::thread::sleep(std::time::Duration::from_millis(5));

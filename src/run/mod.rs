@@ -11,18 +11,21 @@
 //! ```text
 //! host agent (caller's real ids; cgroups, veth/pasta, cleanup)       userns::enter_if_needed
 //!  └─ tool process (uid 0 of the tool's user ns; supervisor)          run()
-//!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child_main
+//!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child
 //! ```
 //! One file per kernel concern: [`namespaces`], [`idmap`], [`userns`], [`rootfs`] (with
 //! [`inroot`] for paths inside the container root), [`cgroups`], [`network`] (rootless:
-//! [`rootless_net`]), [`caps`], [`seccomp`], [`process`]; [`user`] resolves USER, [`agent`] is
-//! the host side, [`keeper`] holds a rootless user's namespaces, [`context`] is what entering
-//! the tool namespace returns.
+//! [`rootless_net`]), [`caps`], [`seccomp`], [`process`] (supervisor, child, tty, wait);
+//! [`user`] resolves USER, [`finalize`] becomes it (for pid 1, `--init`'s command and
+//! `box exec` alike), [`exec`] is `box exec`'s join-and-fork, [`agent`] is the host side,
+//! [`keeper`] holds a rootless user's namespaces, [`context`] is what entering the tool
+//! namespace returns.
 
 pub mod agent;
 pub mod caps;
 pub mod cgroups;
 pub mod context;
+pub mod exec;
 pub mod finalize;
 pub mod idmap;
 pub mod inroot;

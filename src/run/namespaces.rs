@@ -106,11 +106,13 @@ fn describe(flags: libc::c_int) -> String {
 
 /// `clone(2)` like fork, child in new namespaces. Returns 0 in the child, its pid in the
 /// parent. The raw syscall (no stack argument: the child runs on a copy of ours) skips
-/// glibc's fork handlers, so callers must be single-threaded; see `process::spawn`.
+/// glibc's fork handlers, so callers must be single-threaded; see `process::run`.
 ///
 /// # Safety
 /// Same contract as `fork(2)` in a single-threaded process.
 pub unsafe fn clone_into(flags: libc::c_int) -> Result<libc::pid_t> {
+    // SAFETY: no pointers are passed (a null stack means a copy of ours, as fork); the
+    // caller keeps fork's contract (see above).
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone,

@@ -1,378 +1,377 @@
 // @generated from default.json (x86_64): after editing it, run
-// `BOXKIT_BLESS=1 cargo test --lib run::seccomp::tests::default_rules_match_default_json`.
+// `BOXKIT_BLESS=1 cargo test --lib run::seccomp::tests::generated::default_rules_match_default_json`.
 // The default profile validated, as Rust: starting a container parses no JSON and looks up
 // no syscall names. Each rule keeps its place (and its comment) from default.json.
 
-use super::*;
+use super::profile::{Action, Cond, Op, StaticRule, StaticWhen};
 
 pub(super) const DEFAULT: Action = Action::Errno(1);
 
-pub(super) fn rules() -> Vec<Rule> {
-    vec![
-        // Files, directories and their metadata
-        Rule {
-            nrs: vec![21, 451, 80, 90, 92, 3, 436, 85, 32, 33, 292, 269, 439, 221, 285, 81, 91, 268, 452, 93,
-                260, 72, 75, 73, 5, 138, 74, 77, 261, 79, 78, 217, 94, 86, 265, 458, 8, 6, 83, 258,
-                133, 259, 303, 262, 2, 257, 437, 187, 89, 267, 82, 264, 316, 84, 4, 137, 457, 332, 88, 266,
-                162, 277, 306, 76, 95, 87, 263, 132, 280, 235,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // Reading and writing data
-        Rule {
-            nrs: vec![326, 16, 22, 293, 17, 295, 327, 18, 296, 328, 0, 19, 40, 275, 276, 278, 1, 20,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // Extended attributes
-        Rule {
-            nrs: vec![193, 196, 199, 190, 191, 464, 192, 194, 465, 195, 198, 189, 197, 466, 188, 463,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // Waiting for events: poll, epoll, inotify, fanotify marks, eventfd, signalfd, timerfd, Linux AIO
-        Rule {
-            nrs: vec![213, 291, 233, 214, 281, 441, 232, 215, 284, 290, 301, 254, 253, 294, 255, 210, 207, 208, 333, 206,
-                209, 7, 271, 270, 23, 282, 289, 283, 287, 286,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // Memory
-        Rule {
-            nrs: vec![12, 28, 453, 324, 319, 447, 27, 149, 325, 151, 9, 10, 25, 462, 26, 150, 152, 11, 330, 331,
-                329, 216,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // Processes, threads and scheduling (clone is below: only without namespace flags)
-        Rule {
-            nrs: vec![125, 126, 59, 322, 60, 231, 57, 202, 456, 455, 449, 454, 274, 211, 309, 121, 111, 39, 110, 140,
-                318, 97, 98, 124, 186, 252, 251, 445, 444, 446, 434, 157, 302, 448, 219, 334, 146, 147, 204, 315,
-                143, 145, 148, 203, 314, 142, 144, 24, 317, 273, 205, 218, 109, 141, 160, 112, 99, 100, 63, 335,
-                58, 61, 247,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // Signals and timers that deliver them
-        Rule {
-            nrs: vec![37, 36, 62, 34, 424, 13, 127, 14, 129, 15, 130, 128, 297, 38, 131, 234, 222, 226, 225, 224,
-                223, 200,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // User and group ids (the kernel still checks CAP_SETUID/CAP_SETGID)
-        Rule {
-            nrs: vec![108, 107, 104, 115, 120, 118, 102, 123, 122, 106, 116, 114, 119, 117, 113, 105,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // Clocks (reading them; setting needs CAP_SYS_TIME, below). adjtimex and clock_adjtime only set with that capability
-        Rule {
-            nrs: vec![159, 305, 229, 228, 230, 96, 35, 201,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // Sockets (socket itself is below: not every address family)
-        Rule {
-            nrs: vec![43, 288, 49, 42, 52, 51, 55, 50, 45, 299, 47, 307, 46, 44, 54, 48, 53,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // System V and POSIX IPC (namespaced by the container's IPC namespace)
-        Rule {
-            nrs: vec![245, 244, 240, 243, 242, 241, 71, 68, 70, 69, 66, 64, 65, 220, 30, 31, 67, 29,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // The same calls under the names other architectures use (32-bit ids, 64-bit file offsets, time64). Not present on x86_64, so ignored there
-        Rule {
-            nrs: vec![],
-            action: Action::Allow,
-            conds: vec![],
-            includes: None,
-            excludes: None,
-        },
-        // ptrace and cross-process memory access: harmless since kernel 4.8 closed the seccomp bypass through ptrace
-        Rule {
-            nrs: vec![101, 310, 311,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x0, arches: vec![], min_kernel: Some((4, 8)) }),
-            excludes: None,
-        },
-        // socket: every address family but 38 (AF_ALG) and 40 (AF_VSOCK): below 38
-        Rule {
-            nrs: vec![41,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::Lt, value: 0x26, value_two: 0x0 }, ],
-            includes: None,
-            excludes: None,
-        },
-        // socket: 39 (AF_NFC)
-        Rule {
-            nrs: vec![41,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::Eq, value: 0x27, value_two: 0x0 }, ],
-            includes: None,
-            excludes: None,
-        },
-        // socket: above 40
-        Rule {
-            nrs: vec![41,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::Gt, value: 0x28, value_two: 0x0 }, ],
-            includes: None,
-            excludes: None,
-        },
-        // personality: only PER_LINUX (0)
-        Rule {
-            nrs: vec![135,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::Eq, value: 0x0, value_two: 0x0 }, ],
-            includes: None,
-            excludes: None,
-        },
-        // personality: only UNAME26 (8)
-        Rule {
-            nrs: vec![135,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::Eq, value: 0x8, value_two: 0x0 }, ],
-            includes: None,
-            excludes: None,
-        },
-        // personality: only PER_LINUX32 (131072)
-        Rule {
-            nrs: vec![135,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::Eq, value: 0x20000, value_two: 0x0 }, ],
-            includes: None,
-            excludes: None,
-        },
-        // personality: only PER_LINUX32|UNAME26 (131080)
-        Rule {
-            nrs: vec![135,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::Eq, value: 0x20008, value_two: 0x0 }, ],
-            includes: None,
-            excludes: None,
-        },
-        // personality: only query the current persona (4294967295)
-        Rule {
-            nrs: vec![135,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::Eq, value: 0xffffffff, value_two: 0x0 }, ],
-            includes: None,
-            excludes: None,
-        },
-        // x86: arch_prctl (FS/GS base) and modify_ldt
-        Rule {
-            nrs: vec![158,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x0, arches: vec!["amd64".into(), "x32".into()], min_kernel: None }),
-            excludes: None,
-        },
-        // x86: modify_ldt
-        Rule {
-            nrs: vec![154,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x0, arches: vec!["amd64".into(), "x32".into(), "x86".into()], min_kernel: None }),
-            excludes: None,
-        },
-        // arm
-        Rule {
-            nrs: vec![],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x0, arches: vec!["arm".into(), "arm64".into()], min_kernel: None }),
-            excludes: None,
-        },
-        // ppc64le
-        Rule {
-            nrs: vec![],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x0, arches: vec!["ppc64le".into()], min_kernel: None }),
-            excludes: None,
-        },
-        // s390
-        Rule {
-            nrs: vec![],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x0, arches: vec!["s390".into(), "s390x".into()], min_kernel: None }),
-            excludes: None,
-        },
-        // riscv64
-        Rule {
-            nrs: vec![],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x0, arches: vec!["riscv64".into()], min_kernel: None }),
-            excludes: None,
-        },
-        // clone without any namespace flag (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET = 0x7e020000) unless CAP_SYS_ADMIN
-        Rule {
-            nrs: vec![56,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 0, op: Op::MaskedEq, value: 0x7e020000, value_two: 0x0 }, ],
-            includes: None,
-            excludes: Some(When { caps: 0x200000, arches: vec!["s390".into(), "s390x".into()], min_kernel: None }),
-        },
-        // s390 passes clone's flags second
-        Rule {
-            nrs: vec![56,],
-            action: Action::Allow,
-            conds: vec![Cond { index: 1, op: Op::MaskedEq, value: 0x7e020000, value_two: 0x0 }, ],
-            includes: Some(When { caps: 0x0, arches: vec!["s390".into(), "s390x".into()], min_kernel: None }),
-            excludes: Some(When { caps: 0x200000, arches: vec![], min_kernel: None }),
-        },
-        // clone3 passes its flags in memory, where no filter can look: fail it with ENOSYS so that libc falls back to clone
-        Rule {
-            nrs: vec![435,],
-            action: Action::Errno(38),
-            conds: vec![],
-            includes: None,
-            excludes: Some(When { caps: 0x200000, arches: vec![], min_kernel: None }),
-        },
-        // With CAP_SYS_ADMIN: namespaces, mounts, and the rest of what CAP_SYS_ADMIN guards
-        Rule {
-            nrs: vec![321, 56, 435, 300, 431, 432, 430, 433, 212, 459, 461, 460, 165, 442, 429, 428, 298, 179, 443, 171,
-                170, 308, 103, 166, 272,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x200000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_DAC_READ_SEARCH: open_by_handle_at (the 'shocker' escape needs it)
-        Rule {
-            nrs: vec![304,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x4, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_BOOT: reboot (in a pid namespace it only ends the container)
-        Rule {
-            nrs: vec![169,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x400000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_CHROOT: chroot
-        Rule {
-            nrs: vec![161,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x40000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_MODULE: kernel modules
-        Rule {
-            nrs: vec![176, 175, 313,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x10000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_PACCT: process accounting
-        Rule {
-            nrs: vec![163,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x100000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_PTRACE: tracing other processes
-        Rule {
-            nrs: vec![312, 438, 440, 310, 311, 101,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x80000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_RAWIO: I/O ports
-        Rule {
-            nrs: vec![172, 173,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x20000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_TIME: setting the clock
-        Rule {
-            nrs: vec![164, 227,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x2000000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_TTY_CONFIG: vhangup
-        Rule {
-            nrs: vec![153,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x4000000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYS_NICE: NUMA memory policy
-        Rule {
-            nrs: vec![239, 237, 238, 450,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x800000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_SYSLOG: the kernel log
-        Rule {
-            nrs: vec![103,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x400000000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_BPF: eBPF
-        Rule {
-            nrs: vec![321,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x8000000000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-        // With CAP_PERFMON: perf events
-        Rule {
-            nrs: vec![298,],
-            action: Action::Allow,
-            conds: vec![],
-            includes: Some(When { caps: 0x4000000000, arches: vec![], min_kernel: None }),
-            excludes: None,
-        },
-    ]
-}
+/// The rules, in default.json's order.
+pub(super) const RULES: &[StaticRule] = &[
+    // Files, directories and their metadata
+    StaticRule {
+        nrs: &[21, 451, 80, 90, 92, 3, 436, 85, 32, 33, 292, 269, 439, 221, 285, 81, 91, 268, 452, 93,
+            260, 72, 75, 73, 5, 138, 74, 77, 261, 79, 78, 217, 94, 86, 265, 458, 8, 6, 83, 258,
+            133, 259, 303, 262, 2, 257, 437, 187, 89, 267, 82, 264, 316, 84, 4, 137, 457, 332, 88, 266,
+            162, 277, 306, 76, 95, 87, 263, 132, 280, 235,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // Reading and writing data
+    StaticRule {
+        nrs: &[326, 16, 22, 293, 17, 295, 327, 18, 296, 328, 0, 19, 40, 275, 276, 278, 1, 20,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // Extended attributes
+    StaticRule {
+        nrs: &[193, 196, 199, 190, 191, 464, 192, 194, 465, 195, 198, 189, 197, 466, 188, 463,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // Waiting for events: poll, epoll, inotify, fanotify marks, eventfd, signalfd, timerfd, Linux AIO
+    StaticRule {
+        nrs: &[213, 291, 233, 214, 281, 441, 232, 215, 284, 290, 301, 254, 253, 294, 255, 210, 207, 208, 333, 206,
+            209, 7, 271, 270, 23, 282, 289, 283, 287, 286,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // Memory
+    StaticRule {
+        nrs: &[12, 28, 453, 324, 319, 447, 27, 149, 325, 151, 9, 10, 25, 462, 26, 150, 152, 11, 330, 331,
+            329, 216,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // Processes, threads and scheduling (clone is below: only without namespace flags)
+    StaticRule {
+        nrs: &[125, 126, 59, 322, 60, 231, 57, 202, 456, 455, 449, 454, 274, 211, 309, 121, 111, 39, 110, 140,
+            318, 97, 98, 124, 186, 252, 251, 445, 444, 446, 434, 157, 302, 448, 219, 334, 146, 147, 204, 315,
+            143, 145, 148, 203, 314, 142, 144, 24, 317, 273, 205, 218, 109, 141, 160, 112, 99, 100, 63, 335,
+            58, 61, 247,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // Signals and timers that deliver them
+    StaticRule {
+        nrs: &[37, 36, 62, 34, 424, 13, 127, 14, 129, 15, 130, 128, 297, 38, 131, 234, 222, 226, 225, 224,
+            223, 200,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // User and group ids (the kernel still checks CAP_SETUID/CAP_SETGID)
+    StaticRule {
+        nrs: &[108, 107, 104, 115, 120, 118, 102, 123, 122, 106, 116, 114, 119, 117, 113, 105,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // Clocks (reading them; setting needs CAP_SYS_TIME, below). adjtimex and clock_adjtime only set with that capability
+    StaticRule {
+        nrs: &[159, 305, 229, 228, 230, 96, 35, 201,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // Sockets (socket itself is below: not every address family)
+    StaticRule {
+        nrs: &[43, 288, 49, 42, 52, 51, 55, 50, 45, 299, 47, 307, 46, 44, 54, 48, 53,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // System V and POSIX IPC (namespaced by the container's IPC namespace)
+    StaticRule {
+        nrs: &[245, 244, 240, 243, 242, 241, 71, 68, 70, 69, 66, 64, 65, 220, 30, 31, 67, 29,],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // The same calls under the names other architectures use (32-bit ids, 64-bit file offsets, time64). Not present on x86_64, so ignored there
+    StaticRule {
+        nrs: &[],
+        action: Action::Allow,
+        conds: &[],
+        includes: None,
+        excludes: None,
+    },
+    // ptrace and cross-process memory access: harmless since kernel 4.8 closed the seccomp bypass through ptrace
+    StaticRule {
+        nrs: &[101, 310, 311,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x0, arches: &[], min_kernel: Some((4, 8)) }),
+        excludes: None,
+    },
+    // socket: every address family but 38 (AF_ALG) and 40 (AF_VSOCK): below 38
+    StaticRule {
+        nrs: &[41,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::Lt, value: 0x26, value_two: 0x0 }, ],
+        includes: None,
+        excludes: None,
+    },
+    // socket: 39 (AF_NFC)
+    StaticRule {
+        nrs: &[41,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::Eq, value: 0x27, value_two: 0x0 }, ],
+        includes: None,
+        excludes: None,
+    },
+    // socket: above 40
+    StaticRule {
+        nrs: &[41,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::Gt, value: 0x28, value_two: 0x0 }, ],
+        includes: None,
+        excludes: None,
+    },
+    // personality: only PER_LINUX (0)
+    StaticRule {
+        nrs: &[135,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::Eq, value: 0x0, value_two: 0x0 }, ],
+        includes: None,
+        excludes: None,
+    },
+    // personality: only UNAME26 (8)
+    StaticRule {
+        nrs: &[135,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::Eq, value: 0x8, value_two: 0x0 }, ],
+        includes: None,
+        excludes: None,
+    },
+    // personality: only PER_LINUX32 (131072)
+    StaticRule {
+        nrs: &[135,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::Eq, value: 0x20000, value_two: 0x0 }, ],
+        includes: None,
+        excludes: None,
+    },
+    // personality: only PER_LINUX32|UNAME26 (131080)
+    StaticRule {
+        nrs: &[135,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::Eq, value: 0x20008, value_two: 0x0 }, ],
+        includes: None,
+        excludes: None,
+    },
+    // personality: only query the current persona (4294967295)
+    StaticRule {
+        nrs: &[135,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::Eq, value: 0xffffffff, value_two: 0x0 }, ],
+        includes: None,
+        excludes: None,
+    },
+    // x86: arch_prctl (FS/GS base) and modify_ldt
+    StaticRule {
+        nrs: &[158,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x0, arches: &["amd64", "x32"], min_kernel: None }),
+        excludes: None,
+    },
+    // x86: modify_ldt
+    StaticRule {
+        nrs: &[154,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x0, arches: &["amd64", "x32", "x86"], min_kernel: None }),
+        excludes: None,
+    },
+    // arm
+    StaticRule {
+        nrs: &[],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x0, arches: &["arm", "arm64"], min_kernel: None }),
+        excludes: None,
+    },
+    // ppc64le
+    StaticRule {
+        nrs: &[],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x0, arches: &["ppc64le"], min_kernel: None }),
+        excludes: None,
+    },
+    // s390
+    StaticRule {
+        nrs: &[],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x0, arches: &["s390", "s390x"], min_kernel: None }),
+        excludes: None,
+    },
+    // riscv64
+    StaticRule {
+        nrs: &[],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x0, arches: &["riscv64"], min_kernel: None }),
+        excludes: None,
+    },
+    // clone without any namespace flag (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET = 0x7e020000) unless CAP_SYS_ADMIN
+    StaticRule {
+        nrs: &[56,],
+        action: Action::Allow,
+        conds: &[Cond { index: 0, op: Op::MaskedEq, value: 0x7e020000, value_two: 0x0 }, ],
+        includes: None,
+        excludes: Some(StaticWhen { caps: 0x200000, arches: &["s390", "s390x"], min_kernel: None }),
+    },
+    // s390 passes clone's flags second
+    StaticRule {
+        nrs: &[56,],
+        action: Action::Allow,
+        conds: &[Cond { index: 1, op: Op::MaskedEq, value: 0x7e020000, value_two: 0x0 }, ],
+        includes: Some(StaticWhen { caps: 0x0, arches: &["s390", "s390x"], min_kernel: None }),
+        excludes: Some(StaticWhen { caps: 0x200000, arches: &[], min_kernel: None }),
+    },
+    // clone3 passes its flags in memory, where no filter can look: fail it with ENOSYS so that libc falls back to clone
+    StaticRule {
+        nrs: &[435,],
+        action: Action::Errno(38),
+        conds: &[],
+        includes: None,
+        excludes: Some(StaticWhen { caps: 0x200000, arches: &[], min_kernel: None }),
+    },
+    // With CAP_SYS_ADMIN: namespaces, mounts, and the rest of what CAP_SYS_ADMIN guards
+    StaticRule {
+        nrs: &[321, 56, 435, 300, 431, 432, 430, 433, 212, 459, 461, 460, 165, 442, 429, 428, 298, 179, 443, 171,
+            170, 308, 103, 166, 272,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x200000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_DAC_READ_SEARCH: open_by_handle_at (the 'shocker' escape needs it)
+    StaticRule {
+        nrs: &[304,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x4, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_BOOT: reboot (in a pid namespace it only ends the container)
+    StaticRule {
+        nrs: &[169,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x400000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_CHROOT: chroot
+    StaticRule {
+        nrs: &[161,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x40000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_MODULE: kernel modules
+    StaticRule {
+        nrs: &[176, 175, 313,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x10000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_PACCT: process accounting
+    StaticRule {
+        nrs: &[163,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x100000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_PTRACE: tracing other processes
+    StaticRule {
+        nrs: &[312, 438, 440, 310, 311, 101,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x80000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_RAWIO: I/O ports
+    StaticRule {
+        nrs: &[172, 173,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x20000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_TIME: setting the clock
+    StaticRule {
+        nrs: &[164, 227,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x2000000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_TTY_CONFIG: vhangup
+    StaticRule {
+        nrs: &[153,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x4000000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYS_NICE: NUMA memory policy
+    StaticRule {
+        nrs: &[239, 237, 238, 450,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x800000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_SYSLOG: the kernel log
+    StaticRule {
+        nrs: &[103,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x400000000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_BPF: eBPF
+    StaticRule {
+        nrs: &[321,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x8000000000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+    // With CAP_PERFMON: perf events
+    StaticRule {
+        nrs: &[298,],
+        action: Action::Allow,
+        conds: &[],
+        includes: Some(StaticWhen { caps: 0x4000000000, arches: &[], min_kernel: None }),
+        excludes: None,
+    },
+];
 
 /// The capability set the precompiled filter is for (docker's default set).
 pub(super) const PRECOMPILED_CAPS: u64 = 0xa80425fb;

@@ -1,0 +1,297 @@
+//! The supervisor: the tool-side process that prepares the container's mounts, clones its
+//! pid 1 into fresh namespaces, has the host agent set up cgroup and network, says "go", and
+//! waits ([`super::wait_loop`]).
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, pipe2};
+
+use super::child::{ChildPlan, Pipes, child_main};
+use super::{Blocked, ProcessError, PtyChannel, Result, exit_code, sys};
+use crate::run::agent::{HostLink, Request};
+use crate::run::context::{ToolContext, ToolUserns};
+use crate::run::idmap::IdMaps;
+use crate::run::network::Address;
+use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
+use crate::run::{caps, idmap, namespaces, rootfs, seccomp};
+
+/// Where the container mounts its scratch tmpfs (generated /etc files, the new root's mount
+/// point) inside its own mount namespace. Any existing directory works: it is covered only in
+/// the container's namespace, and detached with the old root at pivot_root.
+const CHILD_SCRATCH: &str = "/tmp";
+
+/// Whether the calling process has a single thread (then a raw clone is safe).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        })
+        == Some(1)
+}
+
+/// Run the container to completion; returns its exit code (docker's mapping).
+pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i32> {
+    if single_threaded() {
+        return supervise(spec, in_userns, tool);
+    }
+    // A raw clone would skip glibc's fork handlers (malloc locks held by other threads would
+    // stay locked in the child), so first fork through glibc into a single-threaded helper.
+    // SAFETY: glibc's fork runs its handlers, so the child's allocator is usable; the child
+    // runs `supervise` and then _exits without returning into the caller.
+    match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
+        nix::unistd::ForkResult::Child => {
+            let code = match supervise(spec, in_userns, tool) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("boxkit: {e}");
+                    125
+                }
+            };
+            // SAFETY: _exit skips the parent's atexit handlers and destructors, as a forked
+            // helper must.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Err(nix::Error::EINTR) => continue,
+                r => return Ok(r.ok().and_then(exit_code).unwrap_or(125)),
+            }
+        },
+    }
+}
+
+fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i32> {
+    let caps = caps::resolve(&spec.cap_add, &spec.cap_drop)
+        .map_err(|e| ProcessError::Setup(e.to_string()))?;
+    let filter = spec.seccomp.compile(caps)?;
+    let hostname = match (&spec.hostname, spec.network) {
+        (Some(h), _) => h.clone(),
+        (None, NetworkMode::Host) => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into()),
+        (None, _) => spec.id.chars().take(12).collect(),
+    };
+    // Only an ephemeral upper needs a host directory (its tmpfs is mounted there, in the
+    // tool's private mount namespace). The container's own scratch tmpfs goes over a fixed
+    // directory in its private mount namespace, so nothing is created on the host per run and
+    // nothing is left behind if the supervisor is killed.
+    let ephemeral = matches!(
+        spec.rootfs,
+        RootfsSource::Overlay {
+            upper: UpperDir::Ephemeral,
+            ..
+        }
+    );
+    let upper_scratch = std::env::temp_dir().join(format!("boxkit-{}", spec.id));
+    if ephemeral {
+        std::fs::create_dir(&upper_scratch).map_err(|cause| ProcessError::Scratch {
+            path: upper_scratch.clone(),
+            cause,
+        })?;
+    }
+    let r = supervise_in(
+        spec,
+        in_userns,
+        tool,
+        &upper_scratch,
+        hostname,
+        caps,
+        &filter,
+    );
+    if ephemeral {
+        let _ = nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&upper_scratch);
+    }
+    r
+}
+
+fn kill_and_reap(pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+}
+
+/// The container's pid 1, cloned and not yet told to go.
+struct Started {
+    pid: Pid,
+    go_w: OwnedFd,
+    err_r: OwnedFd,
+    tty: Option<PtyChannel>,
+}
+
+fn supervise_in(
+    spec: &SandboxSpec,
+    in_userns: bool,
+    tool: &ToolContext,
+    scratch: &Path,
+    hostname: String,
+    caps: u64,
+    filter: &seccomp::Filter,
+) -> Result<i32> {
+    let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    // Restored when this returns, on every path.
+    let signals = Blocked::forwarded().map_err(sys("sigprocmask"))?;
+    let Started {
+        pid,
+        go_w,
+        err_r,
+        tty,
+    } = start(
+        spec,
+        nested_maps(tool),
+        scratch,
+        hostname,
+        caps,
+        filter,
+        &signals,
+    )?;
+
+    let mut host = tool.host_link();
+    let devices = crate::run::cgroups::device_filter_applies(in_userns);
+    let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge || devices;
+    let address = if needs_host {
+        match host_setup(&mut host, spec, pid, devices) {
+            Ok(a) => a,
+            Err(e) => {
+                kill_and_reap(pid);
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let go = match &address {
+        Some(a) => format!("{} {}", a.ip, a.gateway),
+        None => String::new(),
+    };
+    let _ = nix::unistd::write(&go_w, format!("g{go}").as_bytes());
+    drop(go_w);
+
+    let master = tty.and_then(PtyChannel::receive_master);
+
+    // EOF on the error pipe: the command was exec'd (or the child died).
+    let mut msg = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+
+    let status = if msg.is_empty() {
+        super::wait_loop(pid, &signals, master, stdin_tty)
+    } else {
+        kill_and_reap(pid);
+        Err(ProcessError::Setup(msg))
+    };
+    if needs_host {
+        let _ = host.call(Request::Release {
+            id: spec.id.clone(),
+        });
+    }
+    status
+}
+
+/// Root's tool namespace also maps host ids (for the tool's own file access); the container
+/// then gets a nested user namespace with only the container range: its maps, if so.
+fn nested_maps(tool: &ToolContext) -> Option<IdMaps> {
+    match tool.userns() {
+        ToolUserns::Remapped(m) => m.container_maps(),
+        _ => None,
+    }
+}
+
+/// Prepare the mounts, clone the container's pid 1 (which runs [`child_main`]) and write its
+/// nested user namespace's maps.
+fn start(
+    spec: &SandboxSpec,
+    nested: Option<IdMaps>,
+    scratch: &Path,
+    hostname: String,
+    caps: u64,
+    filter: &seccomp::Filter,
+    signals: &Blocked,
+) -> Result<Started> {
+    let pipe = || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"));
+    let ((go_r, go_w), (err_r, err_w)) = (pipe()?, pipe()?);
+    let mut tty = PtyChannel::new(spec.tty).map_err(sys("socketpair"))?;
+    let p = Pipes {
+        go_r,
+        go_w,
+        err_r,
+        err_w,
+    };
+    // Mounts whose sources only the tool can reach are made here, before clone.
+    let prepared = rootfs::prepare(&spec.rootfs, &spec.mounts, scratch)
+        .map_err(|e| ProcessError::Setup(e.to_string()))?;
+    let plan = ChildPlan {
+        spec,
+        scratch: PathBuf::from(CHILD_SCRATCH),
+        hostname,
+        tty_sock: tty.as_ref().and_then(PtyChannel::child_end),
+        old_mask: signals.old(),
+        caps,
+        prepared: &prepared,
+        seccomp: filter,
+    };
+    let mut flags = namespaces::clone_flags(spec.network);
+    if nested.is_some() {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    // SAFETY: the supervisor is single-threaded (`run` made sure), so the clone may run
+    // anything; the child never returns from child_main.
+    let pid = match unsafe { namespaces::clone_into(flags) }? {
+        0 => child_main(&plan, &p),
+        pid => Pid::from_raw(pid),
+    };
+    // The child holds its own copies of the mount fds.
+    drop(prepared);
+    let Pipes {
+        go_r,
+        go_w,
+        err_r,
+        err_w,
+    } = p;
+    drop((go_r, err_w));
+    if let Some(t) = &mut tty {
+        t.close_child_end();
+    }
+    if let Some(m) = &nested
+        && let Err(e) = idmap::write_maps(pid.as_raw(), m, &mut idmap::RealWriter)
+    {
+        kill_and_reap(pid);
+        return Err(ProcessError::Setup(format!(
+            "write the container's nested user namespace maps: {e}"
+        )));
+    }
+    Ok(Started {
+        pid,
+        go_w,
+        err_r,
+        tty,
+    })
+}
+
+/// Ask the host agent for the container's cgroup, devices and network; returns its address.
+fn host_setup(
+    host: &mut HostLink,
+    spec: &SandboxSpec,
+    pid: Pid,
+    devices: bool,
+) -> Result<Option<Address>> {
+    let g = host.call(Request::Setup {
+        id: spec.id.clone(),
+        pid: pid.as_raw(),
+        limits: spec.limits.clone(),
+        network: spec.network,
+        ports: spec.ports.clone(),
+        devices,
+    })?;
+    if let Some(hook) = &spec.on_published
+        && !g.ports.is_empty()
+    {
+        (hook.0)(&g.ports);
+    }
+    Ok(g.address)
+}
