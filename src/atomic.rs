@@ -30,26 +30,79 @@ pub fn write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 
 /// [`write`] with the durability the caller needs.
 pub fn write_with(path: &Path, data: &[u8], mode: u32, durability: Durability) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    write_in(dir_of(path), path, data, mode, durability)
+}
+
+/// [`write_with`], staging the temporary file in `staging` instead of the destination's own
+/// directory: a directory on the same filesystem (so the rename stays atomic) that the owner
+/// cleans of leftovers after a crash, as the store does with its `tmp/`.
+pub fn write_in(
+    staging: &Path,
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> io::Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    // A unique name, created exclusively (O_EXCL) with the final mode; removed on drop.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
+    let mut tmp = Staged::new_in(staging, &format!(".{name}.tmp-"), mode)?;
     tmp.write_all(data)?;
-    let durable = durability == Durability::Durable;
-    if durable {
-        tmp.as_file().sync_all()?;
+    tmp.commit(path, durability)
+}
+
+/// A file being written under a unique temporary name, for writers that stream (the store's
+/// blobs are hashed while they arrive). [`Staged::commit`] renames it whole onto its
+/// destination; dropping it uncommitted removes it.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+}
+
+impl Staged {
+    /// Create the temporary file in `dir` with `mode` from the start. `dir` must be on the
+    /// destination's filesystem: the destination's own directory or a staging one beside it.
+    pub fn new_in(dir: &Path, prefix: &str, mode: u32) -> io::Result<Staged> {
+        // A unique name, created exclusively (O_EXCL) with the final mode; removed on drop.
+        let tmp = tempfile::Builder::new()
+            .prefix(prefix)
+            .permissions(fs::Permissions::from_mode(mode))
+            .tempfile_in(dir)?;
+        Ok(Staged { tmp })
     }
-    tmp.persist(path).map_err(|e| e.error)?;
-    if durable {
-        sync_dir(dir);
+
+    /// Where the temporary file is (for error messages).
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
     }
-    Ok(())
+
+    /// Rename the file over `dest`; [`Durability::Durable`] fsyncs the file first and `dest`'s
+    /// directory after, so the new content survives a crash.
+    pub fn commit(self, dest: &Path, durability: Durability) -> io::Result<()> {
+        let durable = durability == Durability::Durable;
+        if durable {
+            self.tmp.as_file().sync_all()?;
+        }
+        self.tmp.persist(dest).map_err(|e| e.error)?;
+        if durable {
+            sync_dir(dir_of(dest));
+        }
+        Ok(())
+    }
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
+/// The directory a path's file is in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// fsync a directory so a rename in it survives a crash. Best effort: some filesystems refuse.
@@ -76,5 +129,22 @@ mod tests {
         );
         let names: Vec<_> = fs::read_dir(t.path()).unwrap().flatten().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn staged_in_another_dir_lands_whole_and_a_dropped_one_leaves_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let staging = t.path().join("tmp");
+        fs::create_dir(&staging).unwrap();
+        let dest = t.path().join("blob");
+        let mut s = Staged::new_in(&staging, "blob-", 0o644).unwrap();
+        s.write_all(b"content").unwrap();
+        assert!(s.path().starts_with(&staging));
+        s.commit(&dest, Durability::Durable).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"content");
+        let mut dropped = Staged::new_in(&staging, "blob-", 0o644).unwrap();
+        dropped.write_all(b"partial").unwrap();
+        drop(dropped);
+        assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
     }
 }

@@ -7,6 +7,8 @@
 //! is the whole dir renamed to its final name. The marker lives beside the tree rather than
 //! in it, so it never shows up inside a container. A final dir without the marker can only be
 //! left by a crash of an older writer; it is never used and is removed on the next attempt.
+//! A directory cannot go through [`crate::atomic`]'s file writer, so the rename of the whole
+//! tree stays here; the marker file and the directory syncs use [`crate::atomic`].
 
 use std::fs;
 use std::io;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use super::Compression;
 use super::confine::{self, Confinement};
 use super::extract::{ExtractError, ExtractOptions};
+use crate::atomic;
 use crate::digest::Digest;
 
 /// Name of the completion marker inside `<layers>/<hex>/`.
@@ -103,9 +106,10 @@ pub fn unpack_cached(
     }
     // One syncfs makes the whole tree durable before the marker claims it is complete.
     nix::unistd::syncfs(&dir).map_err(|e| fs_err("sync filesystem of", &tree)(e.into()))?;
+    // The marker goes in through the atomic writer too: synced, and its directory entry
+    // synced, before the rename below publishes the whole directory.
     let marker = tmp.path().join(COMPLETE_MARKER);
-    let m = fs::File::create(&marker).map_err(fs_err("create", &marker))?;
-    m.sync_all().map_err(fs_err("sync", &marker))?;
+    atomic::write(&marker, b"", 0o644).map_err(fs_err("create", &marker))?;
     match fs::rename(tmp.path(), &final_dir) {
         Ok(()) => {
             let _ = tmp.keep();
@@ -118,8 +122,6 @@ pub fn unpack_cached(
         }
         Err(e) => return Err(fs_err("rename into place", &final_dir)(e)),
     }
-    if let Ok(d) = fs::File::open(layers_dir) {
-        let _ = d.sync_all();
-    }
+    atomic::sync_dir(layers_dir);
     Ok(final_dir.join(TREE))
 }
