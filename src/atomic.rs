@@ -3,6 +3,10 @@
 //! filesystems), created with its final mode, written, fsynced, renamed over the destination,
 //! and the directory fsynced so the rename survives a crash.
 //!
+//! Writers that stream ([`Staged`]: the store's blobs, hashed as they arrive) and owners of a
+//! staging directory on the same filesystem ([`write_in`]: the store's `tmp/`, swept of
+//! leftovers after a crash) use the same steps.
+//!
 //! Runtime state that a reboot makes meaningless anyway (a container's `state.json`: its
 //! processes die with the machine) is written [`Durability::Atomic`]: the rename still makes
 //! every reader see a whole file, but the two fsyncs — over a millisecond on every container

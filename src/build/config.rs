@@ -1,160 +1,20 @@
-//! The image config a build produces, and how each metadata instruction changes it.
-//!
-//! The config is the OCI image config plus the fields Docker keeps beside it (`Healthcheck`,
-//! `OnBuild`, `Shell`). The OCI spec has no slot for those, and Buildah drops them when it writes
-//! OCI format; we keep them in the config as Docker does, because podman and docker read them
-//! back from either format and dropping them silently would change what the image does.
-//! Unknown fields of a base image's config are carried through untouched (`extra`).
+//! How each metadata instruction changes the image config a build produces. The config type
+//! itself (with Docker's `Healthcheck`, `OnBuild` and `Shell`, and a base image's unknown
+//! fields carried through) is [`crate::image::ImageConfig`].
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::boxfile::{Command, Healthcheck, Instruction, dump_instruction};
+use crate::image::{ContainerConfig, HealthConfig, History, ImageConfig};
 
-/// Docker's default SHELL.
-pub fn default_shell() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into()]
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct ImageConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
-    #[serde(default)]
-    pub architecture: String,
-    #[serde(default)]
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    #[serde(default)]
-    pub config: ContainerConfig,
-    #[serde(default)]
-    pub rootfs: RootFs,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<History>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, serde_json::Value>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct RootFs {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub diff_ids: Vec<String>,
-}
-
-impl Default for RootFs {
-    fn default() -> Self {
-        RootFs {
-            kind: "layers".into(),
-            diff_ids: vec![],
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct History {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub empty_layer: bool,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct HealthConfig {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub test: Vec<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub interval: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub timeout: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub start_period: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub start_interval: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub retries: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// The `config` object: what a container made from the image starts with.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerConfig {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub user: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub exposed_ports: BTreeMap<String, serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entrypoint: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmd: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub volumes: BTreeMap<String, serde_json::Value>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub working_dir: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub stop_signal: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<HealthConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_build: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shell: Option<Vec<String>>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, serde_json::Value>,
-}
-
-impl ContainerConfig {
-    /// The value of an environment variable.
-    pub fn env_get(&self, key: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-    }
-
-    /// Set (replace or append) an environment variable, keeping the order Docker keeps.
-    pub fn env_set(&mut self, key: &str, value: &str) {
-        let entry = format!("{key}={value}");
-        match self
-            .env
-            .iter_mut()
-            .find(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) == key)
-        {
-            Some(e) => *e = entry,
-            None => self.env.push(entry),
-        }
-    }
-
-    pub fn shell(&self) -> Vec<String> {
-        self.shell.clone().unwrap_or_else(default_shell)
-    }
-
-    /// The argv a command form stands for: exec form as is, shell form through SHELL.
-    pub fn argv(&self, c: &Command) -> Vec<String> {
-        match c {
-            Command::Exec(v) => v.clone(),
-            Command::Shell(s) => {
-                let mut v = self.shell();
-                v.push(s.clone());
-                v
-            }
+/// The argv a command form stands for: exec form as is, shell form through SHELL.
+fn command_argv(c: &ContainerConfig, cmd: &Command) -> Vec<String> {
+    match cmd {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(s) => {
+            let mut v = c.shell();
+            v.push(s.clone());
+            v
         }
     }
 }
@@ -187,11 +47,11 @@ pub fn apply(
     let c = &mut cfg.config;
     match ins {
         Instruction::Cmd(cmd) => {
-            c.cmd = Some(c.argv(cmd));
+            c.cmd = Some(command_argv(c, cmd));
             st.cmd_set = true;
         }
         Instruction::Entrypoint(cmd) => {
-            let argv = c.argv(cmd);
+            let argv = command_argv(c, cmd);
             c.entrypoint = Some(argv);
             if !st.cmd_set {
                 c.cmd = None;
@@ -452,15 +312,5 @@ mod tests {
         assert_eq!(json["config"]["OnBuild"], serde_json::json!(["RUN make"]));
         let back: ImageConfig = serde_json::from_value(json).unwrap();
         assert_eq!(back, cfg);
-    }
-
-    #[test]
-    fn unknown_base_fields_are_kept() {
-        let base = serde_json::json!({"architecture": "amd64", "os": "linux", "os.version": "x",
-            "config": {"Env": ["A=1"], "Domainname": "d"}, "rootfs": {"type": "layers", "diff_ids": []}});
-        let cfg: ImageConfig = serde_json::from_value(base.clone()).unwrap();
-        let out = serde_json::to_value(&cfg).unwrap();
-        assert_eq!(out["os.version"], "x");
-        assert_eq!(out["config"]["Domainname"], "d");
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::config::{self, ImageConfig, StageState, history_entry};
+use super::config::{self, StageState, history_entry};
 use super::context::{ContextError, ContextHasher};
 use super::copy::{self, CopyError, Dest, Filter};
 use super::fsview::{self, FsError, LayerRef, Lowers, MergedMount};
@@ -29,11 +29,11 @@ use crate::boxfile::{
     MountType, ParseErrors, RunInstr, SourceKind, StageEnv, dump_instruction,
 };
 use crate::digest::Digest;
+use crate::image::{ContainerConfig, Descriptor, History, ImageConfig, Manifest, RootFs};
 use crate::image::{Reference, media};
 use crate::layer::confine::StreamWriter;
 use crate::registry::{self, PullOptions};
 use crate::run::{self, MountSpec, NetworkMode, RootfsSource, SandboxSpec, UpperDir};
-use crate::store::index::Descriptor;
 use crate::store::{Image, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -403,12 +403,7 @@ impl Engine<'_> {
     }
 
     fn image_out(&self, img: &Image) -> Result<StageOut> {
-        let config: ImageConfig =
-            serde_json::from_value(img.config.clone()).map_err(|source| StoreError::Json {
-                what: "image config",
-                path: img.id().to_string(),
-                source,
-            })?;
+        let config = img.config.clone();
         let diff_ids = img.diff_ids();
         let layers = img
             .manifest
@@ -697,7 +692,7 @@ impl Engine<'_> {
         if let Some(l) = layer {
             sr.out.layers.push(l);
         }
-        sr.out.config.history.push(config::History {
+        sr.out.config.history.push(History {
             created: Some(time),
             created_by: Some(created_by),
             comment: Some("buildkit.dockerfile.v0".into()),
@@ -1476,7 +1471,7 @@ impl Engine<'_> {
                 return;
             }
         };
-        let Some(records) = img.config.get(CACHE_KEY).and_then(|v| v.as_object()) else {
+        let Some(records) = img.config.extra.get(CACHE_KEY).and_then(|v| v.as_object()) else {
             self.printer
                 .line(&format!("warning: {r} is not a boxbuild cache image"));
             return;
@@ -1581,7 +1576,7 @@ impl Engine<'_> {
         if cfg.os.is_empty() {
             cfg.os = "linux".into();
         }
-        cfg.rootfs = config::RootFs {
+        cfg.rootfs = RootFs {
             kind: "layers".into(),
             diff_ids: out.layers.iter().map(|l| l.diff_id.to_string()).collect(),
         };
@@ -1603,12 +1598,13 @@ impl Engine<'_> {
                 )
             })
             .collect();
-        let manifest = crate::store::image::Manifest {
+        let manifest = Manifest {
             schema_version: 2,
             media_type: Some(manifest_type.into()),
             config: Descriptor::new(config_type, cfg_digest.clone(), cfg_bytes.len() as u64),
             layers,
             annotations: Default::default(),
+            extra: Default::default(),
         };
         let m_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
         let m_digest = self.store.put_blob(&m_bytes)?;
@@ -1640,7 +1636,7 @@ fn layer_media_type(mt: &str, docker: bool) -> String {
 
 /// The argv of a RUN: exec form as is; shell form (heredocs appended) through SHELL. A RUN
 /// that is only a heredoc runs its body as the script, as BuildKit does.
-fn run_argv(cfg: &config::ContainerConfig, r: &RunInstr) -> Vec<String> {
+fn run_argv(cfg: &ContainerConfig, r: &RunInstr) -> Vec<String> {
     match &r.command {
         Command::Exec(v) => v.clone(),
         Command::Shell(s) => {
@@ -1768,7 +1764,7 @@ mod tests {
             Path::new("Boxfile"),
         )
         .unwrap();
-        let cfg = config::ContainerConfig::default();
+        let cfg = ContainerConfig::default();
         let argv = |i: usize| match &bf.stages[0].instructions[i].node {
             Instruction::Run(r) => run_argv(&cfg, r),
             _ => panic!(),

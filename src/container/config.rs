@@ -5,6 +5,8 @@
 
 use thiserror::Error;
 
+use crate::image::ContainerConfig;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error(
@@ -49,25 +51,15 @@ pub struct Process {
     pub stop_signal: i32,
 }
 
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Docker's rules: `--entrypoint` replaces the image Entrypoint and resets its Cmd; command
 /// arguments replace Cmd; the process is Entrypoint followed by Cmd.
-pub fn argv(image_cfg: &serde_json::Value, o: &Overrides) -> Result<Vec<String>> {
+pub fn argv(image_cfg: &ContainerConfig, o: &Overrides) -> Result<Vec<String>> {
     let (entry, default_cmd) = match &o.entrypoint {
         Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
         Some(e) => (vec![e.clone()], Vec::new()),
         None => (
-            strings(&image_cfg["Entrypoint"]),
-            strings(&image_cfg["Cmd"]),
+            image_cfg.entrypoint.clone().unwrap_or_default(),
+            image_cfg.cmd.clone().unwrap_or_default(),
         ),
     };
     let cmd = if o.command.is_empty() {
@@ -148,16 +140,16 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| ConfigError::Signal(s.to_string()))
 }
 
-/// Combine the image config (`config["config"]` of an OCI image config) with the overrides.
+/// Combine the image config's `config` object with the overrides.
 pub fn resolve(
-    image_cfg: &serde_json::Value,
+    image_cfg: &ContainerConfig,
     o: &Overrides,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Process> {
     let argv = argv(image_cfg, o)?;
     let mut env = Vec::new();
-    for e in strings(&image_cfg["Env"]) {
-        set_env(&mut env, e);
+    for e in &image_cfg.env {
+        set_env(&mut env, e.clone());
     }
     for (name, text) in &o.env_files {
         for e in parse_env_file(name, text, lookup)? {
@@ -172,20 +164,15 @@ pub fn resolve(
     let cwd = match &o.workdir {
         Some(w) if !w.starts_with('/') => return Err(ConfigError::Workdir(w.clone())),
         Some(w) => Some(w.clone()),
-        None => image_cfg["WorkingDir"]
-            .as_str()
-            .filter(|w| !w.is_empty())
-            .map(String::from),
+        None => Some(image_cfg.working_dir.clone()).filter(|w| !w.is_empty()),
     };
-    let user = o.user.clone().or_else(|| {
-        image_cfg["User"]
-            .as_str()
-            .filter(|u| !u.is_empty())
-            .map(String::from)
-    });
-    let stop_signal = match image_cfg["StopSignal"].as_str().filter(|s| !s.is_empty()) {
-        Some(s) => parse_signal(s)?,
-        None => libc::SIGTERM,
+    let user = o
+        .user
+        .clone()
+        .or_else(|| Some(image_cfg.user.clone()).filter(|u| !u.is_empty()));
+    let stop_signal = match image_cfg.stop_signal.as_str() {
+        "" => libc::SIGTERM,
+        s => parse_signal(s)?,
     };
     Ok(Process {
         argv,
@@ -199,7 +186,13 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// The image's `config` object, written as it appears in an image config.
+    macro_rules! json {
+        ($($t:tt)+) => {
+            serde_json::from_value::<ContainerConfig>(serde_json::json!($($t)+)).unwrap()
+        };
+    }
 
     fn none(_: &str) -> Option<String> {
         None

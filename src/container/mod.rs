@@ -170,7 +170,7 @@ fn new_id() -> String {
 pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result<Prepared> {
     let image = registry::ensure_image(store, &o.image, &o.pull)?;
     let lowerdirs = store.unpack_layers(&image)?;
-    let cfg = &image.config["config"];
+    let cfg = &image.config.config;
     let lookup = |k: &str| std::env::var(k).ok();
     let process =
         config::resolve(cfg, &o.overrides, &lookup).map_err(|cause| ContainerError::Config {

@@ -262,7 +262,6 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 }
 
 fn write_private(path: &Path, doc: &serde_json::Value) -> Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |e: std::io::Error| RegistryError::AuthFile {
         path: path.to_path_buf(),
         why: e.to_string(),
@@ -270,23 +269,10 @@ fn write_private(path: &Path, doc: &serde_json::Value) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(err)?;
     let mut data = serde_json::to_vec_pretty(doc).expect("JSON serialises");
     data.push(b'\n');
-    f.write_all(&data).and_then(|_| f.sync_all()).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
+    // 0600 from creation on: the file holds credentials.
+    crate::atomic::write(path, &data, 0o600).map_err(err)
 }
 
 fn helper_for(doc: &serde_json::Value, host: &str) -> Option<String> {

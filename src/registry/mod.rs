@@ -7,7 +7,6 @@
 //! - [`config`]: containers-registries.conf(5): mirrors, insecure, blocked, search registries.
 //! - [`auth`]: credentials from auth.json / docker config.json and credential helpers.
 //! - [`client`]: HTTP sessions: token and basic auth, retries with backoff and Retry-After.
-//! - [`platform`]: `os/arch/variant` and picking a platform from an index.
 //! - `pull`, `push`: the transfers; [`progress`]: bars or plain lines.
 //!
 //! Blobs stream from the socket through the store's verifying [`crate::store::BlobWriter`]
@@ -25,14 +24,12 @@ use crate::store::{Image, Store, StoreError};
 pub mod auth;
 pub mod client;
 pub mod config;
-pub mod platform;
 pub mod progress;
 mod pull;
 mod push;
 
 pub use auth::{AuthFiles, Credentials};
 pub use config::RegistriesConf;
-pub use platform::Platform;
 
 /// When to contact the registry, as `docker run --pull`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,14 +12,12 @@ use reqwest::{Method, StatusCode};
 use super::auth::{AuthFiles, Credentials};
 use super::client::{self, Session, http_client};
 use super::config::{Endpoint, RegistriesConf};
-use super::platform::{self, Platform};
 use super::progress::{BlobProgress, Reporter};
 use super::{PullOptions, RegistryError, Result};
 use crate::digest::Digest;
-use crate::image::{Reference, media};
+use crate::image::platform::{self, Platform};
+use crate::image::{Descriptor, Index, Manifest, Reference, media};
 use crate::limits::{self, Limits};
-use crate::store::image::{Index, Manifest};
-use crate::store::index::Descriptor;
 use crate::store::{Image, Store, StoreError};
 
 /// Layers downloaded at once (docker's default max-concurrent-downloads).
@@ -166,7 +164,7 @@ impl Ctx {
         let platforms: Vec<Option<Platform>> = index
             .manifests
             .iter()
-            .map(|d| d.platform.as_ref().and_then(Platform::from_json))
+            .map(|d| d.platform.as_ref().and_then(Platform::known))
             .collect();
         let want = self.want.clone().unwrap_or_else(Platform::host);
         let Some(i) = platform::pick(&want, &platforms) else {
@@ -231,10 +229,10 @@ impl Ctx {
             });
         }
         fetch_blob(s, store, &manifest.config, None).await?;
-        let config = store.read_json(&manifest.config.digest, "image config")?;
+        let config = store.read_config(&manifest.config.digest)?;
         if let Some(want) = &self.want
             && res.index_digest.is_none()
-            && let Some(actual) = Platform::from_json(&config)
+            && let Some(actual) = config.platform()
             && !want.matches(&actual)
         {
             return Err(RegistryError::PlatformMismatch {
@@ -243,10 +241,7 @@ impl Ctx {
                 actual: actual.to_string(),
             });
         }
-        let diff_ids: Vec<Digest> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
-            .unwrap_or_default();
+        let diff_ids = config.diff_ids();
         if diff_ids.len() != manifest.layers.len() {
             return Err(RegistryError::BadManifest {
                 name,

@@ -12,9 +12,9 @@ use super::config::RegistriesConf;
 use super::progress::{BlobProgress, Reporter};
 use super::{PushOptions, RegistryError, Result};
 use crate::digest::Digest;
+use crate::image::Descriptor;
 use crate::image::Reference;
 use crate::store::Store;
-use crate::store::index::Descriptor;
 
 const PARALLEL: usize = 3;
 

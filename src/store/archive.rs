@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
-use super::index::{Descriptor, IndexFile, REF_NAME};
+use super::index::REF_NAME;
 use super::{Result, Store, StoreError, io_err};
 use crate::digest::Digest;
-use crate::image::{Reference, media};
+use crate::image::{Descriptor, Index, Reference, media};
 
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -32,7 +32,7 @@ impl Store {
     /// Read an OCI archive from `r` into the store and tag what it names.
     pub fn load_archive(&self, r: impl Read) -> Result<Vec<Loaded>> {
         let mut ar = tar::Archive::new(r);
-        let mut index: Option<IndexFile> = None;
+        let mut index: Option<Index> = None;
         let mut saw_layout = false;
         let entries = ar.entries().map_err(|e| arch_err("read", e.to_string()))?;
         for entry in entries {
@@ -176,11 +176,12 @@ impl Store {
             blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
             entries.push(desc);
         }
-        let index = IndexFile {
+        let index = Index {
             schema_version: 2,
             media_type: Some(media::OCI_INDEX.into()),
             manifests: entries,
             annotations: BTreeMap::new(),
+            extra: BTreeMap::new(),
         };
         let mut tw = tar::Builder::new(w);
         let add =

@@ -4,30 +4,37 @@
 //! archive claimed: a [`BlobWriter`] given an expected digest refuses to commit anything else
 //! and removes its temporary file, so `blobs/` only ever holds verified content.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Result, Store, StoreError, io_err};
+use crate::atomic::{self, Durability, Staged};
 use crate::digest::{Digest, HashingReader, HashingWriter};
+
+/// Mode of every file the store writes under its (0700) root.
+const FILE_MODE: u32 = 0o644;
 
 /// A blob being written. Dropping it without [`BlobWriter::commit`] deletes the partial file.
 pub struct BlobWriter {
-    out: Option<HashingWriter<BufWriter<File>>>,
+    out: Option<HashingWriter<BufWriter<Staged>>>,
     tmp: PathBuf,
     blobs: PathBuf,
 }
 
 impl Store {
-    /// Start writing a new blob into `tmp/`.
+    /// Start writing a new blob into `tmp/` (the store's staging directory: its leftovers are
+    /// removed when a process finds itself alone with the store).
     pub fn blob_writer(&self) -> Result<BlobWriter> {
-        let (file, tmp) = create_tmp(&self.tmp_dir(), "blob")?;
+        let dir = self.tmp_dir();
+        let staged = Staged::new_in(&dir, "blob-", FILE_MODE)
+            .map_err(io_err("create temporary file in", &dir))?;
         Ok(BlobWriter {
+            tmp: staged.path().to_path_buf(),
             out: Some(HashingWriter::new(BufWriter::with_capacity(
                 256 * 1024,
-                file,
+                staged,
             ))),
-            tmp,
             blobs: self.root().join("blobs/sha256"),
         })
     }
@@ -113,7 +120,7 @@ impl BlobWriter {
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let out = self.out.take().expect("commit once");
         let (buf, digest, size) = out.finish();
-        let file = buf.into_inner().map_err(|e| StoreError::Io {
+        let staged = buf.into_inner().map_err(|e| StoreError::Io {
             op: "write",
             path: self.tmp.clone(),
             source: e.into_error(),
@@ -121,7 +128,7 @@ impl BlobWriter {
         if let Some(exp) = expected
             && exp != &digest
         {
-            // self's Drop removes the tmp file.
+            // Dropping `staged` removes the tmp file.
             return Err(StoreError::DigestMismatch {
                 expected: exp.clone(),
                 actual: digest,
@@ -133,10 +140,9 @@ impl BlobWriter {
             // Same content already stored (blobs are immutable); drop ours.
             return Ok((digest, size));
         }
-        file.sync_all().map_err(io_err("fsync", &self.tmp))?;
-        drop(file);
-        fs::rename(&self.tmp, &dest).map_err(io_err("rename blob into place", &dest))?;
-        crate::atomic::sync_dir(&self.blobs);
+        staged
+            .commit(&dest, Durability::Durable)
+            .map_err(io_err("rename blob into place", &dest))?;
         Ok((digest, size))
     }
 }
@@ -150,83 +156,13 @@ impl Write for BlobWriter {
     }
 }
 
-impl Drop for BlobWriter {
-    fn drop(&mut self) {
-        // Uncommitted (error path) or committed as a duplicate: the tmp file must go.
-        let _ = fs::remove_file(&self.tmp);
-    }
-}
-
-/// Create a uniquely named file in `dir`.
-pub(crate) fn create_tmp(dir: &Path, prefix: &str) -> Result<(File, PathBuf)> {
-    loop {
-        let p = dir.join(format!(
-            "{prefix}-{}-{:016x}",
-            std::process::id(),
-            rand_u64()
-        ));
-        match OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&p)
-        {
-            Ok(f) => return Ok((f, p)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(StoreError::Io {
-                    op: "create temporary file",
-                    path: p,
-                    source: e,
-                });
-            }
-        }
-    }
-}
-
-/// A random u64 from the kernel; uniqueness of temp names, not secrecy, is the point.
-pub(crate) fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        return t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32;
-    }
-    u64::from_ne_bytes(b)
-}
-
-/// Replace `dest` with `data` atomically: write to a temp file in the store's tmp/ (same
-/// filesystem), fsync, rename.
+/// Replace `dest` (a file of the store: `index.json`, `oci-layout`) with `data` atomically and
+/// durably, staged in the store's `tmp/` so a crash leaves nothing beside `dest`.
 pub(crate) fn write_atomic(root: &Path, dest: &Path, data: &[u8]) -> Result<()> {
     let tmpdir = root.join("tmp");
     fs::create_dir_all(&tmpdir).map_err(io_err("create directory", &tmpdir))?;
-    let (mut f, tmp) = create_tmp(&tmpdir, "file")?;
-    let r = f.write_all(data).and_then(|_| f.sync_all());
-    if let Err(e) = r {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::Io {
-            op: "write",
-            path: tmp,
-            source: e,
-        });
-    }
-    drop(f);
-    fs::rename(&tmp, dest).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        StoreError::Io {
-            op: "rename into place",
-            path: dest.to_path_buf(),
-            source: e,
-        }
-    })?;
-    if let Some(parent) = dest.parent() {
-        crate::atomic::sync_dir(parent);
-    }
-    Ok(())
+    atomic::write_in(&tmpdir, dest, data, FILE_MODE, Durability::Durable)
+        .map_err(io_err("write", dest))
 }
 
 #[cfg(test)]

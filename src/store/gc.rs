@@ -202,7 +202,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::index::Descriptor;
+    use crate::image::Descriptor;
     use crate::store::{Access, Store};
 
     fn put_image(s: &Store, layer: &[u8], diff: &Digest) -> Descriptor {

@@ -1,35 +1,10 @@
 //! Images in the store: resolving a user's name (tag, ID prefix or `name@digest`) to a
 //! manifest and its config, and the records `box images` and `box inspect` print.
 
-use serde::{Deserialize, Serialize};
-
-use super::index::{Descriptor, Tag};
+use super::index::Tag;
 use super::{Result, Store, StoreError};
 use crate::digest::Digest;
-use crate::image::{Reference, media};
-
-/// An image manifest (OCI or Docker schema2: the same shape).
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct Manifest {
-    #[serde(rename = "schemaVersion")]
-    pub schema_version: u32,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub annotations: std::collections::BTreeMap<String, String>,
-}
-
-/// An image index or Docker manifest list.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct Index {
-    #[serde(rename = "schemaVersion")]
-    pub schema_version: u32,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub manifests: Vec<Descriptor>,
-}
+use crate::image::{Descriptor, ImageConfig, Manifest, Reference, media};
 
 /// A resolved image: the manifest the name points at, and its parsed config.
 #[derive(Clone, Debug)]
@@ -37,7 +12,7 @@ pub struct Image {
     pub names: Vec<Reference>,
     pub manifest_desc: Descriptor,
     pub manifest: Manifest,
-    pub config: serde_json::Value,
+    pub config: ImageConfig,
 }
 
 impl Image {
@@ -47,13 +22,10 @@ impl Image {
     }
     /// The uncompressed layer digests, bottom first.
     pub fn diff_ids(&self) -> Vec<Digest> {
-        self.config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
-            .unwrap_or_default()
+        self.config.diff_ids()
     }
     pub fn created(&self) -> Option<&str> {
-        self.config["created"].as_str()
+        self.config.created.as_deref()
     }
     /// Bytes the image occupies in the store: config plus compressed layers.
     pub fn size(&self) -> u64 {
@@ -78,6 +50,17 @@ impl Store {
         })
     }
 
+    /// An image config, verified against its digest.
+    pub fn read_config(&self, d: &Digest) -> Result<ImageConfig> {
+        let data = self.read_blob(d)?;
+        serde_json::from_slice(&data).map_err(|source| StoreError::Json {
+            what: "image config",
+            path: d.to_string(),
+            source,
+        })
+    }
+
+    /// Any JSON blob, untyped: GC sniffs blobs of unknown type with it.
     pub fn read_json(&self, d: &Digest, what: &'static str) -> Result<serde_json::Value> {
         let data = self.read_blob(d)?;
         serde_json::from_slice(&data).map_err(|source| StoreError::Json {
@@ -95,7 +78,7 @@ impl Store {
             });
         }
         let manifest = self.read_manifest(&desc.digest)?;
-        let config = self.read_json(&manifest.config.digest, "image config")?;
+        let config = self.read_config(&manifest.config.digest)?;
         Ok(Image {
             names,
             manifest_desc: desc.clone(),

@@ -5,55 +5,15 @@
 //! exclusive flock on `index.lock`, written to a temp file and renamed, so readers always see a
 //! whole index and concurrent taggers never lose each other's tags.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-
-use serde::{Deserialize, Serialize};
 
 use super::{Result, Store, StoreError, blobs::write_atomic, io_err};
 use crate::digest::Digest;
-use crate::image::Reference;
+use crate::image::{Descriptor, Index, Reference};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub(crate) const EMPTY_INDEX: &str =
     r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-
-/// An OCI content descriptor.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl Descriptor {
-    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest,
-            size,
-            platform: None,
-            annotations: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct IndexFile {
-    #[serde(rename = "schemaVersion")]
-    pub schema_version: u32,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
 
 /// One entry of index.json: a manifest and the name it is tagged with, if any.
 #[derive(Clone, Debug)]
@@ -70,7 +30,7 @@ impl Store {
         self.root().join("index.json")
     }
 
-    pub fn read_index(&self) -> Result<IndexFile> {
+    pub fn read_index(&self) -> Result<Index> {
         let p = self.index_path();
         let data = std::fs::read(&p).map_err(io_err("read", &p))?;
         serde_json::from_slice(&data).map_err(|source| StoreError::Json {
@@ -81,7 +41,7 @@ impl Store {
     }
 
     /// Read-modify-write index.json under the index lock.
-    pub fn update_index<T>(&self, f: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
+    pub fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
         let lp = self.root().join("index.lock");
         let lock: File = OpenOptions::new()
             .create(true)

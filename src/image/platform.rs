@@ -1,11 +1,24 @@
 //! Platforms (`os/arch[/variant]`) and picking one from an image index.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+use super::null_default;
+
+/// A platform: what `--platform` names, and a descriptor's `platform` object. Fields boxkit
+/// does not use (`os.version`, `os.features`, ...) are kept in `extra`, declared where they
+/// sort, so an entry with sorted keys serialises as it was read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
-    pub os: String,
+    #[serde(rename = "architecture", default, deserialize_with = "null_default")]
     pub arch: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub os: String,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
 
@@ -36,6 +49,7 @@ impl Platform {
             os: std::env::consts::OS.to_string(),
             arch: arch.to_string(),
             variant: variant.map(str::to_string),
+            extra: BTreeMap::new(),
         }
     }
 
@@ -62,18 +76,22 @@ impl Platform {
             os: os.to_string(),
             arch: arch.to_string(),
             variant: variant.map(str::to_string),
+            extra: BTreeMap::new(),
         })
     }
 
-    /// From an index entry's `platform` object.
-    pub fn from_json(v: &serde_json::Value) -> Option<Platform> {
+    /// What a descriptor's (or config's) platform says for matching: os, architecture and a
+    /// non-empty variant; `None` if it names no os or architecture (such an index entry says
+    /// nothing about where it runs).
+    pub fn known(&self) -> Option<Platform> {
+        if self.os.is_empty() || self.arch.is_empty() {
+            return None;
+        }
         Some(Platform {
-            os: v["os"].as_str()?.to_string(),
-            arch: v["architecture"].as_str()?.to_string(),
-            variant: v["variant"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
+            os: self.os.clone(),
+            arch: self.arch.clone(),
+            variant: self.variant.clone().filter(|v| !v.is_empty()),
+            extra: BTreeMap::new(),
         })
     }
 
@@ -137,6 +155,17 @@ mod tests {
         assert_eq!(pick(&p("linux/arm/v7"), &list), Some(2));
         assert_eq!(pick(&p("linux/s390x"), &list), None);
         assert_eq!(pick(&p("windows/amd64"), &list), None);
+    }
+
+    #[test]
+    fn a_descriptor_platform_round_trips_with_fields_boxkit_does_not_use() {
+        let text =
+            r#"{"architecture":"amd64","os":"windows","os.version":"10.0.17763","variant":""}"#;
+        let pl: Platform = serde_json::from_str(text).unwrap();
+        assert_eq!(pl.known(), Some(p("windows/amd64")));
+        assert_eq!(serde_json::to_string(&pl).unwrap(), text);
+        let empty: Platform = serde_json::from_str(r#"{"os":null}"#).unwrap();
+        assert!(empty.known().is_none());
     }
 
     #[test]

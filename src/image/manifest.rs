@@ -1,0 +1,60 @@
+//! Image manifests and image indexes (OCI, and Docker schema 2 which has the same shape).
+//!
+//! Manifests are stored as the bytes that arrived and are parsed only to be read; what boxkit
+//! writes itself (a build's manifest, `index.json`) is serialised from these types. Fields
+//! boxkit does not use (`subject`, `artifactType`, ...) are kept in `extra`, so a manifest or
+//! index read and written back keeps them (with the keys inside them sorted, which is why a
+//! manifest whose digest matters is never re-serialised).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Descriptor;
+
+/// An image manifest (OCI or Docker schema2: the same shape).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Manifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// An image index, a Docker manifest list, or an OCI layout's `index.json`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Index {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_read_and_written_back_is_byte_identical() {
+        // Compact, in the field order boxkit writes, with fields it does not know (whose own
+        // keys are sorted: serde_json's maps sort them).
+        let text = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","size":3},"layers":[],"annotations":{"k":"v"},"artifactType":"application/x","subject":{"digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae","mediaType":"application/vnd.oci.image.manifest.v1+json","size":3}}"#;
+        let m: Manifest = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), text);
+        let idx = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{"a":"b"},"x-extension":1}"#;
+        let i: Index = serde_json::from_str(idx).unwrap();
+        assert_eq!(serde_json::to_string(&i).unwrap(), idx);
+    }
+}
