@@ -47,6 +47,20 @@ pub enum CacheError {
     DiffIdMismatch { expected: Digest, actual: Digest },
 }
 
+fn fs_error(
+    diff_id: &Digest,
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> CacheError + use<> {
+    let (diff_id, path) = (diff_id.clone(), path.to_path_buf());
+    move |source| CacheError::Fs {
+        diff_id,
+        op,
+        path,
+        source,
+    }
+}
+
 /// The unpacked tree of layer `diff_id` (the dir to use as a lowerdir), if it is complete.
 pub fn cached_layer(layers_dir: &Path, diff_id: &Digest) -> Option<PathBuf> {
     let dir = layers_dir.join(diff_id.hex());
@@ -64,15 +78,7 @@ pub fn unpack_cached(
     opts: &ExtractOptions,
     how: Confinement,
 ) -> Result<PathBuf, CacheError> {
-    let fs_err = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CacheError::Fs {
-            diff_id: diff_id.clone(),
-            op,
-            path,
-            source,
-        }
-    };
+    let fs_err = |op, path: &Path| fs_error(diff_id, op, path);
     if let Some(tree) = cached_layer(layers_dir, diff_id) {
         return Ok(tree);
     }
@@ -106,6 +112,19 @@ pub fn unpack_cached(
     }
     // One syncfs makes the whole tree durable before the marker claims it is complete.
     nix::unistd::syncfs(&dir).map_err(|e| fs_err("sync filesystem of", &tree)(e.into()))?;
+    publish(layers_dir, diff_id, tmp)
+}
+
+/// Make the staged `<tmp>/diff` tree the cached layer `diff_id`: write the completion marker,
+/// then rename the whole staging dir to `<layers>/<hex>`. The tree must already be durable.
+/// When another process published the same layer first, its copy is kept and returned.
+pub fn publish(
+    layers_dir: &Path,
+    diff_id: &Digest,
+    tmp: tempfile::TempDir,
+) -> Result<PathBuf, CacheError> {
+    let fs_err = |op, path: &Path| fs_error(diff_id, op, path);
+    let final_dir = layers_dir.join(diff_id.hex());
     // The marker goes in through the atomic writer too: synced, and its directory entry
     // synced, before the rename below publishes the whole directory.
     let marker = tmp.path().join(COMPLETE_MARKER);
