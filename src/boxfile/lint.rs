@@ -412,3 +412,53 @@ fn expanded_words(ins: &Instruction) -> Vec<&str> {
     }
     words
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_ids_are_known_and_distinct() {
+        for (i, r) in RULES.iter().enumerate() {
+            assert!(
+                rule::ALL.contains(&r.id),
+                "{} is not in names::rule::ALL",
+                r.id
+            );
+            assert!(
+                RULES[..i].iter().all(|o| o.id != r.id),
+                "{} is in the table twice",
+                r.id
+            );
+        }
+    }
+
+    #[test]
+    fn each_finding_carries_the_id_of_the_rule_that_made_it() {
+        let src =
+            "ARG TOKEN=1\nFROM scratch AS context\nWORKDIR rel\nCMD a\nCMD b\nCOPY $nope /x\n";
+        let bf = crate::boxfile::parse(src, std::path::Path::new("Boxfile")).unwrap();
+        let rules: Vec<_> = bf.warnings.iter().filter_map(|w| w.rule).collect();
+        for id in [
+            rule::SECRETS_USED_IN_ARG_OR_ENV,
+            rule::RESERVED_STAGE_NAME,
+            rule::WORKDIR_RELATIVE_PATH,
+            rule::MULTIPLE_INSTRUCTIONS_DISALLOWED,
+            rule::UNDEFINED_VAR,
+        ] {
+            assert!(rules.contains(&id), "{id} missing from {rules:?}");
+        }
+        let lines = |id| {
+            bf.warnings
+                .iter()
+                .filter(|w| w.rule == Some(id))
+                .map(|w| w.line)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(rule::SECRETS_USED_IN_ARG_OR_ENV), [1]);
+        assert_eq!(lines(rule::RESERVED_STAGE_NAME), [2]);
+        assert_eq!(lines(rule::WORKDIR_RELATIVE_PATH), [3]);
+        assert_eq!(lines(rule::MULTIPLE_INSTRUCTIONS_DISALLOWED), [4]);
+        assert_eq!(lines(rule::UNDEFINED_VAR), [6]);
+    }
+}

@@ -383,3 +383,17 @@ fn escape_directive(escape: char) -> String {
         format!("# escape={escape}\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instruction_has_exactly_one_parser() {
+        for name in names::INSTRUCTIONS {
+            let n = PARSERS.iter().filter(|(p, _)| p == name).count();
+            assert_eq!(n, 1, "{name} has {n} parsers");
+        }
+        assert_eq!(PARSERS.len(), names::INSTRUCTIONS.len());
+    }
+}
