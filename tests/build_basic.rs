@@ -772,3 +772,29 @@ fn add_of_a_git_repository_checks_out_the_ref_without_dot_git_and_keys_on_the_co
     );
     assert!(!root.join("src/.git").exists());
 }
+
+#[test]
+fn context_files_named_like_remote_sources_are_copied_as_files() {
+    // The engine once found ADD downloads and git checkouts again by the names "url:N" and
+    // "git:N": a context file with such a name must still be an ordinary file.
+    let Some(who) = Who::root() else { return };
+    let e = Env::new(who);
+    e.write("url:0", "not a download\n");
+    e.write("git:0", "not a checkout\n");
+    e.boxfile("FROM scratch\nCOPY url:0 git:0 /dst/\nADD url:0 /added\n");
+    e.build_ok(&["-t", "named"]);
+    let t = tempfile::tempdir().unwrap();
+    let root = e.umoci_unpack("named", t.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("dst/url:0")).unwrap(),
+        "not a download\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("dst/git:0")).unwrap(),
+        "not a checkout\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("added")).unwrap(),
+        "not a download\n"
+    );
+}

@@ -1,5 +1,7 @@
 fn main() -> std::process::ExitCode {
     // Before anything else: entering a user namespace needs a single-threaded process.
-    boxkit::cli::enter_userns_if_needed("box");
-    boxkit::cli::box_main()
+    match boxkit::cli::enter_userns_if_needed("box") {
+        boxkit::cli::Start::Command(tool) => boxkit::cli::box_main(tool),
+        boxkit::cli::Start::Exit(code) => code,
+    }
 }

@@ -145,18 +145,15 @@ impl ContextHasher {
             path: dir.to_path_buf(),
             source,
         })?;
-        let tmp = f.with_extension(format!("tmp-{}", std::process::id()));
         let data = serde_json::to_vec(&self.entries).expect("index serialises");
-        fs::write(&tmp, data).map_err(|source| ContextError::Io {
-            op: "write",
-            path: tmp.clone(),
-            source,
-        })?;
-        fs::rename(&tmp, f).map_err(|source| ContextError::Io {
-            op: "rename",
-            path: f.clone(),
-            source,
-        })?;
+        // Losing the index in a crash only costs a rehash: no fsync.
+        crate::atomic::write_with(f, &data, 0o644, crate::atomic::Durability::Atomic).map_err(
+            |source| ContextError::Io {
+                op: "write",
+                path: f.clone(),
+                source,
+            },
+        )?;
         self.dirty = false;
         Ok(())
     }

@@ -44,10 +44,10 @@ pub enum FetchError {
     },
 }
 
-/// A downloaded file.
-#[derive(Debug, Clone)]
+/// A downloaded file; removed when dropped (as a [`super::git::Checkout`] is).
+#[derive(Debug)]
 pub struct Download {
-    pub path: PathBuf,
+    pub path: tempfile::TempPath,
     pub digest: Digest,
     /// The file name a directory destination gets: the URL path's last segment.
     pub name: String,
@@ -78,11 +78,8 @@ pub fn fetch(url: &str, tmp: &Path, checksum: Option<&str>) -> Result<Download, 
             path: tmp.to_path_buf(),
             source,
         })?;
-    let (file, path) = file.keep().map_err(|e| FetchError::Io {
-        url: url.to_string(),
-        path: tmp.to_path_buf(),
-        source: e.error,
-    })?;
+    // `path` removes the file when dropped: on every error below, and after the step.
+    let (file, path) = file.into_parts();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -113,29 +110,24 @@ pub fn fetch(url: &str, tmp: &Path, checksum: Option<&str>) -> Result<Download, 
             }
             out.write_all(&chunk).map_err(|source| FetchError::Io {
                 url: url.to_string(),
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             })?;
         }
         Ok(())
     });
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
+    res?;
     let (w, digest, _) = out.finish();
     if let Err(e) = w.into_inner() {
-        let _ = std::fs::remove_file(&path);
         return Err(FetchError::Io {
             url: url.to_string(),
-            path,
+            path: path.to_path_buf(),
             source: e.into_error(),
         });
     }
     if let Some(c) = checksum
         && c != digest.to_string()
     {
-        let _ = std::fs::remove_file(&path);
         return Err(FetchError::Checksum {
             url: url.to_string(),
             expected: c.to_string(),

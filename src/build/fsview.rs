@@ -135,8 +135,9 @@ pub struct MergedMount {
 
 impl MergedMount {
     /// Mount `lowers` (bottom first) under a new directory in `tmp`. One layer is used as is,
-    /// none gives an empty directory.
-    pub fn new(lowers: &[PathBuf], tmp: &Path) -> Result<MergedMount, FsError> {
+    /// none gives an empty directory. `in_userns`: the process is in the tool's user namespace,
+    /// where overlay reads the `user.` opaque xattrs (`userxattr`).
+    pub fn new(lowers: &[PathBuf], tmp: &Path, in_userns: bool) -> Result<MergedMount, FsError> {
         let dir = tempfile::Builder::new()
             .prefix("merged-")
             .tempdir_in(tmp)
@@ -158,10 +159,6 @@ impl MergedMount {
                     .rev()
                     .map(|p| p.to_string_lossy().replace(':', "\\:"))
                     .collect();
-                let in_userns = matches!(
-                    crate::run::userns::state(),
-                    crate::run::userns::ToolUserns::Remapped(_)
-                );
                 let mut data = format!("lowerdir={}", list.join(":"));
                 if in_userns {
                     data.push_str(",userxattr");
@@ -229,6 +226,8 @@ pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRe
         if final_dir.exists() {
             remove_tree(&final_dir);
         }
+        // A directory cannot go through crate::atomic; the same pattern by hand: made whole
+        // under a unique name (tree, then the complete marker), then renamed into place.
         let tmp = layers.join(format!(
             "{}.tmp-{}",
             r.diff_id.hex(),
@@ -243,6 +242,8 @@ pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRe
                 if fs::rename(&tmp, &final_dir).is_err() {
                     // Someone else committed the same layer meanwhile; theirs is as good.
                     remove_tree(&tmp);
+                } else {
+                    crate::atomic::sync_dir(&layers);
                 }
             }
             Err(_) => {
@@ -259,9 +260,11 @@ pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRe
     })
 }
 
+/// Flush the filesystem holding `p` (best effort): the layer's files, written by the
+/// extractor or a RUN, must be on disk before its complete marker is.
 fn sync_fs(p: &Path) {
     if let Ok(f) = fs::File::open(p) {
-        unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
+        let _ = nix::unistd::syncfs(&f);
     }
 }
 

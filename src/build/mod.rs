@@ -1,23 +1,37 @@
 //! boxbuild: Boxfile → stages → steps → layers and an image config.
 //!
 //! [`build`] is the entry point the CLI calls. The work is split by concern:
-//! - [`engine`]: walks the stages that the target needs, expands each instruction, computes
-//!   its cache key, and either reuses a cached layer or executes the step;
-//! - [`copy`]: COPY/ADD written straight into a new layer directory (no container);
+//! - `engine`: walks the stages that the target needs, expands each instruction, and either
+//!   reuses a cached layer or executes the step; attaches a failed step's location;
+//! - `plan`: which stages are needed, platform ARGs, and what each cache key covers
+//!   (returning the typed sources a COPY/ADD fetched for its key);
+//! - `cache`: cache records, `--cache-from` import and `--cache-to` export;
+//! - `step_run`: RUN and its mounts; `step_copy`: COPY, ADD and WORKDIR;
+//! - `image_out`: config, manifest, tags, history entries;
+//! - [`copy`], [`dest`], [`owner`]: selecting sources, the tar stream a COPY writes, and owners
+//!   and modes (no container);
 //! - [`fsview`]: read-only views of a stack of unpacked layers (lookups, merged mounts) and
 //!   committing a layer directory into the store and the unpacked-layer cache;
 //! - [`output`]: `[n/N]` lines and RUN output streaming;
 //! - [`config`]: the image config and the metadata instructions;
 //! - [`context`]: content hashes of the build context behind a stat index.
 
+mod cache;
 pub mod config;
 pub mod context;
 pub mod copy;
-pub mod engine;
+pub mod dest;
+mod engine;
+pub mod error;
 pub mod fetch;
 pub mod fsview;
 pub mod git;
+mod image_out;
 pub mod output;
+pub mod owner;
+mod plan;
+mod step_copy;
+mod step_run;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,6 +41,7 @@ use crate::registry::PullPolicy;
 use crate::run::NetworkMode;
 
 pub use engine::build;
+pub use error::{BuildError, StepError, StepErrorKind};
 
 /// Which manifest and config media types the image gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -3,7 +3,7 @@
 //! ID), one plain line per event, which reads the same in a terminal and in CI logs.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
 use super::OutputMode;
@@ -71,8 +71,17 @@ pub fn first_line(text: &str) -> String {
 /// into a pipe whose lines are written to the original stderr with a prefix; stdin reads
 /// /dev/null. Dropping it restores the descriptors and flushes the last lines.
 pub struct Capture {
-    saved: [RawFd; 3],
+    /// The original stdin, stdout and stderr.
+    saved: [OwnedFd; 3],
     reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A close-on-exec copy of `fd` numbered 10 or above, out of the way of the low descriptors
+/// the container is given.
+fn save_fd(fd: impl AsFd) -> std::io::Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    // SAFETY: F_DUPFD_CLOEXEC succeeded, so `raw` is a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 impl Capture {
@@ -81,21 +90,17 @@ impl Capture {
         let _ = std::io::stderr().flush();
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let devnull = std::fs::File::open("/dev/null")?;
-        let mut saved = [-1; 3];
-        for (i, s) in saved.iter_mut().enumerate() {
-            *s = unsafe { libc::fcntl(i as RawFd, libc::F_DUPFD_CLOEXEC, 10) };
-            if *s < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        let out_fd = saved[2];
-        unsafe {
-            libc::dup2(devnull.as_raw_fd(), 0);
-            libc::dup2(w.as_raw_fd(), 1);
-            libc::dup2(w.as_raw_fd(), 2);
-        }
+        let saved = [
+            save_fd(std::io::stdin())?,
+            save_fd(std::io::stdout())?,
+            save_fd(std::io::stderr())?,
+        ];
+        let out = std::fs::File::from(save_fd(&saved[2])?);
+        nix::unistd::dup2_stdin(&devnull)?;
+        nix::unistd::dup2_stdout(&w)?;
+        nix::unistd::dup2_stderr(&w)?;
         drop(w);
-        let reader = std::thread::spawn(move || copy_lines(r, out_fd, prefix, discard));
+        let reader = std::thread::spawn(move || copy_lines(r, out, prefix, discard));
         Ok(Capture {
             saved,
             reader: Some(reader),
@@ -103,10 +108,8 @@ impl Capture {
     }
 }
 
-fn copy_lines(r: OwnedFd, out_fd: RawFd, prefix: String, discard: bool) {
+fn copy_lines(r: OwnedFd, mut out: std::fs::File, prefix: String, discard: bool) {
     let r = BufReader::new(std::fs::File::from(r));
-    // Borrow the saved stderr without closing it on drop.
-    let mut out = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(out_fd) });
     for line in r.split(b'\n') {
         let Ok(line) = line else { break };
         if discard {
@@ -125,18 +128,14 @@ impl Drop for Capture {
     fn drop(&mut self) {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
-        unsafe {
-            for (i, s) in self.saved.iter().enumerate() {
-                libc::dup2(*s, i as RawFd);
-            }
-        }
+        let [stdin, stdout, stderr] = &self.saved;
+        let _ = nix::unistd::dup2_stdin(stdin);
+        let _ = nix::unistd::dup2_stdout(stdout);
+        let _ = nix::unistd::dup2_stderr(stderr);
         // The pipe's write end is now closed everywhere (the container has exited), so the
-        // reader sees EOF.
+        // reader sees EOF. The saved descriptors close when `self` is dropped.
         if let Some(h) = self.reader.take() {
             let _ = h.join();
-        }
-        for s in self.saved {
-            unsafe { libc::close(s) };
         }
     }
 }

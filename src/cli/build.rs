@@ -69,7 +69,7 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-pub fn run(g: &Global, a: BuildArgs) -> CmdResult {
+pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResult {
     let start = std::time::Instant::now();
     if let Some(mode) = &a.check {
         // Parse and lint only: no pulls, no context reads beyond the Boxfile.
@@ -84,7 +84,7 @@ pub fn run(g: &Global, a: BuildArgs) -> CmdResult {
             .unwrap_or_else(crate::store::Store::default_root),
     )?;
     let quiet = opts.output == crate::build::OutputMode::Quiet;
-    match crate::build::build(&store, &opts) {
+    match crate::build::build(&store, &opts, tool) {
         Ok(r) => {
             if !quiet {
                 eprintln!(

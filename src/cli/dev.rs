@@ -52,7 +52,7 @@ pub struct SandboxRunArgs {
     pub command: Vec<String>,
 }
 
-pub fn sandbox_run(a: SandboxRunArgs) -> CmdResult {
+pub fn sandbox_run(a: SandboxRunArgs, tool: &crate::run::ToolContext) -> CmdResult {
     use crate::run::{self, MountSpec, RootfsSource, SandboxSpec, UpperDir};
     let rootfs = match a.rootfs {
         Some(d) => RootfsSource::Dir(d),
@@ -87,7 +87,7 @@ pub fn sandbox_run(a: SandboxRunArgs) -> CmdResult {
     for v in &a.volumes {
         s.mounts.push(MountSpec::parse_volume(v)?);
     }
-    Ok(run::run(&s)?.clamp(0, 255) as u8)
+    Ok(run::run(&s, tool)?.clamp(0, 255) as u8)
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,7 @@
 //! The command-line edge: clap definitions and the glue from arguments to library calls.
 //!
-//! The binaries in `src/bin/` call [`box_main`], [`boxbuild_main`] and [`boxrun_main`]. Library
+//! The binaries in `src/bin/` call [`enter_userns_if_needed`], then [`box_main`],
+//! [`boxbuild_main`] or [`boxrun_main`] with the [`ToolContext`] it returned. Library
 //! errors are typed (`thiserror`); here they become `anyhow` chains and Docker's exit codes:
 //! 125 when boxkit itself fails, otherwise the container's own code.
 
@@ -8,6 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::run::ToolContext;
+use crate::run::userns::Entered;
 
 pub mod build;
 pub mod containers;
@@ -407,19 +411,51 @@ pub(crate) fn check_preserved_fds(n: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a binary's `main` goes on after [`enter_userns_if_needed`].
+#[derive(Debug)]
+pub enum Start {
+    /// Run the command in this process, with this context.
+    Command(ToolContext),
+    /// This process is done (a confined extraction worker, the host agent, the caller of
+    /// `boxrun -d`, or a child that could not enter): exit with this code.
+    Exit(ExitCode),
+}
+
+/// The context of a command that does not enter the tool's user namespace.
+fn outside() -> ToolContext {
+    ToolContext::not_entered("the process did not call run::userns::enter_if_needed() at start")
+}
+
+/// An exit status (0..=255 as the kernel reports it) as the binary's exit code.
+fn exit_code(code: i32) -> ExitCode {
+    // The kernel keeps the low 8 bits of an exit status, as process::exit would.
+    ExitCode::from(code as u8)
+}
+
 /// Enter the tool's user namespace when [`needs_userns`] says so. Call first in `main`, while
-/// the process is single-threaded.
-pub fn enter_userns_if_needed(prog: &str) {
+/// the process is single-threaded; the decision to end a process is taken here, from the
+/// outcomes the library returns.
+pub fn enter_userns_if_needed(prog: &str) -> Start {
     // A confined extraction worker is this binary re-executed: it serves and exits here.
-    crate::layer::confine::serve_if_requested();
+    if let Some(code) = crate::layer::confine::serve_if_requested() {
+        return Start::Exit(exit_code(code));
+    }
     let args: Vec<String> = std::env::args().collect();
     record_inherited_fds(&args);
-    if needs_userns(prog, &args) {
-        if is_detached_run(prog, &args) {
-            // Returns in a daemon; the caller's process prints the container id and exits.
-            crate::container::detach::daemonize(prog);
+    if !needs_userns(prog, &args) {
+        return Start::Command(outside());
+    }
+    if is_detached_run(prog, &args) {
+        // Goes on in a daemon; the caller's process prints the container id and exits.
+        use crate::container::detach::{self, Daemonized};
+        match detach::daemonize(prog) {
+            Daemonized::InDaemon => {}
+            Daemonized::Exit(code) => return Start::Exit(exit_code(code)),
         }
-        crate::run::userns::enter_if_needed();
+    }
+    match crate::run::userns::enter_if_needed() {
+        Entered::Tool(ctx) => Start::Command(ctx),
+        Entered::Exit(code) => Start::Exit(exit_code(code)),
     }
 }
 
@@ -486,7 +522,7 @@ struct SandboxRunCli {
     args: dev::SandboxRunArgs,
 }
 
-pub fn box_main() -> ExitCode {
+pub fn box_main(tool: ToolContext) -> ExitCode {
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == "sandbox-run")
@@ -499,15 +535,15 @@ pub fn box_main() -> ExitCode {
                 0
             })
         });
-        return finish("box", dev::sandbox_run(cli.args));
+        return finish("box", dev::sandbox_run(cli.args, &tool));
     }
     let cli: BoxCli = parse_or_exit();
     let g = cli.global;
     let r = match cli.command {
-        BoxCommand::Build(a) => build::run(&g, a),
-        BoxCommand::Run(a) => run::run(&g, a),
+        BoxCommand::Build(a) => build::run(&g, a, &tool),
+        BoxCommand::Run(a) => run::run(&g, a, &tool),
         BoxCommand::Images(a) => images::images(&g, a),
-        BoxCommand::Pull(a) => registry::pull(&g, a),
+        BoxCommand::Pull(a) => registry::pull(&g, a, &tool),
         BoxCommand::Push(a) => registry::push(&g, a),
         BoxCommand::Tag(a) => images::tag(&g, a),
         BoxCommand::Rmi(a) => images::rmi(&g, a),
@@ -525,7 +561,7 @@ pub fn box_main() -> ExitCode {
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
-        BoxCommand::SandboxRun(a) => dev::sandbox_run(a),
+        BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
     finish("box", r)
@@ -567,14 +603,14 @@ struct BoxrunCli {
     args: RunArgs,
 }
 
-pub fn boxbuild_main() -> ExitCode {
+pub fn boxbuild_main(tool: ToolContext) -> ExitCode {
     let cli: BoxbuildCli = parse_or_exit();
-    finish("boxbuild", build::run(&cli.global, cli.args))
+    finish("boxbuild", build::run(&cli.global, cli.args, &tool))
 }
 
-pub fn boxrun_main() -> ExitCode {
+pub fn boxrun_main(tool: ToolContext) -> ExitCode {
     let cli: BoxrunCli = parse_or_exit();
-    finish("boxrun", run::run(&cli.global, cli.args))
+    finish("boxrun", run::run(&cli.global, cli.args, &tool))
 }
 
 #[cfg(test)]

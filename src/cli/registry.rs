@@ -9,7 +9,7 @@ use super::{CmdResult, Global, LoginArgs, LogoutArgs, PullArgs, PushArgs};
 use crate::registry::{
     self, AuthFiles, Credentials, Progress, PullOptions, PullPolicy, PushOptions,
 };
-use crate::run::userns::{self, ToolUserns};
+use crate::run::{ToolContext, ToolUserns};
 
 fn progress(quiet: bool) -> Progress {
     if quiet {
@@ -19,16 +19,17 @@ fn progress(quiet: bool) -> Progress {
     }
 }
 
-pub fn pull(g: &Global, a: PullArgs) -> CmdResult {
+pub fn pull(g: &Global, a: PullArgs, tool: &ToolContext) -> CmdResult {
     let store = open_store(g)?;
     // Inside the tool's user namespace the layers can be extracted with their container ids
     // while the others download, so the image is ready to run when pull returns (as podman).
     let unpack = !a.no_unpack
-        && match userns::state() {
+        && match tool.userns() {
             ToolUserns::Remapped(m) => !m.single,
             ToolUserns::HostIds => true,
             ToolUserns::NotEntered { .. } => false,
         };
+    let unpack = unpack.then(|| tool.content_policy());
     let opts = PullOptions {
         policy: PullPolicy::Always,
         platform: a.platform,

@@ -7,7 +7,7 @@ use super::store::open_store;
 use super::{CmdResult, Global};
 use crate::container::{self, RunOptions, config::Overrides, detach, mounts};
 use crate::registry::PullOptions;
-use crate::run::{self, Limits, NetworkMode, ports::PortMapping};
+use crate::run::{self, Limits, NetworkMode, ToolContext, ports::PortMapping};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -232,8 +232,8 @@ impl RunArgs {
     }
 }
 
-pub fn run(g: &Global, a: RunArgs) -> CmdResult {
-    let r = run_inner(g, &a);
+pub fn run(g: &Global, a: RunArgs, tool: &ToolContext) -> CmdResult {
+    let r = run_inner(g, &a, tool);
     if let Err(e) = &r
         && detach::pending()
     {
@@ -243,13 +243,13 @@ pub fn run(g: &Global, a: RunArgs) -> CmdResult {
     r
 }
 
-fn run_inner(g: &Global, a: &RunArgs) -> CmdResult {
+fn run_inner(g: &Global, a: &RunArgs, tool: &ToolContext) -> CmdResult {
     let o = a.options()?;
     let store = open_store(g)?;
     let code = if o.detach {
-        container::run_detached(store, &o)?
+        container::run_detached(store, &o, tool)?
     } else {
-        container::run_foreground(store, &o)?
+        container::run_foreground(store, &o, tool)?
     };
     Ok(code.clamp(0, 255) as u8)
 }

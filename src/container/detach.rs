@@ -10,7 +10,7 @@
 //! `BOX_DETACH_FD`), and the original process prints that and exits.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 const ENV: &str = "BOX_DETACH_FD";
@@ -39,6 +39,8 @@ fn send(msg: &str) {
     if f < 0 {
         return;
     }
+    // SAFETY: `f` is the report pipe this process was handed (BOX_DETACH_FD) and nothing
+    // else owns it; FD is reset below so it is never used again.
     let mut file = unsafe { std::fs::File::from_raw_fd(f) };
     // NUL-terminated: the agent (outside the namespace) holds a copy of the pipe for the
     // container's lifetime, so the reader cannot wait for EOF.
@@ -61,26 +63,36 @@ pub fn report_failure(why: &str, code: i32) {
 pub fn close_report_fd() {
     let f = fd();
     if f >= 0 {
-        unsafe { libc::close(f) };
+        let _ = nix::unistd::close(f);
         FD.store(-1, Ordering::Relaxed);
     }
 }
 
-/// Fork the daemon. Returns in the daemon; the calling process waits for the report, prints
-/// it and exits. Call while single-threaded.
-pub fn daemonize(prog: &str) {
+/// Where [`daemonize`] leaves the calling process.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Daemonized {
+    /// In the daemon: go on and start the container.
+    InDaemon,
+    /// In the caller's process, after the report was printed: exit with this code.
+    Exit(i32),
+}
+
+/// Fork the daemon. Returns [`Daemonized::InDaemon`] in the daemon; the calling process
+/// waits for the report, prints it and gets [`Daemonized::Exit`]. Call while single-threaded.
+pub fn daemonize(prog: &str) -> Daemonized {
     // Close-on-exec keeps helpers the agent runs (pasta) from holding the pipe.
     let (r, w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{prog}: create pipe: {e}");
-            std::process::exit(125);
+            return Daemonized::Exit(125);
         }
     };
+    // SAFETY: called first in main, while the process is single-threaded.
     match unsafe { nix::unistd::fork() } {
         Err(e) => {
             eprintln!("{prog}: fork: {e}");
-            std::process::exit(125);
+            Daemonized::Exit(125)
         }
         Ok(nix::unistd::ForkResult::Child) => {
             drop(r);
@@ -90,52 +102,58 @@ pub fn daemonize(prog: &str) {
                 .write(true)
                 .open("/dev/null")
             {
-                for fd in 0..3 {
-                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                }
+                let _ = nix::unistd::dup2_stdin(&null);
+                let _ = nix::unistd::dup2_stdout(&null);
+                let _ = nix::unistd::dup2_stderr(&null);
             }
             let w = w.into_raw_fd();
             // SAFETY: single-threaded (called first in main).
             unsafe { std::env::set_var(ENV, w.to_string()) };
             FD.store(w, Ordering::Relaxed);
+            Daemonized::InDaemon
         }
         Ok(nix::unistd::ForkResult::Parent { .. }) => {
             drop(w);
-            let mut file = std::fs::File::from(r);
-            let mut bytes = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                match file.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        bytes.extend_from_slice(&buf[..n]);
-                        if bytes.contains(&0) {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
+            Daemonized::Exit(print_report(prog, std::fs::File::from(r)))
+        }
+    }
+}
+
+/// Read the daemon's report from `pipe` (up to its NUL), print it, and return the code the
+/// caller's process exits with.
+fn print_report(prog: &str, mut pipe: std::fs::File) -> i32 {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes.extend_from_slice(&buf[..n]);
+                if bytes.contains(&0) {
+                    break;
                 }
             }
-            let end = bytes.iter().position(|b| *b == 0).unwrap_or(0);
-            let msg = String::from_utf8_lossy(&bytes[..end]).into_owned();
-            let (code, text) = msg.split_once(' ').unwrap_or(("", ""));
-            match code.parse::<i32>() {
-                Ok(0) => {
-                    println!("{text}");
-                    std::process::exit(0);
-                }
-                Ok(c) => {
-                    eprintln!("{prog}: {text}");
-                    std::process::exit(c);
-                }
-                Err(_) => {
-                    eprintln!(
-                        "{prog}: the detached container's monitor ended without reporting whether it started"
-                    );
-                    std::process::exit(125);
-                }
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(0);
+    let msg = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let (code, text) = msg.split_once(' ').unwrap_or(("", ""));
+    match code.parse::<i32>() {
+        Ok(0) => {
+            println!("{text}");
+            0
+        }
+        Ok(c) => {
+            eprintln!("{prog}: {text}");
+            c
+        }
+        Err(_) => {
+            eprintln!(
+                "{prog}: the detached container's monitor ended without reporting whether it started"
+            );
+            125
         }
     }
 }

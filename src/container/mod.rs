@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::registry::{self, PullOptions};
-use crate::run::{self, MountSpec, RootfsSource, SandboxSpec, UpperDir};
+use crate::run::{self, MountSpec, RootfsSource, SandboxSpec, ToolContext, UpperDir};
 use crate::store::Store;
 pub use state::{Containers, State, Status};
 
@@ -167,9 +167,15 @@ fn new_id() -> String {
 /// Resolve (pulling if the policy says so) and unpack the image, combine its config with the
 /// options, and record the container (name reserved; state "created", or "running" under
 /// `supervisor` when that process is about to run it — one state write less on the hot path).
-pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result<Prepared> {
+pub fn prepare(
+    store: &Store,
+    o: &RunOptions,
+    supervisor: Option<i32>,
+    tool: &ToolContext,
+) -> Result<Prepared> {
     let image = registry::ensure_image(store, &o.image, &o.pull)?;
-    let lowerdirs = store.unpack_layers(&image)?;
+    let policy = tool.content_policy();
+    let lowerdirs = store.unpack_layers(&image, &policy)?;
     let cfg = &image.config.config;
     let lookup = |k: &str| std::env::var(k).ok();
     let process =
@@ -199,7 +205,7 @@ pub fn prepare(store: &Store, o: &RunOptions, supervisor: Option<i32>) -> Result
             return Err(e.into());
         }
     };
-    if let Err(e) = populate::fill(&lowerdirs, &to_fill, &store.tmp_dir()) {
+    if let Err(e) = populate::fill(&lowerdirs, &to_fill, &store.tmp_dir(), &policy) {
         release_name(&containers);
         return Err(e);
     }
@@ -351,10 +357,10 @@ fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: O
 }
 
 /// Run in the foreground: this process supervises; returns the container's exit code.
-pub fn run_foreground(store: Store, o: &RunOptions) -> Result<i32> {
+pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<i32> {
     let containers = Containers::new(store.containers_dir());
     let volumes_dir = store.volumes_dir();
-    let Prepared { spec, mut state } = prepare(&store, o, Some(std::process::id() as i32))?;
+    let Prepared { spec, mut state } = prepare(&store, o, Some(std::process::id() as i32), tool)?;
     // The state names the image's digest, which keeps its layers through `box prune`; holding
     // the store lock for the container's lifetime would block prune instead.
     drop(store);
@@ -362,7 +368,7 @@ pub fn run_foreground(store: Store, o: &RunOptions) -> Result<i32> {
         // docker run without -i: the container reads nothing.
         redirect_stdin_null();
     }
-    let r = run::run(&spec);
+    let r = run::run(&spec, tool);
     let code = r.as_ref().ok().copied();
     finish(&containers, &volumes_dir, &mut state, code);
     Ok(r?)
@@ -377,10 +383,10 @@ fn redirect_stdin_null() {
 /// Run detached: called in the daemon made by [`detach::daemonize`] (already inside the
 /// tool's user namespace). Reports the id (or the failure) to the waiting `boxrun -d`, then
 /// stays to record the container's exit. Returns the exit code for this monitor process.
-pub fn run_detached(store: Store, o: &RunOptions) -> Result<i32> {
+pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<i32> {
     let containers = Containers::new(store.containers_dir());
     let volumes_dir = store.volumes_dir();
-    let prepared = prepare(&store, o, None);
+    let prepared = prepare(&store, o, None, tool);
     drop(store);
     let Prepared { spec, mut state } = match prepared {
         Ok(p) => p,
@@ -426,7 +432,7 @@ pub fn run_detached(store: Store, o: &RunOptions) -> Result<i32> {
             // The supervisor records "running" itself, before it runs anything: it writes the
             // state again once the ports are bound, and two writers must not race.
             let _ = mark_running(&containers, &mut state, std::process::id() as i32);
-            let code = match run::run(&spec) {
+            let code = match run::run(&spec, tool) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("boxrun: {e}");

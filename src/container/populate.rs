@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::{ContainerError, Result};
 use crate::layer::tarwriter::{TarEntry, TarWriter};
-use crate::layer::{ExtractError, ExtractMode, PackOptions, confine};
+use crate::layer::{ContentPolicy, ExtractError, ExtractMode, PackOptions, confine};
 use crate::run::inroot;
 
 /// Copy the image's directory at each container `target` into its empty volume `data`.
@@ -25,6 +25,7 @@ pub fn fill(
     lowerdirs: &[PathBuf],
     volumes: &[(String, PathBuf)],
     scratch_parent: &Path,
+    policy: &ContentPolicy,
 ) -> Result<()> {
     if volumes.is_empty() {
         return Ok(());
@@ -36,7 +37,6 @@ pub fn fill(
         .map_err(|e| fail(scratch_parent.display().to_string(), e.to_string()))?;
     let view = crate::run::rootfs::image_view(lowerdirs, scratch.path())
         .map_err(|e| fail("the image's files".into(), e.to_string()))?;
-    let policy = crate::run::userns::content_policy();
     let opts = crate::layer::ExtractOptions {
         root_meta: true,
         ..policy.options(ExtractMode::Plain)

@@ -341,11 +341,12 @@ impl Worker {
     }
 }
 
-/// If this process is a worker ([`WORKER_ARG`]), serve its one extraction and exit; else
-/// return at once. Every boxkit binary calls this first in `main`, while single-threaded.
-pub fn serve_if_requested() {
+/// If this process is a worker ([`WORKER_ARG`]), serve its one extraction and return the
+/// code the worker must exit with (the CLI edge ends the process); else return `None` at
+/// once. Every boxkit binary calls this first in `main`, while single-threaded.
+pub fn serve_if_requested() -> Option<i32> {
     if std::env::args_os().nth(1).is_none_or(|a| a != WORKER_ARG) {
-        return;
+        return None;
     }
     // SAFETY: the spawning tool put our socket on WORKER_FD; nothing else owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(WORKER_FD) };
@@ -357,7 +358,7 @@ pub fn serve_if_requested() {
             1
         }
     };
-    std::process::exit(code);
+    Some(code)
 }
 
 fn serve(sock: &OwnedFd) -> Result<(), String> {

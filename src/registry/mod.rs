@@ -76,8 +76,9 @@ pub struct PullOptions {
     pub platform: Option<String>,
     pub progress: Progress,
     /// Also extract each layer into the unpacked-layer cache as soon as it is downloaded
-    /// ("unpack to ready"). Only possible inside the tool's user namespace.
-    pub unpack: bool,
+    /// ("unpack to ready"), under this policy (the tool context's). Only possible inside the
+    /// tool's user namespace.
+    pub unpack: Option<crate::layer::ContentPolicy>,
     /// Read credentials from this file only (`--authfile`).
     pub authfile: Option<PathBuf>,
 }

@@ -88,7 +88,7 @@ struct Ctx {
     auth: AuthFiles,
     conf: RegistriesConf,
     want: Option<Platform>,
-    unpack: bool,
+    unpack: Option<crate::layer::ContentPolicy>,
     limits: Limits,
 }
 
@@ -258,12 +258,12 @@ impl Ctx {
         let mut unpacks = Vec::new();
         let root = store.root().to_path_buf();
         let mut spawn_unpack = |i: usize, bar: Option<BlobProgress>| {
-            if !self.unpack {
+            let Some(policy) = self.unpack else {
                 if let Some(b) = bar {
                     b.finish("Pull complete");
                 }
                 return;
-            }
+            };
             let (root, diff_id, l) = (
                 root.clone(),
                 diff_ids[i].clone(),
@@ -273,7 +273,7 @@ impl Ctx {
                 b.status("Extracting");
             }
             unpacks.push(tokio::task::spawn_blocking(move || {
-                unpack(root, diff_id, l)?;
+                unpack(root, diff_id, l, &policy)?;
                 // "Pull complete" means ready to run, as docker uses it.
                 if let Some(b) = bar {
                     b.finish("Pull complete");
@@ -323,9 +323,14 @@ impl Ctx {
     }
 }
 
-fn unpack(root: PathBuf, diff_id: Digest, l: Descriptor) -> Result<()> {
+fn unpack(
+    root: PathBuf,
+    diff_id: Digest,
+    l: Descriptor,
+    policy: &crate::layer::ContentPolicy,
+) -> Result<()> {
     let store = Store::open(&root)?;
-    store.unpack_layer(&diff_id, &l.digest, &l.media_type)?;
+    store.unpack_layer(&diff_id, &l.digest, &l.media_type, policy)?;
     Ok(())
 }
 

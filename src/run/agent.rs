@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -20,6 +21,7 @@ use thiserror::Error;
 use super::cgroups::{self, Cgroup};
 use super::network::{self, Address, Attachment};
 use super::ports::{self, PortMapping};
+use super::rootless_net;
 use super::spec::{Limits, NetworkMode};
 
 #[derive(Debug, Error)]
@@ -85,9 +87,18 @@ struct Held {
 #[derive(Default)]
 pub struct HostSide {
     held: HashMap<String, Held>,
+    /// The keeper whose network namespace holds the rootless bridge (unprivileged users).
+    keeper: Option<i32>,
 }
 
 impl HostSide {
+    pub fn new(keeper: Option<i32>) -> HostSide {
+        HostSide {
+            held: HashMap::new(),
+            keeper,
+        }
+    }
+
     pub fn handle(&mut self, req: Request) -> Reply {
         match req {
             Request::Setup {
@@ -105,7 +116,7 @@ impl HostSide {
                     }
                     h.cgroup = cgroups::create(&id, &limits, pid).map_err(|e| e.to_string())?;
                     if network == NetworkMode::Bridge {
-                        let keeper = super::userns::keeper_pid();
+                        let keeper = self.keeper;
                         let (att, addr) = if nix::unistd::geteuid().is_root() {
                             network::attach_bridge(pid)
                         } else {
@@ -114,7 +125,7 @@ impl HostSide {
                                  which did not start (see the warning above); use --network \
                                  none or host",
                             )?;
-                            network::attach_rootless_bridge(k, pid)
+                            rootless_net::attach_rootless_bridge(k, pid)
                         }
                         .map_err(|e| e.to_string())?;
                         h.net = Some(att);
@@ -176,8 +187,9 @@ fn release(h: Held) {
 }
 
 /// Serve requests on `fd` until the other side closes it; returns with everything released.
-pub fn serve(fd: RawFd) {
-    let mut host = HostSide::default();
+/// `keeper` is the keeper the tool process joined (rootless bridge networking needs it).
+pub fn serve(fd: RawFd, keeper: Option<i32>) {
+    let mut host = HostSide::new(keeper);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::empty()) {
@@ -196,28 +208,38 @@ pub fn serve(fd: RawFd) {
     host.release_all();
 }
 
-/// The sandbox's handle on the host side: the agent across a socket, or in-process.
+/// The tool's end of the agent's socket, shared by every sandbox of the process (it lives in
+/// the [`super::context::ToolContext`]).
+#[derive(Debug, Clone)]
+pub struct AgentSocket {
+    fd: RawFd,
+    /// One request/reply at a time on the shared socket (boxbuild may run steps from several
+    /// threads).
+    turn: Arc<Mutex<()>>,
+}
+
+impl AgentSocket {
+    pub fn new(fd: RawFd) -> AgentSocket {
+        AgentSocket {
+            fd,
+            turn: Arc::default(),
+        }
+    }
+}
+
+/// The sandbox's handle on the host side: the agent across a socket, or in-process (see
+/// [`super::context::ToolContext::host_link`]).
 pub enum HostLink {
-    Agent(RawFd),
+    Agent(AgentSocket),
     Local(Box<HostSide>),
 }
 
 impl HostLink {
-    pub fn current() -> HostLink {
-        match super::userns::agent_fd() {
-            Some(fd) => HostLink::Agent(fd),
-            None => HostLink::Local(Box::default()),
-        }
-    }
-
     pub fn call(&mut self, req: Request) -> Result<Granted> {
         let reply = match self {
             HostLink::Local(h) => h.handle(req),
-            HostLink::Agent(fd) => {
-                // One request/reply at a time on the shared socket (boxbuild may run steps
-                // from several threads).
-                static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-                let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+            HostLink::Agent(AgentSocket { fd, turn }) => {
+                let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
                 let out =
                     serde_json::to_vec(&req).map_err(|e| AgentError::Protocol(e.to_string()))?;
                 nix::sys::socket::send(*fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)

@@ -21,19 +21,25 @@
 //! `box system migrate` (podman's name) stops the keeper and the pasta serving its namespace
 //! (which does not notice on its own); so does replacing a stale keeper.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigHandler, Signal, kill};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
-use nix::unistd::{ForkResult, fork};
+use nix::sys::stat::Mode;
+use nix::unistd::{ForkResult, Pid, fork};
 use thiserror::Error;
 
 use super::idmap::{self, IdMaps, IdRange};
+use super::nsenter::ns_fd;
+use super::rundir::{RuntimeDirError, runtime_dir};
 
 #[derive(Debug, Error)]
 pub enum KeeperError {
+    #[error(transparent)]
+    Dir(#[from] RuntimeDirError),
     #[error("runtime directory {path}: {cause}")]
     RuntimeDir { path: PathBuf, cause: String },
     #[error("start the user namespace keeper: {0}")]
@@ -53,36 +59,6 @@ pub struct Keeper {
 }
 
 const PID_FILE: &str = "keeper.pid";
-
-/// The caller's private runtime directory: `$XDG_RUNTIME_DIR/boxkit` when that directory is
-/// the caller's, else `/tmp/boxkit-UID`. Made on demand with mode 0700; refused when it is not
-/// a real directory owned by the caller and closed to others.
-pub fn runtime_dir() -> Result<PathBuf> {
-    let uid = nix::unistd::geteuid().as_raw();
-    let xdg = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| std::fs::metadata(d).is_ok_and(|m| m.is_dir() && m.uid() == uid));
-    let dir = match xdg {
-        Some(d) => d.join("boxkit"),
-        None => std::env::temp_dir().join(format!("boxkit-{uid}")),
-    };
-    let err = |cause: String| KeeperError::RuntimeDir {
-        path: dir.clone(),
-        cause,
-    };
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(err(e.to_string())),
-    }
-    let m = std::fs::symlink_metadata(&dir).map_err(|e| err(e.to_string()))?;
-    if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
-        return Err(err(format!(
-            "must be a directory owned by uid {uid} with mode 0700; remove it and retry"
-        )));
-    }
-    Ok(dir)
-}
 
 /// `NS_GET_OWNER_UID` from linux/nsfs.h: `_IO(0xb7, 0x4)`.
 const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
@@ -111,6 +87,8 @@ fn same_ranges(live: &str, want: &[IdRange]) -> bool {
 
 fn owner_is_caller(ns: &OwnedFd) -> bool {
     let mut owner: libc::uid_t = u32::MAX;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t to the pointer, which points at `owner`;
+    // `ns` is an open namespace descriptor for the duration of the call.
     let r = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_OWNER_UID as _, &mut owner) };
     r == 0 && owner == nix::unistd::geteuid().as_raw()
 }
@@ -146,6 +124,8 @@ fn lock(dir: &Path) -> Result<Lock> {
         path: p,
         cause: e.to_string(),
     })?;
+    // A failed flock is not fatal (as before): the lock only orders concurrent starts.
+    // SAFETY: flock takes no pointers; `f` is open for the duration of the call.
     unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     Ok(Lock(f))
 }
@@ -170,18 +150,23 @@ pub fn ensure(maps: &IdMaps) -> Result<Keeper> {
         && owned_by_caller(old)
     {
         // Stale maps (the subordinate ranges changed): the old one goes.
-        unsafe { libc::kill(old, libc::SIGKILL) };
+        let _ = kill(Pid::from_raw(old), Signal::SIGKILL);
     }
     // Whatever served the old keeper's network (it may have died some other way) goes too.
-    super::network::stop_user_mode_net(&dir);
+    super::rootless_net::stop_user_mode_net(&dir);
     let pid = spawn(maps)?;
-    let tmp = dir.join(format!("{PID_FILE}.{pid}"));
-    std::fs::write(&tmp, format!("{pid}\n"))
-        .and_then(|()| std::fs::rename(&tmp, dir.join(PID_FILE)))
-        .map_err(|e| KeeperError::RuntimeDir {
-            path: dir.clone(),
-            cause: e.to_string(),
-        })?;
+    // Readers take the file whole or not at all.
+    let pid_file = dir.join(PID_FILE);
+    crate::atomic::write_with(
+        &pid_file,
+        format!("{pid}\n").as_bytes(),
+        0o644,
+        crate::atomic::Durability::Atomic,
+    )
+    .map_err(|e| KeeperError::RuntimeDir {
+        path: dir.clone(),
+        cause: e.to_string(),
+    })?;
     let userns = check(pid, maps).ok_or_else(|| {
         KeeperError::Start(format!("keeper {pid} does not have the expected id maps"))
     })?;
@@ -201,6 +186,7 @@ fn spawn(maps: &IdMaps) -> Result<i32> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|e| KeeperError::Start(format!("socketpair: {e}")))?;
+    // SAFETY: callers are single-threaded (see ensure), so the child may do anything.
     match unsafe { fork() }.map_err(|e| KeeperError::Start(format!("fork: {e}")))? {
         ForkResult::Child => {
             drop(ours);
@@ -211,6 +197,8 @@ fn spawn(maps: &IdMaps) -> Result<i32> {
             let mut b = [0u8; 1];
             let go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
             if !ok || !go {
+                // Child path after fork: end without running the parent's exit handlers.
+                // SAFETY: _exit only ends this process.
                 unsafe { libc::_exit(1) };
             }
             keep()
@@ -243,28 +231,32 @@ fn spawn(maps: &IdMaps) -> Result<i32> {
 
 /// The keeper's life: no descriptors, no terminal signals, sleep until killed.
 fn keep() -> ! {
-    unsafe {
-        // `ps -o comm` and top name it; the command line stays the first command's.
-        libc::prctl(libc::PR_SET_NAME, c"box-keeper".as_ptr());
-        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for t in 0..3 {
-                if null != t {
-                    libc::dup2(null, t);
-                }
-            }
-            if null > 2 {
-                libc::close(null);
-            }
+    // `ps -o comm` and top name it; the command line stays the first command's.
+    let _ = nix::sys::prctl::set_name(c"box-keeper");
+    // SAFETY: close_range takes no pointers; closing every descriptor is the point (the
+    // keeper holds nothing but its namespaces).
+    unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+    if let Ok(null) = nix::fcntl::open(c"/dev/null", OFlag::O_RDWR, Mode::empty()) {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+        if null.as_raw_fd() <= 2 {
+            // It is one of the standard descriptors now: keep it open.
+            let _ = null.into_raw_fd();
         }
-        for s in [libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
-            libc::signal(s, libc::SIG_IGN);
-        }
-        let _ = libc::chdir(c"/".as_ptr());
-        loop {
-            libc::pause();
-        }
+    }
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { nix::sys::signal::signal(s, SigHandler::SigIgn) };
+    }
+    let _ = nix::unistd::chdir("/");
+    loop {
+        nix::unistd::pause();
     }
 }
 
@@ -273,7 +265,7 @@ fn keep() -> ! {
 pub fn stop() -> Result<bool> {
     let dir = runtime_dir()?;
     let _lock = lock(&dir)?;
-    super::network::stop_user_mode_net(&dir);
+    super::rootless_net::stop_user_mode_net(&dir);
     let Some(pid) = recorded_pid(&dir) else {
         return Ok(false);
     };
@@ -281,28 +273,8 @@ pub fn stop() -> Result<bool> {
     if !owned_by_caller(pid) {
         return Ok(false);
     }
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     Ok(true)
-}
-
-/// `/proc/PID/ns/KIND` of the keeper, opened (for `setns`).
-pub fn ns_fd(pid: i32, kind: &str) -> std::io::Result<OwnedFd> {
-    let p = std::ffi::CString::new(format!("/proc/{pid}/ns/{kind}")).expect("no NUL");
-    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Join the keeper's user and network namespaces (single-threaded callers only: a process
-/// with threads cannot change its user namespace).
-pub fn join_net(pid: i32) -> std::io::Result<()> {
-    let user = ns_fd(pid, "user")?;
-    let net = ns_fd(pid, "net")?;
-    nix::sched::setns(user, CloneFlags::CLONE_NEWUSER).map_err(std::io::Error::from)?;
-    nix::sched::setns(net, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-    Ok(())
 }
 
 #[cfg(test)]

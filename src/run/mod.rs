@@ -4,7 +4,8 @@
 //! Used by boxbuild's RUN steps and by boxrun; it knows nothing about Boxfiles or registries.
 //! The input is a [`SandboxSpec`]; [`run`] returns the container's exit code mapped the way
 //! `docker run` does (exit n → n, killed by signal n → 128+n, 126 cannot execute, 127 not
-//! found). Binaries call [`userns::enter_if_needed`] first thing in `main`.
+//! found). Binaries call [`userns::enter_if_needed`] first thing in `main`; the
+//! [`ToolContext`] it returns is passed to [`run`].
 //!
 //! Process layout for one run:
 //! ```text
@@ -13,12 +14,15 @@
 //!      └─ container pid 1 (new mnt/pid/uts/ipc/cgroup[/net] ns)       process::child_main
 //! ```
 //! One file per kernel concern: [`namespaces`], [`idmap`], [`userns`], [`rootfs`] (with
-//! [`inroot`] for paths inside the container root), [`cgroups`], [`network`], [`caps`],
-//! [`seccomp`], [`process`]; [`user`] resolves USER, [`agent`] is the host side.
+//! [`inroot`] for paths inside the container root), [`cgroups`], [`network`] (rootless:
+//! [`rootless_net`]), [`caps`], [`seccomp`], [`process`]; [`user`] resolves USER, [`agent`] is
+//! the host side, [`keeper`] holds a rootless user's namespaces, [`context`] is what entering
+//! the tool namespace returns.
 
 pub mod agent;
 pub mod caps;
 pub mod cgroups;
+pub mod context;
 pub mod finalize;
 pub mod idmap;
 pub mod inroot;
@@ -26,14 +30,18 @@ pub mod keeper;
 pub mod namespaces;
 pub mod netlink;
 pub mod network;
+pub mod nsenter;
 pub mod ports;
 pub mod process;
 pub mod rootfs;
+pub mod rootless_net;
+pub mod rundir;
 pub mod seccomp;
 pub mod spec;
 pub mod user;
 pub mod userns;
 
+pub use context::{ToolContext, ToolUserns};
 pub use spec::{
     Limits, MountSpec, NetworkMode, RootfsSource, SandboxSpec, UpperDir, UsernsMode, parse_size,
 };
@@ -57,19 +65,20 @@ pub enum SandboxError {
 
 pub type Result<T> = std::result::Result<T, SandboxError>;
 
-/// Run `spec` to completion and return its exit code.
-pub fn run(spec: &SandboxSpec) -> Result<i32> {
-    let in_userns = match (spec.userns, userns::state()) {
-        (UsernsMode::Remap, userns::ToolUserns::Remapped(_)) => true,
-        (UsernsMode::Remap, userns::ToolUserns::HostIds) => {
+/// Run `spec` to completion and return its exit code. `tool` says where entering the tool's
+/// user namespace left this process (and where its host agent is).
+pub fn run(spec: &SandboxSpec, tool: &ToolContext) -> Result<i32> {
+    let in_userns = match (spec.userns, tool.userns()) {
+        (UsernsMode::Remap, ToolUserns::Remapped(_)) => true,
+        (UsernsMode::Remap, ToolUserns::HostIds) => {
             return Err(SandboxError::NoUserns(
                 "the process was started with --userns=host".into(),
             ));
         }
-        (UsernsMode::Remap, userns::ToolUserns::NotEntered { reason }) => {
-            return Err(SandboxError::NoUserns(reason));
+        (UsernsMode::Remap, ToolUserns::NotEntered { reason }) => {
+            return Err(SandboxError::NoUserns(reason.clone()));
         }
-        (UsernsMode::Host, userns::ToolUserns::Remapped(_)) => {
+        (UsernsMode::Host, ToolUserns::Remapped(_)) => {
             return Err(SandboxError::AlreadyRemapped);
         }
         (UsernsMode::Host, _) => {
@@ -79,5 +88,5 @@ pub fn run(spec: &SandboxSpec) -> Result<i32> {
             false
         }
     };
-    Ok(process::run(spec, in_userns)?)
+    Ok(process::run(spec, in_userns, tool)?)
 }

@@ -14,7 +14,11 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, send, socket,
+};
 
 use thiserror::Error;
 
@@ -145,20 +149,14 @@ pub struct Netlink {
 
 impl Netlink {
     pub fn open() -> Result<Netlink> {
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(NetlinkError::Socket(io::Error::last_os_error()));
-        }
-        Ok(Netlink {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            seq: 0,
-        })
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )
+        .map_err(|e| NetlinkError::Socket(e.into()))?;
+        Ok(Netlink { fd, seq: 0 })
     }
 
     /// Sends one request and waits for its acknowledgement.
@@ -167,29 +165,15 @@ impl Netlink {
         let seq = self.seq;
         let out = msg.finish(seq);
         let fail = |cause| NetlinkError::Request { op: op(), cause };
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                out.as_ptr().cast(),
-                out.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            return Err(fail(io::Error::last_os_error()));
-        }
+        send(self.fd.as_raw_fd(), &out, MsgFlags::MSG_NOSIGNAL).map_err(|e| fail(e.into()))?;
         let mut buf = [0u8; 8192];
         loop {
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(fail(e));
-            }
-            let mut rest = &buf[..n as usize];
+            let n = match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(fail(e.into())),
+            };
+            let mut rest = &buf[..n];
             while rest.len() >= NLMSG_HDRLEN {
                 let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
                 let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
@@ -299,10 +283,9 @@ impl Netlink {
 
 /// The index of interface `name` in the calling thread's network namespace.
 pub fn index(name: &str) -> Result<u32> {
-    let c = std::ffi::CString::new(name).map_err(|_| NetlinkError::NoSuchLink(name.into()))?;
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(NetlinkError::NoSuchLink(name.into())),
-        i => Ok(i),
+    match nix::net::if_::if_nametoindex(name) {
+        Ok(i) if i != 0 => Ok(i),
+        _ => Err(NetlinkError::NoSuchLink(name.into())),
     }
 }
 

@@ -176,22 +176,26 @@ pub fn start_proxy(
         });
     }
     // The agent is single-threaded, so the child may start threads of its own.
+    // SAFETY: single-threaded caller (the agent), so the child may run any code.
     match unsafe { nix::unistd::fork() }.map_err(PortError::Fork)? {
         nix::unistd::ForkResult::Parent { child } => Ok((Some(child.as_raw()), bound)),
         nix::unistd::ForkResult::Child => {
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
             // Still single-threaded: the only moment a user namespace can be changed.
             if let Some(k) = keeper
-                && let Err(e) = super::keeper::join_net(k)
+                && let Err(e) = super::nsenter::join_net(k)
             {
                 eprintln!("boxkit: port proxy: join the keeper's network namespace: {e}");
+                // Child path after fork: end without running the agent's exit handlers.
+                // SAFETY: _exit only ends this process.
                 unsafe { libc::_exit(1) }
             }
             // Keep only the listeners (the agent's socket and the rest must not stay open).
             let keep: Vec<i32> = listeners.iter().map(|(l, _)| l.raw_fd()).collect();
+            // Raw closes are fine here: this child never returns to code that owns them.
             for fd in 3..1024 {
                 if !keep.contains(&fd) {
-                    unsafe { libc::close(fd) };
+                    let _ = nix::unistd::close(fd);
                 }
             }
             // Up to udp_max_flows sockets per UDP port: allow as many descriptors as the hard
@@ -209,6 +213,8 @@ pub fn start_proxy(
             for h in handles {
                 let _ = h.join();
             }
+            // Child path after fork: end without running the agent's exit handlers.
+            // SAFETY: _exit only ends this process.
             unsafe { libc::_exit(0) }
         }
     }
@@ -427,7 +433,10 @@ fn copy_then_shutdown(mut from: TcpStream, mut to: TcpStream) {
 
 /// Stop a proxy started by [`start_proxy`].
 pub fn stop_proxy(pid: i32) {
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
 }
 

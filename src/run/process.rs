@@ -22,7 +22,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 use thiserror::Error;
 
-use super::agent::{HostLink, Request};
+use super::agent::Request;
+use super::context::ToolContext;
 use super::finalize::{self, DEFAULT_PATH};
 use super::network::{self, Address};
 use super::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
@@ -92,15 +93,15 @@ fn single_threaded() -> bool {
 }
 
 /// Run the container to completion; returns its exit code (docker's mapping).
-pub fn run(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
+pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i32> {
     if single_threaded() {
-        return supervise(spec, in_userns);
+        return supervise(spec, in_userns, tool);
     }
     // A raw clone would skip glibc's fork handlers (malloc locks held by other threads would
     // stay locked in the child), so first fork through glibc into a single-threaded helper.
     match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
         nix::unistd::ForkResult::Child => {
-            let code = match supervise(spec, in_userns) {
+            let code = match supervise(spec, in_userns, tool) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("boxkit: {e}");
@@ -138,7 +139,7 @@ struct ChildPlan<'a> {
     seccomp: &'a seccomp::Filter,
 }
 
-fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
+fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i32> {
     let caps = caps::resolve(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| ProcessError::Setup(e.to_string()))?;
     let filter = spec.seccomp.compile(caps)?;
@@ -167,7 +168,15 @@ fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
             cause,
         })?;
     }
-    let r = supervise_in(spec, in_userns, &upper_scratch, hostname, caps, &filter);
+    let r = supervise_in(
+        spec,
+        in_userns,
+        tool,
+        &upper_scratch,
+        hostname,
+        caps,
+        &filter,
+    );
     if ephemeral {
         let _ = nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir(&upper_scratch);
@@ -178,6 +187,7 @@ fn supervise(spec: &SandboxSpec, in_userns: bool) -> Result<i32> {
 fn supervise_in(
     spec: &SandboxSpec,
     in_userns: bool,
+    tool: &ToolContext,
     scratch: &Path,
     hostname: String,
     caps: u64,
@@ -201,8 +211,8 @@ fn supervise_in(
 
     // Root's tool namespace also maps host ids (for the tool's own file access); the
     // container then gets a nested user namespace with only the container range.
-    let nested = match (in_userns, super::userns::state()) {
-        (true, super::userns::ToolUserns::Remapped(m)) => m.container_maps(),
+    let nested = match (in_userns, tool.userns()) {
+        (true, super::ToolUserns::Remapped(m)) => m.container_maps(),
         _ => None,
     };
     // Mounts whose sources only the tool can reach are made here, before clone.
@@ -260,7 +270,7 @@ fn supervise_in(
         )));
     }
 
-    let mut host = HostLink::current();
+    let mut host = tool.host_link();
     let devices = super::cgroups::device_filter_applies(in_userns);
     let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge || devices;
     let kill_and_reap = |pid| {

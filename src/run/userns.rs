@@ -6,99 +6,39 @@
 //! its id maps (directly, or via newuidmap/newgidmap for an unprivileged user with a
 //! subordinate range), lets it go, and then stays outside as the host agent (see
 //! [`super::agent`]) until the child exits, forwarding termination signals to it and exiting
-//! with its status. The child returns from [`enter_if_needed`] and runs the command as
-//! "root" of the namespace. No re-exec is needed: a fork of a single-threaded process is
-//! itself single-threaded, and skipping execve keeps start-up lean.
+//! with its status. The child returns [`Entered::Tool`] from [`enter_if_needed`], with the
+//! [`ToolContext`] the CLI passes down, and runs the command as "root" of the namespace; the
+//! agent returns [`Entered::Exit`] with the child's status, and the CLI exits with it. No
+//! re-exec is needed: a fork of a single-threaded process is itself single-threaded, and
+//! skipping execve keeps start-up lean.
 
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::sync::OnceLock;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
-use nix::unistd::{ForkResult, fork};
+use nix::unistd::{ForkResult, Pid, fork};
 
+use super::context::ToolContext;
+pub use super::context::ToolUserns;
 use super::idmap::{self, IdMaps};
+use super::keeper::Keeper;
 
-/// Where the calling process stands after [`enter_if_needed`].
-#[derive(Debug, Clone)]
-pub enum ToolUserns {
-    /// In the tool's user namespace with these maps.
-    Remapped(IdMaps),
-    /// Root with `--userns=host`: a private mount namespace, host ids.
-    HostIds,
-    /// Not entered; `reason` says why a remapped sandbox cannot run.
-    NotEntered { reason: String },
+/// Where [`enter_if_needed`] leaves the calling process.
+#[derive(Debug)]
+pub enum Entered {
+    /// This process is the tool: go on with this context.
+    Tool(ToolContext),
+    /// This process has nothing more to do and must exit with this code: the host agent
+    /// once the tool process ended (its status), or a tool process that could not enter.
+    /// The CLI edge ends the process; library code never does.
+    Exit(i32),
 }
 
-static STATE: OnceLock<ToolUserns> = OnceLock::new();
-static AGENT: OnceLock<RawFd> = OnceLock::new();
+/// The tool process's pid, for [`forward`]: a signal handler receives no context, so this
+/// one value stays process-wide (set once, in the agent, before the handler is installed).
 static CHILD: AtomicI32 = AtomicI32::new(0);
-static KEEPER: AtomicI32 = AtomicI32::new(0);
-
-/// The pid of the keeper whose namespaces this command joined (unprivileged users; see
-/// [`super::keeper`]).
-pub fn keeper_pid() -> Option<i32> {
-    Some(KEEPER.load(Ordering::Relaxed)).filter(|p| *p > 0)
-}
-
-/// The state set by [`enter_if_needed`] (`NotEntered` when it was never called).
-pub fn state() -> ToolUserns {
-    STATE.get().cloned().unwrap_or(ToolUserns::NotEntered {
-        reason: "the process did not call run::userns::enter_if_needed() at start".into(),
-    })
-}
-
-/// How this process may create image content (owners it may give, and where extraction
-/// runs), from where [`enter_if_needed`] left it.
-pub fn content_policy() -> crate::layer::ContentPolicy {
-    use crate::layer::{Confinement, ContentPolicy, DEFAULT_MAX_ID, Ownership};
-    let limits = crate::limits::Limits::from_env().unwrap_or_else(|e| {
-        eprintln!("boxkit: warning: {e}; using the default limits");
-        crate::limits::Limits::DEFAULT
-    });
-    let max_bytes = Some(limits.max_layer_size);
-    match state() {
-        ToolUserns::Remapped(m) => ContentPolicy {
-            // Only the caller's own id is mapped: no other owner can be represented, so
-            // ownership is ignored and everything belongs to container root (podman's
-            // ignore_chown_errors); builds that never need another owner still work.
-            ownership: if m.single {
-                Ownership::Ignore
-            } else {
-                Ownership::Preserve
-            },
-            max_id: m.container,
-            // Root's tool namespace maps host ids above the container range: content is
-            // created in a nested namespace that maps the container range alone.
-            confinement: if m.container_maps().is_some() {
-                Confinement::Nested { ids: m.container }
-            } else {
-                Confinement::InProcess
-            },
-            max_bytes,
-        },
-        // --userns=host: image ids are host ids, by the user's choice.
-        ToolUserns::HostIds => ContentPolicy {
-            ownership: Ownership::Preserve,
-            max_id: u32::MAX,
-            confinement: Confinement::InProcess,
-            max_bytes,
-        },
-        // A library caller that never entered (tests as real root): the usual range.
-        ToolUserns::NotEntered { .. } => ContentPolicy {
-            ownership: Ownership::Preserve,
-            max_id: DEFAULT_MAX_ID,
-            confinement: Confinement::InProcess,
-            max_bytes,
-        },
-    }
-}
-
-/// The socket to the host agent, when there is one.
-pub fn agent_fd() -> Option<RawFd> {
-    AGENT.get().copied()
-}
 
 /// Whether the command line or `BOX_USERNS` asks for `--userns=host`.
 fn wants_host(args: &[String]) -> bool {
@@ -117,21 +57,49 @@ fn wants_host(args: &[String]) -> bool {
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // Terminal-generated signals (SI_KERNEL) already reach the child, which shares our
     // process group; forward only those sent by kill(2) and friends.
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     let child = CHILD.load(Ordering::Relaxed);
-    if code <= 0 && child > 0 {
-        unsafe { libc::kill(child, sig) };
+    if code <= 0
+        && child > 0
+        && let Ok(s) = Signal::try_from(sig)
+    {
+        // kill(2) is async-signal-safe.
+        let _ = nix::sys::signal::kill(Pid::from_raw(child), s);
     }
 }
 
-/// Enter the tool's user namespace (and a private mount namespace) unless already done.
-/// Call first in `main`, before any thread starts. Returns in the namespace; the original
-/// process never returns (it exits with the child's status). Failures to enter are recorded
-/// in [`state`], so commands that do not need the namespace still work.
-pub fn enter_if_needed() {
-    if STATE.get().is_some() {
-        return;
+/// Not entering: a context saying why, for commands that do not need the namespace.
+fn not_entered(reason: impl Into<String>) -> Entered {
+    Entered::Tool(ToolContext::not_entered(reason))
+}
+
+/// The maps of the namespace to make: `Ok(None)` for `--userns=host` (root only).
+fn plan(host: bool, root: bool) -> Result<Option<IdMaps>, String> {
+    if host {
+        if !root {
+            return Err(
+                "--userns=host needs root (an unprivileged user can only create \
+                        namespaces inside its own user namespace)"
+                    .into(),
+            );
+        }
+        return Ok(None);
     }
+    let (m, name) = idmap::plan_for_current_user().map_err(|e| e.to_string())?;
+    if m.single {
+        eprintln!("{}", idmap::single_mapping_warning(&name));
+    }
+    Ok(Some(m))
+}
+
+/// Enter the tool's user namespace (and a private mount namespace). Call once, first in
+/// `main`, before any thread starts. The process forks: the child returns
+/// [`Entered::Tool`] in the namespace; the original process stays outside as the host agent
+/// and returns [`Entered::Exit`] with the child's status once it has ended. Failures to enter
+/// leave a context saying why (`NotEntered`), so commands that do not need the namespace
+/// still work.
+pub fn enter_if_needed() -> Entered {
     let args: Vec<String> = std::env::args().collect();
     let host = wants_host(&args);
     let euid = nix::unistd::geteuid();
@@ -142,31 +110,9 @@ pub fn enter_if_needed() {
         // SAFETY: called first in main, before any thread exists.
         unsafe { std::env::set_var("BOX_HOST_UID", euid.as_raw().to_string()) };
     }
-    let maps = if host {
-        if !root {
-            let _ = STATE.set(ToolUserns::NotEntered {
-                reason: "--userns=host needs root (an unprivileged user can only create \
-                         namespaces inside its own user namespace)"
-                    .into(),
-            });
-            return;
-        }
-        None
-    } else {
-        match idmap::plan_for_current_user() {
-            Ok((m, name)) => {
-                if m.single {
-                    eprintln!("{}", idmap::single_mapping_warning(&name));
-                }
-                Some(m)
-            }
-            Err(e) => {
-                let _ = STATE.set(ToolUserns::NotEntered {
-                    reason: e.to_string(),
-                });
-                return;
-            }
-        }
+    let maps = match plan(host, root) {
+        Ok(m) => m,
+        Err(reason) => return not_entered(reason),
     };
     let (outer, inner) = match socketpair(
         AddressFamily::Unix,
@@ -175,12 +121,7 @@ pub fn enter_if_needed() {
         SockFlag::SOCK_CLOEXEC,
     ) {
         Ok(p) => p,
-        Err(e) => {
-            let _ = STATE.set(ToolUserns::NotEntered {
-                reason: format!("socketpair: {e}"),
-            });
-            return;
-        }
+        Err(e) => return not_entered(format!("socketpair: {e}")),
     };
     // An unprivileged user joins its keeper's namespace (no setuid map helpers per command);
     // when that fails the command makes a namespace of its own, as root always does.
@@ -194,112 +135,128 @@ pub fn enter_if_needed() {
         },
         _ => None,
     };
-    if let Some(k) = &keeper {
-        KEEPER.store(k.pid, Ordering::Relaxed);
+    // SAFETY: called first in main, while the process is single-threaded.
+    match unsafe { fork() } {
+        Err(e) => not_entered(format!("fork: {e}")),
+        Ok(ForkResult::Child) => {
+            drop(outer);
+            tool_side(inner, maps, keeper)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(inner);
+            Entered::Exit(agent_side(&outer, child, maps.as_ref(), keeper))
+        }
     }
+}
+
+/// The forked child: join the keeper's user namespace or make one (maps written by the
+/// parent), make a private mount namespace, and become the tool.
+fn tool_side(inner: OwnedFd, maps: Option<IdMaps>, keeper: Option<Keeper>) -> Entered {
+    // The tool dies with the agent, which owns its cgroups and network.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let mut flags = CloneFlags::CLONE_NEWNS;
     if maps.is_some() && keeper.is_none() {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
-    match unsafe { fork() } {
-        Err(e) => {
-            let _ = STATE.set(ToolUserns::NotEntered {
-                reason: format!("fork: {e}"),
-            });
+    let fd = inner.as_raw_fd();
+    let keeper_pid = keeper.as_ref().map(|k| k.pid);
+    let go;
+    let ok = if let Some(k) = keeper {
+        go = true;
+        nix::sched::setns(k.userns, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("join the keeper's user namespace (setns): {e}"))
+            .and_then(|()| unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}")))
+    } else {
+        let ok = unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"));
+        let msg: &[u8] = if ok.is_ok() { b"u" } else { b"e" };
+        let _ = send(fd, msg, MsgFlags::empty());
+        let mut b = [0u8; 1];
+        go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
+        ok
+    };
+    match (ok, go) {
+        (Err(e), _) => {
+            eprintln!("boxkit: enter user namespace: {e}");
+            return Entered::Exit(125);
         }
-        Ok(ForkResult::Child) => {
-            drop(outer);
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            let fd = inner.as_raw_fd();
-            let go;
-            let ok = if let Some(k) = keeper {
-                go = true;
-                nix::sched::setns(k.userns, CloneFlags::CLONE_NEWUSER)
-                    .map_err(|e| format!("join the keeper's user namespace (setns): {e}"))
-                    .and_then(|()| unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}")))
-            } else {
-                let ok = unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"));
-                let msg: &[u8] = if ok.is_ok() { b"u" } else { b"e" };
-                let _ = send(fd, msg, MsgFlags::empty());
-                let mut b = [0u8; 1];
-                go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
-                ok
-            };
-            match (ok, go) {
-                (Err(e), _) => {
-                    eprintln!("boxkit: enter user namespace: {e}");
-                    std::process::exit(125);
-                }
-                (_, false) => std::process::exit(125),
-                _ => {}
-            }
-            if maps.is_some() {
-                let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
-                let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
-            }
-            // Mounts made in here must not propagate back to the host.
-            let _ = nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
-                None::<&str>,
-            );
-            let _ = STATE.set(match maps {
-                Some(m) => ToolUserns::Remapped(m),
-                None => ToolUserns::HostIds,
-            });
-            let _ = AGENT.set(inner.into_raw_fd());
+        (_, false) => return Entered::Exit(125),
+        _ => {}
+    }
+    if maps.is_some() {
+        let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
+        let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+    }
+    // Mounts made in here must not propagate back to the host.
+    let _ = nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    );
+    let userns = match maps {
+        Some(m) => ToolUserns::Remapped(m),
+        None => ToolUserns::HostIds,
+    };
+    // The agent's socket lives as long as the tool process.
+    let agent: RawFd = inner.into_raw_fd();
+    Entered::Tool(ToolContext::new(userns, Some(agent), keeper_pid))
+}
+
+/// The original process: write the child's maps (unless it joins a keeper), then serve as
+/// the host agent until the child exits; returns the child's exit status.
+fn agent_side(outer: &OwnedFd, child: Pid, maps: Option<&IdMaps>, keeper: Option<Keeper>) -> i32 {
+    let fd = outer.as_raw_fd();
+    CHILD.store(child.as_raw(), Ordering::Relaxed);
+    let keeper_pid = keeper.as_ref().map(|k| k.pid);
+    if keeper.is_none() {
+        let mut b = [0u8; 1];
+        let unshared = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'u';
+        let mut status = Ok(());
+        if unshared && let Some(m) = maps {
+            status = idmap::write_maps(child.as_raw(), m, &mut idmap::RealWriter);
         }
-        Ok(ForkResult::Parent { child }) => {
-            drop(inner);
-            let fd = outer.as_raw_fd();
-            CHILD.store(child.as_raw(), Ordering::Relaxed);
-            if keeper.is_none() {
-                let mut b = [0u8; 1];
-                let unshared = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'u';
-                let mut status = Ok(());
-                if unshared && let Some(m) = &maps {
-                    status = idmap::write_maps(child.as_raw(), m, &mut idmap::RealWriter);
-                }
-                if let Err(e) = &status {
-                    eprintln!("boxkit: set up user namespace id maps: {e}");
-                }
-                let go: &[u8] = if unshared && status.is_ok() {
-                    b"g"
-                } else {
-                    b"x"
-                };
-                let _ = send(fd, go, MsgFlags::empty());
-            }
-            drop(keeper);
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = forward as *const () as usize;
-                sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-                for s in [
-                    libc::SIGINT,
-                    libc::SIGTERM,
-                    libc::SIGHUP,
-                    libc::SIGQUIT,
-                    libc::SIGUSR1,
-                    libc::SIGUSR2,
-                    libc::SIGWINCH,
-                ] {
-                    libc::sigaction(s, &sa, std::ptr::null_mut());
-                }
-            }
-            super::agent::serve(fd);
-            let code = loop {
-                match nix::sys::wait::waitpid(child, None) {
-                    Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
-                    Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-                    Err(nix::Error::EINTR) | Ok(_) => continue,
-                    Err(_) => break 125,
-                }
-            };
-            std::process::exit(code);
+        if let Err(e) = &status {
+            eprintln!("boxkit: set up user namespace id maps: {e}");
         }
+        let go: &[u8] = if unshared && status.is_ok() {
+            b"g"
+        } else {
+            b"x"
+        };
+        let _ = send(fd, go, MsgFlags::empty());
+    }
+    drop(keeper);
+    forward_signals();
+    super::agent::serve(fd, keeper_pid);
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return c,
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            Err(nix::Error::EINTR) | Ok(_) => continue,
+            Err(_) => return 125,
+        }
+    }
+}
+
+/// Forward termination signals (and SIGWINCH) sent to the agent to the tool process.
+fn forward_signals() {
+    let sa = SigAction::new(
+        SigHandler::SigAction(forward),
+        SaFlags::SA_SIGINFO | SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        // SAFETY: `forward` only reads an atomic and calls kill(2), both async-signal-safe.
+        let _ = unsafe { sigaction(s, &sa) };
     }
 }
 

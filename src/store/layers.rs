@@ -3,24 +3,27 @@
 //! Each layer is extracted once, in overlay form, into `layers/<diff_id hex>/` (see
 //! [`crate::layer::cache`]); later runs reuse it and never re-extract. Extraction chowns to the
 //! archive's ids, so it must run inside the tool's user namespace (where container ids are
-//! mapped): every caller is a command that entered it (`boxrun`, `boxbuild`, `box pull`); as
-//! root it runs confined to the container range ([`crate::layer::confine`]).
+//! mapped): every caller is a command that entered it (`boxrun`, `boxbuild`, `box pull`) and
+//! passes the [`ContentPolicy`] of its tool context; as root it runs confined to the container
+//! range ([`crate::layer::confine`]).
 
 use std::path::PathBuf;
 
 use super::image::Image;
 use super::{Result, Store, StoreError};
 use crate::digest::Digest;
-use crate::layer::{self, Compression, ExtractMode, OverlayXattr};
+use crate::layer::{self, Compression, ContentPolicy, ExtractMode, OverlayXattr};
 
 impl Store {
     /// The unpacked tree of one layer, extracting the blob `blob` (of `media_type`) into the
-    /// cache if it is not there yet.
+    /// cache if it is not there yet, with the owners and confinement `policy` allows (the
+    /// tool context's, [`crate::run::ToolContext::content_policy`]).
     pub fn unpack_layer(
         &self,
         diff_id: &Digest,
         blob: &Digest,
         media_type: &str,
+        policy: &ContentPolicy,
     ) -> Result<PathBuf> {
         if let Some(tree) = layer::cached_layer(&self.layers_dir(), diff_id) {
             return Ok(tree);
@@ -32,7 +35,6 @@ impl Store {
             })?;
         let file = self.open_blob(blob)?;
         // Overlay form, with the opaque xattr that an overlay mounted with `userxattr` reads.
-        let policy = crate::run::userns::content_policy();
         let opts = policy.options(ExtractMode::Overlay(OverlayXattr::User));
         Ok(layer::unpack_cached(
             &self.layers_dir(),
@@ -45,8 +47,8 @@ impl Store {
     }
 
     /// The overlay lowerdirs of `image`, bottom layer first, extracting any layer that is not
-    /// unpacked yet.
-    pub fn unpack_layers(&self, image: &Image) -> Result<Vec<PathBuf>> {
+    /// unpacked yet (under `policy`, as [`Store::unpack_layer`]).
+    pub fn unpack_layers(&self, image: &Image, policy: &ContentPolicy) -> Result<Vec<PathBuf>> {
         let diff_ids = image.diff_ids();
         if diff_ids.len() != image.manifest.layers.len() {
             return Err(StoreError::Archive {
@@ -61,7 +63,7 @@ impl Store {
         diff_ids
             .iter()
             .zip(&image.manifest.layers)
-            .map(|(d, l)| self.unpack_layer(d, &l.digest, &l.media_type))
+            .map(|(d, l)| self.unpack_layer(d, &l.digest, &l.media_type, policy))
             .collect()
     }
 }

@@ -1,0 +1,170 @@
+//! The build cache: one record per layer step, `cache/build/<key>.json`, naming the layer the
+//! step made (or none, for a step that changed nothing) and when it ran.
+//!
+//! A registry can carry the cache between machines (`--cache-to`/`--cache-from`): the export
+//! is an ordinary image whose layers are the build's layers and whose config maps each step
+//! key to its layer under [`CACHE_KEY`]; the import pulls it and writes those records here.
+//! Keys are machine-independent (base manifest digest, expanded instructions, content
+//! digests), so another runner hits.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::error::{BuildError, Result};
+use super::fsview::LayerRef;
+use super::image_out;
+use super::output::Printer;
+use crate::atomic::{self, Durability};
+use crate::digest::Digest;
+use crate::image::ImageConfig;
+use crate::image::Reference;
+use crate::registry::{self, PullOptions};
+use crate::store::Store;
+
+/// The config key under which a cache image (`--cache-to`) lists its records.
+const CACHE_KEY: &str = "io.boxkit.build-cache.v1";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct CacheRecord {
+    pub layer: Option<LayerRef>,
+    /// When the step ran: a hit reuses it for the history, so a fully cached rebuild gives
+    /// the same image ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+/// The records of one store.
+pub struct BuildCache<'a> {
+    store: &'a Store,
+    /// `--no-cache`: nothing is read (records are still written).
+    no_cache: bool,
+}
+
+impl<'a> BuildCache<'a> {
+    pub fn new(store: &'a Store, no_cache: bool) -> BuildCache<'a> {
+        BuildCache { store, no_cache }
+    }
+
+    fn record_path(&self, key: &Digest) -> PathBuf {
+        self.store
+            .cache_dir()
+            .join("build")
+            .join(format!("{}.json", key.hex()))
+    }
+
+    /// The record of step `key`, when it names a layer the store still has.
+    pub fn get(&self, key: &Digest) -> Option<CacheRecord> {
+        if self.no_cache {
+            return None;
+        }
+        let data = fs::read(self.record_path(key)).ok()?;
+        let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
+        match &rec.layer {
+            Some(l) if !self.store.has_blob(&l.digest) => None,
+            _ => Some(rec),
+        }
+    }
+
+    /// Record step `key`. A record that cannot be written only costs a rerun, so failures
+    /// are ignored; a crash may lose one (no fsync) but never leaves half of one.
+    pub fn put(&self, key: &Digest, rec: &CacheRecord) {
+        let p = self.record_path(key);
+        if let Some(dir) = p.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        let data = serde_json::to_vec(rec).expect("a cache record serialises");
+        let _ = atomic::write_with(&p, &data, 0o644, Durability::Atomic);
+    }
+
+    /// `--cache-from REF`: pull the cache image and record its steps locally. A cache that
+    /// cannot be imported only costs speed, so failures are warnings, as in BuildKit.
+    pub fn import(&self, r: &str, mut opts: PullOptions, printer: &Printer) {
+        opts.policy = registry::PullPolicy::Always;
+        printer.line(&format!("importing cache from {r}"));
+        let img = match registry::ensure_image(self.store, r, &opts) {
+            Ok(img) => img,
+            Err(err) => {
+                printer.line(&format!("warning: cannot import cache from {r}: {err}"));
+                return;
+            }
+        };
+        let Some(records) = img.config.extra.get(CACHE_KEY).and_then(|v| v.as_object()) else {
+            printer.line(&format!("warning: {r} is not a boxbuild cache image"));
+            return;
+        };
+        for (k, v) in records {
+            let (Ok(key), Ok(layer)) = (
+                Digest::from_hex(k),
+                serde_json::from_value::<Option<LayerRef>>(v.clone()),
+            ) else {
+                continue;
+            };
+            if layer
+                .as_ref()
+                .is_none_or(|l| self.store.has_blob(&l.digest))
+            {
+                self.put(
+                    &key,
+                    &CacheRecord {
+                        layer,
+                        created: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// `--cache-to REF`: push an image whose layers are the layers of `visited` (every layer
+    /// step of this build, made or reused) and whose config maps each step key to its layer;
+    /// `docker`: Docker media types (`--format docker`).
+    pub fn export(
+        &self,
+        r: &str,
+        visited: &[(Digest, Option<LayerRef>)],
+        docker: bool,
+        printer: &Printer,
+    ) -> Result<()> {
+        printer.line(&format!("exporting cache to {r}"));
+        let mut layers: Vec<LayerRef> = vec![];
+        let mut records = serde_json::Map::new();
+        for (k, l) in visited {
+            if let Some(l) = l
+                && !layers.iter().any(|x| x.digest == l.digest)
+            {
+                layers.push(l.clone());
+            }
+            records.insert(
+                k.hex().to_string(),
+                serde_json::to_value(l).expect("serialises"),
+            );
+        }
+        let mut cfg = ImageConfig {
+            architecture: super::plan::host_arch().into(),
+            os: "linux".into(),
+            created: Some(crate::timefmt::rfc3339(0)),
+            ..Default::default()
+        };
+        cfg.extra
+            .insert(CACHE_KEY.into(), serde_json::Value::Object(records));
+        let local: Reference = format!(
+            "localhost/boxbuild-cache-export:{}",
+            crate::run::spec::random_id()
+        )
+        .parse()
+        .expect("valid reference");
+        let tags = std::slice::from_ref(&local);
+        image_out::write_manifest(self.store, &layers, cfg, tags, docker)?;
+        let progress = if printer.quiet() {
+            registry::Progress::Quiet
+        } else {
+            registry::Progress::Plain
+        };
+        let pushed = registry::push(self.store, &local.to_string(), Some(r), progress);
+        let _ = self.store.remove_tag(&local);
+        pushed.map_err(|source| BuildError::Push {
+            name: r.to_string(),
+            source,
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! The image a build makes: config and manifest blobs, then tags, and the history entries
+//! the steps add to the config.
+//!
+//! Tags are set only after both blobs are stored, so a failed build leaves every tag as it
+//! was. `--format docker` changes media types only: Docker-only config fields (Shell,
+//! Healthcheck, OnBuild) are kept in both formats, as Docker does.
+
+use super::fsview::LayerRef;
+use crate::boxfile::{Instruction, dump_instruction};
+use crate::digest::Digest;
+use crate::image::{Descriptor, History, ImageConfig, Manifest, RootFs};
+use crate::image::{Reference, media};
+use crate::store::{Store, StoreError};
+
+/// The `comment` of every history entry a step adds, as BuildKit writes it.
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// The history entry of a layer step (`empty`: it made no layer).
+pub fn layer_history(created: String, created_by: String, empty: bool) -> History {
+    History {
+        created: Some(created),
+        created_by: Some(created_by),
+        comment: Some(HISTORY_COMMENT.into()),
+        empty_layer: empty,
+    }
+}
+
+/// A history line for a RUN, in BuildKit's form.
+pub fn run_created_by(ins: &Instruction) -> String {
+    format!("{} # buildkit", dump_instruction(ins))
+}
+
+/// Store `cfg` (completed with its rootfs and default platform) and a manifest over `layers`,
+/// then tag it with `tags` (or record it untagged). Returns the config and manifest digests.
+pub fn write_manifest(
+    store: &Store,
+    layers: &[LayerRef],
+    mut cfg: ImageConfig,
+    tags: &[Reference],
+    docker: bool,
+) -> Result<(Digest, Digest), StoreError> {
+    if cfg.architecture.is_empty() {
+        cfg.architecture = super::plan::host_arch().into();
+    }
+    if cfg.os.is_empty() {
+        cfg.os = "linux".into();
+    }
+    cfg.rootfs = RootFs {
+        kind: "layers".into(),
+        diff_ids: layers.iter().map(|l| l.diff_id.to_string()).collect(),
+    };
+    let cfg_bytes = serde_json::to_vec(&cfg).expect("config serialises");
+    let cfg_digest = store.put_blob(&cfg_bytes)?;
+    let (manifest_type, config_type) = if docker {
+        (media::DOCKER_MANIFEST, media::DOCKER_CONFIG)
+    } else {
+        (media::OCI_MANIFEST, media::OCI_CONFIG)
+    };
+    let layers = layers
+        .iter()
+        .map(|l| {
+            Descriptor::new(
+                &layer_media_type(&l.media_type, docker),
+                l.digest.clone(),
+                l.size,
+            )
+        })
+        .collect();
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(manifest_type.into()),
+        config: Descriptor::new(config_type, cfg_digest.clone(), cfg_bytes.len() as u64),
+        layers,
+        annotations: Default::default(),
+        extra: Default::default(),
+    };
+    let m_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+    let m_digest = store.put_blob(&m_bytes)?;
+    let desc = Descriptor::new(manifest_type, m_digest.clone(), m_bytes.len() as u64);
+    if tags.is_empty() {
+        store.add_untagged(&desc)?;
+    }
+    for t in tags {
+        store.set_tag(t, &desc)?;
+    }
+    Ok((cfg_digest, m_digest))
+}
+
+/// The media type a layer gets in the written manifest (the bytes are the same).
+pub fn layer_media_type(mt: &str, docker: bool) -> String {
+    let gzip = matches!(mt, media::OCI_LAYER_GZIP | media::DOCKER_LAYER_GZIP)
+        || mt.ends_with("tar.gzip")
+        || mt.ends_with("tar+gzip");
+    let plain = mt == media::OCI_LAYER_TAR || mt == "application/vnd.docker.image.rootfs.diff.tar";
+    match (docker, gzip, plain) {
+        (true, true, _) => media::DOCKER_LAYER_GZIP.into(),
+        (true, _, true) => "application/vnd.docker.image.rootfs.diff.tar".into(),
+        (false, true, _) => media::OCI_LAYER_GZIP.into(),
+        (false, _, true) => media::OCI_LAYER_TAR.into(),
+        _ => mt.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_media_types_follow_the_format_and_keep_the_compression() {
+        assert_eq!(
+            layer_media_type(media::OCI_LAYER_GZIP, true),
+            media::DOCKER_LAYER_GZIP
+        );
+        assert_eq!(
+            layer_media_type(media::DOCKER_LAYER_GZIP, false),
+            media::OCI_LAYER_GZIP
+        );
+        assert_eq!(
+            layer_media_type(media::OCI_LAYER_TAR, true),
+            "application/vnd.docker.image.rootfs.diff.tar"
+        );
+        assert_eq!(layer_media_type("x/zstd", false), "x/zstd");
+    }
+}
