@@ -1,5 +1,6 @@
-//! Timestamps as images carry them: RFC 3339 in UTC, to and from seconds since the epoch.
-//! (Image configs and history use RFC 3339; a handful of helpers do not justify a date crate.)
+//! Timestamps as images carry them: RFC 3339 in UTC, to and from seconds since the epoch,
+//! and docker's "2 hours ago" for the CREATED and STATUS columns. (Image configs and history
+//! use RFC 3339; a handful of helpers do not justify a date crate.)
 
 /// RFC 3339 UTC time for seconds since the epoch (`1970-01-01T00:00:00Z`).
 pub fn rfc3339(secs: i64) -> String {
@@ -74,6 +75,47 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + se - offset)
 }
 
+/// "2 hours ago", as docker prints CREATED (and a container's STATUS); "N/A" when the time is
+/// missing or unreadable.
+pub fn human_age(created: Option<&str>) -> String {
+    let Some(ts) = created.and_then(parse_rfc3339) else {
+        return "N/A".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    age_text((now - ts).max(0))
+}
+
+/// docker's wording for an age of `s` seconds (go-units `HumanDuration`).
+fn age_text(s: i64) -> String {
+    let (n, unit) = match s {
+        0..=59 => {
+            return if s <= 1 {
+                "Less than a second ago".into()
+            } else {
+                format!("{s} seconds ago")
+            };
+        }
+        60..=3599 => (s / 60, "minute"),
+        3600..=172_799 => (s / 3600, "hour"),
+        172_800..=1_209_599 => (s / 86_400, "day"),
+        1_209_600..=5_183_999 => (s / 604_800, "week"),
+        5_184_000..=63_071_999 => (s / 2_592_000, "month"),
+        _ => (s / 31_536_000, "year"),
+    };
+    if n == 1 {
+        match unit {
+            "hour" => "About an hour ago".into(),
+            "minute" => "About a minute ago".into(),
+            _ => format!("1 {unit} ago"),
+        }
+    } else {
+        format!("{n} {unit}s ago")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +144,18 @@ mod tests {
             Some(1_704_164_645)
         );
         assert_eq!(parse_rfc3339("nonsense"), None);
+    }
+
+    #[test]
+    fn ages_read_like_docker() {
+        assert_eq!(human_age(None), "N/A");
+        assert_eq!(human_age(Some("nonsense")), "N/A");
+        assert_eq!(age_text(0), "Less than a second ago");
+        assert_eq!(age_text(30), "30 seconds ago");
+        assert_eq!(age_text(90), "About a minute ago");
+        assert_eq!(age_text(3600), "About an hour ago");
+        assert_eq!(age_text(7200), "2 hours ago");
+        assert_eq!(age_text(3 * 86_400), "3 days ago");
+        assert_eq!(age_text(2 * 31_536_000), "2 years ago");
     }
 }

@@ -1,6 +1,7 @@
 //! Diagnostics: every error and warning the parser or linter finds, with a line, a column and
 //! a length, rendered through miette as `file:line:col`, the source line and a caret (plain
-//! ASCII when stderr is not a terminal).
+//! ASCII when stderr is not a terminal). [`Locator`] turns a node's line range and the text to
+//! point at into that position; the parser and the linter both use it.
 //!
 //! Rendering hands miette only a window of a few lines around the finding, so a file with
 //! thousands of findings does not rescan the whole source for each one.
@@ -84,6 +85,88 @@ pub(crate) fn line_starts(src: &str) -> Vec<usize> {
     let mut v = vec![0];
     v.extend(src.match_indices('\n').map(|(i, _)| i + 1));
     v
+}
+
+/// Positions: maps a node plus an optional needle to line/col.
+pub(crate) struct Locator<'a> {
+    src: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Locator<'a> {
+    pub(crate) fn new(src: &'a str) -> Self {
+        Locator {
+            src,
+            starts: line_starts(src),
+        }
+    }
+
+    fn line_text(&self, line: usize) -> &'a str {
+        let i = line.saturating_sub(1).min(self.starts.len() - 1);
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.src.len());
+        self.src[self.starts[i]..end].trim_end_matches(['\n', '\r'])
+    }
+
+    /// Find `needle` in the node's lines; else point at the keyword on the first line.
+    pub(crate) fn diag(
+        &self,
+        start: usize,
+        end: usize,
+        severity: Severity,
+        rule: Option<&'static str>,
+        message: String,
+        needle: Option<&str>,
+    ) -> Diagnostic {
+        if let Some(nd) = needle.filter(|n| !n.is_empty()) {
+            for line in start..=end.max(start) {
+                let text = self.line_text(line);
+                // Skip the keyword so `FROM x AS x` points at the name, not a prefix match.
+                let skip = if line == start {
+                    text.len() - text.trim_start().len()
+                        + text.trim_start().find(char::is_whitespace).unwrap_or(0)
+                } else {
+                    0
+                };
+                if let Some(p) = text.get(skip..).and_then(|t| t.find(nd)) {
+                    return Diagnostic {
+                        severity,
+                        rule,
+                        message,
+                        line,
+                        col: skip + p + 1,
+                        len: nd.len(),
+                    };
+                }
+                if line == start
+                    && let Some(p) = text.find(nd)
+                {
+                    return Diagnostic {
+                        severity,
+                        rule,
+                        message,
+                        line,
+                        col: p + 1,
+                        len: nd.len(),
+                    };
+                }
+            }
+        }
+        let text = self.line_text(start);
+        let indent = text.len() - text.trim_start().len();
+        let word = text
+            .trim_start()
+            .split(char::is_whitespace)
+            .next()
+            .unwrap_or("");
+        Diagnostic {
+            severity,
+            rule,
+            message,
+            line: start,
+            col: indent + 1,
+            len: word.len().max(1),
+        }
+    }
 }
 
 /// A few lines of the source that miette sees as the whole file, with line numbers shifted

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::instruction::*;
-use super::parse::quote_if_needed;
 
 /// Dump a whole Boxfile: directives, global ARGs, then each stage.
 pub fn dump(bf: &Boxfile) -> String {
@@ -207,4 +206,20 @@ pub fn dump_instruction(ins: &Instruction) -> String {
         Instruction::Onbuild(inner) => out.push_str(&dump_instruction(inner)),
     }
     out.trim_end_matches(' ').to_string()
+}
+
+/// Quote a value for the dump when it would not survive as a bare word.
+fn quote_if_needed(s: &str) -> String {
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
+    {
+        if s.contains('"') {
+            format!("'{s}'")
+        } else {
+            format!("\"{s}\"")
+        }
+    } else {
+        s.to_string()
+    }
 }

@@ -245,19 +245,10 @@ impl StageEnv {
     /// Expand the words Docker expands in `ins`, without changing the scope. ARG defaults
     /// are expanded too, and ENV pairs see the ones before them on the same line.
     pub fn expand_instruction(&self, ins: &Instruction) -> Result<Expanded> {
-        let name = ins.name();
-        let mut used = BTreeSet::new();
-        let err = |source| ExpandError {
-            instruction: name,
-            source,
-        };
-        let word = |s: &str, used: &mut BTreeSet<String>| -> Result<String> {
-            let (r, _, u) = self.process(self.lex(), s).map_err(err)?;
-            used.extend(u);
-            Ok(r)
-        };
-        let opt = |s: &Option<String>, used: &mut BTreeSet<String>| -> Result<Option<String>> {
-            s.as_deref().map(|s| word(s, used)).transpose()
+        let mut x = Expansion {
+            env: self,
+            instruction: ins.name(),
+            used: BTreeSet::new(),
         };
         let out = match ins {
             Instruction::From(f) => {
@@ -269,110 +260,139 @@ impl StageEnv {
                     .map(|d| {
                         Ok(ArgDecl {
                             name: d.name.clone(),
-                            default: opt(&d.default, &mut used)?,
+                            default: x.opt(&d.default)?,
                         })
                     })
                     .collect::<Result<_>>()?,
             ),
-            Instruction::Env(kv) | Instruction::Label(kv) => {
-                // Later pairs on one ENV line see earlier ones, as in Docker.
-                let mut scratch = self.clone();
-                let mut pairs = Vec::new();
-                for p in &kv.pairs {
-                    let (key, _, u1) = scratch.process(scratch.lex(), &p.key).map_err(err)?;
-                    let (value, _, u2) = scratch.process(scratch.lex(), &p.value).map_err(err)?;
-                    used.extend(u1);
-                    used.extend(u2);
-                    if matches!(ins, Instruction::Env(_)) {
-                        scratch
-                            .vars
-                            .insert(key.clone(), (Kind::Env, Some(value.clone())));
-                    }
-                    pairs.push(KeyValue { key, value });
-                }
-                let kv = KeyValues {
-                    pairs,
-                    legacy: kv.legacy,
-                };
-                if matches!(ins, Instruction::Env(_)) {
-                    Instruction::Env(kv)
-                } else {
-                    Instruction::Label(kv)
-                }
-            }
-            Instruction::Workdir(w) => Instruction::Workdir(word(w, &mut used)?),
-            Instruction::User(u) => Instruction::User(word(u, &mut used)?),
-            Instruction::StopSignal(s) => Instruction::StopSignal(word(s, &mut used)?),
-            Instruction::Expose(ports) => {
-                let mut v = Vec::new();
-                for p in ports {
-                    let (_, words, u) = self.process(self.lex(), p).map_err(err)?;
-                    used.extend(u);
-                    v.extend(words);
-                }
-                Instruction::Expose(v)
-            }
+            Instruction::Env(kv) => Instruction::Env(x.key_values(kv, true)?),
+            Instruction::Label(kv) => Instruction::Label(x.key_values(kv, false)?),
+            Instruction::Workdir(w) => Instruction::Workdir(x.word(w)?),
+            Instruction::User(u) => Instruction::User(x.word(u)?),
+            Instruction::StopSignal(s) => Instruction::StopSignal(x.word(s)?),
+            Instruction::Expose(ports) => Instruction::Expose(x.expose(ports)?),
             Instruction::Volume { paths, json } => Instruction::Volume {
-                paths: paths
-                    .iter()
-                    .map(|p| word(p, &mut used))
-                    .collect::<Result<_>>()?,
+                paths: x.words(paths)?,
                 json: *json,
             },
-            Instruction::Copy(c) | Instruction::Add(c) => {
-                let mut c2 = c.clone();
-                c2.from = opt(&c.from, &mut used)?;
-                c2.chown = opt(&c.chown, &mut used)?;
-                c2.chmod = opt(&c.chmod, &mut used)?;
-                c2.checksum = opt(&c.checksum, &mut used)?;
-                c2.excludes = c
-                    .excludes
-                    .iter()
-                    .map(|e| word(e, &mut used))
-                    .collect::<Result<_>>()?;
-                for s in &mut c2.sources {
-                    if s.kind != SourceKind::Heredoc {
-                        s.path = word(&s.path, &mut used)?;
-                    }
-                }
-                c2.dest = word(&c.dest, &mut used)?;
-                // COPY heredocs with an unquoted delimiter are expanded by the builder (RUN
-                // heredocs are left to the shell); quotes inside are content, not syntax.
-                for h in &mut c2.heredocs {
-                    if h.expand {
-                        let lex = Lex {
-                            skip_quotes: true,
-                            ..self.lex()
-                        };
-                        let (r, _, u) = self.process(lex, &h.content).map_err(err)?;
-                        used.extend(u);
-                        h.content = r;
-                    }
-                }
-                if matches!(ins, Instruction::Add(_)) {
-                    Instruction::Add(c2)
-                } else {
-                    Instruction::Copy(c2)
-                }
-            }
-            Instruction::Run(r) => {
-                let mut r2 = r.clone();
-                for m in &mut r2.mounts {
-                    m.id = opt(&m.id, &mut used)?;
-                    m.target = opt(&m.target, &mut used)?;
-                    m.source = opt(&m.source, &mut used)?;
-                    m.from = opt(&m.from, &mut used)?;
-                    m.env = opt(&m.env, &mut used)?;
-                    m.size = opt(&m.size, &mut used)?;
-                }
-                Instruction::Run(r2)
-            }
+            Instruction::Copy(c) => Instruction::Copy(x.copy(c)?),
+            Instruction::Add(c) => Instruction::Add(x.copy(c)?),
+            Instruction::Run(r) => Instruction::Run(x.run(r)?),
             other => other.clone(),
         };
         Ok(Expanded {
             instruction: out,
-            used_args: used,
+            used_args: x.used,
         })
+    }
+}
+
+/// The expansion of one instruction: the scope it sees, and the ARGs it has used so far.
+struct Expansion<'a> {
+    env: &'a StageEnv,
+    instruction: &'static str,
+    used: BTreeSet<String>,
+}
+
+impl Expansion<'_> {
+    fn err(&self) -> impl Fn(ShellError) -> ExpandError + use<> {
+        let instruction = self.instruction;
+        move |source| ExpandError {
+            instruction,
+            source,
+        }
+    }
+
+    fn word(&mut self, s: &str) -> Result<String> {
+        let (r, _, u) = self.env.process(self.env.lex(), s).map_err(self.err())?;
+        self.used.extend(u);
+        Ok(r)
+    }
+
+    fn opt(&mut self, s: &Option<String>) -> Result<Option<String>> {
+        s.as_deref().map(|s| self.word(s)).transpose()
+    }
+
+    fn words(&mut self, v: &[String]) -> Result<Vec<String>> {
+        v.iter().map(|w| self.word(w)).collect()
+    }
+
+    /// ENV or LABEL pairs. Later pairs on one ENV line see earlier ones, as in Docker.
+    fn key_values(&mut self, kv: &KeyValues, is_env: bool) -> Result<KeyValues> {
+        let mut scratch = self.env.clone();
+        let mut pairs = Vec::new();
+        for p in &kv.pairs {
+            let (key, _, u1) = scratch.process(scratch.lex(), &p.key).map_err(self.err())?;
+            let (value, _, u2) = scratch
+                .process(scratch.lex(), &p.value)
+                .map_err(self.err())?;
+            self.used.extend(u1);
+            self.used.extend(u2);
+            if is_env {
+                scratch
+                    .vars
+                    .insert(key.clone(), (Kind::Env, Some(value.clone())));
+            }
+            pairs.push(KeyValue { key, value });
+        }
+        Ok(KeyValues {
+            pairs,
+            legacy: kv.legacy,
+        })
+    }
+
+    /// EXPOSE: a word may expand into several ports.
+    fn expose(&mut self, ports: &[String]) -> Result<Vec<String>> {
+        let mut v = Vec::new();
+        for p in ports {
+            let (_, words, u) = self.env.process(self.env.lex(), p).map_err(self.err())?;
+            self.used.extend(u);
+            v.extend(words);
+        }
+        Ok(v)
+    }
+
+    fn copy(&mut self, c: &CopyInstr) -> Result<CopyInstr> {
+        let mut c2 = c.clone();
+        c2.from = self.opt(&c.from)?;
+        c2.chown = self.opt(&c.chown)?;
+        c2.chmod = self.opt(&c.chmod)?;
+        c2.checksum = self.opt(&c.checksum)?;
+        c2.excludes = self.words(&c.excludes)?;
+        for s in &mut c2.sources {
+            if s.kind != SourceKind::Heredoc {
+                s.path = self.word(&s.path)?;
+            }
+        }
+        c2.dest = self.word(&c.dest)?;
+        // COPY heredocs with an unquoted delimiter are expanded by the builder (RUN
+        // heredocs are left to the shell); quotes inside are content, not syntax.
+        for h in &mut c2.heredocs {
+            if h.expand {
+                let lex = Lex {
+                    skip_quotes: true,
+                    ..self.env.lex()
+                };
+                let (r, _, u) = self.env.process(lex, &h.content).map_err(self.err())?;
+                self.used.extend(u);
+                h.content = r;
+            }
+        }
+        Ok(c2)
+    }
+
+    /// RUN: only the `--mount` options are expanded; the command is the shell's.
+    fn run(&mut self, r: &RunInstr) -> Result<RunInstr> {
+        let mut r2 = r.clone();
+        for m in &mut r2.mounts {
+            m.id = self.opt(&m.id)?;
+            m.target = self.opt(&m.target)?;
+            m.source = self.opt(&m.source)?;
+            m.from = self.opt(&m.from)?;
+            m.env = self.opt(&m.env)?;
+            m.size = self.opt(&m.size)?;
+        }
+        Ok(r2)
     }
 }
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::images::open_store;
+use super::fmt::print_table;
+use super::store::open_store;
 use super::{CmdResult, ExecArgs, Global, KillArgs, LogsArgs, PortArgs, PsArgs, RmArgs, StopArgs};
 use crate::container::{self, Containers, State, Status, config, exec::ExecOptions};
 use crate::run::ports::PortMapping;
@@ -56,7 +57,7 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
             s.id[..12].to_string(),
             truncate(&s.image, 30),
             format!("\"{}\"", truncate(&s.argv.join(" "), 20)),
-            super::images::human_age(Some(&s.created)),
+            crate::timefmt::human_age(Some(&s.created)),
             s.status_text(),
             s.published
                 .iter()
@@ -66,29 +67,7 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
             s.name.clone(),
         ]);
     }
-    // Columns padded to their widest cell plus three spaces, like docker's tabwriter.
-    let widths: Vec<usize> = (0..7)
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-                + 3
-        })
-        .collect();
-    let mut out = std::io::stdout().lock();
-    for r in &table {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i == 6 {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}", w = widths[i]));
-            }
-        }
-        writeln!(out, "{line}")?;
-    }
+    print_table(&mut std::io::stdout().lock(), &table)?;
     Ok(0)
 }
 

@@ -1,85 +1,17 @@
-//! `box images | tag | rmi | inspect | prune | load | save`: the store's commands.
+//! `box images | tag | rmi | prune | load | save`, and the image side of `box inspect`.
 
-use crate::timefmt::parse_rfc3339;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 
 use anyhow::{Context, bail};
 
-use super::{
-    CmdResult, Global, ImagesArgs, InspectArgs, LoadArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs,
-};
+use super::fmt::{human_size, print_table};
+use super::store::{open_store, open_store_with};
+use super::{CmdResult, Global, ImagesArgs, LoadArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs};
+use crate::atomic::{Durability, Staged};
 use crate::image::Reference;
 use crate::store::{Access, Store};
-
-pub fn open_store(g: &Global) -> anyhow::Result<Store> {
-    open_store_with(g, Access::Shared)
-}
-
-fn open_store_with(g: &Global, access: Access) -> anyhow::Result<Store> {
-    let root = g.root.clone().unwrap_or_else(Store::default_root);
-    Store::open_with(&root, access).with_context(|| format!("open store {}", root.display()))
-}
-
-/// "2 hours ago", as docker prints CREATED.
-pub fn human_age(created: Option<&str>) -> String {
-    let Some(ts) = created.and_then(parse_rfc3339) else {
-        return "N/A".into();
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let s = (now - ts).max(0);
-    let (n, unit) = match s {
-        0..=59 => {
-            return if s <= 1 {
-                "Less than a second ago".into()
-            } else {
-                format!("{s} seconds ago")
-            };
-        }
-        60..=3599 => (s / 60, "minute"),
-        3600..=172_799 => (s / 3600, "hour"),
-        172_800..=1_209_599 => (s / 86_400, "day"),
-        1_209_600..=5_183_999 => (s / 604_800, "week"),
-        5_184_000..=63_071_999 => (s / 2_592_000, "month"),
-        _ => (s / 31_536_000, "year"),
-    };
-    if n == 1 {
-        match unit {
-            "hour" => "About an hour ago".into(),
-            "minute" => "About a minute ago".into(),
-            _ => format!("1 {unit} ago"),
-        }
-    } else {
-        format!("{n} {unit}s ago")
-    }
-}
-
-/// Docker's size format: SI units, 3 significant digits ("4.26MB").
-pub fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    let s = if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
-}
+use crate::timefmt::{human_age, parse_rfc3339};
 
 pub fn images(g: &Global, a: ImagesArgs) -> CmdResult {
     let store = open_store(g)?;
@@ -148,32 +80,6 @@ pub fn images(g: &Global, a: ImagesArgs) -> CmdResult {
     Ok(0)
 }
 
-/// Left-aligned columns separated by at least three spaces, as docker's tabwriter does.
-pub fn print_table(out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> {
-    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
 pub fn tag(g: &Global, a: TagArgs) -> CmdResult {
     let store = open_store(g)?;
     let img = store.resolve_image(&a.source)?;
@@ -235,39 +141,6 @@ fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>
     store.remove_manifest(&img.manifest_desc.digest)?;
     out.push(format!("Deleted: {}", img.id()));
     Ok(out)
-}
-
-pub fn inspect(g: &Global, a: InspectArgs) -> CmdResult {
-    let store = open_store(g)?;
-    let mut arr = vec![];
-    let mut failed = false;
-    let ctrs = crate::container::Containers::new(store.containers_dir());
-    for n in &a.names {
-        // Containers first, as docker does when no --type is given.
-        if a.r#type.as_deref() != Some("image")
-            && let Some(j) = super::containers::inspect_json(&ctrs, n)
-        {
-            arr.push(j);
-            continue;
-        }
-        if a.r#type.as_deref() == Some("container") {
-            eprintln!("Error: no such container: {n}");
-            failed = true;
-            continue;
-        }
-        match store.resolve_image(n) {
-            Ok(img) => arr.push(inspect_json(&img)),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                failed = true;
-            }
-        }
-    }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::Value::Array(arr))?
-    );
-    Ok(if failed { 1 } else { 0 })
 }
 
 /// The fields `docker image inspect` prints, filled from the OCI config.
@@ -343,23 +216,25 @@ pub fn save(g: &Global, a: SaveArgs) -> CmdResult {
     let store = open_store(g)?;
     match &a.output {
         Some(p) => {
-            // Write beside the target and rename, so a failed save leaves no half archive.
-            let tmp = p.with_extension("boxsave-tmp");
-            let f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-            let mut w = BufWriter::with_capacity(1 << 20, f);
-            let r = store
+            // A failed save leaves no half archive: the file appears whole or not at all.
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            // 0o666 before the umask, as File::create gives.
+            let tmp = Staged::new_in(dir, &format!(".{name}.tmp-"), 0o666)
+                .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+            let mut w = BufWriter::with_capacity(1 << 20, tmp);
+            store
                 .save_archive(&a.images, &mut w)
                 .map_err(anyhow::Error::from)
                 .and_then(|_| {
-                    let f = w.into_inner().map_err(|e| e.into_error())?;
-                    f.sync_all()?;
+                    let tmp = w.into_inner().map_err(|e| e.into_error())?;
+                    tmp.commit(p, Durability::Durable)?;
                     Ok(())
-                });
-            if let Err(e) = r {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.context(format!("save to {}", p.display())));
-            }
-            std::fs::rename(&tmp, p).with_context(|| format!("rename into {}", p.display()))?;
+                })
+                .with_context(|| format!("save to {}", p.display()))?;
         }
         None => {
             if std::io::IsTerminal::is_terminal(&io::stdout()) {
@@ -370,18 +245,4 @@ pub fn save(g: &Global, a: SaveArgs) -> CmdResult {
         }
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_like_docker() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(4_261_000), "4.26MB");
-        assert_eq!(human_size(72_800_000), "72.8MB");
-        assert_eq!(human_size(1_000), "1kB");
-        assert_eq!(human_size(123_456_789), "123MB");
-    }
 }

@@ -16,9 +16,12 @@ use crate::run::userns::Entered;
 pub mod build;
 pub mod containers;
 pub mod dev;
+mod fmt;
 pub mod images;
+mod inspect;
 pub mod registry;
 pub mod run;
+mod store;
 
 pub use build::BuildArgs;
 pub use run::RunArgs;
@@ -544,7 +547,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Push(a) => registry::push(&g, a),
         BoxCommand::Tag(a) => images::tag(&g, a),
         BoxCommand::Rmi(a) => images::rmi(&g, a),
-        BoxCommand::Inspect(a) => images::inspect(&g, a),
+        BoxCommand::Inspect(a) => inspect::inspect(&g, a),
         BoxCommand::Prune(a) => images::prune(&g, a),
         BoxCommand::Load(a) => images::load(&g, a),
         BoxCommand::Save(a) => images::save(&g, a),

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, bail};
 
-use super::images::open_store;
+use super::store::open_store;
 use super::{CmdResult, Global, LoginArgs, LogoutArgs, PullArgs, PushArgs};
 use crate::registry::{
     self, AuthFiles, Credentials, Progress, PullOptions, PullPolicy, PushOptions,

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::images::open_store;
+use super::store::open_store;
 use super::{CmdResult, Global};
 use crate::container::{self, RunOptions, config::Overrides, detach, mounts};
 use crate::registry::PullOptions;

@@ -228,7 +228,7 @@ impl State {
 }
 
 fn ago(t: Option<&str>) -> String {
-    crate::cli::images::human_age(t)
+    crate::timefmt::human_age(t)
 }
 
 impl Containers {

@@ -7,6 +7,8 @@
 //! is the whole dir renamed to its final name. The marker lives beside the tree rather than
 //! in it, so it never shows up inside a container. A final dir without the marker can only be
 //! left by a crash of an older writer; it is never used and is removed on the next attempt.
+//! A directory cannot go through [`crate::atomic`]'s file writer, so the rename of the whole
+//! tree stays here; the marker file and the directory syncs use [`crate::atomic`].
 
 use std::fs;
 use std::io;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use super::Compression;
 use super::confine::{self, Confinement};
 use super::extract::{ExtractError, ExtractOptions};
+use crate::atomic;
 use crate::digest::Digest;
 
 /// Name of the completion marker inside `<layers>/<hex>/`.
@@ -44,6 +47,20 @@ pub enum CacheError {
     DiffIdMismatch { expected: Digest, actual: Digest },
 }
 
+fn fs_error(
+    diff_id: &Digest,
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> CacheError + use<> {
+    let (diff_id, path) = (diff_id.clone(), path.to_path_buf());
+    move |source| CacheError::Fs {
+        diff_id,
+        op,
+        path,
+        source,
+    }
+}
+
 /// The unpacked tree of layer `diff_id` (the dir to use as a lowerdir), if it is complete.
 pub fn cached_layer(layers_dir: &Path, diff_id: &Digest) -> Option<PathBuf> {
     let dir = layers_dir.join(diff_id.hex());
@@ -61,15 +78,7 @@ pub fn unpack_cached(
     opts: &ExtractOptions,
     how: Confinement,
 ) -> Result<PathBuf, CacheError> {
-    let fs_err = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CacheError::Fs {
-            diff_id: diff_id.clone(),
-            op,
-            path,
-            source,
-        }
-    };
+    let fs_err = |op, path: &Path| fs_error(diff_id, op, path);
     if let Some(tree) = cached_layer(layers_dir, diff_id) {
         return Ok(tree);
     }
@@ -103,9 +112,23 @@ pub fn unpack_cached(
     }
     // One syncfs makes the whole tree durable before the marker claims it is complete.
     nix::unistd::syncfs(&dir).map_err(|e| fs_err("sync filesystem of", &tree)(e.into()))?;
+    publish(layers_dir, diff_id, tmp)
+}
+
+/// Make the staged `<tmp>/diff` tree the cached layer `diff_id`: write the completion marker,
+/// then rename the whole staging dir to `<layers>/<hex>`. The tree must already be durable.
+/// When another process published the same layer first, its copy is kept and returned.
+pub fn publish(
+    layers_dir: &Path,
+    diff_id: &Digest,
+    tmp: tempfile::TempDir,
+) -> Result<PathBuf, CacheError> {
+    let fs_err = |op, path: &Path| fs_error(diff_id, op, path);
+    let final_dir = layers_dir.join(diff_id.hex());
+    // The marker goes in through the atomic writer too: synced, and its directory entry
+    // synced, before the rename below publishes the whole directory.
     let marker = tmp.path().join(COMPLETE_MARKER);
-    let m = fs::File::create(&marker).map_err(fs_err("create", &marker))?;
-    m.sync_all().map_err(fs_err("sync", &marker))?;
+    atomic::write(&marker, b"", 0o644).map_err(fs_err("create", &marker))?;
     match fs::rename(tmp.path(), &final_dir) {
         Ok(()) => {
             let _ = tmp.keep();
@@ -118,8 +141,6 @@ pub fn unpack_cached(
         }
         Err(e) => return Err(fs_err("rename into place", &final_dir)(e)),
     }
-    if let Ok(d) = fs::File::open(layers_dir) {
-        let _ = d.sync_all();
-    }
+    atomic::sync_dir(layers_dir);
     Ok(final_dir.join(TREE))
 }

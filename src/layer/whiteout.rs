@@ -10,7 +10,7 @@
 use std::ffi::CStr;
 use std::fs::Metadata;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -115,11 +115,8 @@ pub fn is_overlay_xattr(name: &[u8]) -> bool {
 /// Create overlayfs's deletion mark `name` in the directory `parent`. The kernel allows a 0/0
 /// character device even in a user namespace, where other device nodes are refused.
 pub fn make_overlay_whiteout(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
-    let r = unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), libc::S_IFCHR, 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    use nix::sys::stat::{Mode, SFlag, mknodat};
+    Ok(mknodat(parent, name, SFlag::S_IFCHR, Mode::empty(), 0)?)
 }
 
 /// Mark the directory `dir` (an fd opened for reading, not O_PATH) opaque for overlayfs.

@@ -45,6 +45,8 @@ fn probe(mut call: impl FnMut(*mut libc::c_void, usize) -> isize) -> io::Result<
 /// xattr support has none.
 pub fn list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
     let p = cpath(path)?;
+    // SAFETY: `p` is a NUL-terminated path that outlives the call; `probe` passes either a
+    // null buffer with size 0 or a buffer it owns of exactly `n` writable bytes.
     let raw = match probe(|b, n| unsafe { libc::llistxattr(p.as_ptr(), b.cast(), n) }) {
         Ok(raw) => raw,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
@@ -61,6 +63,8 @@ pub fn list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
 pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let p = cpath(path)?;
     let n = cname(name)?;
+    // SAFETY: `p` and `n` are NUL-terminated strings that outlive the call; `probe` passes
+    // either a null buffer with size 0 or a buffer it owns of exactly `len` writable bytes.
     match probe(|b, len| unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), b, len) }) {
         Ok(v) => Ok(Some(v)),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) => Ok(None),
@@ -71,6 +75,8 @@ pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
 /// Set xattr `name` on the object `fd` refers to (must not be an O_PATH descriptor).
 pub fn fset(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
     let n = cname(name)?;
+    // SAFETY: `fd` is open for the duration (borrowed), `n` is NUL-terminated, and the value
+    // pointer and length come from one live slice the kernel only reads.
     let r = unsafe {
         libc::fsetxattr(
             fd.as_raw_fd(),
@@ -90,6 +96,8 @@ pub fn fset(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
 pub fn lset(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
     let p = cpath(path)?;
     let n = cname(name)?;
+    // SAFETY: `p` and `n` are NUL-terminated and outlive the call; the value pointer and
+    // length come from one live slice the kernel only reads.
     let r = unsafe {
         libc::lsetxattr(
             p.as_ptr(),

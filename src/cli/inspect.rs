@@ -1,0 +1,37 @@
+//! `box inspect`: containers first, then images, as docker does when no --type is given.
+
+use super::store::open_store;
+use super::{CmdResult, Global, InspectArgs};
+
+pub fn inspect(g: &Global, a: InspectArgs) -> CmdResult {
+    let store = open_store(g)?;
+    let mut arr = vec![];
+    let mut failed = false;
+    let ctrs = crate::container::Containers::new(store.containers_dir());
+    for n in &a.names {
+        // Containers first, as docker does when no --type is given.
+        if a.r#type.as_deref() != Some("image")
+            && let Some(j) = super::containers::inspect_json(&ctrs, n)
+        {
+            arr.push(j);
+            continue;
+        }
+        if a.r#type.as_deref() == Some("container") {
+            eprintln!("Error: no such container: {n}");
+            failed = true;
+            continue;
+        }
+        match store.resolve_image(n) {
+            Ok(img) => arr.push(super::images::inspect_json(&img)),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Array(arr))?
+    );
+    Ok(if failed { 1 } else { 0 })
+}
