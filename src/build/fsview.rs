@@ -31,6 +31,8 @@ pub enum FsError {
     Pack(#[from] layer::PackError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Cache(#[from] layer::CacheError),
 }
 
 pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FsError + use<> {
@@ -222,34 +224,16 @@ pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRe
     if layer::cached_layer(&layers, &r.diff_id).is_some() {
         remove_tree(dir);
     } else {
-        let final_dir = layers.join(r.diff_id.hex());
-        if final_dir.exists() {
-            remove_tree(&final_dir);
-        }
-        // A directory cannot go through crate::atomic; the same pattern by hand: made whole
-        // under a unique name (tree, then the complete marker), then renamed into place.
-        let tmp = layers.join(format!(
-            "{}.tmp-{}",
-            r.diff_id.hex(),
-            crate::run::spec::random_id()
-        ));
-        fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
-        match fs::rename(dir, tmp.join(layer::cache::TREE)) {
+        // The layer cache's own two steps, as for an extracted layer: staged under a unique
+        // name beside its final place, then published (marker, rename).
+        let tmp = layer::cache::stage(&layers, &r.diff_id)?;
+        match fs::rename(dir, tmp.path().join(layer::cache::TREE)) {
             Ok(()) => {
-                sync_fs(&tmp);
-                let marker = tmp.join(layer::cache::COMPLETE_MARKER);
-                fs::File::create(&marker).map_err(io_err("create", &marker))?;
-                if fs::rename(&tmp, &final_dir).is_err() {
-                    // Someone else committed the same layer meanwhile; theirs is as good.
-                    remove_tree(&tmp);
-                } else {
-                    crate::atomic::sync_dir(&layers);
-                }
+                sync_fs(tmp.path());
+                layer::cache::publish(&layers, &r.diff_id, tmp)?;
             }
-            Err(_) => {
-                remove_tree(&tmp);
-                remove_tree(dir);
-            }
+            // The blob is stored; the first use unpacks it instead.
+            Err(_) => remove_tree(dir),
         }
     }
     Ok(LayerRef {

@@ -82,16 +82,8 @@ pub fn unpack_cached(
     if let Some(tree) = cached_layer(layers_dir, diff_id) {
         return Ok(tree);
     }
-    let final_dir = layers_dir.join(diff_id.hex());
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(fs_err("remove incomplete", &final_dir))?;
-    }
-    fs::create_dir_all(layers_dir).map_err(fs_err("create", layers_dir))?;
     // Dropping the TempDir on any error below removes the partial extraction.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!("{}.tmp-", diff_id.hex()))
-        .tempdir_in(layers_dir)
-        .map_err(fs_err("create temporary dir in", layers_dir))?;
+    let tmp = stage(layers_dir, diff_id)?;
     let tree = tmp.path().join(TREE);
     fs::create_dir(&tree).map_err(fs_err("create", &tree))?;
     let dir = fs::File::open(&tree).map_err(fs_err("open", &tree))?;
@@ -115,9 +107,24 @@ pub fn unpack_cached(
     publish(layers_dir, diff_id, tmp)
 }
 
-/// Make the staged `<tmp>/diff` tree the cached layer `diff_id`: write the completion marker,
-/// then rename the whole staging dir to `<layers>/<hex>`. The tree must already be durable.
-/// When another process published the same layer first, its copy is kept and returned.
+/// A new staging directory for layer `diff_id`, beside its final place (an incomplete copy
+/// there, without the marker, is removed first); dropping it removes what was staged.
+pub fn stage(layers_dir: &Path, diff_id: &Digest) -> Result<tempfile::TempDir, CacheError> {
+    let fs_err = |op, path: &Path| fs_error(diff_id, op, path);
+    let final_dir = layers_dir.join(diff_id.hex());
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir).map_err(fs_err("remove incomplete", &final_dir))?;
+    }
+    fs::create_dir_all(layers_dir).map_err(fs_err("create", layers_dir))?;
+    tempfile::Builder::new()
+        .prefix(&format!("{}.tmp-", diff_id.hex()))
+        .tempdir_in(layers_dir)
+        .map_err(fs_err("create temporary dir in", layers_dir))
+}
+
+/// Make the staged `<tmp>/diff` tree (from [`stage`]) the cached layer `diff_id`: write the
+/// completion marker, then rename the whole staging dir to `<layers>/<hex>`. The tree must
+/// already be durable. When another process published the same layer first, its copy is kept.
 pub fn publish(
     layers_dir: &Path,
     diff_id: &Digest,
