@@ -246,15 +246,8 @@ fn forward_signals() {
         SaFlags::SA_SIGINFO | SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
+    // The same signals the supervisor relays on to the container.
+    for s in super::process::FORWARDED {
         // SAFETY: `forward` only reads an atomic and calls kill(2), both async-signal-safe.
         let _ = unsafe { sigaction(s, &sa) };
     }
