@@ -182,6 +182,15 @@ fn with_planted_tmp_root(
     }
     let mut inner = env.command("boxrun", &[]);
     inner.args(args);
+    // A checkout under /tmp (CI may clone there): its binaries must stay reachable too.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_boxrun"))
+        .parent()
+        .expect("boxrun's directory")
+        .to_path_buf();
+    if let Ok(rel) = bin_dir.strip_prefix("/tmp") {
+        std::fs::create_dir_all(p.path().join(rel)).unwrap();
+        names.push(rel.to_string_lossy().into_owned());
+    }
     let script = r#"set -e
 p="$1"; n="$2"; shift 2
 i=0
