@@ -5,7 +5,7 @@
 # (bench/paired.py: each round runs every variant once, in alternating order; the median of
 # the per-round differences is what counts on this shared machine). Issue 11 bounds the cost
 # of the seccomp filter plus closing inherited descriptors at 0.3 ms; the `unconfined`
-# variant shows the filter's own share.
+# variant shows the filter's own share; a second pass measures the filter alone.
 #
 # As root by default; ROOTLESS_USER=name runs every command as that user (with a subuid range).
 # Env: BASE_REV (default 76eba1b), RUNS (default 300 rounds).
@@ -62,3 +62,11 @@ nice -n -20 python3 bench/paired.py "$RUNS" \
   "base=$as $old/boxrun --root $work/old --rm --network none busybox true" \
   "now=$as $new/boxrun --root $work/new --rm --network none busybox true" \
   "now-unconfined=$as $new/boxrun --root $work/new --rm --network none --security-opt seccomp=unconfined busybox true"
+
+# The filter's own share, measured alone: this build with and without it on one store, plus
+# an identical variant whose difference shows the noise of the pass.
+echo "the seccomp filter alone, $label, $RUNS paired rounds (unconfined's difference = minus the filter's share):"
+nice -n -20 python3 bench/paired.py "$RUNS" \
+  "default=$as $new/boxrun --root $work/new --rm --network none busybox true" \
+  "unconfined=$as $new/boxrun --root $work/new --rm --network none --security-opt seccomp=unconfined busybox true" \
+  "default-again=$as $new/boxrun --root $work/new --rm --network none busybox true"
