@@ -14,7 +14,7 @@ set -euo pipefail
 # probe of tests/security/seccomp.rs.
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
-      ca-certificates curl git time jq gcc libc6-dev)
+      ca-certificates curl git time jq gcc libc6-dev openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -61,16 +61,38 @@ impl RetryPolicy {
     }
 }
 
+/// The HTTP client for registries. TLS trusts the system's CA store (or what `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR` name); where there is none — the slim images most CI jobs run in ship no CA
+/// bundle — it trusts the Mozilla roots built into boxkit instead, so a build that talks only
+/// to a plain-HTTP mirror never needs one, and one that reaches Docker Hub still works. A
+/// registry whose CA is in neither fails at its first TLS connection, saying how to add it.
 pub fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("boxkit/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| RegistryError::Network {
-            what: "create HTTP client".into(),
-            cause: error_chain(&e),
-        })
+    let builder = || {
+        reqwest::Client::builder()
+            .user_agent(concat!("boxkit/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(120))
+    };
+    let create_err = |e: reqwest::Error| RegistryError::Network {
+        what: "create HTTP client".into(),
+        cause: error_chain(&e),
+    };
+    match builder().build() {
+        Ok(c) => Ok(c),
+        // No usable system roots: the only way the platform verifier fails to build.
+        Err(system) => builder()
+            .tls_certs_only(bundled_roots())
+            .build()
+            .map_err(|_| create_err(system)),
+    }
+}
+
+/// Mozilla's root CAs as shipped in the binary (webpki-root-certs).
+fn bundled_roots() -> Vec<reqwest::Certificate> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|c| reqwest::Certificate::from_der(c).ok())
+        .collect()
 }
 
 /// An authenticated conversation with one repository on one endpoint.
@@ -494,6 +516,15 @@ pub fn classify(e: &reqwest::Error, host: &str, what: &str) -> RegistryError {
     ]
     .iter()
     .any(|k| low.contains(k));
+    let untrusted = ["unknownissuer", "unknown issuer"]
+        .iter()
+        .any(|k| low.contains(k));
+    if untrusted {
+        return RegistryError::UntrustedCertificate {
+            registry: host.to_string(),
+            cause: chain,
+        };
+    }
     if tls {
         return RegistryError::Tls {
             registry: host.to_string(),

@@ -111,6 +111,13 @@ pub enum RegistryError {
     )]
     Tls { registry: String, cause: String },
     #[error(
+        "TLS connection to {registry} failed: its certificate is not signed by a CA boxkit \
+         trusts ({cause}); add the registry's CA certificate (PEM) with \
+         SSL_CERT_FILE=/path/to/ca.pem (or a directory with SSL_CERT_DIR), or to the system's \
+         CA store (/usr/local/share/ca-certificates, then update-ca-certificates)"
+    )]
+    UntrustedCertificate { registry: String, cause: String },
+    #[error(
         "cannot reach registry {registry}: {cause}; check the network, or configure a mirror in registries.conf"
     )]
     Unreachable {
@@ -206,6 +213,7 @@ impl RegistryError {
             self,
             RegistryError::Unreachable { .. }
                 | RegistryError::Tls { .. }
+                | RegistryError::UntrustedCertificate { .. }
                 | RegistryError::Network { .. }
                 | RegistryError::Http { .. }
         )

@@ -52,13 +52,18 @@ pub fn available() -> bool {
 impl Registry {
     /// Start an empty registry without auth. Panics (with the registry's log) if it does not come up.
     pub fn start() -> Registry {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
+    }
+
+    /// Start an empty registry that serves HTTPS only, with `cert` and `key` (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path) -> Registry {
+        Self::start_inner(None, Some((cert.to_path_buf(), key.to_path_buf())))
     }
 
     /// Start an empty registry that requires HTTP basic auth for `user`/`password` (bcrypt
     /// htpasswd file, made with Python's `crypt`, or `htpasswd` from apache2-utils).
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Self::start_inner(Some((user.to_string(), password.to_string())))
+        Self::start_inner(Some((user.to_string(), password.to_string())), None)
     }
 
     /// [`Registry::start`], or `None` after [`super::skip`] when `docker-registry` is missing
@@ -78,7 +83,10 @@ impl Registry {
         reg
     }
 
-    fn start_inner(credentials: Option<(String, String)>) -> Registry {
+    fn start_inner(
+        credentials: Option<(String, String)>,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("boxkit-registry-")
             .tempdir()
@@ -95,6 +103,14 @@ impl Registry {
             }
             None => String::new(),
         };
+        let tls_conf = match &tls {
+            Some((cert, key)) => format!(
+                "\x20 tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         // A port picked by the kernel can be taken by someone else before the registry binds
         // it; then the registry exits at once and we try another.
         let mut last_log = String::new();
@@ -108,7 +124,7 @@ impl Registry {
                  log:\n  level: warn\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
                  \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
-                 http:\n  addr: {addr}\n  secret: boxkit-test-secret\n\
+                 http:\n  addr: {addr}\n  secret: boxkit-test-secret\n{tls_conf}\
                  {auth}",
                 storage = dir.path().join("storage").display(),
             );
@@ -123,7 +139,7 @@ impl Registry {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {REGISTRY_BIN}: {e}"));
-            if wait_ready(&mut child, &addr, Duration::from_secs(10)) {
+            if wait_ready(&mut child, &addr, tls.is_some(), Duration::from_secs(10)) {
                 return Registry {
                     child,
                     dir,
@@ -243,14 +259,16 @@ impl Registry {
 
 /// Poll `GET /v2/` (200, or 401 with auth) with short sleeps; false if the process died or the
 /// deadline passed.
-fn wait_ready(child: &mut Child, addr: &str, timeout: Duration) -> bool {
+/// Up when `GET /v2/` answers; over HTTPS the plain request gets Go's "400: client sent an HTTP
+/// request to an HTTPS server", which shows the listener is up just as well.
+fn wait_ready(child: &mut Child, addr: &str, tls: bool, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
         if let Ok(resp) = http(addr, None, "GET", "/v2/")
-            && (resp.status == 200 || resp.status == 401)
+            && (resp.status == 200 || resp.status == 401 || (tls && resp.status == 400))
         {
             return true;
         }
