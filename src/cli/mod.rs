@@ -91,6 +91,9 @@ pub enum BoxCommand {
     Kill(KillArgs),
     /// Remove one or more containers
     Rm(RmArgs),
+    /// Show what this environment lets boxkit use (namespaces, overlay, fuse, subordinate
+    /// ids), probed as the calling user
+    Info,
     /// Manage boxkit itself
     #[command(subcommand)]
     System(SystemCommand),
@@ -560,11 +563,20 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),
+        BoxCommand::Info => info(),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
     finish("box", r)
+}
+
+/// `box info`: the version, then the probe (run in the caller's own environment: `info` does
+/// not enter the tool's user namespace).
+fn info() -> CmdResult {
+    println!("boxkit {}", env!("CARGO_PKG_VERSION"));
+    print!("{}", crate::run::probe::render(&crate::run::probe::probe()));
+    Ok(0)
 }
 
 fn system_migrate() -> CmdResult {

@@ -35,6 +35,7 @@ pub mod netlink;
 pub mod network;
 pub mod nsenter;
 pub mod ports;
+pub mod probe;
 pub mod process;
 pub mod rootfs;
 pub mod rootless_net;
