@@ -94,3 +94,58 @@ fn without_user_namespaces_the_probe_names_the_failing_call_and_skips_the_rest()
         assert!(l.contains("not tried"), "{c}: {out}");
     }
 }
+
+/// A rootfs for `podman run --rootfs`: busybox, `box` and the shared libraries it links.
+fn job_rootfs(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("rootfs");
+    for d in ["bin", "tmp", "proc", "dev", "sys", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    let bin = common::bin("box");
+    std::fs::copy(&bin, root.join("box")).unwrap();
+    let ldd = Command::new("ldd").arg(&bin).output().unwrap();
+    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if word.starts_with('/') {
+            let to = root.join(word.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(word, &to).unwrap();
+        }
+    }
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    root
+}
+
+#[test]
+fn in_a_podman_job_container_the_probe_names_what_the_runtime_takes_away() {
+    // E1 of issue 13: a CI job container with `--user 1000:1000`, podman's default
+    // capabilities and seccomp profile, its masked /proc, no /dev/fuse.
+    let Some(pm) = common::podman::Podman::new_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = job_rootfs(dir.path());
+    let o = pm
+        .cmd()
+        .args(["run", "--rm", "--user", "1000:1000", "--rootfs"])
+        .arg(&root)
+        .args(["/box", "info"])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(line(&out, "user-namespace").0, "yes", "{out}");
+    assert_eq!(line(&out, "overlay").0, "yes", "{out}");
+    let (state, l) = line(&out, "uts-namespace");
+    assert!(state == "no" && l.contains("sethostname: EPERM"), "{out}");
+    let (state, l) = line(&out, "pid-namespace-proc");
+    assert!(
+        state == "no" && l.contains("mount proc") && l.contains("EPERM"),
+        "{out}"
+    );
+    let (state, l) = line(&out, "fuse-overlayfs");
+    assert!(state == "no" && l.contains("/dev/fuse"), "{out}");
+    assert_eq!(line(&out, "subordinate-ids").0, "no", "{out}");
+}
