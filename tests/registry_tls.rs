@@ -131,6 +131,16 @@ fn no_ca_store(dir: &Path) -> (PathBuf, PathBuf) {
     (file, certs)
 }
 
+/// An HTTPS registry with a certificate from a fresh test CA, holding busybox; returns the
+/// certificates, the registry (stopped when dropped) and the image's full name.
+fn tls_registry(dir: &Path) -> (Certs, Registry, String) {
+    let certs = make_certs(dir);
+    let reg = Registry::start_tls(&certs.cert, &certs.key);
+    fixtures::seed(&reg, &[Fixture::Busybox]);
+    let image = reg.image("library/busybox:latest");
+    (certs, reg, image)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -159,10 +169,7 @@ fn an_unknown_ca_fails_at_the_tls_connection_saying_how_to_add_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let certs = make_certs(dir.path());
-    let reg = Registry::start_tls(&certs.cert, &certs.key);
-    fixtures::seed(&reg, &[Fixture::Busybox]);
-    let image = reg.image("library/busybox:latest");
+    let (_certs, _reg, image) = tls_registry(dir.path());
     let (file, empty) = no_ca_store(dir.path());
     // With the machine's CA store, and with none (the bundled roots then): the test CA is in
     // neither, so both fail, at the connection, naming the fix.
@@ -187,10 +194,7 @@ fn ssl_cert_file_and_ssl_cert_dir_add_a_registrys_ca() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let certs = make_certs(dir.path());
-    let reg = Registry::start_tls(&certs.cert, &certs.key);
-    fixtures::seed(&reg, &[Fixture::Busybox]);
-    let image = reg.image("library/busybox:latest");
+    let (certs, _reg, image) = tls_registry(dir.path());
     let (_, empty) = no_ca_store(dir.path());
     let o = pull(dir.path(), "", &image, Some((&certs.ca, &empty)));
     assert!(o.status.success(), "SSL_CERT_FILE=ca.pem: {}", stderr(&o));
