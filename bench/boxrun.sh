@@ -46,19 +46,8 @@ cleanup() {
 trap cleanup EXIT
 
 # The image: busybox and its applets, /etc/passwd, Cmd sh.
-src="$work/src"
-mkdir -p "$src/bin" "$src/etc" "$src/tmp"
-cp /bin/busybox "$src/bin/busybox"
-for a in $(busybox --list); do [ "$a" = busybox ] || ln -s busybox "$src/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$src/etc/passwd"
-echo 'root:x:0:' > "$src/etc/group"
-umoci init --layout "$work/layout" >/dev/null
-umoci new --image "$work/layout:latest" >/dev/null
-# One layer made by GNU tar (umoci insert of a directory-only tree writes a truncated tar).
-tar -C "$src" -cf "$work/layer.tar" .
-umoci raw add-layer --image "$work/layout:latest" "$work/layer.tar" >/dev/null
-umoci config --image "$work/layout:latest" --config.cmd sh >/dev/null
-skopeo copy -q "oci:$work/layout:latest" "oci-archive:$work/busybox.tar:busybox:latest"
+. bench/busybox-image.sh
+busybox_image "$work"
 if [ -n "$as" ]; then
   umoci unpack --rootless --image "$work/layout:latest" "$work/bundle" >/dev/null
 else

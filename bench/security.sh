@@ -38,17 +38,8 @@ fi
 trap 'rm -rf "$work" 2>/dev/null || true' EXIT
 
 # The image: busybox and its applets (umoci and skopeo, independent of boxkit).
-src="$work/src"
-mkdir -p "$src/bin" "$src/etc" "$src/tmp"
-cp /bin/busybox "$src/bin/busybox"
-for a in $(busybox --list); do [ "$a" = busybox ] || ln -s busybox "$src/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$src/etc/passwd"
-echo 'root:x:0:' > "$src/etc/group"
-umoci init --layout "$work/layout" >/dev/null
-umoci new --image "$work/layout:latest" >/dev/null
-tar -C "$src" -cf "$work/layer.tar" .
-umoci raw add-layer --image "$work/layout:latest" "$work/layer.tar" >/dev/null
-skopeo copy -q "oci:$work/layout:latest" "oci-archive:$work/busybox.tar:busybox:latest"
+. bench/busybox-image.sh
+busybox_image "$work"
 mkdir -p "$work/old" "$work/new"
 [ -z "$as" ] || chown -R "$uid:$gid" "$work"
 for v in old new; do
