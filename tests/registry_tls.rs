@@ -9,6 +9,12 @@ use std::process::{Command, Output};
 
 use common::fixtures::{self, Fixture};
 use common::registry::Registry;
+use common::users::{self, TestUser};
+
+/// Root, then the unprivileged user with a subordinate range.
+fn whos() -> [Option<TestUser>; 2] {
+    [None, Some(users::with_range())]
+}
 
 fn tools() -> bool {
     for t in ["docker-registry", "skopeo", "python3", "openssl"] {
@@ -99,12 +105,41 @@ fn make_certs(dir: &Path) -> Certs {
 }
 
 /// `box pull --no-unpack IMAGE` into a fresh store, with `registries.conf` as given and the
-/// CA environment as given (`None`: the machine's CA store).
-fn pull(dir: &Path, conf: &str, image: &str, ca_env: Option<(&Path, &Path)>) -> Output {
+/// CA environment as given (`None`: the machine's CA store), as root or as `who`.
+fn pull(
+    dir: &Path,
+    conf: &str,
+    image: &str,
+    ca_env: Option<(&Path, &Path)>,
+    who: Option<&TestUser>,
+) -> Output {
     let store = tempfile::tempdir_in(dir).unwrap();
     let conf_path = dir.join("registries.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let mut c = Command::new(common::bin("box"));
+    let mut c = match who {
+        None => Command::new(common::bin("box")),
+        Some(u) => {
+            let owner = format!("{}:{}", u.uid, u.gid);
+            let o = Command::new("chown")
+                .args(["-R", &owner])
+                .arg(dir)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "chown {}: {o:?}", dir.display());
+            // As users::command_as, but keeping the environment set below (setpriv's
+            // --reset-env would drop it).
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={}", u.uid))
+                .arg(format!("--regid={}", u.gid))
+                .args(["--init-groups", "--"])
+                .arg(common::bin("box"))
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("HOME", dir)
+                .env("USER", &u.name);
+            c
+        }
+    };
     c.arg("--root")
         .arg(store.path())
         .args(["pull", "--no-unpack", image])
@@ -155,12 +190,16 @@ fn a_job_without_a_ca_bundle_pulls_through_a_plain_http_mirror() {
     let dir = tempfile::tempdir().unwrap();
     let conf = std::fs::read_to_string(reg.registries_conf()).unwrap();
     let (file, certs) = no_ca_store(dir.path());
-    let o = pull(dir.path(), &conf, "busybox", Some((&file, &certs)));
-    assert!(
-        o.status.success(),
-        "pull without a CA store: {}",
-        stderr(&o)
-    );
+    for who in whos() {
+        let o = pull(
+            dir.path(),
+            &conf,
+            "busybox",
+            Some((&file, &certs)),
+            who.as_ref(),
+        );
+        assert!(o.status.success(), "no CA store ({who:?}): {}", stderr(&o));
+    }
 }
 
 #[test]
@@ -173,8 +212,9 @@ fn an_unknown_ca_fails_at_the_tls_connection_saying_how_to_add_it() {
     let (file, empty) = no_ca_store(dir.path());
     // With the machine's CA store, and with none (the bundled roots then): the test CA is in
     // neither, so both fail, at the connection, naming the fix.
-    for ca_env in [None, Some((file.as_path(), empty.as_path()))] {
-        let o = pull(dir.path(), "", &image, ca_env);
+    let envs = [None, Some((file.as_path(), empty.as_path()))];
+    for (ca_env, who) in envs.into_iter().flat_map(|e| whos().map(|w| (e, w))) {
+        let o = pull(dir.path(), "", &image, ca_env, who.as_ref());
         assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
         let e = stderr(&o);
         assert!(
@@ -196,17 +236,33 @@ fn ssl_cert_file_and_ssl_cert_dir_add_a_registrys_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (certs, _reg, image) = tls_registry(dir.path());
     let (_, empty) = no_ca_store(dir.path());
-    let o = pull(dir.path(), "", &image, Some((&certs.ca, &empty)));
-    assert!(o.status.success(), "SSL_CERT_FILE=ca.pem: {}", stderr(&o));
+    for who in whos() {
+        let o = pull(
+            dir.path(),
+            "",
+            &image,
+            Some((&certs.ca, &empty)),
+            who.as_ref(),
+        );
+        assert!(
+            o.status.success(),
+            "SSL_CERT_FILE ({who:?}): {}",
+            stderr(&o)
+        );
+    }
     // A directory of PEM files (OpenSSL's hashed names are not required).
     let ca_dir = dir.path().join("ca-dir");
     std::fs::create_dir_all(&ca_dir).unwrap();
     std::fs::copy(&certs.ca, ca_dir.join("test-ca.pem")).unwrap();
     let (empty_file, _) = no_ca_store(dir.path());
-    let o = pull(dir.path(), "", &image, Some((&empty_file, &ca_dir)));
-    assert!(
-        o.status.success(),
-        "SSL_CERT_DIR with the CA: {}",
-        stderr(&o)
-    );
+    for who in whos() {
+        let o = pull(
+            dir.path(),
+            "",
+            &image,
+            Some((&empty_file, &ca_dir)),
+            who.as_ref(),
+        );
+        assert!(o.status.success(), "SSL_CERT_DIR ({who:?}): {}", stderr(&o));
+    }
 }
