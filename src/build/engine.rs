@@ -47,6 +47,8 @@ pub struct StageRun {
     pub out: StageOut,
     pub env: StageEnv,
     pub st: StageState,
+    /// The stage's plain-copy root, kept from step to step (copy snapshotter only).
+    pub copy: Option<super::step_root::CopyRoot>,
 }
 
 pub struct Engine<'a> {
@@ -94,6 +96,11 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
         })?;
     let needed = plan::needed_stages(&bf, &global, target);
     let mut e = Engine::new(store, opts, tool, bf, global, &needed)?;
+    e.printer
+        .line(&format!("boxbuild: {}", opts.backends.describe()));
+    if let Some(w) = opts.backends.isolation.warning() {
+        e.printer.line(&w);
+    }
     // Lint findings do not stop a build; they are shown first, as BuildKit's build checks.
     for w in &e.bf.warnings {
         e.printer.line(&format!(
@@ -384,6 +391,7 @@ impl<'a> Engine<'a> {
             out: base,
             env,
             st: StageState::default(),
+            copy: None,
         };
         Ok((sr, triggers))
     }

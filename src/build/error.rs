@@ -38,6 +38,8 @@ pub enum BuildError {
     Step(Box<StepError>),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error("copy snapshotter: {0}")]
+    Snapshot(#[from] crate::layer::snapshot::SnapshotError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("push {name}: {source}")]
@@ -105,6 +107,8 @@ pub enum StepErrorKind {
     Git(#[from] GitError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error("copy snapshotter: {0}")]
+    Snapshot(#[from] crate::layer::snapshot::SnapshotError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

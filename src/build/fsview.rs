@@ -66,7 +66,7 @@ impl Lowers {
                 let Ok(m) = fs::symlink_metadata(&p) else {
                     break;
                 };
-                if whiteout::is_overlay_whiteout(&m) {
+                if whiteout::is_whiteout_at(&p, &m) {
                     return None;
                 }
                 if i + 1 == parts.len() {
@@ -165,18 +165,28 @@ impl MergedMount {
                 if in_userns {
                     data.push_str(",userxattr");
                 }
-                nix::mount::mount(
+                if let Err(e) = nix::mount::mount(
                     Some("overlay"),
                     dir.path(),
                     Some("overlay"),
                     nix::mount::MsFlags::MS_RDONLY,
                     Some(data.as_str()),
-                )
-                .map_err(|e| FsError::Io {
-                    op: "mount overlay (read-only) on",
-                    path: dir.path().to_path_buf(),
-                    source: e.into(),
-                })?;
+                ) {
+                    // No mounts here (chroot isolation in a job container): a plain copy.
+                    let tree = dir.path().join("tree");
+                    if crate::layer::snapshot::materialize(many, &tree).is_err() {
+                        return Err(FsError::Io {
+                            op: "mount overlay (read-only) on",
+                            path: dir.path().to_path_buf(),
+                            source: e.into(),
+                        });
+                    }
+                    return Ok(MergedMount {
+                        path: tree,
+                        mounted: false,
+                        _dir: Some(dir),
+                    });
+                }
                 Ok(MergedMount {
                     path: dir.path().to_path_buf(),
                     mounted: true,

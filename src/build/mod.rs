@@ -5,6 +5,7 @@
 //!   reuses a cached layer or executes the step; attaches a failed step's location;
 //! - `plan`: which stages are needed, platform ARGs, and what each cache key covers
 //!   (returning the typed sources a COPY/ADD fetched for its key);
+//! - [`backends`]: the isolation and snapshotter RUN steps use, chosen by probing;
 //! - `cache`: cache records, `--cache-from` import and `--cache-to` export;
 //! - `step_run`: RUN and its mounts; `step_copy`: COPY, ADD and WORKDIR;
 //! - `image_out`: config, manifest, tags, history entries;
@@ -16,6 +17,7 @@
 //! - [`config`]: the image config and the metadata instructions;
 //! - [`context`]: content hashes of the build context behind a stat index.
 
+pub mod backends;
 mod cache;
 pub mod config;
 pub mod context;
@@ -31,6 +33,7 @@ pub mod output;
 pub mod owner;
 mod plan;
 mod step_copy;
+mod step_root;
 mod step_run;
 
 use std::collections::BTreeMap;
@@ -103,6 +106,9 @@ pub struct BuildOptions {
     pub cache_from: Vec<String>,
     /// `--cache-to`: registry references the build's cache is exported to.
     pub cache_to: Vec<String>,
+    /// Isolation and snapshotter of RUN steps ([`backends::choose`] picks them from the
+    /// environment probe; the default is a host's full set).
+    pub backends: backends::Backends,
 }
 
 impl BuildOptions {
@@ -125,6 +131,7 @@ impl BuildOptions {
             iidfile: None,
             cache_from: vec![],
             cache_to: vec![],
+            backends: backends::Backends::default(),
         }
     }
 }

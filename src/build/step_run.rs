@@ -17,7 +17,7 @@ use super::owner;
 use crate::boxfile::{self, Command, Mount, MountType, RunInstr};
 use crate::digest::Digest;
 use crate::image::ContainerConfig;
-use crate::run::{self, MountSpec, NetworkMode, RootfsSource, SandboxSpec, UpperDir};
+use crate::run::{self, MountSpec, NetworkMode, RootfsSource, SandboxSpec};
 
 /// A RUN mount for the sandbox (none: nothing to mount, e.g. a secret only in the env), and
 /// what must live until the command has run (a merged view of another stage).
@@ -44,7 +44,8 @@ impl Engine<'_> {
             return Err(StepErrorKind::Unsupported("RUN --security=insecure".into()));
         }
         let work = self.new_layer_dir("run-")?;
-        let (mut spec, lowers) = self.run_spec(sr, r, &work)?;
+        let root = self.step_root(sr, &work)?;
+        let mut spec = self.run_spec(sr, r, root.source.clone())?;
         let mut stubs: Vec<String> = SANDBOX_STUBS.iter().map(|s| s.to_string()).collect();
         let mut mounts_keep = vec![];
         for m in &r.mounts {
@@ -74,42 +75,26 @@ impl Engine<'_> {
                 hint: unmapped_hint(self.tool),
             });
         }
-        let upper = work.path().join("upper");
-        remove_stubs(&upper, &lowers, &stubs);
+        let upper = root.upper(sr, &work, &stubs)?;
         // A step that changed nothing adds no layer (history `empty_layer`), as BuildKit
         // drops empty diffs.
         if fs::read_dir(&upper).map_or(true, |mut d| d.next().is_none()) {
             return Ok(None);
         }
         let sde = self.opts.source_date_epoch;
-        Ok(Some(fsview::commit_dir(self.store, &upper, sde)?))
+        let layer = fsview::commit_dir(self.store, &upper, sde)?;
+        root.committed(sr, Some(&layer.diff_id));
+        Ok(Some(layer))
     }
 
-    /// The sandbox for a RUN (mounts still to add), with its overlay dirs in `work`, and the
-    /// image below it.
+    /// The sandbox for a RUN on `rootfs` (mounts still to add).
     fn run_spec(
         &self,
         sr: &StageRun,
         r: &RunInstr,
-        work: &tempfile::TempDir,
-    ) -> StepResult<(SandboxSpec, Lowers)> {
+        rootfs: RootfsSource,
+    ) -> StepResult<SandboxSpec> {
         let cfg = &sr.out.config.config;
-        let mut lowerdirs = self.lowerdirs(&sr.out.layers)?;
-        if lowerdirs.is_empty() {
-            let empty = work.path().join("empty");
-            fs::create_dir(&empty).map_err(fsview::io_err("create", &empty))?;
-            lowerdirs.push(empty);
-        }
-        let lowers = Lowers::new(lowerdirs.clone());
-        let upper = work.path().join("upper");
-        let wdir = work.path().join("work");
-        for d in [&upper, &wdir] {
-            fs::create_dir(d).map_err(fsview::io_err("create", d))?;
-        }
-        let rootfs = RootfsSource::Overlay {
-            lowerdirs,
-            upper: UpperDir::Dir { upper, work: wdir },
-        };
         let mut spec = SandboxSpec::new(rootfs, run_argv(cfg, r));
         spec.env = cfg.env.clone();
         for (k, v) in sr.env.run_args() {
@@ -135,7 +120,8 @@ impl Engine<'_> {
             // RUN's "default" network is the host's, as with rootless BuildKit.
             spec.network = NetworkMode::Host;
         }
-        Ok((spec, lowers))
+        spec.isolation = self.opts.backends.isolation;
+        Ok(spec)
     }
 
     /// The sandbox mount for one `RUN --mount`, plus anything that must live until the
@@ -401,7 +387,7 @@ fn command_text(r: &RunInstr) -> String {
 /// stub with a symlink to a host path (BuildKit's CVE-2024-23652). So every lookup is made
 /// relative to the upper dir without following any symlink, and only the stub itself is ever
 /// removed, never what a symlink points at.
-fn remove_stubs(upper: &Path, lowers: &Lowers, stubs: &[String]) {
+pub(super) fn remove_stubs(upper: &Path, lowers: &Lowers, stubs: &[String]) {
     let Ok(top) = fs::File::open(upper) else {
         return;
     };

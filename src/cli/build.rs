@@ -64,6 +64,13 @@ pub struct BuildArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true,
           value_parser = ["true", "strict"])]
     pub check: Option<String>,
+    /// Isolation of RUN steps: auto (the strongest this environment allows), userns, chroot
+    /// (root in a job container without user namespaces) or none
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub isolation: crate::run::isolation::IsolationChoice,
+    /// How RUN steps' layers are made: auto, overlay, fuse (fuse-overlayfs) or copy (no mounts)
+    #[arg(long, value_name = "NAME", default_value = "auto")]
+    pub snapshotter: crate::build::backends::SnapshotterChoice,
     /// Build context directory, or `-` to read the Boxfile from stdin with no context
     #[arg(default_value = ".")]
     pub context: String,
@@ -77,11 +84,19 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
         eprint!("{}", report.render());
         return Ok(report.exit_code(mode == "strict"));
     }
-    let opts = options(&a)?;
+    let mut opts = options(&a)?;
     let store = crate::store::Store::open(
         g.root
             .clone()
             .unwrap_or_else(crate::store::Store::default_root),
+    )?;
+    // Probed here, while the process is still single-threaded.
+    opts.backends = crate::build::backends::choose(
+        a.isolation,
+        a.snapshotter,
+        crate::run::probe::cached(),
+        nix::unistd::geteuid().is_root(),
+        &store.tmp_dir(),
     )?;
     let quiet = opts.output == crate::build::OutputMode::Quiet;
     match crate::build::build(&store, &opts, tool) {

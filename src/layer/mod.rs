@@ -14,6 +14,7 @@ pub mod confine;
 pub mod extract;
 pub mod pack;
 mod pgzip;
+pub mod snapshot;
 pub mod tarwriter;
 pub mod whiteout;
 mod xattr;

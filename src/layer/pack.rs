@@ -215,7 +215,7 @@ impl<W: Write> Packer<'_, W> {
     fn one(&mut self, abs: &Path, rel: &mut Vec<u8>, name: &[u8], parent_len: usize) -> Result<()> {
         let meta = fs::symlink_metadata(abs).map_err(|e| self.fs("lstat", abs, e))?;
         let ft = meta.file_type();
-        if whiteout::is_overlay_whiteout(&meta) {
+        if whiteout::is_whiteout_at(abs, &meta) {
             let mut path = rel[..parent_len].to_vec();
             if !path.is_empty() {
                 path.push(b'/');

@@ -10,7 +10,7 @@
 use std::ffi::CStr;
 use std::fs::Metadata;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -91,9 +91,26 @@ pub fn whiteout_name(name: &[u8]) -> Vec<u8> {
     v
 }
 
+/// overlayfs's alternative deletion mark (Linux 6.7+): a zero-size regular file with this
+/// xattr, honoured in a directory whose opaque xattr is `x`. Made where a 0/0 device cannot
+/// be (a store on overlayfs, which refuses to create one).
+pub const USER_WHITEOUT: &str = "user.overlay.whiteout";
+pub const TRUSTED_WHITEOUT: &str = "trusted.overlay.whiteout";
+
 /// Whether lstat metadata is overlayfs's deletion mark, a 0/0 character device.
 pub fn is_overlay_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// Whether `path` (lstat `meta`) is a deletion mark in either form: a 0/0 character device,
+/// or a zero-size regular file with an overlay whiteout xattr.
+pub fn is_whiteout_at(path: &Path, meta: &Metadata) -> bool {
+    is_overlay_whiteout(meta)
+        || (meta.file_type().is_file()
+            && meta.len() == 0
+            && [USER_WHITEOUT, TRUSTED_WHITEOUT]
+                .iter()
+                .any(|n| xattr::get(path, n.as_bytes()).is_ok_and(|v| v.is_some())))
 }
 
 /// Whether the directory `dir` carries an overlay opaque xattr in either namespace.
@@ -114,9 +131,28 @@ pub fn is_overlay_xattr(name: &[u8]) -> bool {
 
 /// Create overlayfs's deletion mark `name` in the directory `parent`. The kernel allows a 0/0
 /// character device even in a user namespace, where other device nodes are refused.
+/// Where the filesystem refuses that (overlayfs never creates a 0/0 device through its own
+/// mknod), the xattr form is made instead, and `parent` marked as holding such marks (opaque
+/// `x`) unless it is opaque already.
 pub fn make_overlay_whiteout(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    use nix::fcntl::{OFlag, openat};
     use nix::sys::stat::{Mode, SFlag, mknodat};
-    Ok(mknodat(parent, name, SFlag::S_IFCHR, Mode::empty(), 0)?)
+    match mknodat(parent, name, SFlag::S_IFCHR, Mode::empty(), 0) {
+        Err(nix::Error::EPERM) => {}
+        r => return Ok(r?),
+    }
+    let f = openat(
+        parent,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    xattr::fset(f.as_fd(), USER_WHITEOUT.as_bytes(), b"")?;
+    let dir = Path::new("/proc/self/fd").join(parent.as_raw_fd().to_string());
+    if xattr::get(&dir, USER_OPAQUE.as_bytes())?.as_deref() != Some(b"y") {
+        xattr::fset(parent, USER_OPAQUE.as_bytes(), b"x")?;
+    }
+    Ok(())
 }
 
 /// Mark the directory `dir` (an fd opened for reading, not O_PATH) opaque for overlayfs.

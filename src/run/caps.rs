@@ -169,6 +169,16 @@ struct Data {
     inheritable: u32,
 }
 
+/// This process's effective set (`CapEff` of /proc/self/status).
+pub fn effective() -> std::io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .ok_or_else(|| std::io::Error::other("no CapEff line in /proc/self/status"))
+}
+
 /// Set permitted = effective = `set`; inheritable and ambient empty.
 pub fn set_process(set: u64) -> Result<()> {
     let h = Header {

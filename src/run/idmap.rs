@@ -230,8 +230,65 @@ pub fn plan_for_current_user() -> Result<(IdMaps, String)> {
         &[name.as_str()]
     };
     let pick = |file: &str| names.iter().find_map(|n| read_range(file, n, uid));
-    let maps = plan(uid, gid, pick("/etc/subuid"), pick("/etc/subgid"))?;
+    let maps = match plan(uid, gid, pick("/etc/subuid"), pick("/etc/subgid")) {
+        Err(IdmapError::RootWithoutRange) if in_job_container() => job_identity()?,
+        r => r?,
+    };
     Ok((maps, name))
+}
+
+/// Whether this process runs in a container (a CI job): podman's `/run/.containerenv`,
+/// docker's `/.dockerenv`, the `container` variable podman and systemd-nspawn set, or a
+/// Kubernetes pod's service variables.
+pub fn in_job_container() -> bool {
+    Path::new("/run/.containerenv").exists()
+        || Path::new("/.dockerenv").exists()
+        || std::env::var_os("container").is_some()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}
+
+/// Root in a job container with no subordinate range: the container range maps onto the
+/// job's own ids 0…65535 (identity), as kaniko's steps run as the job's ids. The job
+/// container is then the isolation boundary; this is said once, as a warning.
+fn job_identity() -> Result<IdMaps> {
+    let mapped = |f: &str| -> u32 {
+        // The ids this namespace has from 0 on (all of them outside any user namespace).
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let v: Vec<u64> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                (v.len() == 3 && v[0] == 0).then(|| v[2].min(u64::from(u32::MAX)) as u32)
+            })
+            .next()
+            .unwrap_or(0)
+    };
+    let count = mapped("/proc/self/uid_map")
+        .min(mapped("/proc/self/gid_map"))
+        .min(MAX_SUB_IDS);
+    if count < 2 {
+        return Err(IdmapError::RootWithoutRange);
+    }
+    eprintln!(
+        "boxkit: warning: root has no subordinate id range in this job container: image ids \
+         map to the job's own ids 0-{} (not remapped); the job container is the isolation \
+         boundary",
+        count - 1
+    );
+    let identity = vec![IdRange {
+        inside: 0,
+        outside: 0,
+        count,
+    }];
+    Ok(IdMaps {
+        uids: identity.clone(),
+        gids: identity,
+        single: false,
+        needs_helpers: false,
+        container: count,
+    })
 }
 
 /// The one warning an unprivileged user without a subordinate range gets.

@@ -29,6 +29,7 @@ pub mod exec;
 pub mod finalize;
 pub mod idmap;
 pub mod inroot;
+pub mod isolation;
 pub mod keeper;
 pub mod namespaces;
 pub mod netlink;
@@ -63,6 +64,11 @@ pub enum SandboxError {
     AlreadyRemapped,
     #[error("--userns=host needs root")]
     HostNeedsRoot,
+    #[error(
+        "chroot isolation needs root (CAP_SYS_CHROOT); as another user, allow user namespaces \
+         for userns isolation"
+    )]
+    ChrootNeedsRoot,
     #[error(transparent)]
     Process(#[from] process::ProcessError),
 }
@@ -72,6 +78,14 @@ pub type Result<T> = std::result::Result<T, SandboxError>;
 /// Run `spec` to completion and return its exit code. `tool` says where entering the tool's
 /// user namespace left this process (and where its host agent is).
 pub fn run(spec: &SandboxSpec, tool: &ToolContext) -> Result<i32> {
+    if !spec.isolation.namespaced() {
+        // chroot isolation: the job's own ids, no namespace to be in (and no device filter:
+        // the job's device cgroup is what applies).
+        if !nix::unistd::geteuid().is_root() {
+            return Err(SandboxError::ChrootNeedsRoot);
+        }
+        return Ok(process::run(spec, true, tool)?);
+    }
     let in_userns = match (spec.userns, tool.userns()) {
         (UsernsMode::Remap, ToolUserns::Remapped(_)) => true,
         (UsernsMode::Remap, ToolUserns::HostIds) => {

@@ -12,6 +12,7 @@
 
 use thiserror::Error;
 
+use super::isolation::Isolation;
 use super::spec::NetworkMode;
 
 #[derive(Debug, Error)]
@@ -91,8 +92,16 @@ pub fn for_container(network: NetworkMode) -> Vec<&'static Namespace> {
         .collect()
 }
 
-pub fn clone_flags(network: NetworkMode) -> libc::c_int {
-    for_container(network).iter().fold(0, |f, n| f | n.flag)
+/// The clone flags of a container with this network and isolation: none at all when it is
+/// only chrooted, and no UTS namespace where the environment refuses sethostname.
+pub fn clone_flags(network: NetworkMode, isolation: Isolation) -> libc::c_int {
+    match isolation {
+        Isolation::Namespaces { uts, .. } => for_container(network)
+            .iter()
+            .filter(|n| uts || n.flag != libc::CLONE_NEWUTS)
+            .fold(0, |f, n| f | n.flag),
+        Isolation::Chroot | Isolation::Bare => 0,
+    }
 }
 
 fn describe(flags: libc::c_int) -> String {
@@ -151,8 +160,21 @@ mod tests {
         assert_eq!(host, ["mnt", "pid", "uts", "ipc", "cgroup"]);
         assert_eq!(for_container(NetworkMode::None).last().unwrap().name, "net");
         assert_eq!(
-            describe(clone_flags(NetworkMode::Host)),
+            describe(clone_flags(NetworkMode::Host, Isolation::FULL)),
             "mnt|pid|uts|ipc|cgroup"
         );
+    }
+
+    #[test]
+    fn degraded_isolation_drops_uts_or_every_namespace() {
+        let no_uts = Isolation::Namespaces {
+            uts: false,
+            new_proc: false,
+        };
+        assert_eq!(
+            describe(clone_flags(NetworkMode::None, no_uts)),
+            "mnt|pid|ipc|cgroup|net"
+        );
+        assert_eq!(clone_flags(NetworkMode::None, Isolation::Chroot), 0);
     }
 }

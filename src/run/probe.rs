@@ -4,8 +4,8 @@
 //! child tries each kernel feature the sandbox uses, as the caller, in namespaces of its own
 //! that vanish with it, and reports one line per check; nothing on the host changes.
 //!
-//! `box info` prints the result. The build and run paths will pick their isolation and layer
-//! backends from it; today they still require the full set.
+//! `box info` prints the result; boxbuild picks its isolation ([`super::isolation`]) and
+//! snapshotter (`crate::build::backends`) from it.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
@@ -60,6 +60,12 @@ pub const CHECKS: &[(&str, &str)] = &[
         "unshare a pid namespace and mount a new /proc",
     ),
 ];
+
+/// The probe, run once per process (the first call must come while single-threaded).
+pub fn cached() -> &'static Probe {
+    static PROBE: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
+    PROBE.get_or_init(probe)
+}
 
 /// Run the probe (a fork; a few milliseconds). Call while single-threaded.
 pub fn probe() -> Probe {
@@ -188,6 +194,10 @@ fn child_checks(report_fd: RawFd) -> String {
     };
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
+    // The tool process changed ids on entering its namespace, which made it non-dumpable:
+    // its /proc/self files would then belong to host root, and the new namespace's maps
+    // could not be written.
+    let _ = nix::sys::prctl::set_dumpable(true);
     if !step("user-namespace", enter_userns(uid, gid)) {
         return out;
     }

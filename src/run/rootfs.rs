@@ -297,6 +297,9 @@ pub struct Layout<'a> {
     pub resolv_conf: &'a str,
     /// The root and bind mounts the supervisor prepared before clone.
     pub prepared: &'a Prepared,
+    /// Mount a new /proc; otherwise bind the job's /proc read-only (a masked /proc, as in a
+    /// CI job container, cannot be mounted again).
+    pub new_proc: bool,
 }
 
 /// Build the container's root as `l` says, on the real kernel; returns in the new root.

@@ -61,6 +61,9 @@ pub struct SandboxSpec {
     /// Descriptors 3..3+N of the caller reach the command (podman's `--preserve-fds N`);
     /// every other one above 2 is closed before exec.
     pub preserve_fds: u32,
+    /// How strongly the command is isolated: every namespace unless the environment takes
+    /// some away (see [`super::isolation`]).
+    pub isolation: super::isolation::Isolation,
 }
 
 /// See [`SandboxSpec::on_published`]. Runs in the supervisor, which may be a forked copy of
@@ -236,6 +239,7 @@ impl SandboxSpec {
             init: false,
             userns: UsernsMode::Remap,
             preserve_fds: 0,
+            isolation: super::isolation::Isolation::FULL,
         }
     }
 }

@@ -175,10 +175,9 @@ fn tool_side(inner: OwnedFd, maps: Option<IdMaps>, keeper: Option<Keeper>) -> En
         ok
     };
     match (ok, go) {
-        (Err(e), _) => {
-            eprintln!("boxkit: enter user namespace: {e}");
-            return Entered::Exit(125);
-        }
+        // Refused here (a job container's seccomp profile): go on outside, as a tool that
+        // did not enter; what needs the namespace says so, and chroot isolation still works.
+        (Err(e), _) => return not_entered(format!("enter the user namespace: {e}")),
         (_, false) => return Entered::Exit(125),
         _ => {}
     }

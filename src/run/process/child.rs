@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use super::exit_code;
 use super::signals::forwarded_set;
 use crate::run::finalize::{self, DEFAULT_PATH};
+use crate::run::isolation::Isolation;
 use crate::run::network::{self, Address};
 use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec};
 use crate::run::{rootfs, seccomp, user};
@@ -36,7 +37,8 @@ pub(super) struct ChildPlan<'a> {
     pub tty_sock: Option<RawFd>,
     pub old_mask: SigSet,
     pub caps: u64,
-    pub prepared: &'a rootfs::Prepared,
+    /// The root and bind mounts (none when the command is only chrooted).
+    pub prepared: Option<&'a rootfs::Prepared>,
     /// Compiled here, installed by the child (which must not parse or allocate much).
     pub seccomp: &'a seccomp::Filter,
 }
@@ -109,32 +111,14 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     let _ = nix::unistd::setsid();
     let address = wait_for_go(p);
 
-    if spec.network != NetworkMode::Host {
-        network::loopback_up().map_err(|e| e.to_string())?;
+    match (spec.isolation, plan.prepared) {
+        (Isolation::Namespaces { uts, new_proc }, Some(prepared)) => {
+            namespaced_root(plan, address.as_ref(), uts, new_proc, prepared)?
+        }
+        // Nothing of the job is hidden: only the root changes.
+        (_, None) => chroot_root(&spec.rootfs)?,
+        (_, Some(_)) => return Err("a chrooted command got prepared mounts".into()),
     }
-    // Root's bridge: the host agent put eth0 into our namespace; address, up, route.
-    if let Some(a) = &address {
-        network::configure_eth0(a).map_err(|e| format!("configure eth0: {e}"))?;
-    }
-    nix::unistd::sethostname(&plan.hostname)
-        .map_err(|e| format!("sethostname {}: {e}", plan.hostname))?;
-
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let layout = rootfs::Layout {
-        mounts: &spec.mounts,
-        scratch: &plan.scratch,
-        read_only: spec.read_only,
-        hostname: &plan.hostname,
-        hosts: &network::hosts(&plan.hostname, address.as_ref()),
-        resolv_conf: &network::resolv_conf(&host_resolv, spec.network != NetworkMode::Host),
-        prepared: plan.prepared,
-    };
-    if let RootfsSource::Overlay { lowerdirs, .. } = &spec.rootfs
-        && lowerdirs.is_empty()
-    {
-        return Err("overlay rootfs needs at least one lower directory".into());
-    }
-    rootfs::build(&layout).map_err(|e| e.to_string())?;
 
     // Now in the new root. The image's /etc files may be hostile (a FIFO would hang us).
     let root = nix::fcntl::open(
@@ -172,6 +156,55 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
         env: ready.env,
         init: spec.init,
     })
+}
+
+/// Network, host name and the pivoted root of a namespaced container.
+fn namespaced_root(
+    plan: &ChildPlan,
+    address: Option<&Address>,
+    uts: bool,
+    new_proc: bool,
+    prepared: &rootfs::Prepared,
+) -> std::result::Result<(), String> {
+    let spec = plan.spec;
+    if spec.network != NetworkMode::Host {
+        network::loopback_up().map_err(|e| e.to_string())?;
+    }
+    // Root's bridge: the host agent put eth0 into our namespace; address, up, route.
+    if let Some(a) = address {
+        network::configure_eth0(a).map_err(|e| format!("configure eth0: {e}"))?;
+    }
+    // Without a UTS namespace of its own the container keeps the job's name.
+    if uts {
+        nix::unistd::sethostname(&plan.hostname)
+            .map_err(|e| format!("sethostname {}: {e}", plan.hostname))?;
+    }
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let layout = rootfs::Layout {
+        mounts: &spec.mounts,
+        scratch: &plan.scratch,
+        read_only: spec.read_only,
+        hostname: &plan.hostname,
+        hosts: &network::hosts(&plan.hostname, address),
+        resolv_conf: &network::resolv_conf(&host_resolv, spec.network != NetworkMode::Host),
+        prepared,
+        new_proc,
+    };
+    if let RootfsSource::Overlay { lowerdirs, .. } = &spec.rootfs
+        && lowerdirs.is_empty()
+    {
+        return Err("overlay rootfs needs at least one lower directory".into());
+    }
+    rootfs::build(&layout).map_err(|e| e.to_string())
+}
+
+/// chroot(2) into a plain directory root (the supervisor made sure it is one).
+fn chroot_root(rootfs: &RootfsSource) -> std::result::Result<(), String> {
+    let RootfsSource::Dir(dir) = rootfs else {
+        return Err("chroot isolation needs a plain directory root".into());
+    };
+    nix::unistd::chroot(dir).map_err(|e| format!("chroot {}: {e}", dir.display()))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir / after chroot: {e}"))
 }
 
 impl Exec {

@@ -15,6 +15,7 @@ use super::{Blocked, ProcessError, PtyChannel, Result, exit_code, sys};
 use crate::run::agent::{HostLink, Request};
 use crate::run::context::{ToolContext, ToolUserns};
 use crate::run::idmap::IdMaps;
+use crate::run::isolation::Isolation;
 use crate::run::network::Address;
 use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
 use crate::run::{caps, idmap, namespaces, rootfs, seccomp};
@@ -68,14 +69,32 @@ pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i3
 }
 
 fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i32> {
-    let caps = caps::resolve(&spec.cap_add, &spec.cap_drop)
+    let asked = caps::resolve(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| ProcessError::Setup(e.to_string()))?;
-    let filter = spec.seccomp.compile(caps)?;
-    let hostname = match (&spec.hostname, spec.network) {
-        (Some(h), _) => h.clone(),
-        (None, NetworkMode::Host) => nix::unistd::gethostname()
+    let caps = match spec.isolation {
+        Isolation::Namespaces { .. } => asked,
+        // Chrooted: at most what the job has; with `none`, all of it.
+        Isolation::Chroot => asked & job_caps()?,
+        Isolation::Bare => job_caps()?,
+    };
+    // Without namespaces there is no CAP_SYS_ADMIN to load a filter with (and no_new_privs
+    // would break setuid programs in RUN): the job runtime's own filter is what applies.
+    let filter = if spec.isolation.namespaced() {
+        spec.seccomp.compile(caps)?
+    } else {
+        seccomp::Seccomp::Unconfined.compile(caps)?
+    };
+    let own_uts = matches!(spec.isolation, Isolation::Namespaces { uts: true, .. });
+    let job_name = || {
+        nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into()),
+            .unwrap_or_else(|_| "localhost".into())
+    };
+    // Without a UTS namespace of its own the container has the job's name.
+    let hostname = match (&spec.hostname, spec.network) {
+        _ if !own_uts => job_name(),
+        (Some(h), _) => h.clone(),
+        (None, NetworkMode::Host) => job_name(),
         (None, _) => spec.id.chars().take(12).collect(),
     };
     // Only an ephemeral upper needs a host directory (its tmpfs is mounted there, in the
@@ -110,6 +129,11 @@ fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<
         let _ = std::fs::remove_dir(&upper_scratch);
     }
     r
+}
+
+/// The job's own effective capabilities (a chrooted command cannot gain any).
+fn job_caps() -> Result<u64> {
+    caps::effective().map_err(|e| ProcessError::Setup(format!("read the capability sets: {e}")))
 }
 
 fn kill_and_reap(pid: Pid) {
@@ -222,9 +246,17 @@ fn start(
         err_r,
         err_w,
     };
-    // Mounts whose sources only the tool can reach are made here, before clone.
-    let prepared = rootfs::prepare(&spec.rootfs, &spec.mounts, scratch)
-        .map_err(|e| ProcessError::Setup(e.to_string()))?;
+    // Mounts whose sources only the tool can reach are made here, before clone; a chrooted
+    // command gets none.
+    let prepared = if spec.isolation.namespaced() {
+        Some(
+            rootfs::prepare(&spec.rootfs, &spec.mounts, scratch)
+                .map_err(|e| ProcessError::Setup(e.to_string()))?,
+        )
+    } else {
+        chroot_only(spec)?;
+        None
+    };
     let plan = ChildPlan {
         spec,
         scratch: PathBuf::from(CHILD_SCRATCH),
@@ -232,11 +264,11 @@ fn start(
         tty_sock: tty.as_ref().and_then(PtyChannel::child_end),
         old_mask: signals.old(),
         caps,
-        prepared: &prepared,
+        prepared: prepared.as_ref(),
         seccomp: filter,
     };
-    let mut flags = namespaces::clone_flags(spec.network);
-    if nested.is_some() {
+    let mut flags = namespaces::clone_flags(spec.network, spec.isolation);
+    if nested.is_some() && spec.isolation.namespaced() {
         flags |= libc::CLONE_NEWUSER;
     }
     // SAFETY: the supervisor is single-threaded (`run` made sure), so the clone may run
@@ -257,7 +289,7 @@ fn start(
     if let Some(t) = &mut tty {
         t.close_child_end();
     }
-    if let Some(m) = &nested
+    if let Some(m) = nested.as_ref().filter(|_| spec.isolation.namespaced())
         && let Err(e) = idmap::write_maps(pid.as_raw(), m, &mut idmap::RealWriter)
     {
         kill_and_reap(pid);
@@ -271,6 +303,25 @@ fn start(
         err_r,
         tty,
     })
+}
+
+/// What a chrooted command (no namespaces, so no mounts) can run on: a plain directory root
+/// and no mounts of its own.
+fn chroot_only(spec: &SandboxSpec) -> Result<()> {
+    if !matches!(spec.rootfs, RootfsSource::Dir(_)) {
+        return Err(ProcessError::Setup(format!(
+            "isolation {} needs a plain directory root (the copy snapshotter), not an overlay",
+            spec.isolation.describe()
+        )));
+    }
+    if let Some(m) = spec.mounts.first() {
+        return Err(ProcessError::Setup(format!(
+            "isolation {} cannot mount {m:?}: mounts need a mount namespace, which this \
+             environment refuses",
+            spec.isolation.describe()
+        )));
+    }
+    Ok(())
 }
 
 /// Ask the host agent for the container's cgroup, devices and network; returns its address.

@@ -26,7 +26,7 @@ pub fn plan(l: &Layout) -> Vec<Op> {
         });
     }
     ops.push(Op::AttachRoot(l.prepared.root.as_raw_fd()));
-    proc_and_sys(&mut ops);
+    proc_and_sys(&mut ops, l.new_proc);
     dev(&mut ops);
     for name in ["hostname", "hosts", "resolv.conf"] {
         let target = Target::in_root(format!("/etc/{name}"));
@@ -69,15 +69,26 @@ fn dir(t: Target) -> Op {
 }
 
 /// /proc and a read-only /sys.
-fn proc_and_sys(ops: &mut Vec<Op>) {
+fn proc_and_sys(ops: &mut Vec<Op>, new_proc: bool) {
     ops.push(dir(fixed("/proc")));
-    ops.push(Op::Mount {
-        fstype: "proc",
-        source: "proc",
-        target: fixed("/proc"),
-        flags: NOSUID_NODEV_NOEXEC,
-        data: None,
-    });
+    if new_proc {
+        ops.push(Op::Mount {
+            fstype: "proc",
+            source: "proc",
+            target: fixed("/proc"),
+            flags: NOSUID_NODEV_NOEXEC,
+            data: None,
+        });
+    } else {
+        ops.push(Op::BindHost {
+            source: PathBuf::from("/proc"),
+            target: fixed("/proc"),
+            attrs: Attrs {
+                set: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+                recursive: true,
+            },
+        });
+    }
     ops.push(dir(fixed("/sys")));
     ops.push(Op::Sysfs(fixed("/sys")));
 }

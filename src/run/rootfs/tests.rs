@@ -21,6 +21,7 @@ fn layout<'a>(mounts: &'a [MountSpec], p: &'a Prepared, ro: bool) -> Layout<'a> 
         hosts: "",
         resolv_conf: "",
         prepared: p,
+        new_proc: true,
     }
 }
 
@@ -263,4 +264,27 @@ fn secure_join_keeps_symlinks_inside_the_root() {
         secure_join(d.path(), Path::new("/up/y")),
         d.path().join("x/y")
     );
+}
+
+#[test]
+fn without_a_new_proc_the_jobs_proc_is_bound_read_only_and_recursively() {
+    let p = prepared(0);
+    let mut l = layout(&[], &p, false);
+    l.new_proc = false;
+    let ops = plan(&l);
+    assert!(
+        !ops.iter()
+            .any(|o| matches!(o, Op::Mount { fstype: "proc", .. }))
+    );
+    let bind = &ops[pos(
+        &ops,
+        |o| matches!(o, Op::BindHost { target, .. } if target.path == Path::new("/proc")),
+    )];
+    let Op::BindHost { source, attrs, .. } = bind else {
+        unreachable!()
+    };
+    assert_eq!(source, Path::new("/proc"));
+    assert!(attrs.recursive && attrs.set & ATTR_RDONLY != 0, "{attrs:?}");
+    // The masks still go over it.
+    assert!(pos(&ops, |o| matches!(o, Op::Mask(_))) > pos(&ops, |o| std::ptr::eq(o, bind)));
 }
