@@ -121,6 +121,7 @@ impl Engine<'_> {
             spec.network = NetworkMode::Host;
         }
         spec.isolation = self.opts.backends.isolation;
+        spec.limits = self.run_limits.clone();
         Ok(spec)
     }
 
