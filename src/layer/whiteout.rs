@@ -123,6 +123,48 @@ pub fn is_overlay_opaque(dir: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
+/// fuse-overlayfs's opaque xattr (in a user namespace).
+pub const FUSE_OPAQUE: &str = "user.fuseoverlayfs.opaque";
+
+/// Rewrite an upper dir left by fuse-overlayfs into the kernel's form, so that it packs the
+/// same: an opaque directory carries `user.fuseoverlayfs.opaque=y` plus a `.wh..wh..opq` file
+/// and a `.wh..opq` whiteout of its own; it becomes `user.overlay.opaque=y` alone. fuse-overlayfs
+/// also marks every new directory opaque, where the kernel does so only over something it
+/// hides: `below(rel)` says whether the lower layers have `rel` (a relative path). Deleted
+/// paths are 0/0 devices in both.
+pub fn normalize_fuse_upper(upper: &Path, below: &dyn Fn(&str) -> bool) -> io::Result<()> {
+    normalize_fuse_dir(upper, "", below)
+}
+
+fn normalize_fuse_dir(dir: &Path, rel: &str, below: &dyn Fn(&str) -> bool) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            let name = entry.file_name();
+            let sub = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            normalize_fuse_dir(&entry.path(), &sub, below)?;
+        }
+    }
+    if xattr::get(dir, FUSE_OPAQUE.as_bytes())?.as_deref() == Some(b"y") {
+        for marker in [OPAQUE_MARKER, ".wh..opq"] {
+            match std::fs::remove_file(dir.join(marker)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let f = std::fs::File::open(dir)?;
+        if !rel.is_empty() && below(rel) {
+            xattr::fset(f.as_fd(), USER_OPAQUE.as_bytes(), b"y")?;
+        }
+        xattr::fremove(f.as_fd(), FUSE_OPAQUE.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Whether an xattr is overlayfs's own bookkeeping (`trusted.overlay.*`, `user.overlay.*`),
 /// which describes the upper dir, not the content, and must not travel in a layer.
 pub fn is_overlay_xattr(name: &[u8]) -> bool {
