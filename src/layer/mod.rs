@@ -14,6 +14,7 @@ pub mod confine;
 pub mod extract;
 pub mod pack;
 mod pgzip;
+pub mod snapshot;
 pub mod tarwriter;
 pub mod whiteout;
 mod xattr;
@@ -25,6 +26,7 @@ pub use extract::{
     extract_at,
 };
 pub use pack::{PackError, PackOptions, PackResult, pack_dir};
+pub use snapshot::{Snapshot, SnapshotError};
 pub use whiteout::OverlayXattr;
 
 /// How a layer's tar stream is compressed.
