@@ -172,6 +172,15 @@ fn make_lowers(base: &Path, ids: bool) -> Vec<PathBuf> {
     v
 }
 
+/// A file capability: vfs_cap_data revision 2, effective, permitted = CAP_NET_RAW (13).
+fn net_raw_cap() -> Vec<u8> {
+    let mut cap = vec![];
+    for w in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        cap.extend_from_slice(&w.to_le_bytes());
+    }
+    cap
+}
+
 /// The RUN step: every kind of change a layer can carry.
 fn step_one(r: &Path, ids: bool) {
     let owner = if ids { 1000 } else { 0 };
@@ -202,6 +211,11 @@ fn step_one(r: &Path, ids: bool) {
     )
     .unwrap();
     lsetxattr(&r.join("var/xa"), "user.step", b"one");
+    lsetxattr(
+        &r.join("usr/share/doc/readme"),
+        "security.capability",
+        &net_raw_cap(),
+    );
     fs::remove_dir_all(r.join("deep/a/b/c")).unwrap();
     file(r, "tmpdir/t", "temporary\n");
     fs::remove_file(r.join("tmpdir/t")).unwrap();
@@ -485,4 +499,191 @@ fn same_diff_id_as_overlay_unprivileged_single_id() {
 #[test]
 fn same_diff_id_as_overlay_unprivileged_with_subordinate_range() {
     run_child_as_user(true);
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| format!("<{e}>"))
+}
+
+#[test]
+fn materialize_applies_whiteouts_and_opaque_directories() {
+    let t = tempfile::tempdir().unwrap();
+    let lowers = make_lowers(t.path(), common::is_root());
+    let root = t.path().join("root");
+    snapshot::materialize(&lowers, &root).unwrap();
+    assert_eq!(read(&root.join("etc/conf")), "conf v2 from l2\n");
+    assert!(
+        !root.join("l1only/x").exists(),
+        "a whiteout in l2 deletes l1's file"
+    );
+    assert_eq!(read(&root.join("l1only/y")), "stays\n");
+    assert!(
+        fs::symlink_metadata(root.join("gone")).is_err(),
+        "a whiteout deletes a whole dir"
+    );
+    let opq: Vec<_> = fs::read_dir(root.join("opq"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(opq, ["c"], "an opaque dir hides what was below it");
+    assert_eq!(
+        lgetxattrs(&root.join("usr")),
+        [("user.dirattr".to_string(), b"l3".to_vec())]
+    );
+    assert!(
+        !lgetxattrs(&root.join("opq"))
+            .iter()
+            .any(|(n, _)| n.contains("overlay")),
+        "overlay's own xattrs stay out of the merged view"
+    );
+    let m = fs::symlink_metadata(root.join("etc")).unwrap();
+    assert_eq!(
+        (m.mode() & 0o7777, m.mtime()),
+        (0o711, OLD),
+        "the top copy's attributes"
+    );
+    let (one, two) = (root.join("hl/one"), root.join("hl/two"));
+    assert_eq!(read(&two), "linked\n");
+    assert_ne!(
+        fs::metadata(&one).unwrap().ino(),
+        fs::metadata(&two).unwrap().ino(),
+        "layer hardlinks are broken as overlay breaks them on copy-up"
+    );
+    assert_eq!(
+        fs::read_link(root.join("etc/conf.link")).unwrap(),
+        Path::new("conf")
+    );
+    if common::is_root() {
+        assert_eq!(
+            fs::metadata(root.join("home/user/.profile")).unwrap().uid(),
+            1000
+        );
+    }
+    // Never a link into the layer cache: writing the copy leaves the layer alone.
+    fs::write(root.join("usr/share/more"), "changed").unwrap();
+    assert_eq!(read(&lowers[2].join("usr/share/more")), "more\n");
+}
+
+#[test]
+fn apply_layer_adds_one_layer_to_a_materialized_tree() {
+    let t = tempfile::tempdir().unwrap();
+    let lowers = make_lowers(t.path(), common::is_root());
+    let all = t.path().join("all");
+    snapshot::materialize(&lowers, &all).unwrap();
+    let inc = t.path().join("inc");
+    snapshot::materialize(&lowers[..2], &inc).unwrap();
+    assert!(inc.join("opq/c").exists() && !inc.join("usr/share/more").exists());
+    snapshot::apply_layer(&lowers[2], &inc).unwrap();
+    assert_same_view(&all, &inc);
+}
+
+/// A step may leave a symlink where a later COPY layer has a directory; applying the layer
+/// replaces the symlink and writes nothing through it.
+#[test]
+fn apply_layer_never_writes_through_a_symlink_the_step_planted() {
+    let t = tempfile::tempdir().unwrap();
+    let outside = t.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let root = t.path().join("root");
+    fs::create_dir(&root).unwrap();
+    symlink(&outside, root.join("copied")).unwrap();
+    symlink(outside.join("f"), root.join("file-link")).unwrap();
+    let layer = copy_layer(t.path());
+    file(&layer, "file-link", "plain file now\n");
+    snapshot::apply_layer(&layer, &root).unwrap();
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote outside the root"
+    );
+    assert!(fs::symlink_metadata(root.join("copied")).unwrap().is_dir());
+    assert_eq!(read(&root.join("copied/one")), "1\n");
+    assert!(
+        fs::symlink_metadata(root.join("file-link"))
+            .unwrap()
+            .is_file()
+    );
+}
+
+/// Mount-point stubs a sandbox makes (and their parents, when that is all that changed in
+/// them) are not part of the layer.
+#[test]
+fn skipped_paths_and_their_stub_parents_are_not_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    file(&root, "etc/passwd", "root:x:0:0::/root:/bin/sh\n");
+    age(&root);
+    let before = snapshot::snapshot(&root).unwrap();
+    for d in ["proc/1", "dev", "sys"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    file(&root, "etc/hosts", "127.0.0.1 localhost\n");
+    file(&root, "etc/resolv.conf", "nameserver 10.0.2.3\n");
+    let up = t.path().join("up");
+    fs::create_dir(&up).unwrap();
+    snapshot::diff(&root, &before, &up, &SKIP).unwrap();
+    assert_eq!(fs::read_dir(&up).unwrap().count(), 0, "{:?}", view(&up));
+    // A real change in etc is reported, with etc but without the stubs.
+    let before = snapshot::snapshot(&root).unwrap();
+    file(&root, "etc/motd", "hi\n");
+    let up = t.path().join("up2");
+    fs::create_dir(&up).unwrap();
+    snapshot::diff(&root, &before, &up, &SKIP).unwrap();
+    assert_eq!(view(&up).keys().collect::<Vec<_>>(), ["etc", "etc/motd"]);
+}
+
+/// Rewrites that keep size and mtime right after a snapshot are still seen (ctime, and the
+/// racy-window guard for the same clock tick).
+#[test]
+fn a_same_size_rewrite_with_restored_mtime_is_seen() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    for i in 0..20 {
+        file(&root, &format!("f{i}"), "aaaa");
+    }
+    age(&root);
+    let mut before = snapshot::snapshot(&root).unwrap();
+    for round in 0..5 {
+        let name = format!("f{}", round * 3);
+        let p = root.join(&name);
+        fs::write(&p, "bbbb").unwrap();
+        let t0 = nix::sys::time::TimeSpec::new(OLD, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &p,
+            &t0,
+            &t0,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let up = t.path().join(format!("up{round}"));
+        fs::create_dir(&up).unwrap();
+        before = snapshot::diff(&root, &before, &up, &[]).unwrap();
+        assert_eq!(
+            view(&up).keys().collect::<Vec<_>>(),
+            [&name],
+            "round {round}"
+        );
+    }
+}
+
+/// File capabilities survive the copy into the upper dir, as overlay's copy-up keeps them.
+#[test]
+fn file_capabilities_are_copied() {
+    if !common::is_root() {
+        return common::skip("setting security.capability needs CAP_SETFCAP");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    file(&root, "bin/ping", "elf");
+    let before = snapshot::snapshot(&root).unwrap();
+    let cap = net_raw_cap();
+    lsetxattr(&root.join("bin/ping"), "security.capability", &cap);
+    let up = t.path().join("up");
+    fs::create_dir(&up).unwrap();
+    snapshot::diff(&root, &before, &up, &[]).unwrap();
+    assert_eq!(
+        lgetxattrs(&up.join("bin/ping")),
+        [("security.capability".to_string(), cap)]
+    );
 }
