@@ -26,6 +26,7 @@ pub use extract::{
     extract_at,
 };
 pub use pack::{PackError, PackOptions, PackResult, pack_dir};
+pub use snapshot::{Snapshot, SnapshotError};
 pub use whiteout::OverlayXattr;
 
 /// How a layer's tar stream is compressed.
