@@ -11,6 +11,7 @@ use std::ffi::CStr;
 use std::fs::Metadata;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -102,6 +103,17 @@ pub fn is_overlay_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
+/// Whether the entry `name` of the directory `dir` carries an overlay whiteout xattr (the
+/// caller has seen a zero-size regular file there).
+pub fn has_whiteout_xattr(dir: BorrowedFd<'_>, name: &CStr) -> bool {
+    let p = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+    [USER_WHITEOUT, TRUSTED_WHITEOUT]
+        .iter()
+        .any(|n| xattr::get(&p, n.as_bytes()).is_ok_and(|v| v.is_some()))
+}
+
 /// Whether `path` (lstat `meta`) is a deletion mark in either form: a 0/0 character device,
 /// or a zero-size regular file with an overlay whiteout xattr.
 pub fn is_whiteout_at(path: &Path, meta: &Metadata) -> bool {
@@ -165,10 +177,14 @@ fn normalize_fuse_dir(dir: &Path, rel: &str, below: &dyn Fn(&str) -> bool) -> io
     Ok(())
 }
 
-/// Whether an xattr is overlayfs's own bookkeeping (`trusted.overlay.*`, `user.overlay.*`),
-/// which describes the upper dir, not the content, and must not travel in a layer.
+/// Whether an xattr is overlayfs's own bookkeeping (`trusted.overlay.*`, `user.overlay.*`, and
+/// fuse-overlayfs's `*.fuseoverlayfs.*`), which describes the upper dir, not the content, and
+/// must not travel in a layer.
 pub fn is_overlay_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+    name.starts_with(b"trusted.overlay.")
+        || name.starts_with(b"user.overlay.")
+        || name.starts_with(b"user.fuseoverlayfs.")
+        || name.starts_with(b"trusted.fuseoverlayfs.")
 }
 
 /// Create overlayfs's deletion mark `name` in the directory `parent`. The kernel allows a 0/0

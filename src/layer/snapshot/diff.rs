@@ -349,6 +349,15 @@ fn break_links(root: &Path, after: &mut HashMap<Vec<u8>, Stat>) -> Result<(), Sn
             let at = root.join(fsops::os(rel));
             unlink_copy(rfd.as_fd(), rel, after).map_err(|e| io_err(e, at))?;
         }
+        // The first name keeps the inode, whose link count (and so ctime) just changed.
+        let first = &g[0];
+        let (prel, name) = split(first);
+        let restat = || -> R<Stat> {
+            let dir = open_rel(rfd.as_fd(), prel)?;
+            fsops::statx_at(dir.as_fd(), &fsops::cstr(name)).op("lstat")
+        };
+        let st = restat().map_err(|e| io_err(e, root.join(fsops::os(first))))?;
+        after.insert(first.clone(), st);
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use nix::sys::stat::Mode;
 
 use super::fsops::{self, Ctx, OpErr, R};
 use super::{SnapshotError, io_err};
+use crate::layer::whiteout;
 
 /// Where an error happened, for its message.
 struct At<'a> {
@@ -127,7 +128,9 @@ fn merge_one(
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
         Err(err) => return Err(at.dst(rel)(OpErr { op: "lstat", err })),
     };
-    if st.is_whiteout() {
+    // Either form: a 0/0 device, or (a store on overlayfs) an empty file with the xattr.
+    if st.is_whiteout() || (st.is_file() && st.size == 0 && whiteout::has_whiteout_xattr(src, name))
+    {
         if here.is_some() {
             fsops::remove_at(dst, name).map_err(at.dst(rel))?;
         }
