@@ -145,6 +145,9 @@ fn make_lowers(base: &Path, ids: bool) -> Vec<PathBuf> {
         ("opq/a", "hidden by opaque l2\n"),
         ("hl/one", "linked\n"),
         ("home/user/.profile", "profile\n"),
+        ("lib/py/m", "py\n"),
+        ("lib/py.d/n", "sorts between lib/py and lib/py/m\n"),
+        ("lib/py-x/o", "and so does this\n"),
     ] {
         file(&l1, rel, c);
     }
@@ -211,6 +214,11 @@ fn step_one(r: &Path, ids: bool) {
     )
     .unwrap();
     lsetxattr(&r.join("var/xa"), "user.step", b"one");
+    // Changed in place, so only the walk order puts their directories in the layer.
+    for f in ["lib/py/m", "lib/py.d/n", "lib/py-x/o"] {
+        let mut w = fs::OpenOptions::new().append(true).open(r.join(f)).unwrap();
+        w.write_all(b"appended\n").unwrap();
+    }
     lsetxattr(
         &r.join("usr/share/doc/readme"),
         "security.capability",
@@ -685,5 +693,111 @@ fn file_capabilities_are_copied() {
     assert_eq!(
         lgetxattrs(&up.join("bin/ping")),
         [("security.capability".to_string(), cap)]
+    );
+}
+
+/// Timings for docs/arch-notes-snapshot.md on a debootstrap-sized tree (copies of host
+/// directories; BOX_SNAPSHOT_BENCH_DIRS, colon-separated, overrides them). Run with
+/// `cargo test --release --test layer_snapshot -- --ignored --nocapture measure`.
+#[test]
+#[ignore]
+fn measure_materialize_snapshot_diff() {
+    use std::time::Instant;
+    let dirs = std::env::var("BOX_SNAPSHOT_BENCH_DIRS").unwrap_or_else(|_| {
+        "/usr/lib/python3:/usr/lib/python3.11:/usr/share/perl:/usr/lib/x86_64-linux-gnu/perl:/usr/share/doc".into()
+    });
+    let t =
+        tempfile::tempdir_in(std::env::var("BOX_SNAPSHOT_BENCH_TMP").unwrap_or("/var/tmp".into()))
+            .unwrap();
+    let layer = t.path().join("layer");
+    for d in dirs.split(':') {
+        let to = layer.join(d.trim_start_matches('/'));
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let st = Command::new("cp")
+            .args(["-a", "--reflink=never", d])
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let n = view(&layer).len();
+    let mb = Command::new("du")
+        .args(["-sm"])
+        .arg(&layer)
+        .output()
+        .unwrap();
+    eprintln!(
+        "tree: {n} entries, {} MB",
+        String::from_utf8_lossy(&mb.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
+    );
+    let cp_root = t.path().join("cp");
+    let t0 = Instant::now();
+    assert!(
+        Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&layer)
+            .arg(&cp_root)
+            .status()
+            .unwrap()
+            .success()
+    );
+    eprintln!(
+        "cp -a (reference):   {:>8.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let root = t.path().join("root");
+    let t0 = Instant::now();
+    snapshot::materialize(&[&layer], &root).unwrap();
+    eprintln!(
+        "materialize:         {:>8.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let t0 = Instant::now();
+    let before = snapshot::snapshot(&root).unwrap();
+    eprintln!(
+        "snapshot:            {:>8.1} ms ({} paths)",
+        t0.elapsed().as_secs_f64() * 1e3,
+        before.len()
+    );
+    // A step: 200 files appended to, 200 deleted, one directory tree removed, 200 new files.
+    let files: Vec<PathBuf> = view(&root)
+        .keys()
+        .map(|k| root.join(k))
+        .filter(|p| fs::symlink_metadata(p).unwrap().is_file())
+        .collect();
+    for p in files.iter().step_by(files.len() / 200).take(200) {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(p)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+    }
+    for p in files.iter().skip(3).step_by(files.len() / 200).take(200) {
+        let _ = fs::remove_file(p);
+    }
+    let _ = fs::remove_dir_all(root.join("usr/share/perl"));
+    for i in 0..200 {
+        file(&root, &format!("opt/new/{}/f{i}", i % 10), "new file\n");
+    }
+    let up = t.path().join("up");
+    fs::create_dir(&up).unwrap();
+    let t0 = Instant::now();
+    let after = snapshot::diff(&root, &before, &up, &SKIP).unwrap();
+    eprintln!(
+        "diff (~800 changes): {:>8.1} ms ({} entries in the upper dir)",
+        t0.elapsed().as_secs_f64() * 1e3,
+        view(&up).len()
+    );
+    let up2 = t.path().join("up2");
+    fs::create_dir(&up2).unwrap();
+    let t0 = Instant::now();
+    snapshot::diff(&root, &after, &up2, &SKIP).unwrap();
+    eprintln!(
+        "diff (no change):    {:>8.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
     );
 }

@@ -86,7 +86,7 @@ pub fn diff(
     let mut after = walk(root, &skip)?;
     {
         let mut keys: Vec<&Vec<u8>> = after.keys().collect();
-        keys.sort_unstable();
+        keys.sort_unstable_by(|a, b| tree_order(a, b));
         let nodes = classify(&keys, &after, before, &skip);
         let items = plan(nodes, &keys, &after, before, &skip);
         write_upper(root, upper, &items)?;
@@ -95,12 +95,19 @@ pub fn diff(
     Ok(seal(after))
 }
 
+/// Depth-first order: a directory, then everything below it, then its next sibling. Plain
+/// byte order is not that (`a.d` sorts between `a` and `a/x`), so `/` compares lowest.
+pub(super) fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let key = |c: &u8| if *c == b'/' { 0 } else { *c };
+    a.iter().map(key).cmp(b.iter().map(key))
+}
+
 fn is_under(parent: &[u8], p: &[u8]) -> bool {
     parent.is_empty()
         || (p.len() > parent.len() && p.starts_with(parent) && p[parent.len()] == b'/')
 }
 
-/// Status and own-inclusion of every walked path, in sorted order (parents first).
+/// Status and own-inclusion of every walked path, in [`tree_order`].
 fn classify<'a>(
     keys: &[&'a Vec<u8>],
     after: &HashMap<Vec<u8>, Stat>,
@@ -165,7 +172,7 @@ fn mark_up(nodes: &mut [Node], mut j: usize) {
     }
 }
 
-/// The upper dir's entries, sorted (parents before children).
+/// The upper dir's entries in [`tree_order`] (parents before children).
 fn plan<'a>(
     mut nodes: Vec<Node<'a>>,
     keys: &[&'a Vec<u8>],
@@ -188,7 +195,7 @@ fn plan<'a>(
             Some(k) => &rel[..k],
             None => &rel[..0],
         };
-        let Ok(p) = keys.binary_search_by(|k| k.as_slice().cmp(prel)) else {
+        let Ok(p) = keys.binary_search_by(|k| tree_order(k, prel)) else {
             continue; // the parent went too: its own whiteout covers this
         };
         let pn = &nodes[p];
@@ -206,7 +213,7 @@ fn plan<'a>(
             });
         }
     }
-    items.sort_unstable_by(|a, b| a.rel().cmp(b.rel()));
+    items.sort_unstable_by(|a, b| tree_order(a.rel(), b.rel()));
     items
 }
 

@@ -75,3 +75,11 @@ fn a_directory_made_again_is_another_object() {
         assert!(!a.same_object(&b));
     }
 }
+
+#[test]
+fn tree_order_puts_a_directory_before_its_content_and_its_content_before_siblings() {
+    let mut v: Vec<&[u8]> = vec![b"a.d/x", b"a/x", b"a", b"a.d", b"a/x/y", b"", b"a-b"];
+    v.sort_by(|a, b| super::diff::tree_order(a, b));
+    let want: Vec<&[u8]> = vec![b"", b"a", b"a/x", b"a/x/y", b"a-b", b"a.d", b"a.d/x"];
+    assert_eq!(v, want);
+}
