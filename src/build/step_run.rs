@@ -295,11 +295,14 @@ impl Engine<'_> {
             .path()
             .join(format!("secret-{}", run::spec::random_id()));
         fs::create_dir(&dir).map_err(fsview::io_err("create", &dir))?;
-        // Where only container root is mapped the secret stays root's, as before.
+        // Where owners are ignored the secret stays root's (with only root mapped, its owner is
+        // recorded in the owner xattr).
         let policy = self.tool.content_policy();
         let owner = match policy.ownership {
             crate::layer::Ownership::Ignore => (0, 0),
-            crate::layer::Ownership::Preserve => (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+            crate::layer::Ownership::Preserve | crate::layer::Ownership::Xattr => {
+                (m.uid.unwrap_or(0), m.gid.unwrap_or(0))
+            }
         };
         let mode = Some(m.mode.unwrap_or(0o400));
         owner::write_tree(&dir, &Lowers::default(), owner, mode, &policy, |d| {
