@@ -336,8 +336,8 @@ impl Engine<'_> {
 fn unmapped_hint(tool: &run::ToolContext) -> String {
     match tool.userns() {
         run::ToolUserns::Remapped(m) if m.single => format!(
-            "\n  note: only container root is mapped (no subordinate id range), so chown and \
-             non-root users fail. Fix: sudo usermod --add-subuids 100000-165535 \
+            "\n  note: only container root is mapped (no subordinate id range), so nothing can \
+             run as a non-root user (chown is emulated). Fix: sudo usermod --add-subuids 100000-165535 \
              --add-subgids 100000-165535 {}",
             std::env::var("USER").unwrap_or_else(|_| "$USER".into())
         ),
