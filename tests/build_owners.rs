@@ -34,9 +34,12 @@ fn push_base(env: &Env, name: &str, spec: Value) {
     common::fixtures::skopeo(&["copy", "-q", "--dest-tls-verify=false", &src, &dest]);
 }
 
+/// A tar entry as Python reads it: name, uid, gid, PAX keys.
+type Entry = (String, u64, u64, Vec<String>);
+
 /// Every layer of image `tag` in the store, as Python's tarfile reads it: per layer, the
 /// entries' `[name, uid, gid, [PAX keys]]`.
-fn layers(env: &Env, tag: &str) -> Vec<Vec<(String, u64, u64, Vec<String>)>> {
+fn layers(env: &Env, tag: &str) -> Vec<Vec<Entry>> {
     const PY: &str = r#"
 import json, os, sys, tarfile
 lay, tag = sys.argv[1], sys.argv[2]
@@ -60,10 +63,7 @@ for m in json.load(open(os.path.join(lay, "index.json")))["manifests"]:
 }
 
 /// The entry `name` in the layer `layer` (a list from [`layers`]).
-fn entry<'a>(
-    layer: &'a [(String, u64, u64, Vec<String>)],
-    name: &str,
-) -> &'a (String, u64, u64, Vec<String>) {
+fn entry<'a>(layer: &'a [Entry], name: &str) -> &'a Entry {
     layer
         .iter()
         .find(|e| e.0.trim_end_matches('/') == name)
@@ -71,7 +71,7 @@ fn entry<'a>(
 }
 
 /// The owner of `name` in `layer`.
-fn owner(layer: &[(String, u64, u64, Vec<String>)], name: &str) -> (u64, u64) {
+fn owner(layer: &[Entry], name: &str) -> (u64, u64) {
     let e = entry(layer, name);
     (e.1, e.2)
 }

@@ -159,6 +159,9 @@ fn finish<W: Write>(out: HashingWriter<W>, diff_id: Digest) -> PackResult {
     }
 }
 
+/// xattrs as (name, value) pairs.
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One tar entry before it is encoded.
 type Entry<'a> = TarEntry<'a>;
 
@@ -322,7 +325,7 @@ impl<W: Write> Packer<'_, W> {
 
     /// The xattrs that go into the layer, and the owner recorded in the owner xattr (where
     /// only container root is mapped, see [`super::Ownership::Xattr`]), which itself does not.
-    fn xattrs(&self, abs: &Path) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<(u32, u32)>)> {
+    fn xattrs(&self, abs: &Path) -> Result<(Xattrs, Option<(u32, u32)>)> {
         let mut out = Vec::new();
         let mut owner = None;
         let names = xattr::list(abs).map_err(|e| self.fs("list xattrs of", abs, e))?;

@@ -255,10 +255,10 @@ fn serve(sock: &OwnedFd, stop: &OwnedFd) -> Result<()> {
         .into_iter()
         .flatten()
         .find_map(|c| match c {
-            // SAFETY: SCM_RIGHTS gave this process a new descriptor that nothing else owns.
-            ControlMessageOwned::ScmRights(fds) => {
-                fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) })
-            }
+            ControlMessageOwned::ScmRights(fds) => fds.first().map(|fd| {
+                // SAFETY: SCM_RIGHTS gave this process a new descriptor nothing else owns.
+                unsafe { OwnedFd::from_raw_fd(*fd) }
+            }),
             _ => None,
         })
     else {

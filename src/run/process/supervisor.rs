@@ -177,10 +177,12 @@ fn supervise_in(
         nested_maps(tool),
         scratch,
         hostname,
-        caps,
-        filter,
+        Limits {
+            caps,
+            filter,
+            chown_sock: chown.as_ref().map(|c| c.container.as_raw_fd()),
+        },
         &signals,
-        chown.as_ref().map(|c| c.container.as_raw_fd()),
     )?;
     // Joined when this returns, after the container is gone.
     let _chown_server = match chown.map(|c| chown_notify::Server::start(c.supervisor)) {
@@ -242,6 +244,14 @@ fn nested_maps(tool: &ToolContext) -> Option<IdMaps> {
     }
 }
 
+/// What confines the container's processes: capabilities, the seccomp filter, and (only
+/// container root mapped) the socket for the chown notify listener.
+struct Limits<'a> {
+    caps: u64,
+    filter: &'a seccomp::Filter,
+    chown_sock: Option<std::os::fd::RawFd>,
+}
+
 /// Prepare the mounts, clone the container's pid 1 (which runs [`child_main`]) and write its
 /// nested user namespace's maps.
 fn start(
@@ -249,11 +259,14 @@ fn start(
     nested: Option<IdMaps>,
     scratch: &Path,
     hostname: String,
-    caps: u64,
-    filter: &seccomp::Filter,
+    limits: Limits,
     signals: &Blocked,
-    chown_sock: Option<std::os::fd::RawFd>,
 ) -> Result<Started> {
+    let Limits {
+        caps,
+        filter,
+        chown_sock,
+    } = limits;
     let pipe = || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"));
     let ((go_r, go_w), (err_r, err_w)) = (pipe()?, pipe()?);
     let mut tty = PtyChannel::new(spec.tty).map_err(sys("socketpair"))?;
