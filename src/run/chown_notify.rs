@@ -273,6 +273,13 @@ fn serve(sock: &OwnedFd, stop: &OwnedFd) -> Result<()> {
         Mode::empty(),
     )
     .map_err(sys("open /proc"))?;
+    // Requests name tasks by their pid in our pid namespace: /proc must be of that namespace.
+    let me = nix::fcntl::readlinkat(proc.as_fd(), "self").map_err(sys("readlink /proc/self"))?;
+    if me.to_str() != Some(&std::process::id().to_string()) {
+        return Err(sys("/proc is not of the supervisor's pid namespace")(
+            nix::Error::ESRCH,
+        ));
+    }
     while wait(listener.as_fd(), stop.as_fd())? {
         // SAFETY: an all-zero seccomp_notif is the valid empty request RECV wants.
         let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
