@@ -32,6 +32,8 @@ mod ids;
 mod inheritable_caps;
 #[path = "security/mount_race.rs"]
 mod mount_race;
+#[path = "security/owner_xattr.rs"]
+mod owner_xattr;
 #[path = "security/proc_exe.rs"]
 mod proc_exe;
 #[path = "security/proc_symlink.rs"]

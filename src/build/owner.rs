@@ -72,7 +72,7 @@ pub fn write_tree(
     fill: impl FnOnce(&mut Dest<&mut StreamWriter>) -> Result<()>,
 ) -> Result<()> {
     if policy.ownership == Ownership::Ignore && owner != (0, 0) {
-        // Only container root is mapped: ignoring a --chown would silently drop it.
+        // Owners are ignored: dropping a --chown silently would give another image.
         return Err(CopyError::Unmapped {
             uid: owner.0,
             gid: owner.1,
@@ -99,11 +99,11 @@ pub fn write_tree(
 
 /// Give the new, empty directory `dir` (a cache mount's) an owner and mode, through the
 /// confined extractor; an owner outside the container range is an error. Where only container
-/// root is mapped, the directory stays container root's.
+/// root is mapped the owner is recorded in the owner xattr ([`Ownership::Xattr`]).
 pub fn own_dir(dir: &Path, owner: (u32, u32), mode: u32, policy: &ContentPolicy) -> Result<()> {
     let (uid, gid) = match policy.ownership {
         Ownership::Ignore => (0, 0),
-        Ownership::Preserve => owner,
+        Ownership::Preserve | Ownership::Xattr => owner,
     };
     policy.check_ids(&format!("uid={uid},gid={gid}"), uid, gid)?;
     let f = fs::File::options()

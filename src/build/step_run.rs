@@ -296,11 +296,14 @@ impl Engine<'_> {
             .path()
             .join(format!("secret-{}", run::spec::random_id()));
         fs::create_dir(&dir).map_err(fsview::io_err("create", &dir))?;
-        // Where only container root is mapped the secret stays root's, as before.
+        // Where owners are ignored the secret stays root's (with only root mapped, its owner is
+        // recorded in the owner xattr).
         let policy = self.tool.content_policy();
         let owner = match policy.ownership {
             crate::layer::Ownership::Ignore => (0, 0),
-            crate::layer::Ownership::Preserve => (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+            crate::layer::Ownership::Preserve | crate::layer::Ownership::Xattr => {
+                (m.uid.unwrap_or(0), m.gid.unwrap_or(0))
+            }
         };
         let mode = Some(m.mode.unwrap_or(0o400));
         owner::write_tree(&dir, &Lowers::default(), owner, mode, &policy, |d| {
@@ -334,8 +337,8 @@ impl Engine<'_> {
 fn unmapped_hint(tool: &run::ToolContext) -> String {
     match tool.userns() {
         run::ToolUserns::Remapped(m) if m.single => format!(
-            "\n  note: only container root is mapped (no subordinate id range), so chown and \
-             non-root users fail. Fix: sudo usermod --add-subuids 100000-165535 \
+            "\n  note: only container root is mapped (no subordinate id range), so nothing can \
+             run as a non-root user (chown is emulated). Fix: sudo usermod --add-subuids 100000-165535 \
              --add-subgids 100000-165535 {}",
             std::env::var("USER").unwrap_or_else(|_| "$USER".into())
         ),

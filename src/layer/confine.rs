@@ -78,9 +78,7 @@ impl ContentPolicy {
     /// Whether `uid`/`gid` may own image content; an id outside the range is an error that
     /// names `what`, before anything is created.
     pub fn check_ids(&self, what: &str, uid: u32, gid: u32) -> Result<(), ExtractError> {
-        if self.ownership == super::Ownership::Preserve
-            && (uid >= self.max_id || gid >= self.max_id)
-        {
+        if self.ownership.keeps_owners() && (uid >= self.max_id || gid >= self.max_id) {
             return Err(ExtractError::IdOutOfRange {
                 entry: what.to_string(),
                 uid: uid.into(),

@@ -28,6 +28,7 @@ pub use extract::{
 pub use pack::{PackError, PackOptions, PackResult, pack_dir};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use whiteout::OverlayXattr;
+pub use xattr::{BOXKIT_XATTR_PREFIX, OWNER_XATTR, format_owner, parse_owner};
 
 /// How a layer's tar stream is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

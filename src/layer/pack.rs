@@ -6,7 +6,11 @@
 //! whiteouts are rewritten into OCI form on the way (see [`super::whiteout`]); files sharing an
 //! inode become one regular entry plus tar hardlink entries pointing at the first path in walk
 //! order. PAX records carry what ustar cannot: names and link targets over 100 bytes, large
-//! ids and sizes, and xattrs (`security.capability` and `user.*`, never overlay's own).
+//! ids and sizes, and xattrs (`security.capability` and `user.*`, never overlay's own). Where
+//! only container root is mapped, a file's container owner lives in its `user.boxkit.owner`
+//! xattr ([`super::Ownership::Xattr`]): that owner becomes the entry's uid/gid and the xattr
+//! itself (like every `user.boxkit.*`) never enters the layer, so the layer is the one a
+//! kernel chown would have given.
 //!
 //! The tar bytes are hashed (diff_id) as they are produced, then compressed, then hashed again
 //! (blob digest) and counted as they reach the output. With `source_date_epoch` set, every
@@ -89,6 +93,16 @@ pub enum PackError {
         path: PathBuf,
         expected: u64,
     },
+    #[error(
+        "pack layer from {}: {} has owner xattr user.boxkit.owner={value:?}, which is not \
+         UID:GID inside the container range 0-65535; remove it (setfattr -x user.boxkit.owner)",
+        root.display(), path.display()
+    )]
+    Owner {
+        root: PathBuf,
+        path: PathBuf,
+        value: String,
+    },
     #[error("pack layer from {}: write the layer stream: {source}", root.display())]
     Write { root: PathBuf, source: io::Error },
 }
@@ -144,6 +158,9 @@ fn finish<W: Write>(out: HashingWriter<W>, diff_id: Digest) -> PackResult {
         size,
     }
 }
+
+/// xattrs as (name, value) pairs.
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// One tar entry before it is encoded.
 type Entry<'a> = TarEntry<'a>;
@@ -227,13 +244,14 @@ impl<W: Write> Packer<'_, W> {
             // Sockets cannot be represented in tar and are recreated by whoever listens.
             return Ok(());
         }
-        let xattrs = self.xattrs(abs)?;
+        let (xattrs, owner) = self.xattrs(abs)?;
+        let (uid, gid) = owner.map_or((meta.uid(), meta.gid()), |(u, g)| (u, g));
         let mut e = Entry {
             path: rel,
             kind: EntryType::Regular,
             mode: meta.mode() & 0o7777,
-            uid: meta.uid() as u64,
-            gid: meta.gid() as u64,
+            uid: uid.into(),
+            gid: gid.into(),
             mtime: meta.mtime(),
             size: 0,
             link: None,
@@ -305,8 +323,11 @@ impl<W: Write> Packer<'_, W> {
         })
     }
 
-    fn xattrs(&self, abs: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// The xattrs that go into the layer, and the owner recorded in the owner xattr (where
+    /// only container root is mapped, see [`super::Ownership::Xattr`]), which itself does not.
+    fn xattrs(&self, abs: &Path) -> Result<(Xattrs, Option<(u32, u32)>)> {
         let mut out = Vec::new();
+        let mut owner = None;
         let names = xattr::list(abs).map_err(|e| self.fs("list xattrs of", abs, e))?;
         for name in names {
             let keep = name == b"security.capability"
@@ -314,12 +335,30 @@ impl<W: Write> Packer<'_, W> {
             if !keep {
                 continue;
             }
-            if let Some(v) = xattr::get(abs, &name).map_err(|e| self.fs("read xattr of", abs, e))? {
+            let Some(v) = xattr::get(abs, &name).map_err(|e| self.fs("read xattr of", abs, e))?
+            else {
+                continue;
+            };
+            if name == xattr::OWNER_XATTR {
+                owner = Some(self.owner(abs, &v)?);
+            } else if !name.starts_with(xattr::BOXKIT_XATTR_PREFIX) {
                 out.push((name, v));
             }
         }
         out.sort();
-        Ok(out)
+        Ok((out, owner))
+    }
+
+    /// The owner an owner xattr records: `UID:GID` inside the container range, else an error
+    /// (the kernel would have refused such a chown; the value was written by hand).
+    fn owner(&self, abs: &Path, v: &[u8]) -> Result<(u32, u32)> {
+        xattr::parse_owner(v)
+            .filter(|&(u, g)| u < super::DEFAULT_MAX_ID && g < super::DEFAULT_MAX_ID)
+            .ok_or_else(|| PackError::Owner {
+                root: self.root.to_path_buf(),
+                path: abs.to_path_buf(),
+                value: String::from_utf8_lossy(v).into_owned(),
+            })
     }
 
     fn data(&mut self, abs: &Path, size: u64) -> Result<()> {

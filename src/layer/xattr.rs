@@ -126,3 +126,68 @@ pub fn lset(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Remove xattr `name` from the object `fd` refers to; absent is fine.
+pub fn fremove(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let n = cname(name)?;
+    // SAFETY: `fd` is open for the duration (borrowed) and `n` is NUL-terminated.
+    let r = unsafe { libc::fremovexattr(fd.as_raw_fd(), n.as_ptr()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) {
+            return Ok(());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The xattr that records a file's container owner where only container root is mapped
+/// ([`super::Ownership::Xattr`]): `"UID:GID"` in decimal. Only regular files and directories
+/// can carry `user.*` xattrs, so symlinks, fifos and sockets cannot be given another owner.
+pub const OWNER_XATTR: &[u8] = b"user.boxkit.owner";
+
+/// The prefix of every xattr boxkit gives meaning to: never taken from a layer, never
+/// written into one.
+pub const BOXKIT_XATTR_PREFIX: &[u8] = b"user.boxkit.";
+
+/// The value of [`OWNER_XATTR`] for `uid:gid`.
+pub fn format_owner(uid: u32, gid: u32) -> Vec<u8> {
+    format!("{uid}:{gid}").into_bytes()
+}
+
+/// `uid:gid` from a value of [`OWNER_XATTR`] (plain decimal, nothing else), or None.
+pub fn parse_owner(v: &[u8]) -> Option<(u32, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (u, g) = s.split_once(':')?;
+    let num = |t: &str| -> Option<u32> {
+        if t.is_empty() || t.len() > 10 || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
+    Some((num(u)?, num(g)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_values_round_trip_and_anything_else_is_refused() {
+        assert_eq!(parse_owner(&format_owner(1234, 5)), Some((1234, 5)));
+        assert_eq!(parse_owner(b"0:0"), Some((0, 0)));
+        for bad in [
+            &b""[..],
+            b"1234",
+            b"1:2:3",
+            b"-1:0",
+            b"+1:0",
+            b" 1:0",
+            b"1:",
+            b"99999999999:0",
+        ] {
+            assert_eq!(parse_owner(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -98,15 +98,20 @@ impl ToolContext {
 fn policy_for(userns: &ToolUserns, max_bytes: Option<u64>) -> ContentPolicy {
     match userns {
         ToolUserns::Remapped(m) => ContentPolicy {
-            // Only the caller's own id is mapped: no other owner can be represented, so
-            // ownership is ignored and everything belongs to container root (podman's
-            // ignore_chown_errors); builds that never need another owner still work.
+            // Only the caller's own id is mapped: the kernel can give no other owner, so an
+            // owner other than root is recorded in an xattr that packing turns back into the
+            // tar header (lossless, unlike podman's ignore_chown_errors), within the usual
+            // container range.
             ownership: if m.single {
-                Ownership::Ignore
+                Ownership::Xattr
             } else {
                 Ownership::Preserve
             },
-            max_id: m.container,
+            max_id: if m.single {
+                DEFAULT_MAX_ID
+            } else {
+                m.container
+            },
             // Root's tool namespace maps host ids above the container range: content is
             // created in a nested namespace that maps the container range alone.
             confinement: if m.container_maps().is_some() {
@@ -155,6 +160,21 @@ mod tests {
         let entered = ToolContext::new(ToolUserns::HostIds, Some(7), Some(42));
         assert!(matches!(entered.host_link(), HostLink::Agent(_)));
         assert_eq!(entered.keeper_pid(), Some(42));
+    }
+
+    #[test]
+    fn only_root_mapped_records_owners_in_the_xattr_within_the_usual_range() {
+        let m = crate::run::idmap::IdMaps {
+            uids: vec![],
+            gids: vec![],
+            single: true,
+            needs_helpers: false,
+            container: 1,
+        };
+        let p = policy_for(&ToolUserns::Remapped(m), None);
+        assert_eq!(p.ownership, Ownership::Xattr);
+        assert_eq!(p.max_id, DEFAULT_MAX_ID);
+        assert_eq!(p.confinement, Confinement::InProcess);
     }
 
     #[test]

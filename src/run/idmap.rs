@@ -295,8 +295,9 @@ fn job_identity() -> Result<IdMaps> {
 pub fn single_mapping_warning(user: &str) -> String {
     format!(
         "warning: user {user} has no subordinate id range in /etc/subuid and /etc/subgid; only \
-         container root is mapped (to your own uid), so image files of other owners are \
-         unpacked as owned by root and chown fails. Fix: sudo usermod --add-subuids 100000-165535 \
+         container root is mapped (to your own uid), so files of other owners show as root's \
+         (their owners are kept in an xattr and chown is emulated) and nothing can run as \
+         another user. Fix: sudo usermod --add-subuids 100000-165535 \
          --add-subgids 100000-165535 {user}"
     )
 }

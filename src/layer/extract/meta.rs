@@ -65,7 +65,7 @@ impl Extractor<'_> {
     /// Refuse an owner outside the container range before anything is created for it.
     pub(super) fn check_ids(&self, name_s: &str, m: &Meta) -> Result<()> {
         let max = u64::from(self.opts.max_id);
-        if self.opts.ownership == Ownership::Preserve && (m.uid >= max || m.gid >= max) {
+        if self.opts.ownership.keeps_owners() && (m.uid >= max || m.gid >= max) {
             return Err(ExtractError::IdOutOfRange {
                 entry: name_s.to_string(),
                 uid: m.uid,
@@ -91,6 +91,16 @@ impl Extractor<'_> {
         }
         fsat::chmod(obj, m.mode).map_err(|e| Self::io(name_s, format!("chmod {:o}", m.mode), e))?;
         for (k, v) in &m.xattrs {
+            if k.starts_with(xattr::BOXKIT_XATTR_PREFIX) {
+                // boxkit's own bookkeeping (the owner of a file where only root is mapped) is
+                // never taken from a layer: it would let a layer forge an owner.
+                self.warnings.push(format!(
+                    "entry {name_s}: xattr {} dropped: boxkit's own xattrs are never taken \
+                     from a layer",
+                    lossy(k)
+                ));
+                continue;
+            }
             let r = match obj {
                 Obj::Fd(fd) => xattr::fset(*fd, k, v),
                 Obj::At(dir, n, _) => {
@@ -109,10 +119,42 @@ impl Extractor<'_> {
                 }
             }
         }
+        if self.opts.ownership == Ownership::Xattr {
+            self.record_owner(name_s, obj, m)?;
+        }
         if times {
             fsat::set_times(obj, m.mtime).map_err(|e| Self::io(name_s, "set mtime", e))?;
         }
         Ok(())
+    }
+
+    /// [`Ownership::Xattr`]: the owner goes into the owner xattr (after the archive's own
+    /// xattrs, so nothing overrides it); 0:0 needs none, and an existing directory loses an
+    /// old one. Only regular files and directories (opened, [`Obj::Fd`]) can carry it.
+    fn record_owner(&mut self, name_s: &str, obj: &Obj, m: &Meta) -> Result<()> {
+        let owner = (m.uid as u32, m.gid as u32);
+        match obj {
+            Obj::Fd(fd) if owner == (0, 0) => xattr::fremove(*fd, xattr::OWNER_XATTR)
+                .map_err(|e| Self::io(name_s, "remove owner xattr", e)),
+            Obj::Fd(fd) => {
+                let v = xattr::format_owner(owner.0, owner.1);
+                xattr::fset(*fd, xattr::OWNER_XATTR, &v).map_err(|e| {
+                    Self::io(
+                        name_s,
+                        format!(
+                            "record owner {}:{} in xattr user.boxkit.owner",
+                            m.uid, m.gid
+                        ),
+                        e,
+                    )
+                })
+            }
+            Obj::At(..) if owner == (0, 0) => Ok(()),
+            Obj::At(..) => {
+                self.unowned.push(format!("{name_s} ({}:{})", m.uid, m.gid));
+                Ok(())
+            }
+        }
     }
 
     /// Date every directory, deepest last-created first, now that its content stopped

@@ -60,6 +60,20 @@ pub enum Ownership {
     Preserve,
     /// Leave everything owned by the extracting user.
     Ignore,
+    /// Only container root is mapped (no subordinate range), so no other owner can be given
+    /// by the kernel: record an owner other than 0:0 in the `user.boxkit.owner` xattr
+    /// ([`crate::layer::OWNER_XATTR`]) of a regular file or directory instead, which
+    /// [`crate::layer::pack`] turns back into the tar header's ids. Ids are checked against
+    /// the container range as with `Preserve`. Symlinks and fifos cannot carry `user.*` xattrs:
+    /// they stay root's, with one warning.
+    Xattr,
+}
+
+impl Ownership {
+    /// Whether owners are kept (by chown or in the owner xattr), so ids must be in range.
+    pub fn keeps_owners(self) -> bool {
+        matches!(self, Ownership::Preserve | Ownership::Xattr)
+    }
 }
 
 /// How whiteouts are applied.
@@ -244,6 +258,7 @@ fn extract_tar<R: Read>(tar: R, root: OwnedFd, opts: &ExtractOptions) -> Result<
         dir_times: Vec::new(),
         warnings: Vec::new(),
         devices: Vec::new(),
+        unowned: Vec::new(),
         entries: 0,
         buf: vec![0u8; 1 << 20],
     };
@@ -272,6 +287,13 @@ fn extract_tar<R: Read>(tar: R, root: OwnedFd, opts: &ExtractOptions) -> Result<
             "{} device node(s) not created, e.g. {first}: device nodes are never made from \
              image content (containers get /dev from boxkit)",
             x.devices.len()
+        ));
+    }
+    if let Some(first) = x.unowned.first() {
+        x.warnings.push(format!(
+            "{} symlink(s) or fifo(s) of owners other than root kept as root's, e.g. {first}: \
+             only container root is mapped, and these cannot carry the owner xattr",
+            x.unowned.len()
         ));
     }
     let (_, diff_id, _) = reader.finish();
@@ -324,6 +346,9 @@ struct Extractor<'a> {
     warnings: Vec<String>,
     /// Device entries skipped (reported as one warning).
     devices: Vec<String>,
+    /// Entries whose owner could not be recorded ([`Ownership::Xattr`] on a symlink or fifo),
+    /// reported as one warning.
+    unowned: Vec<String>,
     entries: u64,
     buf: Vec<u8>,
 }

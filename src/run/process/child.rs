@@ -18,7 +18,7 @@ use crate::run::finalize::{self, DEFAULT_PATH};
 use crate::run::isolation::Isolation;
 use crate::run::network::{self, Address};
 use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec};
-use crate::run::{rootfs, seccomp, user};
+use crate::run::{chown_notify, rootfs, seccomp, user};
 
 /// The two pipes between supervisor and child: "go" (supervisor → child, once the host side
 /// is ready) and the close-on-exec error pipe (child → supervisor; EOF means exec).
@@ -41,6 +41,9 @@ pub(super) struct ChildPlan<'a> {
     pub prepared: Option<&'a rootfs::Prepared>,
     /// Compiled here, installed by the child (which must not parse or allocate much).
     pub seccomp: &'a seccomp::Filter,
+    /// Where only container root is mapped: the socket the chown notify listener goes to
+    /// ([`crate::run::chown_notify`]).
+    pub chown_sock: Option<RawFd>,
 }
 
 /// `_exit(2)`: end the child without running the parent's atexit handlers or destructors.
@@ -132,6 +135,10 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     drop(root);
     if let Some(sock) = plan.tty_sock {
         super::tty::open_in_container(sock)?;
+    }
+    // Before finalize closes the socket and loads the profile (which then stacks above it).
+    if let Some(sock) = plan.chown_sock {
+        chown_notify::install_and_send(sock).map_err(|e| e.to_string())?;
     }
     let cwd = spec.cwd.as_deref().filter(|c| !c.is_empty()).unwrap_or("/");
     let finish = finalize::Finish {

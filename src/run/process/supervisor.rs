@@ -3,7 +3,7 @@
 //! waits ([`super::wait_loop`]).
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{Signal, kill};
@@ -18,7 +18,7 @@ use crate::run::idmap::IdMaps;
 use crate::run::isolation::Isolation;
 use crate::run::network::Address;
 use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
-use crate::run::{caps, idmap, namespaces, rootfs, seccomp};
+use crate::run::{caps, chown_notify, idmap, namespaces, rootfs, seccomp};
 
 /// Where the container mounts its scratch tmpfs (generated /etc files, the new root's mount
 /// point) inside its own mount namespace. Any existing directory works: it is covered only in
@@ -161,6 +161,12 @@ fn supervise_in(
     let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
     // Restored when this returns, on every path.
     let signals = Blocked::forwarded().map_err(sys("sigprocmask"))?;
+    // Only container root mapped: chown is emulated (see chown_notify).
+    let chown = if tool.single_mapping() && spec.isolation.namespaced() {
+        Some(chown_notify::channel().map_err(|e| ProcessError::Setup(e.to_string()))?)
+    } else {
+        None
+    };
     let Started {
         pid,
         go_w,
@@ -171,10 +177,22 @@ fn supervise_in(
         nested_maps(tool),
         scratch,
         hostname,
-        caps,
-        filter,
+        Limits {
+            caps,
+            filter,
+            chown_sock: chown.as_ref().map(|c| c.container.as_raw_fd()),
+        },
         &signals,
     )?;
+    // Joined when this returns, after the container is gone.
+    let _chown_server = match chown.map(|c| chown_notify::Server::start(c.supervisor)) {
+        Some(Err(e)) => {
+            kill_and_reap(pid);
+            return Err(ProcessError::Setup(e.to_string()));
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
 
     let mut host = tool.host_link();
     let devices = crate::run::cgroups::device_filter_applies(in_userns);
@@ -226,6 +244,14 @@ fn nested_maps(tool: &ToolContext) -> Option<IdMaps> {
     }
 }
 
+/// What confines the container's processes: capabilities, the seccomp filter, and (only
+/// container root mapped) the socket for the chown notify listener.
+struct Limits<'a> {
+    caps: u64,
+    filter: &'a seccomp::Filter,
+    chown_sock: Option<std::os::fd::RawFd>,
+}
+
 /// Prepare the mounts, clone the container's pid 1 (which runs [`child_main`]) and write its
 /// nested user namespace's maps.
 fn start(
@@ -233,10 +259,14 @@ fn start(
     nested: Option<IdMaps>,
     scratch: &Path,
     hostname: String,
-    caps: u64,
-    filter: &seccomp::Filter,
+    limits: Limits,
     signals: &Blocked,
 ) -> Result<Started> {
+    let Limits {
+        caps,
+        filter,
+        chown_sock,
+    } = limits;
     let pipe = || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"));
     let ((go_r, go_w), (err_r, err_w)) = (pipe()?, pipe()?);
     let mut tty = PtyChannel::new(spec.tty).map_err(sys("socketpair"))?;
@@ -266,6 +296,7 @@ fn start(
         caps,
         prepared: prepared.as_ref(),
         seccomp: filter,
+        chown_sock,
     };
     let mut flags = namespaces::clone_flags(spec.network, spec.isolation);
     if nested.is_some() && spec.isolation.namespaced() {

@@ -1,0 +1,240 @@
+//! Owners where only container root is mapped (a user without a subordinate range, as in a CI
+//! job container): base-image owners, `COPY --chown` and `RUN chown` are recorded in the
+//! `user.boxkit.owner` xattr and come back as the tar header's ids, so the image is the one a
+//! native build gives. The base image is made by Python's tarfile (tests/fixtures/images/
+//! hostile.py) and skopeo, the layers are read back by Python's tarfile: never by boxkit.
+
+mod build_common;
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use build_common::{Env, Who, stderr};
+use serde_json::{Value, json};
+
+/// Push an image made by hostile.py from `spec` into the Env's registry as `library/NAME`.
+fn push_base(env: &Env, name: &str, spec: Value) {
+    let reg = env.registry.as_ref().expect("Env::with_registry");
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/hostile.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(&layout)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), spec.to_string().as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "hostile.py failed");
+    let src = format!("oci:{}:latest", layout.display());
+    let dest = reg.docker_ref(&format!("library/{name}:latest"));
+    common::fixtures::skopeo(&["copy", "-q", "--dest-tls-verify=false", &src, &dest]);
+}
+
+/// A tar entry as Python reads it: name, uid, gid, PAX keys.
+type Entry = (String, u64, u64, Vec<String>);
+
+/// Every layer of image `tag` in the store, as Python's tarfile reads it: per layer, the
+/// entries' `[name, uid, gid, [PAX keys]]`.
+fn layers(env: &Env, tag: &str) -> Vec<Vec<Entry>> {
+    const PY: &str = r#"
+import json, os, sys, tarfile
+lay, tag = sys.argv[1], sys.argv[2]
+blob = lambda d: os.path.join(lay, "blobs", "sha256", d.split(":")[1])
+for m in json.load(open(os.path.join(lay, "index.json")))["manifests"]:
+    if m.get("annotations", {}).get("org.opencontainers.image.ref.name", "").endswith("/" + tag + ":latest"):
+        out = []
+        for l in json.load(open(blob(m["digest"])))["layers"]:
+            with tarfile.open(blob(l["digest"])) as t:
+                out.append([[e.name, e.uid, e.gid, sorted(e.pax_headers)] for e in t.getmembers()])
+        print(json.dumps(out))
+"#;
+    let o = Command::new("python3")
+        .args(["-c", PY])
+        .arg(env.store())
+        .arg(tag)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", o.stdout))
+}
+
+/// The entry `name` in the layer `layer` (a list from [`layers`]).
+fn entry<'a>(layer: &'a [Entry], name: &str) -> &'a Entry {
+    layer
+        .iter()
+        .find(|e| e.0.trim_end_matches('/') == name)
+        .unwrap_or_else(|| panic!("{name} not in {layer:?}"))
+}
+
+/// The owner of `name` in `layer`.
+fn owner(layer: &[Entry], name: &str) -> (u64, u64) {
+    let e = entry(layer, name);
+    (e.1, e.2)
+}
+
+/// busybox plus a layer with a file and a directory owned by 1234 (a base image of another
+/// owner, as debian's /var/mail or an app user's home).
+fn owned_base() -> Value {
+    json!({
+        "base": "busybox",
+        "layers": [[
+            {"name": "owned", "data": "base\n", "uid": 1234, "gid": 1234},
+            {"name": "odir", "type": "dir", "uid": 1234, "gid": 1234},
+            {"name": "odir/in", "data": "x\n", "uid": 1234, "gid": 1234},
+        ]],
+    })
+}
+
+const BOXFILE: &str = "FROM owned\n\
+COPY --chown=1234:1234 f /copied\n\
+RUN touch /f /h && chown 1234:1234 /f && chown -h 1234:1234 /h && chown 5:1234 /odir/in \
+&& mkdir /d && cd /d && chown 7:8 . && chown 9:9 /f && chown 1234:1234 /f\n\
+RUN touch /g /owned\n";
+
+fn build(who: Who) -> (Env, String) {
+    let e = Env::with_registry(who);
+    push_base(&e, "owned", owned_base());
+    e.write("f", "copied\n");
+    e.boxfile(BOXFILE);
+    let o = e.build_env(&["-t", "owners"], &[("SOURCE_DATE_EPOCH", "0")]);
+    assert!(
+        o.status.success(),
+        "{}: boxbuild failed:\n{}",
+        e.who.label(),
+        stderr(&o)
+    );
+    let id = e.inspect("owners")["Id"].as_str().unwrap().to_string();
+    (e, id)
+}
+
+#[test]
+fn without_a_subordinate_range_chown_and_copy_chown_give_the_native_image() {
+    let Some(nosub) = Who::without_range() else {
+        return;
+    };
+    let (e, single) = build(nosub);
+    let ls = layers(&e, "owners");
+    assert_eq!(ls.len(), 5, "{ls:?}");
+    // COPY --chown.
+    assert_eq!(owner(&ls[2], "copied"), (1234, 1234));
+    // RUN chown, chown -h (a regular file), a base file, "." from a cwd, and owners changed
+    // twice. (Only full user:group pairs: busybox fills a missing half from stat, which
+    // shows the real owner, see docs/arch-notes-owners.md.)
+    let run = &ls[3];
+    assert_eq!(owner(run, "f"), (1234, 1234));
+    assert_eq!(owner(run, "h"), (1234, 1234));
+    assert_eq!(owner(run, "odir/in"), (5, 1234));
+    assert_eq!(owner(run, "d"), (7, 8));
+    // A base file the RUN only touched keeps the base image's owner when copied up.
+    assert_eq!(owner(&ls[4], "owned"), (1234, 1234));
+    assert_eq!(owner(&ls[4], "g"), (0, 0));
+    // boxkit's xattr never reaches a layer.
+    for l in &ls[2..] {
+        for (name, _, _, pax) in l {
+            assert!(pax.iter().all(|k| !k.contains("boxkit")), "{name}: {pax:?}");
+        }
+    }
+
+    let (_root_env, native) = build(Who::root().unwrap());
+    assert_eq!(single, native, "the single-id build differs from root's");
+}
+
+#[test]
+fn without_a_subordinate_range_chown_errors_are_the_kernels() {
+    let Some(nosub) = Who::without_range() else {
+        return;
+    };
+    let e = Env::new(nosub);
+    e.boxfile(
+        "FROM busybox\n\
+RUN touch /x; chown 70000 /x; echo out=$?; chown 1 /missing; echo missing=$?; \
+chown 1 /x/y; echo notdir=$?; chown 1 /proc/self/root/x; echo magic=$?; \
+ln -s x /l; chown -h 1 /l; echo link=$?\n",
+    );
+    let o = e.build(&["-t", "errs"]);
+    let err = format!("{}{}", build_common::stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{err}");
+    // An id outside the container range: EINVAL, like the kernel. ENOENT and ENOTDIR as
+    // the kernel gives them; a magic link is refused (ELOOP); a symlink is accepted (it
+    // cannot carry the owner, see docs/arch-notes-owners.md).
+    for want in ["out=1", "missing=1", "notdir=1", "magic=1", "link=0"] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}
+
+#[test]
+fn a_layer_cannot_forge_an_owner_through_boxkits_xattr() {
+    for who in [Who::without_range(), Who::root()].into_iter().flatten() {
+        let e = Env::with_registry(who);
+        // Header says root; the xattr (which boxkit would read back as the owner) says 4321.
+        push_base(
+            &e,
+            "forged",
+            json!({
+                "base": "busybox",
+                "layers": [[
+                    {"name": "forged", "data": "x\n", "uid": 0, "gid": 0,
+                     "xattrs": {"user.boxkit.owner": "4321:4321"}},
+                ]],
+            }),
+        );
+        e.boxfile("FROM forged\nRUN touch /forged\n");
+        let o = e.build_env(&["-t", "f"], &[("SOURCE_DATE_EPOCH", "0")]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{}: {err}", e.who.label());
+        assert!(err.contains("user.boxkit.owner dropped"), "{err}");
+        let ls = layers(&e, "f");
+        let top = ls.last().unwrap();
+        assert_eq!(owner(top, "forged"), (0, 0), "{}", e.who.label());
+        assert!(entry(top, "forged").3.is_empty(), "{top:?}");
+    }
+}
+
+#[test]
+fn pack_takes_the_owner_from_the_xattr_and_refuses_a_value_outside_the_range() {
+    use boxkit::layer::{Compression, PackOptions, pack_dir};
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("a"), "a").unwrap();
+    std::fs::set_permissions(tree.join("a"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = std::ffi::CString::new(tree.join("a").as_os_str().as_encoded_bytes()).unwrap();
+    let set = |v: &str| {
+        // SAFETY: NUL-terminated strings and a live value slice.
+        let rc = unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                c"user.boxkit.owner".as_ptr(),
+                v.as_ptr().cast(),
+                v.len(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+    };
+    set("1234:99");
+    let opts = PackOptions {
+        compression: Compression::None,
+        ..PackOptions::default()
+    };
+    let mut out = Vec::new();
+    pack_dir(&tree, &mut out, &opts).unwrap();
+    let mut ar = tar::Archive::new(&out[..]);
+    let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(
+        (e.header().uid().unwrap(), e.header().gid().unwrap()),
+        (1234, 99)
+    );
+    assert!(e.pax_extensions().unwrap().is_none());
+    for bad in ["65536:0", "1:x", "-1:0"] {
+        set(bad);
+        let err = pack_dir(&tree, &mut Vec::new(), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user.boxkit.owner"), "{bad}: {err}");
+    }
+}
