@@ -92,20 +92,6 @@ pub fn fset(fd: BorrowedFd<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Remove xattr `name` from the object `fd` refers to; absent is not an error.
-pub fn fremove(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let n = cname(name)?;
-    // SAFETY: `fd` is open for the duration (borrowed) and `n` is NUL-terminated.
-    let r = unsafe { libc::fremovexattr(fd.as_raw_fd(), n.as_ptr()) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ENODATA) {
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
 /// Set xattr `name` on `path` itself, not following a final symlink.
 pub fn lset(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
     let p = cpath(path)?;
