@@ -32,11 +32,11 @@ const BACKENDS: [(&str, &str, &str); 5] = [
     ("none", "copy", "isolation none, snapshotter copy"),
 ];
 
-/// Build SAME with every backend in `e`; returns (backend, image ID) pairs.
-fn ids(e: &Env) -> Vec<(String, String)> {
+/// Build SAME with each of `backends` in `e`; returns (backend, image ID) pairs.
+fn ids(e: &Env, backends: &[(&str, &str, &str)]) -> Vec<(String, String)> {
     e.write("f", "data\n");
     e.boxfile(SAME);
-    BACKENDS
+    backends
         .iter()
         .map(|(iso, snap, line)| {
             let o = e.build_env(
@@ -70,7 +70,7 @@ fn assert_all_equal(ids: &[(String, String)], who: &str) {
 fn every_backend_gives_the_same_image_as_root_and_as_a_user_with_a_range() {
     let Some(root) = Who::root() else { return };
     let e = Env::with_registry(root);
-    let root_ids = ids(&e);
+    let root_ids = ids(&e, &BACKENDS);
     assert_all_equal(&root_ids, "root");
 
     // The content is what the Boxfile says, checked with an independent unpacker.
@@ -95,9 +95,26 @@ fn every_backend_gives_the_same_image_as_root_and_as_a_user_with_a_range() {
         return;
     };
     let e = Env::with_registry(user);
-    let user_ids = ids(&e);
+    let user_ids = ids(&e, &BACKENDS);
     assert_all_equal(&user_ids, "user");
     assert_eq!(user_ids[0].1, root_ids[0].1, "root and user builds differ");
+}
+
+/// A user without a subordinate range (a CI job as uid 1000): only container root is mapped,
+/// other owners are recorded and chown emulated, and the image is still root's. Its namespaced
+/// backends only: chroot isolation is for a job's real root.
+#[test]
+fn every_namespaced_backend_gives_roots_image_to_a_user_without_a_range() {
+    let (Some(root), Some(user)) = (Who::root(), Who::without_range()) else {
+        return;
+    };
+    let reference = ids(&Env::with_registry(root), &BACKENDS[..1]);
+    let got = ids(&Env::with_registry(user), &BACKENDS[..3]);
+    assert_all_equal(&got, "user without a range");
+    assert_eq!(
+        got[0].1, reference[0].1,
+        "single-id build differs from root's"
+    );
 }
 
 #[test]
