@@ -192,51 +192,31 @@ fn podman_run(pm: &Podman, reg: &Registry, reference: &str) -> (String, String) 
     (text(&o.stdout), text(&inspect.stdout).trim().to_string())
 }
 
+/// Where the two builds of [`pipeline`] run: `run(n, args)` runs `boxbuild ARGS…` in the
+/// context with `SOURCE_DATE_EPOCH=0` and a store that is fresh for each `n`.
+struct Builder<'a> {
+    tag: &'a str,
+    /// The mode line expected on stderr (None: not checked).
+    modes: Option<&'a str>,
+    warns_not_isolated: bool,
+    run: &'a dyn Fn(usize, &[&str]) -> Output,
+}
+
 /// Everything a cell must do; see the module comment.
-fn cell_builds_pushes_caches_and_matches_native(cell: Cell) {
-    let Some(pm) = Podman::new_or_skip() else {
-        return;
-    };
-    let Some(reg) = Registry::start_or_skip() else {
-        return;
-    };
-    common::fixtures::seed(&reg, common::fixtures::Fixture::SMALL);
-    let root = JobRoot::for_cell(&reg, cell);
-    let ctx = root.scratch("ctx");
-    write_context(&ctx);
-    let tag = cell.tag();
+fn pipeline(pm: &Podman, reg: &Registry, ctx: &Path, scratch: &Path, b: &Builder) {
+    let tag = b.tag;
     let image = reg.image(&format!("x:{tag}"));
     let cache = reg.image(&format!("x:{tag}-cache"));
 
-    let job = |home: &str| {
-        let mut j = Job::new(&pm, &root, cell)
-            .context(&ctx)
-            .env("SOURCE_DATE_EPOCH", "0");
-        if cell.read_only() {
-            j = j.home(&root.home_volume(home));
-        }
-        j
-    };
-
     // 1. Build and push, exporting the cache.
-    let first = job("home-1").run(&[
-        "boxbuild",
-        "-t",
-        &image,
-        "--push",
-        "--cache-to",
-        &cache,
-        ".",
-    ]);
-    let what = format!("{tag}: boxbuild --push --cache-to in the job");
+    let first = (b.run)(1, &["-t", &image, "--push", "--cache-to", &cache, "."]);
+    let what = format!("{tag}: boxbuild --push --cache-to");
     assert!(first.status.success(), "{}", describe(&what, &first));
     let err = text(&first.stderr);
-    assert_eq!(
-        mode_lines(&err),
-        [expected_modes(cell)],
-        "{tag}: the mode line\n{err}"
-    );
-    if cell == Cell::E2d {
+    if let Some(modes) = b.modes {
+        assert_eq!(mode_lines(&err), [modes], "{tag}: the mode line\n{err}");
+    }
+    if b.warns_not_isolated {
         assert!(
             err.lines()
                 .any(|l| l.contains("warning") && l.contains("not isolated")),
@@ -247,8 +227,8 @@ fn cell_builds_pushes_caches_and_matches_native(cell: Cell) {
 
     // 2. A fresh store (a new job: a new overlay upper, or a new HOME volume) that imports the
     //    cache: nothing runs, the same image comes out.
-    let second = job("home-2").run(&["boxbuild", "-t", &image, "--cache-from", &cache, "."]);
-    let what = format!("{tag}: boxbuild --cache-from in a fresh job");
+    let second = (b.run)(2, &["-t", &image, "--cache-from", &cache, "."]);
+    let what = format!("{tag}: boxbuild --cache-from with a fresh store");
     assert!(second.status.success(), "{}", describe(&what, &second));
     let err2 = text(&second.stderr);
     let cached = err2.lines().filter(|l| l.contains(" CACHED ")).count();
@@ -267,23 +247,23 @@ fn cell_builds_pushes_caches_and_matches_native(cell: Cell) {
     );
 
     // 3. On the host: the pushed image is what a native build gives, and it runs.
-    let (manifest, config) = pushed_digests(&reg, "x", tag);
+    let (manifest, config) = pushed_digests(reg, "x", tag);
     assert_eq!(
         config, id,
         "{tag}: pushed config digest vs printed image ID"
     );
-    let native = native_build(&reg, &ctx, &root.scratch("native"));
-    let (native_manifest, native_config) = pushed_digests(&reg, "x", "native");
+    let native = native_build(reg, ctx, scratch);
+    let (native_manifest, native_config) = pushed_digests(reg, "x", "native");
     assert_eq!(native_config, native);
     assert_eq!(
         id, native,
-        "{tag}: the job's image ID differs from the native build's"
+        "{tag}: the image ID differs from the native build's"
     );
     assert_eq!(
         manifest, native_manifest,
-        "{tag}: the job's manifest digest differs from the native build's"
+        "{tag}: the manifest digest differs from the native build's"
     );
-    let (out, podman_id) = podman_run(&pm, &reg, &image);
+    let (out, podman_id) = podman_run(pm, reg, &image);
     assert_eq!(
         out, EXPECTED_OUTPUT,
         "{tag}: podman run of the pushed image"
@@ -293,6 +273,74 @@ fn cell_builds_pushes_caches_and_matches_native(cell: Cell) {
         id,
         "{tag}: podman's image ID"
     );
+}
+
+/// A registry holding the fixtures, and podman; None after a skip.
+fn setup() -> Option<(Podman, Registry)> {
+    let pm = Podman::new_or_skip()?;
+    let reg = Registry::start_or_skip()?;
+    common::fixtures::seed(&reg, common::fixtures::Fixture::SMALL);
+    Some((pm, reg))
+}
+
+/// [`pipeline`] with both builds in job containers of `cell`.
+fn cell_builds_pushes_caches_and_matches_native(cell: Cell) {
+    let Some((pm, reg)) = setup() else {
+        return;
+    };
+    let root = JobRoot::for_cell(&reg, cell);
+    let ctx = root.scratch("ctx");
+    write_context(&ctx);
+    let run = |n: usize, args: &[&str]| {
+        let mut j = Job::new(&pm, &root, cell)
+            .context(&ctx)
+            .env("SOURCE_DATE_EPOCH", "0");
+        if cell.read_only() {
+            j = j.home(&root.home_volume(&format!("home-{n}")));
+        }
+        let mut argv = vec!["boxbuild"];
+        argv.extend(args);
+        j.run(&argv)
+    };
+    let b = Builder {
+        tag: cell.tag(),
+        modes: Some(expected_modes(cell)),
+        warns_not_isolated: cell == Cell::E2d,
+        run: &run,
+    };
+    pipeline(&pm, &reg, &ctx, &root.scratch("native"), &b);
+}
+
+/// The control: the same pipeline with both builds on the host (as root, a fresh store each),
+/// so a failure in a cell is the cell's, not the Boxfile's or the harness's.
+#[test]
+fn control_on_the_host_the_pipeline_passes() {
+    let Some((pm, reg)) = setup() else {
+        return;
+    };
+    users::ensure_root_range();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    write_context(&ctx);
+    let run = |n: usize, args: &[&str]| {
+        Command::new(common::bin("boxbuild"))
+            .env("BOX_REGISTRIES_CONF", reg.registries_conf())
+            .env("SOURCE_DATE_EPOCH", "0")
+            .arg("--root")
+            .arg(dir.path().join(format!("store-{n}")))
+            .args(args)
+            .current_dir(&ctx)
+            .output()
+            .unwrap()
+    };
+    let b = Builder {
+        tag: "host",
+        modes: None,
+        warns_not_isolated: false,
+        run: &run,
+    };
+    pipeline(&pm, &reg, &ctx, dir.path(), &b);
 }
 
 #[test]
