@@ -217,6 +217,19 @@ else
   job_time "$boxroot" "-v $cache_home:/home/user" $BOXBUILD >/dev/null
 fi
 
+# Check that the cached scenario is one: every step of the seeded rebuild must hit.
+job_log() { # ROOT EXTRA CMD…: the build's output
+  local root=$1 extra=$2; shift 2
+  # shellcheck disable=SC2086
+  P run --rm "${E1[@]}" $extra --rootfs "$root:O" "$@" 2>&1
+}
+hits=$(job_log "$budroot" "-v $cache_home:/home/user" $BUD | grep -c 'Using cache' || true)
+[ "$hits" -ge 4 ] || { echo "buildah's cached rebuild hit only $hits steps" >&2; exit 1; }
+if [ "$HOST" = 0 ]; then
+  job_log "$boxroot" "-v $cache_home:/home/user" $BOXBUILD | grep -q '(0 steps run' ||
+    { echo "boxbuild's cached rebuild ran steps" >&2; exit 1; }
+fi
+
 boxbuild_run() { # scenario
   if [ "$HOST" = 1 ]; then
     case $1 in
