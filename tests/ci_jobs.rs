@@ -405,3 +405,61 @@ fn box_info_reports_each_cells_limits() {
         assert_eq!(state("subordinate-ids"), "no", "{what}:\n{out}");
     }
 }
+
+/// Forced backends in a job: each `--isolation`/`--snapshotter` choice the cell allows must
+/// be the one the mode line names, and give the native build's image ID.
+fn forced_backends_give_the_native_image_id(cell: Cell, choices: &[(&[&str], &str)]) {
+    let Some((pm, reg)) = setup() else {
+        return;
+    };
+    let root = JobRoot::for_cell(&reg, cell);
+    let ctx = root.scratch("ctx");
+    write_context(&ctx);
+    let native = native_build(&reg, &ctx, &root.scratch("native"));
+    for (flags, named) in choices {
+        let mut argv = vec!["boxbuild"];
+        argv.extend(*flags);
+        argv.extend(["-t", "forced", "."]);
+        let o = Job::new(&pm, &root, cell)
+            .context(&ctx)
+            .env("SOURCE_DATE_EPOCH", "0")
+            .run(&argv);
+        let what = format!("{}: {}", cell.tag(), argv.join(" "));
+        assert!(o.status.success(), "{}", describe(&what, &o));
+        let err = text(&o.stderr);
+        let lines = mode_lines(&err);
+        assert!(
+            lines.len() == 1 && lines[0].contains(named),
+            "{what}: the mode line must name {named:?}:\n{err}"
+        );
+        assert_eq!(image_id(&o), native, "{what}: image ID vs the native build");
+    }
+}
+
+#[test]
+fn e4_every_snapshotter_forced_gives_the_native_image_id() {
+    forced_backends_give_the_native_image_id(
+        Cell::E4,
+        &[
+            (&["--snapshotter", "overlay"], "snapshotter overlay"),
+            (&["--snapshotter", "fuse"], "snapshotter fuse"),
+            (&["--snapshotter", "copy"], "snapshotter copy"),
+        ],
+    );
+}
+
+#[test]
+fn e2_every_isolation_forced_gives_the_native_image_id() {
+    forced_backends_give_the_native_image_id(
+        Cell::E2,
+        &[
+            (&["--isolation", "userns"], "isolation userns"),
+            (&["--isolation", "chroot"], "isolation chroot"),
+            (&["--isolation", "none"], "isolation none"),
+            (
+                &["--isolation", "chroot", "--snapshotter", "copy"],
+                "isolation chroot, snapshotter copy",
+            ),
+        ],
+    );
+}
