@@ -13,11 +13,12 @@
 //!
 //! A thread of the supervisor serves each request as the container would have seen it: it
 //! reads the path from `/proc/PID/mem`, checks that the request is still live
-//! (`SECCOMP_IOCTL_NOTIF_ID_VALID`), then, in a filesystem context of its own
-//! (`unshare(CLONE_FS)`), chroots into `/proc/PID/root` and resolves the path from
-//! `/proc/PID/cwd` or the directory descriptor with `openat2(RESOLVE_NO_MAGICLINKS)`, so `..`
-//! stops at the container's root and no `/proc/self/...` link can lead into the tool's
-//! filesystem. On the object it found it makes a real chown to the ids the container already
+//! (`SECCOMP_IOCTL_NOTIF_ID_VALID`), then walks the path itself, one component at a time
+//! from `/proc/PID/cwd`, the directory descriptor or `/proc/PID/root` (see [`resolve`]): `..`
+//! stops at the container's root, an absolute symlink starts again there, and no magic link
+//! (`/proc/self/...`) is followed, so nothing outside the container is reached. (chroot(2)
+//! would be simpler, but a job runtime's seccomp profile refuses it without CAP_SYS_CHROOT,
+//! as in a Kubernetes `restricted` pod.) On the object it found it makes a real chown to the ids the container already
 //! has (container root; `-1` stays `-1`), which gives the kernel's side effects and errors
 //! (setuid/setgid and file capabilities cleared, EROFS, EPERM on a file container root does
 //! not own), then records the owner: the xattr for a regular file or directory, removed for
@@ -178,12 +179,15 @@ pub struct Server {
 
 impl Server {
     /// Serve the listener the container sends on `sock` until the container is gone.
-    pub fn start(sock: OwnedFd) -> Result<Server> {
+    /// `root_may_chown`: the container's capability set has CAP_CHOWN, so its root may chown
+    /// even where the job's bounding set took the capability away at exec (a job run with
+    /// `--cap-drop=all`): the emulated chown follows the container's set, not the job's.
+    pub fn start(sock: OwnedFd, root_may_chown: bool) -> Result<Server> {
         let (stop_r, stop_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
         let thread = std::thread::Builder::new()
             .name("chown-notify".into())
             .spawn(move || {
-                if let Err(e) = serve(&sock, &stop_r) {
+                if let Err(e) = serve(&sock, &stop_r, root_may_chown) {
                     eprintln!("boxkit: warning: {e}; chown in this container is not emulated");
                 }
             })
@@ -235,7 +239,7 @@ fn wait(fd: BorrowedFd, stop: BorrowedFd) -> Result<bool> {
     }
 }
 
-fn serve(sock: &OwnedFd, stop: &OwnedFd) -> Result<()> {
+fn serve(sock: &OwnedFd, stop: &OwnedFd, root_may_chown: bool) -> Result<()> {
     if !wait(sock.as_fd(), stop.as_fd())? {
         return Ok(());
     }
@@ -265,7 +269,7 @@ fn serve(sock: &OwnedFd, stop: &OwnedFd) -> Result<()> {
         // The container ended (or failed) before installing the filter.
         return Ok(());
     };
-    // chroot and chdir below are this thread's alone.
+    // The fchdir in `apply` is this thread's alone.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(sys("unshare(CLONE_FS)"))?;
     let proc = nix::fcntl::open(
         "/proc",
@@ -302,6 +306,7 @@ fn serve(sock: &OwnedFd, stop: &OwnedFd) -> Result<()> {
             listener: listener.as_fd(),
             proc: proc.as_fd(),
             n: &req,
+            root_may_chown,
         }) {
             Ok(()) => 0,
             Err(e) => e as i32,
@@ -328,9 +333,11 @@ fn serve(sock: &OwnedFd, stop: &OwnedFd) -> Result<()> {
 /// One request and what serving it needs.
 struct Request<'a> {
     listener: BorrowedFd<'a>,
-    /// The tool's /proc (the thread is chrooted into containers later).
+    /// The tool's /proc.
     proc: BorrowedFd<'a>,
     n: &'a libc::seccomp_notif,
+    /// See [`Server::start`].
+    root_may_chown: bool,
 }
 
 /// What a chown asks for, decoded from its arguments.
@@ -409,7 +416,7 @@ fn handle(r: &Request) -> std::result::Result<(), nix::Error> {
         None => open_proc(r.proc, &format!("{pid}/cwd"), OFlag::O_DIRECTORY)?,
     };
     let root = open_proc(r.proc, &format!("{pid}/root"), OFlag::O_DIRECTORY)?;
-    let caps = cap_chown(r.proc, pid);
+    let caps = cap_chown(r.proc, pid, r.root_may_chown);
     // Everything read about the task belongs to the task that asked, not to a reused pid.
     valid(r.listener, n.id)?;
     let obj = match path.as_ref() {
@@ -440,8 +447,9 @@ fn open_proc(
     })
 }
 
-/// Whether CAP_CHOWN is in the task's effective set (read from /proc/PID/status).
-fn cap_chown(proc: BorrowedFd, pid: u32) -> bool {
+/// Whether the task may change owners: CAP_CHOWN in its effective set (read from
+/// /proc/PID/status), or it is container root and the container's set has CAP_CHOWN.
+fn cap_chown(proc: BorrowedFd, pid: u32, root_may_chown: bool) -> bool {
     let Ok(fd) = openat(
         proc,
         format!("{pid}/status").as_str(),
@@ -451,10 +459,18 @@ fn cap_chown(proc: BorrowedFd, pid: u32) -> bool {
         return false;
     };
     let text = std::io::read_to_string(std::fs::File::from(fd)).unwrap_or_default();
-    text.lines()
+    let has_cap = text
+        .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_CHOWN) != 0)
+        .is_some_and(|caps| caps & (1 << CAP_CHOWN) != 0);
+    // "Uid:\treal\teffective\tsaved\tfs"
+    let euid_root = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        == Some("0");
+    has_cap || (root_may_chown && euid_root)
 }
 
 /// CAP_CHOWN's bit in a capability set.
@@ -505,24 +521,76 @@ fn read_path(proc: BorrowedFd, pid: u32, addr: u64) -> std::result::Result<CStri
     Err(nix::Error::ENAMETOOLONG)
 }
 
-/// The object `path` names for the task: chrooted into its root, from `base`, through no
-/// magic link.
+/// The object `path` names for the task, walked as the kernel would inside the container:
+/// from `base` (or `root` for an absolute path), one component at a time with
+/// `openat2(RESOLVE_NO_MAGICLINKS)`; `..` at the container's root stays there; a symlink
+/// (the last one only when `follow`) is read and walked on, from `root` when absolute, at
+/// most 40 of them (ELOOP).
 fn resolve(
     root: &OwnedFd,
     base: &OwnedFd,
     path: &CString,
     follow: bool,
 ) -> std::result::Result<OwnedFd, nix::Error> {
-    nix::unistd::fchdir(root)?;
-    nix::unistd::chroot(".")?;
-    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
-    if !follow {
-        flags |= OFlag::O_NOFOLLOW;
+    let id = |fd: &OwnedFd| fstat(fd).map(|s| (s.st_dev, s.st_ino));
+    let root_id = id(root)?;
+    let bytes = path.as_bytes();
+    let mut cur = if bytes.starts_with(b"/") {
+        root.try_clone()
+    } else {
+        base.try_clone()
     }
-    let how = OpenHow::new()
-        .flags(flags)
-        .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(base.as_fd(), path.as_c_str(), how)
+    .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))?;
+    // Components still to walk, the next one last.
+    let mut todo: Vec<Vec<u8>> = bytes
+        .split(|b| *b == b'/')
+        .rev()
+        .map(<[u8]>::to_vec)
+        .collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c.is_empty() || c == b"." {
+            continue;
+        }
+        let last = todo.iter().all(|c| c.is_empty() || c == b".");
+        if c == b".." {
+            if id(&cur)? != root_id {
+                cur = openat(
+                    &cur,
+                    "..",
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
+            }
+            continue;
+        }
+        let name = CString::new(c).map_err(|_| nix::Error::EINVAL)?;
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_BENEATH);
+        let next = openat2(cur.as_fd(), name.as_c_str(), how)?;
+        let kind = SFlag::from_bits_truncate(fstat(&next)?.st_mode & libc::S_IFMT);
+        if kind == SFlag::S_IFLNK && (!last || follow) {
+            hops += 1;
+            if hops > 40 {
+                return Err(nix::Error::ELOOP);
+            }
+            let target = nix::fcntl::readlinkat(&next, "")?;
+            let t = target.as_encoded_bytes();
+            if t.starts_with(b"/") {
+                cur = root
+                    .try_clone()
+                    .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))?;
+            }
+            todo.extend(t.split(|b| *b == b'/').rev().map(<[u8]>::to_vec));
+            continue;
+        }
+        if !last && kind != SFlag::S_IFDIR {
+            return Err(nix::Error::ENOTDIR);
+        }
+        cur = next;
+    }
+    Ok(cur)
 }
 
 /// Chown `obj` as the kernel would have, recording the owner in the xattr.

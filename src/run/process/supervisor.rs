@@ -185,7 +185,9 @@ fn supervise_in(
         &signals,
     )?;
     // Joined when this returns, after the container is gone.
-    let _chown_server = match chown.map(|c| chown_notify::Server::start(c.supervisor)) {
+    let _chown_server = match chown
+        .map(|c| chown_notify::Server::start(c.supervisor, caps::names(caps).contains(&"CHOWN")))
+    {
         Some(Err(e)) => {
             kill_and_reap(pid);
             return Err(ProcessError::Setup(e.to_string()));
