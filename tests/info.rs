@@ -51,6 +51,10 @@ fn every_feature_is_reported_available_as_root_and_as_users() {
     let out = stdout(&o);
     assert_all_available(&out, "root");
     assert_eq!(line(&out, "subordinate-ids").0, "yes", "{out}");
+    assert!(
+        out.contains("boxbuild would use: isolation userns, snapshotter overlay\n"),
+        "{out}"
+    );
 
     let u = users::with_range();
     let o = users::command_as(&u, &common::bin("box"))
@@ -148,4 +152,10 @@ fn in_a_podman_job_container_the_probe_names_what_the_runtime_takes_away() {
     let (state, l) = line(&out, "fuse-overlayfs");
     assert!(state == "no" && l.contains("/dev/fuse"), "{out}");
     assert_eq!(line(&out, "subordinate-ids").0, "no", "{out}");
+    assert!(
+        out.lines().any(|l| l
+            == "boxbuild would use: isolation userns (no uts namespace, /proc bound \
+                read-only), snapshotter overlay"),
+        "{out}"
+    );
 }

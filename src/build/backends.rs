@@ -102,6 +102,10 @@ pub enum BackendError {
 
 /// Whether overlayfs would refuse `dir` as an upper dir: it is on overlayfs itself.
 pub fn on_overlayfs(dir: &Path) -> bool {
+    // The nearest directory that exists (a store not made yet goes where its parent is).
+    let Some(dir) = dir.ancestors().find(|d| d.exists()) else {
+        return false;
+    };
     nix::sys::statfs::statfs(dir)
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
 }

@@ -563,7 +563,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),
-        BoxCommand::Info => info(),
+        BoxCommand::Info => info(&g),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
@@ -573,9 +573,27 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
 
 /// `box info`: the version, then the probe (run in the caller's own environment: `info` does
 /// not enter the tool's user namespace).
-fn info() -> CmdResult {
+fn info(g: &Global) -> CmdResult {
     println!("boxkit {}", env!("CARGO_PKG_VERSION"));
-    print!("{}", crate::run::probe::render(&crate::run::probe::probe()));
+    let probe = crate::run::probe::probe();
+    print!("{}", crate::run::probe::render(&probe));
+    // What boxbuild would choose here, with its default flags.
+    let store = g
+        .root
+        .clone()
+        .unwrap_or_else(crate::store::Store::default_root);
+    use crate::build::backends::{self, SnapshotterChoice};
+    let chosen = backends::choose(
+        crate::run::isolation::IsolationChoice::Auto,
+        SnapshotterChoice::Auto,
+        &probe,
+        nix::unistd::geteuid().is_root(),
+        &store.join("tmp"),
+    );
+    match chosen {
+        Ok(b) => println!("boxbuild would use: {}", b.describe()),
+        Err(e) => println!("boxbuild cannot run RUN steps here: {e}"),
+    }
     Ok(0)
 }
 
