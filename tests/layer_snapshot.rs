@@ -247,6 +247,24 @@ fn step_two(r: &Path) {
     fs::remove_file(r.join("copied/one")).unwrap();
     file(r, "srv/new", "rewritten\n");
     fs::create_dir(r.join("made-by-two")).unwrap();
+    // Type changes: file → dir (opaque over overlay's whiteout), dir → file, symlink → file.
+    fs::remove_file(r.join("keep/old")).unwrap();
+    file(r, "keep/old/inside", "was a file\n");
+    fs::remove_dir_all(r.join("l1only")).unwrap();
+    file(r, "l1only", "was a dir\n");
+    fs::remove_file(r.join("etc/conf.link")).unwrap();
+    file(r, "etc/conf.link", "was a symlink\n");
+    // Only attributes of lower directories: mode, and times set to a given moment.
+    fs::set_permissions(r.join("tmpdir"), fs::Permissions::from_mode(0o700)).unwrap();
+    let t = nix::sys::time::TimeSpec::new(OLD + 100_000_000, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &r.join("usr/share/doc"),
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
 }
 
 /// The COPY layer between the two steps.
