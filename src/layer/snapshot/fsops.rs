@@ -201,10 +201,20 @@ pub(super) fn copy_entry(
             let s = openat(
                 src,
                 name,
-                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                // O_NONBLOCK: if a leftover process swapped the file for a fifo since the
+                // walk, the open must not hang; the type check below then refuses it.
+                OFlag::O_RDONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_NONBLOCK
+                    | OFlag::O_NOCTTY
+                    | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
             .op("open")?;
+            let now = nix::sys::stat::fstat(&s).op("stat")?;
+            if now.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(io::Error::other("no longer a regular file")).op("copy");
+            }
             let d = openat(
                 dst,
                 dname,
