@@ -316,7 +316,17 @@ fn pack(dir: &Path) -> (String, String) {
     (r.diff_id.to_string(), listing)
 }
 
-fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) {
+/// An overlay mount, unmounted when dropped (also when a test panics).
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[must_use]
+fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Mounted {
     for d in [upper, work, merged] {
         fs::create_dir_all(d).unwrap();
     }
@@ -339,10 +349,7 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) {
         Some(data.as_str()),
     )
     .unwrap_or_else(|e| panic!("mount overlay {data}: {e}"));
-}
-
-fn umount(p: &Path) {
-    nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    Mounted(merged.to_path_buf())
 }
 
 /// What a tree looks like to a program, for comparing a materialized tree with overlay's view.
@@ -425,12 +432,12 @@ fn parity(base: &Path, ids: bool) {
     // (a) overlay, step one.
     let o1 = base.join("o1");
     let merged = base.join("merged");
-    mount_overlay(&lowers, &o1.join("upper"), &o1.join("work"), &merged);
+    let m = mount_overlay(&lowers, &o1.join("upper"), &o1.join("work"), &merged);
     let root = base.join("root");
     snapshot::materialize(&lowers, &root).unwrap();
     assert_same_view(&merged, &root);
     step_one(&merged, ids);
-    umount(&merged);
+    drop(m);
     // (b) the copy snapshotter, step one.
     let before = snapshot::snapshot(&root).unwrap();
     step_one(&root, ids);
@@ -444,11 +451,11 @@ fn parity(base: &Path, ids: bool) {
     let mut lowers2 = lowers.clone();
     lowers2.extend([o1.join("upper"), copy.clone()]);
     let o2 = base.join("o2");
-    mount_overlay(&lowers2, &o2.join("upper"), &o2.join("work"), &merged);
+    let m = mount_overlay(&lowers2, &o2.join("upper"), &o2.join("work"), &merged);
     snapshot::apply_layer(&copy, &root).unwrap();
     assert_same_view(&merged, &root);
     step_two(&merged);
-    umount(&merged);
+    drop(m);
     let before2 = snapshot::snapshot(&root).unwrap();
     assert!(before2.len() >= after.len());
     step_two(&root);
@@ -844,7 +851,7 @@ fn whiteouts_fall_back_to_oci_form_where_overlay_form_is_refused() {
     let o = t.path().join("o");
     let merged = t.path().join("merged");
     fs::create_dir_all(o.join("lower")).unwrap();
-    mount_overlay(
+    let m = mount_overlay(
         &[o.join("lower")],
         &o.join("upper"),
         &o.join("work"),
@@ -862,7 +869,7 @@ fn whiteouts_fall_back_to_oci_form_where_overlay_form_is_refused() {
     // Since Linux 6.7 overlay stores `user.overlay.*` set through it escaped, so the opaque
     // xattr may stay; the 0/0 device never can.
     let oci = on_overlay.join("a/.wh.x").exists();
-    umount(&merged);
+    drop(m);
     res.unwrap();
     assert!(oci, "OCI-form whiteout written");
     assert_eq!(a, b);
