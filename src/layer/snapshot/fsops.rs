@@ -428,9 +428,10 @@ pub(super) fn is_opaque(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(false)
 }
 
-/// A relative path's bytes as a C string (paths from directory listings hold no NUL).
+/// A relative path's bytes as a C string. Names from directory listings hold no NUL; if one
+/// did, the empty name makes the call fail with ENOENT instead of touching another file.
 pub(super) fn cstr(b: &[u8]) -> CString {
-    CString::new(b).unwrap_or_else(|_| c"\u{fffd}".to_owned())
+    CString::new(b).unwrap_or_default()
 }
 
 /// Bytes as a path for messages.
