@@ -247,6 +247,24 @@ fn step_two(r: &Path) {
     fs::remove_file(r.join("copied/one")).unwrap();
     file(r, "srv/new", "rewritten\n");
     fs::create_dir(r.join("made-by-two")).unwrap();
+    // Type changes: file → dir (opaque over overlay's whiteout), dir → file, symlink → file.
+    fs::remove_file(r.join("keep/old")).unwrap();
+    file(r, "keep/old/inside", "was a file\n");
+    fs::remove_dir_all(r.join("l1only")).unwrap();
+    file(r, "l1only", "was a dir\n");
+    fs::remove_file(r.join("etc/conf.link")).unwrap();
+    file(r, "etc/conf.link", "was a symlink\n");
+    // Only attributes of lower directories: mode, and times set to a given moment.
+    fs::set_permissions(r.join("tmpdir"), fs::Permissions::from_mode(0o700)).unwrap();
+    let t = nix::sys::time::TimeSpec::new(OLD + 100_000_000, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &r.join("usr/share/doc"),
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
 }
 
 /// The COPY layer between the two steps.
@@ -298,7 +316,17 @@ fn pack(dir: &Path) -> (String, String) {
     (r.diff_id.to_string(), listing)
 }
 
-fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) {
+/// An overlay mount, unmounted when dropped (also when a test panics).
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[must_use]
+fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Mounted {
     for d in [upper, work, merged] {
         fs::create_dir_all(d).unwrap();
     }
@@ -321,10 +349,7 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) {
         Some(data.as_str()),
     )
     .unwrap_or_else(|e| panic!("mount overlay {data}: {e}"));
-}
-
-fn umount(p: &Path) {
-    nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    Mounted(merged.to_path_buf())
 }
 
 /// What a tree looks like to a program, for comparing a materialized tree with overlay's view.
@@ -407,12 +432,12 @@ fn parity(base: &Path, ids: bool) {
     // (a) overlay, step one.
     let o1 = base.join("o1");
     let merged = base.join("merged");
-    mount_overlay(&lowers, &o1.join("upper"), &o1.join("work"), &merged);
+    let m = mount_overlay(&lowers, &o1.join("upper"), &o1.join("work"), &merged);
     let root = base.join("root");
     snapshot::materialize(&lowers, &root).unwrap();
     assert_same_view(&merged, &root);
     step_one(&merged, ids);
-    umount(&merged);
+    drop(m);
     // (b) the copy snapshotter, step one.
     let before = snapshot::snapshot(&root).unwrap();
     step_one(&root, ids);
@@ -426,11 +451,11 @@ fn parity(base: &Path, ids: bool) {
     let mut lowers2 = lowers.clone();
     lowers2.extend([o1.join("upper"), copy.clone()]);
     let o2 = base.join("o2");
-    mount_overlay(&lowers2, &o2.join("upper"), &o2.join("work"), &merged);
+    let m = mount_overlay(&lowers2, &o2.join("upper"), &o2.join("work"), &merged);
     snapshot::apply_layer(&copy, &root).unwrap();
     assert_same_view(&merged, &root);
     step_two(&merged);
-    umount(&merged);
+    drop(m);
     let before2 = snapshot::snapshot(&root).unwrap();
     assert!(before2.len() >= after.len());
     step_two(&root);
@@ -800,4 +825,62 @@ fn measure_materialize_snapshot_diff() {
         "diff (no change):    {:>8.1} ms",
         t0.elapsed().as_secs_f64() * 1e3
     );
+}
+
+/// Through an overlay mount (a CI job container's own root) 0/0 devices cannot be made: the
+/// diff then writes whiteouts and opaque markers in OCI form, which pack to the same tar
+/// entries (the order inside a directory may differ: pack sorts by file name).
+#[test]
+fn whiteouts_fall_back_to_oci_form_where_overlay_form_is_refused() {
+    if !common::is_root() {
+        return common::skip("mounting overlay needs root");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    for f in ["a/x", "a/y", "d/old"] {
+        file(&root, f, "content\n");
+    }
+    age(&root);
+    let before = snapshot::snapshot(&root).unwrap();
+    fs::remove_file(root.join("a/x")).unwrap();
+    fs::remove_dir_all(root.join("d")).unwrap();
+    file(&root, "d/new", "new\n");
+    let plain = t.path().join("plain");
+    fs::create_dir(&plain).unwrap();
+    let after = snapshot::diff(&root, &before, &plain, &SKIP).unwrap();
+    let o = t.path().join("o");
+    let merged = t.path().join("merged");
+    fs::create_dir_all(o.join("lower")).unwrap();
+    let m = mount_overlay(
+        &[o.join("lower")],
+        &o.join("upper"),
+        &o.join("work"),
+        &merged,
+    );
+    let on_overlay = merged.join("upper");
+    fs::create_dir(&on_overlay).unwrap();
+    let res = snapshot::diff(&root, &before, &on_overlay, &SKIP);
+    let sorted = |dir: &Path| {
+        let mut v: Vec<String> = pack(dir).1.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (sorted(&plain), sorted(&on_overlay));
+    // Since Linux 6.7 overlay stores `user.overlay.*` set through it escaped, so the opaque
+    // xattr may stay; the 0/0 device never can.
+    let oci = on_overlay.join("a/.wh.x").exists();
+    drop(m);
+    res.unwrap();
+    assert!(oci, "OCI-form whiteout written");
+    assert_eq!(a, b);
+    assert!(
+        a.iter().any(|l| l.starts_with("a/.wh.x Regular 0 0:0")),
+        "{a:?}"
+    );
+    assert!(
+        a.iter()
+            .any(|l| l.starts_with("d/.wh..wh..opq Regular 0 0:0")),
+        "{a:?}"
+    );
+    assert_eq!(after.len(), snapshot::snapshot(&root).unwrap().len());
 }

@@ -21,7 +21,7 @@
 //! where a layer's hardlinks break on copy-up.
 
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -29,9 +29,9 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
 
-use super::fsops::{self, Ctx, R, Stat};
+use super::fsops::{self, Ctx, OpErr, R, Stat};
 use super::{Skip, Snapshot, SnapshotError, io_err, seal, walk};
-use crate::layer::whiteout::{self, OverlayXattr};
+use crate::layer::whiteout::{self, OPAQUE_MARKER, OverlayXattr};
 
 /// What a path is, compared with the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,7 +291,7 @@ fn write_upper(root: &Path, upper: &Path, items: &[Item]) -> Result<(), Snapshot
         let name = fsops::cstr(name);
         let (src, dst) = dirs.parent(prel).map_err(|e| io_err(e, at(prel)))?;
         let r = match item {
-            Item::Whiteout(_) => whiteout::make_overlay_whiteout(dst, &name).op("create whiteout"),
+            Item::Whiteout(_) => make_whiteout(dst, &name),
             Item::Copy { st, opaque, .. } if st.is_dir() => {
                 made_dirs.push((rel, *st, *opaque));
                 nix::sys::stat::mkdirat(dst, name.as_c_str(), Mode::from_bits_truncate(0o700))
@@ -324,13 +324,58 @@ fn write_upper(root: &Path, upper: &Path, items: &[Item]) -> Result<(), Snapshot
             let s = open_rel(rfd.as_fd(), rel)?;
             let d = open_rel(ufd.as_fd(), rel)?;
             if opaque {
-                whiteout::set_overlay_opaque(d.as_fd(), OverlayXattr::User).op("mark opaque")?;
+                mark_opaque(d.as_fd())?;
             }
             fsops::copy_dir_meta(s.as_fd(), d.as_fd(), &st, false)
         };
         meta().map_err(|e| io_err(e, at(rel)))?;
     }
     Ok(())
+}
+
+/// Errors that mean "this filesystem cannot hold overlay's form here": mknod of a 0/0 device
+/// and `user.overlay.*` xattrs are refused through an overlay mount (a CI job container's
+/// own root).
+fn no_overlay_form(e: &OpErr) -> bool {
+    matches!(
+        e.err.raw_os_error(),
+        Some(libc::EPERM | libc::EOPNOTSUPP | libc::EINVAL)
+    )
+}
+
+/// A whiteout in overlay form, or where the filesystem refuses that, in OCI form: an empty
+/// `.wh.<name>` file, mode 0 and owned by 0:0, which packs to the same tar header.
+fn make_whiteout(dir: BorrowedFd<'_>, name: &CStr) -> R<()> {
+    match whiteout::make_overlay_whiteout(dir, name).op("create whiteout") {
+        Err(e) if no_overlay_form(&e) => {
+            oci_marker(dir, &fsops::cstr(&whiteout::whiteout_name(name.to_bytes())))
+        }
+        r => r,
+    }
+}
+
+/// Mark a directory of the upper dir opaque: the xattr, or else the OCI marker file.
+fn mark_opaque(dir: BorrowedFd<'_>) -> R<()> {
+    match whiteout::set_overlay_opaque(dir, OverlayXattr::User).op("mark opaque") {
+        Err(e) if no_overlay_form(&e) => oci_marker(dir, &fsops::cstr(OPAQUE_MARKER.as_bytes())),
+        r => r,
+    }
+}
+
+fn oci_marker(dir: BorrowedFd<'_>, name: &CStr) -> R<()> {
+    let f = openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .op("create whiteout file")?;
+    let root = (
+        Some(nix::unistd::Uid::from_raw(0)),
+        Some(nix::unistd::Gid::from_raw(0)),
+    );
+    nix::unistd::fchown(&f, root.0, root.1).op("chown whiteout file")?;
+    nix::sys::stat::fchmod(&f, Mode::empty()).op("chmod whiteout file")
 }
 
 /// Give every name of a multiply-linked regular file but the first its own copy, keeping the

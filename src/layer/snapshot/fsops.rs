@@ -201,10 +201,20 @@ pub(super) fn copy_entry(
             let s = openat(
                 src,
                 name,
-                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                // O_NONBLOCK: if a leftover process swapped the file for a fifo since the
+                // walk, the open must not hang; the type check below then refuses it.
+                OFlag::O_RDONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_NONBLOCK
+                    | OFlag::O_NOCTTY
+                    | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
             .op("open")?;
+            let now = nix::sys::stat::fstat(&s).op("stat")?;
+            if now.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(io::Error::other("no longer a regular file")).op("copy");
+            }
             let d = openat(
                 dst,
                 dname,
@@ -418,9 +428,10 @@ pub(super) fn is_opaque(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(false)
 }
 
-/// A relative path's bytes as a C string (paths from directory listings hold no NUL).
+/// A relative path's bytes as a C string. Names from directory listings hold no NUL; if one
+/// did, the empty name makes the call fail with ENOENT instead of touching another file.
 pub(super) fn cstr(b: &[u8]) -> CString {
-    CString::new(b).unwrap_or_else(|_| c"\u{fffd}".to_owned())
+    CString::new(b).unwrap_or_default()
 }
 
 /// Bytes as a path for messages.

@@ -54,17 +54,26 @@ pub fn apply_layer(tree: &Path, dest: &Path) -> Result<(), SnapshotError> {
     let st = fsops::statx_at(src.as_fd(), c".")
         .op("lstat")
         .map_err(at.src(b""))?;
-    if fsops::is_opaque(src.as_fd())
-        .op("read xattrs of")
-        .map_err(at.src(b""))?
+    let mut d = fsops::open_dir_at(dst.as_fd(), c".")
+        .op("open directory")
+        .map_err(at.dst(b""))?;
+    let mut empty = fsops::names(&mut d)
+        .op("read directory")
+        .map_err(at.dst(b""))?
+        .is_empty();
+    if !empty
+        && fsops::is_opaque(src.as_fd())
+            .op("read xattrs of")
+            .map_err(at.src(b""))?
     {
         let mut d = fsops::open_dir_at(dst.as_fd(), c".")
             .op("open directory")
             .map_err(at.dst(b""))?;
         fsops::empty_dir(&mut d).map_err(at.dst(b""))?;
+        empty = true;
     }
     let mut rel = Vec::new();
-    merge_dir(&at, &mut src, dst.as_fd(), &mut rel)?;
+    merge_dir(&at, &mut src, dst.as_fd(), &mut rel, empty)?;
     fsops::copy_dir_meta(src.as_fd(), dst.as_fd(), &st, true).map_err(at.dst(b""))?;
     Ok(())
 }
@@ -101,13 +110,14 @@ fn merge_dir(
     src: &mut Dir,
     dst: BorrowedFd<'_>,
     rel: &mut Vec<u8>,
+    fresh: bool,
 ) -> Result<(), SnapshotError> {
     let names = fsops::names(src)
         .op("read directory")
         .map_err(at.src(rel))?;
     for name in names {
         let len = push(rel, &name);
-        merge_one(at, src.as_fd(), dst, &name, rel)?;
+        merge_one(at, src.as_fd(), dst, &name, rel, fresh)?;
         rel.truncate(len);
     }
     Ok(())
@@ -119,14 +129,20 @@ fn merge_one(
     dst: BorrowedFd<'_>,
     name: &CStr,
     rel: &mut Vec<u8>,
+    fresh: bool,
 ) -> Result<(), SnapshotError> {
     let st = fsops::statx_at(src, name)
         .op("lstat")
         .map_err(at.src(rel))?;
-    let here = match fsops::statx_at(dst, name) {
-        Ok(s) => Some(s),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
-        Err(err) => return Err(at.dst(rel)(OpErr { op: "lstat", err })),
+    // `fresh`: `dst` was empty when this layer started on it, so nothing needs replacing.
+    let here = if fresh {
+        None
+    } else {
+        match fsops::statx_at(dst, name) {
+            Ok(s) => Some(s),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(err) => return Err(at.dst(rel)(OpErr { op: "lstat", err })),
+        }
     };
     // Either form: a 0/0 device, or (a store on overlayfs) an empty file with the xattr.
     if st.is_whiteout() || (st.is_file() && st.size == 0 && whiteout::has_whiteout_xattr(src, name))
@@ -158,7 +174,8 @@ fn merge_one(
         }
         _ => {}
     }
-    if !here.is_some_and(|h| h.is_dir()) {
+    let made = !here.is_some_and(|h| h.is_dir());
+    if made {
         nix::sys::stat::mkdirat(dst, name, Mode::from_bits_truncate(0o700))
             .op("create directory")
             .map_err(at.dst(rel))?;
@@ -166,6 +183,6 @@ fn merge_one(
     let ddir = fsops::open_dir_at(dst, name)
         .op("open directory")
         .map_err(at.dst(rel))?;
-    merge_dir(at, &mut sdir, ddir.as_fd(), rel)?;
-    fsops::copy_dir_meta(sdir.as_fd(), ddir.as_fd(), &st, true).map_err(at.dst(rel))
+    merge_dir(at, &mut sdir, ddir.as_fd(), rel, made)?;
+    fsops::copy_dir_meta(sdir.as_fd(), ddir.as_fd(), &st, !made).map_err(at.dst(rel))
 }
