@@ -185,24 +185,7 @@ pub fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::probe::{CHECKS, Check};
-
-    fn probe(failing: &[&str]) -> Probe {
-        Probe {
-            checks: CHECKS
-                .iter()
-                .map(|(n, _)| *n)
-                .chain(["fuse-overlayfs"])
-                .map(|name| Check {
-                    name,
-                    ok: !failing.contains(&name),
-                    detail: "refused".into(),
-                })
-                .collect(),
-            subordinate_ids: None,
-            elapsed: std::time::Duration::ZERO,
-        }
-    }
+    use crate::run::probe::with_failing as probe;
 
     fn pick(i: IsolationChoice, s: SnapshotterChoice, failing: &[&str], root: bool) -> String {
         match choose(i, s, &probe(failing), root, Path::new("/nonexistent")) {
@@ -239,9 +222,6 @@ mod tests {
         );
         assert!(forced.contains("use --snapshotter copy"), "{forced}");
         let fuse = pick(a, SnapshotterChoice::Fuse, &["fuse-overlayfs"], false);
-        assert!(
-            fuse.starts_with("error: snapshotter fuse: refused"),
-            "{fuse}"
-        );
+        assert!(fuse.starts_with("error: snapshotter fuse: EPERM"), "{fuse}");
     }
 }

@@ -17,7 +17,7 @@ mod pgzip;
 pub mod snapshot;
 pub mod tarwriter;
 pub mod whiteout;
-mod xattr;
+pub(crate) mod xattr;
 
 pub use cache::{CacheError, cached_layer, unpack_cached};
 pub use confine::{Confinement, ContentPolicy};

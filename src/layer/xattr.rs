@@ -47,16 +47,11 @@ pub fn list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
     let p = cpath(path)?;
     // SAFETY: `p` is a NUL-terminated path that outlives the call; `probe` passes either a
     // null buffer with size 0 or a buffer it owns of exactly `n` writable bytes.
-    let raw = match probe(|b, n| unsafe { libc::llistxattr(p.as_ptr(), b.cast(), n) }) {
-        Ok(raw) => raw,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    Ok(raw
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
+    match probe(|b, n| unsafe { libc::llistxattr(p.as_ptr(), b.cast(), n) }) {
+        Ok(raw) => Ok(names(raw)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The value of xattr `name` on `path` itself, or None when it is absent.
@@ -66,6 +61,37 @@ pub fn get(path: &Path, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     // SAFETY: `p` and `n` are NUL-terminated strings that outlive the call; `probe` passes
     // either a null buffer with size 0 or a buffer it owns of exactly `len` writable bytes.
     match probe(|b, len| unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), b, len) }) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The names in a NUL-separated listxattr buffer.
+fn names(raw: Vec<u8>) -> Vec<Vec<u8>> {
+    raw.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Names of the xattrs of the object `fd` refers to (none where the filesystem has none).
+pub fn flist(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    // SAFETY: `fd` is open for the call; `probe` passes a null buffer with size 0 or a
+    // buffer it owns of exactly `n` writable bytes.
+    match probe(|b, n| unsafe { libc::flistxattr(fd.as_raw_fd(), b.cast(), n) }) {
+        Ok(raw) => Ok(names(raw)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The value of xattr `name` on the object `fd` refers to, or None when it is absent.
+pub fn fget(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let n = cname(name)?;
+    // SAFETY: `fd` is open and `n` NUL-terminated for the call; `probe` passes a null buffer
+    // with size 0 or a buffer it owns of exactly `len` writable bytes.
+    match probe(|b, len| unsafe { libc::fgetxattr(fd.as_raw_fd(), n.as_ptr(), b, len) }) {
         Ok(v) => Ok(Some(v)),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) => Ok(None),
         Err(e) => Err(e),

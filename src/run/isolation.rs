@@ -159,28 +159,7 @@ pub fn choose(asked: IsolationChoice, probe: &Probe, root: bool) -> Result<Isola
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::probe::{CHECKS, Check};
-
-    fn probe(failing: &[&str]) -> Probe {
-        Probe {
-            checks: CHECKS
-                .iter()
-                .map(|(n, _)| *n)
-                .chain(["fuse-overlayfs"])
-                .map(|name| Check {
-                    name,
-                    ok: !failing.contains(&name),
-                    detail: if failing.contains(&name) {
-                        "EPERM".into()
-                    } else {
-                        String::new()
-                    },
-                })
-                .collect(),
-            subordinate_ids: None,
-            elapsed: std::time::Duration::ZERO,
-        }
-    }
+    use crate::run::probe::with_failing as probe;
 
     #[test]
     fn auto_takes_the_strongest_mode_the_probe_allows() {

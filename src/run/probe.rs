@@ -329,6 +329,30 @@ pub fn render(p: &Probe) -> String {
     s
 }
 
+/// A probe result where every check but `failing` worked (for tests of what is chosen from
+/// a probe).
+#[cfg(test)]
+pub(crate) fn with_failing(failing: &[&str]) -> Probe {
+    Probe {
+        checks: CHECKS
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(["fuse-overlayfs"])
+            .map(|name| Check {
+                name,
+                ok: !failing.contains(&name),
+                detail: if failing.contains(&name) {
+                    "EPERM".into()
+                } else {
+                    String::new()
+                },
+            })
+            .collect(),
+        subordinate_ids: None,
+        elapsed: Duration::ZERO,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

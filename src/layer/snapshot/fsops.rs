@@ -20,6 +20,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 
 use super::super::whiteout;
+use crate::layer::xattr::{fget, flist, fremove};
 
 /// An operation that failed, before the caller names the path.
 #[derive(Debug)]
@@ -353,67 +354,6 @@ fn copy_xattrs(s: BorrowedFd<'_>, d: BorrowedFd<'_>, replace: bool) -> R<()> {
         if let Some(v) = fget(s, &n).op("read xattr of")? {
             super::super::xattr::fset(d, &n, &v).op("set xattr of")?;
         }
-    }
-    Ok(())
-}
-
-/// Run a size-probing xattr call until the buffer is big enough.
-fn probe(mut call: impl FnMut(*mut libc::c_void, usize) -> isize) -> io::Result<Vec<u8>> {
-    loop {
-        let n = call(std::ptr::null_mut(), 0);
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = vec![0u8; n as usize];
-        if buf.is_empty() {
-            return Ok(buf);
-        }
-        let m = call(buf.as_mut_ptr().cast(), buf.len());
-        if m < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ERANGE) {
-                continue;
-            }
-            return Err(e);
-        }
-        buf.truncate(m as usize);
-        return Ok(buf);
-    }
-}
-
-/// xattr names of the object `fd` refers to (none where the filesystem has no xattrs).
-pub(super) fn flist(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    // SAFETY: `fd` is open for the call; `probe` passes a null buffer with size 0 or a
-    // buffer it owns of exactly `n` writable bytes.
-    let raw = match probe(|b, n| unsafe { libc::flistxattr(fd.as_raw_fd(), b.cast(), n) }) {
-        Ok(raw) => raw,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    Ok(raw
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
-}
-
-/// The value of xattr `name` on `fd`, or None when absent.
-pub(super) fn fget(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `fd` is open and `n` NUL-terminated for the call; `probe` passes a null buffer
-    // with size 0 or a buffer it owns of exactly `len` writable bytes.
-    match probe(|b, len| unsafe { libc::fgetxattr(fd.as_raw_fd(), n.as_ptr(), b, len) }) {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn fremove(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `fd` is open and `n` NUL-terminated for the duration of the call.
-    if unsafe { libc::fremovexattr(fd.as_raw_fd(), n.as_ptr()) } < 0 {
-        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
