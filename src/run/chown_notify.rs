@@ -12,7 +12,7 @@
 //! never reaches us.
 //!
 //! A thread of the supervisor serves each request as the container would have seen it: it
-//! reads the path from `/proc/PID/mem`, checks that the request is still live
+//! reads the path from its memory (`process_vm_readv`), checks that the request is still live
 //! (`SECCOMP_IOCTL_NOTIF_ID_VALID`), then, in a filesystem context of its own
 //! (`unshare(CLONE_FS)`), chroots into `/proc/PID/root` and resolves the path from
 //! `/proc/PID/cwd` or the directory descriptor with `openat2(RESOLVE_NO_MAGICLINKS)`, so `..`
@@ -401,7 +401,7 @@ fn handle(r: &Request) -> std::result::Result<(), nix::Error> {
     }
     let pid = n.pid;
     let path = match ask.path {
-        Some(addr) => Some(read_path(r.proc, pid, addr)?),
+        Some(addr) => Some(read_path(pid, addr)?),
         None => None,
     };
     let base = match ask.at {
@@ -440,7 +440,8 @@ fn open_proc(
     })
 }
 
-/// Whether CAP_CHOWN is in the task's effective set (read from /proc/PID/status).
+/// Whether CAP_CHOWN is in the task's effective set (read from /proc/PID/status with plain
+/// reads into a fixed buffer: this runs for every request).
 fn cap_chown(proc: BorrowedFd, pid: u32) -> bool {
     let Ok(fd) = openat(
         proc,
@@ -450,8 +451,16 @@ fn cap_chown(proc: BorrowedFd, pid: u32) -> bool {
     ) else {
         return false;
     };
-    let text = std::io::read_to_string(std::fs::File::from(fd)).unwrap_or_default();
-    text.lines()
+    let mut buf = [0u8; 8192];
+    let mut len = 0;
+    while len < buf.len() {
+        match nix::unistd::read(&fd, &mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    String::from_utf8_lossy(&buf[..len])
+        .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << CAP_CHOWN) != 0)
@@ -477,20 +486,21 @@ fn valid(listener: BorrowedFd, id: u64) -> std::result::Result<(), nix::Error> {
 }
 
 /// The NUL-terminated path at `addr` in the task's memory, read a page at a time (the
-/// string may end just before an unmapped page).
-fn read_path(proc: BorrowedFd, pid: u32, addr: u64) -> std::result::Result<CString, nix::Error> {
-    let mem = openat(
-        proc,
-        format!("{pid}/mem").as_str(),
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+/// string may end just before an unmapped page) with process_vm_readv (the same ptrace
+/// check as /proc/PID/mem, without opening it).
+fn read_path(pid: u32, addr: u64) -> std::result::Result<CString, nix::Error> {
+    use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
     let mut out = Vec::new();
     let mut at = addr;
     let mut buf = [0u8; 4096];
     while out.len() < libc::PATH_MAX as usize {
         let room = 4096 - (at % 4096) as usize;
-        let n = nix::sys::uio::pread(&mem, &mut buf[..room], at as i64)
+        let remote = [RemoteIoVec {
+            base: at as usize,
+            len: room,
+        }];
+        let n = process_vm_readv(pid, &mut [IoSliceMut::new(&mut buf[..room])], &remote)
             .map_err(|_| nix::Error::EFAULT)?;
         if n == 0 {
             return Err(nix::Error::EFAULT);
