@@ -11,10 +11,11 @@ set -euo pipefail
 # tmux: interactive (-it) tests; zstd: zstd layers; ca-certificates: https mirrors;
 # curl: readiness probe of the registry in scripts/example.sh; git: ADD of a git repository;
 # time: peak RSS in the benchmarks; jq: bench scripts; gcc, libc6-dev: the static syscall
-# probe of tests/security/seccomp.rs.
+# probe of tests/security/seccomp.rs; libcap2-bin: setcap for the newuidmap of the buildah job
+# in bench/ci.sh.
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
-      ca-certificates curl git time jq gcc libc6-dev openssl)
+      ca-certificates curl git time jq gcc libc6-dev openssl libcap2-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

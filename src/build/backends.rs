@@ -116,9 +116,12 @@ pub fn choose(
     store_tmp: &Path,
 ) -> Result<Backends, BackendError> {
     let iso = isolation::choose(isolation, probe, root)?;
+    let store_on_overlay = on_overlayfs(store_tmp);
     let overlay = Snapshotter::Overlay {
-        tmpfs_upper: on_overlayfs(store_tmp),
+        tmpfs_upper: store_on_overlay,
     };
+    // fuse-overlayfs does not read the xattr whiteouts a store on overlayfs holds.
+    let fuse_ok = probe.ok("fuse-overlayfs") && !store_on_overlay;
     let why = |c: &str| {
         probe
             .checks
@@ -149,7 +152,16 @@ pub fn choose(
                 why: format!("overlayfs cannot be mounted here: {}", why("overlay")),
             });
         }
-        SnapshotterChoice::Fuse if probe.ok("fuse-overlayfs") => Snapshotter::Fuse,
+        SnapshotterChoice::Fuse if fuse_ok => Snapshotter::Fuse,
+        SnapshotterChoice::Fuse if store_on_overlay => {
+            return Err(BackendError::Snapshotter {
+                asked: "fuse",
+                why: "the store is on overlayfs, whose layers mark deletions in a form \
+                      fuse-overlayfs does not read; put the store on a volume (--root) or use \
+                      --snapshotter overlay or copy"
+                    .into(),
+            });
+        }
         SnapshotterChoice::Fuse => {
             return Err(BackendError::Snapshotter {
                 asked: "fuse",
@@ -157,7 +169,7 @@ pub fn choose(
             });
         }
         SnapshotterChoice::Auto if probe.ok("overlay") => overlay,
-        SnapshotterChoice::Auto if probe.ok("fuse-overlayfs") => Snapshotter::Fuse,
+        SnapshotterChoice::Auto if fuse_ok => Snapshotter::Fuse,
         SnapshotterChoice::Auto => Snapshotter::Copy,
     };
     Ok(Backends {

@@ -153,8 +153,16 @@ impl<'a, W: Write> Dest<'a, W> {
         if rel.is_empty() || self.written.get(rel) == Some(&Written::Dir) {
             return Ok(());
         }
-        let (mode, uid, gid, mtime) = match self.lowers.metadata(rel).filter(|m| m.is_dir()) {
-            Some(m) => (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime()),
+        let image_dir = self
+            .lowers
+            .find(rel)
+            .and_then(|p| fs::symlink_metadata(&p).ok().map(|m| (p, m)))
+            .filter(|(_, m)| m.is_dir());
+        let (mode, uid, gid, mtime) = match image_dir {
+            Some((p, m)) => {
+                let (uid, gid) = crate::layer::recorded_owner(&p, &m);
+                (m.mode() & 0o7777, uid, gid, m.mtime())
+            }
             None => match like {
                 Some(m) => (
                     self.chmod.unwrap_or(m.mode() & 0o7777),

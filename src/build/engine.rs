@@ -71,6 +71,9 @@ pub struct Engine<'a> {
     pub sde: Option<String>,
     /// Every layer step of this build, for `--cache-to`.
     pub visited: Vec<(Digest, Option<LayerRef>)>,
+    /// The cgroup limits RUN steps get: `--memory` and friends, or none where this
+    /// environment cannot apply them (said once, as a warning).
+    pub run_limits: crate::run::Limits,
 }
 
 /// Build the image `opts` describes, tag it, and return its ID. `tool` is the context from
@@ -100,6 +103,12 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
         .line(&format!("boxbuild: {}", opts.backends.describe()));
     if let Some(w) = opts.backends.isolation.warning() {
         e.printer.line(&w);
+    }
+    if let Err(why) = crate::run::cgroups::check(&e.run_limits) {
+        e.printer.line(&format!(
+            "warning: RUN steps run without the limits asked for: {why}"
+        ));
+        e.run_limits = crate::run::Limits::default();
     }
     // Lint findings do not stop a build; they are shown first, as BuildKit's build checks.
     for w in &e.bf.warnings {
@@ -208,6 +217,7 @@ impl<'a> Engine<'a> {
             created,
             sde: opts.source_date_epoch.map(rfc3339),
             visited: vec![],
+            run_limits: opts.limits.clone(),
         })
     }
 

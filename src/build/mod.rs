@@ -109,6 +109,8 @@ pub struct BuildOptions {
     /// Isolation and snapshotter of RUN steps ([`backends::choose`] picks them from the
     /// environment probe; the default is a host's full set).
     pub backends: backends::Backends,
+    /// cgroup limits of RUN steps (`--memory`, `--cpu-quota`, …), as `docker build`.
+    pub limits: crate::run::Limits,
 }
 
 impl BuildOptions {
@@ -132,6 +134,7 @@ impl BuildOptions {
             cache_from: vec![],
             cache_to: vec![],
             backends: backends::Backends::default(),
+            limits: crate::run::Limits::default(),
         }
     }
 }

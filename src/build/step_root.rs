@@ -50,6 +50,50 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A fuse-overlayfs mount (the program daemonizes once mounted), unmounted when dropped.
+struct FuseMount(PathBuf);
+
+impl FuseMount {
+    fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, at: &Path) -> StepResult<FuseMount> {
+        let esc = |p: &Path| p.to_string_lossy().replace(',', "\\,").replace(':', "\\:");
+        // fuse-overlayfs lists lowerdirs topmost first, as the kernel does.
+        let lower: Vec<String> = lowers.iter().rev().map(|p| esc(p)).collect();
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            esc(upper),
+            esc(work)
+        );
+        let out = std::process::Command::new("fuse-overlayfs")
+            .arg("-o")
+            .arg(&opts)
+            .arg(at)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(fsview::io_err(
+                "run fuse-overlayfs (is it installed?) for",
+                at,
+            ))?;
+        if !out.status.success() {
+            return Err(StepErrorKind::Invalid(format!(
+                "fuse-overlayfs could not mount the step's root on {} ({}): {}",
+                at.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(FuseMount(at.to_path_buf()))
+    }
+}
+
+impl Drop for FuseMount {
+    fn drop(&mut self) {
+        if nix::mount::umount2(&self.0, MntFlags::empty()).is_err() {
+            let _ = nix::mount::umount2(&self.0, MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 /// A stage's plain-copy root (copy snapshotter): the layers it holds, and the stat snapshot
 /// of its state after them.
 pub struct CopyRoot {
@@ -76,6 +120,10 @@ enum Kind {
     Overlay {
         upper: PathBuf,
         _tmpfs: Option<Tmpfs>,
+    },
+    Fuse {
+        upper: PathBuf,
+        mount: Option<FuseMount>,
     },
     Copy,
 }
@@ -122,9 +170,29 @@ impl Engine<'_> {
                     },
                 })
             }
-            Snapshotter::Fuse => Err(StepErrorKind::Unsupported(
-                "--snapshotter fuse (not built yet; use overlay or copy)".into(),
-            )),
+            Snapshotter::Fuse => {
+                let dirs: Vec<PathBuf> = ["upper", "work", "merged"]
+                    .iter()
+                    .map(|d| work.path().join(d))
+                    .collect();
+                for d in &dirs {
+                    fs::create_dir(d).map_err(fsview::io_err("create", d))?;
+                }
+                if lowerdirs.is_empty() {
+                    let empty = work.path().join("empty");
+                    fs::create_dir(&empty).map_err(fsview::io_err("create", &empty))?;
+                    lowerdirs.push(empty);
+                }
+                let mount = FuseMount::mount(&lowerdirs, &dirs[0], &dirs[1], &dirs[2])?;
+                Ok(StepRoot {
+                    source: RootfsSource::Dir(dirs[2].clone()),
+                    lowers,
+                    kind: Kind::Fuse {
+                        upper: dirs[0].clone(),
+                        mount: Some(mount),
+                    },
+                })
+            }
             Snapshotter::Copy => {
                 let layers: Vec<Digest> = sr.out.layers.iter().map(|l| l.diff_id.clone()).collect();
                 self.sync_copy_root(sr, &layers, &lowerdirs)?;
@@ -178,13 +246,24 @@ impl StepRoot {
     /// snapshotter), with the sandbox's mount-point stubs left out. The copy root's snapshot
     /// moves on to the state after the step.
     pub(super) fn upper(
-        &self,
+        &mut self,
         sr: &mut StageRun,
         work: &tempfile::TempDir,
         stubs: &[String],
     ) -> StepResult<PathBuf> {
-        match &self.kind {
+        match &mut self.kind {
             Kind::Overlay { upper, .. } => {
+                super::step_run::remove_stubs(upper, &self.lowers, stubs);
+                Ok(upper.clone())
+            }
+            Kind::Fuse { upper, mount } => {
+                // Unmounted first: the upper dir is complete once fuse-overlayfs let go.
+                drop(mount.take());
+                let lowers = &self.lowers;
+                crate::layer::whiteout::normalize_fuse_upper(upper, &|rel| {
+                    lowers.find(rel).is_some()
+                })
+                .map_err(fsview::io_err("read fuse-overlayfs's upper dir", upper))?;
                 super::step_run::remove_stubs(upper, &self.lowers, stubs);
                 Ok(upper.clone())
             }

@@ -44,7 +44,7 @@ impl Engine<'_> {
             return Err(StepErrorKind::Unsupported("RUN --security=insecure".into()));
         }
         let work = self.new_layer_dir("run-")?;
-        let root = self.step_root(sr, &work)?;
+        let mut root = self.step_root(sr, &work)?;
         let mut spec = self.run_spec(sr, r, root.source.clone())?;
         let mut stubs: Vec<String> = SANDBOX_STUBS.iter().map(|s| s.to_string()).collect();
         let mut mounts_keep = vec![];
@@ -121,6 +121,7 @@ impl Engine<'_> {
             spec.network = NetworkMode::Host;
         }
         spec.isolation = self.opts.backends.isolation;
+        spec.limits = self.run_limits.clone();
         Ok(spec)
     }
 

@@ -64,6 +64,21 @@ pub struct BuildArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true,
           value_parser = ["true", "strict"])]
     pub check: Option<String>,
+    /// Memory limit of RUN steps (e.g. 512m)
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory plus swap limit of RUN steps (-1: unlimited swap)
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CFS quota of RUN steps in microseconds per --cpu-period
+    #[arg(long, value_name = "US")]
+    pub cpu_quota: Option<i64>,
+    /// CFS period of RUN steps in microseconds (default 100000)
+    #[arg(long, value_name = "US")]
+    pub cpu_period: Option<u64>,
+    /// CPUs RUN steps may use (0-3, 0,1)
+    #[arg(long, value_name = "CPUS")]
+    pub cpuset_cpus: Option<String>,
     /// Isolation of RUN steps: auto (the strongest this environment allows), userns, chroot
     /// (root in a job container without user namespaces) or none
     #[arg(long, value_name = "MODE", default_value = "auto")]
@@ -142,6 +157,24 @@ fn cache_ref(s: &str) -> String {
         .to_string()
 }
 
+/// `--memory` and friends: the cgroup limits of RUN steps.
+fn build_limits(a: &BuildArgs) -> anyhow::Result<crate::run::Limits> {
+    use crate::run::spec::parse_size;
+    let mut l = crate::run::Limits::default();
+    if let Some(m) = &a.memory {
+        l.memory = Some(parse_size(m)?);
+    }
+    if let Some(s) = &a.memory_swap {
+        l.memory_swap = Some(if s == "-1" { -1 } else { parse_size(s)? as i64 });
+    }
+    if let Some(q) = a.cpu_quota {
+        l.cpu_quota = Some(q);
+        l.cpu_period = Some(a.cpu_period.unwrap_or(100_000));
+    }
+    l.cpuset_cpus = a.cpuset_cpus.clone();
+    Ok(l)
+}
+
 /// The library's build options from the flags.
 fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
     use crate::build::{BoxfileInput, BuildOptions, ImageFormat, OutputMode};
@@ -213,6 +246,7 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
         _ => None,
     };
     o.iidfile = a.iidfile.clone();
+    o.limits = build_limits(a)?;
     o.cache_from = a.cache_from.iter().map(|r| cache_ref(r)).collect();
     o.cache_to = a.cache_to.iter().map(|r| cache_ref(r)).collect();
     Ok(o)

@@ -228,6 +228,7 @@ impl RunArgs {
             detach: self.detach,
             userns: self.userns.as_deref().unwrap_or("").parse()?,
             preserve_fds: self.preserve_fds,
+            isolation: job_isolation(),
         })
     }
 }
@@ -241,6 +242,21 @@ pub fn run(g: &Global, a: RunArgs, tool: &ToolContext) -> CmdResult {
         detach::report_failure(&format!("{e:#}"), i32::from(super::EXIT_TOOL_FAILED));
     }
     r
+}
+
+/// Inside a CI job container, the namespaces it allows (probed once, a few milliseconds;
+/// never on a host, where every one is there). boxrun needs namespaces: without a user
+/// namespace it fails as before, saying why.
+fn job_isolation() -> crate::run::isolation::Isolation {
+    use crate::run::isolation::{self, Isolation, IsolationChoice};
+    if !crate::run::idmap::in_job_container() {
+        return Isolation::FULL;
+    }
+    let probe = crate::run::probe::cached();
+    match isolation::choose(IsolationChoice::Userns, probe, false) {
+        Ok(i) => i,
+        Err(_) => Isolation::FULL,
+    }
 }
 
 fn run_inner(g: &Global, a: &RunArgs, tool: &ToolContext) -> CmdResult {

@@ -115,6 +115,9 @@ pub struct RunOptions {
     pub userns: run::UsernsMode,
     /// The caller's descriptors 3..3+N reach the command (`--preserve-fds N`).
     pub preserve_fds: u32,
+    /// Namespaces the environment allows (a CI job container may refuse a UTS namespace or
+    /// a new /proc); every one on a host.
+    pub isolation: run::isolation::Isolation,
 }
 
 /// What `--security-opt` asked for.
@@ -283,6 +286,7 @@ fn sandbox_spec(
     );
     // The sandbox id names the cgroup; 16 hex characters as the sandbox makes them.
     spec.id = id[..16].to_string();
+    spec.isolation = o.isolation;
     spec.env = process.env.clone();
     spec.cwd = process.cwd.clone();
     spec.user = process.user.clone();

@@ -26,6 +26,7 @@ pub use extract::{
     extract_at,
 };
 pub use pack::{PackError, PackOptions, PackResult, pack_dir};
+pub use snapshot::{Snapshot, SnapshotError};
 pub use whiteout::OverlayXattr;
 pub use xattr::{BOXKIT_XATTR_PREFIX, OWNER_XATTR, format_owner, parse_owner};
 
@@ -86,6 +87,17 @@ impl std::str::FromStr for Compression {
             )),
         }
     }
+}
+
+/// The container owner of the file at `path` (lstat `meta`): the owner recorded in
+/// `user.boxkit.owner` where only container root is mapped, else the file's own.
+pub fn recorded_owner(path: &std::path::Path, meta: &std::fs::Metadata) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    xattr::get(path, xattr::OWNER_XATTR)
+        .ok()
+        .flatten()
+        .and_then(|v| xattr::parse_owner(&v))
+        .unwrap_or((meta.uid(), meta.gid()))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::ffi::CStr;
 use std::fs::Metadata;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -102,6 +103,17 @@ pub fn is_overlay_whiteout(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
+/// Whether the entry `name` of the directory `dir` carries an overlay whiteout xattr (the
+/// caller has seen a zero-size regular file there).
+pub fn has_whiteout_xattr(dir: BorrowedFd<'_>, name: &CStr) -> bool {
+    let p = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+    [USER_WHITEOUT, TRUSTED_WHITEOUT]
+        .iter()
+        .any(|n| xattr::get(&p, n.as_bytes()).is_ok_and(|v| v.is_some()))
+}
+
 /// Whether `path` (lstat `meta`) is a deletion mark in either form: a 0/0 character device,
 /// or a zero-size regular file with an overlay whiteout xattr.
 pub fn is_whiteout_at(path: &Path, meta: &Metadata) -> bool {
@@ -123,10 +135,56 @@ pub fn is_overlay_opaque(dir: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
-/// Whether an xattr is overlayfs's own bookkeeping (`trusted.overlay.*`, `user.overlay.*`),
-/// which describes the upper dir, not the content, and must not travel in a layer.
+/// fuse-overlayfs's opaque xattr (in a user namespace).
+pub const FUSE_OPAQUE: &str = "user.fuseoverlayfs.opaque";
+
+/// Rewrite an upper dir left by fuse-overlayfs into the kernel's form, so that it packs the
+/// same: an opaque directory carries `user.fuseoverlayfs.opaque=y` plus a `.wh..wh..opq` file
+/// and a `.wh..opq` whiteout of its own; it becomes `user.overlay.opaque=y` alone. fuse-overlayfs
+/// also marks every new directory opaque, where the kernel does so only over something it
+/// hides: `below(rel)` says whether the lower layers have `rel` (a relative path). Deleted
+/// paths are 0/0 devices in both.
+pub fn normalize_fuse_upper(upper: &Path, below: &dyn Fn(&str) -> bool) -> io::Result<()> {
+    normalize_fuse_dir(upper, "", below)
+}
+
+fn normalize_fuse_dir(dir: &Path, rel: &str, below: &dyn Fn(&str) -> bool) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            let name = entry.file_name();
+            let sub = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            normalize_fuse_dir(&entry.path(), &sub, below)?;
+        }
+    }
+    if xattr::get(dir, FUSE_OPAQUE.as_bytes())?.as_deref() == Some(b"y") {
+        for marker in [OPAQUE_MARKER, ".wh..opq"] {
+            match std::fs::remove_file(dir.join(marker)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let f = std::fs::File::open(dir)?;
+        if !rel.is_empty() && below(rel) {
+            xattr::fset(f.as_fd(), USER_OPAQUE.as_bytes(), b"y")?;
+        }
+        xattr::fremove(f.as_fd(), FUSE_OPAQUE.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Whether an xattr is overlayfs's own bookkeeping (`trusted.overlay.*`, `user.overlay.*`, and
+/// fuse-overlayfs's `*.fuseoverlayfs.*`), which describes the upper dir, not the content, and
+/// must not travel in a layer.
 pub fn is_overlay_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+    name.starts_with(b"trusted.overlay.")
+        || name.starts_with(b"user.overlay.")
+        || name.starts_with(b"user.fuseoverlayfs.")
+        || name.starts_with(b"trusted.fuseoverlayfs.")
 }
 
 /// Create overlayfs's deletion mark `name` in the directory `parent`. The kernel allows a 0/0

@@ -179,15 +179,26 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     })
 }
 
-/// Create the container's cgroup(s), set `limits` and move `pid` in. `Ok(None)` when no limit
-/// was asked for (the fast path makes no cgroup at all).
-pub fn create(id: &str, limits: &Limits, pid: i32) -> Result<Option<Cgroup>> {
+/// Where a cgroup for one container would go: the hierarchies and the controllers set in
+/// each. Empty when no limit was asked for.
+type Placement = Vec<(Hierarchy, Vec<&'static str>)>;
+
+fn base(h: &Hierarchy) -> PathBuf {
+    h.mount.join(h.own.trim_start_matches('/'))
+}
+
+/// Whether `limits` can be applied here (a writable cgroup offers every controller they
+/// need), without creating anything. In a CI job container the cgroup is usually read-only.
+pub fn check(limits: &Limits) -> Result<()> {
+    place(limits).map(|_| ())
+}
+
+fn place(limits: &Limits) -> Result<Placement> {
     let need = needed(limits);
     if need.is_empty() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let all = hierarchies();
-    let base = |h: &Hierarchy| h.mount.join(h.own.trim_start_matches('/'));
     // v2 only when one delegated, writable subtree offers everything.
     let v2 = all.iter().find(|h| {
         h.v2 && need
@@ -195,7 +206,7 @@ pub fn create(id: &str, limits: &Limits, pid: i32) -> Result<Option<Cgroup>> {
             .all(|(c, _)| h.controllers.iter().any(|k| k == c))
             && writable(&base(h))
     });
-    let mut plan: Vec<(Hierarchy, Vec<&'static str>)> = Vec::new();
+    let mut plan: Placement = Vec::new();
     if let Some(h) = v2 {
         plan.push((h.clone(), need.iter().map(|(c, _)| *c).collect()));
     } else {
@@ -235,6 +246,16 @@ pub fn create(id: &str, limits: &Limits, pid: i32) -> Result<Option<Cgroup>> {
                 None => plan.push((h.clone(), vec![c])),
             }
         }
+    }
+    Ok(plan)
+}
+
+/// Create the container's cgroup(s), set `limits` and move `pid` in. `Ok(None)` when no limit
+/// was asked for (the fast path makes no cgroup at all).
+pub fn create(id: &str, limits: &Limits, pid: i32) -> Result<Option<Cgroup>> {
+    let plan = place(limits)?;
+    if plan.is_empty() {
+        return Ok(None);
     }
     let mut cg = Cgroup { paths: Vec::new() };
     let r = (|| {

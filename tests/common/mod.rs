@@ -43,5 +43,6 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 pub mod fixtures;
+pub mod jobs;
 pub mod podman;
 pub mod registry;
