@@ -184,15 +184,8 @@ fn supervise_in(
         },
         &signals,
     )?;
-    // Joined when this returns, after the container is gone.
-    let _chown_server = match chown.map(|c| chown_notify::Server::start(c.supervisor)) {
-        Some(Err(e)) => {
-            kill_and_reap(pid);
-            return Err(ProcessError::Setup(e.to_string()));
-        }
-        Some(Ok(s)) => Some(s),
-        None => None,
-    };
+    // The container's end lives on in the child only.
+    let chown = chown.map(|c| c.supervisor);
 
     let mut host = tool.host_link();
     let devices = crate::run::cgroups::device_filter_applies(in_userns);
@@ -207,6 +200,21 @@ fn supervise_in(
         }
     } else {
         None
+    };
+    // Started after the host side (which may fork helpers) and before "go"; joined when
+    // this returns, after the container is gone.
+    let _chown_server = match chown.map(chown_notify::Server::start) {
+        Some(Err(e)) => {
+            kill_and_reap(pid);
+            if needs_host {
+                let _ = host.call(Request::Release {
+                    id: spec.id.clone(),
+                });
+            }
+            return Err(ProcessError::Setup(e.to_string()));
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
     };
     let go = match &address {
         Some(a) => format!("{} {}", a.ip, a.gateway),
