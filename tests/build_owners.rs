@@ -303,3 +303,34 @@ fn xattr_of(p: &Path) -> Option<Vec<u8>> {
     };
     (n >= 0).then(|| buf[..n as usize].to_vec())
 }
+
+#[test]
+fn gnu_chown_and_cp_keep_recorded_owners_as_a_native_build_does() {
+    let Some(nosub) = Who::without_range() else {
+        return;
+    };
+    let boxfile = "FROM debian:bookworm\n\
+RUN touch /f /g && mkdir /d && chown 1234:1234 /f /g /d && chown 5 /f && chgrp 7 /g \
+&& cp -a /f /fc && chown -R 99 /d\n";
+    let mut ids = Vec::new();
+    for who in [nosub, Who::root().unwrap()] {
+        let e = Env::with_registry(who);
+        common::fixtures::seed(
+            e.registry.as_ref().unwrap(),
+            &[common::fixtures::Fixture::Debian],
+        );
+        e.boxfile(boxfile);
+        let o = e.build_env(&["-t", "gnu"], &[("SOURCE_DATE_EPOCH", "0")]);
+        assert!(o.status.success(), "{}: {}", e.who.label(), stderr(&o));
+        let ls = layers(&e, "gnu");
+        let run = ls.last().unwrap();
+        // GNU chown passes -1 for the half it keeps; cp -a copies the owner (with the
+        // xattrs). (`chown --from` compares with stat's owner, which is not emulated.)
+        assert_eq!(owner(run, "f"), (5, 1234), "{}", e.who.label());
+        assert_eq!(owner(run, "g"), (1234, 7), "{}", e.who.label());
+        assert_eq!(owner(run, "d"), (99, 1234), "{}", e.who.label());
+        assert_eq!(owner(run, "fc"), (5, 1234), "{}", e.who.label());
+        ids.push(e.inspect("gnu")["Id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids[0], ids[1], "the single-id build differs from root's");
+}
