@@ -1,7 +1,7 @@
 //! Owners where only container root is mapped (a user without a subordinate range, as in a CI
 //! job container): base-image owners, `COPY --chown` and `RUN chown` are recorded in the
 //! `user.boxkit.owner` xattr and come back as the tar header's ids, so the image is the one a
-//! native build gives. The base image is made by Python's tarfile (tests/fixtures/images/
+//! native build gives. (A layer that carries the xattr itself: tests/security/owner_xattr.rs.) The base image is made by Python's tarfile (tests/fixtures/images/
 //! hostile.py) and skopeo, the layers are read back by Python's tarfile: never by boxkit.
 
 mod build_common;
@@ -167,34 +167,6 @@ ln -s x /l; chown -h 1 /l; echo link=$?\n",
 }
 
 #[test]
-fn a_layer_cannot_forge_an_owner_through_boxkits_xattr() {
-    for who in [Who::without_range(), Who::root()].into_iter().flatten() {
-        let e = Env::with_registry(who);
-        // Header says root; the xattr (which boxkit would read back as the owner) says 4321.
-        push_base(
-            &e,
-            "forged",
-            json!({
-                "base": "busybox",
-                "layers": [[
-                    {"name": "forged", "data": "x\n", "uid": 0, "gid": 0,
-                     "xattrs": {"user.boxkit.owner": "4321:4321"}},
-                ]],
-            }),
-        );
-        e.boxfile("FROM forged\nRUN touch /forged\n");
-        let o = e.build_env(&["-t", "f"], &[("SOURCE_DATE_EPOCH", "0")]);
-        let err = stderr(&o);
-        assert!(o.status.success(), "{}: {err}", e.who.label());
-        assert!(err.contains("user.boxkit.owner dropped"), "{err}");
-        let ls = layers(&e, "f");
-        let top = ls.last().unwrap();
-        assert_eq!(owner(top, "forged"), (0, 0), "{}", e.who.label());
-        assert!(entry(top, "forged").3.is_empty(), "{top:?}");
-    }
-}
-
-#[test]
 fn pack_takes_the_owner_from_the_xattr_and_refuses_a_value_outside_the_range() {
     use boxkit::layer::{Compression, PackOptions, pack_dir};
     let t = tempfile::tempdir().unwrap();
@@ -237,4 +209,128 @@ fn pack_takes_the_owner_from_the_xattr_and_refuses_a_value_outside_the_range() {
             .to_string();
         assert!(err.contains("user.boxkit.owner"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn extraction_records_owners_in_the_xattr_and_warns_once_for_symlinks() {
+    use boxkit::layer::{Compression, ExtractMode, ExtractOptions, Ownership, extract};
+    let t = tempfile::tempdir().unwrap();
+    let tar = t.path().join("l.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/hostile.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args(["--tar"])
+        .arg(&tar)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let entries = json!([
+        {"name": "d", "type": "dir", "uid": 7, "gid": 8},
+        {"name": "d/f", "data": "x", "uid": 1234, "gid": 1234},
+        {"name": "root", "data": "x"},
+        {"name": "l1", "type": "symlink", "link": "root", "uid": 5, "gid": 5},
+        {"name": "l2", "type": "symlink", "link": "root", "uid": 6, "gid": 6},
+        {"name": "big", "data": "x", "uid": 65536, "gid": 0},
+    ]);
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        entries.to_string().as_bytes(),
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let opts = ExtractOptions {
+        mode: ExtractMode::Flatten,
+        ownership: Ownership::Xattr,
+        ..ExtractOptions::default()
+    };
+    // 65536 is outside the container range, as with chown.
+    let err = extract(
+        std::fs::File::open(&tar).unwrap(),
+        Compression::None,
+        &out,
+        &opts,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("entry big") && err.contains("65536"), "{err}");
+
+    let out = t.path().join("out2");
+    std::fs::create_dir(&out).unwrap();
+    let mut c = Command::new("python3");
+    // The same layer without the out-of-range entry.
+    c.arg("-c").arg(format!(
+        "import tarfile; s=tarfile.open('{0}'); d=tarfile.open('{0}.ok','w',format=tarfile.PAX_FORMAT)\n\
+         for m in s.getmembers():\n    m.name!='big' and d.addfile(m, s.extractfile(m) if m.isfile() else None)\nd.close()",
+        tar.display()
+    ));
+    assert!(c.status().unwrap().success());
+    let ok = std::path::PathBuf::from(format!("{}.ok", tar.display()));
+    let report = extract(
+        std::fs::File::open(&ok).unwrap(),
+        Compression::None,
+        &out,
+        &opts,
+    )
+    .unwrap();
+    let x = |p: &str| xattr_of(&out.join(p));
+    assert_eq!(x("d").as_deref(), Some(&b"7:8"[..]));
+    assert_eq!(x("d/f").as_deref(), Some(&b"1234:1234"[..]));
+    assert_eq!(x("root"), None);
+    let warned: Vec<_> = report
+        .warnings
+        .iter()
+        .filter(|w| w.contains("symlink"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", report.warnings);
+    assert!(warned[0].starts_with("2 symlink"), "{warned:?}");
+}
+
+/// `user.boxkit.owner` of `p` itself, if set.
+fn xattr_of(p: &Path) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: NUL-terminated strings and a writable buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"user.boxkit.owner".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+#[test]
+fn gnu_chown_and_cp_keep_recorded_owners_as_a_native_build_does() {
+    let Some(nosub) = Who::without_range() else {
+        return;
+    };
+    let boxfile = "FROM debian:bookworm\n\
+RUN touch /f /g && mkdir /d && chown 1234:1234 /f /g /d && chown 5 /f && chgrp 7 /g \
+&& cp -a /f /fc && chown -R 99 /d\n";
+    let mut ids = Vec::new();
+    for who in [nosub, Who::root().unwrap()] {
+        let e = Env::with_registry(who);
+        common::fixtures::seed(
+            e.registry.as_ref().unwrap(),
+            &[common::fixtures::Fixture::Debian],
+        );
+        e.boxfile(boxfile);
+        let o = e.build_env(&["-t", "gnu"], &[("SOURCE_DATE_EPOCH", "0")]);
+        assert!(o.status.success(), "{}: {}", e.who.label(), stderr(&o));
+        let ls = layers(&e, "gnu");
+        let run = ls.last().unwrap();
+        // GNU chown passes -1 for the half it keeps; cp -a copies the owner (with the
+        // xattrs). (`chown --from` compares with stat's owner, which is not emulated.)
+        assert_eq!(owner(run, "f"), (5, 1234), "{}", e.who.label());
+        assert_eq!(owner(run, "g"), (1234, 7), "{}", e.who.label());
+        assert_eq!(owner(run, "d"), (99, 1234), "{}", e.who.label());
+        assert_eq!(owner(run, "fc"), (5, 1234), "{}", e.who.label());
+        ids.push(e.inspect("gnu")["Id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids[0], ids[1], "the single-id build differs from root's");
 }

@@ -12,13 +12,14 @@
 //! never reaches us.
 //!
 //! A thread of the supervisor serves each request as the container would have seen it: it
-//! reads the path from `/proc/PID/mem`, checks that the request is still live
+//! reads the path from its memory (`process_vm_readv`), checks that the request is still live
 //! (`SECCOMP_IOCTL_NOTIF_ID_VALID`), then walks the path itself, one component at a time
 //! from `/proc/PID/cwd`, the directory descriptor or `/proc/PID/root` (see [`resolve`]): `..`
 //! stops at the container's root, an absolute symlink starts again there, and no magic link
 //! (`/proc/self/...`) is followed, so nothing outside the container is reached. (chroot(2)
 //! would be simpler, but a job runtime's seccomp profile refuses it without CAP_SYS_CHROOT,
-//! as in a Kubernetes `restricted` pod.) On the object it found it makes a real chown to the ids the container already
+//! as in a Kubernetes `restricted` pod.) On the object it found it makes a real chown to the
+//! ids the container already
 //! has (container root; `-1` stays `-1`), which gives the kernel's side effects and errors
 //! (setuid/setgid and file capabilities cleared, EROFS, EPERM on a file container root does
 //! not own), then records the owner: the xattr for a regular file or directory, removed for
@@ -408,7 +409,7 @@ fn handle(r: &Request) -> std::result::Result<(), nix::Error> {
     }
     let pid = n.pid;
     let path = match ask.path {
-        Some(addr) => Some(read_path(r.proc, pid, addr)?),
+        Some(addr) => Some(read_path(pid, addr)?),
         None => None,
     };
     let base = match ask.at {
@@ -447,8 +448,9 @@ fn open_proc(
     })
 }
 
-/// Whether the task may change owners: CAP_CHOWN in its effective set (read from
-/// /proc/PID/status), or it is container root and the container's set has CAP_CHOWN.
+/// Whether the task may change owners: CAP_CHOWN in its effective set, or it is container
+/// root and the container's set has CAP_CHOWN (read from /proc/PID/status with plain reads
+/// into a fixed buffer: this runs for every request).
 fn cap_chown(proc: BorrowedFd, pid: u32, root_may_chown: bool) -> bool {
     let Ok(fd) = openat(
         proc,
@@ -458,7 +460,15 @@ fn cap_chown(proc: BorrowedFd, pid: u32, root_may_chown: bool) -> bool {
     ) else {
         return false;
     };
-    let text = std::io::read_to_string(std::fs::File::from(fd)).unwrap_or_default();
+    let mut buf = [0u8; 8192];
+    let mut len = 0;
+    while len < buf.len() {
+        match nix::unistd::read(&fd, &mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf[..len]);
     let has_cap = text
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -493,20 +503,21 @@ fn valid(listener: BorrowedFd, id: u64) -> std::result::Result<(), nix::Error> {
 }
 
 /// The NUL-terminated path at `addr` in the task's memory, read a page at a time (the
-/// string may end just before an unmapped page).
-fn read_path(proc: BorrowedFd, pid: u32, addr: u64) -> std::result::Result<CString, nix::Error> {
-    let mem = openat(
-        proc,
-        format!("{pid}/mem").as_str(),
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+/// string may end just before an unmapped page) with process_vm_readv (the same ptrace
+/// check as /proc/PID/mem, without opening it).
+fn read_path(pid: u32, addr: u64) -> std::result::Result<CString, nix::Error> {
+    use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
     let mut out = Vec::new();
     let mut at = addr;
     let mut buf = [0u8; 4096];
     while out.len() < libc::PATH_MAX as usize {
         let room = 4096 - (at % 4096) as usize;
-        let n = nix::sys::uio::pread(&mem, &mut buf[..room], at as i64)
+        let remote = [RemoteIoVec {
+            base: at as usize,
+            len: room,
+        }];
+        let n = process_vm_readv(pid, &mut [IoSliceMut::new(&mut buf[..room])], &remote)
             .map_err(|_| nix::Error::EFAULT)?;
         if n == 0 {
             return Err(nix::Error::EFAULT);
@@ -670,56 +681,4 @@ fn set_owner(link: &CString, (uid, gid): (u32, u32)) -> std::result::Result<(), 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_filter_notifies_exactly_the_native_chown_calls() {
-        let p = program();
-        let run = |arch: u32, nr: u32| -> u32 {
-            // A tiny interpreter for the instructions the program uses.
-            let mut acc = 0u32;
-            let mut pc = 0usize;
-            loop {
-                let i = p[pc];
-                match u32::from(i.code) {
-                    c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
-                        acc = if i.k == 4 { arch } else { nr };
-                        pc += 1;
-                    }
-                    c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
-                        pc += 1 + usize::from(if acc == i.k { i.jt } else { i.jf });
-                    }
-                    _ => return i.k,
-                }
-            }
-        };
-        for (nr, _) in CALLS {
-            assert_eq!(run(ARCH, nr), libc::SECCOMP_RET_USER_NOTIF, "{nr}");
-            assert_eq!(run(0x4000_0003, nr), libc::SECCOMP_RET_ALLOW, "{nr}");
-        }
-        for nr in [0, 1, 59, 90, 91, 95, 259, 261] {
-            assert_eq!(run(ARCH, nr), libc::SECCOMP_RET_ALLOW, "{nr}");
-        }
-    }
-
-    #[test]
-    fn arguments_decode_with_minus_one_as_keep() {
-        let m1 = u64::from(u32::MAX);
-        let a = decode(Call::Chown, &[0x1000, 1234, m1, 0, 0, 0]).unwrap();
-        assert_eq!(
-            (a.uid, a.gid, a.follow, a.at),
-            (Some(1234), None, true, None)
-        );
-        let a = decode(Call::Lchown, &[0x1000, 1, 2, 0, 0, 0]).unwrap();
-        assert!(!a.follow);
-        let at = libc::AT_FDCWD as u32 as u64;
-        let a = decode(
-            Call::Fchownat,
-            &[at, 0x1000, 5, 6, libc::AT_SYMLINK_NOFOLLOW as u64, 0],
-        )
-        .unwrap();
-        assert_eq!((a.at, a.follow), (None, false));
-        assert!(decode(Call::Fchownat, &[3, 0x1000, 5, 6, 0x8000, 0]).is_err());
-    }
-}
+mod tests;

@@ -6,8 +6,10 @@
 //! container. (Layers carrying `user.boxkit.owner` are refused as owners in
 //! tests/build_owners.rs.)
 
+use serde_json::json;
+
 use crate::build_common::{Env, Who, stderr};
-use crate::support::Canary;
+use crate::support::{Canary, hostile_image};
 
 fn owner_xattr(p: &std::path::Path) -> Option<Vec<u8>> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
@@ -44,4 +46,38 @@ for p in /proc/self/root{f} /proc/1/root{f} /proc/self/cwd/{dots}{f} {dots}{f} /
     canary.assert_untouched();
     assert_eq!(owner_xattr(&canary.file), None, "{}", stderr(&o));
     assert_eq!(owner_xattr(&canary.dir), None, "{}", stderr(&o));
+}
+
+#[test]
+fn a_layer_cannot_forge_an_owner_through_boxkits_xattr() {
+    let Some(root) = Who::root() else { return };
+    for who in [
+        root,
+        Who::with_range().unwrap(),
+        Who::without_range().unwrap(),
+    ] {
+        let e = Env::with_registry(who);
+        // The header says root; the xattr, which boxkit would read back as the owner, 4321.
+        let name = hostile_image(
+            &e,
+            "forged",
+            json!({"base": "busybox", "layers": [[
+                {"name": "forged", "data": "x\n", "mode": 0o4755, "uid": 0, "gid": 0,
+                 "xattrs": {"user.boxkit.owner": "4321:4321"}},
+            ]]}),
+        );
+        e.boxfile(&format!("FROM {name}\nRUN touch /forged\n"));
+        let o = e.build(&["-t", "f"]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{}: {err}", e.who.label());
+        assert!(err.contains("user.boxkit.owner dropped"), "{err}");
+        let t = tempfile::tempdir().unwrap();
+        let rootfs = e.umoci_unpack("f", t.path());
+        let listing = crate::build_common::tree_listing(&rootfs).join("\n");
+        assert!(
+            listing.contains("\nforged 4755 0:0"),
+            "{}: {listing}",
+            e.who.label()
+        );
+    }
 }

@@ -184,17 +184,8 @@ fn supervise_in(
         },
         &signals,
     )?;
-    // Joined when this returns, after the container is gone.
-    let _chown_server = match chown
-        .map(|c| chown_notify::Server::start(c.supervisor, caps::names(caps).contains(&"CHOWN")))
-    {
-        Some(Err(e)) => {
-            kill_and_reap(pid);
-            return Err(ProcessError::Setup(e.to_string()));
-        }
-        Some(Ok(s)) => Some(s),
-        None => None,
-    };
+    // The container's end lives on in the child only.
+    let chown = chown.map(|c| c.supervisor);
 
     let mut host = tool.host_link();
     let devices = crate::run::cgroups::device_filter_applies(in_userns);
@@ -209,6 +200,22 @@ fn supervise_in(
         }
     } else {
         None
+    };
+    // Started after the host side (which may fork helpers) and before "go"; joined when
+    // this returns, after the container is gone.
+    let root_may_chown = caps::names(caps).contains(&"CHOWN");
+    let _chown_server = match chown.map(|c| chown_notify::Server::start(c, root_may_chown)) {
+        Some(Err(e)) => {
+            kill_and_reap(pid);
+            if needs_host {
+                let _ = host.call(Request::Release {
+                    id: spec.id.clone(),
+                });
+            }
+            return Err(ProcessError::Setup(e.to_string()));
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
     };
     let go = match &address {
         Some(a) => format!("{} {}", a.ip, a.gateway),
