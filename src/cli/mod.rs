@@ -18,6 +18,7 @@ pub mod containers;
 pub mod dev;
 mod fmt;
 pub mod images;
+mod info;
 mod inspect;
 pub mod registry;
 pub mod run;
@@ -563,38 +564,12 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),
-        BoxCommand::Info => info(&g),
+        BoxCommand::Info => info::info(&g),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
     finish("box", r)
-}
-
-/// `box info`: the version, then the probe (run in the caller's own environment: `info` does
-/// not enter the tool's user namespace).
-fn info(g: &Global) -> CmdResult {
-    println!("boxkit {}", env!("CARGO_PKG_VERSION"));
-    let probe = crate::run::probe::probe();
-    print!("{}", crate::run::probe::render(&probe));
-    // What boxbuild would choose here, with its default flags.
-    let store = g
-        .root
-        .clone()
-        .unwrap_or_else(crate::store::Store::default_root);
-    use crate::build::backends::{self, SnapshotterChoice};
-    let chosen = backends::choose(
-        crate::run::isolation::IsolationChoice::Auto,
-        SnapshotterChoice::Auto,
-        &probe,
-        nix::unistd::geteuid().is_root(),
-        &store.join("tmp"),
-    );
-    match chosen {
-        Ok(b) => println!("boxbuild would use: {}", b.describe()),
-        Err(e) => println!("boxbuild cannot run RUN steps here: {e}"),
-    }
-    Ok(0)
 }
 
 fn system_migrate() -> CmdResult {
