@@ -234,10 +234,12 @@ job_log() { # ROOT EXTRA CMD…: the build's output
 hits=$(job_log "$budroot" "-v $cache_home:/home/user" $BUD | grep -c 'Using cache' || true)
 [ "$hits" -ge 4 ] || { echo "buildah's cached rebuild hit only $hits steps" >&2; exit 1; }
 if [ "$HOST" = 0 ]; then
-  job_log "$boxroot" "-v $cache_home:/home/user" $BOXBUILD | grep -q '(0 steps run' ||
-    { echo "boxbuild's cached rebuild ran steps" >&2; exit 1; }
-  job_log "$boxroot" "" $BOXBUILD_REG | grep -q '(0 steps run' ||
-    { echo "boxbuild's rebuild with --cache-from ran steps" >&2; exit 1; }
+  job_log "$boxroot" "-v $cache_home:/home/user" $BOXBUILD > "$work/check.log" || true
+  grep -q '(0 steps run' "$work/check.log" ||
+    { cat "$work/check.log" >&2; echo "boxbuild's cached rebuild ran steps" >&2; exit 1; }
+  job_log "$boxroot" "" $BOXBUILD_REG > "$work/check.log" || true
+  grep -q '(0 steps run' "$work/check.log" ||
+    { cat "$work/check.log" >&2; echo "boxbuild's rebuild with --cache-from ran steps" >&2; exit 1; }
 fi
 if [ "$HOST" = 1 ]; then
   rm -rf "$work/host-check"
