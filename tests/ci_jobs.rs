@@ -410,6 +410,9 @@ fn box_info_reports_each_cells_limits() {
         // CAP_SETUID there), the job user only itself.
         let subids = if cell.is_root() { "yes" } else { "no" };
         assert_eq!(state("subordinate-ids"), subids, "{what}:\n{out}");
+        if cell.is_root() {
+            assert!(out.contains("the job's own ids 0-65535"), "{what}:\n{out}");
+        }
     }
 }
 

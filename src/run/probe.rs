@@ -313,6 +313,13 @@ pub fn render(p: &Probe) -> String {
         }
     }
     match p.subordinate_ids {
+        // Root in a job container without a range: the job's own ids, mapped as they are.
+        Some((0, count)) => s.push_str(&format!(
+            "  {:<20} yes   no /etc/subuid range: the job's own ids 0-{} (identity, in a job \
+             container)\n",
+            "subordinate-ids",
+            count - 1
+        )),
         Some((start, count)) => s.push_str(&format!(
             "  {:<20} yes   /etc/subuid: {count} ids from {start}\n",
             "subordinate-ids"
