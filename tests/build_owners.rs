@@ -14,26 +14,6 @@ use std::process::Command;
 use build_common::{Env, Who, stderr};
 use serde_json::{Value, json};
 
-/// Push an image made by hostile.py from `spec` into the Env's registry as `library/NAME`.
-fn push_base(env: &Env, name: &str, spec: Value) {
-    let reg = env.registry.as_ref().expect("Env::with_registry");
-    let out = tempfile::tempdir().unwrap();
-    let layout = out.path().join("layout");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/hostile.py");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .arg(&layout)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), spec.to_string().as_bytes()).unwrap();
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success(), "hostile.py failed");
-    let src = format!("oci:{}:latest", layout.display());
-    let dest = reg.docker_ref(&format!("library/{name}:latest"));
-    common::fixtures::skopeo(&["copy", "-q", "--dest-tls-verify=false", &src, &dest]);
-}
-
 /// A tar entry as Python reads it: name, uid, gid, PAX keys.
 type Entry = (String, u64, u64, Vec<String>);
 
@@ -97,7 +77,7 @@ RUN touch /g /owned\n";
 
 fn build(who: Who) -> (Env, String) {
     let e = Env::with_registry(who);
-    push_base(&e, "owned", owned_base());
+    build_common::hostile_image(&e, "owned", owned_base());
     e.write("f", "copied\n");
     e.boxfile(BOXFILE);
     let o = e.build_env(&["-t", "owners"], &[("SOURCE_DATE_EPOCH", "0")]);

@@ -302,3 +302,26 @@ pub fn tree_listing(root: &Path) -> Vec<String> {
     walk(root, "", &mut out);
     out
 }
+
+/// Build the image described by `spec` (see tests/fixtures/images/hostile.py) and push it to
+/// the Env's registry (the docker.io mirror) as `library/NAME:latest`; returns NAME, which
+/// boxkit resolves to `docker.io/library/NAME:latest` through the mirror, as a user would.
+pub fn hostile_image(env: &Env, name: &str, spec: serde_json::Value) -> String {
+    let reg = env.registry.as_ref().expect("Env::with_registry");
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/hostile.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(&layout)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), spec.to_string().as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "hostile.py failed");
+    let src = format!("oci:{}:latest", layout.display());
+    let dest = reg.docker_ref(&format!("library/{name}:latest"));
+    crate::common::fixtures::skopeo(&["copy", "-q", "--dest-tls-verify=false", &src, &dest]);
+    name.to_string()
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::build_common::{Env, Who};
-use crate::common::{self, users};
+use crate::common::users;
 
 /// A store with the docker.io mirror for root and for the user with a subordinate range (none
 /// after a skip when the tests do not run as root).
@@ -21,28 +21,7 @@ pub fn envs_with_registry() -> Vec<Env> {
     ]
 }
 
-/// Build the image described by `spec` (see tests/fixtures/images/hostile.py) and push it to
-/// the Env's registry (the docker.io mirror) as `library/NAME:latest`; returns NAME, which
-/// boxkit resolves to `docker.io/library/NAME:latest` through the mirror, as a user would.
-pub fn hostile_image(env: &Env, name: &str, spec: serde_json::Value) -> String {
-    let reg = env.registry.as_ref().expect("Env::with_registry");
-    let out = tempfile::tempdir().unwrap();
-    let layout = out.path().join("layout");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/hostile.py");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .arg(&layout)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), spec.to_string().as_bytes()).unwrap();
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success(), "hostile.py failed");
-    let src = format!("oci:{}:latest", layout.display());
-    let dest = reg.docker_ref(&format!("library/{name}:latest"));
-    common::fixtures::skopeo(&["copy", "-q", "--dest-tls-verify=false", &src, &dest]);
-    name.to_string()
-}
+pub use crate::build_common::hostile_image;
 
 /// Write a plain tar of `entries` (hostile.py's entry format) to `path`.
 pub fn hostile_tar(path: &Path, entries: serde_json::Value) {
