@@ -798,3 +798,26 @@ fn context_files_named_like_remote_sources_are_copied_as_files() {
         "not a download\n"
     );
 }
+
+#[test]
+fn progress_plain_breaks_each_run_step_down_into_run_diff_pack_and_commit() {
+    let Some(root) = Who::root() else { return };
+    let e = Env::new(root);
+    e.boxfile("FROM busybox\nRUN echo made > /made\nRUN true\n");
+    let plain = e.build_ok(&["--progress=plain", "--no-cache"]);
+    let line = |n: &str| {
+        plain
+            .lines()
+            .find(|l| l.starts_with(&format!("[{n}/3] time: run ")))
+            .unwrap_or_else(|| panic!("no time line for step {n}:\n{plain}"))
+            .to_string()
+    };
+    let made = line("2");
+    for part in [", diff ", "ms, pack ", "ms, commit ", "ms"] {
+        assert!(made.contains(part), "{made}");
+    }
+    // A step that changed nothing makes no layer.
+    assert!(line("3").ends_with(", no layer"), "{}", line("3"));
+    let auto = e.build_ok(&["--no-cache"]);
+    assert!(!auto.contains("time: run "), "{auto}");
+}

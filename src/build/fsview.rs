@@ -223,12 +223,31 @@ pub struct LayerRef {
 /// (or delete it when that layer is already there). `dir` must be on the store's filesystem
 /// for the move; otherwise it is deleted and the layer is extracted from the blob when needed.
 pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRef, FsError> {
+    commit_dir_timed(store, dir, sde).map(|(l, _)| l)
+}
+
+/// How long [`commit_dir_timed`] spent packing (tar, compression, hashing) and committing
+/// (the blob, the unpacked-layer cache).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitTimes {
+    pub pack: std::time::Duration,
+    pub commit: std::time::Duration,
+}
+
+/// [`commit_dir`], also saying where the time went (for `--progress=plain`'s step lines).
+pub fn commit_dir_timed(
+    store: &Store,
+    dir: &Path,
+    sde: Option<i64>,
+) -> Result<(LayerRef, CommitTimes), FsError> {
+    let start = std::time::Instant::now();
     let mut w = store.blob_writer()?;
     let opts = PackOptions {
         source_date_epoch: sde,
         ..Default::default()
     };
     let r = layer::pack_dir(dir, &mut w, &opts)?;
+    let pack = start.elapsed();
     w.commit(Some(&r.digest))?;
     let layers = store.layers_dir();
     if layer::cached_layer(&layers, &r.diff_id).is_some() {
@@ -246,12 +265,14 @@ pub fn commit_dir(store: &Store, dir: &Path, sde: Option<i64>) -> Result<LayerRe
             Err(_) => remove_tree(dir),
         }
     }
-    Ok(LayerRef {
+    let layer = LayerRef {
         media_type: crate::image::media::OCI_LAYER_GZIP.to_string(),
         digest: r.digest,
         size: r.size,
         diff_id: r.diff_id,
-    })
+    };
+    let commit = start.elapsed() - pack;
+    Ok((layer, CommitTimes { pack, commit }))
 }
 
 /// Flush the filesystem holding `p` (best effort): the layer's files, written by the

@@ -111,6 +111,8 @@ pub struct BuildOptions {
     pub backends: backends::Backends,
     /// cgroup limits of RUN steps (`--memory`, `--cpu-quota`, …), as `docker build`.
     pub limits: crate::run::Limits,
+    /// Print where each RUN step's time went (`--progress=plain`).
+    pub step_times: bool,
 }
 
 impl BuildOptions {
@@ -135,6 +137,7 @@ impl BuildOptions {
             cache_to: vec![],
             backends: backends::Backends::default(),
             limits: crate::run::Limits::default(),
+            step_times: false,
         }
     }
 }

@@ -61,12 +61,14 @@ impl Engine<'_> {
             }
             mounts_keep.extend(keep);
         }
+        let started = std::time::Instant::now();
         let code = {
             let _cap = Capture::start(self.printer.prefix(), self.printer.quiet())
                 .map_err(fsview::io_err("redirect output of", Path::new("RUN")))?;
             run::run(&spec, self.tool)
         }
         .map_err(StepErrorKind::Sandbox)?;
+        let ran = started.elapsed();
         drop(mounts_keep);
         if code != 0 {
             return Err(StepErrorKind::Run {
@@ -79,12 +81,39 @@ impl Engine<'_> {
         // A step that changed nothing adds no layer (history `empty_layer`), as BuildKit
         // drops empty diffs.
         if fs::read_dir(&upper).map_or(true, |mut d| d.next().is_none()) {
+            self.step_times(ran, started.elapsed() - ran, None);
             return Ok(None);
         }
         let sde = self.opts.source_date_epoch;
-        let layer = fsview::commit_dir(self.store, &upper, sde)?;
+        let diffed = started.elapsed() - ran;
+        let (layer, times) = fsview::commit_dir_timed(self.store, &upper, sde)?;
         root.committed(sr, Some(&layer.diff_id));
+        self.step_times(ran, diffed, Some(times));
         Ok(Some(layer))
+    }
+
+    /// `--progress=plain`: where a RUN step's time went (run, the snapshotter's diff, pack,
+    /// commit).
+    fn step_times(
+        &self,
+        run: std::time::Duration,
+        diff: std::time::Duration,
+        commit: Option<fsview::CommitTimes>,
+    ) {
+        if !self.opts.step_times {
+            return;
+        }
+        let ms = |d: std::time::Duration| format!("{:.0}ms", d.as_secs_f64() * 1000.0);
+        let layer = match commit {
+            Some(c) => format!("pack {}, commit {}", ms(c.pack), ms(c.commit)),
+            None => "no layer".to_string(),
+        };
+        self.printer.line(&format!(
+            "{} time: run {}, diff {}, {layer}",
+            self.printer.prefix(),
+            ms(run),
+            ms(diff)
+        ));
     }
 
     /// The sandbox for a RUN on `rootfs` (mounts still to add).

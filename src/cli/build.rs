@@ -247,6 +247,7 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
     };
     o.iidfile = a.iidfile.clone();
     o.limits = build_limits(a)?;
+    o.step_times = a.progress == "plain";
     o.cache_from = a.cache_from.iter().map(|r| cache_ref(r)).collect();
     o.cache_to = a.cache_to.iter().map(|r| cache_ref(r)).collect();
     Ok(o)
