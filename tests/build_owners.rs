@@ -255,7 +255,7 @@ fn extraction_records_owners_in_the_xattr_and_warns_once_for_symlinks() {
         &opts,
     )
     .unwrap();
-    let x = |p: &str| xattr_of(&out.join(p));
+    let x = |p: &str| build_common::owner_xattr(&out.join(p));
     assert_eq!(x("d").as_deref(), Some(&b"7:8"[..]));
     assert_eq!(x("d/f").as_deref(), Some(&b"1234:1234"[..]));
     assert_eq!(x("root"), None);
@@ -266,22 +266,6 @@ fn extraction_records_owners_in_the_xattr_and_warns_once_for_symlinks() {
         .collect();
     assert_eq!(warned.len(), 1, "{:?}", report.warnings);
     assert!(warned[0].starts_with("2 symlink"), "{warned:?}");
-}
-
-/// `user.boxkit.owner` of `p` itself, if set.
-fn xattr_of(p: &Path) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    let mut buf = [0u8; 64];
-    // SAFETY: NUL-terminated strings and a writable buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"user.boxkit.owner".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
 }
 
 #[test]

@@ -325,3 +325,19 @@ pub fn hostile_image(env: &Env, name: &str, spec: serde_json::Value) -> String {
     crate::common::fixtures::skopeo(&["copy", "-q", "--dest-tls-verify=false", &src, &dest]);
     name.to_string()
 }
+
+/// `user.boxkit.owner` of `p` itself, if set.
+pub fn owner_xattr(p: &Path) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: NUL-terminated strings and a writable buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"user.boxkit.owner".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}

@@ -8,23 +8,8 @@
 
 use serde_json::json;
 
-use crate::build_common::{Env, Who, stderr};
+use crate::build_common::{Env, Who, owner_xattr, stderr};
 use crate::support::{Canary, hostile_image};
-
-fn owner_xattr(p: &std::path::Path) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    let mut buf = [0u8; 64];
-    // SAFETY: NUL-terminated strings and a writable buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"user.boxkit.owner".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
-}
 
 #[test]
 fn emulated_chown_never_resolves_outside_the_container() {
