@@ -109,7 +109,7 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
     opts.backends = crate::build::backends::choose(
         a.isolation,
         a.snapshotter,
-        crate::run::probe::cached(),
+        crate::run::probe::cached_in(Some(&store.root().join("probe"))),
         nix::unistd::geteuid().is_root(),
         &store.tmp_dir(),
     )?;

@@ -127,7 +127,7 @@ impl RunArgs {
 
     /// The library's options from the flags (everything that can fail on bad input fails
     /// here, before any container exists).
-    pub fn options(&self) -> anyhow::Result<RunOptions> {
+    pub fn options(&self, g: &Global) -> anyhow::Result<RunOptions> {
         // The image list accepts hyphens (for the command); the image itself never starts
         // with one, so this is a flag clap did not know.
         if self.image().starts_with('-') {
@@ -228,7 +228,7 @@ impl RunArgs {
             detach: self.detach,
             userns: self.userns.as_deref().unwrap_or("").parse()?,
             preserve_fds: self.preserve_fds,
-            isolation: job_isolation(),
+            isolation: job_isolation(g),
         })
     }
 }
@@ -244,23 +244,31 @@ pub fn run(g: &Global, a: RunArgs, tool: &ToolContext) -> CmdResult {
     r
 }
 
-/// Inside a CI job container, the namespaces it allows (probed once, a few milliseconds;
-/// never on a host, where every one is there). boxrun needs namespaces: without a user
+/// Inside a CI job container, the namespaces it allows (probed once per environment, a
+/// few milliseconds, and kept beside the store; never on a host, where every one is there). boxrun needs namespaces: without a user
 /// namespace it fails as before, saying why.
-fn job_isolation() -> crate::run::isolation::Isolation {
+fn job_isolation(g: &Global) -> crate::run::isolation::Isolation {
     use crate::run::isolation::{self, Isolation, IsolationChoice};
     if !crate::run::idmap::in_job_container() {
         return Isolation::FULL;
     }
-    let probe = crate::run::probe::cached();
+    let probe = &crate::run::probe::namespaces_in(&probe_file(g));
     match isolation::choose(IsolationChoice::Userns, probe, false) {
         Ok(i) => i,
         Err(_) => Isolation::FULL,
     }
 }
 
+/// Where the probe's result is kept between runs: beside the store it is for.
+pub(super) fn probe_file(g: &Global) -> std::path::PathBuf {
+    g.root
+        .clone()
+        .unwrap_or_else(crate::store::Store::default_root)
+        .join("probe")
+}
+
 fn run_inner(g: &Global, a: &RunArgs, tool: &ToolContext) -> CmdResult {
-    let o = a.options()?;
+    let o = a.options(g)?;
     let store = open_store(g)?;
     let code = if o.detach {
         container::run_detached(store, &o, tool)?

@@ -9,12 +9,16 @@
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork, pipe};
+
+/// The detail of a check that did not run.
+const NOT_TRIED: &str = "not tried";
 
 /// One kernel feature: whether it worked, and what failed if not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,14 +67,40 @@ pub const CHECKS: &[(&str, &str)] = &[
 
 /// The probe, run once per process (the first call must come while single-threaded).
 pub fn cached() -> &'static Probe {
+    cached_in(None)
+}
+
+/// [`cached`], also kept across processes in the file `keep` (in the store): a container
+/// start then reads a few small files instead of forking the probe (1–2 ms). The file names
+/// everything the namespace checks depend on ([`environment_key`]); any difference probes
+/// again and rewrites it.
+pub fn cached_in(keep: Option<&Path>) -> &'static Probe {
     static PROBE: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
-    PROBE.get_or_init(probe)
+    PROBE.get_or_init(|| probe_with(keep))
+}
+
+/// Only the namespace checks (what [`super::isolation::choose`] reads), kept in `keep` as
+/// [`cached_in`] does: no fuse-overlayfs check, no subordinate range. For boxrun's start.
+pub fn namespaces_in(keep: &Path) -> Probe {
+    let start = Instant::now();
+    Probe {
+        checks: kept_checks(keep),
+        subordinate_ids: None,
+        elapsed: start.elapsed(),
+    }
 }
 
 /// Run the probe (a fork; a few milliseconds). Call while single-threaded.
 pub fn probe() -> Probe {
+    probe_with(None)
+}
+
+fn probe_with(keep: Option<&Path>) -> Probe {
     let start = Instant::now();
-    let mut checks = run_child();
+    let mut checks = match keep {
+        Some(file) => kept_checks(file),
+        None => run_child(),
+    };
     // Outside the child: plain file checks.
     checks.push(fuse_check());
     // The range the container's ids map to: root's first range, a user's second (the first
@@ -87,6 +117,81 @@ pub fn probe() -> Probe {
         subordinate_ids,
         elapsed: start.elapsed(),
     }
+}
+
+/// The namespace checks from `file` when it was written for this environment, else probed
+/// and written there (best effort: an unwritable store only costs the fork next time).
+fn kept_checks(file: &Path) -> Vec<Check> {
+    let key = environment_key();
+    let kept = std::fs::read_to_string(file).unwrap_or_default();
+    if let Some(report) = kept
+        .strip_prefix(key.as_str())
+        .and_then(|r| r.strip_prefix('\n'))
+    {
+        return parse_report(report);
+    }
+    let checks = run_child();
+    let mut text = key;
+    text.push('\n');
+    for c in checks
+        .iter()
+        .filter(|c| c.ok || !c.detail.starts_with(NOT_TRIED))
+    {
+        let line = if c.ok { "ok" } else { c.detail.as_str() };
+        text.push_str(&format!("{} {line}\n", c.name));
+    }
+    // A cache: losing it to a crash only costs the fork next time.
+    let _ = crate::atomic::write_with(
+        file,
+        text.as_bytes(),
+        0o600,
+        crate::atomic::Durability::Atomic,
+    );
+    checks
+}
+
+/// What the namespace checks depend on, as one line: this boot, the id maps of the caller's
+/// user namespace, the root directory (a job container has its own), the cgroup, the
+/// seccomp, no_new_privs and capability state, the AppArmor label and the sysctls that
+/// allow or restrict user namespaces. Reading it costs a few small reads.
+fn environment_key() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let status: Vec<String> = read("/proc/self/status")
+        .lines()
+        .filter(|l| {
+            [
+                "CapBnd:",
+                "CapPrm:",
+                "NoNewPrivs:",
+                "Seccomp:",
+                "Seccomp_filters:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let root = std::fs::metadata("/")
+        .map(|m| format!("{}:{}", m.dev(), m.ino()))
+        .unwrap_or_default();
+    let parts = [
+        read("/proc/sys/kernel/random/boot_id"),
+        read("/proc/self/uid_map"),
+        read("/proc/self/gid_map"),
+        root,
+        read("/proc/self/cgroup"),
+        status.join(","),
+        read("/proc/self/attr/current"),
+        read("/proc/sys/user/max_user_namespaces"),
+        read("/proc/sys/kernel/unprivileged_userns_clone"),
+        read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+    ];
+    let joined: Vec<String> = parts
+        .iter()
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    format!("boxkit-probe-v1 {}", joined.join(" | "))
 }
 
 /// fuse-overlayfs needs /dev/fuse (a job container gets it only with `--device /dev/fuse`)
@@ -174,7 +279,7 @@ fn parse_report(text: &str) -> Vec<Check> {
                 None => Check {
                     name,
                     ok: false,
-                    detail: "not tried (an earlier check failed)".to_string(),
+                    detail: format!("{NOT_TRIED} (an earlier check failed)"),
                 },
             }
         })
@@ -363,6 +468,26 @@ pub(crate) fn with_failing(failing: &[&str]) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_result_is_used_only_for_the_environment_it_was_probed_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("probe");
+        // Another environment's result (say, a job container that allowed nothing) is not
+        // believed: the probe runs again and replaces it.
+        std::fs::write(&file, "boxkit-probe-v1 elsewhere\nuser-namespace EPERM\n").unwrap();
+        let fresh = kept_checks(&file);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with(&environment_key()), "{text}");
+        // This environment's result is read back as it was probed, without a probe: a
+        // planted report under the right key shows it is the file that answers.
+        assert_eq!(kept_checks(&file), fresh);
+        let planted = format!("{}\nuser-namespace planted\n", environment_key());
+        std::fs::write(&file, planted).unwrap();
+        let read = kept_checks(&file);
+        assert!(!read[0].ok && read[0].detail == "planted", "{read:?}");
+        assert!(read[1].detail.starts_with(NOT_TRIED));
+    }
 
     #[test]
     fn the_report_reads_ok_errors_and_checks_that_did_not_run() {

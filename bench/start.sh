@@ -1,0 +1,92 @@
+#!/bin/sh
+# Issue 14's start row: `boxrun --rm --network none busybox true` (image in the store, layers
+# unpacked) against the floor `unshare -Urmpf --mount-proc chroot ROOTFS /bin/true`, and the
+# floor with every namespace boxrun makes (`unshare -Urmpfn --ipc --uts --cgroup`), interleaved
+# in one hyperfine pass. Then the scaling rows: boxrun of images with 1, 10 and 100 layers.
+#
+# The binaries are what a user installs: `cargo build --release` (BOXRUN/BOX to override, e.g.
+# with scripts/build-release.sh's static build). As root by default; ROOTLESS_USER=name runs
+# every command as that user (one with a subordinate range). Prints medians, the ratios and
+# the load average. Env: RUNS (default 40), WARMUP (default 5), LAYERS (default "1 10 100").
+set -eu
+cd "$(dirname "$0")/.."
+if [ -z "${BOXRUN:-}" ] || [ -z "${BOX:-}" ]; then
+  cargo build --release --quiet --bins
+  BOXRUN=${BOXRUN:-$PWD/target/release/boxrun}
+  BOX=${BOX:-$PWD/target/release/box}
+fi
+RUNS=${RUNS:-40}
+WARMUP=${WARMUP:-5}
+LAYERS=${LAYERS:-1 10 100}
+for t in hyperfine unshare jq busybox umoci skopeo; do
+  command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] && bash scripts/host-setup.sh
+
+work=$(mktemp -d /tmp/boxkit-bench-start.XXXXXX)
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+. bench/busybox-image.sh
+busybox_image "$work"
+mkdir -p "$work/src/proc" "$work/src/dev" "$work/src/sys"
+
+# Images of N layers: the busybox layer, then N-1 layers of one small file each (GNU tar,
+# umoci; independent of boxkit), each saved as an OCI archive tagged layersN:latest.
+for n in $LAYERS; do
+  [ "$n" -gt 1 ] || continue
+  d="$work/l$n"
+  mkdir -p "$d"
+  cp -r "$work/layout" "$d/layout"
+  i=1
+  while [ "$i" -lt "$n" ]; do
+    mkdir -p "$d/t$i/etc/layers"
+    echo "$i" > "$d/t$i/etc/layers/$i"
+    tar -C "$d/t$i" -cf "$d/t$i.tar" .
+    umoci raw add-layer --image "$d/layout:latest" "$d/t$i.tar" >/dev/null
+    i=$((i + 1))
+  done
+  skopeo copy -q "oci:$d/layout:latest" "oci-archive:$d/img.tar:layers$n:latest"
+done
+
+as=""
+label=root
+if [ -n "${ROOTLESS_USER:-}" ]; then
+  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
+  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env --"
+  label="rootless ($ROOTLESS_USER)"
+  chown -R "$uid:$gid" "$work"
+fi
+store="$work/store"
+$as "$BOX" --root "$store" load -q -i "$work/busybox.tar"
+for n in $LAYERS; do
+  [ "$n" -gt 1 ] && $as "$BOX" --root "$store" load -q -i "$work/l$n/img.tar"
+done
+# First runs unpack the layers (and write the probe's result) outside the measurement.
+$as "$BOXRUN" --root "$store" --rm --network none busybox true
+for n in $LAYERS; do
+  [ "$n" -gt 1 ] && $as "$BOXRUN" --root "$store" --rm --network none "layers$n" true
+done
+
+set -- -n boxrun "$as $BOXRUN --root $store --rm --network none busybox true" \
+  -n floor "$as unshare -Urmpf --mount-proc chroot $work/src /bin/true" \
+  -n floor-allns "$as unshare -Urmpfn --ipc --uts --cgroup --mount-proc chroot $work/src /bin/true"
+for n in $LAYERS; do
+  [ "$n" -gt 1 ] && set -- "$@" -n "layers$n" "$as $BOXRUN --root $store --rm --network none layers$n true"
+done
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/out.json" "$@" >&2
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+rss=$(for i in 1 2 3; do
+  $as /usr/bin/time -f '%M' "$BOXRUN" --root "$store" --rm --network none busybox true 2>&1 >/dev/null | tail -1
+done | sort -n | tail -1)
+
+echo "start, $label, $RUNS runs, load average before: $load0, after: $load1"
+jq -r --arg rss "$rss" '.results as $r
+  | def m(n): ($r[] | select(.command==n) | .median);
+  def ms(x): (x*1000*100|round/100|tostring) + " ms";
+  def q(x): (x*100|round/100|tostring);
+  "  boxrun --rm --network none busybox true: \(ms(m("boxrun")))",
+  "  floor  unshare -Urmpf --mount-proc chroot: \(ms(m("floor")))   boxrun/floor \(q(m("boxrun")/m("floor")))x (goal <= 1.5x)",
+  "  floor with every namespace boxrun makes: \(ms(m("floor-allns")))   boxrun/that \(q(m("boxrun")/m("floor-allns")))x",
+  ($r[] | select(.command|startswith("layers")) | "  \(.command): \(ms(.median))   per layer over busybox: \(((.median - m("boxrun"))*1000000/((.command|ltrimstr("layers")|tonumber)-1))|round) us"),
+  "  boxrun peak RSS: \($rss) KiB (goal <= 16 MB)"' "$work/out.json"
