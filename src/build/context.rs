@@ -83,6 +83,9 @@ pub struct ContextHasher {
     root: PathBuf,
     index_file: Option<PathBuf>,
     entries: HashMap<Box<[u8]>, Entry>,
+    /// The index being read and parsed in the background (it overlaps the walk of the
+    /// context); joined on the first lookup.
+    loading: Option<std::thread::JoinHandle<HashMap<Box<[u8]>, Entry>>>,
     /// When this build started, in ns since the epoch (the racy-entry reference).
     started_ns: i64,
     dirty: bool,
@@ -132,15 +135,28 @@ impl ContextHasher {
             let key = Digest::of_bytes(root.as_os_str().as_encoded_bytes());
             c.join("context").join(format!("{}.idx", &key.hex()[..32]))
         });
-        let entries = index_file
-            .as_ref()
-            .and_then(|f| fs::read(f).ok())
-            .and_then(|d| parse_index(&d))
-            .unwrap_or_default();
+        let load = |f: PathBuf| {
+            fs::read(f)
+                .ok()
+                .and_then(|d| parse_index(&d))
+                .unwrap_or_default()
+        };
+        let loading = index_file.clone().map(|f| {
+            std::thread::Builder::new()
+                .name("context-index".into())
+                .spawn(move || load(f))
+        });
+        // No thread to be had: read it now.
+        let (entries, loading) = match loading {
+            Some(Ok(h)) => (HashMap::new(), Some(h)),
+            Some(Err(_)) => (load(index_file.clone().expect("index file")), None),
+            None => (HashMap::new(), None),
+        };
         ContextHasher {
             root,
             index_file,
             entries,
+            loading,
             started_ns: now_ns(),
             dirty: false,
             hashed: 0,
@@ -159,9 +175,21 @@ impl ContextHasher {
         Ok(Digest::from_hex(hex).expect("a sha256 in hex"))
     }
 
+    /// The index, once loaded.
+    fn loaded(&mut self) -> &mut HashMap<Box<[u8]>, Entry> {
+        if let Some(h) = self.loading.take() {
+            // A panicked loader (it cannot, short of a bug) only costs a rehash.
+            let mut loaded = h.join().unwrap_or_default();
+            loaded.extend(self.entries.drain());
+            self.entries = loaded;
+        }
+        &mut self.entries
+    }
+
     /// [`Self::file_digest`] as hex digits, without allocating on an index hit.
     fn file_hex(&mut self, rel: &str, meta: &fs::Metadata) -> Result<[u8; 64]> {
         let stamp = Stamp::of(meta);
+        self.loaded();
         if let Some(e) = self.entries.get(rel.as_bytes())
             && e.stamp == stamp
             && !e.racy
@@ -224,6 +252,7 @@ impl ContextHasher {
     /// Persist the index if it changed. Failure to save only costs speed next time, so it
     /// is reported but not fatal to callers that choose to ignore it.
     pub fn save(&mut self) -> Result<()> {
+        self.loaded();
         let (Some(f), true) = (&self.index_file, self.dirty) else {
             return Ok(());
         };
@@ -326,6 +355,7 @@ mod tests {
 
     /// An index saved by a build long ago: no entry is racy any more.
     fn age(h: &mut ContextHasher) {
+        h.loaded();
         h.started_ns += 10 * RACY_NS;
         for e in h.entries.values_mut() {
             e.racy = e.stamp.ctime_ns >= h.started_ns - RACY_NS;
@@ -350,7 +380,7 @@ mod tests {
         f.set_modified(before.modified().unwrap()).unwrap();
         drop(f);
         let mut h = ContextHasher::open(ctx.path(), Some(cache.path()));
-        let e = h.entries.get(b"a".as_slice()).unwrap();
+        let e = h.loaded().get(b"a".as_slice()).unwrap();
         assert!(
             e.racy,
             "an entry hashed within a second of its change is racy"
@@ -414,7 +444,7 @@ mod tests {
         let data = fs::read(&idx).unwrap();
         fs::write(&idx, &data[..data.len() - 3]).unwrap();
         let mut h = ContextHasher::open(ctx.path(), Some(cache.path()));
-        assert!(h.entries.is_empty(), "a truncated index is not used");
+        assert!(h.loaded().is_empty(), "a truncated index is not used");
         assert_eq!(digest_of(&mut h, "a"), Digest::of_bytes(b"alpha"));
         assert_eq!(h.hashed, 1);
     }
