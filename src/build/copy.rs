@@ -234,6 +234,9 @@ fn sorted_children(root: &Path, rel: &str) -> Vec<(String, fs::Metadata)> {
         .collect()
 }
 
+/// Walked entries: paths relative to the root, with their lstat.
+pub type Walked = Vec<(String, fs::Metadata)>;
+
 /// Every entry a selected source contributes (itself and, for a directory, what is below it,
 /// filtered), as paths relative to the root with their lstat, in walk order (depth first,
 /// names sorted). Empty when `rel` itself does not exist.
@@ -253,7 +256,7 @@ pub fn entries(root: &Path, rel: &str, filter: &Filter) -> Vec<(String, fs::Meta
 /// directories of a level shared among worker threads (the statx calls are most of a cached
 /// rebuild's time and the kernel runs them in parallel), then put in depth-first order.
 fn walk_tree(root: &Path, top: &str, filter: &Filter, out: &mut Vec<(String, fs::Metadata)>) {
-    let mut kids: HashMap<String, Vec<(String, fs::Metadata)>> = HashMap::new();
+    let mut kids: HashMap<String, Walked> = HashMap::new();
     let mut level = vec![top.to_string()];
     while !level.is_empty() {
         let lists = read_dirs(root, &level, top, filter);
@@ -268,11 +271,7 @@ fn walk_tree(root: &Path, top: &str, filter: &Filter, out: &mut Vec<(String, fs:
         }
         level = next;
     }
-    fn emit(
-        dir: &str,
-        kids: &mut HashMap<String, Vec<(String, fs::Metadata)>>,
-        out: &mut Vec<(String, fs::Metadata)>,
-    ) {
+    fn emit(dir: &str, kids: &mut HashMap<String, Walked>, out: &mut Walked) {
         for (r, m) in kids.remove(dir).unwrap_or_default() {
             let is_dir = m.is_dir();
             out.push((r, m));
@@ -306,8 +305,8 @@ fn read_dirs(
         return dirs.iter().map(one).collect();
     }
     let next = AtomicUsize::new(0);
-    let mut lists: Vec<Vec<(String, fs::Metadata)>> = vec![Vec::new(); dirs.len()];
-    let done: Vec<Vec<(usize, Vec<(String, fs::Metadata)>)>> = std::thread::scope(|s| {
+    let mut lists: Vec<Walked> = vec![Vec::new(); dirs.len()];
+    let done: Vec<Vec<(usize, Walked)>> = std::thread::scope(|s| {
         let work = || {
             let mut mine = Vec::new();
             loop {
