@@ -821,3 +821,32 @@ fn progress_plain_breaks_each_run_step_down_into_run_diff_pack_and_commit() {
     let auto = e.build_ok(&["--no-cache"]);
     assert!(!auto.contains("time: run "), "{auto}");
 }
+
+#[test]
+fn same_size_rewrite_with_the_old_mtime_right_after_a_build_reruns_the_copy() {
+    // A file rewritten within the second its hash was recorded, same size, mtime put back:
+    // the stat index must not serve the old hash (racy timestamps). Root and rootless.
+    for who in [Who::root(), Who::with_range()].into_iter().flatten() {
+        let e = Env::new(who);
+        for d in 0..20 {
+            let dir = e.ctx().join(format!("src/d{d:02}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..50 {
+                std::fs::write(dir.join(format!("f{i:02}")), format!("{d} {i}\n")).unwrap();
+            }
+        }
+        // (boxfile() hands the whole context to the user.)
+        e.boxfile("FROM busybox\nCOPY src /src\nRUN cat /src/d07/f33\n");
+        let first = e.build_ok(&["-t", "r"]);
+        assert!(first.contains("] 7 33"), "{first}");
+        let p = e.ctx().join("src/d07/f33");
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        std::fs::write(&p, "7 34\n").unwrap();
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(mtime).unwrap();
+        drop(f);
+        let second = e.build_ok(&["-t", "r"]);
+        assert!(second.contains("] 7 34"), "the edit must be seen: {second}");
+        assert_eq!(second.matches("CACHED").count(), 0, "{second}");
+    }
+}

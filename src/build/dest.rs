@@ -254,16 +254,17 @@ impl<'a, W: Write> Dest<'a, W> {
         let top = fs::metadata(&src).map_err(io_err("stat", &src))?;
         self.ensure_parents(to)?;
         self.ensure_dir(to.trim_start_matches('/'), Some(&top))?;
-        for e in entries(root, rel, filter).iter().skip(1) {
+        // The walk's own lstat of each entry serves the copy: no second stat per file.
+        let base = to.trim_end_matches('/');
+        for (e, m) in entries(root, rel, filter).iter().skip(1) {
             let suffix = if rel.is_empty() {
                 e.as_str()
             } else {
                 &e[rel.len() + 1..]
             };
             let p = root.join(e);
-            let m = fs::symlink_metadata(&p).map_err(io_err("stat", &p))?;
-            let target = format!("{}/{suffix}", to.trim_end_matches('/'));
-            self.copy_entry(&p, &m, &target)?;
+            let target = format!("{base}/{suffix}");
+            self.copy_entry(&p, m, &target)?;
         }
         Ok(())
     }
