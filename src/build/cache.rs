@@ -114,6 +114,23 @@ impl<'a> BuildCache<'a> {
         }
     }
 
+    /// `l` as the gzip layer a pushed cache image carries (unchanged if already compressed).
+    fn compressed(&self, l: &LayerRef, docker: bool) -> Result<LayerRef> {
+        let d = crate::image::Descriptor::new(&l.media_type, l.digest.clone(), l.size);
+        let c = self
+            .store
+            .compressed_layer(&d, crate::layer::Compression::Gzip, docker)?;
+        Ok(c.map_or_else(
+            || l.clone(),
+            |c| LayerRef {
+                media_type: c.media_type,
+                digest: c.digest,
+                size: c.size,
+                diff_id: l.diff_id.clone(),
+            },
+        ))
+    }
+
     /// `--cache-to REF`: push an image whose layers are the layers of `visited` (every layer
     /// step of this build, made or reused) and whose config maps each step key to its layer;
     /// `docker`: Docker media types (`--format docker`).
@@ -128,6 +145,13 @@ impl<'a> BuildCache<'a> {
         let mut layers: Vec<LayerRef> = vec![];
         let mut records = serde_json::Map::new();
         for (k, l) in visited {
+            // A build's own layers are plain tars in the store; the records must name the
+            // blobs the cache image carries, so they are compressed first.
+            let l = match l {
+                Some(l) => Some(self.compressed(l, docker)?),
+                None => None,
+            };
+            let l = &l;
             if let Some(l) = l
                 && !layers.iter().any(|x| x.digest == l.digest)
             {

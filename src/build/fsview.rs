@@ -242,8 +242,11 @@ pub fn commit_dir_timed(
 ) -> Result<(LayerRef, CommitTimes), FsError> {
     let start = std::time::Instant::now();
     let mut w = store.blob_writer()?;
+    // Stored as a plain tar: compressing is left to push and save (crate::store::compress),
+    // off the path from one step to the next. The diff_id, and so the image ID, is the same.
     let opts = PackOptions {
         source_date_epoch: sde,
+        compression: layer::Compression::None,
         ..Default::default()
     };
     let r = layer::pack_dir(dir, &mut w, &opts)?;
@@ -266,7 +269,7 @@ pub fn commit_dir_timed(
         }
     }
     let layer = LayerRef {
-        media_type: crate::image::media::OCI_LAYER_GZIP.to_string(),
+        media_type: crate::image::media::OCI_LAYER_TAR.to_string(),
         digest: r.digest,
         size: r.size,
         diff_id: r.diff_id,

@@ -39,6 +39,9 @@ pub struct BuildArgs {
     /// Push the image after building
     #[arg(long)]
     pub push: bool,
+    /// With --push: compress the built layers with gzip, zstd or none (buildah push's flag)
+    #[arg(long, value_name = "FORMAT", default_value = "gzip")]
+    pub compression_format: crate::layer::Compression,
     /// Progress output: auto, plain or quiet
     #[arg(long, value_parser = ["auto", "plain", "quiet", "tty"], default_value = "auto")]
     pub progress: String,
@@ -134,7 +137,12 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
                     } else {
                         crate::registry::Progress::Plain
                     };
-                    crate::registry::push(&store, t, None, progress)
+                    let po = crate::registry::PushOptions {
+                        progress,
+                        authfile: None,
+                        compression: a.compression_format,
+                    };
+                    crate::registry::push_with(&store, t, None, &po)
                         .map_err(|e| anyhow::anyhow!("push {t}: {e}"))?;
                 }
             }

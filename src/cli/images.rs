@@ -227,7 +227,7 @@ pub fn save(g: &Global, a: SaveArgs) -> CmdResult {
                 .with_context(|| format!("create a temporary file in {}", dir.display()))?;
             let mut w = BufWriter::with_capacity(1 << 20, tmp);
             store
-                .save_archive(&a.images, &mut w)
+                .save_archive(&a.images, a.compression_format, &mut w)
                 .map_err(anyhow::Error::from)
                 .and_then(|_| {
                     let tmp = w.into_inner().map_err(|e| e.into_error())?;
@@ -241,7 +241,7 @@ pub fn save(g: &Global, a: SaveArgs) -> CmdResult {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
             let out = io::stdout();
-            store.save_archive(&a.images, BufWriter::new(out.lock()))?;
+            store.save_archive(&a.images, a.compression_format, BufWriter::new(out.lock()))?;
         }
     }
     Ok(0)

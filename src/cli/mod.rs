@@ -159,6 +159,10 @@ pub struct PushArgs {
     /// Read registry credentials from this file only
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
+    /// Compress the image's uncompressed (built) layers with gzip, zstd or none (buildah's
+    /// flag); layers already compressed, e.g. a pulled base's, are kept as they are
+    #[arg(long, value_name = "FORMAT", default_value = "gzip")]
+    pub compression_format: crate::layer::Compression,
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +217,10 @@ pub struct SaveArgs {
     /// Write to a file instead of stdout
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Compress the image's uncompressed (built) layers with gzip, zstd or none (buildah's
+    /// flag); layers already compressed, e.g. a pulled base's, are kept as they are
+    #[arg(long, value_name = "FORMAT", default_value = "gzip")]
+    pub compression_format: crate::layer::Compression,
 }
 
 #[derive(Args, Debug)]

@@ -54,6 +54,7 @@ pub fn push(g: &Global, a: PushArgs) -> CmdResult {
     let opts = PushOptions {
         progress: progress(a.quiet),
         authfile: a.authfile,
+        compression: a.compression_format,
     };
     let digest = registry::push_with(&store, &a.name, a.destination.as_deref(), &opts)
         .with_context(|| {

@@ -124,10 +124,15 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W, opts: &PackOptions) -> Result<Pack
     });
     let out = match opts.compression {
         Compression::None => {
-            let mut tar = HashingWriter::new(out);
+            // The blob is the tar: one hash gives both names.
+            let mut tar = out;
             write_tree(dir, &mut tar, opts)?;
-            let (out, diff_id, _) = tar.finish();
-            return Ok(finish(out, diff_id));
+            let (_, digest, size) = tar.finish();
+            return Ok(PackResult {
+                diff_id: digest.clone(),
+                digest,
+                size,
+            });
         }
         Compression::Gzip => {
             let gz = ParallelGzip::new(out, opts.gzip_level, threads).map_err(werr)?;
@@ -148,6 +153,40 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W, opts: &PackOptions) -> Result<Pack
         }
     };
     Ok(finish(out.0, out.1))
+}
+
+/// Compress the tar stream `tar` into `out` with the compressor and level [`pack_dir`] uses
+/// (no timestamps; pgzip's blocks depend only on the input), so the same tar always gives the
+/// same blob. `none` copies. Returns `out`.
+pub fn compress<W: Write>(
+    tar: &mut impl io::Read,
+    out: W,
+    compression: Compression,
+    threads: Option<usize>,
+) -> io::Result<W> {
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    match compression {
+        Compression::None => {
+            let mut out = out;
+            io::copy(tar, &mut out)?;
+            Ok(out)
+        }
+        Compression::Gzip => {
+            let mut gz = ParallelGzip::new(out, DEFAULT_GZIP_LEVEL, threads)?;
+            io::copy(tar, &mut gz)?;
+            gz.finish()
+        }
+        Compression::Zstd => {
+            let mut enc = zstd::Encoder::new(out, DEFAULT_ZSTD_LEVEL)?;
+            enc.include_checksum(true)?;
+            io::copy(tar, &mut enc)?;
+            enc.finish()
+        }
+    }
 }
 
 fn finish<W: Write>(out: HashingWriter<W>, diff_id: Digest) -> PackResult {

@@ -88,6 +88,9 @@ pub struct PullOptions {
 pub struct PushOptions {
     pub progress: Progress,
     pub authfile: Option<PathBuf>,
+    /// How the image's plain tar layers (a build's) are compressed on the way out
+    /// (`--compression-format`); layers already compressed are pushed as they are.
+    pub compression: crate::layer::Compression,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +278,7 @@ pub fn push(store: &Store, name: &str, dest: Option<&str>, progress: Progress) -
         &PushOptions {
             progress,
             authfile: None,
+            compression: crate::layer::Compression::Gzip,
         },
     )
 }

@@ -1,6 +1,8 @@
 //! Push: every blob the registry lacks (HEAD first, cross-repository mount when the image
 //! came from another repository of the same registry), streamed from the store in one PUT,
-//! then the manifest, byte for byte as stored, last.
+//! then the manifest, byte for byte as stored, last. A build's plain tar layers are
+//! compressed first (`--compression-format`, see [`crate::store::compress`]); the manifest
+//! pushed is then the stored one with those layers replaced, and the config is unchanged.
 
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
@@ -54,8 +56,9 @@ pub async fn push(
     let auth = AuthFiles::new(opts.authfile.clone());
     let s = Session::open(&http, &ep, &auth, &scopes, &dest_ref.to_string()).await?;
 
-    let mut blobs: Vec<&Descriptor> = img.manifest.layers.iter().collect();
-    blobs.push(&img.manifest.config);
+    let (manifest_desc, manifest) = store.compressed_manifest(&img, opts.compression)?;
+    let mut blobs: Vec<&Descriptor> = manifest.layers.iter().collect();
+    blobs.push(&manifest.config);
     let mut uploads = futures_util::stream::iter(0..blobs.len())
         .map(|i| {
             let (s, mounts, d) = (&s, &mounts, blobs[i]);
@@ -73,7 +76,7 @@ pub async fn push(
     drop(uploads);
 
     // The manifest last, exactly the stored bytes, so a pull gets the same digest back.
-    let bytes = store.read_blob(&img.manifest_desc.digest)?;
+    let bytes = store.read_blob(&manifest_desc.digest)?;
     let reference = match (dest_ref.digest(), dest_ref.tag()) {
         (Some(d), _) => d.to_string(),
         (None, t) => t.unwrap_or("latest").to_string(),
@@ -83,7 +86,7 @@ pub async fn push(
     let resp = loop {
         let rb = s
             .request(Method::PUT, &url)
-            .header(CONTENT_TYPE, img.manifest_desc.media_type.clone())
+            .header(CONTENT_TYPE, manifest_desc.media_type.clone())
             .body(bytes.clone());
         if let Some(r) = s.retrying(rb, &mut attempt, &url).await? {
             break r;
@@ -93,10 +96,10 @@ pub async fn push(
     rep.line(&format!(
         "{}: digest: {} size: {}",
         reference,
-        img.manifest_desc.digest,
+        manifest_desc.digest,
         bytes.len()
     ));
-    Ok(img.manifest_desc.digest.clone())
+    Ok(manifest_desc.digest)
 }
 
 async fn check(

@@ -155,13 +155,19 @@ impl Store {
         Ok(())
     }
 
-    /// Write the named images as one OCI archive.
-    pub fn save_archive(&self, names: &[String], w: impl Write) -> Result<()> {
+    /// Write the named images as one OCI archive, their plain tar layers (a build's)
+    /// compressed with `compression` (see [`super::compress`]; the image IDs stay the same).
+    pub fn save_archive(
+        &self,
+        names: &[String],
+        compression: crate::layer::Compression,
+        w: impl Write,
+    ) -> Result<()> {
         let mut entries: Vec<Descriptor> = Vec::new();
         let mut blobs: BTreeSet<Digest> = BTreeSet::new();
         for n in names {
             let img = self.resolve_image(n)?;
-            let mut desc = img.manifest_desc.clone();
+            let (mut desc, manifest) = self.compressed_manifest(&img, compression)?;
             // Keep the name the user asked for when it is a name, else the image's first tag.
             let name = n
                 .parse::<Reference>()
@@ -171,9 +177,9 @@ impl Store {
             if let Some(name) = name {
                 desc.annotations.insert(REF_NAME.into(), name.to_string());
             }
-            blobs.insert(img.manifest_desc.digest.clone());
-            blobs.insert(img.manifest.config.digest.clone());
-            blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
+            blobs.insert(desc.digest.clone());
+            blobs.insert(manifest.config.digest.clone());
+            blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
             entries.push(desc);
         }
         let index = Index {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub mod archive;
 pub mod blobs;
+pub mod compress;
 pub mod gc;
 pub mod image;
 pub mod index;

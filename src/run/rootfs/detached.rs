@@ -36,6 +36,7 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
             fd
         }
         RootfsSource::Overlay { lowerdirs, upper } => {
+            let upper_kind = upper;
             let (upper, work) = match upper {
                 UpperDir::Ephemeral => {
                     nix::mount::mount(
@@ -61,7 +62,11 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
                 UpperDir::Dir { upper, work } => (upper.clone(), work.clone()),
             };
             let lowers: Vec<PathBuf> = lowerdirs.iter().rev().cloned().collect();
-            overlay_fd(&lowers, &upper, &work, scratch, ATTR_NODEV)?
+            // A kept upper dir (a build step's) is made durable by its owner at commit (one
+            // syncfs before the layer is published), so the overlay need not honour every
+            // fsync on the way: "volatile" skips them, as a tmpfs upper does for boxrun.
+            let volatile = matches!(upper_kind, UpperDir::Dir { .. });
+            overlay_fd(&lowers, &upper, &work, scratch, ATTR_NODEV, volatile)?
         }
     };
     let binds = mounts
@@ -223,7 +228,7 @@ pub fn image_view(lowerdirs: &[PathBuf], scratch: &Path) -> Result<OwnedFd> {
     mkdir_all(&u)?;
     mkdir_all(&w)?;
     let lowers: Vec<PathBuf> = lowerdirs.iter().rev().cloned().collect();
-    overlay_fd(&lowers, &u, &w, scratch, ATTR_NODEV)
+    overlay_fd(&lowers, &u, &w, scratch, ATTR_NODEV, false)
 }
 
 /// Create an overlay with the new mount API and return it as a detached mount with the mount
@@ -243,6 +248,7 @@ fn overlay_fd(
     work: &Path,
     target: &Path,
     attrs: u64,
+    volatile: bool,
 ) -> Result<OwnedFd> {
     let fail = |ctx: Option<&OwnedFd>, step: String, cause: nix::Error| RootfsError::Overlay {
         target: target.to_path_buf(),
@@ -259,7 +265,11 @@ fn overlay_fd(
     }
     // SAFETY: a fresh descriptor (checked above) that nothing else owns.
     let ctx = unsafe { OwnedFd::from_raw_fd(fd) };
-    let r = overlay_params(lowers, upper, work)
+    let mut params = overlay_params(lowers, upper, work);
+    if volatile {
+        params.push(("volatile", None));
+    }
+    let r = params
         .iter()
         .try_for_each(|(k, v)| fs_config(&ctx, k, v.as_ref()))
         .and_then(|()| fs_create(&ctx));

@@ -1,0 +1,90 @@
+#!/bin/bash
+# A real build (issue 14): `boxbuild --no-cache` of `FROM debian` + one RUN that apt-get
+# installs python3 (and perl, its dependencies: 30 packages, 17 MB of .deb, ~4,000 files) from
+# a local file repository, against the same command under
+# `boxrun --rm --network none -v REPO:/repo:ro debian sh -c …` — the RUN work itself. The
+# ratio boxbuild/boxrun is what a build adds on top of running its step (goal ≤ 1.15).
+#
+# The base image is the debootstrap fixture (tests/fixtures/images/make-debian.sh) split into
+# gzip layers by bench/pull-image.py and loaded with `box load` from an oci-archive made by
+# skopeo. The .deb files are fetched on the host with `apt-get download` (the host runs the
+# fixture's release) and indexed with dpkg-scanpackages; the container has no network.
+#
+# hyperfine -N, both commands interleaved in one pass; prints medians, the ratio, the load
+# average, and boxbuild's own per-step breakdown (--progress=plain) of one extra build.
+# As root by default; ROOTLESS_USER=name runs both as that user (it needs a subordinate id
+# range). Env: BOXBUILD, BOXRUN, BOX (default target/release/…), RUNS (default 5), WARMUP
+# (default 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BOXBUILD=${BOXBUILD:-$PWD/target/release/boxbuild}
+BOXRUN=${BOXRUN:-$PWD/target/release/boxrun}
+BOX=${BOX:-$PWD/target/release/box}
+RUNS=${RUNS:-5}
+WARMUP=${WARMUP:-1}
+[ -x "$BOXBUILD" ] && [ -x "$BOXRUN" ] && [ -x "$BOX" ] || cargo build --release --bins
+for t in hyperfine skopeo jq python3 apt-get apt-cache dpkg-scanpackages; do
+  command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
+done
+
+# Inputs kept between runs: the image layout and the .deb repository.
+OUT=$PWD/bench/out/build-real
+mkdir -p "$OUT"
+chmod 755 "$PWD/bench/out" "$OUT"
+ROOTFS=$(bash tests/fixtures/images/make-debian.sh)
+[ -f "$OUT/image/index.json" ] || python3 bench/pull-image.py "$ROOTFS" "$OUT/image"
+[ -f "$OUT/debian.tar" ] ||
+  skopeo copy -q "oci:$OUT/image:latest" "oci-archive:$OUT/debian.tar:debian:latest"
+PKGS=${PKGS:-python3}
+repo=$OUT/repo
+if [ ! -f "$repo/Packages" ]; then
+  rm -rf "$repo.tmp" && mkdir -p "$repo.tmp"
+  # Every dependency the minbase image lacks (its dpkg status names what it has).
+  tar -xOf "$ROOTFS" ./var/lib/dpkg/status | awk '/^Package:/ {print $2}' | sort -u \
+    > "$repo.tmp/installed"
+  # shellcheck disable=SC2086
+  apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances $PKGS | grep '^[a-z0-9]' | sort -u \
+    | comm -23 - "$repo.tmp/installed" > "$repo.tmp/need"
+  (cd "$repo.tmp" && xargs apt-get download -q < need >/dev/null 2>&1)
+  rm "$repo.tmp/installed" "$repo.tmp/need"
+  (cd "$repo.tmp" && dpkg-scanpackages -m . > Packages 2>/dev/null)
+  chmod -R a+rX "$repo.tmp"
+  mv "$repo.tmp" "$repo"
+fi
+
+work=$(mktemp -d /tmp/boxkit-bench-real.XXXXXX)
+chmod 755 "$work"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work" 2>/dev/null || true' EXIT
+ctx=$work/ctx
+mkdir -p "$ctx"
+cp -r "$repo" "$ctx/repo"
+# The step: the file repository as the only source, then the install.
+cmd="echo 'deb [trusted=yes] file:/repo ./' > /etc/apt/sources.list && rm -f /etc/apt/sources.list.d/* && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PKGS >/dev/null"
+printf 'FROM debian\nRUN --mount=type=bind,source=repo,target=/repo %s\n' "$cmd" > "$ctx/Boxfile"
+
+as=""
+label=root
+if [ -n "${ROOTLESS_USER:-}" ]; then
+  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
+  chown -R "$uid:$gid" "$work"
+  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env env HOME=$work PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg"
+  mkdir -p "$work/xdg"; chown "$uid:$gid" "$work/xdg"; chmod 700 "$work/xdg"
+  label="rootless ($ROOTLESS_USER)"
+fi
+$as "$BOX" --root "$work/store" load -q -i "$OUT/debian.tar" >/dev/null
+build="$as $BOXBUILD --root $work/store --no-cache -q -t real $ctx"
+run="$as $BOXRUN --root $work/store --rm --network none -v $ctx/repo:/repo:ro debian sh -c \"$cmd\""
+
+# One build with the per-step breakdown (this also unpacks the base layers once).
+$as "$BOXBUILD" --root "$work/store" --no-cache --progress=plain -t real "$ctx" 2>&1 \
+  | grep -E 'run [0-9]+ms' || true
+
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/r.json" \
+  -n boxbuild "$build" -n boxrun "$run" >&2
+echo "real build ($PKGS from a file repo), $label, median of $RUNS runs:"
+jq -r '.results as $r
+  | ($r[] | select(.command=="boxbuild") | .median) as $a
+  | ($r[] | select(.command=="boxrun") | .median) as $b
+  | "| boxbuild --no-cache | \($a*1000|round) ms |\n| boxrun (the RUN alone) | \($b*1000|round) ms |\n| ratio | \($a/$b*1000|round/1000) |"' "$work/r.json"
+echo "load: $(cat /proc/loadavg)"
