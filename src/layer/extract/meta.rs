@@ -85,7 +85,12 @@ impl Extractor<'_> {
     /// changing its mtime.
     pub(super) fn finish_dirs(&mut self) {
         let times = std::mem::take(&mut self.dir_times);
+        // A directory listed twice takes the time of its last entry, as any other metadata.
+        let mut dated = std::collections::HashSet::new();
         for (path, mtime) in times.iter().rev() {
+            if !dated.insert(path.as_slice()) {
+                continue;
+            }
             if path.is_empty() {
                 let _ = fsat::set_times(&Obj::Fd(self.root.as_fd()), *mtime);
                 continue;
