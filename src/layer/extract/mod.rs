@@ -107,8 +107,8 @@ pub struct ExtractOptions {
     /// Refuse a stream whose uncompressed size exceeds this many bytes (decompression bombs).
     pub max_bytes: Option<u64>,
     /// Threads that create regular files besides the one reading the stream: `Some(0)` does
-    /// everything on the reading thread; `None` takes `BOX_UNPACK_WORKERS`, else one when
-    /// there is a second CPU (at most [`pool::MAX_WORKERS`]). The result is the same either way.
+    /// everything on the reading thread; `None` takes `BOX_UNPACK_WORKERS`, else 0 (see
+    /// [`pool::workers`] for why). At most [`pool::MAX_WORKERS`]. The result is the same.
     #[serde(default)]
     pub workers: Option<usize>,
 }

@@ -37,18 +37,16 @@ const MAX_QUEUED: usize = 4 << 20;
 /// Environment override of the worker count (0: no pool).
 pub const WORKERS_VAR: &str = "BOX_UNPACK_WORKERS";
 
-/// The worker count for `requested` (see [`ExtractOptions::workers`]): by default one when
-/// there is a second CPU, so that creating files overlaps reading and decompressing the
-/// stream. More did not pay where measured: workers creating files in the same directory
-/// contend for the same ext4 inode group (docs/arch-notes-unpack.md).
+/// The worker count for `requested` (see [`ExtractOptions::workers`]). None by default: where
+/// measured (2 shared CPUs, ext4), workers only added contention — files created in one
+/// directory compete for one ext4 inode group, and the CPUs had no idle time to give
+/// (docs/arch-notes-unpack.md). `BOX_UNPACK_WORKERS=n` turns the pool on.
 pub(super) fn workers(requested: Option<usize>) -> usize {
     let n = requested.unwrap_or_else(|| {
         std::env::var(WORKERS_VAR)
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(0, |n| n.get().saturating_sub(1).min(1))
-            })
+            .unwrap_or(0)
     });
     n.min(MAX_WORKERS)
 }
