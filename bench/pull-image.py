@@ -3,7 +3,9 @@
 (tests/fixtures/images/make-debian.sh) split into several gzip layers by top-level path, written
 as an OCI image layout with the fixture builder's Layout class (independent of boxkit).
 
-    pull-image.py ROOTFS.tar OUTDIR
+    pull-image.py ROOTFS.tar OUTDIR [--single]
+
+With --single the whole root filesystem is one layer (as debian:bookworm on Docker Hub is).
 """
 import hashlib
 import os
@@ -27,7 +29,9 @@ def layer_of(name):
     return len(SPLIT)
 
 
-def main(rootfs, out):
+def main(rootfs, out, single=False):
+    if single:
+        SPLIT.clear()
     lay = build.Layout(out)
     tars = [os.path.join(out, f"layer{i}.tar") for i in range(len(SPLIT) + 1)]
     writers = [tarfile.open(p, "w", format=tarfile.PAX_FORMAT) for p in tars]
@@ -56,8 +60,8 @@ def main(rootfs, out):
         os.remove(p)
         descs.append(dict(lay.blob_file(gz), mediaType=build.OCI_LAYER_GZIP))
     cfg = build.runnable_config(cmd=("bash",))
-    lay.tag(lay.image_from_descs(descs, diff_ids, cfg, "debootstrap --variant=minbase, split"))
+    lay.tag(lay.image_from_descs(descs, diff_ids, cfg, "debootstrap --variant=minbase" + ("" if single else ", split")))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], "--single" in sys.argv[3:])

@@ -5,6 +5,12 @@
 #   boxkit (download)   box pull --no-unpack          vs  skopeo copy docker://… oci:DIR
 #   boxkit (ready)      box pull (unpacks as it goes)  vs  podman pull (overlay; unpacks too)
 #
+# and the same root filesystem as ONE layer (~49 MB gz, ~128 MB, ~7,000 files; as
+# debian:bookworm on Docker Hub, bench/pull-image.py --single), issue 14's first row:
+#
+#   boxkit (1 layer)    box pull                       vs  podman pull
+#   floor               tar -xzf of that layer blob into an empty dir (no pull, no store)
+#
 # hyperfine -N, one warm-up round, then RUNS (>= 5) interleaved rounds: each round runs all four
 # commands once, each after a --prepare that empties its destination. Prints medians and
 # ratios. Needs root (debootstrap fixture, podman storage), hyperfine, skopeo, podman,
@@ -20,6 +26,8 @@ chmod 755 "$PWD/bench/out" "$OUT"
 
 ROOTFS=$(bash tests/fixtures/images/make-debian.sh)
 [ -f "$OUT/image/index.json" ] || python3 bench/pull-image.py "$ROOTFS" "$OUT/image"
+[ -f "$OUT/image1/index.json" ] || python3 bench/pull-image.py "$ROOTFS" "$OUT/image1" --single
+LAYER1=$(ls -S "$OUT"/image1/blobs/sha256/* | head -n1)
 cargo build --release --quiet --bin box
 BOX=$PWD/target/release/box
 
@@ -49,6 +57,8 @@ for _ in $(seq 50); do
 done
 IMAGE=$REG/bench/debian:latest
 skopeo copy -q --dest-tls-verify=false "oci:$OUT/image:latest" "docker://$IMAGE"
+IMAGE1=$REG/bench/debian-single:latest
+skopeo copy -q --dest-tls-verify=false "oci:$OUT/image1:latest" "docker://$IMAGE1"
 
 printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" > "$OUT/registries.conf"
 chmod 644 "$OUT/registries.conf"
@@ -61,6 +71,9 @@ BOX_DL="$BOX --root $OUT/box-dl pull -q --no-unpack $IMAGE"
 BOX_READY="$BOX --root $OUT/box-ready pull -q $IMAGE"
 SKOPEO="skopeo copy -q --src-tls-verify=false docker://$IMAGE oci:$OUT/skopeo:latest"
 PODMAN_PULL="$PODMAN pull -q --tls-verify=false $IMAGE"
+BOX_ONE="$BOX --root $OUT/box-one pull -q $IMAGE1"
+PODMAN_ONE="$PODMAN pull -q --tls-verify=false $IMAGE1"
+FLOOR="tar --no-same-owner -xzf $LAYER1 -C $OUT/floor --exclude=./dev/*"
 
 round() {
     hyperfine -N --runs 1 --style none "$@" \
@@ -68,15 +81,20 @@ round() {
         --prepare "rm -rf $OUT/skopeo" -n skopeo-copy "$SKOPEO" \
         --prepare "$(fresh "$OUT/box-ready")" -n boxkit-ready "$BOX_READY" \
         --prepare "sh -c '$PODMAN rmi -a -f >/dev/null 2>&1; rm -rf $OUT/podman'" -n podman-pull "$PODMAN_PULL" \
+        --prepare "$(fresh "$OUT/box-one")" -n boxkit-one "$BOX_ONE" \
+        --prepare "sh -c '$PODMAN rmi -a -f >/dev/null 2>&1; rm -rf $OUT/podman'" -n podman-one "$PODMAN_ONE" \
+        --prepare "$(fresh "$OUT/floor")" -n floor-tar-x "$FLOOR" \
         > /dev/null
 }
 rm -f "$OUT"/round-*.json
+echo "load before: $(cat /proc/loadavg)"
 round # warm-up
 i=1
 while [ "$i" -le "$RUNS" ]; do
     round --export-json "$OUT/round-$i.json"
     i=$((i + 1))
 done
+echo "load after:  $(cat /proc/loadavg)"
 
 # The outputs are real: the same layers in boxkit's store as in skopeo's layout.
 python3 - "$OUT" <<'PY'
@@ -102,6 +120,11 @@ med = {k: statistics.median(v) for k, v in t.items()}
 print(f"runs: {runs} interleaved rounds after 1 warm-up round")
 for k, v in t.items():
     print(f"{k:16} s: " + " ".join(f"{x:.2f}" for x in v))
+print()
+b, p, f = med["boxkit-one"], med["podman-one"], med["floor-tar-x"]
+print("| one-layer Debian, pull + unpack | boxkit s | podman pull s | boxkit/podman | floor tar -x s | floor/podman | goal <= 0.5 |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+print(f"| root | {b:.2f} | {p:.2f} | {b/p:.2f} | {f:.2f} | {f/p:.2f} | {'met' if b/p <= 0.5 else 'MISSED'} |")
 print()
 print("| comparison | boxkit median s | anchor median s | anchor / boxkit | goal: boxkit faster |")
 print("| --- | ---: | ---: | ---: | --- |")

@@ -14,6 +14,7 @@ use tar::EntryType;
 use super::fsat::{self, Obj, errno, is_dir, lstat_at, remove_at};
 use super::meta::Meta;
 use super::path::{clean, cstr, lossy, split_last};
+use super::pool::{self, FileJob};
 use super::{ExtractError, Extractor, Result};
 
 /// Where a new entry goes: its parent directory, its name there, and what is there now.
@@ -53,6 +54,8 @@ impl Extractor<'_> {
             self.devices.push(name_s.to_string());
             return Ok(());
         }
+        // Nothing touches a path the pool may still be writing.
+        self.guard(path)?;
         let (parent, name) = split_last(path);
         let n = cstr(name).map_err(|e| Self::io(name_s, "name", e))?;
         let pfd = self
@@ -65,13 +68,37 @@ impl Extractor<'_> {
                     io::ErrorKind::NotFound.into(),
                 )
             })?;
+        self.planted.remove(path);
+        if matches!(kind, EntryType::Regular | EntryType::Continuous)
+            && self.pool.is_some()
+            && entry.size() <= pool::MAX_JOB
+        {
+            let data = read_data(entry, name_s)?;
+            let job = FileJob {
+                pfd,
+                name: n,
+                name_s: name_s.to_string(),
+                meta,
+                data,
+            };
+            self.dispatch(path, job)?;
+            self.written.insert(path.to_vec());
+            return Ok(());
+        }
         let at = Slot {
             pfd: pfd.as_fd(),
             name: &n,
             existing: lstat_at(pfd.as_fd(), &n)
                 .map_err(|e| Self::io(name_s, "lstat existing entry", e))?,
         };
-        self.planted.remove(path);
+        // Whatever is replaced may hold files the pool is still writing.
+        if at
+            .existing
+            .as_ref()
+            .is_some_and(|st| kind != EntryType::Directory || !is_dir(st))
+        {
+            self.drain()?;
+        }
         match kind {
             EntryType::Directory => self.create_dir(name_s, path, &at, &meta)?,
             EntryType::Regular | EntryType::Continuous => {
@@ -207,6 +234,8 @@ impl Extractor<'_> {
             return Err(Self::hostile(name_s, "hardlink to the layer root"));
         }
         self.check_planted(name_s, &target)?;
+        // The target may be a file the pool is still writing.
+        self.guard(&target)?;
         let (tparent, tname) = split_last(&target);
         let tpfd = self.open_link_target_dir(name_s, &shown, tparent)?;
         let tn = cstr(tname).map_err(|e| Self::io(name_s, "hardlink target", e))?;
@@ -309,4 +338,27 @@ impl Extractor<'_> {
         self.written.extend(created);
         Ok(Some(cur))
     }
+}
+
+/// The whole content of a (small) regular file entry; a short read is an error, as in
+/// [`Extractor::create_file`].
+fn read_data<R: Read>(entry: &mut tar::Entry<R>, name_s: &str) -> Result<Vec<u8>> {
+    let expected = entry.size();
+    let mut data = Vec::with_capacity(expected as usize);
+    entry
+        .read_to_end(&mut data)
+        .map_err(|source| ExtractError::ReadEntry {
+            entry: name_s.to_string(),
+            source,
+        })?;
+    if data.len() as u64 != expected {
+        return Err(ExtractError::ReadEntry {
+            entry: name_s.to_string(),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("stream ended after {} of {expected} bytes", data.len()),
+            ),
+        });
+    }
+    Ok(data)
 }

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::fsat::{self, Obj, errno};
 use super::path::{cstr, lossy, split_last};
-use super::{ExtractError, Extractor, Ownership, Result};
+use super::{ExtractError, ExtractOptions, Extractor, Notes, Ownership, Result};
 use crate::layer::xattr;
 
 /// An entry's metadata, from the ustar header with PAX overrides applied.
@@ -76,92 +76,21 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    /// Owner, then mode (chown clears setuid), then xattrs (chown clears
-    /// security.capability), then mtime (unless deferred, for directories).
+    /// [`apply`] with this extraction's options and notes.
     pub(super) fn apply(&mut self, name_s: &str, obj: &Obj, m: &Meta, times: bool) -> Result<()> {
-        if self.opts.ownership == Ownership::Preserve {
-            fsat::chown(obj, m.uid as libc::uid_t, m.gid as libc::gid_t).map_err(|source| {
-                ExtractError::Chown {
-                    entry: name_s.to_string(),
-                    uid: m.uid,
-                    gid: m.gid,
-                    source,
-                }
-            })?;
-        }
-        fsat::chmod(obj, m.mode).map_err(|e| Self::io(name_s, format!("chmod {:o}", m.mode), e))?;
-        for (k, v) in &m.xattrs {
-            if k.starts_with(xattr::BOXKIT_XATTR_PREFIX) {
-                // boxkit's own bookkeeping (the owner of a file where only root is mapped) is
-                // never taken from a layer: it would let a layer forge an owner.
-                self.warnings.push(format!(
-                    "entry {name_s}: xattr {} dropped: boxkit's own xattrs are never taken \
-                     from a layer",
-                    lossy(k)
-                ));
-                continue;
-            }
-            let r = match obj {
-                Obj::Fd(fd) => xattr::fset(*fd, k, v),
-                Obj::At(dir, n, _) => {
-                    let p = format!("/proc/self/fd/{}", dir.as_raw_fd());
-                    let mut p = std::path::PathBuf::from(p);
-                    p.push(std::ffi::OsStr::from_bytes(n.to_bytes()));
-                    xattr::lset(&p, k, v)
-                }
-            };
-            if let Err(e) = r {
-                if matches!(errno(&e), libc::EPERM | libc::ENOTSUP | libc::EACCES) {
-                    self.warnings
-                        .push(format!("entry {name_s}: xattr {} not set: {e}", lossy(k)));
-                } else {
-                    return Err(Self::io(name_s, format!("set xattr {}", lossy(k)), e));
-                }
-            }
-        }
-        if self.opts.ownership == Ownership::Xattr {
-            self.record_owner(name_s, obj, m)?;
-        }
-        if times {
-            fsat::set_times(obj, m.mtime).map_err(|e| Self::io(name_s, "set mtime", e))?;
-        }
-        Ok(())
-    }
-
-    /// [`Ownership::Xattr`]: the owner goes into the owner xattr (after the archive's own
-    /// xattrs, so nothing overrides it); 0:0 needs none, and an existing directory loses an
-    /// old one. Only regular files and directories (opened, [`Obj::Fd`]) can carry it.
-    fn record_owner(&mut self, name_s: &str, obj: &Obj, m: &Meta) -> Result<()> {
-        let owner = (m.uid as u32, m.gid as u32);
-        match obj {
-            Obj::Fd(fd) if owner == (0, 0) => xattr::fremove(*fd, xattr::OWNER_XATTR)
-                .map_err(|e| Self::io(name_s, "remove owner xattr", e)),
-            Obj::Fd(fd) => {
-                let v = xattr::format_owner(owner.0, owner.1);
-                xattr::fset(*fd, xattr::OWNER_XATTR, &v).map_err(|e| {
-                    Self::io(
-                        name_s,
-                        format!(
-                            "record owner {}:{} in xattr user.boxkit.owner",
-                            m.uid, m.gid
-                        ),
-                        e,
-                    )
-                })
-            }
-            Obj::At(..) if owner == (0, 0) => Ok(()),
-            Obj::At(..) => {
-                self.unowned.push(format!("{name_s} ({}:{})", m.uid, m.gid));
-                Ok(())
-            }
-        }
+        apply(self.opts, &mut self.notes, name_s, obj, m, times)
     }
 
     /// Date every directory, deepest last-created first, now that its content stopped
     /// changing its mtime.
     pub(super) fn finish_dirs(&mut self) {
         let times = std::mem::take(&mut self.dir_times);
+        // A directory listed twice takes the time of its last entry, as any other metadata.
+        let mut dated = std::collections::HashSet::new();
         for (path, mtime) in times.iter().rev() {
+            if !dated.insert(path.as_slice()) {
+                continue;
+            }
             if path.is_empty() {
                 let _ = fsat::set_times(&Obj::Fd(self.root.as_fd()), *mtime);
                 continue;
@@ -174,6 +103,98 @@ impl Extractor<'_> {
             // The dir may since have been deleted or replaced by a later entry; then there is
             // nothing left to date.
             let _ = fsat::set_times(&Obj::At(pfd.as_fd(), &n, false), *mtime);
+        }
+    }
+}
+
+/// Owner, then mode (chown clears setuid), then xattrs (chown clears
+/// security.capability), then mtime (unless deferred, for directories).
+pub(super) fn apply(
+    opts: &ExtractOptions,
+    notes: &mut Notes,
+    name_s: &str,
+    obj: &Obj,
+    m: &Meta,
+    times: bool,
+) -> Result<()> {
+    if opts.ownership == Ownership::Preserve {
+        fsat::chown(obj, m.uid as libc::uid_t, m.gid as libc::gid_t).map_err(|source| {
+            ExtractError::Chown {
+                entry: name_s.to_string(),
+                uid: m.uid,
+                gid: m.gid,
+                source,
+            }
+        })?;
+    }
+    fsat::chmod(obj, m.mode)
+        .map_err(|e| Extractor::io(name_s, format!("chmod {:o}", m.mode), e))?;
+    for (k, v) in &m.xattrs {
+        if k.starts_with(xattr::BOXKIT_XATTR_PREFIX) {
+            // boxkit's own bookkeeping (the owner of a file where only root is mapped) is
+            // never taken from a layer: it would let a layer forge an owner.
+            notes.warnings.push(format!(
+                "entry {name_s}: xattr {} dropped: boxkit's own xattrs are never taken \
+                 from a layer",
+                lossy(k)
+            ));
+            continue;
+        }
+        let r = match obj {
+            Obj::Fd(fd) => xattr::fset(*fd, k, v),
+            Obj::At(dir, n, _) => {
+                let p = format!("/proc/self/fd/{}", dir.as_raw_fd());
+                let mut p = std::path::PathBuf::from(p);
+                p.push(std::ffi::OsStr::from_bytes(n.to_bytes()));
+                xattr::lset(&p, k, v)
+            }
+        };
+        if let Err(e) = r {
+            if matches!(errno(&e), libc::EPERM | libc::ENOTSUP | libc::EACCES) {
+                notes
+                    .warnings
+                    .push(format!("entry {name_s}: xattr {} not set: {e}", lossy(k)));
+            } else {
+                return Err(Extractor::io(name_s, format!("set xattr {}", lossy(k)), e));
+            }
+        }
+    }
+    if opts.ownership == Ownership::Xattr {
+        record_owner(notes, name_s, obj, m)?;
+    }
+    if times {
+        fsat::set_times(obj, m.mtime).map_err(|e| Extractor::io(name_s, "set mtime", e))?;
+    }
+    Ok(())
+}
+
+/// [`Ownership::Xattr`]: the owner goes into the owner xattr (after the archive's own
+/// xattrs, so nothing overrides it); 0:0 needs none, and an existing directory loses an
+/// old one. Only regular files and directories (opened, [`Obj::Fd`]) can carry it.
+fn record_owner(notes: &mut Notes, name_s: &str, obj: &Obj, m: &Meta) -> Result<()> {
+    let owner = (m.uid as u32, m.gid as u32);
+    match obj {
+        Obj::Fd(fd) if owner == (0, 0) => xattr::fremove(*fd, xattr::OWNER_XATTR)
+            .map_err(|e| Extractor::io(name_s, "remove owner xattr", e)),
+        Obj::Fd(fd) => {
+            let v = xattr::format_owner(owner.0, owner.1);
+            xattr::fset(*fd, xattr::OWNER_XATTR, &v).map_err(|e| {
+                Extractor::io(
+                    name_s,
+                    format!(
+                        "record owner {}:{} in xattr user.boxkit.owner",
+                        m.uid, m.gid
+                    ),
+                    e,
+                )
+            })
+        }
+        Obj::At(..) if owner == (0, 0) => Ok(()),
+        Obj::At(..) => {
+            notes
+                .unowned
+                .push(format!("{name_s} ({}:{})", m.uid, m.gid));
+            Ok(())
         }
     }
 }

@@ -36,6 +36,7 @@ mod entries;
 mod fsat;
 mod meta;
 mod path;
+mod pool;
 mod whiteouts;
 
 use std::collections::HashSet;
@@ -105,6 +106,11 @@ pub struct ExtractOptions {
     pub root_meta: bool,
     /// Refuse a stream whose uncompressed size exceeds this many bytes (decompression bombs).
     pub max_bytes: Option<u64>,
+    /// Threads that create regular files besides the one reading the stream: `Some(0)` does
+    /// everything on the reading thread; `None` takes `BOX_UNPACK_WORKERS`, else 0 (see
+    /// [`pool::workers`] for why). At most [`pool::MAX_WORKERS`]. The result is the same.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 /// The container id range docker and podman use, and boxkit's default: ids 0…65535.
@@ -118,6 +124,7 @@ impl Default for ExtractOptions {
             max_id: DEFAULT_MAX_ID,
             root_meta: false,
             max_bytes: None,
+            workers: None,
         }
     }
 }
@@ -250,17 +257,23 @@ impl<R: Read> Read for Capped<R> {
 }
 
 fn extract_tar<R: Read>(tar: R, root: OwnedFd, opts: &ExtractOptions) -> Result<ExtractReport> {
+    let workers = pool::workers(opts.workers);
+    let pool = (workers > 0)
+        .then(|| pool::Pool::new(workers, opts))
+        .flatten();
     let mut x = Extractor {
         root,
         opts,
         planted: HashSet::new(),
         written: HashSet::new(),
         dir_times: Vec::new(),
-        warnings: Vec::new(),
+        notes: Notes::default(),
         devices: Vec::new(),
-        unowned: Vec::new(),
         entries: 0,
         buf: vec![0u8; 1 << 20],
+        pool,
+        pending: HashSet::new(),
+        pending_dirs: HashSet::new(),
     };
     let too_big = |e: &io::Error| e.kind() == io::ErrorKind::FileTooLarge;
     let limit = opts.max_bytes;
@@ -281,26 +294,32 @@ fn extract_tar<R: Read>(tar: R, root: OwnedFd, opts: &ExtractOptions) -> Result<
         r => r?,
     }
     let entries = x.entries;
+    // Every file is written before any directory is dated.
+    if let Some(pool) = x.pool.take() {
+        let notes = pool.finish()?;
+        x.notes.warnings.extend(notes.warnings);
+        x.notes.unowned.extend(notes.unowned);
+    }
     x.finish_dirs();
     if let Some(first) = x.devices.first() {
-        x.warnings.push(format!(
+        x.notes.warnings.push(format!(
             "{} device node(s) not created, e.g. {first}: device nodes are never made from \
              image content (containers get /dev from boxkit)",
             x.devices.len()
         ));
     }
-    if let Some(first) = x.unowned.first() {
-        x.warnings.push(format!(
+    if let Some(first) = x.notes.unowned.first() {
+        x.notes.warnings.push(format!(
             "{} symlink(s) or fifo(s) of owners other than root kept as root's, e.g. {first}: \
              only container root is mapped, and these cannot carry the owner xattr",
-            x.unowned.len()
+            x.notes.unowned.len()
         ));
     }
     let (_, diff_id, _) = reader.finish();
     Ok(ExtractReport {
         diff_id,
         entries,
-        warnings: x.warnings,
+        warnings: x.notes.warnings,
     })
 }
 
@@ -343,14 +362,27 @@ struct Extractor<'a> {
     /// Paths this archive created (Flatten): an opaque marker must not delete them.
     written: HashSet<Vec<u8>>,
     dir_times: Vec<(Vec<u8>, i64)>,
-    warnings: Vec<String>,
+    notes: Notes,
     /// Device entries skipped (reported as one warning).
     devices: Vec<String>,
+    entries: u64,
+    buf: Vec<u8>,
+    /// The threads that create regular files, if any ([`pool`]).
+    pool: Option<pool::Pool>,
+    /// Paths handed to the pool since it was last drained: no other entry may touch them, or
+    /// anything below them, until it is drained again.
+    pending: HashSet<Vec<u8>>,
+    /// The ancestors of the pending paths: replacing one of them must wait too.
+    pending_dirs: HashSet<Vec<u8>>,
+}
+
+/// What an extraction notes besides errors; each pool worker keeps its own, merged at the end.
+#[derive(Default)]
+struct Notes {
+    warnings: Vec<String>,
     /// Entries whose owner could not be recorded ([`Ownership::Xattr`] on a symlink or fifo),
     /// reported as one warning.
     unowned: Vec<String>,
-    entries: u64,
-    buf: Vec<u8>,
 }
 
 impl Extractor<'_> {
@@ -400,10 +432,18 @@ impl Extractor<'_> {
             whiteout::classify(name).map_err(|e| Self::hostile(&name_s, e.to_string()))?
         };
         match class {
-            OciName::Opaque => self.opaque(&name_s, parent),
-            OciName::Whiteout(gone) => self.whiteout(&name_s, parent, gone),
+            // Whiteouts delete, or replace, what may still be being written.
+            OciName::Opaque => {
+                self.drain()?;
+                self.opaque(&name_s, parent)
+            }
+            OciName::Whiteout(gone) => {
+                self.drain()?;
+                self.whiteout(&name_s, parent, gone)
+            }
             OciName::Meta => {
-                self.warnings
+                self.notes
+                    .warnings
                     .push(format!("entry {name_s}: skipped aufs whiteout metadata"));
                 Ok(())
             }
