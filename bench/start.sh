@@ -68,8 +68,8 @@ for n in $LAYERS; do
 done
 
 set -- -n boxrun "$as $BOXRUN --root $store --rm --network none busybox true" \
-  -n floor "$as unshare -Urmpf --mount-proc chroot $work/src /bin/true" \
-  -n floor-allns "$as unshare -Urmpfn --ipc --uts --cgroup --mount-proc chroot $work/src /bin/true"
+  -n floor "$as unshare -Urmpf --mount-proc $(command -v chroot) $work/src /bin/true" \
+  -n floor-allns "$as unshare -Urmpfn --ipc --uts --cgroup --mount-proc $(command -v chroot) $work/src /bin/true"
 for n in $LAYERS; do
   [ "$n" -gt 1 ] && set -- "$@" -n "layers$n" "$as $BOXRUN --root $store --rm --network none layers$n true"
 done
