@@ -45,27 +45,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # A registry of our own on a free port.
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-mkdir -p "$work/registry"
-cat > "$work/registry/config.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry/storage
-http:
-  addr: $REG
-YML
-docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 50); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://$REG/v2/')" 2>/dev/null && break
-    sleep 0.1
-done
+. bench/registry.sh
+start_registry "$work/registry"
 IMAGE=$REG/bench/debian-single:latest
 skopeo copy -q --dest-tls-verify=false "oci:$IMGDIR:latest" "docker://$IMAGE"
 printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" > "$work/registries.conf"

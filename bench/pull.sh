@@ -32,29 +32,11 @@ cargo build --release --quiet --bin box
 BOX=$PWD/target/release/box
 
 # A registry of our own on a free port; killed on exit.
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
 rm -rf "$OUT/registry"
-mkdir -p "$OUT/registry"
-cat > "$OUT/registry/config.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $OUT/registry/storage
-http:
-  addr: $REG
-YML
-docker-registry serve "$OUT/registry/config.yml" > "$OUT/registry/log" 2>&1 &
-REG_PID=$!
-trap 'kill $REG_PID 2>/dev/null || true' EXIT INT TERM
-for _ in $(seq 50); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://$REG/v2/')" 2>/dev/null && break
-    sleep 0.1
-done
+. bench/registry.sh
+REG_PID=""
+trap '[ -z "$REG_PID" ] || kill $REG_PID 2>/dev/null || true' EXIT INT TERM
+start_registry "$OUT/registry"
 IMAGE=$REG/bench/debian:latest
 skopeo copy -q --dest-tls-verify=false "oci:$OUT/image:latest" "docker://$IMAGE"
 IMAGE1=$REG/bench/debian-single:latest
