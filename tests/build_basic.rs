@@ -850,3 +850,48 @@ fn same_size_rewrite_with_the_old_mtime_right_after_a_build_reruns_the_copy() {
         assert_eq!(second.matches("CACHED").count(), 0, "{second}");
     }
 }
+
+#[test]
+fn a_no_cache_rebuild_sets_its_duplicate_layer_aside_and_prune_removes_it() {
+    // The rebuilt COPY layer is already cached: its new tree is not deleted on the build's
+    // path but renamed aside in layers/, where the image never looks and `box prune` sweeps.
+    for who in [Who::root(), Who::with_range()].into_iter().flatten() {
+        let e = Env::new(who);
+        e.write("f", "one\n");
+        e.boxfile("FROM busybox\nCOPY f /f\nRUN cat /f\n");
+        e.build_ok(&["-t", "a"]);
+        let unused = || -> Vec<String> {
+            std::fs::read_dir(e.store().join("layers"))
+                .unwrap()
+                .flatten()
+                .map(|d| d.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".unused-"))
+                .collect()
+        };
+        assert!(unused().is_empty(), "{:?}", unused());
+        let out = e.build_ok(&["--no-cache", "-t", "a"]);
+        assert!(out.contains("one"), "{out}");
+        assert!(
+            !unused().is_empty(),
+            "the duplicate COPY layer was set aside"
+        );
+        // The image still runs from the cached copy.
+        let run = e.cmd("boxrun", &["--rm", "a", "cat", "/f"]);
+        assert!(
+            run.status.success() && stdout(&run).contains("one"),
+            "{run:?}"
+        );
+        let p = e.box_cmd(&["prune"]);
+        assert!(p.status.success(), "{p:?}");
+        assert!(
+            unused().is_empty(),
+            "prune removes the set-aside trees: {:?}",
+            unused()
+        );
+        let run = e.cmd("boxrun", &["--rm", "a", "cat", "/f"]);
+        assert!(
+            run.status.success() && stdout(&run).contains("one"),
+            "{run:?}"
+        );
+    }
+}

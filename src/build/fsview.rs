@@ -254,7 +254,7 @@ pub fn commit_dir_timed(
     w.commit(Some(&r.digest))?;
     let layers = store.layers_dir();
     if layer::cached_layer(&layers, &r.diff_id).is_some() {
-        remove_tree(dir);
+        set_aside(&layers, &r.diff_id, dir);
     } else {
         // The layer cache's own two steps, as for an extracted layer: staged under a unique
         // name beside its final place, then published (marker, rename).
@@ -276,6 +276,26 @@ pub fn commit_dir_timed(
     };
     let commit = start.elapsed() - pack;
     Ok((layer, CommitTimes { pack, commit }))
+}
+
+/// A step made a layer the cache already holds (a `--no-cache` rebuild of unchanged inputs):
+/// its new tree is renamed aside under `<layers>/<hex>.unused-<n>`, a name no lookup uses,
+/// which `box prune` removes. Deleting thousands of files here would cost seconds on the
+/// build's critical path, and on ext4 every create soon after pays for recently freed inodes
+/// (buildah keeps such copies too). Off the store's filesystem it is deleted.
+fn set_aside(layers: &Path, diff_id: &crate::digest::Digest, dir: &Path) {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let aside = layers.join(format!(
+        "{}.unused-{stamp}-{}",
+        diff_id.hex(),
+        std::process::id()
+    ));
+    if fs::rename(dir, &aside).is_err() {
+        remove_tree(dir);
+    }
 }
 
 /// Flush the filesystem holding `p` (best effort): the layer's files, written by the
