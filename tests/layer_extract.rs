@@ -1,5 +1,6 @@
 //! Extraction details beyond safety: type replacement, implicit parents, directory mtimes,
-//! whiteouts in both modes, ownership options. Archives come from the `tar` crate's builder.
+//! whiteouts in both modes, ownership options. Archives come from the `tar` crate's builder
+//! (tests/common/tarbuild.rs).
 
 mod common;
 
@@ -8,43 +9,36 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use boxkit::layer::{self, Compression, ExtractMode, ExtractOptions, OverlayXattr, Ownership};
-use tar::{EntryType, Header};
+use common::tarbuild::{Meta, Tar};
+use tar::EntryType;
 
-struct Tar(tar::Builder<Vec<u8>>);
-
-impl Tar {
-    fn new() -> Self {
-        Tar(tar::Builder::new(Vec::new()))
-    }
-    fn header(kind: EntryType, mode: u32, size: u64, mtime: u64, uid: u64) -> Header {
-        let mut h = Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(mtime);
-        h.set_uid(uid);
-        h.set_gid(uid);
-        h
-    }
-    fn file(mut self, path: &str, data: &str, uid: u64) -> Self {
-        let mut h = Self::header(EntryType::Regular, 0o640, data.len() as u64, 1_000_000, uid);
-        self.0.append_data(&mut h, path, data.as_bytes()).unwrap();
-        self
-    }
-    fn dir(mut self, path: &str, mtime: u64) -> Self {
-        let mut h = Self::header(EntryType::Directory, 0o750, 0, mtime, 0);
-        self.0.append_data(&mut h, path, &b""[..]).unwrap();
-        self
-    }
-    fn symlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(EntryType::Symlink, 0o777, 0, 1_000_000, 0);
-        self.0.append_link(&mut h, path, target).unwrap();
-        self
-    }
-    fn bytes(self) -> Vec<u8> {
-        self.0.into_inner().unwrap()
+/// This file's entries: files mode 0640, dated 1_000_000, owned by `uid:uid`.
+fn owned(uid: u64) -> Meta {
+    Meta {
+        mode: 0o640,
+        mtime: 1_000_000,
+        uid,
+        gid: uid,
     }
 }
+
+/// Directories: mode 0750, root's, dated `mtime`.
+fn dated(mtime: u64) -> Meta {
+    Meta {
+        mode: 0o750,
+        mtime,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+/// Symlinks: root's, dated 1_000_000.
+const LINK: Meta = Meta {
+    mode: 0o777,
+    mtime: 1_000_000,
+    uid: 0,
+    gid: 0,
+};
 
 fn extract(tar: &[u8], target: &Path, opts: &ExtractOptions) -> layer::ExtractReport {
     layer::extract(tar, Compression::None, target, opts).unwrap()
@@ -59,10 +53,10 @@ fn entries_replace_existing_paths_of_another_type() {
     fs::write(r.join("was-file"), "x").unwrap();
     std::os::unix::fs::symlink("/nowhere", r.join("was-link")).unwrap();
     let tar = Tar::new()
-        .file("was-dir", "now a file", 0)
-        .symlink("was-file", "was-dir")
-        .dir("was-link", 1_000_000)
-        .file("was-link/child", "c", 0)
+        .file("was-dir", "now a file", owned(0))
+        .link(EntryType::Symlink, "was-file", "was-dir", LINK)
+        .dir("was-link", dated(1_000_000))
+        .file("was-link/child", "c", owned(0))
         .bytes();
     extract(&tar, r, &ExtractOptions::default());
     assert_eq!(fs::read_to_string(r.join("was-dir")).unwrap(), "now a file");
@@ -79,9 +73,9 @@ fn missing_parents_are_created_and_dir_mtimes_survive_their_content() {
     let t = tempfile::tempdir().unwrap();
     let r = t.path();
     let tar = Tar::new()
-        .dir("d", 12345)
-        .file("d/f", "f", 0)
-        .file("implicit/deeper/g", "g", 0)
+        .dir("d", dated(12345))
+        .file("d/f", "f", owned(0))
+        .file("implicit/deeper/g", "g", owned(0))
         .bytes();
     extract(&tar, r, &ExtractOptions::default());
     let d = fs::metadata(r.join("d")).unwrap();
@@ -109,11 +103,11 @@ fn flatten_whiteouts_delete_and_opaque_keeps_only_this_layers_entries() {
     fs::write(r.join("gone-file"), "lower").unwrap();
     let tar = Tar::new()
         // Sorts before the marker: written by this layer, so it must survive.
-        .file("o/-new", "mine", 0)
-        .file("o/.wh..wh..opq", "", 0)
-        .file("o/zz", "mine too", 0)
-        .file(".wh.gone-dir", "", 0)
-        .file(".wh.gone-file", "", 0)
+        .file("o/-new", "mine", owned(0))
+        .file("o/.wh..wh..opq", "", owned(0))
+        .file("o/zz", "mine too", owned(0))
+        .file(".wh.gone-dir", "", owned(0))
+        .file(".wh.gone-file", "", owned(0))
         .bytes();
     extract(&tar, r, &ExtractOptions::default());
     let mut names: Vec<_> = fs::read_dir(r.join("o"))
@@ -133,9 +127,9 @@ fn overlay_mode_writes_overlay_whiteouts_and_opaque_xattr() {
         let r = t.path().join(format!("{kind:?}"));
         fs::create_dir(&r).unwrap();
         let tar = Tar::new()
-            .dir("o", 1)
-            .file("o/.wh..wh..opq", "", 0)
-            .file("d/.wh.gone", "", 0)
+            .dir("o", dated(1))
+            .file("o/.wh..wh..opq", "", owned(0))
+            .file("d/.wh.gone", "", owned(0))
             .bytes();
         let opts = ExtractOptions {
             mode: ExtractMode::Overlay(kind),
@@ -155,7 +149,7 @@ fn ownership_is_preserved_or_ignored_as_asked() {
         return common::skip("chown to other users needs root");
     }
     let t = tempfile::tempdir().unwrap();
-    let tar = Tar::new().file("f", "x", 1234).bytes();
+    let tar = Tar::new().file("f", "x", owned(1234)).bytes();
     let keep = t.path().join("keep");
     let ignore = t.path().join("ignore");
     fs::create_dir(&keep).unwrap();
@@ -179,7 +173,7 @@ fn chown_child_unprivileged() {
     let Ok(target) = std::env::var("BOX_LAYER_CHOWN_CHILD") else {
         return;
     };
-    let tar = Tar::new().file("owned-by-1234", "x", 1234).bytes();
+    let tar = Tar::new().file("owned-by-1234", "x", owned(1234)).bytes();
     let err = layer::extract(
         &tar[..],
         Compression::None,

@@ -16,7 +16,8 @@ use boxkit::digest::Digest;
 use boxkit::layer::{
     self, Compression, Confinement, ExtractMode, ExtractOptions, OverlayXattr, Ownership,
 };
-use tar::{EntryType, Header};
+use common::tarbuild::{Meta, Tar};
+use tar::EntryType;
 
 /// Everything the result of an unpack is compared on, for one path.
 #[derive(Debug, PartialEq)]
@@ -171,70 +172,65 @@ fn parallel_unpack_of_the_debian_layer_equals_the_serial_one() {
     assert_same(&serial, &parallel, "2 workers");
 }
 
-struct Tar(tar::Builder<Vec<u8>>);
-
-impl Tar {
-    fn header(kind: EntryType, mode: u32, size: u64, mtime: u64, uid: u64) -> Header {
-        let mut h = Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(mtime);
-        h.set_uid(uid);
-        h.set_gid(uid + 1);
-        h
-    }
-    fn file(&mut self, path: &str, data: &[u8], mode: u32, uid: u64) {
-        let mut h = Self::header(EntryType::Regular, mode, data.len() as u64, 1_100_000, uid);
-        self.0.append_data(&mut h, path, data).unwrap();
-    }
-    fn dir(&mut self, path: &str, mode: u32, mtime: u64) {
-        let mut h = Self::header(EntryType::Directory, mode, 0, mtime, 7);
-        self.0.append_data(&mut h, path, &b""[..]).unwrap();
-    }
-    fn link(&mut self, kind: EntryType, path: &str, target: &str) {
-        let mut h = Self::header(kind, 0o777, 0, 1_200_000, 0);
-        self.0.append_link(&mut h, path, target).unwrap();
+/// This file's files: mode `mode`, dated 1_100_000, owned by `uid:uid+1`.
+fn owned(mode: u32, uid: u64) -> Meta {
+    Meta {
+        mode,
+        mtime: 1_100_000,
+        uid,
+        gid: uid + 1,
     }
 }
+
+/// Directories: mode `mode`, dated `mtime`, owned by 7:8.
+fn dated(mode: u32, mtime: u64) -> Meta {
+    Meta {
+        mode,
+        mtime,
+        uid: 7,
+        gid: 8,
+    }
+}
+
+/// Links: dated 1_200_000, owned by 0:1.
+const LINK: Meta = Meta {
+    mode: 0o777,
+    mtime: 1_200_000,
+    uid: 0,
+    gid: 1,
+};
 
 /// Entries that touch what the pool may still be writing: a file written twice, a file
 /// replaced by a directory and a directory by a file, hardlinks to just-written files,
 /// whiteouts of them, a file too large for the pool between small ones, and directories
 /// listed before their content with mtimes and modes that must survive it.
 fn tricky_tar() -> Vec<u8> {
-    let mut t = Tar(tar::Builder::new(Vec::new()));
-    t.dir("a", 0o751, 1_000_001);
+    let mut t = Tar::new().dir("a", dated(0o751, 1_000_001));
     for i in 0..200 {
-        t.file(
-            &format!("a/f{i}"),
-            format!("file {i}\n").as_bytes(),
-            0o640,
-            i,
-        );
+        t = t.file(&format!("a/f{i}"), format!("file {i}\n"), owned(0o640, i));
     }
-    t.file("a/f2", b"written again\n", 0o600, 3);
-    t.link(EntryType::Link, "a/h3", "a/f3");
-    t.link(EntryType::Link, "a/h4", "a/f4");
-    t.file("a/f4", b"replaced after being linked\n", 0o644, 4);
-    t.file("a/setuid", b"#!/bin/true\n", 0o4755, 0);
-    t.file("big", &vec![7u8; 3 << 20], 0o644, 0);
-    t.file("b", b"a file first\n", 0o644, 0);
-    t.dir("b", 0o700, 1_000_002);
-    t.file("b/x", b"in b\n", 0o644, 0);
-    t.dir("c", 0o755, 1_000_003);
-    t.file("c/y", b"in c\n", 0o644, 0);
-    t.file("c", b"c is a file now\n", 0o644, 0);
-    t.file("a/.wh.f5", b"", 0o644, 0);
-    t.dir("d/e/f", 0o555, 1_000_004);
-    t.file("d/e/f/g", b"under a read-only dir\n", 0o444, 9);
-    t.link(EntryType::Symlink, "d/s", "../a/f6");
-    t.file("a/.wh..wh..opq", b"", 0o644, 0);
-    t.dir("a", 0o751, 1_000_005);
-    // The implicit parents made for d/e/f, dated after their content.
-    t.dir("d/e", 0o755, 1_000_006);
-    t.dir("d", 0o755, 1_000_007);
-    t.0.into_inner().unwrap()
+    t.file("a/f2", b"written again\n", owned(0o600, 3))
+        .link(EntryType::Link, "a/h3", "a/f3", LINK)
+        .link(EntryType::Link, "a/h4", "a/f4", LINK)
+        .file("a/f4", b"replaced after being linked\n", owned(0o644, 4))
+        .file("a/setuid", b"#!/bin/true\n", owned(0o4755, 0))
+        .file("big", vec![7u8; 3 << 20], owned(0o644, 0))
+        .file("b", b"a file first\n", owned(0o644, 0))
+        .dir("b", dated(0o700, 1_000_002))
+        .file("b/x", b"in b\n", owned(0o644, 0))
+        .dir("c", dated(0o755, 1_000_003))
+        .file("c/y", b"in c\n", owned(0o644, 0))
+        .file("c", b"c is a file now\n", owned(0o644, 0))
+        .file("a/.wh.f5", b"", owned(0o644, 0))
+        .dir("d/e/f", dated(0o555, 1_000_004))
+        .file("d/e/f/g", b"under a read-only dir\n", owned(0o444, 9))
+        .link(EntryType::Symlink, "d/s", "../a/f6", LINK)
+        .file("a/.wh..wh..opq", b"", owned(0o644, 0))
+        .dir("a", dated(0o751, 1_000_005))
+        // The implicit parents made for d/e/f, dated after their content.
+        .dir("d/e", dated(0o755, 1_000_006))
+        .dir("d", dated(0o755, 1_000_007))
+        .bytes()
 }
 
 #[test]

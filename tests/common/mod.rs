@@ -46,3 +46,4 @@ pub mod fixtures;
 pub mod jobs;
 pub mod podman;
 pub mod registry;
+pub mod tarbuild;
