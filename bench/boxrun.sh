@@ -30,13 +30,8 @@ done
 
 work=$(mktemp -d /tmp/boxkit-bench-run.XXXXXX)
 chmod 755 "$work"
-as=""
-label=root
-if [ -n "${ROOTLESS_USER:-}" ]; then
-  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
-  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env --"
-  label="rootless ($ROOTLESS_USER)"
-fi
+. bench/rootless.sh
+rootless_setup "$work" --user-env
 pconf="$work/containers.conf"
 cleanup() {
   CONTAINERS_CONF=$pconf $as podman --root "$work/p/root" --runroot "$work/p/run" \

@@ -63,15 +63,8 @@ cp -r "$repo" "$ctx/repo"
 cmd="echo 'deb [trusted=yes] file:/repo ./' > /etc/apt/sources.list && rm -f /etc/apt/sources.list.d/* && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PKGS >/dev/null"
 printf 'FROM debian\nRUN --mount=type=bind,source=repo,target=/repo %s\n' "$cmd" > "$ctx/Boxfile"
 
-as=""
-label=root
-if [ -n "${ROOTLESS_USER:-}" ]; then
-  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
-  chown -R "$uid:$gid" "$work"
-  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env env HOME=$work PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg"
-  mkdir -p "$work/xdg"; chown "$uid:$gid" "$work/xdg"; chmod 700 "$work/xdg"
-  label="rootless ($ROOTLESS_USER)"
-fi
+. bench/rootless.sh
+rootless_setup "$work"
 $as "$BOX" --root "$work/store" load -q -i "$OUT/debian.tar" >/dev/null
 build="$as $BOXBUILD --root $work/store --no-cache -q -t real $ctx"
 run="$as $BOXRUN --root $work/store --rm --network none -v $ctx/repo:/repo:ro debian sh -c \"$cmd\""

@@ -53,14 +53,8 @@ WORKDIR /app
 CMD ["sh"]
 EOF
 
-label=root
-if [ -n "${ROOTLESS_USER:-}" ]; then
-  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
-  chown -R "$uid:$gid" "$work"
-  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env env HOME=$work PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg"
-  mkdir -p "$work/xdg"; chown "$uid:$gid" "$work/xdg"; chmod 700 "$work/xdg"
-  label="rootless ($ROOTLESS_USER)"
-fi
+. bench/rootless.sh
+rootless_setup "$work"
 B="$as buildah --root $work/buildah --runroot $work/buildah-run"
 $as "$BOX" --root "$work/store" load -q -i "$work/busybox.tar" >/dev/null
 $B pull -q "oci-archive:$work/busybox.tar" >/dev/null

@@ -26,14 +26,8 @@ IMGDIR=$PWD/bench/out/pull-single/image
 
 work=$(mktemp -d /tmp/boxkit-bench-pullrun.XXXXXX)
 chmod 755 "$work"
-as=""
-label=root
-if [ -n "${ROOTLESS_USER:-}" ]; then
-  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
-  mkdir -p "$work/xdg"; chown "$uid:$gid" "$work" "$work/xdg"; chmod 700 "$work/xdg"
-  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env env HOME=$work PATH=/usr/bin:/bin XDG_RUNTIME_DIR=$work/xdg BOX_REGISTRIES_CONF=$work/registries.conf"
-  label="rootless ($ROOTLESS_USER)"
-fi
+. bench/rootless.sh
+rootless_setup "$work" "BOX_REGISTRIES_CONF=$work/registries.conf"
 PODMAN="podman --root $work/podman/root --runroot $work/podman/run --storage-driver overlay --tmpdir $work/podman/tmp"
 REG_PID=""
 cleanup() {

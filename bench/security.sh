@@ -28,13 +28,8 @@ old=$(bash "$basewt/scripts/build-release.sh")
 
 work=$(mktemp -d /tmp/boxkit-bench-sec.XXXXXX)
 chmod 755 "$work"
-as=""
-label=root
-if [ -n "${ROOTLESS_USER:-}" ]; then
-  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
-  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env --"
-  label="rootless ($ROOTLESS_USER)"
-fi
+. bench/rootless.sh
+rootless_setup "$work" --user-env
 trap 'rm -rf "$work" 2>/dev/null || true' EXIT
 
 # The image: busybox and its applets (umoci and skopeo, independent of boxkit).

@@ -48,14 +48,8 @@ for n in $LAYERS; do
   skopeo copy -q "oci:$d/layout:latest" "oci-archive:$d/img.tar:layers$n:latest"
 done
 
-as=""
-label=root
-if [ -n "${ROOTLESS_USER:-}" ]; then
-  uid=$(id -u "$ROOTLESS_USER"); gid=$(id -g "$ROOTLESS_USER")
-  as="setpriv --reuid=$uid --regid=$gid --init-groups --reset-env --"
-  label="rootless ($ROOTLESS_USER)"
-  chown -R "$uid:$gid" "$work"
-fi
+. bench/rootless.sh
+rootless_setup "$work" --user-env
 store="$work/store"
 $as "$BOX" --root "$store" load -q -i "$work/busybox.tar"
 for n in $LAYERS; do
