@@ -42,12 +42,13 @@ done
 [ "$(id -u)" = 0 ] || { echo "run as root (podman with a private store, as the tests do)" >&2; exit 1; }
 BOXKIT_BIN=${BOXKIT_BIN:-$(bash scripts/build-release.sh)}
 . bench/busybox-image.sh
+. bench/registry.sh
 
 work=$(mktemp -d /tmp/boxkit-bench-ci.XXXXXX)
 chmod 755 "$work"
-reg_pid=""
+REG_PID=""
 cleanup() {
-  [ -z "$reg_pid" ] || kill "$reg_pid" 2>/dev/null || true
+  [ -z "$REG_PID" ] || kill "$REG_PID" 2>/dev/null || true
   P rm --all --force --time 0 >/dev/null 2>&1 || true
   if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 }
@@ -72,33 +73,8 @@ P() {
 }
 
 # --- a local registry that mirrors docker.io, holding busybox (made by independent tools).
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-reg="127.0.0.1:$port"
-mkdir -p "$work/registry"
-cat > "$work/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry/storage
-http:
-  addr: $reg
-EOF
-docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do
-  python3 - "$reg" <<'EOF' && break
-import sys, urllib.request
-try:
-    urllib.request.urlopen(f"http://{sys.argv[1]}/v2/", timeout=1)
-except Exception:
-    sys.exit(1)
-EOF
-  sleep 0.1
-done
+start_registry "$work/registry"
+reg=$REG
 busybox_image "$work/img"
 skopeo copy -q --dest-tls-verify=false "oci:$work/img/layout:latest" \
   "docker://$reg/library/busybox:latest"
