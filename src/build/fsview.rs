@@ -306,26 +306,10 @@ fn sync_fs(p: &Path) {
     }
 }
 
-/// Remove a tree we own, making unreadable directories (an overlay work dir) removable first.
+/// Remove a tree we own, making unreadable directories (an overlay work dir) removable first;
+/// the store's removal, for callers with nothing to do if it fails.
 pub fn remove_tree(p: &Path) {
-    if fs::remove_dir_all(p).is_ok() || !p.exists() {
-        return;
-    }
-    fn open_up(p: &Path) {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = fs::symlink_metadata(p)
-            && m.is_dir()
-        {
-            let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
-            if let Ok(rd) = fs::read_dir(p) {
-                for e in rd.flatten() {
-                    open_up(&e.path());
-                }
-            }
-        }
-    }
-    open_up(p);
-    let _ = fs::remove_dir_all(p);
+    let _ = crate::store::gc::remove_tree(p);
 }
 
 /// A C string for a path (paths never hold NUL bytes).

@@ -82,6 +82,9 @@ fn make_removable(p: &Path) {
     }
 }
 
+/// Remove the tree at `p` (already absent is success), opening up directories that block it
+/// (read-only ones an image shipped, an overlay work dir) and trying once more. Shared with
+/// the build's own tree removal (`build::fsview::remove_tree`).
 pub(crate) fn remove_tree(p: &Path) -> std::io::Result<()> {
     match fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
