@@ -505,11 +505,16 @@ pub fn report(err: &anyhow::Error, prog: &str) -> ExitCode {
 /// What a command asks the binary to exit with.
 pub type CmdResult = anyhow::Result<u8>;
 
-fn finish(prog: &str, r: CmdResult) -> ExitCode {
-    match r {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => report(&e, prog),
-    }
+fn finish(prog: &str, r: CmdResult, tool: &ToolContext) -> ExitCode {
+    let code = match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{prog}: {e:#}");
+            EXIT_TOOL_FAILED
+        }
+    };
+    tool.exiting(code);
+    ExitCode::from(code)
 }
 
 /// clap exits with 2 on usage errors; docker uses 125 for its own failures, usage included.
@@ -547,7 +552,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
                 0
             })
         });
-        return finish("box", dev::sandbox_run(cli.args, &tool));
+        return finish("box", dev::sandbox_run(cli.args, &tool), &tool);
     }
     let cli: BoxCli = parse_or_exit();
     let g = cli.global;
@@ -577,7 +582,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
-    finish("box", r)
+    finish("box", r, &tool)
 }
 
 fn system_migrate() -> CmdResult {
@@ -618,12 +623,12 @@ struct BoxrunCli {
 
 pub fn boxbuild_main(tool: ToolContext) -> ExitCode {
     let cli: BoxbuildCli = parse_or_exit();
-    finish("boxbuild", build::run(&cli.global, cli.args, &tool))
+    finish("boxbuild", build::run(&cli.global, cli.args, &tool), &tool)
 }
 
 pub fn boxrun_main(tool: ToolContext) -> ExitCode {
     let cli: BoxrunCli = parse_or_exit();
-    finish("boxrun", run::run(&cli.global, cli.args, &tool))
+    finish("boxrun", run::run(&cli.global, cli.args, &tool), &tool)
 }
 
 #[cfg(test)]

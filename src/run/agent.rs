@@ -53,6 +53,12 @@ pub enum Request {
     Release {
         id: String,
     },
+    /// The tool has finished (everything it made is released, its output flushed) and exits
+    /// with `code`: the agent returns it at once instead of waiting for the tool's exit, whose
+    /// namespace teardown (a millisecond) then overlaps with the caller going on. No reply.
+    Exit {
+        code: u8,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -162,6 +168,14 @@ impl HostSide {
                     ports: Vec::new(),
                 }
             }
+            // In process there is nobody to tell; across the socket `serve` takes it.
+            Request::Exit { .. } => {
+                self.release_all();
+                Reply::Ok {
+                    address: None,
+                    ports: Vec::new(),
+                }
+            }
         }
     }
 
@@ -186,9 +200,10 @@ fn release(h: Held) {
     }
 }
 
-/// Serve requests on `fd` until the other side closes it; returns with everything released.
+/// Serve requests on `fd` until the other side closes it or says it exits; returns with
+/// everything released, and the tool's exit code when it sent one ([`Request::Exit`]).
 /// `keeper` is the keeper the tool process joined (rootless bridge networking needs it).
-pub fn serve(fd: RawFd, keeper: Option<i32>) {
+pub fn serve(fd: RawFd, keeper: Option<i32>) -> Option<u8> {
     let mut host = HostSide::new(keeper);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -199,6 +214,10 @@ pub fn serve(fd: RawFd, keeper: Option<i32>) {
             Err(_) => break,
         };
         let reply = match serde_json::from_slice::<Request>(&buf[..n]) {
+            Ok(Request::Exit { code }) => {
+                host.release_all();
+                return Some(code);
+            }
             Ok(req) => host.handle(req),
             Err(e) => Reply::Err(format!("bad request: {e}")),
         };
@@ -206,6 +225,7 @@ pub fn serve(fd: RawFd, keeper: Option<i32>) {
         let _ = nix::sys::socket::send(fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL);
     }
     host.release_all();
+    None
 }
 
 /// The tool's end of the agent's socket, shared by every sandbox of the process (it lives in
@@ -223,6 +243,17 @@ impl AgentSocket {
         AgentSocket {
             fd,
             turn: Arc::default(),
+        }
+    }
+}
+
+impl AgentSocket {
+    /// Tell the agent that the tool exits with `code` (see [`Request::Exit`]); sent last, with
+    /// nothing expected back.
+    pub fn exiting(&self, code: u8) {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(out) = serde_json::to_vec(&Request::Exit { code }) {
+            let _ = nix::sys::socket::send(self.fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL);
         }
     }
 }

@@ -83,6 +83,19 @@ impl ToolContext {
         }
     }
 
+    /// The command is done: its output is flushed and the host agent (when there is one) is
+    /// told the exit code, so that the caller gets it without waiting for this process's
+    /// namespaces to be torn down. Call it last, after everything the command made (state,
+    /// scratch mounts, store locks) is released.
+    pub fn exiting(&self, code: u8) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        if let Some(a) = &self.agent {
+            a.exiting(code);
+        }
+    }
+
     /// How this process may create image content (owners it may give, and where extraction
     /// runs). Extraction entry points take it as a parameter.
     pub fn content_policy(&self) -> ContentPolicy {

@@ -227,7 +227,11 @@ fn agent_side(outer: &OwnedFd, child: Pid, maps: Option<&IdMaps>, keeper: Option
     }
     drop(keeper);
     forward_signals();
-    super::agent::serve(fd, keeper_pid);
+    if let Some(code) = super::agent::serve(fd, keeper_pid) {
+        // The tool has finished everything; its exit (the teardown of its namespaces) goes on
+        // without the caller, and init reaps it.
+        return i32::from(code);
+    }
     loop {
         match nix::sys::wait::waitpid(child, None) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return c,
