@@ -17,7 +17,7 @@ use crate::run::context::{ToolContext, ToolUserns};
 use crate::run::idmap::IdMaps;
 use crate::run::isolation::Isolation;
 use crate::run::network::Address;
-use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec, UpperDir};
+use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec};
 use crate::run::{caps, chown_notify, idmap, namespaces, rootfs, seccomp};
 
 /// Where the container mounts its scratch tmpfs (generated /etc files, the new root's mount
@@ -97,24 +97,12 @@ fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<
         (None, NetworkMode::Host) => job_name(),
         (None, _) => spec.id.chars().take(12).collect(),
     };
-    // Only an ephemeral upper needs a host directory (its tmpfs is mounted there, in the
-    // tool's private mount namespace). The container's own scratch tmpfs goes over a fixed
+    // An ephemeral upper lives on a detached tmpfs; only where the kernel refuses that is a
+    // host directory made for it (its tmpfs mounted there, in the tool's private mount
+    // namespace: rootfs::prepare). The container's own scratch tmpfs goes over a fixed
     // directory in its private mount namespace, so nothing is created on the host per run and
     // nothing is left behind if the supervisor is killed.
-    let ephemeral = matches!(
-        spec.rootfs,
-        RootfsSource::Overlay {
-            upper: UpperDir::Ephemeral,
-            ..
-        }
-    );
     let upper_scratch = std::env::temp_dir().join(format!("boxkit-{}", spec.id));
-    if ephemeral {
-        std::fs::create_dir(&upper_scratch).map_err(|cause| ProcessError::Scratch {
-            path: upper_scratch.clone(),
-            cause,
-        })?;
-    }
     let r = supervise_in(
         spec,
         in_userns,
@@ -124,8 +112,7 @@ fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<
         caps,
         &filter,
     );
-    if ephemeral {
-        let _ = nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH);
+    if nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH).is_ok() {
         let _ = std::fs::remove_dir(&upper_scratch);
     }
     r

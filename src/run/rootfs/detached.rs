@@ -24,9 +24,10 @@ pub struct Prepared {
     pub binds: Vec<Option<(OwnedFd, bool)>>,
 }
 
-/// Prepare the rootfs and bind mounts. `scratch` is the container's scratch directory; for an
-/// ephemeral upper a tmpfs is mounted on it here (in the tool's private mount namespace) and
-/// must be unmounted by the caller when the container is gone. The root is `nodev`, binds are
+/// Prepare the rootfs and bind mounts. An ephemeral upper lives on a detached tmpfs; where the
+/// kernel refuses that, `scratch` (the container's scratch directory, created here) gets a
+/// tmpfs mounted in the tool's private mount namespace, which the caller unmounts and removes
+/// when the container is gone. The root is `nodev`, binds are
 /// `nodev` (and read-only when asked), set here before anything is attached.
 pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> Result<Prepared> {
     let root = match rootfs {
@@ -37,28 +38,19 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
         }
         RootfsSource::Overlay { lowerdirs, upper } => {
             let upper_kind = upper;
+            // Held until the overlay is made (it then keeps its own reference to its upper).
+            let mut held_tmpfs = None;
             let (upper, work) = match upper {
-                UpperDir::Ephemeral => {
-                    nix::mount::mount(
-                        Some("tmpfs"),
-                        scratch,
-                        Some("tmpfs"),
-                        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                        Some("mode=0755"),
-                    )
-                    .map_err(|cause| RootfsError::Mount {
-                        src: "tmpfs".into(),
-                        target: scratch.display().to_string(),
-                        fstype: "tmpfs".into(),
-                        flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                        data: Some("mode=0755".into()),
-                        cause,
-                    })?;
-                    let (u, w) = (scratch.join("upper"), scratch.join("work"));
-                    mkdir_all(&u)?;
-                    mkdir_all(&w)?;
-                    (u, w)
-                }
+                UpperDir::Ephemeral => match detachedheld_tmpfs() {
+                    // Nothing on the host: the overlay's upper and work dirs are named through
+                    // the detached tmpfs's descriptor (kernels that accept a detached upper).
+                    Some(t) => {
+                        let at = PathBuf::from(format!("/proc/self/fd/{}", t.as_raw_fd()));
+                        held_tmpfs = Some(t);
+                        (at.join("upper"), at.join("work"))
+                    }
+                    None => scratchheld_tmpfs(scratch)?,
+                },
                 UpperDir::Dir { upper, work } => (upper.clone(), work.clone()),
             };
             let lowers: Vec<PathBuf> = lowerdirs.iter().rev().cloned().collect();
@@ -66,7 +58,16 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
             // syncfs before the layer is published), so the overlay need not honour every
             // fsync on the way: "volatile" skips them, as a tmpfs upper does for boxrun.
             let volatile = matches!(upper_kind, UpperDir::Dir { .. });
-            overlay_fd(&lowers, &upper, &work, scratch, ATTR_NODEV, volatile)?
+            match overlay_fd(&lowers, &upper, &work, scratch, ATTR_NODEV, volatile) {
+                Ok(fd) => fd,
+                // An overlay that refuses an upper on a detached mount (before Linux 6.15
+                // it had to be in the caller's mount namespace): the tmpfs on `scratch`.
+                Err(_) if held_tmpfs.is_some() => {
+                    let (upper, work) = scratchheld_tmpfs(scratch)?;
+                    overlay_fd(&lowers, &upper, &work, scratch, ATTR_NODEV, volatile)?
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
     let binds = mounts
@@ -96,6 +97,72 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
         })
         .collect::<Result<_>>()?;
     Ok(Prepared { root, binds })
+}
+
+/// A tmpfs for an ephemeral upper as a detached mount (`fsopen`/`fsmount`, nosuid, nodev)
+/// holding `upper` and `work`; `None` when the kernel refuses any step (then the caller mounts
+/// one on a directory). Nothing is created on the host, and nothing needs unmounting: the
+/// mount goes with its last reference.
+fn detachedheld_tmpfs() -> Option<OwnedFd> {
+    // SAFETY: a static NUL-terminated name; the result is a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 1u32) } as i32;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor (checked above) that nothing else owns.
+    let ctx = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mode = CString::new("0755").ok()?;
+    fs_config(&ctx, "mode", Some(&mode)).ok()?;
+    fs_create(&ctx).ok()?;
+    // FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV.
+    // SAFETY: no pointers; the result is a new descriptor or -1.
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), 1u32, 0x2u32 | 0x4u32) }
+        as i32;
+    if m < 0 {
+        return None;
+    }
+    // SAFETY: `m` is a fresh descriptor (checked above) that we now own.
+    let mnt = unsafe { OwnedFd::from_raw_fd(m) };
+    for d in ["upper", "work"] {
+        nix::sys::stat::mkdirat(&mnt, d, nix::sys::stat::Mode::from_bits_truncate(0o755)).ok()?;
+    }
+    Some(mnt)
+}
+
+/// The fallback for [`detachedheld_tmpfs`]: create `scratch` and mount a tmpfs on it (in the
+/// tool's private mount namespace); the caller unmounts and removes it when the container is
+/// gone.
+fn scratchheld_tmpfs(scratch: &Path) -> Result<(PathBuf, PathBuf)> {
+    match std::fs::create_dir(scratch) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(cause) => {
+            return Err(RootfsError::Io {
+                op: "create the scratch directory",
+                path: scratch.to_path_buf(),
+                cause,
+            });
+        }
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        scratch,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(|cause| RootfsError::Mount {
+        src: "tmpfs".into(),
+        target: scratch.display().to_string(),
+        fstype: "tmpfs".into(),
+        flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        data: Some("mode=0755".into()),
+        cause,
+    })?;
+    let (u, w) = (scratch.join("upper"), scratch.join("work"));
+    mkdir_all(&u)?;
+    mkdir_all(&w)?;
+    Ok((u, w))
 }
 
 fn mkdir_all(path: &Path) -> Result<()> {
