@@ -1,8 +1,11 @@
 #!/bin/sh
 # Issue 14's start row: `boxrun --rm --network none busybox true` (image in the store, layers
 # unpacked) against the floor `unshare -Urmpf --mount-proc chroot ROOTFS /bin/true`, and the
-# floor with every namespace boxrun makes (`unshare -Urmpfn --ipc --uts --cgroup`), interleaved
-# in one hyperfine pass. Then the scaling rows: boxrun of images with 1, 10 and 100 layers.
+# floor with every namespace boxrun makes (`unshare -Urmpfn --ipc --uts --cgroup`), and the
+# "same work" floor bench/floor/docker-floor.c (every namespace, the overlay, /proc, /sys, /dev,
+# the /etc binds, docker's masks, pivot_root, a seccomp filter, in one static C process: the
+# kernel work of a docker-default start with nothing else), interleaved in one hyperfine pass.
+# Then the scaling rows: boxrun of images with 1, 10 and 100 layers.
 #
 # The binaries are what a user installs: `cargo build --release` (BOXRUN/BOX to override, e.g.
 # with scripts/build-release.sh's static build). As root by default; ROOTLESS_USER=name runs
@@ -18,7 +21,7 @@ fi
 RUNS=${RUNS:-40}
 WARMUP=${WARMUP:-5}
 LAYERS=${LAYERS:-1 10 100}
-for t in hyperfine unshare jq busybox umoci skopeo; do
+for t in hyperfine unshare jq busybox umoci skopeo cc; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] && bash scripts/host-setup.sh
@@ -28,7 +31,8 @@ chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 . bench/busybox-image.sh
 busybox_image "$work"
-mkdir -p "$work/src/proc" "$work/src/dev" "$work/src/sys"
+mkdir -p "$work/src/proc" "$work/src/dev" "$work/src/sys" "$work/scratch"
+cc -O2 -static -o "$work/docker-floor" bench/floor/docker-floor.c
 
 # Images of N layers: the busybox layer, then N-1 layers of one small file each (GNU tar,
 # umoci; independent of boxkit), each saved as an OCI archive tagged layersN:latest.
@@ -63,7 +67,8 @@ done
 
 set -- -n boxrun "$as $BOXRUN --root $store --rm --network none busybox true" \
   -n floor "$as unshare -Urmpf --mount-proc $(command -v chroot) $work/src /bin/true" \
-  -n floor-allns "$as unshare -Urmpfn --ipc --uts --cgroup --mount-proc $(command -v chroot) $work/src /bin/true"
+  -n floor-allns "$as unshare -Urmpfn --ipc --uts --cgroup --mount-proc $(command -v chroot) $work/src /bin/true" \
+  -n floor-docker "$as $work/docker-floor $work/src $work/scratch"
 for n in $LAYERS; do
   [ "$n" -gt 1 ] && set -- "$@" -n "layers$n" "$as $BOXRUN --root $store --rm --network none layers$n true"
 done
@@ -82,5 +87,6 @@ jq -r --arg rss "$rss" '.results as $r
   "  boxrun --rm --network none busybox true: \(ms(m("boxrun")))",
   "  floor  unshare -Urmpf --mount-proc chroot: \(ms(m("floor")))   boxrun/floor \(q(m("boxrun")/m("floor")))x (goal <= 1.5x)",
   "  floor with every namespace boxrun makes: \(ms(m("floor-allns")))   boxrun/that \(q(m("boxrun")/m("floor-allns")))x",
+  "  same-work floor (bench/floor/docker-floor.c): \(ms(m("floor-docker")))   that/floor \(q(m("floor-docker")/m("floor")))x   boxrun/that \(q(m("boxrun")/m("floor-docker")))x",
   ($r[] | select(.command|startswith("layers")) | "  \(.command): \(ms(.median))   per layer over busybox: \(((.median - m("boxrun"))*1000000/((.command|ltrimstr("layers")|tonumber)-1))|round) us"),
   "  boxrun peak RSS: \($rss) KiB (goal <= 16 MB)"' "$work/out.json"

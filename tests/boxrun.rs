@@ -833,3 +833,29 @@ fn debian_with_the_remaining_flags() {
         assert_eq!(o.status.code(), Some(126));
     }
 }
+
+#[test]
+fn an_rm_containers_name_and_state_are_gone_as_soon_as_boxrun_returns() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        // boxrun returns when the tool reports its exit code, before the tool's namespaces are
+        // torn down: everything a user can see must already be removed by then.
+        let name = unique("again");
+        for i in 0..10 {
+            let o = who.boxrun(&[
+                "--rm",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                "busybox",
+                "sh",
+                "-c",
+                "exit 3",
+            ]);
+            assert_eq!(o.status.code(), Some(3), "run {i}: {}", stderr(&o));
+        }
+        let ps = stdout(&who.box_(&["ps", "-a"]));
+        assert!(!ps.contains(&name), "{ps}");
+    }
+}

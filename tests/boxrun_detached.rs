@@ -510,3 +510,33 @@ fn prune_keeps_the_layers_of_a_running_container_whose_image_was_removed() {
     assert!(box_(&["prune"]).status.success());
     assert_eq!(std::fs::read_dir(store.join("layers")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_running_containers_writable_layer_is_a_tmpfs_with_no_directory_on_the_host() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let name = unique("upper");
+        let _c = Cleanup(&who, name.clone());
+        let id = start(
+            &who,
+            &name,
+            &["busybox", "sh", "-c", "echo written > /new; sleep 1000"],
+        );
+        wait_for("the write", || {
+            stdout(&who.box_(&["exec", &name, "cat", "/new"])).contains("written")
+        });
+        // The overlay's upper is on a detached tmpfs: nothing under the host's temp dir.
+        assert!(
+            !std::path::Path::new(&format!("/tmp/boxkit-{id}")).exists(),
+            "a scratch directory was made on the host for {id}"
+        );
+        let mounts = stdout(&who.box_(&["exec", &name, "cat", "/proc/mounts"]));
+        let root = mounts.lines().find(|l| l.split(' ').nth(1) == Some("/"));
+        assert!(
+            root.is_some_and(|l| l.starts_with("none / overlay ") && l.contains("upperdir=")),
+            "{mounts}"
+        );
+        let o = who.box_(&["rm", "-f", &name]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}

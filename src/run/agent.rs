@@ -293,3 +293,42 @@ impl HostLink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn serve_returns_the_exit_code_the_tool_sends_and_stops_serving() {
+        let (agent, tool) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let server = std::thread::spawn(move || serve(agent.as_raw_fd(), None));
+        let sock = AgentSocket::new(tool.as_raw_fd());
+        // A request is still answered before the exit.
+        let mut link = HostLink::Agent(sock.clone());
+        assert!(link.call(Request::Release { id: "none".into() }).is_ok());
+        sock.exiting(7);
+        assert_eq!(server.join().unwrap(), Some(7));
+        drop(tool);
+    }
+
+    #[test]
+    fn serve_returns_no_code_when_the_tool_just_closes_its_end() {
+        let (agent, tool) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        drop(tool);
+        assert_eq!(serve(agent.as_raw_fd(), None), None);
+    }
+}
