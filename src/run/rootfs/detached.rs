@@ -116,8 +116,8 @@ fn detachedheld_tmpfs() -> Option<OwnedFd> {
     fs_create(&ctx).ok()?;
     // FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV.
     // SAFETY: no pointers; the result is a new descriptor or -1.
-    let m = unsafe { libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), 1u32, 0x2u32 | 0x4u32) }
-        as i32;
+    let m =
+        unsafe { libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), 1u32, 0x2u32 | 0x4u32) } as i32;
     if m < 0 {
         return None;
     }
