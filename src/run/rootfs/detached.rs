@@ -41,7 +41,7 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
             // Held until the overlay is made (it then keeps its own reference to its upper).
             let mut held_tmpfs = None;
             let (upper, work) = match upper {
-                UpperDir::Ephemeral => match detachedheld_tmpfs() {
+                UpperDir::Ephemeral => match detached_tmpfs() {
                     // Nothing on the host: the overlay's upper and work dirs are named through
                     // the detached tmpfs's descriptor (kernels that accept a detached upper).
                     Some(t) => {
@@ -49,7 +49,7 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
                         held_tmpfs = Some(t);
                         (at.join("upper"), at.join("work"))
                     }
-                    None => scratchheld_tmpfs(scratch)?,
+                    None => scratch_tmpfs(scratch)?,
                 },
                 UpperDir::Dir { upper, work } => (upper.clone(), work.clone()),
             };
@@ -63,7 +63,7 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
                 // An overlay that refuses an upper on a detached mount (before Linux 6.15
                 // it had to be in the caller's mount namespace): the tmpfs on `scratch`.
                 Err(_) if held_tmpfs.is_some() => {
-                    let (upper, work) = scratchheld_tmpfs(scratch)?;
+                    let (upper, work) = scratch_tmpfs(scratch)?;
                     overlay_fd(&lowers, &upper, &work, scratch, ATTR_NODEV, volatile)?
                 }
                 Err(e) => return Err(e),
@@ -103,7 +103,7 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
 /// holding `upper` and `work`; `None` when the kernel refuses any step (then the caller mounts
 /// one on a directory). Nothing is created on the host, and nothing needs unmounting: the
 /// mount goes with its last reference.
-fn detachedheld_tmpfs() -> Option<OwnedFd> {
+fn detached_tmpfs() -> Option<OwnedFd> {
     // SAFETY: a static NUL-terminated name; the result is a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 1u32) } as i32;
     if fd < 0 {
@@ -129,10 +129,10 @@ fn detachedheld_tmpfs() -> Option<OwnedFd> {
     Some(mnt)
 }
 
-/// The fallback for [`detachedheld_tmpfs`]: create `scratch` and mount a tmpfs on it (in the
+/// The fallback for [`detached_tmpfs`]: create `scratch` and mount a tmpfs on it (in the
 /// tool's private mount namespace); the caller unmounts and removes it when the container is
 /// gone.
-fn scratchheld_tmpfs(scratch: &Path) -> Result<(PathBuf, PathBuf)> {
+fn scratch_tmpfs(scratch: &Path) -> Result<(PathBuf, PathBuf)> {
     match std::fs::create_dir(scratch) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
