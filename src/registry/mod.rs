@@ -6,7 +6,9 @@
 //!
 //! - [`config`]: containers-registries.conf(5): mirrors, insecure, blocked, search registries.
 //! - [`auth`]: credentials from auth.json / docker config.json and credential helpers.
-//! - [`client`]: HTTP sessions: token and basic auth, retries with backoff and Retry-After.
+//! - [`client`]: HTTP sessions: retries with backoff and Retry-After, one re-auth on 401.
+//! - [`token`]: WWW-Authenticate challenges, bearer tokens renewed before they lapse,
+//!   the OAuth2 refresh-token grant for identity tokens.
 //! - `pull`, `push`: the transfers; [`progress`]: bars or plain lines.
 //!
 //! Blobs stream from the socket through the store's verifying [`crate::store::BlobWriter`]
@@ -27,6 +29,7 @@ pub mod config;
 pub mod progress;
 mod pull;
 mod push;
+pub mod token;
 
 pub use auth::{AuthFiles, Credentials};
 pub use config::RegistriesConf;
