@@ -187,9 +187,9 @@ fn setup(extra: &[&str]) -> Option<(Registry, Front, Env)> {
 
 #[test]
 fn a_pull_that_outlives_its_token_renews_it_and_survives_a_slow_blob() {
-    // Each blob is answered 1.8 s late and streamed at 256 KiB/s: the layers are asked for
-    // after the first token's renewal point, and a layer's download lasts past the token.
-    let Some((_reg, front, env)) = setup(&["--blob-delay", "1.8", "--rate", "262144"]) else {
+    // Each blob is answered 2.5 s late and streamed at 256 KiB/s: the layers are asked for
+    // after the first 2-second token has lapsed, and a layer's download outlasts the next.
+    let Some((_reg, front, env)) = setup(&["--blob-delay", "2.5", "--rate", "262144"]) else {
         return;
     };
     let name = format!("{}/{}", front.addr, Fixture::Layered.name());
@@ -206,7 +206,8 @@ fn a_pull_that_outlives_its_token_renews_it_and_survives_a_slow_blob() {
 
 #[test]
 fn a_push_that_outlives_its_token_renews_it() {
-    let Some((reg, front, env)) = setup(&["--put-delay", "1.8"]) else {
+    // Each blob PUT is forwarded 2.5 s late: the manifest goes up after the first token lapsed.
+    let Some((reg, front, env)) = setup(&["--put-delay", "2.5"]) else {
         return;
     };
     let src = reg.image(Fixture::Busybox.name());
