@@ -3,6 +3,7 @@
 //! tokens live two seconds, in front of a real local registry (Debian docker-registry) seeded
 //! with the fixture images. The front counts what it saw (/stats), so each test checks the
 //! client's behaviour, not just its exit code. All traffic stays on 127.0.0.1.
+mod build_common;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -392,4 +393,76 @@ fn an_alias_wins_over_the_docker_io_default() {
     // The tag given with the short name is kept.
     let out = ok(&env.run(&["pull", "mytool:latest"]));
     assert_eq!(out.trim(), format!("{}/library/busybox:latest", reg.addr()));
+}
+
+#[test]
+fn a_cache_export_that_outlives_its_token_renews_it_as_root_and_rootless() {
+    if !tools() {
+        return;
+    }
+    let Some(root) = build_common::Who::root() else {
+        return;
+    };
+    let reg = Registry::with_fixtures();
+    // Each blob PUT of the cache image is forwarded 2.5 s late: its manifest goes up after the
+    // first token lapsed.
+    let front = Front::start(&reg, &["--put-delay", "2.5"]);
+    // Config files the builder (root or the unprivileged user) can read.
+    let cfg = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        cfg.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let conf = cfg.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            front.addr
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(cfg.path().join("docker")).unwrap();
+    let auth = registry::base64(format!("{USER}:{PASSWORD}").as_bytes());
+    std::fs::write(
+        cfg.path().join("docker/config.json"),
+        serde_json::json!({ "auths": { &front.addr: { "auth": auth } } }).to_string(),
+    )
+    .unwrap();
+    let (conf_s, docker_s) = (
+        conf.display().to_string(),
+        cfg.path().join("docker").display().to_string(),
+    );
+    let Some(user) = build_common::Who::with_range() else {
+        return;
+    };
+    for (i, who) in [root, user].into_iter().enumerate() {
+        let label = who.label();
+        let env = build_common::Env::new(who);
+        env.write("a.txt", &format!("cache export {i}\n"));
+        env.boxfile("FROM busybox\nCOPY a.txt /a.txt\n");
+        let before = front.stat("tokens");
+        let cache = format!("{}/team/cache:{i}", front.addr);
+        let o = env.build_env(
+            &["--cache-to", &cache],
+            &[
+                ("BOX_REGISTRIES_CONF", &conf_s),
+                ("DOCKER_CONFIG", &docker_s),
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "{label}: boxbuild --cache-to failed:\n{}",
+            build_common::stderr(&o)
+        );
+        assert!(
+            front.stat("tokens") >= before + 2,
+            "{label}: {}",
+            front.stats()
+        );
+        assert_eq!(front.stat("expired"), 0, "{label}: {}", front.stats());
+        let m = reg.get(&format!("/v2/team/cache/manifests/{i}"));
+        assert_eq!(m.status, 200, "{label}: no cache manifest in the registry");
+    }
 }
