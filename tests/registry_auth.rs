@@ -393,6 +393,19 @@ fn an_alias_wins_over_the_docker_io_default() {
     // The tag given with the short name is kept.
     let out = ok(&env.run(&["pull", "mytool:latest"]));
     assert_eq!(out.trim(), format!("{}/library/busybox:latest", reg.addr()));
+    // A run finds the aliased image in the store without asking any registry.
+    let o = Command::new(common::bin("boxrun"))
+        .arg("--root")
+        .arg(env.path().join("store"))
+        .args(["--rm", "--pull", "never", "--network", "none"])
+        .args(["mytool", "echo", "aliased-and-ran"])
+        .env("BOX_REGISTRIES_CONF", env.path().join("registries.conf"))
+        .env("XDG_RUNTIME_DIR", env.path().join("run"))
+        .env("HOME", env.path().join("home"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o), "aliased-and-ran\n");
 }
 
 #[test]

@@ -304,7 +304,7 @@ impl RegistriesConf {
     pub fn candidates(&self, name: &str) -> Result<Vec<Reference>> {
         let parsed: Reference = name.parse()?;
         if !Reference::parse_is_qualified(name)
-            && let Some(r) = self.alias_for(name)?
+            && let Some(r) = self.alias(name)?
         {
             return Ok(vec![r]);
         }
@@ -328,7 +328,7 @@ impl RegistriesConf {
 
 impl RegistriesConf {
     /// What an `[aliases]` entry makes of a short name (its tag or digest carried over).
-    fn alias_for(&self, name: &str) -> Result<Option<Reference>> {
+    pub fn alias(&self, name: &str) -> Result<Option<Reference>> {
         let (bare, suffix) = match name.find(['@', ':']) {
             Some(i) => name.split_at(i),
             None => (name, ""),

@@ -230,6 +230,9 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// The image `name` refers to, pulled first when `opts.policy` asks for it.
 pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
+    // A short name with an `[aliases]` entry means the aliased image, here as in `pull`.
+    let aliased = aliased(name);
+    let name = aliased.as_deref().unwrap_or(name);
     let local = match store.resolve_image(name) {
         Ok(img) => Some(img),
         Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, name)?,
@@ -241,6 +244,23 @@ pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Ima
         (PullPolicy::Never, None) => Err(RegistryError::NotLocal(name.to_string())),
         _ => pull(store, name, opts),
     }
+}
+
+/// The fully qualified name an `[aliases]` entry gives the short name `name`, if any. A
+/// registries.conf that does not load is left for the pull to report; a local image is still
+/// found by its plain name.
+fn aliased(name: &str) -> Option<String> {
+    if Reference::parse_is_qualified(name) || store_id_like(name) {
+        return None;
+    }
+    let conf = RegistriesConf::load().ok()?;
+    conf.alias(name).ok().flatten().map(|r| r.to_string())
+}
+
+/// An image ID or its prefix (hex only), which no alias may shadow.
+fn store_id_like(name: &str) -> bool {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `name@sha256:<index digest>` was pulled before: the store tags the platform's manifest
