@@ -186,6 +186,64 @@ fn setup(extra: &[&str]) -> Option<(Registry, Front, Env)> {
     Some((reg, front, env))
 }
 
+/// `GET path` with `Authorization: Bearer token`, over a plain socket (not boxkit's HTTP
+/// stack): (status, raw head).
+fn bearer_get(addr: &str, path: &str, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, raw.split("\r\n\r\n").next().unwrap().to_string())
+}
+
+#[test]
+fn the_token_front_guards_the_registry_and_its_tokens_lapse() {
+    // The fixture itself, checked without boxkit: the client tests rely on it refusing.
+    let Some((_reg, front, _env)) = setup(&[]) else {
+        return;
+    };
+    let r = registry::http(&front.addr, None, "GET", "/v2/").unwrap();
+    assert_eq!(r.status, 401);
+    let challenges: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(challenges[1].starts_with("Bearer realm="), "{challenges:?}");
+    let bad = registry::http(
+        &front.addr,
+        Some((USER, "wrong")),
+        "GET",
+        "/token?service=boxkit-test",
+    )
+    .unwrap();
+    assert_eq!(bad.status, 401);
+    let t = registry::http(
+        &front.addr,
+        Some((USER, PASSWORD)),
+        "GET",
+        "/token?service=boxkit-test",
+    )
+    .unwrap();
+    assert_eq!(t.status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&t.body).unwrap();
+    assert_eq!(doc["expires_in"], 2);
+    let token = doc["token"].as_str().unwrap();
+    assert_eq!(bearer_get(&front.addr, "/v2/", token).0, 200);
+    std::thread::sleep(Duration::from_millis(2100));
+    let (status, head) = bearer_get(&front.addr, "/v2/", token);
+    assert_eq!(status, 401, "{head}");
+    assert_eq!(front.stat("expired"), 1);
+}
+
 #[test]
 fn a_pull_that_outlives_its_token_renews_it_and_survives_a_slow_blob() {
     // Each blob is answered 2.5 s late and streamed at 256 KiB/s: the layers are asked for
