@@ -167,24 +167,16 @@ impl Session {
         scopes: &[String],
         name: &str,
     ) -> Result<Session> {
-        let found = auth_files.lookup(&endpoint.host, &endpoint.repository)?;
-        let tried = match &found {
-            Some(f) => format!("credentials from {}", f.source),
-            None => auth_files.describe_search(),
-        };
-        let s = Session {
+        let mut s = Session {
             http: http.clone(),
             endpoint: endpoint.clone(),
             base: endpoint.base_url(),
-            auth: std::sync::Mutex::new(AuthState {
-                refresh_token: found.as_ref().and_then(|f| f.identity_token.clone()),
-                ..AuthState::default()
-            }),
+            auth: std::sync::Mutex::new(AuthState::default()),
             renewing: tokio::sync::Mutex::new(()),
-            found,
+            found: None,
             scopes: scopes.to_vec(),
             name: name.to_string(),
-            tried,
+            tried: "no credentials".into(),
             retry: RetryPolicy::default(),
         };
         let ping = s
@@ -201,6 +193,15 @@ impl Session {
                 });
             }
         }
+        // Credentials are looked up only now: a registry that lets anyone in never runs a
+        // credential helper (which may not even be installed).
+        let found = auth_files.lookup(&endpoint.host, &endpoint.repository)?;
+        s.tried = match &found {
+            Some(f) => format!("credentials from {}", f.source),
+            None => auth_files.describe_search(),
+        };
+        s.state().refresh_token = found.as_ref().and_then(|f| f.identity_token.clone());
+        s.found = found;
         let Some(c) = choose(ping.headers()) else {
             return Err(s.unauthorized());
         };
