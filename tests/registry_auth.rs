@@ -1,7 +1,7 @@
 //! Registry auth that lasts, and where registries.conf comes from: `box pull` and `box push`
 //! through a bearer-token front (tests/fixtures/token_proxy.py, standard-library Python) whose
-//! tokens live two seconds, in front of a real local registry (Debian docker-registry) seeded
-//! with the fixture images. The front counts what it saw (/stats), so each test checks the
+//! tokens live two or three seconds, in front of a real local registry (Debian
+//! docker-registry) seeded with the fixture images. The front counts what it saw (/stats), so each test checks the
 //! client's behaviour, not just its exit code. All traffic stays on 127.0.0.1.
 mod build_common;
 mod common;
@@ -246,16 +246,19 @@ fn the_token_front_guards_the_registry_and_its_tokens_lapse() {
 
 #[test]
 fn a_pull_that_outlives_its_token_renews_it_and_survives_a_slow_blob() {
-    // Each blob is answered 2.5 s late and streamed at 256 KiB/s: the layers are asked for
-    // after the first 2-second token has lapsed, and a layer's download outlasts the next.
-    let Some((_reg, front, env)) = setup(&["--blob-delay", "2.5", "--rate", "262144"]) else {
+    // Tokens live 3 s here (renewed 0.6 s early: room for a loaded CI machine). Each blob is
+    // answered 3.5 s late and streamed at 256 KiB/s: the layers are asked for after the first
+    // token has lapsed, and a layer's download outlasts the next.
+    let Some((_reg, front, env)) =
+        setup(&["--expires", "3", "--blob-delay", "3.5", "--rate", "262144"])
+    else {
         return;
     };
     let name = format!("{}/{}", front.addr, Fixture::Layered.name());
     let t = Instant::now();
     let out = ok(&env.run(&["pull", &name]));
     assert_eq!(out.trim(), name);
-    assert!(t.elapsed() > Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(t.elapsed() > Duration::from_secs(4), "{:?}", t.elapsed());
     let s = front.stats();
     assert!(s["tokens"].as_u64().unwrap() >= 2, "no token renewal: {s}");
     // Renewed before the lapse, not after a refusal.
@@ -265,8 +268,9 @@ fn a_pull_that_outlives_its_token_renews_it_and_survives_a_slow_blob() {
 
 #[test]
 fn a_push_that_outlives_its_token_renews_it() {
-    // Each blob PUT is forwarded 2.5 s late: the manifest goes up after the first token lapsed.
-    let Some((reg, front, env)) = setup(&["--put-delay", "2.5"]) else {
+    // Tokens live 3 s; each blob PUT is forwarded 3.5 s late: the manifest goes up after the
+    // first token lapsed.
+    let Some((reg, front, env)) = setup(&["--expires", "3", "--put-delay", "3.5"]) else {
         return;
     };
     let src = reg.image(Fixture::Busybox.name());
@@ -475,9 +479,9 @@ fn a_cache_export_that_outlives_its_token_renews_it_as_root_and_rootless() {
         return;
     };
     let reg = Registry::with_fixtures();
-    // Each blob PUT of the cache image is forwarded 2.5 s late: its manifest goes up after the
-    // first token lapsed.
-    let front = Front::start(&reg, &["--put-delay", "2.5"]);
+    // Tokens live 3 s; each blob PUT of the cache image is forwarded 3.5 s late: its manifest
+    // goes up after the first token lapsed.
+    let front = Front::start(&reg, &["--expires", "3", "--put-delay", "3.5"]);
     // Config files the builder (root or the unprivileged user) can read.
     let cfg = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
