@@ -230,14 +230,21 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// The image `name` refers to, pulled first when `opts.policy` asks for it.
 pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
-    // A short name with an `[aliases]` entry means the aliased image, here as in `pull`.
+    // A short name with an `[aliases]` entry means the aliased image, here as in `pull`; an
+    // image stored under the plain name before the alias existed is still found.
     let aliased = aliased(name);
+    let mut local = None;
+    for n in aliased.iter().map(String::as_str).chain([name]) {
+        local = match store.resolve_image(n) {
+            Ok(img) => Some(img),
+            Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, n)?,
+            Err(e) => return Err(e.into()),
+        };
+        if local.is_some() {
+            break;
+        }
+    }
     let name = aliased.as_deref().unwrap_or(name);
-    let local = match store.resolve_image(name) {
-        Ok(img) => Some(img),
-        Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, name)?,
-        Err(e) => return Err(e.into()),
-    };
     match (opts.policy, local) {
         (PullPolicy::Missing, Some(img)) => Ok(img),
         (PullPolicy::Never, Some(img)) => Ok(img),
@@ -247,8 +254,7 @@ pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Ima
 }
 
 /// The fully qualified name an `[aliases]` entry gives the short name `name`, if any. A
-/// registries.conf that does not load is left for the pull to report; a local image is still
-/// found by its plain name.
+/// registries.conf that does not load is left for the pull to report.
 fn aliased(name: &str) -> Option<String> {
     if Reference::parse_is_qualified(name) || store_id_like(name) {
         return None;
