@@ -358,6 +358,35 @@ fn bad_credentials_fail_clearly_naming_the_registry_and_the_fix() {
 }
 
 #[test]
+fn login_gets_a_token_and_a_wrong_password_is_refused() {
+    let Some((_reg, front, env)) = setup(&[]) else {
+        return;
+    };
+    let authfile = env.path().join("login.json");
+    let authfile_s = authfile.display().to_string();
+    let login = |password: &str| {
+        env.run(&[
+            "login",
+            "-u",
+            USER,
+            "-p",
+            password,
+            "--authfile",
+            &authfile_s,
+            &front.addr,
+        ])
+    };
+    let err = fails(&login("wrong"));
+    assert!(err.contains(&front.addr), "{err}");
+    assert!(!authfile.exists(), "refused credentials were stored");
+    ok(&login(PASSWORD));
+    assert!(front.stat("basic_grants") >= 1);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&authfile).unwrap()).unwrap();
+    assert!(doc["auths"][&front.addr]["auth"].is_string(), "{doc}");
+}
+
+#[test]
 fn containers_registries_conf_replaces_the_default_file() {
     if !tools() {
         return;
