@@ -267,6 +267,47 @@ fn a_pull_that_outlives_its_token_renews_it_and_survives_a_slow_blob() {
 }
 
 #[test]
+fn a_rootless_pull_with_an_identity_token_outlives_its_token() {
+    let Some((_reg, front, env)) = setup(&["--expires", "3", "--blob-delay", "3.5"]) else {
+        return;
+    };
+    if !common::is_root() {
+        return common::skip("creating the unprivileged test user needs root");
+    }
+    let user = common::users::with_range();
+    env.docker_auth(
+        &front.addr,
+        serde_json::json!({ "identitytoken": IDENTITY_TOKEN }),
+    );
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(env.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let p = |rel: &str| env.path().join(rel).display().to_string();
+    let name = format!("{}/{}", front.addr, Fixture::Layered.name());
+    let o = common::users::command_as(&user, Path::new("/usr/bin/env"))
+        .arg(format!("BOX_REGISTRIES_CONF={}", p("registries.conf")))
+        .arg(format!("XDG_RUNTIME_DIR={}", p("run")))
+        .arg(format!("DOCKER_CONFIG={}", p("docker")))
+        .arg(format!("HOME={}", p("home")))
+        .arg(common::bin("box"))
+        .arg("--root")
+        .arg(p("store"))
+        .args(["pull", &name])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o).trim(), name);
+    let s = front.stats();
+    assert!(s["refresh_grants"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(s["basic_grants"], 0, "{s}");
+    assert_eq!(s["expired"], 0, "{s}");
+}
+
+#[test]
 fn a_push_that_outlives_its_token_renews_it() {
     // Tokens live 3 s; each blob PUT is forwarded 3.5 s late: the manifest goes up after the
     // first token lapsed.
