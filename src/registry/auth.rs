@@ -8,7 +8,8 @@
 //!
 //! Keys are matched the way containers-auth.json(5) says: `host/namespace/repo` before
 //! `host/namespace` before `host`, with `https://` and `/v1/` suffixes ignored and Docker Hub's
-//! `https://index.docker.io/v1/` equal to `docker.io`.
+//! `https://index.docker.io/v1/` equal to `docker.io`. An entry's `identitytoken` (or a helper's
+//! `<token>` user) is an OAuth2 refresh token, used by [`super::token`] instead of a password.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,8 +37,14 @@ impl std::fmt::Debug for Credentials {
 #[derive(Clone, Debug)]
 pub struct Found {
     pub creds: Credentials,
+    /// An OAuth2 refresh token (`identitytoken` in the file, or a helper's `<token>` user):
+    /// bearer tokens then come from the refresh-token grant, not from basic credentials.
+    pub identity_token: Option<String>,
     pub source: String,
 }
+
+/// The user name docker writes beside an identity token.
+const TOKEN_USER: &str = "<token>";
 
 /// Where boxkit looks for credentials, and which file `box login` writes.
 #[derive(Clone, Debug, Default)]
@@ -88,15 +95,22 @@ impl AuthFiles {
             if let Some(helper) = helper_for(&doc, &host)
                 && let Some(creds) = run_helper(&helper, &host)?
             {
+                let identity_token = (creds.username == TOKEN_USER).then(|| creds.password.clone());
                 return Ok(Some(Found {
                     creds,
+                    identity_token,
                     source: format!("credential helper docker-credential-{helper}"),
                 }));
             }
-            if let Some(creds) = lookup_auths(&doc, &path, &host, repository)? {
+            if let Some((creds, identity_token)) = lookup_auths(&doc, &path, &host, repository)? {
+                let who = match &identity_token {
+                    Some(_) => "identity token".to_string(),
+                    None => format!("user {}", creds.username),
+                };
                 return Ok(Some(Found {
-                    source: format!("{} (user {})", path.display(), creds.username),
+                    source: format!("{} ({who})", path.display()),
                     creds,
+                    identity_token,
                 }));
             }
         }
@@ -348,12 +362,13 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<Credentials>> {
     }))
 }
 
+/// The most specific entry's credentials and its `identitytoken`, if any.
 fn lookup_auths(
     doc: &serde_json::Value,
     path: &Path,
     host: &str,
     repository: &str,
-) -> Result<Option<Credentials>> {
+) -> Result<Option<(Credentials, Option<String>)>> {
     let Some(auths) = doc["auths"].as_object() else {
         return Ok(None);
     };
@@ -370,6 +385,10 @@ fn lookup_auths(
             .find(|(k, _)| &normalize_key(k) == w)
             .map(|(_, v)| v);
         let Some(entry) = entry else { continue };
+        let identity = entry["identitytoken"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
         if let Some(a) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
             let bad = || RegistryError::AuthFile {
                 path: path.to_path_buf(),
@@ -378,16 +397,25 @@ fn lookup_auths(
             let raw = B64.decode(a.trim()).map_err(|_| bad())?;
             let s = String::from_utf8(raw).map_err(|_| bad())?;
             let (u, p) = s.split_once(':').ok_or_else(bad)?;
-            return Ok(Some(Credentials {
+            let creds = Credentials {
                 username: u.to_string(),
                 password: p.to_string(),
-            }));
+            };
+            return Ok(Some((creds, identity)));
         }
         if let (Some(u), Some(p)) = (entry["username"].as_str(), entry["password"].as_str()) {
-            return Ok(Some(Credentials {
+            let creds = Credentials {
                 username: u.to_string(),
                 password: p.to_string(),
-            }));
+            };
+            return Ok(Some((creds, identity)));
+        }
+        if let Some(t) = identity {
+            let creds = Credentials {
+                username: TOKEN_USER.to_string(),
+                password: String::new(),
+            };
+            return Ok(Some((creds, Some(t))));
         }
     }
     Ok(None)
@@ -404,6 +432,31 @@ mod tests {
         assert_eq!(normalize_key("quay.io/team"), "quay.io/team");
         assert_eq!(login_key("docker.io"), DOCKER_HUB_KEY);
         assert_eq!(login_key("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn identity_tokens_are_found_with_or_without_a_user() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("config.json");
+        std::fs::write(
+            &a,
+            format!(
+                r#"{{"auths":{{"a.example":{{"auth":"{}","identitytoken":"rt-a"}},"b.example":{{"identitytoken":"rt-b"}},"c.example":{{"auth":"{}"}}}}}}"#,
+                B64.encode("alice:"),
+                B64.encode("carol:pw")
+            ),
+        )
+        .unwrap();
+        let files = AuthFiles::new(Some(a));
+        let f = files.lookup("a.example", "x").unwrap().unwrap();
+        assert_eq!(f.identity_token.as_deref(), Some("rt-a"));
+        assert_eq!(f.creds.username, "alice");
+        assert!(f.source.contains("identity token"), "{}", f.source);
+        let f = files.lookup("b.example", "x").unwrap().unwrap();
+        assert_eq!(f.identity_token.as_deref(), Some("rt-b"));
+        assert_eq!(f.creds.username, TOKEN_USER);
+        let f = files.lookup("c.example", "x").unwrap().unwrap();
+        assert!(f.identity_token.is_none());
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The distribution API over HTTP: one [`Session`] per (endpoint, repository), authenticated
-//! once, with every request retried on 429, 5xx and connection failures.
+//! The distribution API over HTTP: one [`Session`] per (endpoint, repository), with every
+//! request retried on 429, 5xx and connection failures.
 //!
 //! Authentication follows the registry's challenge to `GET /v2/`: none, HTTP basic with stored
-//! credentials, or a bearer token from the `realm` it names (Docker Hub's anonymous token flow,
-//! with basic credentials when we have some). Retries back off exponentially (250 ms doubling,
+//! credentials, or a bearer token from the `realm` it names (see [`super::token`]); a bearer
+//! token is renewed before its `expires_in` runs out and once after a 401. Retries back off exponentially (250 ms doubling,
 //! at most 10 s) and honour `Retry-After` (seconds or an HTTP date, at most 60 s).
 //!
 //! Why reqwest and not oci-client: oci-client cannot fall back from one mirror to the next,
@@ -12,15 +12,12 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use reqwest::header::{
-    ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use super::auth::{AuthFiles, Found};
+use super::auth::Found;
 use super::config::Endpoint;
+use super::token::{self, Challenge};
 use super::{RegistryError, Result};
 use crate::digest::Digest;
 use crate::image::media;
@@ -95,205 +92,43 @@ fn bundled_roots() -> Vec<reqwest::Certificate> {
         .collect()
 }
 
-/// An authenticated conversation with one repository on one endpoint.
+/// An authenticated conversation with one repository on one endpoint. Its token is renewed
+/// before it lapses and once after a 401, so a transfer may outlive any one token; the
+/// session is shared by concurrent blob transfers, hence the locks.
 pub struct Session {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     pub endpoint: Endpoint,
-    base: String,
-    auth: Option<HeaderValue>,
+    pub(super) base: String,
+    pub(super) auth: std::sync::Mutex<AuthState>,
+    /// Held while a new token is fetched, so concurrent transfers fetch one, not one each.
+    pub(super) renewing: tokio::sync::Mutex<()>,
+    /// The credentials found for this endpoint, if any.
+    pub(super) found: Option<Found>,
+    /// The scopes asked for (e.g. `repository:library/busybox:pull`).
+    pub(super) scopes: Vec<String>,
+    /// The image name, for "unauthorized" messages.
+    pub(super) name: String,
     /// What credentials were used, for "unauthorized" messages.
     pub tried: String,
     pub retry: RetryPolicy,
 }
 
-/// A parsed `WWW-Authenticate` challenge.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Challenge {
-    pub scheme: String,
-    pub params: Vec<(String, String)>,
-}
-
-impl Challenge {
-    pub fn param(&self, k: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// `Bearer realm="https://auth.docker.io/token",service="registry.docker.io"` → parts.
-pub(crate) fn parse_challenge(h: &str) -> Option<Challenge> {
-    let h = h.trim();
-    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
-    let mut params = Vec::new();
-    let mut s = rest.trim();
-    while !s.is_empty() {
-        let (k, after) = s.split_once('=')?;
-        let k = k.trim().trim_start_matches(',').trim().to_string();
-        let after = after.trim_start();
-        let (v, next) = if let Some(q) = after.strip_prefix('"') {
-            let mut val = String::new();
-            let mut chars = q.char_indices();
-            let mut end = q.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some((_, n)) = chars.next() {
-                            val.push(n);
-                        }
-                    }
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    c => val.push(c),
-                }
-            }
-            (val, &q[end..])
-        } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (after[..end].trim().to_string(), &after[end..])
-        };
-        params.push((k, v));
-        s = next.trim_start().trim_start_matches(',').trim_start();
-    }
-    Some(Challenge {
-        scheme: scheme.to_string(),
-        params,
-    })
+/// The `Authorization` header in use and what it takes to renew it.
+#[derive(Default)]
+pub(super) struct AuthState {
+    pub header: Option<HeaderValue>,
+    /// When the bearer token should be replaced; `None` for basic auth and no auth.
+    pub renew_at: Option<std::time::Instant>,
+    /// The challenge last answered.
+    pub challenge: Option<Challenge>,
+    /// The OAuth2 refresh token, when the credentials are an identity token.
+    pub refresh_token: Option<String>,
+    /// Bumped each time the header changes: a request that got 401 with generation `g`
+    /// renews only if nobody else has since.
+    pub generation: u64,
 }
 
 impl Session {
-    /// Ping the endpoint and authenticate for `scopes` (e.g. `repository:library/busybox:pull`).
-    pub async fn open(
-        http: &reqwest::Client,
-        endpoint: &Endpoint,
-        auth_files: &AuthFiles,
-        scopes: &[String],
-        name: &str,
-    ) -> Result<Session> {
-        let mut s = Session {
-            http: http.clone(),
-            endpoint: endpoint.clone(),
-            base: endpoint.base_url(),
-            auth: None,
-            tried: "no credentials".into(),
-            retry: RetryPolicy::default(),
-        };
-        let ping = s
-            .send(Method::GET, &format!("{}/v2/", s.base), None)
-            .await?;
-        match ping.status() {
-            StatusCode::UNAUTHORIZED => {}
-            st if st.is_success() => return Ok(s),
-            st => {
-                return Err(RegistryError::Http {
-                    what: format!("ping {}", s.endpoint.host),
-                    status: st.as_u16(),
-                    body: body_text(ping).await,
-                });
-            }
-        }
-        let challenge = ping
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|h| h.to_str().ok())
-            .and_then(parse_challenge);
-        let found = auth_files.lookup(&endpoint.host, &endpoint.repository)?;
-        s.tried = match &found {
-            Some(f) => format!("credentials from {}", f.source),
-            None => auth_files.describe_search(),
-        };
-        let unauthorized = |s: &Session| RegistryError::Unauthorized {
-            name: name.to_string(),
-            registry: s.endpoint.host.clone(),
-            tried: s.tried.clone(),
-        };
-        match challenge {
-            Some(c) if c.scheme.eq_ignore_ascii_case("bearer") => {
-                let token = s.fetch_token(&c, scopes, found.as_ref()).await?;
-                match token {
-                    Some(t) => {
-                        s.auth = Some(header_value(&format!("Bearer {t}"))?);
-                        Ok(s)
-                    }
-                    None => Err(unauthorized(&s)),
-                }
-            }
-            Some(c) if c.scheme.eq_ignore_ascii_case("basic") => {
-                let Some(f) = found else {
-                    return Err(unauthorized(&s));
-                };
-                let v = B64.encode(format!("{}:{}", f.creds.username, f.creds.password));
-                s.auth = Some(header_value(&format!("Basic {v}"))?);
-                let check = s
-                    .send(Method::GET, &format!("{}/v2/", s.base), None)
-                    .await?;
-                if check.status() == StatusCode::UNAUTHORIZED {
-                    return Err(unauthorized(&s));
-                }
-                Ok(s)
-            }
-            _ => Err(unauthorized(&s)),
-        }
-    }
-
-    async fn fetch_token(
-        &self,
-        c: &Challenge,
-        scopes: &[String],
-        found: Option<&Found>,
-    ) -> Result<Option<String>> {
-        let Some(realm) = c.param("realm") else {
-            return Err(RegistryError::Http {
-                what: format!("authenticate to {}", self.endpoint.host),
-                status: 401,
-                body: "bearer challenge without a realm".into(),
-            });
-        };
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(svc) = c.param("service") {
-            query.push(("service", svc));
-        }
-        for sc in scopes {
-            query.push(("scope", sc));
-        }
-        let mut url = reqwest::Url::parse(realm).map_err(|e| RegistryError::Http {
-            what: format!("authenticate to {}", self.endpoint.host),
-            status: 401,
-            body: format!("bad token realm {realm:?}: {e}"),
-        })?;
-        url.query_pairs_mut().extend_pairs(query);
-        let mut attempt = 0;
-        let resp = loop {
-            let mut rb = self.http.get(url.clone());
-            if let Some(f) = found {
-                rb = rb.basic_auth(&f.creds.username, Some(&f.creds.password));
-            }
-            match self.retrying(rb, &mut attempt, url.as_str()).await? {
-                Some(r) => break r,
-                None => continue,
-            }
-        };
-        let st = resp.status();
-        if st == StatusCode::UNAUTHORIZED || st == StatusCode::FORBIDDEN {
-            return Ok(None);
-        }
-        if !st.is_success() {
-            return Err(RegistryError::Http {
-                what: format!("get a token from {realm}"),
-                status: st.as_u16(),
-                body: body_text(resp).await,
-            });
-        }
-        let v: serde_json::Value = resp.json_value().await?;
-        Ok(v["token"]
-            .as_str()
-            .or(v["access_token"].as_str())
-            .map(str::to_string))
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}/v2/{}/{path}", self.base, self.endpoint.repository)
     }
@@ -308,12 +143,20 @@ impl Session {
         })
     }
 
-    pub fn request(&self, method: Method, url: impl reqwest::IntoUrl) -> RequestBuilder {
+    /// A request with the current credentials (renewed first when the token is about to
+    /// lapse), and the auth generation to hand to [`Session::reauth`] if it gets a 401.
+    pub async fn request(
+        &self,
+        method: Method,
+        url: impl reqwest::IntoUrl,
+    ) -> Result<(RequestBuilder, u64)> {
+        let (header, generation) = self.authorization().await?;
         let rb = self.http.request(method, url);
-        match &self.auth {
-            Some(a) => rb.header(AUTHORIZATION, a.clone()),
+        let rb = match header {
+            Some(a) => rb.header(AUTHORIZATION, a),
             None => rb,
-        }
+        };
+        Ok((rb, generation))
     }
 
     /// Send a bodiless request with retries; the final response whatever its status.
@@ -323,18 +166,52 @@ impl Session {
         url: &str,
         headers: Option<HeaderMap>,
     ) -> Result<Response> {
+        self.send_with(method, url, headers, None).await
+    }
+
+    /// Send a request with retries on 429/5xx/connection failures and one renewal of the
+    /// credentials on 401; the final response whatever its status. The body (small: a
+    /// manifest) is sent again on each attempt.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        headers: Option<HeaderMap>,
+        body: Option<&[u8]>,
+    ) -> Result<Response> {
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
-            let mut rb = self.request(method.clone(), url);
+            let (mut rb, generation) = self.request(method.clone(), url).await?;
             if let Some(h) = &headers {
                 rb = rb.headers(h.clone());
             }
+            if let Some(b) = body {
+                rb = rb.body(b.to_vec());
+            }
+            let Some(r) = self.retrying(rb, &mut attempt, url).await? else {
+                continue;
+            };
+            if r.status() == StatusCode::UNAUTHORIZED && !renewed {
+                renewed = true;
+                if self.reauth(generation, token::choose(r.headers())).await? {
+                    continue;
+                }
+            }
+            return Ok(r);
+        }
+    }
+
+    /// Send without credentials or renewal (the ping that starts a session).
+    pub(super) async fn send_plain(&self, method: Method, url: &str) -> Result<Response> {
+        let mut attempt = 0;
+        loop {
+            let rb = self.http.request(method.clone(), url);
             if let Some(r) = self.retrying(rb, &mut attempt, url).await? {
                 return Ok(r);
             }
         }
     }
-
     /// Send once. `Ok(None)` means "wait done, try again"; errors are final.
     pub async fn retrying(
         &self,
@@ -443,7 +320,12 @@ impl Session {
     }
 }
 
-fn header_value(s: &str) -> Result<HeaderValue> {
+/// The challenge a 401 response asks us to answer.
+pub fn choose_challenge(r: &Response) -> Option<Challenge> {
+    token::choose(r.headers())
+}
+
+pub(super) fn header_value(s: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(s).map_err(|_| RegistryError::Http {
         what: "build an Authorization header".into(),
         status: 0,
@@ -586,7 +468,7 @@ async fn read_limited(mut r: Response, limit: usize, what: &str) -> Result<Vec<u
     }
 }
 
-trait JsonValue {
+pub(super) trait JsonValue {
     async fn json_value(self) -> Result<serde_json::Value>;
 }
 
@@ -605,21 +487,6 @@ impl JsonValue for Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn challenges_parse() {
-        let c = parse_challenge(
-            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
-        )
-        .unwrap();
-        assert_eq!(c.scheme, "Bearer");
-        assert_eq!(c.param("realm"), Some("https://auth.docker.io/token"));
-        assert_eq!(c.param("service"), Some("registry.docker.io"));
-        assert_eq!(c.param("scope"), Some("repository:library/busybox:pull"));
-        let b = parse_challenge(r#"Basic realm="boxkit-test""#).unwrap();
-        assert_eq!(b.scheme, "Basic");
-        assert_eq!(b.param("realm"), Some("boxkit-test"));
-    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

@@ -1,15 +1,27 @@
 //! Registry configuration: containers-registries.conf(5), version 2 (TOML).
 //!
 //! The same file podman, buildah and skopeo read, so a CI runner's pull-through mirror or an
-//! insecure in-house registry works for boxkit unchanged. Looked up in `$BOX_REGISTRIES_CONF`,
-//! then `~/.config/containers/registries.conf`, then `/etc/containers/registries.conf`; the
-//! first that exists wins (no merging, as podman does when a user file exists).
+//! insecure in-house registry works for boxkit unchanged.
+//!
+//! The main file is `$CONTAINERS_REGISTRIES_CONF` when set, else
+//! `~/.config/containers/registries.conf`, else `/etc/containers/registries.conf` (the first
+//! that exists; no merging between them, as podman). Drop-ins follow, as
+//! containers-registries.conf.d(5) says: `*.conf` files of `/etc/containers/registries.conf.d`
+//! and then of `~/.config/containers/registries.conf.d` (only the latter when the main file is
+//! the user's), each directory in lexical order; a later file's `unqualified-search-registries`
+//! replaces the earlier list, its `[[registry]]` replaces an entry with the same prefix and adds
+//! the others, and its `[aliases]` are merged name by name. `$BOX_REGISTRIES_CONF` names one
+//! file used alone, without drop-ins (boxkit's own override, hermetic for tests and CI).
+//!
+//! `[aliases]` map a short name (`"tool" = "quay.io/team/tool"`) to a fully qualified one; an
+//! alias wins over the search list and over docker's docker.io default.
 //!
 //! A `[[registry]]` entry applies to every image name that equals its `prefix` (default: its
 //! `location`) or continues it with `/`; `*.example.com` matches subdomains. The longest prefix
 //! wins. Pulls try the entry's mirrors in order and then the location itself; a mirror that
 //! fails falls back to the next endpoint.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -24,9 +36,26 @@ pub struct RegistriesConf {
     pub unqualified_search_registries: Vec<String>,
     #[serde(default)]
     pub registry: Vec<RegistryEntry>,
-    /// Where this configuration came from (for messages).
+    /// Short name → fully qualified name.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Where this configuration came from (for messages): the main file.
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// The drop-in files merged over the main file, in order.
+    #[serde(skip)]
+    pub drop_ins: Vec<PathBuf>,
+}
+
+/// One file as written: what it leaves out must not override what an earlier file set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ConfFile {
+    unqualified_search_registries: Option<Vec<String>>,
+    #[serde(default)]
+    registry: Vec<RegistryEntry>,
+    #[serde(default)]
+    aliases: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -86,36 +115,64 @@ impl Endpoint {
 }
 
 impl RegistriesConf {
-    /// The configuration file in effect, if any.
+    /// The main configuration file in effect, if any.
     pub fn find() -> Option<PathBuf> {
-        if let Some(p) = std::env::var_os("BOX_REGISTRIES_CONF").filter(|p| !p.is_empty()) {
-            return Some(PathBuf::from(p));
-        }
-        let mut candidates = Vec::new();
-        let config_home = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-        if let Some(c) = config_home {
-            candidates.push(c.join("containers/registries.conf"));
-        }
-        candidates.push(PathBuf::from("/etc/containers/registries.conf"));
-        candidates.into_iter().find(|p| p.is_file())
+        Self::sources().0
     }
 
-    /// Load the configuration in effect; an empty one when no file exists.
-    pub fn load() -> Result<RegistriesConf> {
-        match Self::find() {
-            Some(p) => Self::load_from(&p),
-            None => Ok(RegistriesConf::default()),
+    /// The main file and the drop-in directories to read after it, in order.
+    fn sources() -> (Option<PathBuf>, Vec<PathBuf>) {
+        let env = |v: &str| {
+            std::env::var_os(v)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(p) = env("BOX_REGISTRIES_CONF") {
+            return (Some(p), Vec::new());
         }
+        let config_home = env("XDG_CONFIG_HOME").or_else(|| env("HOME").map(|h| h.join(".config")));
+        let user_file = config_home
+            .as_ref()
+            .map(|c| c.join("containers/registries.conf"));
+        let user_dir = config_home.map(|c| c.join("containers/registries.conf.d"));
+        let system_dir = PathBuf::from("/etc/containers/registries.conf.d");
+        if let Some(p) = env("CONTAINERS_REGISTRIES_CONF") {
+            return (
+                Some(p),
+                [Some(system_dir), user_dir].into_iter().flatten().collect(),
+            );
+        }
+        if let Some(u) = user_file.filter(|p| p.is_file()) {
+            return (Some(u), user_dir.into_iter().collect());
+        }
+        let system = PathBuf::from("/etc/containers/registries.conf");
+        let dirs = [Some(system_dir), user_dir].into_iter().flatten().collect();
+        (system.is_file().then_some(system), dirs)
+    }
+
+    /// Load the configuration in effect: the main file (none: empty) and its drop-ins.
+    pub fn load() -> Result<RegistriesConf> {
+        let (main, dirs) = Self::sources();
+        let mut conf = match &main {
+            Some(p) => Self::load_from(p)?,
+            None => RegistriesConf::default(),
+        };
+        for dir in dirs {
+            for file in drop_in_files(&dir)? {
+                let text = read(&file)?;
+                let layer = parse_file(&text).map_err(|why| RegistryError::Config {
+                    path: file.clone(),
+                    why,
+                })?;
+                conf.merge(layer);
+                conf.drop_ins.push(file);
+            }
+        }
+        Ok(conf)
     }
 
     pub fn load_from(path: &Path) -> Result<RegistriesConf> {
-        let text = std::fs::read_to_string(path).map_err(|e| RegistryError::Config {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })?;
+        let text = read(path)?;
         let mut conf = Self::parse(&text).map_err(|why| RegistryError::Config {
             path: path.to_path_buf(),
             why,
@@ -125,13 +182,39 @@ impl RegistriesConf {
     }
 
     pub fn parse(text: &str) -> std::result::Result<RegistriesConf, String> {
-        let conf: RegistriesConf = toml::from_str(text).map_err(|e| e.to_string())?;
-        for r in &conf.registry {
-            if r.prefix.is_none() && r.location.is_none() {
-                return Err("a [[registry]] entry needs a prefix or a location".into());
+        let mut conf = RegistriesConf::default();
+        conf.merge(parse_file(text)?);
+        Ok(conf)
+    }
+
+    /// Lay a later file over this configuration (containers-registries.conf.d(5) rules).
+    fn merge(&mut self, f: ConfFile) {
+        if let Some(search) = f.unqualified_search_registries {
+            self.unqualified_search_registries = search;
+        }
+        for r in f.registry {
+            let key = r.key().map(str::to_string);
+            match self
+                .registry
+                .iter_mut()
+                .find(|e| e.key().map(str::to_string) == key)
+            {
+                Some(e) => *e = r,
+                None => self.registry.push(r),
             }
         }
-        Ok(conf)
+        self.aliases.extend(f.aliases);
+    }
+
+    /// Where this configuration came from, for messages: the main file and any drop-ins.
+    pub fn describe(&self) -> String {
+        let mut files: Vec<String> = self.path.iter().map(|p| p.display().to_string()).collect();
+        files.extend(self.drop_ins.iter().map(|p| p.display().to_string()));
+        if files.is_empty() {
+            "no registries.conf".into()
+        } else {
+            files.join(", ")
+        }
     }
 
     /// The entry for `name` (`host/repo`), by longest matching prefix.
@@ -220,6 +303,11 @@ impl RegistriesConf {
     /// Docker Hub when none is configured (docker's rule). A qualified name means itself.
     pub fn candidates(&self, name: &str) -> Result<Vec<Reference>> {
         let parsed: Reference = name.parse()?;
+        if !Reference::parse_is_qualified(name)
+            && let Some(r) = self.alias(name)?
+        {
+            return Ok(vec![r]);
+        }
         if Reference::parse_is_qualified(name) || self.unqualified_search_registries.is_empty() {
             return Ok(vec![parsed]);
         }
@@ -236,6 +324,85 @@ impl RegistriesConf {
         }
         Ok(out)
     }
+}
+
+impl RegistriesConf {
+    /// What an `[aliases]` entry makes of a short name (its tag or digest carried over).
+    pub fn alias(&self, name: &str) -> Result<Option<Reference>> {
+        let (bare, suffix) = match name.find(['@', ':']) {
+            Some(i) => name.split_at(i),
+            None => (name, ""),
+        };
+        let Some(target) = self.aliases.get(bare) else {
+            return Ok(None);
+        };
+        let target_has_tag =
+            target.contains('@') || target.rsplit('/').next().is_some_and(|l| l.contains(':'));
+        let full = if suffix.is_empty() || target_has_tag {
+            target.clone()
+        } else {
+            format!("{target}{suffix}")
+        };
+        if !Reference::parse_is_qualified(&full) {
+            return Err(RegistryError::Config {
+                path: self.path.clone().unwrap_or_default(),
+                why: format!("alias {bare:?} = {target:?} is not a fully qualified image name"),
+            });
+        }
+        Ok(Some(full.parse()?))
+    }
+}
+
+impl RegistryEntry {
+    /// What identifies an entry when files are merged: its prefix (default: its location).
+    fn key(&self) -> Option<&str> {
+        self.prefix.as_deref().or(self.location.as_deref())
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| RegistryError::Config {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
+}
+
+fn parse_file(text: &str) -> std::result::Result<ConfFile, String> {
+    let f: ConfFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    if f.registry.iter().any(|r| r.key().is_none()) {
+        return Err("a [[registry]] entry needs a prefix or a location".into());
+    }
+    Ok(f)
+}
+
+/// The `*.conf` files of a drop-in directory, in lexical order; none when it is missing.
+fn drop_in_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::NotADirectory
+                    | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
+        Err(e) => {
+            return Err(RegistryError::Config {
+                path: dir.to_path_buf(),
+                why: e.to_string(),
+            });
+        }
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conf") && p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 fn prefix_matches(prefix: &str, name: &str) -> bool {
@@ -380,6 +547,59 @@ location = "internal.example.com:8443/quay-team"
             empty.candidates("busybox").unwrap()[0].to_string(),
             "docker.io/library/busybox:latest"
         );
+    }
+
+    #[test]
+    fn drop_ins_merge_in_lexical_order_and_later_wins() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(
+            d.join("20-later.conf"),
+            "unqualified-search-registries = [\"b.example\"]\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"second.example\"\n[aliases]\n\"tool\" = \"b.example/tool\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("10-first.conf"),
+            "[aliases]\n\"tool\" = \"a.example/tool\"\n\"other\" = \"a.example/other\"\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("ignored.txt"), "not toml [").unwrap();
+        let files = drop_in_files(d).unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap()).collect();
+        assert_eq!(names, ["10-first.conf", "20-later.conf"]);
+        let mut c = RegistriesConf::parse(MIRROR).unwrap();
+        for f in &files {
+            c.merge(parse_file(&std::fs::read_to_string(f).unwrap()).unwrap());
+        }
+        assert_eq!(c.unqualified_search_registries, ["b.example"]);
+        assert_eq!(c.aliases["tool"], "b.example/tool");
+        assert_eq!(c.aliases["other"], "a.example/other");
+        // The docker.io entry was replaced (one mirror now), the others kept.
+        let eps = c.pull_endpoints(&"busybox".parse().unwrap()).unwrap();
+        let hosts: Vec<_> = eps.iter().map(|e| e.host.as_str()).collect();
+        assert_eq!(hosts, ["second.example", "docker.io"]);
+        assert!(c.entry_for("evil.example.com/x").unwrap().blocked);
+        assert!(drop_in_files(&d.join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn aliases_win_over_the_search_list_and_keep_the_tag() {
+        let c = RegistriesConf::parse(
+            "unqualified-search-registries = [\"docker.io\"]\n[aliases]\n\"tool\" = \"127.0.0.1:5000/team/tool\"\n\"pinned\" = \"quay.io/x/y:1\"\n\"bad\" = \"short\"\n",
+        )
+        .unwrap();
+        let one = |n: &str| c.candidates(n).unwrap()[0].to_string();
+        assert_eq!(one("tool"), "127.0.0.1:5000/team/tool:latest");
+        assert_eq!(one("tool:2"), "127.0.0.1:5000/team/tool:2");
+        assert_eq!(one("pinned"), "quay.io/x/y:1");
+        assert_eq!(c.candidates("tool").unwrap().len(), 1);
+        assert_eq!(one("busybox"), "docker.io/library/busybox:latest");
+        // A qualified name is never aliased.
+        assert_eq!(
+            one("docker.io/library/tool"),
+            "docker.io/library/tool:latest"
+        );
+        assert!(c.candidates("bad").is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! - [`config`]: containers-registries.conf(5): mirrors, insecure, blocked, search registries.
 //! - [`auth`]: credentials from auth.json / docker config.json and credential helpers.
-//! - [`client`]: HTTP sessions: token and basic auth, retries with backoff and Retry-After.
+//! - [`client`]: HTTP sessions: retries with backoff and Retry-After, one re-auth on 401.
+//! - [`token`]: WWW-Authenticate challenges, bearer tokens renewed before they lapse,
+//!   the OAuth2 refresh-token grant for identity tokens.
 //! - `pull`, `push`: the transfers; [`progress`]: bars or plain lines.
 //!
 //! Blobs stream from the socket through the store's verifying [`crate::store::BlobWriter`]
@@ -27,6 +29,7 @@ pub mod config;
 pub mod progress;
 mod pull;
 mod push;
+pub mod token;
 
 pub use auth::{AuthFiles, Credentials};
 pub use config::RegistriesConf;
@@ -227,17 +230,43 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// The image `name` refers to, pulled first when `opts.policy` asks for it.
 pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
-    let local = match store.resolve_image(name) {
-        Ok(img) => Some(img),
-        Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, name)?,
-        Err(e) => return Err(e.into()),
-    };
+    // A short name with an `[aliases]` entry means the aliased image, here as in `pull`; an
+    // image stored under the plain name before the alias existed is still found.
+    let aliased = aliased(name);
+    let mut local = None;
+    for n in aliased.iter().map(String::as_str).chain([name]) {
+        local = match store.resolve_image(n) {
+            Ok(img) => Some(img),
+            Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, n)?,
+            Err(e) => return Err(e.into()),
+        };
+        if local.is_some() {
+            break;
+        }
+    }
+    let name = aliased.as_deref().unwrap_or(name);
     match (opts.policy, local) {
         (PullPolicy::Missing, Some(img)) => Ok(img),
         (PullPolicy::Never, Some(img)) => Ok(img),
         (PullPolicy::Never, None) => Err(RegistryError::NotLocal(name.to_string())),
         _ => pull(store, name, opts),
     }
+}
+
+/// The fully qualified name an `[aliases]` entry gives the short name `name`, if any. A
+/// registries.conf that does not load is left for the pull to report.
+fn aliased(name: &str) -> Option<String> {
+    if Reference::parse_is_qualified(name) || store_id_like(name) {
+        return None;
+    }
+    let conf = RegistriesConf::load().ok()?;
+    conf.alias(name).ok().flatten().map(|r| r.to_string())
+}
+
+/// An image ID or its prefix (hex only), which no alias may shadow.
+fn store_id_like(name: &str) -> bool {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `name@sha256:<index digest>` was pulled before: the store tags the platform's manifest

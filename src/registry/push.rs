@@ -3,6 +3,8 @@
 //! then the manifest, byte for byte as stored, last. A build's plain tar layers are
 //! compressed first (`--compression-format`, see [`crate::store::compress`]); the manifest
 //! pushed is then the stored one with those layers replaced, and the config is unchanged.
+//! A 401 on a blob's PUT (a token that lapsed or was revoked mid-upload) renews the session's
+//! token once and restarts that blob's upload from a new upload session and the file's start.
 
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
@@ -82,16 +84,19 @@ pub async fn push(
         (None, t) => t.unwrap_or("latest").to_string(),
     };
     let url = s.url(&format!("manifests/{reference}"));
-    let mut attempt = 0;
-    let resp = loop {
-        let rb = s
-            .request(Method::PUT, &url)
-            .header(CONTENT_TYPE, manifest_desc.media_type.clone())
-            .body(bytes.clone());
-        if let Some(r) = s.retrying(rb, &mut attempt, &url).await? {
-            break r;
-        }
-    };
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_str(&manifest_desc.media_type).map_err(|_| {
+            RegistryError::Runtime(format!(
+                "media type {:?} cannot be an HTTP header",
+                manifest_desc.media_type
+            ))
+        })?,
+    );
+    let resp = s
+        .send_with(Method::PUT, &url, Some(h), Some(&bytes))
+        .await?;
     check(resp, &format!("push manifest to {url}"), &s, &dest_ref).await?;
     rep.line(&format!(
         "{}: digest: {} size: {}",
@@ -138,6 +143,7 @@ async fn push_blob(
         return Ok("Layer already exists".into());
     }
     let mut attempt = 0u32;
+    let mut renewed = false;
     loop {
         // Start an upload, or mount from a sibling repository (201: done).
         let mut location = None;
@@ -191,14 +197,24 @@ async fn push_blob(
                 }
             });
         let body = reqwest::Body::wrap_stream(stream);
-        let rb = s
-            .request(Method::PUT, url.clone())
+        let (rb, generation) = s.request(Method::PUT, url.clone()).await?;
+        let rb = rb
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, d.size)
             .body(body);
         let res = rb.send().await;
         let retry = match res {
             Ok(r) if r.status().is_success() => return Ok("Pushed".into()),
+            // The token lapsed or was revoked under us: one new token, and the upload starts
+            // over from a new session (the streamed body cannot be replayed, the file can).
+            Ok(r) if r.status() == StatusCode::UNAUTHORIZED && !renewed => {
+                renewed = true;
+                if !s.reauth(generation, client::choose_challenge(&r)).await? {
+                    return Err(s.unauthorized());
+                }
+                bar.reset("credentials renewed");
+                continue;
+            }
             Ok(r) => {
                 let st = r.status();
                 let retryable = st == StatusCode::TOO_MANY_REQUESTS || st.is_server_error();
