@@ -230,19 +230,27 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// The image `name` refers to, pulled first when `opts.policy` asks for it.
 pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
-    // A short name with an `[aliases]` entry means the aliased image, here as in `pull`; an
-    // image stored under the plain name before the alias existed is still found.
-    let aliased = aliased(name);
-    let mut local = None;
-    for n in aliased.iter().map(String::as_str).chain([name]) {
-        local = match store.resolve_image(n) {
-            Ok(img) => Some(img),
-            Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, n)?,
-            Err(e) => return Err(e.into()),
-        };
-        if local.is_some() {
-            break;
+    let find = |n: &str| -> Result<Option<Image>> {
+        match store.resolve_image(n) {
+            Ok(img) => Ok(Some(img)),
+            Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, n),
+            Err(e) => Err(e.into()),
         }
+    };
+    // The plain name first, so that starting a stored image reads no registries.conf (a
+    // millisecond of TOML with the system's short-name drop-ins). A short name with an
+    // `[aliases]` entry then means the aliased image, here as in `pull`: found in the store
+    // under that name, or pulled from there.
+    let mut local = find(name)?;
+    let aliased = if local.is_none() || matches!(opts.policy, PullPolicy::Always) {
+        aliased(name)
+    } else {
+        None
+    };
+    if local.is_none()
+        && let Some(a) = &aliased
+    {
+        local = find(a)?;
     }
     let name = aliased.as_deref().unwrap_or(name);
     match (opts.policy, local) {
