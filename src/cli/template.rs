@@ -9,9 +9,10 @@ use std::fmt;
 
 /// A parse or execution error, with the template's text and the 1-based line and column.
 #[derive(Debug, thiserror::Error)]
-#[error("template {name:?}: line {line}, column {col}: {msg}")]
+#[error("{name} {src:?}: line {line}, column {col}: {msg}")]
 pub struct TemplateError {
     pub name: String,
+    pub src: String,
     pub line: usize,
     pub col: usize,
     pub msg: String,
@@ -94,6 +95,7 @@ fn make_err(name: &str, src: &str, pos: usize, msg: impl Into<String>) -> Templa
     let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     TemplateError {
         name: name.to_string(),
+        src: src.to_string(),
         line,
         col,
         msg: msg.into(),
@@ -519,7 +521,9 @@ impl Parser {
             }
         }
         for c in &cmds {
-            if c.args.len() > 1 && !matches!(c.args[0], Arg::Func(_)) {
+            // `.Label "k"` is a method call (docker's ps and images rows have `Label`).
+            let method = matches!(&c.args[0], Arg::Field(f) if !f.is_empty());
+            if c.args.len() > 1 && !matches!(c.args[0], Arg::Func(_)) && !method {
                 return Err(self.err(c.pos, "can't give arguments to a non-function"));
             }
         }

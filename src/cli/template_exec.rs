@@ -186,6 +186,7 @@ impl Exec<'_> {
                     super::template_funcs::call(f, &args)
                         .map_err(|m| self.err(c.pos, format!("error calling {f}: {m}")))?
                 }
+                Arg::Field(f) if c.args.len() > 1 => self.method(f, &c.args[1..], dot, c.pos)?,
                 a => self.arg(a, dot, c.pos)?,
             };
             last = Some(v);
@@ -224,6 +225,37 @@ impl Exec<'_> {
                 self.fields(&v, f, pos)?
             }
         })
+    }
+
+    /// `.Label "key"`, the one method docker's rows offer: a label's value from `Labels`
+    /// (a map, or docker's `k=v,k2=v2` string).
+    fn method(
+        &mut self,
+        f: &[String],
+        args: &[Arg],
+        dot: &Value,
+        pos: usize,
+    ) -> Result<Value, TemplateError> {
+        let (name, recv) = f.split_last().expect("a method call has a name");
+        if name != "Label" || args.len() != 1 {
+            return Err(self.err(pos, format!("can't give arguments to field {name}")));
+        }
+        let key = go_string(&self.arg(&args[0], dot, pos)?);
+        let labels = self
+            .fields(dot, recv, pos)?
+            .get("Labels")
+            .cloned()
+            .unwrap_or(Value::Null);
+        Ok(Value::String(match labels {
+            Value::Object(o) => o.get(&key).map(go_string).unwrap_or_default(),
+            Value::String(s) => s
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default(),
+            _ => String::new(),
+        }))
     }
 
     fn fields(&self, v: &Value, names: &[String], pos: usize) -> Result<Value, TemplateError> {
