@@ -393,21 +393,21 @@ fn ps_format_placeholders_json_table_and_filters() {
             e.ok(&a).lines().map(String::from).collect::<Vec<_>>()
         };
         // A status filter shows stopped containers without -a, as docker's does.
-        assert_eq!(f(&["-f", "status=exited"]), [done.clone()]);
-        assert_eq!(f(&["--filter", "status=running"]), [web.clone()]);
+        assert_eq!(f(&["-f", "status=exited"]), [done.as_str()]);
+        assert_eq!(f(&["--filter", "status=running"]), [web.as_str()]);
         assert_eq!(f(&["-f", "status=exited", "-f", "status=running"]).len(), 2);
-        assert_eq!(f(&["-a", "-f", &format!("name={web}")]), [web.clone()]);
-        assert_eq!(f(&["-a", "-f", "name=^t-done"]), [done.clone()]);
-        assert_eq!(f(&["-a", "-f", "label=app"]), [web.clone()]);
-        assert_eq!(f(&["-a", "-f", "label=tier=front"]), [web.clone()]);
+        assert_eq!(f(&["-a", "-f", &format!("name={web}")]), [web.as_str()]);
+        assert_eq!(f(&["-a", "-f", "name=^t-done"]), [done.as_str()]);
+        assert_eq!(f(&["-a", "-f", "label=app"]), [web.as_str()]);
+        assert_eq!(f(&["-a", "-f", "label=tier=front"]), [web.as_str()]);
         assert!(f(&["-a", "-f", "label=tier=back"]).is_empty());
-        assert_eq!(f(&["-a", "-f", "ancestor=busybox"]), [done.clone()]);
-        assert_eq!(f(&["-a", "-f", "ancestor=labeled:v1"]), [web.clone()]);
-        assert_eq!(f(&["-a", "-f", &format!("before={done}")]), [web.clone()]);
-        assert_eq!(f(&["-a", "-f", &format!("since={web}")]), [done.clone()]);
-        assert_eq!(f(&["-a", "-f", "exited=3"]), [done.clone()]);
+        assert_eq!(f(&["-a", "-f", "ancestor=busybox"]), [done.as_str()]);
+        assert_eq!(f(&["-a", "-f", "ancestor=labeled:v1"]), [web.as_str()]);
+        assert_eq!(f(&["-a", "-f", &format!("before={done}")]), [web.as_str()]);
+        assert_eq!(f(&["-a", "-f", &format!("since={web}")]), [done.as_str()]);
+        assert_eq!(f(&["-a", "-f", "exited=3"]), [done.as_str()]);
         let id = e.ok(&["ps", "-q"]);
-        assert_eq!(f(&["-f", &format!("id={}", id.trim())]), [web.clone()]);
+        assert_eq!(f(&["-f", &format!("id={}", id.trim())]), [web.as_str()]);
 
         let err = e.fails(&["ps", "-f", "colour=red"]);
         assert!(

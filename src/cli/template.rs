@@ -293,34 +293,9 @@ fn tokens(
                 Tok::Var(v, names)
             }
             b'"' => {
-                let mut s = String::new();
-                let mut j = i + 1;
-                loop {
-                    let Some(&ch) = b.get(j) else {
-                        return Err(err(at, "unterminated quoted string".into()));
-                    };
-                    match ch {
-                        b'"' => break,
-                        b'\\' => {
-                            j += 1;
-                            match b.get(j) {
-                                Some(b'n') => s.push('\n'),
-                                Some(b't') => s.push('\t'),
-                                Some(b'\\') => s.push('\\'),
-                                Some(b'"') => s.push('"'),
-                                _ => return Err(err(j, "unknown escape sequence".into())),
-                            }
-                            j += 1;
-                        }
-                        _ => {
-                            let ch = body[j..].chars().next().unwrap_or('\0');
-                            s.push(ch);
-                            j += ch.len_utf8();
-                        }
-                    }
-                }
-                i = j + 1;
-                Tok::Str(s)
+                let (st, e) = quoted(body, i).map_err(|(at, m)| err(at, m.into()))?;
+                i = e;
+                Tok::Str(st)
             }
             b'`' => {
                 let e = body[i + 1..]
@@ -355,6 +330,38 @@ fn tokens(
         out.push((tok, at));
     }
     Ok(out.into_iter().map(|(t, p)| (t, p + base)).collect())
+}
+
+/// The Go string literal starting at `i` (a '"'): its value and the index after it, or where
+/// and why it is malformed.
+fn quoted(body: &str, i: usize) -> Result<(String, usize), (usize, &'static str)> {
+    let b = body.as_bytes();
+    let mut s = String::new();
+    let mut j = i + 1;
+    loop {
+        let Some(&ch) = b.get(j) else {
+            return Err((i, "unterminated quoted string"));
+        };
+        match ch {
+            b'"' => return Ok((s, j + 1)),
+            b'\\' => {
+                j += 1;
+                match b.get(j) {
+                    Some(b'n') => s.push('\n'),
+                    Some(b't') => s.push('\t'),
+                    Some(b'\\') => s.push('\\'),
+                    Some(b'"') => s.push('"'),
+                    _ => return Err((j, "unknown escape sequence")),
+                }
+                j += 1;
+            }
+            _ => {
+                let ch = body[j..].chars().next().unwrap_or('\0');
+                s.push(ch);
+                j += ch.len_utf8();
+            }
+        }
+    }
 }
 
 struct Parser {

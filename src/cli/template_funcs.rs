@@ -100,21 +100,9 @@ pub(super) fn call(f: &str, a: &[Value]) -> R {
             a.iter().map(s).collect::<Vec<_>>().join(" ") + "\n",
         )),
         "printf" => printf(a),
-        "urlquery" => Ok(Value::String(
-            a.iter()
-                .map(s)
-                .collect::<Vec<_>>()
-                .join("")
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || "-_.~".contains(c) {
-                        c.to_string()
-                    } else {
-                        c.to_string().bytes().map(|b| format!("%{b:02X}")).collect()
-                    }
-                })
-                .collect(),
-        )),
+        "urlquery" => Ok(Value::String(urlquery(
+            &a.iter().map(s).collect::<String>(),
+        ))),
         "not" => {
             want(a, 1, f)?;
             Ok(Value::Bool(!truth(&a[0])))
@@ -153,6 +141,19 @@ pub(super) fn call(f: &str, a: &[Value]) -> R {
         }
         _ => Err(format!("function {f:?} not defined")),
     }
+}
+
+/// Go's url.QueryEscape, for the bytes scripts pass.
+fn urlquery(t: &str) -> String {
+    t.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn truth(v: &Value) -> bool {
