@@ -419,3 +419,27 @@ mod tests {
         assert_eq!((e.line, e.col), (1, 3));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::super::template::Template;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any flag text parses or fails with an error; whatever parses renders or fails.
+        #[test]
+        fn never_panics(parts in proptest::collection::vec(prop_oneof![
+            Just("{{"), Just("}}"), Just("{{-"), Just(" -}}"), Just(".A"), Just(".B.C"), Just("$"),
+            Just("$x := "), Just("range "), Just("if "), Just("else"), Just("end"), Just("with "),
+            Just("("), Just(")"), Just("|"), Just("json"), Just("index"), Just("\""), Just("`"),
+            Just(" "), Just("é"), Just("1"), Just("-2.5"), Just(","), Just("/*"), Just("*/"),
+            Just("printf \"%-3d\""), Just("eq"), Just(".Label"), Just("\\"),
+        ], 0..24)) {
+            let src: String = parts.concat();
+            let data = serde_json::json!({"A": [1, "x", null], "B": {"C": {"k": "v"}}, "Labels": "a=b"});
+            if let Ok(t) = Template::parse("--format", &src) {
+                let _ = t.render(&data);
+            }
+        }
+    }
+}
