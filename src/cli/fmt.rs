@@ -31,9 +31,10 @@ impl Format {
         if trimmed == "json" {
             return Ok(Format::Json);
         }
+        // docker takes any format that starts with "table" as a table.
         let (table, body) = match trimmed.strip_prefix("table") {
-            Some(rest) if rest.starts_with(char::is_whitespace) => (true, rest.trim()),
-            _ => (false, trimmed),
+            Some(rest) => (true, rest.trim()),
+            None => (false, trimmed),
         };
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
         let t = Template::parse("--format", &body).context("template parsing error")?;
@@ -162,6 +163,37 @@ pub fn print_table<R: AsRef<[String]>>(out: &mut dyn Write, rows: &[R]) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn render(flag: &str, rows: &[Value], headers: &[(&str, &str)]) -> String {
+        let f = Format::parse(Some(flag)).unwrap();
+        let mut out = vec![];
+        assert!(print_rows(&mut out, &f, rows, headers).unwrap());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn table_prefix_escapes_and_headers() {
+        let rows = [
+            serde_json::json!({"ID": "abc", "Names": "web", "Extra": "x"}),
+            serde_json::json!({"ID": "defghi", "Names": "db", "Extra": "y"}),
+        ];
+        let h = [("ID", "CONTAINER ID"), ("Names", "NAMES")];
+        assert_eq!(
+            render(r"table {{.ID}}\t{{.Names}}\t{{.Extra}}", &rows, &h),
+            "CONTAINER ID   NAMES   EXTRA\nabc            web     x\ndefghi         db      y\n"
+        );
+        assert_eq!(render(r"table{{.Names}}", &rows, &h), "NAMES\nweb\ndb\n");
+        assert_eq!(render(r"{{.ID}}\n{{.Names}}", &rows[..1], &h), "abc\nweb\n");
+        assert_eq!(
+            render("json", &rows[..1], &h),
+            "{\"Extra\":\"x\",\"ID\":\"abc\",\"Names\":\"web\"}\n"
+        );
+        assert!(matches!(
+            Format::parse(Some(" table ")).unwrap(),
+            Format::Default
+        ));
+        assert!(matches!(Format::parse(None).unwrap(), Format::Default));
+    }
 
     #[test]
     fn sizes_like_docker() {
