@@ -395,6 +395,31 @@ mod tests {
     }
 
     #[test]
+    fn docker_inspect_doc_examples() {
+        let d = json!({"NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}},
+                       "State": {"ExitCode": 3}, "Config": {"Image": "busybox"}});
+        assert_eq!(
+            r(
+                "{{range $p, $conf := .NetworkSettings.Ports}} {{$p}} -> {{(index $conf 0).HostPort}} {{end}}",
+                &d
+            ),
+            " 80/tcp -> 8080 "
+        );
+        assert_eq!(r("{{.State.ExitCode}} {{.Config.Image}}", &d), "3 busybox");
+        assert_eq!(
+            r(
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                &d
+            ),
+            ""
+        );
+        assert_eq!(
+            r(r#"{{printf "%.2f|%5.1f|%t" 1.234 2.25 true}}"#, &d),
+            "1.23|  2.2|true"
+        );
+    }
+
+    #[test]
     fn errors_name_the_position() {
         let e = Template::parse("--format", "ok {{.Id").unwrap_err();
         assert_eq!((e.line, e.col), (1, 4));

@@ -263,7 +263,8 @@ fn slice(a: &[Value]) -> R {
     }
 }
 
-/// Go's printf for the verbs scripts use: %s %v %d %q %t %x and %%, with width and `-`.
+/// Go's printf for the verbs scripts use: %s %v %d %f %q %t %x and %%, with width,
+/// precision and `-`.
 fn printf(a: &[Value]) -> R {
     let Some(fmt) = a.first() else {
         return Err("printf wants a format".into());
@@ -279,16 +280,18 @@ fn printf(a: &[Value]) -> R {
         }
         let mut left = false;
         let mut width = String::new();
+        let mut prec: Option<String> = None;
         while let Some(&n) = chars.peek() {
-            if n == '-' {
-                left = true;
-            } else if n.is_ascii_digit() {
-                width.push(n);
-            } else {
-                break;
+            match (n, prec.as_mut()) {
+                ('-', None) => left = true,
+                ('.', None) => prec = Some(String::new()),
+                (d, None) if d.is_ascii_digit() => width.push(d),
+                (d, Some(p)) if d.is_ascii_digit() => p.push(d),
+                _ => break,
             }
             chars.next();
         }
+        let prec: Option<usize> = prec.map(|p| p.parse().unwrap_or(0));
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
             break;
@@ -310,7 +313,15 @@ fn printf(a: &[Value]) -> R {
             'd' => int(v)
                 .map(|i| i.to_string())
                 .unwrap_or_else(|_| format!("%!d({})", s(v))),
-            _ => s(v),
+            'f' => match v.as_f64() {
+                Some(x) => format!("{x:.p$}", p = prec.unwrap_or(6)),
+                None => format!("%!f({})", s(v)),
+            },
+            't' => s(v),
+            _ => match prec {
+                Some(p) => s(v).chars().take(p).collect(),
+                None => s(v),
+            },
         };
         let w: usize = width.parse().unwrap_or(0);
         out.push_str(&if left {
