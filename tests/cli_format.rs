@@ -143,11 +143,14 @@ impl Env {
         stderr(&o)
     }
 
-    /// Two containers: `web` (detached, running, from labeled:v1) and `done` (busybox,
-    /// exited 3), created in that order.
+    /// Two containers: `web` (detached, running, from labeled:v1, a directory bound on
+    /// /data) and `done` (busybox, exited 3), created in that order.
     fn containers(&self) -> (String, String) {
         let web = unique("web");
         let done = unique("done");
+        let vol = self.root.join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        let bind = format!("{}:/data:ro", vol.display());
         let o = self.run(
             "boxrun",
             &[
@@ -156,6 +159,8 @@ impl Env {
                 &web,
                 "--network",
                 "none",
+                "-v",
+                &bind,
                 "labeled:v1",
                 "sleep",
                 "1000",
@@ -406,13 +411,18 @@ fn ps_format_placeholders_json_table_and_filters() {
         assert_eq!(f(&["-a", "-f", &format!("before={done}")]), [web.as_str()]);
         assert_eq!(f(&["-a", "-f", &format!("since={web}")]), [done.as_str()]);
         assert_eq!(f(&["-a", "-f", "exited=3"]), [done.as_str()]);
+        assert_eq!(f(&["-a", "-f", "volume=/data"]), [web.as_str()]);
+        assert_eq!(f(&["-a", "-f", "network=none"]).len(), 2);
+        assert!(f(&["-a", "-f", "network=host"]).is_empty());
         let id = e.ok(&["ps", "-q"]);
         assert_eq!(f(&["-f", &format!("id={}", id.trim())]), [web.as_str()]);
 
         let err = e.fails(&["ps", "-f", "colour=red"]);
         assert!(
             err.contains("invalid filter 'colour'")
-                && err.contains("ancestor, before, exited, id, label, name, since, status"),
+                && err.contains(
+                    "ancestor, before, exited, id, label, name, network, since, status, volume"
+                ),
             "{err}"
         );
         let err = e.fails(&["ps", "-f", "status=sleeping"]);

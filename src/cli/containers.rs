@@ -28,7 +28,7 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// The filters `box ps` supports.
 const PS_FILTERS: &[&str] = &[
-    "ancestor", "before", "exited", "id", "label", "name", "since", "status",
+    "ancestor", "before", "exited", "id", "label", "name", "network", "since", "status", "volume",
 ];
 
 /// docker ps's column titles for `--format 'table ...'`.
@@ -230,7 +230,22 @@ fn ps_match(
         && f.any("exited", |v| {
             state == "exited" && v.parse::<i32>().ok() == s.exit_code
         })
+        && f.any("network", |v| {
+            format!("{:?}", s.network).eq_ignore_ascii_case(v)
+        })
+        && f.any("volume", |v| volume_match(v, s))
         && f.labels_match(labels))
+}
+
+/// `volume=` names a mount by its destination, its source, or a named volume's name.
+fn volume_match(v: &str, s: &State) -> bool {
+    s.mounts.iter().any(|m| {
+        m.destination == v
+            || m.source == v
+            || std::path::Path::new(&m.source)
+                .components()
+                .any(|c| c.as_os_str() == v)
+    })
 }
 
 /// docker matches `name=` as a regular expression; the anchors `^` and `$` and plain
