@@ -52,8 +52,8 @@ pub struct PsArgs {
     /// Only display container IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Filter output: status=, name=, label=KEY[=VALUE], ancestor=IMAGE, before=CONTAINER,
-    /// since=CONTAINER, id=, exited=CODE (repeatable)
+    /// Filter output: status=, name=, id=, label=KEY[=VALUE], ancestor=IMAGE, before=CONTAINER,
+    /// since=CONTAINER, exited=CODE, network=MODE, volume=PATH (repeatable)
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
     /// Format output: 'json', a Go template ('{{.ID}} {{.Names}}'), or 'table TEMPLATE'
