@@ -167,8 +167,8 @@ impl Env {
             ],
         );
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        // Created strictly after web: ps orders and before/since compare by time.
-        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // Created after web (times have nanoseconds): ps orders and before/since compare them.
+        std::thread::sleep(std::time::Duration::from_millis(20));
         let o = self.run(
             "boxrun",
             &[
