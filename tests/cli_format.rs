@@ -14,66 +14,87 @@ use boxrun_common::{Who, stderr, stdout, unique};
 use common::fixtures::{self, Fixture};
 
 /// The labeled (`labeled:v1`, created 2025-06-01, app=web tier=front) and untagged (created
-/// 2025-07-01, tier=back) archives, made once by umoci and skopeo from the busybox layout.
+/// 2025-07-01, tier=back) archives, made by umoci and skopeo from the busybox layout, and
+/// kept under target/tmp beside a key of that layout's fixture cache.
 fn archives() -> &'static (PathBuf, PathBuf) {
     static A: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     A.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("cli-format-")
-            .tempdir()
+        let layout = fixtures::layout(Fixture::Busybox);
+        let key = layout
+            .ancestors()
+            .nth(2)
+            .and_then(|p| p.file_name())
             .unwrap()
-            .keep();
-        let l = dir.join("l");
-        let ok = |c: &mut Command| {
-            let o = c.output().unwrap();
-            assert!(o.status.success(), "{c:?}: {}", stderr(&o));
-        };
-        ok(Command::new("cp")
-            .arg("-a")
-            .arg(fixtures::layout(Fixture::Busybox))
-            .arg(&l));
-        let img = |t: &str| format!("{}:{t}", l.display());
-        ok(Command::new("umoci").args([
-            "config",
-            "--image",
-            &img("latest"),
-            "--tag",
-            "labeled",
-            "--config.label",
-            "app=web",
-            "--config.label",
-            "tier=front",
-            "--created",
-            "2025-06-01T00:00:00Z",
-        ]));
-        ok(Command::new("umoci").args([
-            "config",
-            "--image",
-            &img("latest"),
-            "--tag",
-            "dangle",
-            "--config.label",
-            "tier=back",
-            "--created",
-            "2025-07-01T00:00:00Z",
-        ]));
-        let labeled = dir.join("labeled.tar");
-        let dangle = dir.join("dangle.tar");
-        ok(Command::new("skopeo").args([
-            "copy",
-            "-q",
-            &format!("oci:{}", img("labeled")),
-            &format!("oci-archive:{}:labeled:v1", labeled.display()),
-        ]));
-        // No name in the archive: box loads it untagged (dangling).
-        ok(Command::new("skopeo").args([
-            "copy",
-            "-q",
-            &format!("oci:{}", img("dangle")),
-            &format!("oci-archive:{}", dangle.display()),
-        ]));
-        (labeled, dangle)
+            .to_string_lossy()
+            .into_owned();
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let done = tmp.join(format!("cli-format-{key}"));
+        let paths = (done.join("labeled.tar"), done.join("dangle.tar"));
+        if paths.1.exists() {
+            return paths;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("cli-format-new-")
+            .tempdir_in(tmp)
+            .unwrap();
+        let built = archives_in(dir.path(), &layout);
+        // Another test process may have finished first: either copy is good.
+        let _ = std::fs::rename(built, &done);
+        paths
     })
+}
+
+/// Make labeled.tar and dangle.tar in `dir`; returns a directory holding just those.
+fn archives_in(dir: &Path, layout: &Path) -> PathBuf {
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let l = dir.join("l");
+    let ok = |c: &mut Command| {
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{c:?}: {}", stderr(&o));
+    };
+    ok(Command::new("cp").arg("-a").arg(layout).arg(&l));
+    let img = |t: &str| format!("{}:{t}", l.display());
+    ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &img("latest"),
+        "--tag",
+        "labeled",
+        "--config.label",
+        "app=web",
+        "--config.label",
+        "tier=front",
+        "--created",
+        "2025-06-01T00:00:00Z",
+    ]));
+    ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &img("latest"),
+        "--tag",
+        "dangle",
+        "--config.label",
+        "tier=back",
+        "--created",
+        "2025-07-01T00:00:00Z",
+    ]));
+    let labeled = out.join("labeled.tar");
+    let dangle = out.join("dangle.tar");
+    ok(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        &format!("oci:{}", img("labeled")),
+        &format!("oci-archive:{}:labeled:v1", labeled.display()),
+    ]));
+    // No name in the archive: box loads it untagged (dangling).
+    ok(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        &format!("oci:{}", img("dangle")),
+        &format!("oci-archive:{}", dangle.display()),
+    ]));
+    out
 }
 
 /// A private store for `who`, removed (containers first) when dropped.
