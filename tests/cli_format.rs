@@ -505,6 +505,14 @@ fn inspect_format_fields_nested_json_range_if_index_join() {
         assert_eq!(j[0]["Name"], format!("/{web}"));
         let out = e.ok(&["inspect", "-f", "{{.Nope}}", "busybox"]);
         assert_eq!(out, "<no value>\n");
+        // An image without labels: index gives "", as docker's typed label map does.
+        let out = e.ok(&[
+            "inspect",
+            "-f",
+            r#"[{{index .Config.Labels "app"}}]"#,
+            "busybox",
+        ]);
+        assert_eq!(out, "[]\n");
     }
 }
 

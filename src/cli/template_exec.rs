@@ -343,6 +343,18 @@ mod tests {
             "B=2 1"
         );
         assert_eq!(r("{{len .Config.Env}}", &d), "2");
+        // An absent map or key indexes to "", as Go's index on docker's label maps.
+        assert_eq!(
+            r(
+                r#"[{{index .Config.Labels "nope"}}][{{index .Config.Nope "x"}}]"#,
+                &d
+            ),
+            "[][]"
+        );
+        assert_eq!(
+            r(r#"{{if index .Config.Nope "x"}}y{{else}}n{{end}}"#, &d),
+            "n"
+        );
         assert_eq!(
             r(r#"{{printf "%s-%d|%-5s|" .Id .State.Pid "a"}}"#, &d),
             "abc-12|a    |"

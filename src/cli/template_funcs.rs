@@ -215,11 +215,13 @@ fn index(a: &[Value]) -> R {
                     .cloned()
                     .ok_or_else(|| format!("index out of range: {i}"))?
             }
-            (Value::Object(o), Value::String(key)) => o
-                .get(key)
-                .cloned()
-                .unwrap_or(Value::String("<no value>".into())),
-            (Value::Null, _) => Value::Null,
+            // A missing key, or indexing what is absent (an image without labels), gives
+            // "" as Go's index does on docker's map[string]string fields.
+            (Value::Object(o), Value::String(key)) => {
+                o.get(key).cloned().unwrap_or(Value::String(String::new()))
+            }
+            (Value::Null, _) => Value::String(String::new()),
+            (Value::String(s), _) if s == "<no value>" => Value::String(String::new()),
             (c, k) => {
                 return Err(format!(
                     "can't index item of type {} with {}",
