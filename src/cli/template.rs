@@ -198,7 +198,20 @@ enum Tok {
 
 impl fmt::Display for Tok {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
+        let chain = |n: &[String]| n.iter().map(|x| format!(".{x}")).collect::<String>();
+        match self {
+            Tok::Field(n) if n.is_empty() => write!(f, "<.>"),
+            Tok::Field(n) | Tok::Tail(n) => write!(f, "<{}>", chain(n)),
+            Tok::Var(v, n) => write!(f, "<${v}{}>", chain(n)),
+            Tok::Str(s) => write!(f, "{s:?}"),
+            Tok::Num(n) => write!(f, "<{n}>"),
+            Tok::Ident(i) => write!(f, "<{i}>"),
+            Tok::Bar => write!(f, "<|>"),
+            Tok::Open => write!(f, "<(>"),
+            Tok::Close => write!(f, "<)>"),
+            Tok::Declare => write!(f, "<:=>"),
+            Tok::Comma => write!(f, "<,>"),
+        }
     }
 }
 
@@ -254,6 +267,9 @@ fn tokens(
                     let (names, e) = chain(i);
                     out.push((Tok::Tail(names), i));
                     i = e;
+                    if b.get(i) == Some(&b'.') {
+                        return Err(err(i, "unexpected . after term".into()));
+                    }
                 }
                 continue;
             }
@@ -327,6 +343,9 @@ fn tokens(
                 return Err(err(at, format!("unexpected {ch:?} in action")));
             }
         };
+        if matches!(tok, Tok::Field(_) | Tok::Var(..)) && b.get(i) == Some(&b'.') {
+            return Err(err(i, "unexpected . after term".into()));
+        }
         out.push((tok, at));
     }
     Ok(out.into_iter().map(|(t, p)| (t, p + base)).collect())
@@ -476,12 +495,26 @@ impl Parser {
                     _ => return Err(self.err(*p, "bad variable declaration")),
                 }
             }
-            let mut t = toks[d + 1..].to_vec();
-            let (p, _) = self.pipeline(&mut t, base, &decl)?;
-            return Ok(p);
+            let t = toks[d + 1..].to_vec();
+            return self.whole_pipeline(t, base, &decl);
         }
-        let mut t = toks;
-        let (p, _) = self.pipeline(&mut t, base, &[])?;
+        self.whole_pipeline(toks, base, &[])
+    }
+
+    /// A pipeline that must use every token and have at least one command.
+    fn whole_pipeline(
+        &self,
+        mut toks: Vec<(Tok, usize)>,
+        base: usize,
+        decl: &[String],
+    ) -> Result<Pipe, TemplateError> {
+        let (p, _) = self.pipeline(&mut toks, base, decl)?;
+        if let Some((_, at)) = toks.first() {
+            return Err(self.err(*at, "unexpected right paren"));
+        }
+        if p.cmds.is_empty() && !decl.is_empty() {
+            return Err(self.err(base, "missing value for command"));
+        }
         Ok(p)
     }
 

@@ -442,6 +442,19 @@ mod tests {
             e.to_string().contains("function \"nofunc\" not defined"),
             "{e}"
         );
+        for (t, col, msg) in [
+            ("{{$x := }}", 3, "missing value for command"),
+            ("{{)}}", 3, "unexpected right paren"),
+            ("{{.A.}}", 5, "unexpected . after term"),
+            ("{{(.A).B.}}", 9, "unexpected . after term"),
+            ("{{.A , .B}}", 6, "unexpected <,> in command"),
+            ("{{.A | .B}}", 8, "non-function command in a pipeline"),
+            ("{{end}}", 3, "unexpected {{end}}"),
+            ("{{define \"x\"}}{{end}}", 3, "{{define}} is not supported"),
+        ] {
+            let e = Template::parse("--format", t).unwrap_err();
+            assert_eq!((e.col, e.msg.as_str()), (col, msg), "{t}");
+        }
         let e = Template::parse("--format", "{{if .A}}x").unwrap_err();
         assert!(e.msg.contains("no {{end}}"), "{e}");
         let e = Template::parse("--format", "{{.Id.X}}")
