@@ -322,14 +322,8 @@ fn tokens(
                 Tok::Str(s)
             }
             b'-' | b'+' | b'0'..=b'9' => {
-                let mut j = i + 1;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'.') {
-                    j += 1;
-                }
-                let n = body[i..j]
-                    .parse::<f64>()
-                    .map_err(|_| err(at, format!("bad number syntax: {:?}", &body[i..j])))?;
-                i = j;
+                let (n, e) = number(body, i).map_err(|m| err(at, m))?;
+                i = e;
                 Tok::Num(n)
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
@@ -349,6 +343,19 @@ fn tokens(
         out.push((tok, at));
     }
     Ok(out.into_iter().map(|(t, p)| (t, p + base)).collect())
+}
+
+/// The number starting at `i` and the index after it.
+fn number(body: &str, i: usize) -> Result<(f64, usize), String> {
+    let b = body.as_bytes();
+    let mut j = i + 1;
+    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'.') {
+        j += 1;
+    }
+    let n = body[i..j]
+        .parse::<f64>()
+        .map_err(|_| format!("bad number syntax: {:?}", &body[i..j]))?;
+    Ok((n, j))
 }
 
 /// The Go string literal starting at `i` (a '"'): its value and the index after it, or where
