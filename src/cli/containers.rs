@@ -60,8 +60,13 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
         .filter_map(|id| c.refresh(id).ok().flatten())
         .collect();
     all.sort_by(|x, y| y.created.cmp(&x.created));
+    // Labels cost a look-up of each image: only when a filter or a format can use them.
+    let need_labels = filters.has("label") || !matches!(format, Format::Default);
     let mut labels = std::collections::HashMap::new();
     let mut label_of = |s: &State| -> serde_json::Map<String, serde_json::Value> {
+        if !need_labels {
+            return serde_json::Map::new();
+        }
         labels
             .entry(s.image_id.clone())
             .or_insert_with(|| image_labels(&store, &s.image_id))
