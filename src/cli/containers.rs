@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::fmt::print_table;
+use super::filter::Filters;
+use super::fmt::{Format, print_rows, print_table};
 use super::store::open_store;
 use super::{CmdResult, ExecArgs, Global, KillArgs, LogsArgs, PortArgs, PsArgs, RmArgs, StopArgs};
 use crate::container::{self, Containers, State, Status, config, exec::ExecOptions};
@@ -25,19 +26,70 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// The filters `box ps` supports.
+const PS_FILTERS: &[&str] = &[
+    "ancestor", "before", "exited", "id", "label", "name", "network", "since", "status", "volume",
+];
+
+/// docker ps's column titles for `--format 'table ...'`.
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+];
+
 pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
-    let (c, _) = containers(g)?;
-    let mut rows: Vec<State> = c
+    let format = Format::parse(a.format.as_deref())?;
+    let filters = Filters::parse("ps", &a.filter, PS_FILTERS)?;
+    let store = open_store(g)?;
+    let c = Containers::new(store.containers_dir());
+    let mut all: Vec<State> = c
         .ids()
         .iter()
         .filter_map(|id| c.refresh(id).ok().flatten())
-        .filter(|s| a.all || s.is_running())
         .collect();
-    rows.sort_by(|x, y| y.created.cmp(&x.created));
-    if a.quiet {
-        for s in rows {
-            println!("{}", &s.id[..12]);
+    all.sort_by(|x, y| y.created.cmp(&x.created));
+    // Labels cost a look-up of each image: only when a filter or a format can use them.
+    let need_labels = filters.has("label") || !matches!(format, Format::Default);
+    let mut labels = std::collections::HashMap::new();
+    let mut label_of = |s: &State| -> serde_json::Map<String, serde_json::Value> {
+        if !need_labels {
+            return serde_json::Map::new();
         }
+        labels
+            .entry(s.image_id.clone())
+            .or_insert_with(|| image_labels(&store, &s.image_id))
+            .clone()
+    };
+    // docker: a status filter shows stopped containers without -a.
+    let show_all = a.all || filters.has("status") || filters.has("exited");
+    let mut rows = vec![];
+    for s in &all {
+        let l = label_of(s);
+        if (show_all || s.is_running()) && ps_match(&filters, &all, s, &l)? {
+            rows.push((s, l));
+        }
+    }
+    if a.quiet {
+        for (s, _) in rows {
+            println!("{}", if a.no_trunc { &s.id[..] } else { &s.id[..12] });
+        }
+        return Ok(0);
+    }
+    let json: Vec<serde_json::Value> = rows.iter().map(|(s, l)| ps_row(s, l, a.no_trunc)).collect();
+    let mut out = std::io::stdout().lock();
+    if print_rows(&mut out, &format, &json, PS_HEADERS)? {
         return Ok(0);
     }
     let mut table = vec![
@@ -52,23 +104,181 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
         ]
         .map(String::from),
     ];
-    for s in rows {
-        table.push([
-            s.id[..12].to_string(),
-            truncate(&s.image, 30),
-            format!("\"{}\"", truncate(&s.argv.join(" "), 20)),
-            crate::timefmt::human_age(Some(&s.created)),
-            s.status_text(),
-            s.published
-                .iter()
-                .map(|p| format!("{}->{}", host_addr(p), p.container_key()))
-                .collect::<Vec<_>>()
-                .join(", "),
-            s.name.clone(),
-        ]);
+    for r in &json {
+        table.push(
+            [
+                "ID",
+                "Image",
+                "Command",
+                "RunningFor",
+                "Status",
+                "Ports",
+                "Names",
+            ]
+            .map(|k| r[k].as_str().unwrap_or_default().to_string()),
+        );
     }
-    print_table(&mut std::io::stdout().lock(), &table)?;
+    print_table(&mut out, &table)?;
     Ok(0)
+}
+
+/// The labels a container has: its image's (boxkit has no container labels of its own yet).
+fn image_labels(
+    store: &crate::store::Store,
+    image_id: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    store
+        .resolve_image(image_id)
+        .map(|img| {
+            img.config
+                .config
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// docker ps's `--format` fields for one container: every value a string, as docker's are.
+fn ps_row(
+    s: &State,
+    labels: &serde_json::Map<String, serde_json::Value>,
+    no_trunc: bool,
+) -> serde_json::Value {
+    let cmd = s.argv.join(" ");
+    let state = match s.status {
+        Status::Created => "created",
+        Status::Running if s.is_running() => "running",
+        _ => "exited",
+    };
+    let mut l: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    l.sort();
+    serde_json::json!({
+        "Command": format!("\"{}\"", if no_trunc { cmd } else { truncate(&cmd, 20) }),
+        "CreatedAt": super::fmt::docker_time(&s.created),
+        "ID": if no_trunc { s.id.clone() } else { s.id[..12].to_string() },
+        "Image": if no_trunc { s.image.clone() } else { truncate(&s.image, 30) },
+        "Labels": l.join(","),
+        "LocalVolumes": s.anonymous_volumes.len().to_string(),
+        "Mounts": s.mounts.iter().map(|m| m.source.clone()).collect::<Vec<_>>().join(","),
+        "Names": s.name,
+        "Networks": format!("{:?}", s.network).to_lowercase(),
+        "Ports": s.published
+            .iter()
+            .map(|p| format!("{}->{}", host_addr(p), p.container_key()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        "RunningFor": crate::timefmt::human_age(Some(&s.created)),
+        "Size": "0B",
+        "State": state,
+        "Status": s.status_text(),
+    })
+}
+
+/// Whether `s` passes every `--filter` of `box ps`.
+fn ps_match(
+    f: &Filters,
+    all: &[State],
+    s: &State,
+    labels: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<bool> {
+    let state = match s.status {
+        Status::Created => "created",
+        Status::Running if s.is_running() => "running",
+        _ => "exited",
+    };
+    for v in f.values("status") {
+        const KNOWN: &[&str] = &[
+            "created",
+            "restarting",
+            "running",
+            "removing",
+            "paused",
+            "exited",
+            "dead",
+        ];
+        if !KNOWN.contains(&v) {
+            bail!(
+                "invalid filter 'status={v}': the status must be one of {}",
+                KNOWN.join(", ")
+            );
+        }
+    }
+    let created = |what: &str| -> anyhow::Result<&str> {
+        all.iter()
+            .find(|c| c.name == what || c.id.starts_with(what))
+            .map(|c| c.created.as_str())
+            .ok_or_else(|| anyhow::anyhow!("invalid filter: no such container: {what}"))
+    };
+    for v in f.values("before") {
+        if s.created.as_str() >= created(v)? {
+            return Ok(false);
+        }
+    }
+    for v in f.values("since") {
+        if s.created.as_str() <= created(v)? {
+            return Ok(false);
+        }
+    }
+    for v in f.values("exited") {
+        v.parse::<i32>()
+            .map_err(|_| anyhow::anyhow!("invalid filter 'exited={v}': not an exit code"))?;
+    }
+    Ok(f.any("status", |v| v == state)
+        && f.any("id", |v| s.id.starts_with(v))
+        && f.any("name", |v| name_match(v, &s.name))
+        && f.any("ancestor", |v| ancestor_match(v, s))
+        && f.any("exited", |v| {
+            state == "exited" && v.parse::<i32>().ok() == s.exit_code
+        })
+        && f.any("network", |v| {
+            format!("{:?}", s.network).eq_ignore_ascii_case(v)
+        })
+        && f.any("volume", |v| volume_match(v, s))
+        && f.labels_match(labels))
+}
+
+/// `volume=` names a mount by its destination, its source, or a named volume's name.
+fn volume_match(v: &str, s: &State) -> bool {
+    s.mounts.iter().any(|m| {
+        m.destination == v
+            || m.source == v
+            || std::path::Path::new(&m.source)
+                .components()
+                .any(|c| c.as_os_str() == v)
+    })
+}
+
+/// docker matches `name=` as a regular expression; the anchors `^` and `$` and plain
+/// substrings cover what scripts pass.
+fn name_match(pat: &str, name: &str) -> bool {
+    let name = name.trim_start_matches('/');
+    match (pat.strip_prefix('^'), pat.ends_with('$')) {
+        (Some(p), true) => name == &p[..p.len() - 1],
+        (Some(p), false) => name.starts_with(p),
+        (None, true) => name.ends_with(&pat[..pat.len() - 1]),
+        (None, false) => name.contains(pat),
+    }
+}
+
+/// `ancestor=` names the container's image by name (`busybox`, `busybox:latest`) or ID.
+fn ancestor_match(v: &str, s: &State) -> bool {
+    let norm = |n: &str| -> Option<String> {
+        let r = n.parse::<crate::image::Reference>().ok()?;
+        Some(format!("{}:{}", r.name(), r.tag().unwrap_or("latest")))
+    };
+    let hex = v.strip_prefix("sha256:").unwrap_or(v);
+    (norm(v).is_some() && norm(v) == norm(&s.image))
+        || (hex.len() >= 4
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+            && s.image_id
+                .strip_prefix("sha256:")
+                .unwrap_or(&s.image_id)
+                .starts_with(hex))
 }
 
 /// `0.0.0.0:49153`, `[::1]:8080`: where a published port listens.

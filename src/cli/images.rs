@@ -5,79 +5,170 @@ use std::io::{self, BufReader, BufWriter, Write};
 
 use anyhow::{Context, bail};
 
-use super::fmt::{human_size, print_table};
+use super::filter::{Filters, glob, parse_bool};
+use super::fmt::{Format, human_size, print_rows, print_table};
 use super::store::{open_store, open_store_with};
 use super::{CmdResult, Global, ImagesArgs, LoadArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs};
 use crate::atomic::{Durability, Staged};
 use crate::image::Reference;
-use crate::store::{Access, Store};
+use crate::store::{Access, ImageRecord, Store};
 use crate::timefmt::{human_age, parse_rfc3339};
 
+/// The filters `box images` supports.
+const IMAGE_FILTERS: &[&str] = &["before", "dangling", "label", "reference", "since"];
+
+/// docker images's column titles for `--format 'table ...'`.
+const IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
+
 pub fn images(g: &Global, a: ImagesArgs) -> CmdResult {
+    let format = Format::parse(a.format.as_deref())?;
+    let filters = Filters::parse("images", &a.filter, IMAGE_FILTERS)?;
     let store = open_store(g)?;
-    let filter = a
+    let repo_filter = a
         .repository
         .as_deref()
         .map(|r| r.parse::<Reference>())
         .transpose()
         .context("repository filter")?;
-    let mut rows = store.images()?;
-    rows.retain(|r| match (&filter, &r.name) {
-        (None, _) => true,
-        (Some(f), Some(n)) => {
-            f.name() == n.name()
-                && (a.repository.as_deref().is_some_and(|s| !s.contains(':')) || f.tag() == n.tag())
+    let all = store.images()?;
+    let created = |r: &ImageRecord| r.image.created().and_then(parse_rfc3339).unwrap_or(0);
+    let mut rows = vec![];
+    for r in &all {
+        let positional = match (&repo_filter, &r.name) {
+            (None, _) => true,
+            (Some(f), Some(n)) => {
+                f.name() == n.name()
+                    && (a.repository.as_deref().is_some_and(|s| !s.contains(':'))
+                        || f.tag() == n.tag())
+            }
+            (Some(_), None) => false,
+        };
+        if positional && image_match(&store, &filters, r, created(r))? {
+            rows.push(r);
         }
-        (Some(_), None) => false,
-    });
+    }
     // Newest first, like docker.
-    rows.sort_by_key(|r| std::cmp::Reverse(r.image.created().and_then(parse_rfc3339).unwrap_or(0)));
+    rows.sort_by_key(|r| std::cmp::Reverse(created(r)));
     let out = io::stdout();
     let mut out = out.lock();
+    let id_of = |r: &ImageRecord| {
+        if a.no_trunc {
+            r.image.id().to_string()
+        } else {
+            r.image.id().short().to_string()
+        }
+    };
     if a.quiet {
         let mut seen = std::collections::HashSet::new();
         for r in &rows {
-            let id = r.image.id();
-            if seen.insert(id.clone()) {
-                writeln!(
-                    out,
-                    "{}",
-                    if a.no_trunc {
-                        id.to_string()
-                    } else {
-                        id.short().to_string()
-                    }
-                )?;
+            if seen.insert(r.image.id().clone()) {
+                writeln!(out, "{}", id_of(r))?;
             }
         }
         return Ok(0);
     }
-    let mut table: Vec<Vec<String>> = vec![];
+    let json: Vec<serde_json::Value> = rows.iter().map(|r| image_row(r, id_of(r))).collect();
+    if print_rows(&mut out, &format, &json, IMAGE_HEADERS)? {
+        return Ok(0);
+    }
     let mut header = vec!["REPOSITORY", "TAG"];
     if a.digests {
         header.push("DIGEST");
     }
     header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    table.push(header.iter().map(|s| s.to_string()).collect());
-    for r in &rows {
-        let (repo, tag) = match &r.name {
-            Some(n) => (n.familiar_name(), n.tag().unwrap_or("<none>").to_string()),
-            None => ("<none>".into(), "<none>".into()),
-        };
-        let mut row = vec![repo, tag];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for j in &json {
+        let mut keys = vec!["Repository", "Tag"];
         if a.digests {
-            row.push(r.image.manifest_desc.digest.to_string());
+            keys.push("Digest");
         }
-        let id = if a.no_trunc {
-            r.image.id().to_string()
-        } else {
-            r.image.id().short().to_string()
-        };
-        row.extend([id, human_age(r.image.created()), human_size(r.image.size())]);
-        table.push(row);
+        keys.extend(["ID", "CreatedSince", "Size"]);
+        table.push(
+            keys.iter()
+                .map(|k| j[*k].as_str().unwrap_or_default().to_string())
+                .collect(),
+        );
     }
     print_table(&mut out, &table)?;
     Ok(0)
+}
+
+/// docker images's `--format` fields for one image: every value a string, as docker's are.
+fn image_row(r: &ImageRecord, id: String) -> serde_json::Value {
+    let (repo, tag) = match &r.name {
+        Some(n) => (n.familiar_name(), n.tag().unwrap_or("<none>").to_string()),
+        None => ("<none>".into(), "<none>".into()),
+    };
+    let size = human_size(r.image.size());
+    serde_json::json!({
+        "Containers": "N/A",
+        "CreatedAt": r.image.created().map(super::fmt::docker_time).unwrap_or_default(),
+        "CreatedSince": human_age(r.image.created()),
+        "Digest": r.image.manifest_desc.digest.to_string(),
+        "ID": id,
+        "Repository": repo,
+        "SharedSize": "N/A",
+        "Size": size,
+        "Tag": tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": size,
+    })
+}
+
+/// Whether image `r` (created at `created`, seconds) passes every `--filter` of `box images`.
+fn image_match(store: &Store, f: &Filters, r: &ImageRecord, created: i64) -> anyhow::Result<bool> {
+    let time_of = |what: &str| -> anyhow::Result<i64> {
+        let img = store
+            .resolve_image(what)
+            .with_context(|| format!("invalid filter: no such image: {what}"))?;
+        Ok(img.created().and_then(parse_rfc3339).unwrap_or(0))
+    };
+    for v in f.values("before") {
+        if created >= time_of(v)? {
+            return Ok(false);
+        }
+    }
+    for v in f.values("since") {
+        if created <= time_of(v)? {
+            return Ok(false);
+        }
+    }
+    let mut dangling = None;
+    for v in f.values("dangling") {
+        dangling = Some(parse_bool("dangling", v)?);
+    }
+    if dangling.is_some_and(|d| d != r.name.is_none()) {
+        return Ok(false);
+    }
+    let labels: serde_json::Map<String, serde_json::Value> = r
+        .image
+        .config
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    // docker matches a reference pattern against the familiar name, with and without tag.
+    let reference = |pat: &str| {
+        r.name.as_ref().is_some_and(|n| {
+            let name = n.familiar_name();
+            let tagged = format!("{name}:{}", n.tag().unwrap_or("latest"));
+            glob(pat, &name) || glob(pat, &tagged)
+        })
+    };
+    Ok(f.labels_match(&labels) && f.any("reference", reference))
 }
 
 pub fn tag(g: &Global, a: TagArgs) -> CmdResult {

@@ -1,9 +1,16 @@
 //! `box inspect`: containers first, then images, as docker does when no --type is given.
 
+use std::io::Write;
+
+use anyhow::Context;
+
+use super::fmt::Format;
 use super::store::open_store;
 use super::{CmdResult, Global, InspectArgs};
 
 pub fn inspect(g: &Global, a: InspectArgs) -> CmdResult {
+    // A bad template fails before anything is looked up, as docker's does.
+    let format = Format::parse(a.format.as_deref())?;
     let store = open_store(g)?;
     let mut arr = vec![];
     let mut failed = false;
@@ -29,9 +36,18 @@ pub fn inspect(g: &Global, a: InspectArgs) -> CmdResult {
             }
         }
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::Value::Array(arr))?
-    );
+    // docker: `--format json` is the default array; a template runs once per object.
+    match format {
+        Format::Template { t, .. } => {
+            let mut out = std::io::stdout().lock();
+            for v in &arr {
+                writeln!(out, "{}", t.render(v).context("template execution error")?)?;
+            }
+        }
+        Format::Default | Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Array(arr))?
+        ),
+    }
     Ok(if failed { 1 } else { 0 })
 }

@@ -16,13 +16,19 @@ use crate::run::userns::Entered;
 pub mod build;
 pub mod containers;
 pub mod dev;
+mod filter;
 mod fmt;
 pub mod images;
 mod info;
 mod inspect;
+mod listargs;
+pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
 pub mod registry;
 pub mod run;
 mod store;
+mod template;
+mod template_exec;
+mod template_funcs;
 
 pub use build::BuildArgs;
 pub use run::RunArgs;
@@ -94,7 +100,7 @@ pub enum BoxCommand {
     Rm(RmArgs),
     /// Show what this environment lets boxkit use (namespaces, overlay, fuse, subordinate
     /// ids), probed as the calling user
-    Info,
+    Info(InfoArgs),
     /// Manage boxkit itself
     #[command(subcommand)]
     System(SystemCommand),
@@ -112,21 +118,6 @@ pub enum SystemCommand {
     /// process: the next command starts a new one with the current /etc/subuid ranges. The
     /// rootless bridge network goes with it; running rootless containers lose it.
     Migrate,
-}
-
-#[derive(Args, Debug)]
-pub struct ImagesArgs {
-    /// Only show image IDs
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Don't truncate output
-    #[arg(long)]
-    pub no_trunc: bool,
-    /// Show digests
-    #[arg(long)]
-    pub digests: bool,
-    /// Show only images whose repository matches
-    pub repository: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -178,15 +169,6 @@ pub struct RmiArgs {
     /// Remove the image even if containers use it
     #[arg(short, long)]
     pub force: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct InspectArgs {
-    #[arg(required = true)]
-    pub names: Vec<String>,
-    /// Restrict to one kind of object
-    #[arg(long, value_parser = ["image", "container"])]
-    pub r#type: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -252,16 +234,6 @@ pub struct LogoutArgs {
     /// Edit this auth file (default: as box login)
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct PsArgs {
-    /// Show all containers (default shows just running)
-    #[arg(short, long)]
-    pub all: bool,
-    /// Only display container IDs
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -577,7 +549,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),
-        BoxCommand::Info => info::info(&g),
+        BoxCommand::Info(a) => info::info(&g, a),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
