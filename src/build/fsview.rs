@@ -260,8 +260,9 @@ pub fn commit_dir_timed(
         // name beside its final place, then published (marker, rename).
         let tmp = layer::cache::stage(&layers, &r.diff_id)?;
         match fs::rename(dir, tmp.path().join(layer::cache::TREE)) {
+            // Not synced: the marker is valid for this boot, and the blob (synced by its
+            // writer) unpacks the layer again after a restart (layer::cache).
             Ok(()) => {
-                sync_fs(tmp.path());
                 layer::cache::publish(&layers, &r.diff_id, tmp)?;
             }
             // The blob is stored; the first use unpacks it instead.
@@ -295,14 +296,6 @@ fn set_aside(layers: &Path, diff_id: &crate::digest::Digest, dir: &Path) {
     ));
     if fs::rename(dir, &aside).is_err() {
         remove_tree(dir);
-    }
-}
-
-/// Flush the filesystem holding `p` (best effort): the layer's files, written by the
-/// extractor or a RUN, must be on disk before its complete marker is.
-fn sync_fs(p: &Path) {
-    if let Ok(f) = fs::File::open(p) {
-        let _ = nix::unistd::syncfs(&f);
     }
 }
 

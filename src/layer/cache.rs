@@ -1,10 +1,15 @@
 //! The unpacked-layer cache: `<layers>/<diff_id hex>/` holds one layer extracted in overlay
 //! form, ready to be an overlay lowerdir.
 //!
-//! Layout: `<layers>/<hex>/diff/` is the tree and `<layers>/<hex>/complete` the marker. A layer
-//! is extracted into `<layers>/<hex>.tmp-<random>/diff`, its diff_id is checked against the
-//! decompressed stream, the marker is written (and, with the tree, synced) last, and only then
-//! is the whole dir renamed to its final name. The marker lives beside the tree rather than
+//! Layout: `<layers>/<hex>/diff/` is the tree and `<layers>/<hex>/complete-boot-<boot id>` (or,
+//! from a writer that synced the tree, `<layers>/<hex>/complete`) the marker. A layer is
+//! extracted into `<layers>/<hex>.tmp-<random>/diff`, its diff_id is checked against the
+//! decompressed stream, the marker is written last, and only then is the whole dir renamed to
+//! its final name. The tree is not synced: a marker names the boot it was written in, and
+//! after a restart of the machine (when unsynced files may be lost) the tree no longer counts
+//! and is unpacked again from its blob, which is durable (the blob writer syncs it). A process
+//! that is killed loses nothing the kernel has, so within one boot the marker is enough. Where
+//! the boot id cannot be read the tree is synced (one `syncfs`) and the plain marker written. The marker lives beside the tree rather than
 //! in it, so it never shows up inside a container. A final dir without the marker can only be
 //! left by a crash of an older writer; it is never used and is removed on the next attempt.
 //! A directory cannot go through [`crate::atomic`]'s file writer, so the rename of the whole
@@ -21,8 +26,30 @@ use super::extract::{ExtractError, ExtractOptions};
 use crate::atomic;
 use crate::digest::Digest;
 
-/// Name of the completion marker inside `<layers>/<hex>/`.
+/// Name of the completion marker inside `<layers>/<hex>/` of a synced tree (valid in any boot).
 pub const COMPLETE_MARKER: &str = "complete";
+/// Prefix of the completion marker of an unsynced tree, valid in the boot it names.
+const BOOT_MARKER_PREFIX: &str = "complete-boot-";
+
+/// The id of the running boot (`/proc/sys/kernel/random/boot_id`), read once; `None` when it
+/// cannot be read (then trees are synced and get the plain marker).
+fn boot_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+    })
+    .as_deref()
+}
+
+/// Whether `dir` (a `<layers>/<hex>` dir) holds a marker valid now: this boot's, or a synced
+/// tree's. One `statx` in the common case.
+pub fn marked_complete(dir: &Path) -> bool {
+    boot_id().is_some_and(|b| dir.join(format!("{BOOT_MARKER_PREFIX}{b}")).is_file())
+        || dir.join(COMPLETE_MARKER).is_file()
+}
 /// Name of the tree inside `<layers>/<hex>/`.
 pub const TREE: &str = "diff";
 
@@ -64,7 +91,7 @@ fn fs_error(
 /// The unpacked tree of layer `diff_id` (the dir to use as a lowerdir), if it is complete.
 pub fn cached_layer(layers_dir: &Path, diff_id: &Digest) -> Option<PathBuf> {
     let dir = layers_dir.join(diff_id.hex());
-    dir.join(COMPLETE_MARKER).is_file().then(|| dir.join(TREE))
+    marked_complete(&dir).then(|| dir.join(TREE))
 }
 
 /// Extract the layer blob into the cache unless it is already there, and return its tree.
@@ -102,8 +129,6 @@ pub fn unpack_cached(
     for w in &report.warnings {
         eprintln!("warning: unpack layer {diff_id}: {w}");
     }
-    // One syncfs makes the whole tree durable before the marker claims it is complete.
-    nix::unistd::syncfs(&dir).map_err(|e| fs_err("sync filesystem of", &tree)(e.into()))?;
     publish(layers_dir, diff_id, tmp)
 }
 
@@ -123,8 +148,10 @@ pub fn stage(layers_dir: &Path, diff_id: &Digest) -> Result<tempfile::TempDir, C
 }
 
 /// Make the staged `<tmp>/diff` tree (from [`stage`]) the cached layer `diff_id`: write the
-/// completion marker, then rename the whole staging dir to `<layers>/<hex>`. The tree must
-/// already be durable. When another process published the same layer first, its copy is kept.
+/// completion marker (this boot's; or, where the boot id is unknown, sync the tree and write
+/// the plain one), then rename the whole staging dir to `<layers>/<hex>`. The layer's blob must
+/// already be stored: after a restart the tree is unpacked again from it. When another process
+/// published the same layer first, its copy is kept.
 pub fn publish(
     layers_dir: &Path,
     diff_id: &Digest,
@@ -134,7 +161,15 @@ pub fn publish(
     let final_dir = layers_dir.join(diff_id.hex());
     // The marker goes in through the atomic writer too: synced, and its directory entry
     // synced, before the rename below publishes the whole directory.
-    let marker = tmp.path().join(COMPLETE_MARKER);
+    let marker = match boot_id() {
+        Some(b) => tmp.path().join(format!("{BOOT_MARKER_PREFIX}{b}")),
+        None => {
+            let tree = tmp.path().join(TREE);
+            let dir = fs::File::open(&tree).map_err(fs_err("open", &tree))?;
+            nix::unistd::syncfs(&dir).map_err(|e| fs_err("sync filesystem of", &tree)(e.into()))?;
+            tmp.path().join(COMPLETE_MARKER)
+        }
+    };
     atomic::write(&marker, b"", 0o644).map_err(fs_err("create", &marker))?;
     match fs::rename(tmp.path(), &final_dir) {
         Ok(()) => {
