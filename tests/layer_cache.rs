@@ -131,28 +131,36 @@ fn boot_id() -> String {
         .to_string()
 }
 
-#[test]
-fn a_tree_is_published_unsynced_with_a_marker_that_names_this_boot() {
+/// The layer unpacked into a new cache: (temp dir, layers dir, tar, diff_id, tree), after
+/// checking that its dir holds the tree and this boot's marker only.
+fn unpacked_fresh() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<u8>,
+    Digest,
+    std::path::PathBuf,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let layers = tmp.path().join("layers");
     let tar = layer_tar();
     let diff_id = Digest::of_bytes(&tar);
     let tree = unpack(&layers, &diff_id, &tar);
-    let dir = layers.join(diff_id.hex());
     assert_eq!(
-        names(&dir),
+        names(&layers.join(diff_id.hex())),
         vec![format!("complete-boot-{}", boot_id()), "diff".to_string()]
     );
+    (tmp, layers, tar, diff_id, tree)
+}
+
+#[test]
+fn a_tree_is_published_unsynced_with_a_marker_that_names_this_boot() {
+    let (_tmp, layers, _tar, diff_id, tree) = unpacked_fresh();
     assert_eq!(layer::cached_layer(&layers, &diff_id), Some(tree));
 }
 
 #[test]
 fn after_a_restart_an_unsynced_tree_is_unpacked_again_from_its_blob() {
-    let tmp = tempfile::tempdir().unwrap();
-    let layers = tmp.path().join("layers");
-    let tar = layer_tar();
-    let diff_id = Digest::of_bytes(&tar);
-    let tree = unpack(&layers, &diff_id, &tar);
+    let (_tmp, layers, tar, diff_id, tree) = unpacked_fresh();
     let dir = layers.join(diff_id.hex());
     // What the machine leaves after a restart: a marker of an earlier boot over a tree whose
     // unsynced writes may be lost (here: a file truncated).

@@ -298,17 +298,22 @@ impl HostLink {
 mod tests {
     use super::*;
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsRawFd, OwnedFd};
 
-    #[test]
-    fn serve_returns_the_exit_code_the_tool_sends_and_stops_serving() {
-        let (agent, tool) = socketpair(
+    /// The agent's end and the tool's end of a socket like the one `enter_if_needed` makes.
+    fn pair() -> (OwnedFd, OwnedFd) {
+        socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn serve_returns_the_exit_code_the_tool_sends_and_stops_serving() {
+        let (agent, tool) = pair();
         let server = std::thread::spawn(move || serve(agent.as_raw_fd(), None));
         let sock = AgentSocket::new(tool.as_raw_fd());
         // A request is still answered before the exit.
@@ -321,13 +326,7 @@ mod tests {
 
     #[test]
     fn serve_returns_no_code_when_the_tool_just_closes_its_end() {
-        let (agent, tool) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (agent, tool) = pair();
         drop(tool);
         assert_eq!(serve(agent.as_raw_fd(), None), None);
     }
