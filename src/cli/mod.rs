@@ -29,6 +29,7 @@ mod store;
 mod template;
 mod template_exec;
 mod template_funcs;
+pub mod volumes;
 
 pub use build::BuildArgs;
 pub use run::RunArgs;
@@ -104,6 +105,9 @@ pub enum BoxCommand {
     /// Manage boxkit itself
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
     /// Run a command in the bare sandbox, for sandbox tests and benchmarks (hidden)
     #[command(name = "sandbox-run", hide = true)]
     SandboxRun(dev::SandboxRunArgs),
@@ -322,6 +326,11 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
                 // pull unpacks layers with their container ids while downloading.
                 Some("run" | "sandbox-run" | "pull") => true,
                 Some("build") => !args.iter().any(is_check),
+                // A new volume belongs to container root; removing one removes files a
+                // container made, under its ids.
+                Some("volume") => args
+                    .iter()
+                    .any(|a| ["create", "rm", "remove", "prune"].contains(&a.as_str())),
                 // exec, stop, kill and rm act on a running container with the caller's own
                 // credentials (see crate::container::exec): a new tool namespace could not.
                 _ => false,
@@ -551,6 +560,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Rm(a) => containers::rm(&g, a),
         BoxCommand::Info(a) => info::info(&g, a),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
+        BoxCommand::Volume(c) => volumes::volume(&g, c),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
@@ -643,6 +653,9 @@ mod tests {
         assert!(!needs_userns("box", &v(&["box", "rm", "-f", "c"])));
         assert!(!needs_userns("box", &v(&["box", "ps", "-a"])));
         assert!(!needs_userns("box", &v(&["box", "logs", "c"])));
+        assert!(needs_userns("box", &v(&["box", "volume", "create", "v"])));
+        assert!(needs_userns("box", &v(&["box", "volume", "prune", "-a"])));
+        assert!(!needs_userns("box", &v(&["box", "volume", "ls"])));
     }
 
     #[test]
