@@ -18,6 +18,7 @@ pub mod containers;
 pub mod dev;
 mod filter;
 mod fmt;
+mod history;
 pub mod images;
 mod info;
 mod inspect;
@@ -73,6 +74,8 @@ pub enum BoxCommand {
     Tag(TagArgs),
     /// Remove one or more images
     Rmi(RmiArgs),
+    /// Show the history of an image
+    History(history::HistoryArgs),
     /// Show low-level information on images or containers, as JSON
     Inspect(InspectArgs),
     /// Remove unreferenced blobs, unpacked layers and stale temporary files
@@ -545,6 +548,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Push(a) => registry::push(&g, a),
         BoxCommand::Tag(a) => images::tag(&g, a),
         BoxCommand::Rmi(a) => images::rmi(&g, a),
+        BoxCommand::History(a) => history::history(&g, a),
         BoxCommand::Inspect(a) => inspect::inspect(&g, a),
         BoxCommand::Prune(a) => images::prune(&g, a),
         BoxCommand::Load(a) => images::load(&g, a),
