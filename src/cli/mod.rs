@@ -18,7 +18,7 @@ pub mod containers;
 pub mod dev;
 mod filter;
 mod fmt;
-mod history;
+pub(crate) mod history;
 pub mod images;
 mod info;
 mod inspect;
@@ -27,6 +27,7 @@ pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
 pub mod registry;
 pub mod run;
 mod store;
+mod system;
 mod template;
 mod template_exec;
 mod template_funcs;
@@ -78,8 +79,12 @@ pub enum BoxCommand {
     History(history::HistoryArgs),
     /// Show low-level information on images or containers, as JSON
     Inspect(InspectArgs),
-    /// Remove unreferenced blobs, unpacked layers and stale temporary files
+    /// Remove dangling images (every unused one with -a), then unreferenced blobs, unpacked
+    /// layers and stale temporary files
     Prune(PruneArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(images::ImageCommand),
     /// Load images from an OCI archive (a tar of an OCI image layout)
     Load(LoadArgs),
     /// Save images to an OCI archive (a tar of an OCI image layout)
@@ -108,6 +113,9 @@ pub enum BoxCommand {
     /// Manage boxkit itself
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(system::BuilderCommand),
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
@@ -121,6 +129,8 @@ pub enum BoxCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum SystemCommand {
+    /// Show the store's disk usage: images, containers, volumes, build cache
+    Df(system::DfArgs),
     /// Stop your user namespace keeper (rootless), as `podman system migrate` stops its pause
     /// process: the next command starts a new one with the current /etc/subuid ranges. The
     /// rootless bridge network goes with it; running rootless containers lose it.
@@ -180,8 +190,7 @@ pub struct RmiArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Also remove tagged images that no container uses (not implemented: boxkit only removes
-    /// unreferenced content)
+    /// Remove every image no container uses, not only dangling (untagged) ones
     #[arg(short, long)]
     pub all: bool,
     /// Do not prompt for confirmation (prune never prompts; accepted for docker compatibility)
@@ -551,6 +560,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::History(a) => history::history(&g, a),
         BoxCommand::Inspect(a) => inspect::inspect(&g, a),
         BoxCommand::Prune(a) => images::prune(&g, a),
+        BoxCommand::Image(c) => images::image(&g, c),
         BoxCommand::Load(a) => images::load(&g, a),
         BoxCommand::Save(a) => images::save(&g, a),
         BoxCommand::Login(a) => registry::login(&g, a),
@@ -565,6 +575,8 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Info(a) => info::info(&g, a),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
         BoxCommand::Volume(c) => volumes::volume(&g, c),
+        BoxCommand::Builder(c) => system::builder(&g, c),
+        BoxCommand::System(SystemCommand::Df(a)) => system::df(&g, a),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
