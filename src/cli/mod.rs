@@ -28,6 +28,7 @@ pub mod registry;
 pub mod run;
 mod store;
 mod system;
+pub use system::SystemCommand;
 mod template;
 mod template_exec;
 mod template_funcs;
@@ -125,16 +126,6 @@ pub enum BoxCommand {
     /// Layer codec tools for benchmarks and debugging (hidden)
     #[command(hide = true, subcommand)]
     Layer(dev::LayerCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SystemCommand {
-    /// Show the store's disk usage: images, containers, volumes, build cache
-    Df(system::DfArgs),
-    /// Stop your user namespace keeper (rootless), as `podman system migrate` stops its pause
-    /// process: the next command starts a new one with the current /etc/subuid ranges. The
-    /// rootless bridge network goes with it; running rootless containers lose it.
-    Migrate,
 }
 
 #[derive(Args, Debug)]

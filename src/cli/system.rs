@@ -15,6 +15,17 @@ use crate::container::Containers;
 use crate::digest::Digest;
 use crate::store::{Access, Store};
 
+#[derive(Subcommand, Debug)]
+/// `box system …`.
+pub enum SystemCommand {
+    /// Show the store's disk usage: images, containers, volumes, build cache
+    Df(DfArgs),
+    /// Stop your user namespace keeper (rootless), as `podman system migrate` stops its pause
+    /// process: the next command starts a new one with the current /etc/subuid ranges. The
+    /// rootless bridge network goes with it; running rootless containers lose it.
+    Migrate,
+}
+
 #[derive(Args, Debug)]
 pub struct DfArgs {
     /// Show detailed information on space usage
