@@ -192,3 +192,93 @@ impl<'a> BuildCache<'a> {
         Ok(())
     }
 }
+
+/// One record of the build cache, as `box system df` and `box builder prune` see it.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    /// The step key (hex).
+    pub key: String,
+    /// The layer the step made, while the store has its blob.
+    pub layer: Option<Digest>,
+    /// The bytes of that blob (0 without one).
+    pub size: u64,
+    /// When the record was written: the step ran, or a cache import wrote it.
+    pub written: std::time::SystemTime,
+    path: PathBuf,
+}
+
+/// Every record of `store`'s build cache, oldest first.
+pub fn entries(store: &Store) -> Vec<CacheEntry> {
+    let dir = store.cache_dir().join("build");
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return vec![];
+    };
+    let mut out: Vec<CacheEntry> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let key = name.strip_suffix(".json")?.to_string();
+            let written = e.metadata().and_then(|m| m.modified()).ok()?;
+            let rec: CacheRecord = serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
+            let layer = rec.layer.filter(|l| store.has_blob(&l.digest));
+            Some(CacheEntry {
+                key,
+                size: layer
+                    .as_ref()
+                    .map_or(0, |l| store.blob_size(&l.digest).unwrap_or(0)),
+                layer: layer.map(|l| l.digest),
+                written,
+                path: e.path(),
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| (e.written, e.key.clone()));
+    out
+}
+
+/// What `box builder prune` removes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CachePrune {
+    /// Every record, not only those whose layer no image uses.
+    pub all: bool,
+    /// Stop once the records left name at most this many bytes.
+    pub keep_storage: Option<u64>,
+}
+
+/// Remove build-cache records, oldest first: those whose layer no image in the store has
+/// (every one with `all`), until the cache left is at most `keep_storage` bytes. Returns the
+/// records removed; the blobs they kept go with the next store GC.
+pub fn prune(store: &Store, opts: CachePrune) -> Result<Vec<CacheEntry>> {
+    let in_images: std::collections::HashSet<Digest> = store
+        .images()
+        .map_err(BuildError::from)?
+        .iter()
+        .flat_map(|r| r.image.manifest.layers.iter().map(|l| l.digest.clone()))
+        .collect();
+    let all = entries(store);
+    let mut left: u64 = all.iter().map(|e| e.size).sum();
+    let mut removed = vec![];
+    for e in all {
+        if opts.keep_storage.is_some_and(|k| left <= k) {
+            break;
+        }
+        let dangling = e.layer.as_ref().is_none_or(|l| !in_images.contains(l));
+        if !(opts.all || dangling) {
+            continue;
+        }
+        match fs::remove_file(&e.path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(BuildError::from(crate::store::StoreError::Io {
+                    op: "remove build cache record",
+                    path: e.path.clone(),
+                    source: err,
+                }));
+            }
+        }
+        left -= e.size;
+        removed.push(e);
+    }
+    Ok(removed)
+}

@@ -18,7 +18,7 @@
 //! - [`context`]: content hashes of the build context behind a stat index.
 
 pub mod backends;
-mod cache;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod copy;

@@ -258,11 +258,91 @@ pub fn inspect_json(img: &crate::store::Image) -> serde_json::Value {
     })
 }
 
-pub fn prune(g: &Global, _a: PruneArgs) -> CmdResult {
+/// `box image …`: docker's management-command spelling of the image commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ImageCommand {
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Remove one or more images
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Show the history of an image
+    History(super::history::HistoryArgs),
+    /// Remove dangling images (every unused one with -a) and unreferenced content
+    Prune(PruneArgs),
+}
+
+pub fn image(g: &Global, c: ImageCommand) -> CmdResult {
+    match c {
+        ImageCommand::Ls(a) => images(g, a),
+        ImageCommand::Rm(a) => rmi(g, a),
+        ImageCommand::History(a) => super::history::history(g, a),
+        ImageCommand::Prune(a) => prune(g, a),
+    }
+}
+
+/// Remove the images prune takes, as `docker image prune [-a]`: untagged (dangling) ones, or
+/// with `all` every one no container uses. Returns docker's "untagged:"/"deleted:" lines.
+fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
+    let ctrs = crate::container::Containers::new(store.containers_dir());
+    let mut used = std::collections::HashSet::new();
+    for id in ctrs.ids() {
+        if let Ok(st) = ctrs.load(&id) {
+            used.insert(st.image_digest);
+            used.insert(st.image_id);
+        }
+    }
+    let mut lines = vec![];
+    let mut touched = vec![];
+    for r in store.images()? {
+        let img = &r.image;
+        let in_use = used.contains(&img.manifest_desc.digest.to_string())
+            || used.contains(&img.id().to_string());
+        if in_use || !(all || r.name.is_none()) {
+            continue;
+        }
+        match &r.name {
+            Some(n) => {
+                store.remove_tag(n)?;
+                lines.push(format!(
+                    "untagged: {}:{}",
+                    n.familiar_name(),
+                    n.tag().unwrap_or("latest")
+                ));
+            }
+            None => {
+                store.remove_manifest(&img.manifest_desc.digest)?;
+            }
+        }
+        if !touched.contains(&img.manifest_desc.digest) {
+            touched.push(img.manifest_desc.digest.clone());
+        }
+    }
+    // An image is deleted once no index entry (name or untagged) is left for it.
+    let left: std::collections::HashSet<_> = store
+        .images()?
+        .into_iter()
+        .map(|r| r.image.manifest_desc.digest)
+        .collect();
+    for r in touched.iter().filter(|d| !left.contains(*d)) {
+        let id = store.read_manifest(r)?.config.digest;
+        lines.push(format!("deleted: {id}"));
+    }
+    Ok(lines)
+}
+
+pub fn prune(g: &Global, a: PruneArgs) -> CmdResult {
     let store = open_store_with(g, Access::Exclusive)?;
+    let images = prune_images(&store, a.all)?;
     let rep = store.prune()?;
+    if !images.is_empty() {
+        println!("Deleted Images:");
+        images.iter().for_each(|l| println!("{l}"));
+        println!();
+    }
     for d in &rep.blobs_removed {
-        println!("deleted: {d}");
+        println!("deleted blob: {d}");
     }
     for l in &rep.layers_removed {
         println!("deleted unpacked layer: {l}");

@@ -18,6 +18,7 @@ pub mod containers;
 pub mod dev;
 mod filter;
 mod fmt;
+pub(crate) mod history;
 pub mod images;
 mod info;
 mod inspect;
@@ -26,9 +27,12 @@ pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
 pub mod registry;
 pub mod run;
 mod store;
+mod system;
+pub use system::SystemCommand;
 mod template;
 mod template_exec;
 mod template_funcs;
+pub mod volumes;
 
 pub use build::BuildArgs;
 pub use run::RunArgs;
@@ -72,10 +76,16 @@ pub enum BoxCommand {
     Tag(TagArgs),
     /// Remove one or more images
     Rmi(RmiArgs),
+    /// Show the history of an image
+    History(history::HistoryArgs),
     /// Show low-level information on images or containers, as JSON
     Inspect(InspectArgs),
-    /// Remove unreferenced blobs, unpacked layers and stale temporary files
+    /// Remove dangling images (every unused one with -a), then unreferenced blobs, unpacked
+    /// layers and stale temporary files
     Prune(PruneArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(images::ImageCommand),
     /// Load images from an OCI archive (a tar of an OCI image layout)
     Load(LoadArgs),
     /// Save images to an OCI archive (a tar of an OCI image layout)
@@ -104,20 +114,18 @@ pub enum BoxCommand {
     /// Manage boxkit itself
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(system::BuilderCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
     /// Run a command in the bare sandbox, for sandbox tests and benchmarks (hidden)
     #[command(name = "sandbox-run", hide = true)]
     SandboxRun(dev::SandboxRunArgs),
     /// Layer codec tools for benchmarks and debugging (hidden)
     #[command(hide = true, subcommand)]
     Layer(dev::LayerCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SystemCommand {
-    /// Stop your user namespace keeper (rootless), as `podman system migrate` stops its pause
-    /// process: the next command starts a new one with the current /etc/subuid ranges. The
-    /// rootless bridge network goes with it; running rootless containers lose it.
-    Migrate,
 }
 
 #[derive(Args, Debug)]
@@ -173,8 +181,7 @@ pub struct RmiArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Also remove tagged images that no container uses (not implemented: boxkit only removes
-    /// unreferenced content)
+    /// Remove every image no container uses, not only dangling (untagged) ones
     #[arg(short, long)]
     pub all: bool,
     /// Do not prompt for confirmation (prune never prompts; accepted for docker compatibility)
@@ -322,6 +329,11 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
                 // pull unpacks layers with their container ids while downloading.
                 Some("run" | "sandbox-run" | "pull") => true,
                 Some("build") => !args.iter().any(is_check),
+                // A new volume belongs to container root; removing one removes files a
+                // container made, under its ids.
+                Some("volume") => args
+                    .iter()
+                    .any(|a| ["create", "rm", "remove", "prune"].contains(&a.as_str())),
                 // exec, stop, kill and rm act on a running container with the caller's own
                 // credentials (see crate::container::exec): a new tool namespace could not.
                 _ => false,
@@ -536,8 +548,10 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Push(a) => registry::push(&g, a),
         BoxCommand::Tag(a) => images::tag(&g, a),
         BoxCommand::Rmi(a) => images::rmi(&g, a),
+        BoxCommand::History(a) => history::history(&g, a),
         BoxCommand::Inspect(a) => inspect::inspect(&g, a),
         BoxCommand::Prune(a) => images::prune(&g, a),
+        BoxCommand::Image(c) => images::image(&g, c),
         BoxCommand::Load(a) => images::load(&g, a),
         BoxCommand::Save(a) => images::save(&g, a),
         BoxCommand::Login(a) => registry::login(&g, a),
@@ -551,6 +565,9 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Rm(a) => containers::rm(&g, a),
         BoxCommand::Info(a) => info::info(&g, a),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
+        BoxCommand::Volume(c) => volumes::volume(&g, c),
+        BoxCommand::Builder(c) => system::builder(&g, c),
+        BoxCommand::System(SystemCommand::Df(a)) => system::df(&g, a),
         BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
@@ -643,6 +660,9 @@ mod tests {
         assert!(!needs_userns("box", &v(&["box", "rm", "-f", "c"])));
         assert!(!needs_userns("box", &v(&["box", "ps", "-a"])));
         assert!(!needs_userns("box", &v(&["box", "logs", "c"])));
+        assert!(needs_userns("box", &v(&["box", "volume", "create", "v"])));
+        assert!(needs_userns("box", &v(&["box", "volume", "prune", "-a"])));
+        assert!(!needs_userns("box", &v(&["box", "volume", "ls"])));
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn scan_tree(dir: &Path, out: &mut HashSet<Digest>, depth: usize) {
     }
 }
 
-fn dir_size(p: &Path) -> u64 {
+pub(crate) fn dir_size(p: &Path) -> u64 {
     let Ok(m) = fs::symlink_metadata(p) else {
         return 0;
     };

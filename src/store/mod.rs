@@ -6,6 +6,7 @@
 //! layers/<diff_id hex>/      unpacked layer trees (overlay lowerdirs), complete-marker last
 //! cache/                     build cache
 //! containers/<id>/           container state
+//! volumes/<name>/_data        named volumes (volume.json beside: labels, creation time)
 //! tmp/                       staging; stale entries removed when the store is opened alone
 //! lock                       flock: shared by every user of the store, exclusive for GC
 //! index.lock                 flock: serialises read-modify-write of index.json
@@ -27,10 +28,12 @@ pub mod gc;
 pub mod image;
 pub mod index;
 pub mod layers;
+pub mod volumes;
 
 pub use blobs::BlobWriter;
 pub use image::{Image, ImageRecord};
 pub use index::{Tag, TagTarget};
+pub use volumes::Volume;
 
 use crate::digest::{Digest, DigestError};
 use crate::image::ReferenceError;
@@ -85,6 +88,12 @@ pub enum StoreError {
     Reference(#[from] ReferenceError),
     #[error("archive {what}: {why}")]
     Archive { what: String, why: String },
+    #[error("no such volume: {0}")]
+    NoSuchVolume(String),
+    #[error(
+        "invalid volume name {0:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    )]
+    VolumeName(String),
     #[error(transparent)]
     Unpack(#[from] crate::layer::CacheError),
 }
