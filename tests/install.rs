@@ -1,0 +1,131 @@
+//! Install and shell integration (issue 15): completion scripts that the shells really load,
+//! man pages that `man` really renders, `box info`'s fixes, and the rootless keeper's name.
+mod common;
+
+use std::process::{Command, Output};
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn box_(args: &[&str]) -> Output {
+    Command::new(common::bin("box"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bash_completion_loads_for_all_three_binaries() {
+    let script = format!(
+        "source <('{}' completion bash) && complete -p box boxbuild boxrun",
+        common::bin("box").display()
+    );
+    let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    for b in ["_box box", "_boxbuild boxbuild", "_boxrun boxrun"] {
+        assert!(out.contains(&format!("-F {b}\n")), "{b}: {out}");
+    }
+    // And it completes: `box ru<TAB>` offers run.
+    let script = format!(
+        "source <('{}' completion bash --bin box) && COMP_WORDS=(box ru) COMP_CWORD=1 \
+         COMP_LINE='box ru' COMP_POINT=6 && _box box ru box && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        common::bin("box").display()
+    );
+    let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).trim(), "run", "{o:?}");
+}
+
+#[test]
+fn zsh_and_fish_scripts_name_the_subcommands_and_not_the_hidden_ones() {
+    for shell in ["zsh", "fish"] {
+        let o = box_(&["completion", shell]);
+        assert!(o.status.success(), "{o:?}");
+        let out = stdout(&o);
+        for sub in ["run", "build", "images", "pull", "ps", "info", "completion"] {
+            assert!(out.contains(sub), "{shell}: no {sub}");
+        }
+        assert!(
+            !out.contains("sandbox-run"),
+            "{shell}: hidden command listed"
+        );
+        for b in ["box", "boxbuild", "boxrun"] {
+            let one = stdout(&box_(&["completion", shell, "--bin", b]));
+            assert!(!one.is_empty() && out.contains(&one), "{shell} {b}");
+        }
+    }
+    let o = box_(&["completion", "fish", "--bin", "boxrun"]);
+    assert!(stdout(&o).contains("complete -c boxrun"), "{o:?}");
+    let o = box_(&["completion", "zsh", "--bin", "boxbuild"]);
+    assert!(stdout(&o).starts_with("#compdef boxbuild"), "{o:?}");
+}
+
+#[test]
+fn zsh_and_fish_load_the_scripts_when_installed() {
+    // Only where the shells are installed; bash is checked above in every environment.
+    if common::have_tool("fish") {
+        let script = format!(
+            "'{}' completion fish | source; complete -C 'box ima'",
+            common::bin("box").display()
+        );
+        let o = Command::new("fish").args(["-c", &script]).output().unwrap();
+        assert!(stdout(&o).contains("images"), "{o:?}");
+    }
+    if common::have_tool("zsh") {
+        let script = format!(
+            "autoload -U compinit && compinit -u && source <('{}' completion zsh) && \
+             print -r -- $_comps[box] $_comps[boxrun]",
+            common::bin("box").display()
+        );
+        let o = Command::new("zsh").args(["-c", &script]).output().unwrap();
+        assert_eq!(stdout(&o).trim(), "_box _boxrun", "{o:?}");
+    }
+}
+
+#[test]
+fn man_pages_are_written_for_every_command_and_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let man_dir = dir.path().join("man1");
+    let o = box_(&["man", man_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    for page in [
+        "box.1",
+        "box-run.1",
+        "box-build.1",
+        "box-images.1",
+        "box-info.1",
+        "box-completion.1",
+        "box-system-migrate.1",
+        "boxbuild.1",
+        "boxrun.1",
+    ] {
+        assert!(man_dir.join(page).is_file(), "no {page}");
+    }
+    assert!(!man_dir.join("box-sandbox-run.1").exists());
+    assert!(
+        common::have_tool("man"),
+        "man-db is needed (scripts/install-deps.sh)"
+    );
+    for (page, expect) in [
+        ("box-run.1", "--publish"),
+        ("boxbuild.1", "Build an image from a Boxfile"),
+        ("box.1", "box-images(1)"),
+    ] {
+        let o = Command::new("man")
+            .arg("-l")
+            .arg(man_dir.join(page))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        let text = stdout(&o);
+        assert!(o.status.success(), "{page}: {o:?}");
+        assert!(
+            text.contains("NAME") && text.contains(expect),
+            "{page}:\n{text}"
+        );
+        assert!(o.stderr.is_empty(), "{page}: groff warnings: {o:?}");
+    }
+}
