@@ -4,6 +4,8 @@ mod common;
 
 use std::process::{Command, Output};
 
+use common::users;
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -128,4 +130,44 @@ fn man_pages_are_written_for_every_command_and_render() {
         );
         assert!(o.stderr.is_empty(), "{page}: groff warnings: {o:?}");
     }
+}
+#[test]
+fn info_as_a_user_without_a_range_prints_the_usermod_fix() {
+    let n = users::without_range();
+    let o = users::command_as(&n, &common::bin("box"))
+        .arg("info")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let fix = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("subordinate-ids"))
+        .find(|l| l.contains("fix:"))
+        .unwrap_or_else(|| panic!("no fix for subordinate-ids:\n{out}"));
+    assert!(
+        fix.contains("sudo usermod --add-subuids")
+            && fix.contains("--add-subgids")
+            && fix.ends_with(&n.name),
+        "{fix}"
+    );
+    // The suggested range is free: it overlaps no one's range in either file.
+    let range = fix.split_whitespace().nth(4).unwrap();
+    let (a, b) = range.split_once('-').unwrap();
+    let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
+    assert_eq!(b - a + 1, 65536, "{fix}");
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        for l in std::fs::read_to_string(file).unwrap().lines() {
+            let f: Vec<&str> = l.split(':').collect();
+            let (Ok(s), Ok(c)) = (f[1].parse::<u64>(), f[2].parse::<u64>()) else {
+                continue;
+            };
+            assert!(b < s || a >= s + c, "{fix} overlaps {file}: {l}");
+        }
+    }
+    assert!(out.contains("\nstore: "), "{out}");
+    assert!(
+        out.contains("\nboxrun would use: isolation userns\n"),
+        "{out}"
+    );
 }

@@ -21,6 +21,7 @@ mod filter;
 mod fmt;
 pub mod images;
 mod info;
+mod info_checks;
 mod inspect;
 mod listargs;
 pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
