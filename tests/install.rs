@@ -171,3 +171,49 @@ fn info_as_a_user_without_a_range_prints_the_usermod_fix() {
         "{out}"
     );
 }
+
+#[test]
+fn the_rootless_keeper_is_named_box_keeper_in_ps() {
+    // A user of its own: `system migrate` below must not stop another test's keeper.
+    let u = users::with_exact_range("boxkit-kname", (4_500_000, 65536));
+    let as_u = |args: &[&str]| {
+        users::command_as(&u, &common::bin("box"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    as_u(&["system", "migrate"]);
+    // Any command that enters the tool's namespace starts the keeper; this pull fails after.
+    let store = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        store.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let root = store.path().join("s");
+    as_u(&["--root", root.to_str().unwrap(), "pull", "127.0.0.1:1/none"]);
+    let pid = std::fs::read_to_string(format!("/tmp/boxkit-{}/keeper.pid", u.uid))
+        .expect("a keeper was started")
+        .trim()
+        .to_string();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let words: Vec<&[u8]> = cmdline
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert_eq!(
+        words,
+        [b"box-keeper"],
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    for field in ["comm=", "args="] {
+        let o = Command::new("ps")
+            .args(["-o", field, "-p", &pid])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&o).trim(), "box-keeper", "ps -o {field}");
+    }
+    let o = as_u(&["system", "migrate"]);
+    assert!(o.status.success(), "{o:?}");
+}
