@@ -217,3 +217,36 @@ fn the_rootless_keeper_is_named_box_keeper_in_ps() {
     let o = as_u(&["system", "migrate"]);
     assert!(o.status.success(), "{o:?}");
 }
+
+#[test]
+fn a_debian_pull_reports_its_device_nodes_in_one_line() {
+    if !common::is_root() {
+        return common::skip("the Debian fixture is made as root");
+    }
+    use common::fixtures::{self, Fixture};
+    let reg = common::registry::Registry::start();
+    fixtures::seed(&reg, &[Fixture::Debian]);
+    // The layer holds 8 device nodes (/dev/null, /dev/zero, … of debootstrap's minbase).
+    let tar = fixtures::debian_rootfs_tar();
+    let list = Command::new("tar").arg("tvf").arg(&tar).output().unwrap();
+    let devices = stdout(&list)
+        .lines()
+        .filter(|l| l.starts_with('c') || l.starts_with('b'))
+        .count();
+    assert!(devices > 1, "{devices}");
+    let store = tempfile::tempdir().unwrap();
+    let o = Command::new(common::bin("box"))
+        .args(["--root", store.path().to_str().unwrap(), "pull"])
+        .arg(reg.image(Fixture::Debian.name()))
+        .env("BOX_REGISTRIES_CONF", reg.registries_conf())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("device node")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains(&format!("{devices} device node(s) not created")),
+        "{err}"
+    );
+}
