@@ -250,3 +250,32 @@ fn a_debian_pull_reports_its_device_nodes_in_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn info_without_user_namespaces_prints_the_sysctl_fix() {
+    // As tests/info.rs does: 0 user namespaces allowed, in a private user namespace only.
+    let o = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c"])
+        .arg("echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" info")
+        .arg(common::bin("box"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let mut lines = out.lines().skip_while(|l| !l.contains("user-namespace "));
+    assert!(lines.next().unwrap().contains(" no "), "{out}");
+    let fix = lines.next().unwrap().trim();
+    assert!(
+        fix.starts_with("fix: sudo sysctl -w user.max_user_namespaces="),
+        "{out}"
+    );
+    // Checks that were not tried have nothing to fix.
+    let mount = out
+        .lines()
+        .position(|l| l.contains("mount-namespace "))
+        .unwrap();
+    assert!(
+        !out.lines().nth(mount + 1).unwrap().contains("fix:"),
+        "{out}"
+    );
+}
