@@ -287,3 +287,45 @@ fn info_without_user_namespaces_prints_the_sysctl_fix() {
         "{out}"
     );
 }
+
+#[test]
+fn info_json_carries_each_check_with_its_fix_and_the_drivers() {
+    let n = users::without_range();
+    let o = users::command_as(&n, &common::bin("box"))
+        .args(["info", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    let checks = v["Checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["Name"].as_str().unwrap()).collect();
+    for want in [
+        "user-namespace",
+        "overlay",
+        "subordinate-ids",
+        "cgroups",
+        "seccomp",
+        "pasta",
+        "slirp4netns",
+        "apparmor",
+    ] {
+        assert!(names.contains(&want), "{want}: {names:?}");
+    }
+    for c in checks {
+        assert_eq!(c["Ok"] == true, c.get("Fix").is_none(), "{c}");
+    }
+    let sub = checks
+        .iter()
+        .find(|c| c["Name"] == "subordinate-ids")
+        .unwrap();
+    assert!(
+        sub["Fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("sudo usermod --add-subuids ")
+    );
+    assert_eq!(v["Isolation"], "userns", "{v}");
+    assert!(v["Network"].as_str().unwrap().contains("pasta"), "{v}");
+    assert!(v["StoreRoot"].as_str().is_some(), "{v}");
+}
