@@ -12,10 +12,12 @@ set -euo pipefail
 # curl: readiness probe of the registry in scripts/example.sh; git: ADD of a git repository;
 # time: peak RSS in the benchmarks; jq: bench scripts; gcc, libc6-dev: the static syscall
 # probe of tests/security/seccomp.rs; libcap2-bin: setcap for the newuidmap of the buildah job
-# in bench/ci.sh.
+# in bench/ci.sh; man-db, zsh, fish: `box man` pages rendered and completion scripts loaded
+# (tests/install.rs).
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
-      ca-certificates curl git time jq gcc libc6-dev openssl libcap2-bin)
+      ca-certificates curl git time jq gcc libc6-dev openssl libcap2-bin
+      man-db zsh fish)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

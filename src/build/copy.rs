@@ -43,10 +43,9 @@ pub enum CopyError {
     DestNotDir,
     #[error(
         "cannot give files the owner {uid}:{gid}: that id is not mapped in boxkit's user \
-         namespace. Your user needs a subordinate id range: sudo usermod --add-subuids \
-         100000-165535 --add-subgids 100000-165535 $USER"
+         namespace. Your user needs a subordinate id range: {fix}"
     )]
-    Unmapped { uid: u32, gid: u32 },
+    Unmapped { uid: u32, gid: u32, fix: String },
     #[error("write the new layer's content: {0}")]
     Stream(io::Error),
     #[error("{}: changed size while being copied; do not modify the context during a build", .0.display())]

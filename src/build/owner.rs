@@ -76,6 +76,9 @@ pub fn write_tree(
         return Err(CopyError::Unmapped {
             uid: owner.0,
             gid: owner.1,
+            fix: crate::run::subid_hint::usermod_fix(
+                &std::env::var("USER").unwrap_or_else(|_| "$USER".into()),
+            ),
         });
     }
     policy.check_ids(

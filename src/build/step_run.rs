@@ -367,9 +367,8 @@ fn unmapped_hint(tool: &run::ToolContext) -> String {
     match tool.userns() {
         run::ToolUserns::Remapped(m) if m.single => format!(
             "\n  note: only container root is mapped (no subordinate id range), so nothing can \
-             run as a non-root user (chown is emulated). Fix: sudo usermod --add-subuids 100000-165535 \
-             --add-subgids 100000-165535 {}",
-            std::env::var("USER").unwrap_or_else(|_| "$USER".into())
+             run as a non-root user (chown is emulated). Fix: {}",
+            run::subid_hint::usermod_fix(&std::env::var("USER").unwrap_or_else(|_| "$USER".into()))
         ),
         _ => String::new(),
     }

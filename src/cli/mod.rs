@@ -14,6 +14,7 @@ use crate::run::ToolContext;
 use crate::run::userns::Entered;
 
 pub mod build;
+mod completion;
 pub mod containers;
 pub mod dev;
 mod filter;
@@ -21,6 +22,7 @@ mod fmt;
 pub(crate) mod history;
 pub mod images;
 mod info;
+mod info_checks;
 mod inspect;
 mod listargs;
 pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
@@ -111,6 +113,10 @@ pub enum BoxCommand {
     /// Show what this environment lets boxkit use (namespaces, overlay, fuse, subordinate
     /// ids), probed as the calling user
     Info(InfoArgs),
+    /// Print a shell completion script (bash, zsh, fish) for box, boxbuild and boxrun
+    Completion(completion::CompletionArgs),
+    /// Write man pages for box, its commands, boxbuild and boxrun into DIR
+    Man(completion::ManArgs),
     /// Manage boxkit itself
     #[command(subcommand)]
     System(SystemCommand),
@@ -564,6 +570,8 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),
         BoxCommand::Info(a) => info::info(&g, a),
+        BoxCommand::Completion(a) => completion::completion(a),
+        BoxCommand::Man(a) => completion::man(a),
         BoxCommand::System(SystemCommand::Migrate) => system_migrate(),
         BoxCommand::Volume(c) => volumes::volume(&g, c),
         BoxCommand::Builder(c) => system::builder(&g, c),

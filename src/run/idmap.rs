@@ -297,8 +297,8 @@ pub fn single_mapping_warning(user: &str) -> String {
         "warning: user {user} has no subordinate id range in /etc/subuid and /etc/subgid; only \
          container root is mapped (to your own uid), so files of other owners show as root's \
          (their owners are kept in an xattr and chown is emulated) and nothing can run as \
-         another user. Fix: sudo usermod --add-subuids 100000-165535 \
-         --add-subgids 100000-165535 {user}"
+         another user. Fix: {}",
+        super::subid_hint::usermod_fix(user)
     )
 }
 

@@ -229,10 +229,43 @@ fn spawn(maps: &IdMaps) -> Result<i32> {
     }
 }
 
+/// Overwrite this process's argument strings (what /proc/PID/cmdline shows) with `name`,
+/// padded with NULs, as setproctitle does: the kernel reads cmdline from the memory between
+/// `arg_start` and `arg_end` of the initial stack (fields 48 and 49 of /proc/self/stat).
+/// Setting those bounds elsewhere (PR_SET_MM) needs CAP_SYS_RESOURCE, which a rootless
+/// keeper lacks. Names longer than the original arguments are cut.
+fn set_cmdline(name: &[u8]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the parenthesised comm start at field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| rest.split_whitespace().nth(n - 3)?.parse::<usize>().ok();
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    let len = end - start;
+    let n = name.len().min(len - 1);
+    // SAFETY: [arg_start, arg_end) is this process's own initial stack, mapped writable for
+    // its whole life; the keeper is single-threaded and no longer reads its arguments
+    // (std::env::args would now see the new name, which is the point). The writes stay inside
+    // the range and the last byte stays NUL, so the kernel reads no further.
+    unsafe {
+        let p = start as *mut u8;
+        std::ptr::copy_nonoverlapping(name.as_ptr(), p, n);
+        std::ptr::write_bytes(p.add(n), 0, len - n);
+    }
+}
+
 /// The keeper's life: no descriptors, no terminal signals, sleep until killed.
 fn keep() -> ! {
-    // `ps -o comm` and top name it; the command line stays the first command's.
+    // `ps -o comm` and top name it by its comm; `ps` and `ps -f` by its command line, which
+    // would otherwise stay the first command's (`box run …`) for the keeper's whole life.
     let _ = nix::sys::prctl::set_name(c"box-keeper");
+    set_cmdline(b"box-keeper");
     // SAFETY: close_range takes no pointers; closing every descriptor is the point (the
     // keeper holds nothing but its namespaces).
     unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };

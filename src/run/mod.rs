@@ -44,6 +44,7 @@ pub mod rootless_net;
 pub mod rundir;
 pub mod seccomp;
 pub mod spec;
+pub mod subid_hint;
 pub mod user;
 pub mod userns;
 
