@@ -1,14 +1,14 @@
 //! `box ps | logs | exec | stop | kill | rm`, and the container side of `box inspect`.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use super::filter::Filters;
 use super::fmt::{Format, print_rows, print_table};
 use super::store::open_store;
-use super::{CmdResult, ExecArgs, Global, KillArgs, LogsArgs, PortArgs, PsArgs, RmArgs, StopArgs};
+use super::{CmdResult, ExecArgs, Global, KillArgs, PortArgs, PsArgs, RmArgs, StopArgs};
 use crate::container::{self, Containers, State, Status, config, exec::ExecOptions};
 use crate::run::ports::PortMapping;
 
@@ -355,47 +355,6 @@ fn port_map(
         }
     }
     serde_json::Value::Object(m)
-}
-
-pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
-    let (c, _) = containers(g)?;
-    let id = c.resolve(&a.container)?;
-    let path = c.log_path(&id);
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "container {} has no log: only detached containers (boxrun -d) keep one",
-                &id[..12]
-            )
-        }
-        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-    };
-    let mut out = std::io::stdout().lock();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n > 0 {
-            out.write_all(&buf[..n])?;
-            continue;
-        }
-        out.flush()?;
-        if !a.follow {
-            return Ok(0);
-        }
-        // Follow until the container has exited and everything it wrote is out.
-        let running = c.load(&id).map(|s| s.is_running()).unwrap_or(false);
-        if !running {
-            let pos = f.stream_position()?;
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(pos);
-            if len <= pos {
-                return Ok(0);
-            }
-            f.seek(SeekFrom::Start(pos))?;
-            continue;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 pub fn exec(g: &Global, a: ExecArgs) -> CmdResult {

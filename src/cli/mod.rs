@@ -21,7 +21,9 @@ mod fmt;
 pub mod images;
 mod info;
 mod inspect;
+mod lifecycle;
 mod listargs;
+pub use lifecycle::{LogsArgs, RenameArgs, WaitArgs};
 pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
 pub mod registry;
 pub mod run;
@@ -98,6 +100,10 @@ pub enum BoxCommand {
     Kill(KillArgs),
     /// Remove one or more containers
     Rm(RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(WaitArgs),
+    /// Rename a container
+    Rename(RenameArgs),
     /// Show what this environment lets boxkit use (namespaces, overlay, fuse, subordinate
     /// ids), probed as the calling user
     Info(InfoArgs),
@@ -242,15 +248,6 @@ pub struct PortArgs {
     pub container: String,
     /// Only this container port: PRIVATE_PORT[/PROTO] (tcp when no protocol is given)
     pub private_port: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct LogsArgs {
-    /// Container name or ID
-    pub container: String,
-    /// Follow log output
-    #[arg(short, long)]
-    pub follow: bool,
 }
 
 #[derive(Args, Debug)]
@@ -544,7 +541,9 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Logout(a) => registry::logout(&g, a),
         BoxCommand::Ps(a) => containers::ps(&g, a),
         BoxCommand::Port(a) => containers::port(&g, a),
-        BoxCommand::Logs(a) => containers::logs(&g, a),
+        BoxCommand::Logs(a) => lifecycle::logs(&g, a),
+        BoxCommand::Wait(a) => lifecycle::wait(&g, a),
+        BoxCommand::Rename(a) => lifecycle::rename(&g, a),
         BoxCommand::Exec(a) => containers::exec(&g, a),
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),

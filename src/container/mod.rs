@@ -18,6 +18,8 @@
 pub mod config;
 pub mod detach;
 pub mod exec;
+pub mod logs;
+pub mod monitor;
 pub mod mounts;
 pub mod populate;
 pub mod state;
@@ -388,6 +390,10 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
     }
     let r = run::run(&spec, tool);
     let code = r.as_ref().ok().copied();
+    // Re-read: `box rename` may have changed the state meanwhile.
+    if let Ok(s) = containers.load(&state.id) {
+        state = s;
+    }
     finish(&containers, &volumes_dir, &mut state, code);
     Ok(r?)
 }
@@ -433,6 +439,14 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
             return Err(e);
         }
     };
+    let (log_file, relay_read) = match monitor::log_pipe(&log, log_file) {
+        Ok(p) => p,
+        Err(e) => {
+            finish(&containers, &volumes_dir, &mut state, None);
+            detach::report_failure(&e.to_string(), 125);
+            return Err(e);
+        }
+    };
     redirect_stdin_null();
     // The supervisor is a child, so this process stays to record the exit (like conmon).
     // SAFETY: the monitor is single-threaded (a fresh daemon), so the child may do anything;
@@ -463,8 +477,15 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
     };
+    // Only the supervisor holds the pipe's write end now, so the relay sees its end.
+    drop(log_file);
+    let relay = relay_read();
     set_running(&mut state, supervisor.as_raw());
-    let code = wait_started_then_exit(&containers, &state, supervisor);
+    let code = monitor::wait_started_then_exit(&containers, &state, supervisor, relay.as_ref());
+    if let Some(r) = &relay {
+        // Everything the container wrote is in the log before its exit is recorded.
+        r.drain(Duration::from_secs(2));
+    }
     let code_opt = Some(code);
     // Re-read: `box stop`/`kill` never write the state, but keep whatever else changed.
     if let Ok(s) = containers.load(&state.id) {
@@ -472,72 +493,6 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
     }
     finish(&containers, &volumes_dir, &mut state, code_opt);
     Ok(0)
-}
-
-/// Wait until the container's command runs (then tell `boxrun -d`) and then until the
-/// supervisor exits; returns the container's exit code.
-fn wait_started_then_exit(c: &Containers, st: &State, supervisor: nix::unistd::Pid) -> i32 {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    let code_of = |ws: WaitStatus| run::process::exit_code(ws);
-    let sup_cmdline = cmdline(supervisor.as_raw());
-    let mut reported = false;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match waitpid(supervisor, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(ws) => {
-                let code = code_of(ws).unwrap_or(125);
-                if !reported {
-                    // Ended before we saw the command start: a setup failure (its message is
-                    // in the log) or a command that could not be executed.
-                    if matches!(code, 125..=127) {
-                        let log = std::fs::read_to_string(c.log_path(&st.id)).unwrap_or_default();
-                        detach::report_failure(log.trim(), code);
-                    } else {
-                        detach::report_started(&st.id);
-                    }
-                }
-                return code;
-            }
-            Err(nix::Error::EINTR) => continue,
-            Err(_) => return 125,
-        }
-        if !reported && (command_started(st, sup_cmdline.as_deref()) || Instant::now() > deadline) {
-            detach::report_started(&st.id);
-            reported = true;
-        }
-        std::thread::sleep(Duration::from_millis(if reported { 50 } else { 2 }));
-        if reported {
-            // Block now: nothing else to watch.
-            loop {
-                match waitpid(supervisor, None) {
-                    Err(nix::Error::EINTR) => continue,
-                    Ok(ws) => return code_of(ws).unwrap_or(125),
-                    Err(_) => return 125,
-                }
-            }
-        }
-    }
-}
-
-fn cmdline(pid: i32) -> Option<Vec<u8>> {
-    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
-}
-
-/// Whether the container's pid 1 (or, under --init, its child) runs something other than
-/// boxkit itself, i.e. the command was exec'd. The command line tells (unlike /proc/PID/exe
-/// it needs no ptrace access).
-fn command_started(st: &State, sup_cmdline: Option<&[u8]>) -> bool {
-    let Some(init) = st.init_pid() else {
-        return false;
-    };
-    let mut pids = vec![init];
-    if let Ok(k) = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")) {
-        pids.extend(k.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-    }
-    // A zombie's command line reads empty: that is an exit, not an exec.
-    pids.into_iter()
-        .any(|p| cmdline(p).is_some_and(|c| !c.is_empty() && Some(c.as_slice()) != sup_cmdline))
 }
 
 /// Send `sig` to the container's pid 1.

@@ -270,6 +270,26 @@ impl Containers {
         }
     }
 
+    /// `docker rename`: give container `id` the name `new`, which must be free. The new name
+    /// is reserved before the old one is released, so the container always has one.
+    pub fn rename(&self, id: &str, new: &str) -> Result<()> {
+        let mut st = self.load(id)?;
+        if st.name == new {
+            return Err(StateError::NameInUse(new.to_string()));
+        }
+        self.reserve_name(new, id)?;
+        let old = std::mem::replace(&mut st.name, new.to_string());
+        if let Err(e) = self.save(&st) {
+            let _ = std::fs::remove_file(self.names_dir().join(new));
+            return Err(e);
+        }
+        let link = self.names_dir().join(&old);
+        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
+            let _ = std::fs::remove_file(&link);
+        }
+        Ok(())
+    }
+
     /// Create the container's directory and first state (no name reservation).
     pub fn create(&self, st: &State) -> Result<()> {
         let d = self.dir(&st.id);
@@ -485,5 +505,26 @@ mod tests {
         assert!(!c.dir(&b).exists());
         // The name is free again.
         c.reserve_name("gone", "other").unwrap();
+    }
+
+    #[test]
+    fn rename_moves_the_name_and_refuses_a_taken_one() {
+        let t = tempfile::tempdir().unwrap();
+        let c = Containers::new(t.path());
+        let (a, b) = ("12".repeat(32), "34".repeat(32));
+        for (id, n) in [(&a, "first"), (&b, "second")] {
+            c.reserve_name(n, id).unwrap();
+            c.create(&state(id, n)).unwrap();
+        }
+        assert!(matches!(
+            c.rename(&a, "second"),
+            Err(StateError::NameInUse(_))
+        ));
+        assert!(matches!(c.rename(&a, "bad/x"), Err(StateError::BadName(_))));
+        c.rename(&a, "renamed").unwrap();
+        assert_eq!(c.resolve("renamed").unwrap(), a);
+        assert_eq!(c.load(&a).unwrap().name, "renamed");
+        assert!(c.resolve("first").is_err());
+        c.reserve_name("first", "other").unwrap();
     }
 }
