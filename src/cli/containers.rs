@@ -67,10 +67,12 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
         if !need_labels {
             return serde_json::Map::new();
         }
-        labels
+        let mut l = labels
             .entry(s.image_id.clone())
             .or_insert_with(|| image_labels(&store, &s.image_id))
-            .clone()
+            .clone();
+        merge_labels(&mut l, s);
+        l
     };
     // docker: a status filter shows stopped containers without -a.
     let show_all = a.all || filters.has("status") || filters.has("exited");
@@ -122,7 +124,14 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
     Ok(0)
 }
 
-/// The labels a container has: its image's (boxkit has no container labels of its own yet).
+/// The container's own `--label`s over its image's, as docker merges them.
+fn merge_labels(l: &mut serde_json::Map<String, serde_json::Value>, s: &State) {
+    for (k, v) in &s.labels {
+        l.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+}
+
+/// The labels a container's image has (the container's own go over them).
 fn image_labels(
     store: &crate::store::Store,
     image_id: &str,
@@ -417,8 +426,14 @@ fn each(
 }
 
 pub fn stop(g: &Global, a: StopArgs) -> CmdResult {
-    let t = Duration::from_secs(a.time);
-    each(g, &a.containers, |c, _, id| Ok(container::stop(c, id, t)?))
+    each(g, &a.containers, |c, _, id| {
+        // docker: -t, else the container's --stop-timeout, else 10 s.
+        let secs = a
+            .time
+            .or_else(|| c.load(id).ok().and_then(|s| s.stop_timeout))
+            .unwrap_or(10);
+        Ok(container::stop(c, id, Duration::from_secs(secs))?)
+    })
 }
 
 pub fn kill(g: &Global, a: KillArgs) -> CmdResult {
@@ -439,9 +454,15 @@ pub fn rm(g: &Global, a: RmArgs) -> CmdResult {
 }
 
 /// `docker container inspect`'s main fields, or None when `what` names no container.
-pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
+pub fn inspect_json(
+    store: &crate::store::Store,
+    c: &Containers,
+    what: &str,
+) -> Option<serde_json::Value> {
     let id = c.resolve(what).ok()?;
     let s = c.refresh(&id).ok()??;
+    let mut labels = image_labels(store, &s.image_id);
+    merge_labels(&mut labels, &s);
     let running = s.is_running();
     let pid = if running {
         s.init_pid().unwrap_or(0)
@@ -479,6 +500,8 @@ pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
             "Image": s.image,
             "WorkingDir": s.cwd.clone().unwrap_or_default(),
             "StopSignal": s.stop_signal,
+            "StopTimeout": s.stop_timeout,
+            "Labels": labels,
         },
         "HostConfig": {
             "NetworkMode": format!("{:?}", s.network).to_lowercase(),

@@ -282,9 +282,9 @@ pub struct ExecArgs {
 pub struct StopArgs {
     #[arg(required = true)]
     pub containers: Vec<String>,
-    /// Seconds to wait before killing the container
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing the container (default: its --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    pub time: Option<u64>,
 }
 
 #[derive(Args, Debug)]

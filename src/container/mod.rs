@@ -22,6 +22,7 @@ pub mod logs;
 pub mod monitor;
 pub mod mounts;
 pub mod populate;
+pub mod runflags;
 pub mod state;
 
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ pub enum ContainerError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error(transparent)]
+    Flag(#[from] runflags::FlagError),
     #[error("fill {what} from the image: {cause} (mount it with nocopy to skip the copy)")]
     Volume { what: String, cause: String },
 }
@@ -120,6 +123,14 @@ pub struct RunOptions {
     /// Namespaces the environment allows (a CI job container may refuse a UTS namespace or
     /// a new /proc); every one on a host.
     pub isolation: run::isolation::Isolation,
+    /// `--add-host`, `--dns*`, `--shm-size`, `--ulimit`, passed to the sandbox as they are.
+    pub extras: run::spec::Extras,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Where to write the id (absolute; checked not to exist by the caller).
+    pub cidfile: Option<PathBuf>,
+    pub stop_timeout: Option<u64>,
+    /// Overrides the image's STOPSIGNAL.
+    pub stop_signal: Option<i32>,
 }
 
 /// What `--security-opt` asked for.
@@ -236,7 +247,9 @@ pub fn prepare(
         cwd: process.cwd,
         user: process.user,
         hostname,
-        stop_signal: process.stop_signal,
+        stop_signal: o.stop_signal.unwrap_or(process.stop_signal),
+        stop_timeout: o.stop_timeout,
+        labels: o.labels.clone(),
         caps,
         no_new_privs: o.no_new_privs,
         seccomp: o.seccomp.record(),
@@ -263,6 +276,12 @@ pub fn prepare(
         set_running(&mut st, pid);
     }
     if let Err(e) = containers.create(&st) {
+        release_name(&containers);
+        return Err(e.into());
+    }
+    if let Some(p) = &o.cidfile
+        && let Err(e) = runflags::write_cidfile(p, &id)
+    {
         release_name(&containers);
         return Err(e.into());
     }
@@ -323,6 +342,7 @@ fn sandbox_spec(
     spec.init = o.init;
     spec.userns = o.userns;
     spec.preserve_fds = o.preserve_fds;
+    spec.extras = o.extras.clone();
     spec
 }
 

@@ -75,6 +75,12 @@ pub struct State {
     pub user: Option<String>,
     pub hostname: String,
     pub stop_signal: i32,
+    /// `--stop-timeout`: what `box stop` waits without `-t` (None: 10 s).
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
+    /// `--label`s of the container (the image's are merged under them where shown).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Capability set of the container's processes (bit mask), for `box exec`.
     pub caps: u64,
     pub no_new_privs: bool,
@@ -441,6 +447,8 @@ mod tests {
             user: None,
             hostname: id[..12].into(),
             stop_signal: 15,
+            stop_timeout: None,
+            labels: Default::default(),
             caps: 0,
             no_new_privs: false,
             seccomp: Default::default(),

@@ -64,6 +64,98 @@ pub struct SandboxSpec {
     /// How strongly the command is isolated: every namespace unless the environment takes
     /// some away (see [`super::isolation`]).
     pub isolation: super::isolation::Isolation,
+    /// `docker run`'s /etc and process-limit flags: `--add-host`, `--dns*`, `--shm-size`,
+    /// `--ulimit`.
+    pub extras: Extras,
+}
+
+/// See [`SandboxSpec::extras`]. Empty: the defaults (host's resolv.conf, a 64 MiB /dev/shm,
+/// the caller's rlimits).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Lines added to /etc/hosts, `IP\tHOST`.
+    pub hosts: Vec<String>,
+    /// Replace resolv.conf's `nameserver`, `search` and `options` lines when not empty.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// Size of the /dev/shm tmpfs in bytes.
+    pub shm_size: Option<u64>,
+    pub ulimits: Vec<Ulimit>,
+}
+
+/// One `--ulimit`: an RLIMIT_* resource and its limits (RLIM_INFINITY for unlimited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub resource: i32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl Extras {
+    /// /etc/hosts: `base` plus the added hosts.
+    pub fn hosts(&self, mut base: String) -> String {
+        for h in &self.hosts {
+            base.push_str(h);
+            base.push('\n');
+        }
+        base
+    }
+
+    /// resolv.conf: `base` with the kinds of line given by a flag replaced by the flag's.
+    pub fn resolv_conf(&self, base: &str) -> String {
+        let kinds = [
+            ("nameserver", &self.dns, false),
+            ("search", &self.dns_search, true),
+            ("options", &self.dns_options, true),
+        ];
+        let mut out: String = base
+            .lines()
+            .filter(|l| {
+                let w = l.split_whitespace().next().unwrap_or("");
+                !kinds.iter().any(|(k, v, _)| !v.is_empty() && w == *k)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for (k, v, one_line) in kinds {
+            if v.is_empty() {
+                continue;
+            }
+            // docker: `--dns-search .` means no search domains.
+            let v: Vec<&String> = v.iter().filter(|x| x.as_str() != ".").collect();
+            if v.is_empty() {
+            } else if one_line {
+                let words: Vec<&str> = v.iter().map(|x| x.as_str()).collect();
+                out.push_str(&format!("{k} {}\n", words.join(" ")));
+            } else {
+                for x in v {
+                    out.push_str(&format!("{k} {x}\n"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Set the rlimits (in the container's pid 1, before exec; inherited by its children).
+    pub fn apply_ulimits(&self) -> std::result::Result<(), String> {
+        for u in &self.ulimits {
+            let lim = libc::rlimit {
+                rlim_cur: u.soft,
+                rlim_max: u.hard,
+            };
+            // SAFETY: setrlimit reads the rlimit struct, which lives across the call.
+            if unsafe { libc::setrlimit(u.resource as _, &lim) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(format!(
+                    "--ulimit {}={}:{}: {e} (a hard limit cannot be raised above the caller's \
+                     from a user namespace; lower it, or raise it for the user that runs boxkit)",
+                    u.name, u.soft, u.hard
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// See [`SandboxSpec::on_published`]. Runs in the supervisor, which may be a forked copy of
@@ -240,6 +332,7 @@ impl SandboxSpec {
             userns: UsernsMode::Remap,
             preserve_fds: 0,
             isolation: super::isolation::Isolation::FULL,
+            extras: Extras::default(),
         }
     }
 }
