@@ -63,7 +63,7 @@ pub enum BoxCommand {
     Build(BuildArgs),
     /// Run a command in a new container (same as `boxrun`)
     #[command(disable_help_flag = true)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List images
     Images(ImagesArgs),
     /// Pull an image from a registry
@@ -527,7 +527,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
     let g = cli.global;
     let r = match cli.command {
         BoxCommand::Build(a) => build::run(&g, a, &tool),
-        BoxCommand::Run(a) => run::run(&g, a, &tool),
+        BoxCommand::Run(a) => run::run(&g, *a, &tool),
         BoxCommand::Images(a) => images::images(&g, a),
         BoxCommand::Pull(a) => registry::pull(&g, a, &tool),
         BoxCommand::Push(a) => registry::push(&g, a),
