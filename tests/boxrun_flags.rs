@@ -211,3 +211,28 @@ fn stop_uses_the_stop_signal_and_the_stop_timeout() {
         assert_eq!(stdout(&who.box_(&["wait", &b])), "137\n");
     }
 }
+
+#[test]
+fn box_run_takes_the_same_flags() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let o = who.box_(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--add-host",
+            "x.example:10.9.9.9",
+            "--ulimit",
+            "nofile=50",
+            "busybox",
+            "sh",
+            "-c",
+            "grep x.example /etc/hosts; ulimit -n; ulimit -Hn",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "10.9.9.9\tx.example\n50\n50\n");
+        let o = who.box_(&["run", "--privileged", "--rm", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+    }
+}

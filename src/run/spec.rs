@@ -123,12 +123,10 @@ impl Extras {
                 continue;
             }
             // docker: `--dns-search .` means no search domains.
-            let v: Vec<&String> = v.iter().filter(|x| x.as_str() != ".").collect();
-            if v.is_empty() {
-            } else if one_line {
-                let words: Vec<&str> = v.iter().map(|x| x.as_str()).collect();
-                out.push_str(&format!("{k} {}\n", words.join(" ")));
-            } else {
+            let v: Vec<&str> = v.iter().map(String::as_str).filter(|x| *x != ".").collect();
+            if one_line && !v.is_empty() {
+                out.push_str(&format!("{k} {}\n", v.join(" ")));
+            } else if !one_line {
                 for x in v {
                     out.push_str(&format!("{k} {x}\n"));
                 }
@@ -349,6 +347,31 @@ pub fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_flags_replace_only_their_kind_of_resolv_conf_line() {
+        let host = "# host\nnameserver 10.0.0.1\nnameserver 10.0.0.2\nsearch lan\noptions edns0\n";
+        let e = Extras {
+            dns: vec!["192.0.2.1".into()],
+            dns_search: vec![".".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            e.resolv_conf(host),
+            "# host\noptions edns0\nnameserver 192.0.2.1\n"
+        );
+        assert_eq!(Extras::default().resolv_conf(host), host);
+        let e = Extras {
+            dns_options: vec!["ndots:2".into(), "timeout:1".into()],
+            hosts: vec!["10.1.1.1\tdb".into()],
+            ..Default::default()
+        };
+        assert!(
+            e.resolv_conf(host)
+                .ends_with("search lan\noptions ndots:2 timeout:1\n")
+        );
+        assert_eq!(e.hosts("a\n".into()), "a\n10.1.1.1\tdb\n");
+    }
 
     #[test]
     fn sizes_parse_like_docker() {
