@@ -2,7 +2,7 @@
 //! container's state and log.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -209,6 +209,7 @@ fn stream(
         *at += cut as u64;
         Ok(())
     };
+    let mut settle_until: Option<Instant> = None;
     loop {
         let n = f.read(&mut buf)?;
         if n > 0 {
@@ -221,7 +222,18 @@ fn stream(
             }
             continue;
         }
-        let running = follow && c.load(id).map(|s| s.is_running()).unwrap_or(false);
+        let st = if follow { c.load(id).ok() } else { None };
+        let running = st.as_ref().is_some_and(|s| s.is_running());
+        // The supervisor is gone but its monitor has not recorded the exit yet: the log relay
+        // may still be writing the last output. Give it a moment (bounded).
+        let settling = !running
+            && st.is_some_and(|s| s.status == Status::Running)
+            && *settle_until.get_or_insert_with(|| Instant::now() + Duration::from_secs(2))
+                > Instant::now();
+        if settling {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         if !running {
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(pos);
             if !follow || len <= pos {

@@ -392,6 +392,9 @@ fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: O
     st.exit_code = code;
     if code.is_none() {
         st.exit_code = Some(125);
+    } else {
+        // A reader that found the supervisor gone before this record may have set one.
+        st.error = None;
     }
     let _ = c.save(st);
 }
