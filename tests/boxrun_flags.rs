@@ -73,6 +73,10 @@ fn bad_flag_values_are_refused_before_anything_runs() {
         ["--ulimit", "nofile=10:5"],
         ["--tmpfs", "relative"],
         ["--shm-size", "lots"],
+        ["--shm-size", "0"],
+        ["--dns-search", "a b"],
+        ["--dns-option", "ndots:1\nnameserver 1.2.3.4"],
+        ["--label", "=v"],
         ["--stop-signal", "SIGNOPE"],
     ] {
         let o = who.boxrun(&[bad[0], bad[1], "--rm", "busybox", "true"]);

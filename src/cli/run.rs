@@ -318,6 +318,16 @@ impl RunArgs {
             d.parse::<std::net::IpAddr>()
                 .map_err(|_| anyhow::anyhow!("invalid --dns {d:?}: not an IP address"))?;
         }
+        for v in self.dns_search.iter().chain(&self.dns_options) {
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                bail!("invalid --dns-search/--dns-option {v:?}: one word, no spaces");
+            }
+        }
+        let shm_size = self.shm_size.as_deref().map(run::parse_size).transpose()?;
+        if shm_size == Some(0) {
+            // A tmpfs of size 0 has no limit at all.
+            bail!("invalid --shm-size 0: give a size such as 64m");
+        }
         Ok(run::spec::Extras {
             hosts: self
                 .add_hosts
@@ -327,7 +337,7 @@ impl RunArgs {
             dns: self.dns.clone(),
             dns_search: self.dns_search.clone(),
             dns_options: self.dns_options.clone(),
-            shm_size: self.shm_size.as_deref().map(run::parse_size).transpose()?,
+            shm_size,
             ulimits: self
                 .ulimit
                 .iter()
