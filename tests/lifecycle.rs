@@ -40,6 +40,16 @@ fn wait_blocks_until_each_container_exits_and_prints_the_codes_in_order() {
         assert_eq!(o.status.code(), Some(1));
         assert_eq!(stdout(&o), "3\n");
         assert!(stderr(&o).contains("no such container"), "{}", stderr(&o));
+        // A --rm container is gone once it exits; its code is still given.
+        let c = unique("wait-rm");
+        let _cc = Cleanup(&who, c.clone());
+        start(
+            &who,
+            &c,
+            &["--rm", "busybox", "sh", "-c", "sleep 0.5; exit 5"],
+        );
+        let o = who.box_(&["wait", &c]);
+        assert_eq!(stdout(&o), "5\n", "{}", stderr(&o));
     }
 }
 

@@ -76,6 +76,9 @@ fn wait_one(c: &Containers, what: &str) -> anyhow::Result<i32> {
             Ok(Some(s)) if s.status == Status::Exited => return Ok(s.exit_code.unwrap_or(0)),
             Ok(Some(_)) => {}
             Ok(None) | Err(crate::container::state::StateError::NoSuch(_)) => {
+                if let Some(code) = c.recorded_exit(&id) {
+                    return Ok(code);
+                }
                 bail!("container {what} was removed (--rm) before its exit code could be read")
             }
             Err(e) => return Err(e.into()),

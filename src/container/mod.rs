@@ -383,6 +383,9 @@ fn mark_running(c: &Containers, st: &mut State, supervisor: i32) -> Result<()> {
 /// Record the exit, or remove the container when it was started with `--rm`.
 fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: Option<i32>) {
     if st.auto_remove {
+        if let Some(code) = code {
+            let _ = c.record_exit(&st.id, code);
+        }
         let _ = c.remove(st, Some(volumes_dir));
         return;
     }

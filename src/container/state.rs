@@ -296,6 +296,43 @@ impl Containers {
         Ok(())
     }
 
+    fn exits_dir(&self) -> PathBuf {
+        self.dir.join("exits")
+    }
+
+    /// Keep the exit code of a `--rm` container that is about to be removed, for a
+    /// `box wait` that is waiting on it. Codes older than ten minutes are dropped here.
+    pub fn record_exit(&self, id: &str, code: i32) -> Result<()> {
+        let d = self.exits_dir();
+        std::fs::create_dir_all(&d).map_err(io("create directory", &d))?;
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < old)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let p = d.join(id);
+        crate::atomic::write_with(
+            &p,
+            code.to_string().as_bytes(),
+            0o600,
+            crate::atomic::Durability::Atomic,
+        )
+        .map_err(io("write", &p))
+    }
+
+    /// The exit code [`Containers::record_exit`] kept for a removed container.
+    pub fn recorded_exit(&self, id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.exits_dir().join(id))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Create the container's directory and first state (no name reservation).
     pub fn create(&self, st: &State) -> Result<()> {
         let d = self.dir(&st.id);
