@@ -128,6 +128,14 @@ fn logs_tail_since_and_timestamps_select_and_stamp_lines() {
         assert_eq!(stdout(&o), "one\ntwo\nthree\nfour");
         let o = who.box_(&["logs", "--since", "2099-01-01T00:00:00Z", &name]);
         assert_eq!(stdout(&o), "");
+        // --until the second line's time: the lines up to it.
+        let o = who.box_(&["logs", "--until", &stamps[1], &name]);
+        assert_eq!(stdout(&o), "one\ntwo\n");
+        // Lines written together may share a time: only bounds that cannot split them.
+        let o = who.box_(&["logs", "--since", &stamps[0], "--until", &stamps[1], &name]);
+        assert_eq!(stdout(&o), "one\ntwo\n");
+        let o = who.box_(&["logs", "--until", "2000-01-01", &name]);
+        assert_eq!(stdout(&o), "");
         let o = who.box_(&["logs", "--since", "yesterday", &name]);
         assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
         let o = who.box_(&["logs", "-t", "--tail", "1", "-f", &name]);

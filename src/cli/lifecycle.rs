@@ -25,6 +25,9 @@ pub struct LogsArgs {
     /// before now (10m, 1h30m)
     #[arg(long)]
     pub since: Option<String>,
+    /// Show logs up to a time (same forms as --since); with -f, follow until then
+    #[arg(long)]
+    pub until: Option<String>,
     /// Show timestamps
     #[arg(short, long)]
     pub timestamps: bool,
@@ -110,19 +113,18 @@ fn parse_tail(s: &str) -> anyhow::Result<Option<usize>> {
 
 pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
     let tail = parse_tail(&a.tail)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    let since = match a.since.as_deref() {
-        Some(s) => Some(logs::parse_since(s, now).ok_or_else(|| {
+    let now = now_nanos();
+    let time = |flag: &str, v: Option<&str>| -> anyhow::Result<Option<i64>> {
+        let Some(s) = v else { return Ok(None) };
+        logs::parse_since(s, now).map(Some).ok_or_else(|| {
             anyhow::anyhow!(
-                "invalid --since {s:?}: give an RFC 3339 time (2024-01-02T15:04:05Z), a Unix \
+                "invalid --{flag} {s:?}: give an RFC 3339 time (2024-01-02T15:04:05Z), a Unix \
                  time, or a duration such as 10m"
             )
-        })?),
-        None => None,
+        })
     };
+    let since = time("since", a.since.as_deref())?;
+    let until = time("until", a.until.as_deref())?;
     let c = containers(g)?;
     let id = c.resolve(&a.container)?;
     let path = c.log_path(&id);
@@ -138,7 +140,7 @@ pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
     };
     let mut out = std::io::stdout().lock();
     let mut pos = 0u64;
-    if tail.is_some() || since.is_some() {
+    if tail.is_some() || since.is_some() || until.is_some() {
         // The log as it is now, filtered; following goes on from its end.
         let mut data = Vec::new();
         f.read_to_end(&mut data)?;
@@ -149,6 +151,9 @@ pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
             // A line without a time (a log from before the index) is kept.
             lines.retain(|l| l.time.is_none_or(|lt| lt >= t));
         }
+        if let Some(t) = until {
+            lines.retain(|l| l.time.is_none_or(|lt| lt <= t));
+        }
         if let Some(n) = tail {
             lines.drain(..lines.len().saturating_sub(n));
         }
@@ -156,7 +161,12 @@ pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
             write_line(&mut out, l, a.timestamps)?;
         }
     }
-    stream(&c, &id, f, pos, a.follow, a.timestamps, &mut out)?;
+    let how = Stream {
+        follow: a.follow,
+        timestamps: a.timestamps,
+        until,
+    };
+    stream(&c, &id, f, pos, &how, &mut out)?;
     Ok(0)
 }
 
@@ -177,15 +187,33 @@ fn write_line(
 
 /// Print the log from `pos` on: bytes as they are, or (with timestamps) whole lines with
 /// their times. With `follow`, until the container has exited and everything it wrote is out.
+/// How [`stream`] prints: following or not, with timestamps, and up to when.
+struct Stream {
+    follow: bool,
+    timestamps: bool,
+    until: Option<i64>,
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 fn stream(
     c: &Containers,
     id: &str,
     mut f: std::fs::File,
     mut pos: u64,
-    follow: bool,
-    timestamps: bool,
+    how: &Stream,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    let (follow, timestamps) = (how.follow, how.timestamps);
+    if how.until.is_some_and(|u| u <= now_nanos()) {
+        // Everything up to --until was printed from the snapshot.
+        return Ok(());
+    }
     let path = c.log_path(id);
     f.seek(SeekFrom::Start(pos))?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -226,10 +254,11 @@ fn stream(
             continue;
         }
         let st = if follow { c.load(id).ok() } else { None };
-        let running = st.as_ref().is_some_and(|s| s.is_running());
+        let alive = st.as_ref().is_some_and(|s| s.is_running());
+        let running = alive && how.until.is_none_or(|u| now_nanos() < u);
         // The supervisor is gone but its monitor has not recorded the exit yet: the log relay
         // may still be writing the last output. Give it a moment (bounded).
-        let settling = !running
+        let settling = !alive
             && st.is_some_and(|s| s.status == Status::Running)
             && *settle_until.get_or_insert_with(|| Instant::now() + Duration::from_secs(2))
                 > Instant::now();
