@@ -1,14 +1,14 @@
 //! `box ps | logs | exec | stop | kill | rm`, and the container side of `box inspect`.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use super::filter::Filters;
 use super::fmt::{Format, print_rows, print_table};
 use super::store::open_store;
-use super::{CmdResult, ExecArgs, Global, KillArgs, LogsArgs, PortArgs, PsArgs, RmArgs, StopArgs};
+use super::{CmdResult, ExecArgs, Global, KillArgs, PortArgs, PsArgs, RmArgs, StopArgs};
 use crate::container::{self, Containers, State, Status, config, exec::ExecOptions};
 use crate::run::ports::PortMapping;
 
@@ -67,10 +67,12 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
         if !need_labels {
             return serde_json::Map::new();
         }
-        labels
+        let mut l = labels
             .entry(s.image_id.clone())
             .or_insert_with(|| image_labels(&store, &s.image_id))
-            .clone()
+            .clone();
+        merge_labels(&mut l, s);
+        l
     };
     // docker: a status filter shows stopped containers without -a.
     let show_all = a.all || filters.has("status") || filters.has("exited");
@@ -122,7 +124,14 @@ pub fn ps(g: &Global, a: PsArgs) -> CmdResult {
     Ok(0)
 }
 
-/// The labels a container has: its image's (boxkit has no container labels of its own yet).
+/// The container's own `--label`s over its image's, as docker merges them.
+fn merge_labels(l: &mut serde_json::Map<String, serde_json::Value>, s: &State) {
+    for (k, v) in &s.labels {
+        l.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+}
+
+/// The labels a container's image has (the container's own go over them).
 fn image_labels(
     store: &crate::store::Store,
     image_id: &str,
@@ -357,47 +366,6 @@ fn port_map(
     serde_json::Value::Object(m)
 }
 
-pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
-    let (c, _) = containers(g)?;
-    let id = c.resolve(&a.container)?;
-    let path = c.log_path(&id);
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "container {} has no log: only detached containers (boxrun -d) keep one",
-                &id[..12]
-            )
-        }
-        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-    };
-    let mut out = std::io::stdout().lock();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n > 0 {
-            out.write_all(&buf[..n])?;
-            continue;
-        }
-        out.flush()?;
-        if !a.follow {
-            return Ok(0);
-        }
-        // Follow until the container has exited and everything it wrote is out.
-        let running = c.load(&id).map(|s| s.is_running()).unwrap_or(false);
-        if !running {
-            let pos = f.stream_position()?;
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(pos);
-            if len <= pos {
-                return Ok(0);
-            }
-            f.seek(SeekFrom::Start(pos))?;
-            continue;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 pub fn exec(g: &Global, a: ExecArgs) -> CmdResult {
     let (c, _) = containers(g)?;
     let id = c.resolve(&a.container)?;
@@ -458,8 +426,14 @@ fn each(
 }
 
 pub fn stop(g: &Global, a: StopArgs) -> CmdResult {
-    let t = Duration::from_secs(a.time);
-    each(g, &a.containers, |c, _, id| Ok(container::stop(c, id, t)?))
+    each(g, &a.containers, |c, _, id| {
+        // docker: -t, else the container's --stop-timeout, else 10 s.
+        let secs = a
+            .time
+            .or_else(|| c.load(id).ok().and_then(|s| s.stop_timeout))
+            .unwrap_or(10);
+        Ok(container::stop(c, id, Duration::from_secs(secs))?)
+    })
 }
 
 pub fn kill(g: &Global, a: KillArgs) -> CmdResult {
@@ -480,9 +454,15 @@ pub fn rm(g: &Global, a: RmArgs) -> CmdResult {
 }
 
 /// `docker container inspect`'s main fields, or None when `what` names no container.
-pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
+pub fn inspect_json(
+    store: &crate::store::Store,
+    c: &Containers,
+    what: &str,
+) -> Option<serde_json::Value> {
     let id = c.resolve(what).ok()?;
     let s = c.refresh(&id).ok()??;
+    let mut labels = image_labels(store, &s.image_id);
+    merge_labels(&mut labels, &s);
     let running = s.is_running();
     let pid = if running {
         s.init_pid().unwrap_or(0)
@@ -520,6 +500,8 @@ pub fn inspect_json(c: &Containers, what: &str) -> Option<serde_json::Value> {
             "Image": s.image,
             "WorkingDir": s.cwd.clone().unwrap_or_default(),
             "StopSignal": s.stop_signal,
+            "StopTimeout": s.stop_timeout,
+            "Labels": labels,
         },
         "HostConfig": {
             "NetworkMode": format!("{:?}", s.network).to_lowercase(),

@@ -18,7 +18,7 @@ pub fn inspect(g: &Global, a: InspectArgs) -> CmdResult {
     for n in &a.names {
         // Containers first, as docker does when no --type is given.
         if a.r#type.as_deref() != Some("image")
-            && let Some(j) = super::containers::inspect_json(&ctrs, n)
+            && let Some(j) = super::containers::inspect_json(&store, &ctrs, n)
         {
             arr.push(j);
             continue;

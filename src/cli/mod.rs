@@ -24,7 +24,9 @@ pub mod images;
 mod info;
 mod info_checks;
 mod inspect;
+mod lifecycle;
 mod listargs;
+pub use lifecycle::{LogsArgs, RenameArgs, WaitArgs};
 pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
 pub mod registry;
 pub mod run;
@@ -67,7 +69,7 @@ pub enum BoxCommand {
     Build(BuildArgs),
     /// Run a command in a new container (same as `boxrun`)
     #[command(disable_help_flag = true)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List images
     Images(ImagesArgs),
     /// Pull an image from a registry
@@ -110,6 +112,10 @@ pub enum BoxCommand {
     Kill(KillArgs),
     /// Remove one or more containers
     Rm(RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(WaitArgs),
+    /// Rename a container
+    Rename(RenameArgs),
     /// Show what this environment lets boxkit use (namespaces, overlay, fuse, subordinate
     /// ids), probed as the calling user
     Info(InfoArgs),
@@ -258,15 +264,6 @@ pub struct PortArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct LogsArgs {
-    /// Container name or ID
-    pub container: String,
-    /// Follow log output
-    #[arg(short, long)]
-    pub follow: bool,
-}
-
-#[derive(Args, Debug)]
 pub struct ExecArgs {
     /// Keep STDIN open
     #[arg(short, long)]
@@ -298,9 +295,9 @@ pub struct ExecArgs {
 pub struct StopArgs {
     #[arg(required = true)]
     pub containers: Vec<String>,
-    /// Seconds to wait before killing the container
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing the container (default: its --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    pub time: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -548,7 +545,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
     let g = cli.global;
     let r = match cli.command {
         BoxCommand::Build(a) => build::run(&g, a, &tool),
-        BoxCommand::Run(a) => run::run(&g, a, &tool),
+        BoxCommand::Run(a) => run::run(&g, *a, &tool),
         BoxCommand::Images(a) => images::images(&g, a),
         BoxCommand::Pull(a) => registry::pull(&g, a, &tool),
         BoxCommand::Push(a) => registry::push(&g, a),
@@ -564,7 +561,9 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Logout(a) => registry::logout(&g, a),
         BoxCommand::Ps(a) => containers::ps(&g, a),
         BoxCommand::Port(a) => containers::port(&g, a),
-        BoxCommand::Logs(a) => containers::logs(&g, a),
+        BoxCommand::Logs(a) => lifecycle::logs(&g, a),
+        BoxCommand::Wait(a) => lifecycle::wait(&g, a),
+        BoxCommand::Rename(a) => lifecycle::rename(&g, a),
         BoxCommand::Exec(a) => containers::exec(&g, a),
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),

@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::store::open_store;
 use super::{CmdResult, Global};
-use crate::container::{self, RunOptions, config::Overrides, detach, mounts};
+use crate::container::{self, RunOptions, config, config::Overrides, detach, mounts, runflags};
 use crate::registry::PullOptions;
 use crate::run::{self, Limits, NetworkMode, ToolContext, ports::PortMapping};
 
@@ -104,6 +104,45 @@ pub struct RunArgs {
     /// open (every other descriptor above 2 is closed)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Write the container ID to the file (which must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<String>,
+    /// Set metadata on the container (shown by inspect, matched by ps --filter label=)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Read labels from a file of KEY=VALUE lines
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_files: Vec<String>,
+    /// Add a line to /etc/hosts (HOST:IP)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Set the DNS servers of the container's resolv.conf
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Set DNS search domains ("." for none)
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Set resolv.conf options
+    #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
+    pub dns_options: Vec<String>,
+    /// Seconds `box stop` waits before SIGKILL (default 10)
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Signal `box stop` sends first (default: the image's STOPSIGNAL, else SIGTERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Size of /dev/shm (e.g. 128m; default 64m)
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Mount a tmpfs (PATH[:OPTIONS], e.g. /run:size=16m,mode=755)
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Set a resource limit (NAME=SOFT[:HARD], e.g. nofile=1024:2048)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Not supported: boxkit never gives a container every capability and device
+    #[arg(long, hide = true)]
+    pub privileged: bool,
     /// Image to run, then the command and its arguments. One list, so that everything after
     /// the image belongs to the container (`boxrun busybox ls -l` passes `-l` to ls), as with
     /// docker.
@@ -133,6 +172,14 @@ impl RunArgs {
         if self.image().starts_with('-') {
             bail!("unknown flag: {} (see boxrun --help)", self.image());
         }
+        if self.privileged {
+            bail!(
+                "--privileged is not supported: boxkit does not give a container every \
+                 capability, all host devices and no seccomp or masked paths. Ask for what \
+                 the command needs instead: --cap-add NAME, --security-opt seccomp=unconfined, \
+                 -v /dev/NAME:/dev/NAME for a device node"
+            );
+        }
         let mut env_files = Vec::new();
         for f in &self.env_file {
             let text = std::fs::read_to_string(f).with_context(|| format!("read env file {f}"))?;
@@ -144,6 +191,9 @@ impl RunArgs {
         }
         for m in &self.mounts {
             mounts.push(mounts::parse_mount(m)?);
+        }
+        for t in &self.tmpfs {
+            mounts.push(runflags::tmpfs(t)?);
         }
         let network: NetworkMode = self.network.parse()?;
         if !self.publish.is_empty() && network != NetworkMode::Bridge {
@@ -195,6 +245,7 @@ impl RunArgs {
             }
             limits.set_cpus(c);
         }
+        let extras = self.extras()?;
         Ok(RunOptions {
             image: self.image().to_string(),
             pull: PullOptions {
@@ -229,6 +280,69 @@ impl RunArgs {
             userns: self.userns.as_deref().unwrap_or("").parse()?,
             preserve_fds: self.preserve_fds,
             isolation: job_isolation(g),
+            extras,
+            labels: self.labels()?,
+            cidfile: self.cidfile()?,
+            stop_timeout: self.stop_timeout,
+            stop_signal: self
+                .stop_signal
+                .as_deref()
+                .map(config::parse_signal)
+                .transpose()?,
+        })
+    }
+
+    fn labels(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        let mut files = Vec::new();
+        for f in &self.label_files {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("read label file {f}"))?;
+            files.push((f.clone(), text));
+        }
+        Ok(runflags::labels(&files, &self.labels)?)
+    }
+
+    /// The cid file as an absolute path (the container is recorded from another process),
+    /// refused when it exists, as docker does.
+    fn cidfile(&self) -> anyhow::Result<Option<std::path::PathBuf>> {
+        let Some(f) = &self.cidfile else {
+            return Ok(None);
+        };
+        let p = std::path::absolute(f).with_context(|| format!("--cidfile {f}"))?;
+        runflags::check_cidfile(&p)?;
+        Ok(Some(p))
+    }
+
+    fn extras(&self) -> anyhow::Result<run::spec::Extras> {
+        for d in &self.dns {
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| anyhow::anyhow!("invalid --dns {d:?}: not an IP address"))?;
+        }
+        for v in self.dns_search.iter().chain(&self.dns_options) {
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                bail!("invalid --dns-search/--dns-option {v:?}: one word, no spaces");
+            }
+        }
+        let shm_size = self.shm_size.as_deref().map(run::parse_size).transpose()?;
+        if shm_size == Some(0) {
+            // A tmpfs of size 0 has no limit at all.
+            bail!("invalid --shm-size 0: give a size such as 64m");
+        }
+        Ok(run::spec::Extras {
+            hosts: self
+                .add_hosts
+                .iter()
+                .map(|h| runflags::add_host(h))
+                .collect::<Result<_, _>>()?,
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_options: self.dns_options.clone(),
+            shm_size,
+            ulimits: self
+                .ulimit
+                .iter()
+                .map(|u| runflags::ulimit(u))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -18,8 +18,11 @@
 pub mod config;
 pub mod detach;
 pub mod exec;
+pub mod logs;
+pub mod monitor;
 pub mod mounts;
 pub mod populate;
+pub mod runflags;
 pub mod state;
 
 use std::path::PathBuf;
@@ -84,6 +87,8 @@ pub enum ContainerError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error(transparent)]
+    Flag(#[from] runflags::FlagError),
     #[error("fill {what} from the image: {cause} (mount it with nocopy to skip the copy)")]
     Volume { what: String, cause: String },
 }
@@ -118,6 +123,14 @@ pub struct RunOptions {
     /// Namespaces the environment allows (a CI job container may refuse a UTS namespace or
     /// a new /proc); every one on a host.
     pub isolation: run::isolation::Isolation,
+    /// `--add-host`, `--dns*`, `--shm-size`, `--ulimit`, passed to the sandbox as they are.
+    pub extras: run::spec::Extras,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Where to write the id (absolute; checked not to exist by the caller).
+    pub cidfile: Option<PathBuf>,
+    pub stop_timeout: Option<u64>,
+    /// Overrides the image's STOPSIGNAL.
+    pub stop_signal: Option<i32>,
 }
 
 /// What `--security-opt` asked for.
@@ -234,7 +247,9 @@ pub fn prepare(
         cwd: process.cwd,
         user: process.user,
         hostname,
-        stop_signal: process.stop_signal,
+        stop_signal: o.stop_signal.unwrap_or(process.stop_signal),
+        stop_timeout: o.stop_timeout,
+        labels: o.labels.clone(),
         caps,
         no_new_privs: o.no_new_privs,
         seccomp: o.seccomp.record(),
@@ -261,6 +276,12 @@ pub fn prepare(
         set_running(&mut st, pid);
     }
     if let Err(e) = containers.create(&st) {
+        release_name(&containers);
+        return Err(e.into());
+    }
+    if let Some(p) = &o.cidfile
+        && let Err(e) = runflags::write_cidfile(p, &id)
+    {
         release_name(&containers);
         return Err(e.into());
     }
@@ -321,6 +342,7 @@ fn sandbox_spec(
     spec.init = o.init;
     spec.userns = o.userns;
     spec.preserve_fds = o.preserve_fds;
+    spec.extras = o.extras.clone();
     spec
 }
 
@@ -361,6 +383,9 @@ fn mark_running(c: &Containers, st: &mut State, supervisor: i32) -> Result<()> {
 /// Record the exit, or remove the container when it was started with `--rm`.
 fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: Option<i32>) {
     if st.auto_remove {
+        if let Some(code) = code {
+            let _ = c.record_exit(&st.id, code);
+        }
         let _ = c.remove(st, Some(volumes_dir));
         return;
     }
@@ -370,6 +395,9 @@ fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: O
     st.exit_code = code;
     if code.is_none() {
         st.exit_code = Some(125);
+    } else {
+        // A reader that found the supervisor gone before this record may have set one.
+        st.error = None;
     }
     let _ = c.save(st);
 }
@@ -388,6 +416,10 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
     }
     let r = run::run(&spec, tool);
     let code = r.as_ref().ok().copied();
+    // Re-read: `box rename` may have changed the state meanwhile.
+    if let Ok(s) = containers.load(&state.id) {
+        state = s;
+    }
     finish(&containers, &volumes_dir, &mut state, code);
     Ok(r?)
 }
@@ -433,6 +465,14 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
             return Err(e);
         }
     };
+    let (log_file, relay_read) = match monitor::log_pipe(&log, log_file) {
+        Ok(p) => p,
+        Err(e) => {
+            finish(&containers, &volumes_dir, &mut state, None);
+            detach::report_failure(&e.to_string(), 125);
+            return Err(e);
+        }
+    };
     redirect_stdin_null();
     // The supervisor is a child, so this process stays to record the exit (like conmon).
     // SAFETY: the monitor is single-threaded (a fresh daemon), so the child may do anything;
@@ -463,8 +503,15 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
     };
+    // Only the supervisor holds the pipe's write end now, so the relay sees its end.
+    drop(log_file);
+    let relay = relay_read();
     set_running(&mut state, supervisor.as_raw());
-    let code = wait_started_then_exit(&containers, &state, supervisor);
+    let code = monitor::wait_started_then_exit(&containers, &state, supervisor, relay.as_ref());
+    if let Some(r) = &relay {
+        // Everything the container wrote is in the log before its exit is recorded.
+        r.drain(Duration::from_secs(2));
+    }
     let code_opt = Some(code);
     // Re-read: `box stop`/`kill` never write the state, but keep whatever else changed.
     if let Ok(s) = containers.load(&state.id) {
@@ -472,72 +519,6 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
     }
     finish(&containers, &volumes_dir, &mut state, code_opt);
     Ok(0)
-}
-
-/// Wait until the container's command runs (then tell `boxrun -d`) and then until the
-/// supervisor exits; returns the container's exit code.
-fn wait_started_then_exit(c: &Containers, st: &State, supervisor: nix::unistd::Pid) -> i32 {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    let code_of = |ws: WaitStatus| run::process::exit_code(ws);
-    let sup_cmdline = cmdline(supervisor.as_raw());
-    let mut reported = false;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match waitpid(supervisor, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(ws) => {
-                let code = code_of(ws).unwrap_or(125);
-                if !reported {
-                    // Ended before we saw the command start: a setup failure (its message is
-                    // in the log) or a command that could not be executed.
-                    if matches!(code, 125..=127) {
-                        let log = std::fs::read_to_string(c.log_path(&st.id)).unwrap_or_default();
-                        detach::report_failure(log.trim(), code);
-                    } else {
-                        detach::report_started(&st.id);
-                    }
-                }
-                return code;
-            }
-            Err(nix::Error::EINTR) => continue,
-            Err(_) => return 125,
-        }
-        if !reported && (command_started(st, sup_cmdline.as_deref()) || Instant::now() > deadline) {
-            detach::report_started(&st.id);
-            reported = true;
-        }
-        std::thread::sleep(Duration::from_millis(if reported { 50 } else { 2 }));
-        if reported {
-            // Block now: nothing else to watch.
-            loop {
-                match waitpid(supervisor, None) {
-                    Err(nix::Error::EINTR) => continue,
-                    Ok(ws) => return code_of(ws).unwrap_or(125),
-                    Err(_) => return 125,
-                }
-            }
-        }
-    }
-}
-
-fn cmdline(pid: i32) -> Option<Vec<u8>> {
-    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
-}
-
-/// Whether the container's pid 1 (or, under --init, its child) runs something other than
-/// boxkit itself, i.e. the command was exec'd. The command line tells (unlike /proc/PID/exe
-/// it needs no ptrace access).
-fn command_started(st: &State, sup_cmdline: Option<&[u8]>) -> bool {
-    let Some(init) = st.init_pid() else {
-        return false;
-    };
-    let mut pids = vec![init];
-    if let Ok(k) = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")) {
-        pids.extend(k.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-    }
-    // A zombie's command line reads empty: that is an exit, not an exec.
-    pids.into_iter()
-        .any(|p| cmdline(p).is_some_and(|c| !c.is_empty() && Some(c.as_slice()) != sup_cmdline))
 }
 
 /// Send `sig` to the container's pid 1.

@@ -75,6 +75,12 @@ pub struct State {
     pub user: Option<String>,
     pub hostname: String,
     pub stop_signal: i32,
+    /// `--stop-timeout`: what `box stop` waits without `-t` (None: 10 s).
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
+    /// `--label`s of the container (the image's are merged under them where shown).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Capability set of the container's processes (bit mask), for `box exec`.
     pub caps: u64,
     pub no_new_privs: bool,
@@ -270,6 +276,63 @@ impl Containers {
         }
     }
 
+    /// `docker rename`: give container `id` the name `new`, which must be free. The new name
+    /// is reserved before the old one is released, so the container always has one.
+    pub fn rename(&self, id: &str, new: &str) -> Result<()> {
+        let mut st = self.load(id)?;
+        if st.name == new {
+            return Err(StateError::NameInUse(new.to_string()));
+        }
+        self.reserve_name(new, id)?;
+        let old = std::mem::replace(&mut st.name, new.to_string());
+        if let Err(e) = self.save(&st) {
+            let _ = std::fs::remove_file(self.names_dir().join(new));
+            return Err(e);
+        }
+        let link = self.names_dir().join(&old);
+        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
+            let _ = std::fs::remove_file(&link);
+        }
+        Ok(())
+    }
+
+    fn exits_dir(&self) -> PathBuf {
+        self.dir.join("exits")
+    }
+
+    /// Keep the exit code of a `--rm` container that is about to be removed, for a
+    /// `box wait` that is waiting on it. Codes older than ten minutes are dropped here.
+    pub fn record_exit(&self, id: &str, code: i32) -> Result<()> {
+        let d = self.exits_dir();
+        std::fs::create_dir_all(&d).map_err(io("create directory", &d))?;
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < old)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let p = d.join(id);
+        crate::atomic::write_with(
+            &p,
+            code.to_string().as_bytes(),
+            0o600,
+            crate::atomic::Durability::Atomic,
+        )
+        .map_err(io("write", &p))
+    }
+
+    /// The exit code [`Containers::record_exit`] kept for a removed container.
+    pub fn recorded_exit(&self, id: &str) -> Option<i32> {
+        std::fs::read_to_string(self.exits_dir().join(id))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Create the container's directory and first state (no name reservation).
     pub fn create(&self, st: &State) -> Result<()> {
         let d = self.dir(&st.id);
@@ -421,6 +484,8 @@ mod tests {
             user: None,
             hostname: id[..12].into(),
             stop_signal: 15,
+            stop_timeout: None,
+            labels: Default::default(),
             caps: 0,
             no_new_privs: false,
             seccomp: Default::default(),
@@ -485,5 +550,26 @@ mod tests {
         assert!(!c.dir(&b).exists());
         // The name is free again.
         c.reserve_name("gone", "other").unwrap();
+    }
+
+    #[test]
+    fn rename_moves_the_name_and_refuses_a_taken_one() {
+        let t = tempfile::tempdir().unwrap();
+        let c = Containers::new(t.path());
+        let (a, b) = ("12".repeat(32), "34".repeat(32));
+        for (id, n) in [(&a, "first"), (&b, "second")] {
+            c.reserve_name(n, id).unwrap();
+            c.create(&state(id, n)).unwrap();
+        }
+        assert!(matches!(
+            c.rename(&a, "second"),
+            Err(StateError::NameInUse(_))
+        ));
+        assert!(matches!(c.rename(&a, "bad/x"), Err(StateError::BadName(_))));
+        c.rename(&a, "renamed").unwrap();
+        assert_eq!(c.resolve("renamed").unwrap(), a);
+        assert_eq!(c.load(&a).unwrap().name, "renamed");
+        assert!(c.resolve("first").is_err());
+        c.reserve_name("first", "other").unwrap();
     }
 }

@@ -295,6 +295,8 @@ pub struct Layout<'a> {
     pub hostname: &'a str,
     pub hosts: &'a str,
     pub resolv_conf: &'a str,
+    /// Size of /dev/shm in bytes (docker's 64 MiB when None).
+    pub shm_size: Option<u64>,
     /// The root and bind mounts the supervisor prepared before clone.
     pub prepared: &'a Prepared,
     /// Mount a new /proc; otherwise bind the job's /proc read-only (a masked /proc, as in a

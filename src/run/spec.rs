@@ -64,6 +64,96 @@ pub struct SandboxSpec {
     /// How strongly the command is isolated: every namespace unless the environment takes
     /// some away (see [`super::isolation`]).
     pub isolation: super::isolation::Isolation,
+    /// `docker run`'s /etc and process-limit flags: `--add-host`, `--dns*`, `--shm-size`,
+    /// `--ulimit`.
+    pub extras: Extras,
+}
+
+/// See [`SandboxSpec::extras`]. Empty: the defaults (host's resolv.conf, a 64 MiB /dev/shm,
+/// the caller's rlimits).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Lines added to /etc/hosts, `IP\tHOST`.
+    pub hosts: Vec<String>,
+    /// Replace resolv.conf's `nameserver`, `search` and `options` lines when not empty.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// Size of the /dev/shm tmpfs in bytes.
+    pub shm_size: Option<u64>,
+    pub ulimits: Vec<Ulimit>,
+}
+
+/// One `--ulimit`: an RLIMIT_* resource and its limits (RLIM_INFINITY for unlimited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub resource: i32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl Extras {
+    /// /etc/hosts: `base` plus the added hosts.
+    pub fn hosts(&self, mut base: String) -> String {
+        for h in &self.hosts {
+            base.push_str(h);
+            base.push('\n');
+        }
+        base
+    }
+
+    /// resolv.conf: `base` with the kinds of line given by a flag replaced by the flag's.
+    pub fn resolv_conf(&self, base: &str) -> String {
+        let kinds = [
+            ("nameserver", &self.dns, false),
+            ("search", &self.dns_search, true),
+            ("options", &self.dns_options, true),
+        ];
+        let mut out: String = base
+            .lines()
+            .filter(|l| {
+                let w = l.split_whitespace().next().unwrap_or("");
+                !kinds.iter().any(|(k, v, _)| !v.is_empty() && w == *k)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for (k, v, one_line) in kinds {
+            if v.is_empty() {
+                continue;
+            }
+            // docker: `--dns-search .` means no search domains.
+            let v: Vec<&str> = v.iter().map(String::as_str).filter(|x| *x != ".").collect();
+            if one_line && !v.is_empty() {
+                out.push_str(&format!("{k} {}\n", v.join(" ")));
+            } else if !one_line {
+                for x in v {
+                    out.push_str(&format!("{k} {x}\n"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Set the rlimits (in the container's pid 1, before exec; inherited by its children).
+    pub fn apply_ulimits(&self) -> std::result::Result<(), String> {
+        for u in &self.ulimits {
+            let lim = libc::rlimit {
+                rlim_cur: u.soft,
+                rlim_max: u.hard,
+            };
+            // SAFETY: setrlimit reads the rlimit struct, which lives across the call.
+            if unsafe { libc::setrlimit(u.resource as _, &lim) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(format!(
+                    "--ulimit {}={}:{}: {e} (a hard limit cannot be raised above the caller's \
+                     from a user namespace; lower it, or raise it for the user that runs boxkit)",
+                    u.name, u.soft, u.hard
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// See [`SandboxSpec::on_published`]. Runs in the supervisor, which may be a forked copy of
@@ -240,6 +330,7 @@ impl SandboxSpec {
             userns: UsernsMode::Remap,
             preserve_fds: 0,
             isolation: super::isolation::Isolation::FULL,
+            extras: Extras::default(),
         }
     }
 }
@@ -256,6 +347,31 @@ pub fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_flags_replace_only_their_kind_of_resolv_conf_line() {
+        let host = "# host\nnameserver 10.0.0.1\nnameserver 10.0.0.2\nsearch lan\noptions edns0\n";
+        let e = Extras {
+            dns: vec!["192.0.2.1".into()],
+            dns_search: vec![".".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            e.resolv_conf(host),
+            "# host\noptions edns0\nnameserver 192.0.2.1\n"
+        );
+        assert_eq!(Extras::default().resolv_conf(host), host);
+        let e = Extras {
+            dns_options: vec!["ndots:2".into(), "timeout:1".into()],
+            hosts: vec!["10.1.1.1\tdb".into()],
+            ..Default::default()
+        };
+        assert!(
+            e.resolv_conf(host)
+                .ends_with("search lan\noptions ndots:2 timeout:1\n")
+        );
+        assert_eq!(e.hosts("a\n".into()), "a\n10.1.1.1\tdb\n");
+    }
 
     #[test]
     fn sizes_parse_like_docker() {

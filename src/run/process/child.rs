@@ -140,6 +140,7 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     if let Some(sock) = plan.chown_sock {
         chown_notify::install_and_send(sock).map_err(|e| e.to_string())?;
     }
+    spec.extras.apply_ulimits()?;
     let cwd = spec.cwd.as_deref().filter(|c| !c.is_empty()).unwrap_or("/");
     let finish = finalize::Finish {
         argv: &spec.argv,
@@ -192,8 +193,12 @@ fn namespaced_root(
         scratch: &plan.scratch,
         read_only: spec.read_only,
         hostname: &plan.hostname,
-        hosts: &network::hosts(&plan.hostname, address),
-        resolv_conf: &network::resolv_conf(&host_resolv, spec.network != NetworkMode::Host),
+        hosts: &spec.extras.hosts(network::hosts(&plan.hostname, address)),
+        resolv_conf: &spec.extras.resolv_conf(&network::resolv_conf(
+            &host_resolv,
+            spec.network != NetworkMode::Host,
+        )),
+        shm_size: spec.extras.shm_size,
         prepared,
         new_proc,
     };

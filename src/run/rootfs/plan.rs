@@ -27,7 +27,7 @@ pub fn plan(l: &Layout) -> Vec<Op> {
     }
     ops.push(Op::AttachRoot(l.prepared.root.as_raw_fd()));
     proc_and_sys(&mut ops, l.new_proc);
-    dev(&mut ops);
+    dev(&mut ops, l.shm_size);
     for name in ["hostname", "hosts", "resolv.conf"] {
         let target = Target::in_root(format!("/etc/{name}"));
         ops.push(Op::MountPoint {
@@ -95,7 +95,7 @@ fn proc_and_sys(ops: &mut Vec<Op>, new_proc: bool) {
 
 /// A minimal /dev: a tmpfs with the host's harmless device nodes bound in, devpts, shm,
 /// mqueue and the usual symlinks.
-fn dev(ops: &mut Vec<Op>) {
+fn dev(ops: &mut Vec<Op>, shm_size: Option<u64>) {
     ops.push(dir(fixed("/dev")));
     // nodev: the device nodes below are bind mounts of their own, which keep device access.
     ops.push(Op::Mount {
@@ -139,7 +139,7 @@ fn dev(ops: &mut Vec<Op>) {
         source: "shm",
         target: fixed("/dev/shm"),
         flags: NOSUID_NODEV_NOEXEC,
-        data: Some("mode=1777,size=65536k".into()),
+        data: Some(format!("mode=1777,size={}", shm_size.unwrap_or(64 << 20))),
     });
     ops.push(dir(fixed("/dev/mqueue")));
     ops.push(Op::Mount {

@@ -20,6 +20,7 @@ fn layout<'a>(mounts: &'a [MountSpec], p: &'a Prepared, ro: bool) -> Layout<'a> 
         hostname: "h",
         hosts: "",
         resolv_conf: "",
+        shm_size: None,
         prepared: p,
         new_proc: true,
     }
