@@ -46,10 +46,33 @@ fn wait_blocks_until_each_container_exits_and_prints_the_codes_in_order() {
         start(
             &who,
             &c,
-            &["--rm", "busybox", "sh", "-c", "sleep 0.5; exit 5"],
+            &["--rm", "busybox", "sh", "-c", "sleep 2; exit 5"],
         );
         let o = who.box_(&["wait", &c]);
         assert_eq!(stdout(&o), "5\n", "{}", stderr(&o));
+        // A --rm run nobody waits on leaves no exit record behind.
+        let dir = tempfile::tempdir().unwrap();
+        let cid = dir.path().join("cid");
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let o = who.boxrun(&[
+            "--rm",
+            "--cidfile",
+            cid.to_str().unwrap(),
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let id = std::fs::read_to_string(&cid).unwrap();
+        let record = boxrun_common::store(&who)
+            .join("containers/exits")
+            .join(id.trim());
+        assert!(!record.exists(), "{} was kept", record.display());
     }
 }
 

@@ -74,6 +74,9 @@ pub fn wait(g: &Global, a: WaitArgs) -> CmdResult {
 
 fn wait_one(c: &Containers, what: &str) -> anyhow::Result<i32> {
     let id = c.resolve(what)?;
+    // A --rm container keeps its exit code for us only if we say we wait; one that is
+    // already gone is reported below.
+    let _ = c.add_waiter(&id);
     loop {
         match c.refresh(&id) {
             Ok(Some(s)) if s.status == Status::Exited => return Ok(s.exit_code.unwrap_or(0)),

@@ -383,7 +383,11 @@ fn mark_running(c: &Containers, st: &mut State, supervisor: i32) -> Result<()> {
 /// Record the exit, or remove the container when it was started with `--rm`.
 fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: Option<i32>) {
     if st.auto_remove {
-        if let Some(code) = code {
+        // Kept only when a `box wait` asked for it (one stat on every --rm exit instead of a
+        // file written, and old ones swept, on each).
+        if let Some(code) = code
+            && c.has_waiter(&st.id)
+        {
             let _ = c.record_exit(&st.id, code);
         }
         let _ = c.remove(st, Some(volumes_dir));

@@ -130,6 +130,9 @@ pub struct MountRecord {
 }
 
 /// The directory that holds all containers of a store.
+/// A file in a container's directory: a `box wait` waits on it.
+const WAITER_MARKER: &str = "waiting";
+
 pub struct Containers {
     dir: PathBuf,
 }
@@ -298,6 +301,19 @@ impl Containers {
 
     fn exits_dir(&self) -> PathBuf {
         self.dir.join("exits")
+    }
+
+    /// Say that a `box wait` waits on container `id`, so that a `--rm` container keeps its
+    /// exit code ([`Containers::record_exit`]) when it is removed. Fails when the container's
+    /// directory is already gone.
+    pub fn add_waiter(&self, id: &str) -> Result<()> {
+        let p = self.dir(id).join(WAITER_MARKER);
+        std::fs::write(&p, b"").map_err(io("create", &p))
+    }
+
+    /// Whether a `box wait` registered on container `id` ([`Containers::add_waiter`]).
+    pub fn has_waiter(&self, id: &str) -> bool {
+        self.dir(id).join(WAITER_MARKER).exists()
     }
 
     /// Keep the exit code of a `--rm` container that is about to be removed, for a
