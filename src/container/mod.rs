@@ -270,6 +270,8 @@ pub fn prepare(
         exit_code: None,
         supervisor_pid: None,
         supervisor_start: None,
+        monitor_pid: None,
+        monitor_start: None,
         error: None,
     };
     if let Some(pid) = supervisor {
@@ -478,6 +480,11 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
         }
     };
     redirect_stdin_null();
+    // A reader that finds the supervisor gone while this monitor still drains the log must
+    // not take the exit for lost.
+    let me = std::process::id() as i32;
+    state.monitor_pid = Some(me);
+    state.monitor_start = state::process_start(me);
     // The supervisor is a child, so this process stays to record the exit (like conmon).
     // SAFETY: the monitor is single-threaded (a fresh daemon), so the child may do anything;
     // it ends in _exit without returning here.

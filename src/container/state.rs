@@ -112,6 +112,12 @@ pub struct State {
     /// The process that supervises the container (pid 1's parent), with its start time.
     pub supervisor_pid: Option<i32>,
     pub supervisor_start: Option<u64>,
+    /// A detached container's monitor (the supervisor's parent, which records the exit),
+    /// with its start time. None in the foreground, where the supervisor records it.
+    #[serde(default)]
+    pub monitor_pid: Option<i32>,
+    #[serde(default)]
+    pub monitor_start: Option<u64>,
     /// Set when the supervisor vanished without recording an exit.
     #[serde(default)]
     pub error: Option<String>,
@@ -170,6 +176,16 @@ impl State {
         match (self.supervisor_pid, self.supervisor_start) {
             (Some(pid), Some(start)) => process_start(pid) == Some(start),
             _ => false,
+        }
+    }
+
+    /// Whether the process that will record the exit still lives: the monitor of a detached
+    /// container (it records the exit after the supervisor ends and the log is drained), else
+    /// the supervisor.
+    pub fn recorder_alive(&self) -> bool {
+        match (self.monitor_pid, self.monitor_start) {
+            (Some(pid), Some(start)) => process_start(pid) == Some(start),
+            _ => self.supervisor_alive(),
         }
     }
 
@@ -426,7 +442,7 @@ impl Containers {
     /// None when the container was removed here.
     pub fn refresh(&self, id: &str) -> Result<Option<State>> {
         let mut st = self.load(id)?;
-        if st.status == Status::Running && !st.supervisor_alive() {
+        if st.status == Status::Running && !st.recorder_alive() {
             // The supervisor may have just written its final state; look again.
             if let Ok(again) = self.load(id)
                 && again.status != Status::Running
@@ -522,6 +538,8 @@ mod tests {
             exit_code: None,
             supervisor_pid: Some(i32::MAX - 1),
             supervisor_start: Some(1),
+            monitor_pid: None,
+            monitor_start: None,
             error: None,
         }
     }
@@ -566,6 +584,29 @@ mod tests {
         assert!(!c.dir(&b).exists());
         // The name is free again.
         c.reserve_name("gone", "other").unwrap();
+    }
+
+    #[test]
+    fn a_dead_supervisor_whose_monitor_lives_is_not_taken_for_a_lost_exit() {
+        let t = tempfile::tempdir().unwrap();
+        let c = Containers::new(t.path());
+        let a = "9a".repeat(32);
+        let mut s = state(&a, "draining");
+        // The monitor (this test process) still drains the log and will record the exit.
+        let me = std::process::id() as i32;
+        s.monitor_pid = Some(me);
+        s.monitor_start = process_start(me);
+        c.reserve_name("draining", &a).unwrap();
+        c.create(&s).unwrap();
+        let st = c.refresh(&a).unwrap().unwrap();
+        assert_eq!(st.status, Status::Running);
+        assert_eq!(st.exit_code, None);
+        assert!(!st.is_running(), "its supervisor is gone");
+        // Once the monitor is gone too, the exit is lost.
+        s.monitor_start = Some(1);
+        c.save(&s).unwrap();
+        let st = c.refresh(&a).unwrap().unwrap();
+        assert_eq!((st.status, st.exit_code), (Status::Exited, Some(137)));
     }
 
     #[test]
