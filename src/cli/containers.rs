@@ -9,7 +9,7 @@ use super::filter::Filters;
 use super::fmt::{Format, print_rows, print_table};
 use super::store::open_store;
 use super::{CmdResult, ExecArgs, Global, KillArgs, PortArgs, PsArgs, RmArgs, StopArgs};
-use crate::container::{self, Containers, State, Status, config, exec::ExecOptions};
+use crate::container::{self, Containers, State, config, exec::ExecOptions};
 use crate::run::ports::PortMapping;
 
 fn containers(g: &Global) -> anyhow::Result<(Containers, std::path::PathBuf)> {
@@ -156,11 +156,7 @@ fn ps_row(
     no_trunc: bool,
 ) -> serde_json::Value {
     let cmd = s.argv.join(" ");
-    let state = match s.status {
-        Status::Created => "created",
-        Status::Running if s.is_running() => "running",
-        _ => "exited",
-    };
+    let state = s.docker_state();
     let mut l: Vec<String> = labels
         .iter()
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
@@ -195,11 +191,7 @@ fn ps_match(
     s: &State,
     labels: &serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<bool> {
-    let state = match s.status {
-        Status::Created => "created",
-        Status::Running if s.is_running() => "running",
-        _ => "exited",
-    };
+    let state = s.docker_state();
     for v in f.values("status") {
         const KNOWN: &[&str] = &[
             "created",
@@ -443,6 +435,8 @@ pub fn kill(g: &Global, a: KillArgs) -> CmdResult {
         if !st.is_running() {
             bail!("cannot kill container {}: it is not running", &id[..12]);
         }
+        // As podman: a killed container is not restarted by its policy.
+        let _ = c.mark_user_stop(id);
         Ok(container::kill(&st, sig)?)
     })
 }
@@ -475,8 +469,9 @@ pub fn inspect_json(
         "Path": s.argv.first(),
         "Args": s.argv.get(1..).unwrap_or_default(),
         "State": {
-            "Status": match s.status { Status::Created => "created", Status::Running if running => "running", _ => "exited" },
+            "Status": s.docker_state(),
             "Running": running,
+            "Restarting": s.restarting && s.recorder_alive(),
             "Pid": pid,
             "ExitCode": s.exit_code.unwrap_or(0),
             "Error": s.error.clone().unwrap_or_default(),
@@ -485,6 +480,7 @@ pub fn inspect_json(
         },
         "Image": s.image_id,
         "Name": format!("/{}", s.name),
+        "RestartCount": s.restart_count,
         "LogPath": if s.detached { c.log_path(&s.id).display().to_string() } else { String::new() },
         "Mounts": s.mounts,
         // As bound, while running.
@@ -512,6 +508,10 @@ pub fn inspect_json(
                 (h, None) => h.to_string(),
             }),
             "AutoRemove": s.auto_remove,
+            "RestartPolicy": {
+                "Name": s.restart.docker_name().0,
+                "MaximumRetryCount": s.restart.docker_name().1,
+            },
             "ReadonlyRootfs": s.read_only,
             "Memory": s.limits.memory.unwrap_or(0),
             "MemorySwap": s.limits.memory_swap.unwrap_or(0),

@@ -191,10 +191,10 @@ fn write_line(
 /// Print the log from `pos` on: bytes as they are, or (with timestamps) whole lines with
 /// their times. With `follow`, until the container has exited and everything it wrote is out.
 /// How [`stream`] prints: following or not, with timestamps, and up to when.
-struct Stream {
-    follow: bool,
-    timestamps: bool,
-    until: Option<i64>,
+pub(super) struct Stream {
+    pub follow: bool,
+    pub timestamps: bool,
+    pub until: Option<i64>,
 }
 
 fn now_nanos() -> i64 {
@@ -204,7 +204,7 @@ fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-fn stream(
+pub(super) fn stream(
     c: &Containers,
     id: &str,
     mut f: std::fs::File,

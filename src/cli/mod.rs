@@ -18,6 +18,7 @@ pub mod build;
 pub use args::*;
 mod completion;
 pub mod containers;
+mod ctl;
 pub mod dev;
 mod filter;
 mod fmt;
@@ -108,6 +109,18 @@ pub enum BoxCommand {
     Logs(LogsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Create a new container without starting it (the flags of `box run`)
+    #[command(disable_help_flag = true)]
+    Create(Box<ctl::CreateArgs>),
+    /// Start one or more created or stopped containers
+    Start(ctl::StartArgs),
+    /// Restart one or more containers
+    Restart(ctl::RestartArgs),
+    /// Follow the output of a running container until it exits
+    Attach(ctl::AttachArgs),
+    /// Start a container detached (used by `box start`; hidden)
+    #[command(name = "container-start", hide = true)]
+    ContainerStart(ctl::ContainerStartArgs),
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Kill one or more running containers
@@ -154,7 +167,9 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
         _ => {
             match box_subcommand(args) {
                 // pull unpacks layers with their container ids while downloading.
-                Some("run" | "sandbox-run" | "pull") => true,
+                Some("run" | "sandbox-run" | "pull" | "create" | "container-start") => true,
+                // `start -ai` runs the container in this process.
+                Some("start") => start_in_foreground(args),
                 Some("build") => !args.iter().any(is_check),
                 // A new volume belongs to container root; removing one removes files a
                 // container made, under its ids.
@@ -167,6 +182,16 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
             }
         }
     }
+}
+
+/// Whether `box start` arguments ask for `-a` and `-i` together (`-ai`, `-a -i`,
+/// `--attach --interactive`).
+fn start_in_foreground(args: &[String]) -> bool {
+    let has = |short: char, long: &str| {
+        args.iter()
+            .any(|a| a == long || (a.starts_with('-') && !a.starts_with("--") && a.contains(short)))
+    };
+    has('a', "--attach") && has('i', "--interactive")
 }
 
 /// The subcommand of a `box` command line (the first word that is not a global option).
@@ -284,6 +309,10 @@ pub fn enter_userns_if_needed(prog: &str) -> Start {
 
 /// Whether the arguments ask for `boxrun -d` / `box run -d` (parsed exactly as later).
 fn is_detached_run(prog: &str, args: &[String]) -> bool {
+    // `box start`'s helper always detaches (see cli::ctl).
+    if prog == "box" && box_subcommand(args) == Some("container-start") {
+        return true;
+    }
     // Cheap pre-check: without `--detach` or a short-flag cluster holding `d` (`-d`, `-itd`)
     // anywhere, it cannot be a detached run, and the exact parse below is skipped.
     let maybe = args.iter().skip(1).any(|a| {
@@ -389,6 +418,11 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Wait(a) => lifecycle::wait(&g, a),
         BoxCommand::Rename(a) => lifecycle::rename(&g, a),
         BoxCommand::Exec(a) => containers::exec(&g, a),
+        BoxCommand::Create(a) => ctl::create(&g, *a, &tool),
+        BoxCommand::Start(a) => ctl::start(&g, a, &tool),
+        BoxCommand::Restart(a) => ctl::restart(&g, a),
+        BoxCommand::Attach(a) => ctl::attach(&g, a),
+        BoxCommand::ContainerStart(a) => ctl::container_start(&g, a, &tool),
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),

@@ -140,6 +140,10 @@ pub struct RunArgs {
     /// Set a resource limit (NAME=SOFT[:HARD], e.g. nofile=1024:2048)
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     pub ulimit: Vec<String>,
+    /// Restart policy when the container exits: no, on-failure[:MAX-RETRIES], always or
+    /// unless-stopped (kept by the detached container's monitor; no daemon)
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: String,
     /// Not supported: boxkit never gives a container every capability and device
     #[arg(long, hide = true)]
     pub privileged: bool,
@@ -246,6 +250,13 @@ impl RunArgs {
             limits.set_cpus(c);
         }
         let extras = self.extras()?;
+        let restart: container::restart::Policy = self.restart.parse()?;
+        if self.rm && restart != container::restart::Policy::No {
+            // docker: "Conflicting options: --restart and --rm".
+            bail!(
+                "conflicting options: --restart and --rm (a removed container cannot be restarted)"
+            );
+        }
         Ok(RunOptions {
             image: self.image().to_string(),
             pull: PullOptions {
@@ -289,6 +300,7 @@ impl RunArgs {
                 .as_deref()
                 .map(config::parse_signal)
                 .transpose()?,
+            restart,
         })
     }
 
@@ -361,7 +373,7 @@ pub fn run(g: &Global, a: RunArgs, tool: &ToolContext) -> CmdResult {
 /// Inside a CI job container, the namespaces it allows (probed once per environment, a
 /// few milliseconds, and kept beside the store; never on a host, where every one is there). boxrun needs namespaces: without a user
 /// namespace it fails as before, saying why.
-fn job_isolation(g: &Global) -> crate::run::isolation::Isolation {
+pub(super) fn job_isolation(g: &Global) -> crate::run::isolation::Isolation {
     use crate::run::isolation::{self, Isolation, IsolationChoice};
     if !crate::run::idmap::in_job_container() {
         return Isolation::FULL;
@@ -383,6 +395,12 @@ pub(super) fn probe_file(g: &Global) -> std::path::PathBuf {
 
 fn run_inner(g: &Global, a: &RunArgs, tool: &ToolContext) -> CmdResult {
     let o = a.options(g)?;
+    if !o.detach && o.restart != container::restart::Policy::No {
+        eprintln!(
+            "boxrun: warning: --restart is kept by a detached container's monitor; this \
+             foreground run is not restarted (box start applies it later)"
+        );
+    }
     let store = open_store(g)?;
     let code = if o.detach {
         container::run_detached(store, &o, tool)?

@@ -31,6 +31,7 @@ fn now_nanos() -> i64 {
 /// the pipe is closed everywhere and everything read is in the log.
 pub struct Relay {
     done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Relay {
@@ -45,6 +46,16 @@ impl Relay {
         }
         true
     }
+
+    /// [`Relay::drain`], then join the thread when it ended (the monitor forks again for a
+    /// restart, best with no other thread).
+    pub fn finish(mut self, timeout: Duration) -> bool {
+        let done = self.drain(timeout);
+        if done && let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        done
+    }
 }
 
 /// Copy `pipe` into `log`, recording each line start's offset and time in `index`.
@@ -55,13 +66,16 @@ pub fn spawn_relay(
 ) -> std::io::Result<Relay> {
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("log-relay".into())
         .spawn(move || {
             relay(pipe, log, index);
             flag.store(true, Ordering::Release);
         })?;
-    Ok(Relay { done })
+    Ok(Relay {
+        done,
+        thread: Some(thread),
+    })
 }
 
 fn relay(mut pipe: std::fs::File, mut log: std::fs::File, mut index: std::fs::File) {

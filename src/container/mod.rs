@@ -18,10 +18,12 @@
 pub mod config;
 pub mod detach;
 pub mod exec;
+pub mod launch;
 pub mod logs;
 pub mod monitor;
 pub mod mounts;
 pub mod populate;
+pub mod restart;
 pub mod runflags;
 pub mod state;
 
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::registry::{self, PullOptions};
-use crate::run::{self, MountSpec, RootfsSource, SandboxSpec, ToolContext, UpperDir};
+use crate::run::{self, MountSpec, SandboxSpec, ToolContext};
 use crate::store::Store;
 pub use state::{Containers, State, Status};
 
@@ -77,6 +79,13 @@ pub enum ContainerError {
         sig: i32,
         cause: nix::Error,
     },
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    #[error(
+        "container {0} was made by an older boxkit that kept no launch record: it cannot be \
+         started again; run a new one (boxrun)"
+    )]
+    NoLaunch(String),
     #[error("container {id} failed to start: {why}")]
     Start { id: String, why: String },
     #[error("{op}: {cause}")]
@@ -131,6 +140,8 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// Overrides the image's STOPSIGNAL.
     pub stop_signal: Option<i32>,
+    /// `--restart`, kept by the detached monitor.
+    pub restart: restart::Policy,
 }
 
 /// What `--security-opt` asked for.
@@ -225,7 +236,6 @@ pub fn prepare(
         return Err(e);
     }
 
-    let mut spec = sandbox_spec(store, o, &id, lowerdirs, &process, mounts.clone());
     let hostname = match (&o.hostname, o.network) {
         (Some(h), _) => h.clone(),
         (None, run::NetworkMode::Host) => nix::unistd::gethostname()
@@ -233,9 +243,22 @@ pub fn prepare(
             .unwrap_or_default(),
         (None, _) => id[..12].to_string(),
     };
-    if o.hostname.is_none() && o.network != run::NetworkMode::Host {
-        spec.hostname = Some(hostname.clone());
-    }
+    let lch = launch::Launch {
+        lowerdirs,
+        // The sandbox's default with --network host: it shares the host's UTS namespace.
+        hostname: (o.hostname.is_some() || o.network != run::NetworkMode::Host)
+            .then(|| hostname.clone()),
+        mounts: mounts.iter().map(launch::Mount::of).collect(),
+        cap_add: o.cap_add.clone(),
+        cap_drop: o.cap_drop.clone(),
+        init: o.init,
+        userns_host: o.userns == run::UsernsMode::Host,
+        interactive: o.interactive,
+        extras: launch::Extras::of(&o.extras),
+        // Detached (and created) containers keep their writable layer for a later start; a
+        // foreground run keeps the tmpfs upper, the fastest start.
+        kept_upper: o.detach && !o.auto_remove && launch::can_keep_upper(&store.containers_dir()),
+    };
     let mut st = State {
         id: id.clone(),
         name: name.clone(),
@@ -273,14 +296,27 @@ pub fn prepare(
         monitor_pid: None,
         monitor_start: None,
         error: None,
+        launch: None,
+        restart: o.restart,
+        restart_count: 0,
+        restarting: false,
     };
     if let Some(pid) = supervisor {
         set_running(&mut st, pid);
     }
+    // The directory first (a kept writable layer lives in it), and one state write.
+    let lch = st.launch.insert(lch).clone();
     if let Err(e) = containers.create(&st) {
         release_name(&containers);
         return Err(e.into());
     }
+    let spec = match launch::spec_of(&containers, &st, &lch, o.isolation, o.preserve_fds) {
+        Ok(s) => s,
+        Err(e) => {
+            release_name(&containers);
+            return Err(e);
+        }
+    };
     if let Some(p) = &o.cidfile
         && let Err(e) = runflags::write_cidfile(p, &id)
     {
@@ -288,64 +324,6 @@ pub fn prepare(
         return Err(e.into());
     }
     Ok(Prepared { spec, state: st })
-}
-
-/// The sandbox run of container `id`: the image's layers under an ephemeral upper, its
-/// process as resolved, and the options.
-fn sandbox_spec(
-    store: &Store,
-    o: &RunOptions,
-    id: &str,
-    lowerdirs: Vec<PathBuf>,
-    process: &config::Process,
-    mounts: Vec<MountSpec>,
-) -> SandboxSpec {
-    let mut spec = SandboxSpec::new(
-        RootfsSource::Overlay {
-            lowerdirs,
-            upper: UpperDir::Ephemeral,
-        },
-        process.argv.clone(),
-    );
-    // The sandbox id names the cgroup; 16 hex characters as the sandbox makes them.
-    spec.id = id[..16].to_string();
-    spec.isolation = o.isolation;
-    spec.env = process.env.clone();
-    spec.cwd = process.cwd.clone();
-    spec.user = process.user.clone();
-    spec.hostname = o.hostname.clone();
-    spec.network = o.network;
-    spec.ports = o.ports.clone();
-    if !o.ports.is_empty() {
-        // The supervisor learns the ports as bound (random ones resolved) before the command
-        // starts, so `boxrun -d` returns with them recorded.
-        let (dir, cid) = (store.containers_dir(), id.to_string());
-        spec.on_published = Some(run::spec::PublishedHook(std::sync::Arc::new(
-            move |bound| {
-                let c = Containers::new(dir.clone());
-                let r = c.load(&cid).and_then(|mut st| {
-                    st.published = bound.to_vec();
-                    c.save(&st)
-                });
-                if let Err(e) = r {
-                    eprintln!("boxkit: record the published ports of {}: {e}", &cid[..12]);
-                }
-            },
-        )));
-    }
-    spec.mounts = mounts;
-    spec.read_only = o.read_only;
-    spec.limits = o.limits.clone();
-    spec.cap_add = o.cap_add.clone();
-    spec.cap_drop = o.cap_drop.clone();
-    spec.no_new_privs = o.no_new_privs;
-    spec.seccomp = o.seccomp.clone();
-    spec.tty = o.tty;
-    spec.init = o.init;
-    spec.userns = o.userns;
-    spec.preserve_fds = o.preserve_fds;
-    spec.extras = o.extras.clone();
-    spec
 }
 
 /// How the state (and `inspect`) shows a mount.
@@ -370,20 +348,25 @@ fn mount_record(m: &MountSpec) -> state::MountRecord {
     }
 }
 
-fn set_running(st: &mut State, supervisor: i32) {
+pub(crate) fn set_running(st: &mut State, supervisor: i32) {
     st.status = Status::Running;
     st.started_at = Some(state::now_rfc3339());
     st.supervisor_pid = Some(supervisor);
     st.supervisor_start = state::process_start(supervisor);
 }
 
-fn mark_running(c: &Containers, st: &mut State, supervisor: i32) -> Result<()> {
+pub(crate) fn mark_running(c: &Containers, st: &mut State, supervisor: i32) -> Result<()> {
     set_running(st, supervisor);
     Ok(c.save(st)?)
 }
 
 /// Record the exit, or remove the container when it was started with `--rm`.
-fn finish(c: &Containers, volumes_dir: &std::path::Path, st: &mut State, code: Option<i32>) {
+pub(crate) fn finish(
+    c: &Containers,
+    volumes_dir: &std::path::Path,
+    st: &mut State,
+    code: Option<i32>,
+) {
     if st.auto_remove {
         // Kept only when a `box wait` asked for it (one stat on every --rm exit instead of a
         // file written, and old ones swept, on each).
@@ -430,7 +413,7 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
     Ok(r?)
 }
 
-fn redirect_stdin_null() {
+pub(crate) fn redirect_stdin_null() {
     if let Ok(f) = std::fs::File::open("/dev/null") {
         let _ = nix::unistd::dup2_stdin(&f);
     }
@@ -438,98 +421,99 @@ fn redirect_stdin_null() {
 
 /// Run detached: called in the daemon made by [`detach::daemonize`] (already inside the
 /// tool's user namespace). Reports the id (or the failure) to the waiting `boxrun -d`, then
-/// stays to record the container's exit. Returns the exit code for this monitor process.
+/// stays to record the container's exit (and to restart it, as its policy says). Returns the
+/// exit code for this monitor process.
 pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<i32> {
     let containers = Containers::new(store.containers_dir());
     let volumes_dir = store.volumes_dir();
     let prepared = prepare(&store, o, None, tool);
     drop(store);
-    let Prepared { spec, mut state } = match prepared {
+    let Prepared { spec, state } = match prepared {
         Ok(p) => p,
         Err(e) => {
             detach::report_failure(&e.to_string(), 125);
             return Err(e);
         }
     };
-    let log = containers.log_path(&state.id);
-    use std::os::unix::fs::OpenOptionsExt;
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600) // the log holds whatever the container prints, secrets included
-        .open(&log)
-        .map_err(|cause| ContainerError::Io {
-            op: "create log",
-            path: log.clone(),
-            cause,
-        });
-    let log_file = match log_file {
-        Ok(f) => f,
+    monitor::supervise(&containers, &volumes_dir, spec, state, o.isolation, tool)
+}
+
+/// `box create`: everything `boxrun` does before it starts the command; the container is
+/// left in state "created" for `box start`.
+pub fn create(store: &Store, o: &RunOptions, tool: &ToolContext) -> Result<State> {
+    Ok(prepare(store, o, None, tool)?.state)
+}
+
+/// A container that `box start` may start now: created or exited, its monitor gone, with a
+/// launch record. Its restart count and any user stop are reset, as docker does.
+fn startable(c: &Containers, id: &str) -> Result<State> {
+    let Some(mut st) = c.refresh(id)? else {
+        return Err(state::StateError::NoSuch(id.to_string()).into());
+    };
+    // A monitor that recorded a final exit (not `restarting`) writes nothing more, even if
+    // it has not quite ended yet.
+    if st.is_running() || (st.restarting && st.recorder_alive()) {
+        return Err(ContainerError::AlreadyRunning(st.id));
+    }
+    if st.launch.is_none() {
+        return Err(ContainerError::NoLaunch(st.id));
+    }
+    c.clear_user_stop(id);
+    st.restart_count = 0;
+    st.restarting = false;
+    st.error = None;
+    Ok(st)
+}
+
+/// `box start` of container `id`, detached: called in the daemon made by
+/// [`detach::daemonize`], as [`run_detached`] is.
+pub fn start_detached(
+    c: &Containers,
+    volumes_dir: &std::path::Path,
+    id: &str,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let r = startable(c, id).and_then(|mut st| {
+        st.detached = true;
+        let l = st.launch.clone().unwrap_or_default();
+        let spec = launch::spec_of(c, &st, &l, isolation, 0)?;
+        Ok((st, spec))
+    });
+    let (st, spec) = match r {
+        Ok(v) => v,
         Err(e) => {
-            finish(&containers, &volumes_dir, &mut state, None);
             detach::report_failure(&e.to_string(), 125);
             return Err(e);
         }
     };
-    let (log_file, relay_read) = match monitor::log_pipe(&log, log_file) {
-        Ok(p) => p,
-        Err(e) => {
-            finish(&containers, &volumes_dir, &mut state, None);
-            detach::report_failure(&e.to_string(), 125);
-            return Err(e);
-        }
-    };
-    redirect_stdin_null();
-    // A reader that finds the supervisor gone while this monitor still drains the log must
-    // not take the exit for lost.
-    let me = std::process::id() as i32;
-    state.monitor_pid = Some(me);
-    state.monitor_start = state::process_start(me);
-    // The supervisor is a child, so this process stays to record the exit (like conmon).
-    // SAFETY: the monitor is single-threaded (a fresh daemon), so the child may do anything;
-    // it ends in _exit without returning here.
-    let supervisor = match unsafe { nix::unistd::fork() } {
-        Err(cause) => {
-            finish(&containers, &volumes_dir, &mut state, None);
-            detach::report_failure(&format!("fork: {cause}"), 125);
-            return Err(ContainerError::Sys { op: "fork", cause });
-        }
-        Ok(nix::unistd::ForkResult::Child) => {
-            detach::close_report_fd();
-            let _ = nix::unistd::dup2_stdout(&log_file);
-            let _ = nix::unistd::dup2_stderr(&log_file);
-            // The supervisor records "running" itself, before it runs anything: it writes the
-            // state again once the ports are bound, and two writers must not race.
-            let _ = mark_running(&containers, &mut state, std::process::id() as i32);
-            let code = match run::run(&spec, tool) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("boxrun: {e}");
-                    125
-                }
-            };
-            // SAFETY: _exit skips the monitor's destructors and atexit handlers, which the
-            // forked supervisor must not run.
-            unsafe { libc::_exit(code) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => child,
-    };
-    // Only the supervisor holds the pipe's write end now, so the relay sees its end.
-    drop(log_file);
-    let relay = relay_read();
-    set_running(&mut state, supervisor.as_raw());
-    let code = monitor::wait_started_then_exit(&containers, &state, supervisor, relay.as_ref());
-    if let Some(r) = &relay {
-        // Everything the container wrote is in the log before its exit is recorded.
-        r.drain(Duration::from_secs(2));
+    monitor::supervise(c, volumes_dir, spec, st, isolation, tool)
+}
+
+/// `box start -a -i`: run container `id` in the foreground, this process supervising (stdin
+/// and a TTY as `boxrun -it`); returns its exit code. No log is kept and the restart policy
+/// does not apply here.
+pub fn start_foreground(
+    c: &Containers,
+    volumes_dir: &std::path::Path,
+    id: &str,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let mut st = startable(c, id)?;
+    let l = st.launch.clone().unwrap_or_default();
+    let spec = launch::spec_of(c, &st, &l, isolation, 0)?;
+    if !l.interactive {
+        redirect_stdin_null();
     }
-    let code_opt = Some(code);
-    // Re-read: `box stop`/`kill` never write the state, but keep whatever else changed.
-    if let Ok(s) = containers.load(&state.id) {
-        state = s;
+    mark_running(c, &mut st, std::process::id() as i32)?;
+    let r = run::run(&spec, tool);
+    let code = r.as_ref().ok().copied();
+    if let Ok(s) = c.load(&st.id) {
+        st = s;
     }
-    finish(&containers, &volumes_dir, &mut state, code_opt);
-    Ok(0)
+    finish(c, volumes_dir, &mut st, code);
+    Ok(r?)
 }
 
 /// Send `sig` to the container's pid 1.
@@ -566,20 +550,37 @@ pub fn wait_exit(c: &Containers, id: &str, timeout: Duration) -> bool {
 }
 
 /// `docker stop`: StopSignal, then SIGKILL after `timeout`. Stopping a stopped container is
-/// not an error.
+/// not an error. The container's restart policy no longer applies (until it is started
+/// again), and its monitor is gone when this returns, so a `box start` may follow at once.
 pub fn stop(c: &Containers, id: &str, timeout: Duration) -> Result<()> {
-    let st = c.load(id)?;
-    if !st.is_running() {
-        return Ok(());
+    // Before any signal: the monitor reads it when the container exits.
+    let _ = c.mark_user_stop(id);
+    // A monitor that decided to restart just before the mark may start it once more; stop
+    // that run too.
+    for _ in 0..3 {
+        let st = c.load(id)?;
+        if !st.is_running() {
+            settle(c, id)?;
+            if !c.load(id).is_ok_and(|s| s.is_running()) {
+                return Ok(());
+            }
+            continue;
+        }
+        stop_once(c, &st, timeout)?;
     }
-    match kill(&st, st.stop_signal) {
+    Ok(())
+}
+
+fn stop_once(c: &Containers, st: &State, timeout: Duration) -> Result<()> {
+    let id = st.id.as_str();
+    match kill(st, st.stop_signal) {
         Ok(()) | Err(ContainerError::NotRunning(_)) => {}
         Err(e) => return Err(e),
     }
     if wait_exit(c, id, timeout) {
         return settle(c, id);
     }
-    match kill(&st, libc::SIGKILL) {
+    match kill(st, libc::SIGKILL) {
         Ok(()) | Err(ContainerError::NotRunning(_)) => {}
         Err(e) => return Err(e),
     }
@@ -592,12 +593,13 @@ pub fn stop(c: &Containers, id: &str, timeout: Duration) -> Result<()> {
     })
 }
 
-/// After the supervisor ended, give the monitor a moment to record the exit.
+/// After the supervisor ended, give the monitor a moment to record the exit and end.
 fn settle(c: &Containers, id: &str) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(5);
     while Instant::now() < end {
         match c.load(id) {
             Ok(st) if st.status == Status::Running => {}
+            Ok(st) if st.monitor_pid.is_some() && st.recorder_alive() && !st.is_running() => {}
             _ => return Ok(()),
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -611,10 +613,11 @@ pub fn remove(c: &Containers, volumes_dir: &std::path::Path, id: &str, force: bo
     let Some(st) = c.refresh(id)? else {
         return Ok(());
     };
-    if st.is_running() {
+    if st.is_running() || st.restarting {
         if !force {
             return Err(ContainerError::Running(st.id));
         }
+        let _ = c.mark_user_stop(id);
         match kill(&st, libc::SIGKILL) {
             Ok(()) | Err(ContainerError::NotRunning(_)) => {}
             Err(e) => return Err(e),

@@ -121,6 +121,18 @@ pub struct State {
     /// Set when the supervisor vanished without recording an exit.
     #[serde(default)]
     pub error: Option<String>,
+    /// What `box start` needs to run the container again (absent in states older than it).
+    #[serde(default)]
+    pub launch: Option<super::launch::Launch>,
+    /// `--restart`, kept by the detached monitor.
+    #[serde(default)]
+    pub restart: super::restart::Policy,
+    /// Restarts by the policy since the container was last started by a user.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Exited, and the monitor waits out the back-off before it starts it again.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,7 +150,11 @@ pub struct MountRecord {
 /// The directory that holds all containers of a store.
 /// A file in a container's directory: a `box wait` waits on it.
 const WAITER_MARKER: &str = "waiting";
+/// A file in a container's directory: a user stopped (or killed) it, so its restart policy
+/// no longer applies until the next `box start`.
+const USER_STOP_MARKER: &str = "user-stopped";
 
+#[derive(Debug, Clone)]
 pub struct Containers {
     dir: PathBuf,
 }
@@ -235,6 +251,17 @@ impl State {
         None
     }
 
+    /// Docker's State.Status: created, running, restarting (exited, its monitor waiting
+    /// out the restart back-off) or exited.
+    pub fn docker_state(&self) -> &'static str {
+        match self.status {
+            Status::Created => "created",
+            Status::Running if self.is_running() => "running",
+            Status::Exited if self.restarting && self.recorder_alive() => "restarting",
+            _ => "exited",
+        }
+    }
+
     /// Docker's STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
     pub fn status_text(&self) -> String {
         match self.status {
@@ -242,6 +269,11 @@ impl State {
             Status::Running => format!(
                 "Up {}",
                 ago(self.started_at.as_deref()).trim_end_matches(" ago")
+            ),
+            Status::Exited if self.restarting && self.recorder_alive() => format!(
+                "Restarting ({}) {}",
+                self.exit_code.unwrap_or(-1),
+                ago(self.finished_at.as_deref())
             ),
             Status::Exited => format!(
                 "Exited ({}) {}",
@@ -325,6 +357,23 @@ impl Containers {
     pub fn add_waiter(&self, id: &str) -> Result<()> {
         let p = self.dir(id).join(WAITER_MARKER);
         std::fs::write(&p, b"").map_err(io("create", &p))
+    }
+
+    /// Say that a user stopped container `id` (before the signal is sent), so that its
+    /// monitor does not restart it.
+    pub fn mark_user_stop(&self, id: &str) -> Result<()> {
+        let p = self.dir(id).join(USER_STOP_MARKER);
+        std::fs::write(&p, b"").map_err(io("create", &p))
+    }
+
+    /// Whether a user stopped container `id` since its last start.
+    pub fn user_stopped(&self, id: &str) -> bool {
+        self.dir(id).join(USER_STOP_MARKER).exists()
+    }
+
+    /// Forget a user stop: the container is being started again.
+    pub fn clear_user_stop(&self, id: &str) {
+        let _ = std::fs::remove_file(self.dir(id).join(USER_STOP_MARKER));
     }
 
     /// Whether a `box wait` registered on container `id` ([`Containers::add_waiter`]).
@@ -475,7 +524,8 @@ impl Containers {
             }
         }
         let d = self.dir(&st.id);
-        match std::fs::remove_dir_all(&d) {
+        // The writable layer may hold read-only directories the container made.
+        match crate::store::gc::remove_tree(&d) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io("remove", &d)(e)),
@@ -541,6 +591,10 @@ mod tests {
             monitor_pid: None,
             monitor_start: None,
             error: None,
+            launch: None,
+            restart: Default::default(),
+            restart_count: 0,
+            restarting: false,
         }
     }
 

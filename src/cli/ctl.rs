@@ -1,0 +1,221 @@
+//! `box create | start | restart | attach`: containers made now and started later, started
+//! again, and watched while they run.
+//!
+//! `box start` (without `-ai`) needs no user namespace itself: for each container it runs
+//! this binary again as `box container-start ID` (hidden), which detaches exactly as
+//! `boxrun -d` does (a daemon that becomes the container's monitor, see
+//! `crate::container::detach`) and exits once the container runs. `-a` then follows the log
+//! from where it ended before the start, as `box attach` does.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use super::store::open_store;
+use super::{CmdResult, Global, RunArgs};
+use crate::container::{self, Containers, Status, detach};
+use crate::run::ToolContext;
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The same flags as `boxrun` (`-d` is implied: `box start` runs the container detached)
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Containers to start (created or exited ones)
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Attach the container's stdout and stderr, and exit with its exit code
+    #[arg(short, long)]
+    pub attach: bool,
+    /// With -a: attach stdin too (the container runs in this process, as `boxrun -i`)
+    #[arg(short, long)]
+    pub interactive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Seconds to wait for the stop before killing the container (default: its
+    /// --stop-timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    pub time: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// A running container
+    pub container: String,
+    /// Do not attach stdin (boxkit never forwards stdin to a detached container; accepted
+    /// for docker compatibility)
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy signals to the container (not supported: Ctrl-C ends the attach and leaves the
+    /// container running; accepted for docker compatibility)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sig_proxy: bool,
+}
+
+/// `box container-start ID` (hidden): the detached start of one container.
+#[derive(Args, Debug)]
+pub struct ContainerStartArgs {
+    pub id: String,
+}
+
+/// `docker create`: prepare the container (pull, unpack, volumes, name) and print its id.
+pub fn create(g: &Global, a: CreateArgs, tool: &ToolContext) -> CmdResult {
+    let mut o = a.run.options(g)?;
+    if o.preserve_fds > 0 {
+        bail!("--preserve-fds cannot be used with create: the descriptors are gone by start");
+    }
+    o.detach = true;
+    let store = open_store(g)?;
+    let st = container::create(&store, &o, tool)?;
+    println!("{}", st.id);
+    Ok(0)
+}
+
+fn containers(g: &Global) -> anyhow::Result<(Containers, std::path::PathBuf)> {
+    let store = open_store(g)?;
+    Ok((Containers::new(store.containers_dir()), store.volumes_dir()))
+}
+
+/// Start container `id` detached through `box container-start`; Err holds its message.
+fn spawn_start(g: &Global, id: &str) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("find the box binary")?;
+    let mut cmd = Command::new(exe);
+    if let Some(r) = &g.root {
+        cmd.arg("--root").arg(r);
+    }
+    let out = cmd
+        .args(["container-start", id])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .context("run box container-start")?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err = err.trim();
+    bail!("{}", err.strip_prefix("box: ").unwrap_or(err))
+}
+
+/// `docker start`.
+pub fn start(g: &Global, a: StartArgs, tool: &ToolContext) -> CmdResult {
+    if a.attach && a.containers.len() > 1 {
+        bail!("you cannot start and attach multiple containers at once");
+    }
+    let (c, vols) = containers(g)?;
+    if a.attach && a.interactive {
+        let id = c.resolve(&a.containers[0])?;
+        let iso = super::run::job_isolation(g);
+        let code = container::start_foreground(&c, &vols, &id, iso, tool)?;
+        return Ok(code.clamp(0, 255) as u8);
+    }
+    let mut failed = false;
+    for n in &a.containers {
+        let r = c.resolve(n).map_err(anyhow::Error::from).and_then(|id| {
+            let from = log_len(&c, &id);
+            spawn_start(g, &id).map(|()| (id, from))
+        });
+        match r {
+            Ok((id, from)) if a.attach => return Ok(follow(&c, &id, from)?),
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+/// `docker restart`: stop (as `box stop`), then start detached.
+pub fn restart(g: &Global, a: RestartArgs) -> CmdResult {
+    let (c, _) = containers(g)?;
+    let mut failed = false;
+    for n in &a.containers {
+        let r = c.resolve(n).map_err(anyhow::Error::from).and_then(|id| {
+            let secs = a
+                .time
+                .or_else(|| c.load(&id).ok().and_then(|s| s.stop_timeout))
+                .unwrap_or(10);
+            container::stop(&c, &id, Duration::from_secs(secs))?;
+            spawn_start(g, &id)
+        });
+        match r {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+/// `docker attach`: the output of a running container from now on; its exit code at the end.
+pub fn attach(g: &Global, a: AttachArgs) -> CmdResult {
+    let (c, _) = containers(g)?;
+    let id = c.resolve(&a.container)?;
+    let st = c.refresh(&id)?.context("the container was removed")?;
+    if !st.is_running() {
+        bail!("you cannot attach to a stopped container, start it first");
+    }
+    if !st.detached {
+        bail!(
+            "container {} runs in the foreground of another boxrun, which holds its output",
+            &id[..12]
+        );
+    }
+    Ok(follow(&c, &id, log_len(&c, &id))?)
+}
+
+fn log_len(c: &Containers, id: &str) -> u64 {
+    std::fs::metadata(c.log_path(id)).map_or(0, |m| m.len())
+}
+
+/// Print the log of container `id` from byte `from` until the container exits, then return
+/// its exit code.
+fn follow(c: &Containers, id: &str, from: u64) -> anyhow::Result<u8> {
+    // A --rm container keeps its exit code for us.
+    let _ = c.add_waiter(id);
+    let path = c.log_path(id);
+    let f = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+    let how = super::lifecycle::Stream {
+        follow: true,
+        timestamps: false,
+        until: None,
+    };
+    super::lifecycle::stream(c, id, f, from, &how, &mut std::io::stdout().lock())?;
+    let code = match c.refresh(id) {
+        Ok(Some(s)) if s.status == Status::Exited => s.exit_code.unwrap_or(0),
+        Ok(Some(_)) => 0,
+        _ => c.recorded_exit(id).unwrap_or(0),
+    };
+    Ok(code.clamp(0, 255) as u8)
+}
+
+/// `box container-start ID`: in the daemon `main` made, report to the waiting `box start`.
+pub fn container_start(g: &Global, a: ContainerStartArgs, tool: &ToolContext) -> CmdResult {
+    let r = (|| -> CmdResult {
+        let (c, vols) = containers(g)?;
+        let iso = super::run::job_isolation(g);
+        container::start_detached(&c, &vols, &a.id, iso, tool)?;
+        Ok(0)
+    })();
+    if let Err(e) = &r
+        && detach::pending()
+    {
+        detach::report_failure(&format!("{e:#}"), i32::from(super::EXIT_TOOL_FAILED));
+    }
+    r
+}
