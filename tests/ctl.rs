@@ -1,0 +1,308 @@
+//! `box create | start | restart | attach` and `boxrun --restart` against the real binaries,
+//! as root and rootless.
+
+mod boxrun_common;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use boxrun_common::{Cleanup, Who, stderr, stdout, unique};
+
+fn inspect(who: &Who, name: &str, format: &str) -> String {
+    let o = who.box_(&["inspect", "--format", format, name]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stdout(&o).trim().to_string()
+}
+
+/// Poll `inspect --format` until `ok` holds (or fail after `secs`).
+fn wait_for(who: &Who, name: &str, format: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = inspect(who, name, format);
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "{}: {name}: {format} is still {v:?}",
+            who.label()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn detached(who: &Who, name: &str, args: &[&str]) {
+    let mut v = vec!["-d", "--name", name, "--network", "none"];
+    v.extend_from_slice(args);
+    let o = who.boxrun(&v);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn create_leaves_a_created_container_that_start_runs_and_a_second_start_sees_its_files() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("create");
+        let _c = Cleanup(&who, n.clone());
+        let script = "echo run; cat /data 2>/dev/null; echo kept >> /data; exit 3";
+        let o = who.box_(&[
+            "create",
+            "--name",
+            &n,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        let id = stdout(&o).trim().to_string();
+        assert_eq!(id.len(), 64, "{id:?}");
+        // Created: listed by ps -a with docker's status text, not by ps.
+        let o = who.box_(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={n}"),
+            "--format",
+            "{{.Status}}",
+        ]);
+        assert_eq!(stdout(&o).trim(), "Created", "{}", stderr(&o));
+        let o = who.box_(&["ps", "-q", "--filter", &format!("name={n}")]);
+        assert_eq!(stdout(&o).trim(), "");
+        assert_eq!(inspect(&who, &n, "{{.State.Status}}"), "created");
+        // start -a: the output, and the container's exit code.
+        let o = who.box_(&["start", "-a", &n]);
+        assert_eq!(o.status.code(), Some(3), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "run\n");
+        // Started again: the file the first run wrote is still there (its writable layer).
+        let o = who.box_(&["start", "-a", &id[..12]]);
+        assert_eq!(o.status.code(), Some(3), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "run\nkept\n");
+        // Without -a: detached, the name printed; the exit is recorded as usual.
+        let o = who.box_(&["start", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), format!("{n}\n"));
+        let o = who.box_(&["wait", &n]);
+        assert_eq!(stdout(&o), "3\n", "{}", stderr(&o));
+        let o = who.box_(&["logs", &n]);
+        assert_eq!(stdout(&o), "run\nrun\nkept\nrun\nkept\nkept\n");
+        // Starting a missing container is an error for it (exit 1).
+        let o = who.box_(&["start", "no-such-container-x"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("no such container"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn start_of_a_running_container_is_refused_and_start_a_takes_one_container() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("start-run");
+        let _c = Cleanup(&who, n.clone());
+        detached(&who, &n, &["busybox", "sleep", "60"]);
+        let o = who.box_(&["start", &n]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
+        let o = who.box_(&["start", "-a", &n, &n]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains("multiple"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn restart_stops_and_starts_again_with_a_new_start_time_and_the_same_layer() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("restart");
+        let _c = Cleanup(&who, n.clone());
+        detached(
+            &who,
+            &n,
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "echo x >> /runs; trap 'exit 0' TERM; sleep 60 & wait",
+            ],
+        );
+        wait_for(&who, &n, "{{.State.Status}}", 10, |s| s == "running");
+        let first = inspect(&who, &n, "{{.State.StartedAt}}");
+        let o = who.box_(&["restart", "-t", "5", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), format!("{n}\n"));
+        assert_eq!(inspect(&who, &n, "{{.State.Status}}"), "running");
+        assert_ne!(inspect(&who, &n, "{{.State.StartedAt}}"), first);
+        let o = who.box_(&["exec", &n, "cat", "/runs"]);
+        assert_eq!(stdout(&o), "x\nx\n", "{}", stderr(&o));
+        // An exited container is simply started.
+        let o = who.box_(&["stop", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = who.box_(&["restart", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(inspect(&who, &n, "{{.State.Status}}"), "running");
+    }
+}
+
+#[test]
+fn restart_on_failure_retries_at_most_n_times_and_counts_them() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("onfail");
+        let _c = Cleanup(&who, n.clone());
+        detached(
+            &who,
+            &n,
+            &[
+                "--restart",
+                "on-failure:2",
+                "busybox",
+                "sh",
+                "-c",
+                "echo try; exit 2",
+            ],
+        );
+        // Three runs (100 ms, then 200 ms of back-off between them), then it stays exited.
+        let o = who.box_(&["wait", &n]);
+        assert_eq!(stdout(&o), "2\n", "{}", stderr(&o));
+        wait_for(&who, &n, "{{.RestartCount}} {{.State.Status}}", 20, |s| {
+            s == "2 exited"
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(
+            inspect(&who, &n, "{{.RestartCount}} {{.State.ExitCode}}"),
+            "2 2"
+        );
+        let o = who.box_(&["logs", &n]);
+        assert_eq!(stdout(&o), "try\ntry\ntry\n");
+        assert_eq!(
+            inspect(&who, &n, "{{json .HostConfig.RestartPolicy}}"),
+            r#"{"MaximumRetryCount":2,"Name":"on-failure"}"#
+        );
+        // A success is not a failure.
+        let m = unique("onfail-ok");
+        let _m = Cleanup(&who, m.clone());
+        detached(&who, &m, &["--restart", "on-failure", "busybox", "true"]);
+        let o = who.box_(&["wait", &m]);
+        assert_eq!(stdout(&o), "0\n");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            inspect(&who, &m, "{{.RestartCount}} {{.State.Status}}"),
+            "0 exited"
+        );
+    }
+}
+
+#[test]
+fn restart_always_runs_again_with_back_off_until_box_stop_ends_it() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("always");
+        let _c = Cleanup(&who, n.clone());
+        let t = Instant::now();
+        detached(
+            &who,
+            &n,
+            &["--restart", "always", "busybox", "sh", "-c", "exit 1"],
+        );
+        // Back-off 100, 200, 400, 800 ms…: within ~2 s a handful of restarts, not dozens.
+        std::thread::sleep(Duration::from_millis(2000).saturating_sub(t.elapsed()));
+        let count: u32 = inspect(&who, &n, "{{.RestartCount}}").parse().unwrap();
+        assert!(
+            (1..=5).contains(&count),
+            "{}: {count} restarts in 2 s",
+            who.label()
+        );
+        // A restart is never taken for a lost exit: no error, and the state says so.
+        let s = inspect(&who, &n, "{{.State.Status}}|{{.State.Error}}");
+        assert!(
+            s == "running|" || s == "restarting|" || s == "exited|",
+            "{s}"
+        );
+        let o = who.box_(&["stop", "-t", "1", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let after = inspect(&who, &n, "{{.RestartCount}}");
+        std::thread::sleep(Duration::from_millis(2000));
+        assert_eq!(
+            inspect(&who, &n, "{{.RestartCount}} {{.State.Status}}"),
+            format!("{after} exited")
+        );
+        // A long-running one restarted by the policy runs with a new start time.
+        let m = unique("always-run");
+        let _m = Cleanup(&who, m.clone());
+        detached(
+            &who,
+            &m,
+            &["--restart", "always", "busybox", "sh", "-c", "sleep 0.5"],
+        );
+        let first = inspect(&who, &m, "{{.State.StartedAt}}");
+        let s = wait_for(&who, &m, "{{.RestartCount}} {{.State.Status}}", 10, |s| {
+            s.starts_with("1 ") && s.ends_with("running")
+        });
+        assert_eq!(s, "1 running");
+        assert_ne!(inspect(&who, &m, "{{.State.StartedAt}}"), first);
+        // box kill ends the policy as well (as podman).
+        let o = who.box_(&["kill", &m]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = who.box_(&["wait", &m]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(inspect(&who, &m, "{{.State.Status}}"), "exited");
+        // box start clears the stop and counts from 0 again.
+        let o = who.box_(&["start", &m]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(inspect(&who, &m, "{{.RestartCount}}"), "0");
+        let o = who.box_(&["rm", "-f", &m]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn restart_with_rm_and_a_bad_policy_are_refused() {
+    let Some(who) = Who::root() else { return };
+    let o = who.boxrun(&["--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--restart and --rm"), "{}", stderr(&o));
+    let o = who.boxrun(&["-d", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("invalid --restart"), "{}", stderr(&o));
+    // --rm with --restart no is fine, as with docker.
+    let o = who.boxrun(&[
+        "--rm",
+        "--restart",
+        "no",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn attach_follows_the_output_from_now_and_returns_the_exit_code() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("attach");
+        let _c = Cleanup(&who, n.clone());
+        detached(
+            &who,
+            &n,
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "echo early; sleep 2; echo late; exit 4",
+            ],
+        );
+        wait_for(&who, &n, "{{.State.Status}}", 10, |s| s == "running");
+        std::thread::sleep(Duration::from_millis(300));
+        let o = who.box_(&["attach", "--no-stdin", &n]);
+        assert_eq!(o.status.code(), Some(4), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "late\n");
+        let o = who.box_(&["attach", &n]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains("stopped container"), "{}", stderr(&o));
+    }
+}
