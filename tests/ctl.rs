@@ -306,3 +306,55 @@ fn attach_follows_the_output_from_now_and_returns_the_exit_code() {
         assert!(stderr(&o).contains("stopped container"), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn rm_removes_a_kept_writable_layer_with_files_of_non_root_container_users() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("rm-layer");
+        let _c = Cleanup(&who, n.clone());
+        // A read-only directory of container uid 1000: outside the user namespace, a
+        // rootless user can neither write into it nor remove it.
+        detached(
+            &who,
+            &n,
+            &[
+                "-u",
+                "1000:1000",
+                "busybox",
+                "sh",
+                "-c",
+                "mkdir -p /tmp/d/e && echo x > /tmp/d/e/f && chmod 555 /tmp/d/e",
+            ],
+        );
+        let o = who.box_(&["wait", &n]);
+        assert_eq!(stdout(&o), "0\n", "{}", stderr(&o));
+        let id = inspect(&who, &n, "{{.Id}}");
+        let dir = boxrun_common::store(&who).join("containers").join(&id);
+        assert!(dir.join("upper/tmp/d/e/f").exists(), "{}", dir.display());
+        let o = who.box_(&["rm", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        assert!(!dir.exists(), "{}: {} is left", who.label(), dir.display());
+        // The same for a running one, with -f.
+        let m = unique("rm-layer-f");
+        let _m = Cleanup(&who, m.clone());
+        detached(
+            &who,
+            &m,
+            &[
+                "-u",
+                "1000:1000",
+                "busybox",
+                "sh",
+                "-c",
+                "mkdir -p /tmp/d/e && chmod 555 /tmp/d/e && sleep 60",
+            ],
+        );
+        let id = inspect(&who, &m, "{{.Id}}");
+        wait_for(&who, &m, "{{.State.Status}}", 10, |s| s == "running");
+        let o = who.box_(&["rm", "-f", &m]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        let dir = boxrun_common::store(&who).join("containers").join(&id);
+        assert!(!dir.exists(), "{}: {} is left", who.label(), dir.display());
+    }
+}

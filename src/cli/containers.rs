@@ -443,7 +443,15 @@ pub fn kill(g: &Global, a: KillArgs) -> CmdResult {
 
 pub fn rm(g: &Global, a: RmArgs) -> CmdResult {
     each(g, &a.containers, |c, vols, id| {
-        Ok(container::remove(c, vols, id, a.force)?)
+        match container::remove(c, vols, id, a.force) {
+            Err(container::ContainerError::LayerInNamespace(_)) => {
+                // Rootless: the container's own users made files there; remove them from
+                // inside the tool's user namespace, then the rest.
+                super::ctl::spawn_helper(g, "container-cleanup", id)?;
+                Ok(container::remove(c, vols, id, a.force)?)
+            }
+            r => Ok(r?),
+        }
     })
 }
 

@@ -62,6 +62,14 @@ pub struct AttachArgs {
     pub sig_proxy: bool,
 }
 
+/// `box container-cleanup ID` (hidden): remove a stopped container's writable layer from
+/// inside the tool's user namespace (`box rm` as a rootless user).
+pub fn container_cleanup(g: &Global, a: ContainerStartArgs) -> CmdResult {
+    let (c, _) = containers(g)?;
+    container::remove_layer_in_namespace(&c, &a.id)?;
+    Ok(0)
+}
+
 /// `box container-start ID` (hidden): the detached start of one container.
 #[derive(Args, Debug)]
 pub struct ContainerStartArgs {
@@ -88,18 +96,24 @@ fn containers(g: &Global) -> anyhow::Result<(Containers, std::path::PathBuf)> {
 
 /// Start container `id` detached through `box container-start`; Err holds its message.
 fn spawn_start(g: &Global, id: &str) -> anyhow::Result<()> {
+    spawn_helper(g, "container-start", id)
+}
+
+/// Run `box HELPER ID` (a hidden subcommand that enters the tool's user namespace) and wait
+/// for it; Err holds its message.
+pub(super) fn spawn_helper(g: &Global, helper: &str, id: &str) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("find the box binary")?;
     let mut cmd = Command::new(exe);
     if let Some(r) = &g.root {
         cmd.arg("--root").arg(r);
     }
     let out = cmd
-        .args(["container-start", id])
+        .args([helper, id])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .output()
-        .context("run box container-start")?;
+        .with_context(|| format!("run box {helper}"))?;
     if out.status.success() {
         return Ok(());
     }
@@ -127,7 +141,7 @@ pub fn start(g: &Global, a: StartArgs, tool: &ToolContext) -> CmdResult {
             spawn_start(g, &id).map(|()| (id, from))
         });
         match r {
-            Ok((id, from)) if a.attach => return Ok(follow(&c, &id, from)?),
+            Ok((id, from)) if a.attach => return follow(&c, &id, from),
             Ok(_) => println!("{n}"),
             Err(e) => {
                 eprintln!("Error response from daemon: {e:#}");
@@ -176,7 +190,7 @@ pub fn attach(g: &Global, a: AttachArgs) -> CmdResult {
             &id[..12]
         );
     }
-    Ok(follow(&c, &id, log_len(&c, &id))?)
+    follow(&c, &id, log_len(&c, &id))
 }
 
 fn log_len(c: &Containers, id: &str) -> u64 {

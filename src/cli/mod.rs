@@ -121,6 +121,9 @@ pub enum BoxCommand {
     /// Start a container detached (used by `box start`; hidden)
     #[command(name = "container-start", hide = true)]
     ContainerStart(ctl::ContainerStartArgs),
+    /// Remove a container's writable layer in the user namespace (used by `box rm`; hidden)
+    #[command(name = "container-cleanup", hide = true)]
+    ContainerCleanup(ctl::ContainerStartArgs),
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Kill one or more running containers
@@ -167,7 +170,10 @@ pub fn needs_userns(prog: &str, args: &[String]) -> bool {
         _ => {
             match box_subcommand(args) {
                 // pull unpacks layers with their container ids while downloading.
-                Some("run" | "sandbox-run" | "pull" | "create" | "container-start") => true,
+                Some(
+                    "run" | "sandbox-run" | "pull" | "create" | "container-start"
+                    | "container-cleanup",
+                ) => true,
                 // `start -ai` runs the container in this process.
                 Some("start") => start_in_foreground(args),
                 Some("build") => !args.iter().any(is_check),
@@ -423,6 +429,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Restart(a) => ctl::restart(&g, a),
         BoxCommand::Attach(a) => ctl::attach(&g, a),
         BoxCommand::ContainerStart(a) => ctl::container_start(&g, a, &tool),
+        BoxCommand::ContainerCleanup(a) => ctl::container_cleanup(&g, a),
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),
@@ -528,6 +535,22 @@ mod tests {
         assert!(needs_userns("box", &v(&["box", "volume", "create", "v"])));
         assert!(needs_userns("box", &v(&["box", "volume", "prune", "-a"])));
         assert!(!needs_userns("box", &v(&["box", "volume", "ls"])));
+        // create pulls and unpacks; start runs the container elsewhere unless -ai asks for
+        // it in this process.
+        assert!(needs_userns("box", &v(&["box", "create", "busybox"])));
+        assert!(!needs_userns("box", &v(&["box", "start", "c"])));
+        assert!(!needs_userns("box", &v(&["box", "start", "-a", "c"])));
+        assert!(needs_userns("box", &v(&["box", "start", "-ai", "c"])));
+        assert!(needs_userns(
+            "box",
+            &v(&["box", "start", "--attach", "--interactive", "c"])
+        ));
+        assert!(!needs_userns("box", &v(&["box", "restart", "c"])));
+        assert!(!needs_userns("box", &v(&["box", "attach", "c"])));
+        assert!(is_detached_run(
+            "box",
+            &v(&["box", "container-start", "abc"])
+        ));
     }
 
     #[test]

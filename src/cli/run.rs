@@ -250,13 +250,6 @@ impl RunArgs {
             limits.set_cpus(c);
         }
         let extras = self.extras()?;
-        let restart: container::restart::Policy = self.restart.parse()?;
-        if self.rm && restart != container::restart::Policy::No {
-            // docker: "Conflicting options: --restart and --rm".
-            bail!(
-                "conflicting options: --restart and --rm (a removed container cannot be restarted)"
-            );
-        }
         Ok(RunOptions {
             image: self.image().to_string(),
             pull: PullOptions {
@@ -300,8 +293,20 @@ impl RunArgs {
                 .as_deref()
                 .map(config::parse_signal)
                 .transpose()?,
-            restart,
+            restart: self.restart_policy()?,
         })
+    }
+
+    fn restart_policy(&self) -> anyhow::Result<container::restart::Policy> {
+        let restart: container::restart::Policy = self.restart.parse()?;
+        if self.rm && restart != container::restart::Policy::No {
+            // docker: "Conflicting options: --restart and --rm".
+            bail!(
+                "conflicting options: --restart and --rm (a removed container cannot be \
+                 restarted)"
+            );
+        }
+        Ok(restart)
     }
 
     fn labels(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {

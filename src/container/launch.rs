@@ -134,15 +134,11 @@ impl Extras {
     }
 }
 
-/// overlayfs' statfs magic: an overlay upper cannot live on another overlay.
-const OVERLAYFS_MAGIC: i64 = 0x794c_7630;
-
-/// Whether a writable layer can be kept under `dir` (the containers directory).
+/// Whether a writable layer can be kept under `dir` (the containers directory): not on
+/// overlayfs, which cannot hold another overlay's upper.
 pub fn can_keep_upper(dir: &Path) -> bool {
-    match nix::sys::statfs::statfs(dir) {
-        Ok(s) => s.filesystem_type().0 as i64 != OVERLAYFS_MAGIC,
-        Err(_) => false,
-    }
+    use nix::sys::statfs::{OVERLAYFS_SUPER_MAGIC, statfs};
+    statfs(dir).is_ok_and(|s| s.filesystem_type() != OVERLAYFS_SUPER_MAGIC)
 }
 
 /// The overlay upper and work directories of container `id`. The work directory is made

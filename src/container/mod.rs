@@ -79,6 +79,11 @@ pub enum ContainerError {
         sig: i32,
         cause: nix::Error,
     },
+    #[error(
+        "the writable layer of container {0} holds files of container users that only the \
+         tool's user namespace can remove"
+    )]
+    LayerInNamespace(String),
     #[error("container {0} is already running")]
     AlreadyRunning(String),
     #[error(
@@ -635,6 +640,41 @@ pub fn remove(c: &Containers, volumes_dir: &std::path::Path, id: &str, force: bo
         Err(state::StateError::NoSuch(_)) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
+    remove_layer(c, id)?;
     c.remove(&st, st.auto_remove.then_some(volumes_dir))?;
     Ok(())
+}
+
+/// Remove the kept writable layer of container `id` (first, so that nothing else of the
+/// container goes while it stays). Outside the tool's user namespace, a rootless user cannot
+/// remove what a non-root container user made there: [`ContainerError::LayerInNamespace`]
+/// says to call [`remove_layer_in_namespace`] from inside it.
+pub fn remove_layer(c: &Containers, id: &str) -> Result<()> {
+    for d in ["upper", "work"] {
+        let p = c.dir(id).join(d);
+        match crate::store::gc::remove_tree(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(ContainerError::LayerInNamespace(id.to_string()));
+            }
+            Err(cause) => {
+                return Err(ContainerError::Io {
+                    op: "remove the writable layer",
+                    path: p,
+                    cause,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`remove_layer`] from inside the tool's user namespace, for a container that is not
+/// running.
+pub fn remove_layer_in_namespace(c: &Containers, id: &str) -> Result<()> {
+    let st = c.load(id)?;
+    if st.is_running() || (st.restarting && st.recorder_alive()) {
+        return Err(ContainerError::Running(st.id));
+    }
+    remove_layer(c, id)
 }
