@@ -562,8 +562,13 @@ pub fn stop(c: &Containers, id: &str, timeout: Duration) -> Result<()> {
     let _ = c.mark_user_stop(id);
     // A monitor that decided to restart just before the mark may start it once more; stop
     // that run too.
-    for _ in 0..3 {
-        let st = c.load(id)?;
+    for round in 0..3 {
+        let st = match c.load(id) {
+            Ok(s) => s,
+            // Removed on its exit (--rm) after our signal.
+            Err(state::StateError::NoSuch(_)) if round > 0 => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         if !st.is_running() {
             settle(c, id)?;
             if !c.load(id).is_ok_and(|s| s.is_running()) {
@@ -609,8 +614,10 @@ fn settle(c: &Containers, id: &str) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    c.refresh(id)?;
-    Ok(())
+    match c.refresh(id) {
+        Ok(_) | Err(state::StateError::NoSuch(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `docker rm [-f]`.
