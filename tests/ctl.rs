@@ -358,3 +358,42 @@ fn rm_removes_a_kept_writable_layer_with_files_of_non_root_container_users() {
         assert!(!dir.exists(), "{}: {} is left", who.label(), dir.display());
     }
 }
+
+#[test]
+fn start_ai_runs_the_container_in_the_foreground_with_stdin() {
+    use std::io::Write;
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("start-ai");
+        let _c = Cleanup(&who, n.clone());
+        let o = who.box_(&[
+            "create",
+            "-i",
+            "--name",
+            &n,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "read l; echo got $l; exit 7",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        let mut child = who
+            .cmd("box")
+            .args(["start", "-ai", &n])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(7), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "got hello\n");
+        assert_eq!(
+            inspect(&who, &n, "{{.State.Status}} {{.State.ExitCode}}"),
+            "exited 7"
+        );
+    }
+}
