@@ -18,8 +18,10 @@ fn inspect(who: &Who, name: &str, format: &str) -> String {
 fn wait_for(who: &Who, name: &str, format: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
-        let v = inspect(who, name, format);
-        if ok(&v) {
+        // The container may not exist yet (a foreground boxrun still preparing it).
+        let o = who.box_(&["inspect", "--format", format, name]);
+        let v = stdout(&o).trim().to_string();
+        if o.status.success() && ok(&v) {
             return v;
         }
         assert!(
@@ -395,5 +397,81 @@ fn start_ai_runs_the_container_in_the_foreground_with_stdin() {
             inspect(&who, &n, "{{.State.Status}} {{.State.ExitCode}}"),
             "exited 7"
         );
+    }
+}
+
+#[test]
+fn a_foreground_run_keeps_its_output_in_the_log_and_still_passes_it_on() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("fg-log");
+        let _c = Cleanup(&who, n.clone());
+        let o = who.boxrun(&[
+            "--name",
+            &n,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; echo more; exit 4",
+        ]);
+        // The caller still gets stdout and stderr apart, and the exit code.
+        assert_eq!(o.status.code(), Some(4), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "out\nmore\n");
+        assert!(stderr(&o).ends_with("err\n"), "{}", stderr(&o));
+        // The log has both, with times.
+        let o = who.box_(&["logs", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = stdout(&o);
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["err", "more", "out"]);
+        let o = who.box_(&["logs", "-t", "--tail", "1", &n]);
+        assert!(
+            stdout(&o).trim_end().ends_with("Z more") || stdout(&o).trim_end().ends_with("Z err"),
+            "{}",
+            stdout(&o)
+        );
+        assert!(!inspect(&who, &n, "{{.LogPath}}").is_empty());
+        // --rm and -t runs keep none.
+        let m = unique("fg-nolog");
+        let _m = Cleanup(&who, m.clone());
+        let o = who.boxrun(&["--name", &m, "-t", "--network", "none", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = who.box_(&["logs", &m]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains("no log"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_running_foreground_container_can_be_attached() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("fg-attach");
+        let _c = Cleanup(&who, n.clone());
+        let child = who
+            .cmd("boxrun")
+            .args([
+                "--name",
+                &n,
+                "--network",
+                "none",
+                "busybox",
+                "sh",
+                "-c",
+                "sleep 2; echo late; exit 6",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(&who, &n, "{{.State.Status}}", 10, |s| s == "running");
+        let o = who.box_(&["attach", &n]);
+        assert_eq!(o.status.code(), Some(6), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "late\n");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
     }
 }

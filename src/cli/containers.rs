@@ -489,7 +489,7 @@ pub fn inspect_json(
         "Image": s.image_id,
         "Name": format!("/{}", s.name),
         "RestartCount": s.restart_count,
-        "LogPath": if s.detached { c.log_path(&s.id).display().to_string() } else { String::new() },
+        "LogPath": if c.log_path(&s.id).exists() { c.log_path(&s.id).display().to_string() } else { String::new() },
         "Mounts": s.mounts,
         // As bound, while running.
         "NetworkSettings": {

@@ -184,9 +184,10 @@ pub fn attach(g: &Global, a: AttachArgs) -> CmdResult {
     if !st.is_running() {
         bail!("you cannot attach to a stopped container, start it first");
     }
-    if !st.detached {
+    if !c.log_path(&id).exists() {
         bail!(
-            "container {} runs in the foreground of another boxrun, which holds its output",
+            "container {} keeps no log (a --rm or -t foreground run): its output goes only to \
+             the boxrun that runs it",
             &id[..12]
         );
     }

@@ -78,11 +78,9 @@ pub fn spawn_relay(
     })
 }
 
-fn relay(mut pipe: std::fs::File, mut log: std::fs::File, mut index: std::fs::File) {
-    let mut offset = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut at_line_start = offset == 0;
+fn relay(mut pipe: std::fs::File, log: std::fs::File, index: std::fs::File) {
+    let mut w = LogWriter::new(log, index);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut records = String::new();
     loop {
         let n = match pipe.read(&mut buf) {
             Ok(0) => return,
@@ -90,10 +88,40 @@ fn relay(mut pipe: std::fs::File, mut log: std::fs::File, mut index: std::fs::Fi
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        let chunk = &buf[..n];
+        if w.write(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Appends to a log and its line index (see the module doc).
+pub struct LogWriter {
+    log: std::fs::File,
+    index: std::fs::File,
+    offset: u64,
+    at_line_start: bool,
+    records: String,
+}
+
+impl LogWriter {
+    pub fn new(log: std::fs::File, index: std::fs::File) -> LogWriter {
+        let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        LogWriter {
+            log,
+            index,
+            offset,
+            at_line_start: offset == 0,
+            records: String::new(),
+        }
+    }
+
+    /// Append `chunk`, read now; the index first, so no line is ever without its time.
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        let n = chunk.len();
         let t = now_nanos();
+        let (offset, records) = (self.offset, &mut self.records);
         records.clear();
-        if at_line_start {
+        if self.at_line_start {
             records.push_str(&format!("{offset} {t}\n"));
         }
         for (i, b) in chunk.iter().enumerate() {
@@ -101,13 +129,12 @@ fn relay(mut pipe: std::fs::File, mut log: std::fs::File, mut index: std::fs::Fi
                 records.push_str(&format!("{} {t}\n", offset + i as u64 + 1));
             }
         }
-        at_line_start = chunk.last() == Some(&b'\n');
+        self.at_line_start = chunk.last() == Some(&b'\n');
         // A failed index write loses times, never output.
-        let _ = index.write_all(records.as_bytes());
-        if log.write_all(chunk).is_err() {
-            return;
-        }
-        offset += n as u64;
+        let _ = self.index.write_all(records.as_bytes());
+        self.log.write_all(chunk)?;
+        self.offset += n as u64;
+        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@ pub mod populate;
 pub mod restart;
 pub mod runflags;
 pub mod state;
+pub mod tee;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -408,7 +409,15 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
         // docker run without -i: the container reads nothing.
         redirect_stdin_null();
     }
+    // A container that outlives its run keeps its output (`box logs`); not with -t, where the
+    // supervisor relays a pty to the terminal.
+    let tee = (!o.auto_remove && !o.tty)
+        .then(|| tee::start(&containers.log_path(&state.id)))
+        .flatten();
     let r = run::run(&spec, tool);
+    if let Some(t) = tee {
+        t.finish();
+    }
     let code = r.as_ref().ok().copied();
     // Re-read: `box rename` may have changed the state meanwhile.
     if let Ok(s) = containers.load(&state.id) {
