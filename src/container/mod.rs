@@ -617,9 +617,13 @@ fn settle(c: &Containers, id: &str) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(5);
     while Instant::now() < end {
         match c.load(id) {
-            Ok(st) if st.status == Status::Running => {}
-            Ok(st) if st.monitor_pid.is_some() && st.recorder_alive() && !st.is_running() => {}
-            _ => return Ok(()),
+            // The recorder (monitor, else supervisor) lives: it is about to record the exit,
+            // or (a monitor) to end after recording it.
+            Ok(st)
+                if st.recorder_alive()
+                    && (st.status == Status::Running || st.monitor_pid.is_some()) => {}
+            // Recorded, or lost (refresh below says so).
+            _ => break,
         }
         std::thread::sleep(Duration::from_millis(10));
     }
