@@ -2,7 +2,7 @@
 //! outlives the command for detached containers.
 //!
 //! ```text
-//! boxrun (host)                           boxrun -d (host)
+//! boxrun (host)                           boxrun -d, box start (host, via container-start)
 //!  └─ agent (outside the tool userns)      └─ daemon: setsid, stdio → /dev/null   detach::daemonize
 //!      └─ tool: supervisor = this process      └─ agent
 //!          └─ container pid 1                      └─ tool: monitor, records the exit
@@ -14,6 +14,9 @@
 //! namespace and joins its namespaces ([`exec`]). `box stop` signals pid 1 directly (StopSignal,
 //! then SIGKILL after the timeout); the supervisor sees the exit and the monitor records it.
 //! Layers come from [`crate::store::Store::unpack_layers`], unpacked once and shared.
+//! `box create`/`start` ([`start`]) run a container later from the launch record in its
+//! state ([`launch`]); the monitor restarts it per its policy ([`restart`]); a foreground
+//! run's log goes through [`tee`]; stop, kill and rm are in [`stop`].
 
 pub mod config;
 pub mod detach;
@@ -25,18 +28,21 @@ pub mod mounts;
 pub mod populate;
 pub mod restart;
 pub mod runflags;
+mod start;
 pub mod state;
+mod stop;
 pub mod tee;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
 use crate::registry::{self, PullOptions};
 use crate::run::{self, MountSpec, SandboxSpec, ToolContext};
 use crate::store::Store;
+pub use start::{create, start_detached, start_foreground};
 pub use state::{Containers, State, Status};
+pub use stop::{kill, remove, remove_layer, remove_layer_in_namespace, stop, wait_exit};
 
 #[derive(Debug, Error)]
 pub enum ContainerError {
@@ -450,251 +456,4 @@ pub fn run_detached(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<
         }
     };
     monitor::supervise(&containers, &volumes_dir, spec, state, o.isolation, tool)
-}
-
-/// `box create`: everything `boxrun` does before it starts the command; the container is
-/// left in state "created" for `box start`.
-pub fn create(store: &Store, o: &RunOptions, tool: &ToolContext) -> Result<State> {
-    Ok(prepare(store, o, None, tool)?.state)
-}
-
-/// A container that `box start` may start now: created or exited, its monitor gone, with a
-/// launch record. Its restart count and any user stop are reset, as docker does.
-fn startable(c: &Containers, id: &str) -> Result<State> {
-    let Some(mut st) = c.refresh(id)? else {
-        return Err(state::StateError::NoSuch(id.to_string()).into());
-    };
-    // A monitor that recorded a final exit (not `restarting`) writes nothing more, even if
-    // it has not quite ended yet.
-    if st.is_running() || (st.restarting && st.recorder_alive()) {
-        return Err(ContainerError::AlreadyRunning(st.id));
-    }
-    if st.launch.is_none() {
-        return Err(ContainerError::NoLaunch(st.id));
-    }
-    c.clear_user_stop(id);
-    st.restart_count = 0;
-    st.restarting = false;
-    st.error = None;
-    Ok(st)
-}
-
-/// `box start` of container `id`, detached: called in the daemon made by
-/// [`detach::daemonize`], as [`run_detached`] is.
-pub fn start_detached(
-    c: &Containers,
-    volumes_dir: &std::path::Path,
-    id: &str,
-    isolation: run::isolation::Isolation,
-    tool: &ToolContext,
-) -> Result<i32> {
-    let r = startable(c, id).and_then(|mut st| {
-        st.detached = true;
-        let l = st.launch.clone().unwrap_or_default();
-        let spec = launch::spec_of(c, &st, &l, isolation, 0)?;
-        Ok((st, spec))
-    });
-    let (st, spec) = match r {
-        Ok(v) => v,
-        Err(e) => {
-            detach::report_failure(&e.to_string(), 125);
-            return Err(e);
-        }
-    };
-    monitor::supervise(c, volumes_dir, spec, st, isolation, tool)
-}
-
-/// `box start -a -i`: run container `id` in the foreground, this process supervising (stdin
-/// and a TTY as `boxrun -it`); returns its exit code. No log is kept and the restart policy
-/// does not apply here.
-pub fn start_foreground(
-    c: &Containers,
-    volumes_dir: &std::path::Path,
-    id: &str,
-    isolation: run::isolation::Isolation,
-    tool: &ToolContext,
-) -> Result<i32> {
-    let mut st = startable(c, id)?;
-    let l = st.launch.clone().unwrap_or_default();
-    let spec = launch::spec_of(c, &st, &l, isolation, 0)?;
-    if !l.interactive {
-        redirect_stdin_null();
-    }
-    mark_running(c, &mut st, std::process::id() as i32)?;
-    let r = run::run(&spec, tool);
-    let code = r.as_ref().ok().copied();
-    if let Ok(s) = c.load(&st.id) {
-        st = s;
-    }
-    finish(c, volumes_dir, &mut st, code);
-    Ok(r?)
-}
-
-/// Send `sig` to the container's pid 1.
-pub fn kill(st: &State, sig: i32) -> Result<()> {
-    let pid = st
-        .init_pid()
-        .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
-    // A raw number: docker's kill takes real-time signals too, which nix's Signal lacks.
-    // SAFETY: kill(2) takes plain integers.
-    let r = unsafe { libc::kill(pid, sig) };
-    if r < 0 {
-        return Err(ContainerError::Signal {
-            id: st.id.clone(),
-            sig,
-            cause: nix::Error::last(),
-        });
-    }
-    Ok(())
-}
-
-/// Wait up to `timeout` for the container's supervisor to end; true when it did.
-pub fn wait_exit(c: &Containers, id: &str, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        match c.load(id) {
-            Ok(st) if st.supervisor_alive() => {}
-            _ => return true,
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `docker stop`: StopSignal, then SIGKILL after `timeout`. Stopping a stopped container is
-/// not an error. The container's restart policy no longer applies (until it is started
-/// again), and its monitor is gone when this returns, so a `box start` may follow at once.
-pub fn stop(c: &Containers, id: &str, timeout: Duration) -> Result<()> {
-    // Before any signal: the monitor reads it when the container exits.
-    let _ = c.mark_user_stop(id);
-    // A monitor that decided to restart just before the mark may start it once more; stop
-    // that run too.
-    for round in 0..3 {
-        let st = match c.load(id) {
-            Ok(s) => s,
-            // Removed on its exit (--rm) after our signal.
-            Err(state::StateError::NoSuch(_)) if round > 0 => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        if !st.is_running() {
-            settle(c, id)?;
-            if !c.load(id).is_ok_and(|s| s.is_running()) {
-                return Ok(());
-            }
-            continue;
-        }
-        stop_once(c, &st, timeout)?;
-    }
-    Ok(())
-}
-
-fn stop_once(c: &Containers, st: &State, timeout: Duration) -> Result<()> {
-    let id = st.id.as_str();
-    match kill(st, st.stop_signal) {
-        Ok(()) | Err(ContainerError::NotRunning(_)) => {}
-        Err(e) => return Err(e),
-    }
-    if wait_exit(c, id, timeout) {
-        return settle(c, id);
-    }
-    match kill(st, libc::SIGKILL) {
-        Ok(()) | Err(ContainerError::NotRunning(_)) => {}
-        Err(e) => return Err(e),
-    }
-    if wait_exit(c, id, Duration::from_secs(10)) {
-        return settle(c, id);
-    }
-    Err(ContainerError::Unkillable {
-        id: id.to_string(),
-        secs: 10,
-    })
-}
-
-/// After the supervisor ended, give the monitor a moment to record the exit and end.
-fn settle(c: &Containers, id: &str) -> Result<()> {
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        match c.load(id) {
-            // The recorder (monitor, else supervisor) lives: it is about to record the exit,
-            // or (a monitor) to end after recording it.
-            Ok(st)
-                if st.recorder_alive()
-                    && (st.status == Status::Running || st.monitor_pid.is_some()) => {}
-            // Recorded, or lost (refresh below says so).
-            _ => break,
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    match c.refresh(id) {
-        Ok(_) | Err(state::StateError::NoSuch(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `docker rm [-f]`.
-pub fn remove(c: &Containers, volumes_dir: &std::path::Path, id: &str, force: bool) -> Result<()> {
-    let Some(st) = c.refresh(id)? else {
-        return Ok(());
-    };
-    if st.is_running() || st.restarting {
-        if !force {
-            return Err(ContainerError::Running(st.id));
-        }
-        let _ = c.mark_user_stop(id);
-        match kill(&st, libc::SIGKILL) {
-            Ok(()) | Err(ContainerError::NotRunning(_)) => {}
-            Err(e) => return Err(e),
-        }
-        if !wait_exit(c, id, Duration::from_secs(10)) {
-            return Err(ContainerError::Unkillable {
-                id: id.to_string(),
-                secs: 10,
-            });
-        }
-        settle(c, id)?;
-    }
-    let st = match c.load(id) {
-        Ok(s) => s,
-        Err(state::StateError::NoSuch(_)) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    remove_layer(c, id)?;
-    c.remove(&st, st.auto_remove.then_some(volumes_dir))?;
-    Ok(())
-}
-
-/// Remove the kept writable layer of container `id` (first, so that nothing else of the
-/// container goes while it stays). Outside the tool's user namespace, a rootless user cannot
-/// remove what a non-root container user made there: [`ContainerError::LayerInNamespace`]
-/// says to call [`remove_layer_in_namespace`] from inside it.
-pub fn remove_layer(c: &Containers, id: &str) -> Result<()> {
-    for d in ["upper", "work"] {
-        let p = c.dir(id).join(d);
-        match crate::store::gc::remove_tree(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return Err(ContainerError::LayerInNamespace(id.to_string()));
-            }
-            Err(cause) => {
-                return Err(ContainerError::Io {
-                    op: "remove the writable layer",
-                    path: p,
-                    cause,
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// [`remove_layer`] from inside the tool's user namespace, for a container that is not
-/// running.
-pub fn remove_layer_in_namespace(c: &Containers, id: &str) -> Result<()> {
-    let st = c.load(id)?;
-    if st.is_running() || (st.restarting && st.recorder_alive()) {
-        return Err(ContainerError::Running(st.id));
-    }
-    remove_layer(c, id)
 }

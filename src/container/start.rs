@@ -1,0 +1,88 @@
+//! `box create` and `box start`: a container prepared now and run later, detached (the same
+//! monitor as `boxrun -d`) or in the caller's foreground (`start -ai`), from the launch
+//! record its state keeps ([`super::launch`]).
+
+use super::{
+    ContainerError, Containers, Result, RunOptions, State, detach, finish, launch, mark_running,
+    monitor, prepare, redirect_stdin_null, state,
+};
+use crate::run::{self, ToolContext};
+use crate::store::Store;
+
+/// `box create`: everything `boxrun` does before it starts the command; the container is
+/// left in state "created" for `box start`.
+pub fn create(store: &Store, o: &RunOptions, tool: &ToolContext) -> Result<State> {
+    Ok(prepare(store, o, None, tool)?.state)
+}
+
+/// A container that `box start` may start now: created or exited, its monitor gone, with a
+/// launch record. Its restart count and any user stop are reset, as docker does.
+fn startable(c: &Containers, id: &str) -> Result<State> {
+    let Some(mut st) = c.refresh(id)? else {
+        return Err(state::StateError::NoSuch(id.to_string()).into());
+    };
+    // A monitor that recorded a final exit (not `restarting`) writes nothing more, even if
+    // it has not quite ended yet.
+    if st.is_running() || (st.restarting && st.recorder_alive()) {
+        return Err(ContainerError::AlreadyRunning(st.id));
+    }
+    if st.launch.is_none() {
+        return Err(ContainerError::NoLaunch(st.id));
+    }
+    c.clear_user_stop(id);
+    st.restart_count = 0;
+    st.restarting = false;
+    st.error = None;
+    Ok(st)
+}
+
+/// `box start` of container `id`, detached: called in the daemon made by
+/// [`detach::daemonize`], as [`run_detached`] is.
+pub fn start_detached(
+    c: &Containers,
+    volumes_dir: &std::path::Path,
+    id: &str,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let r = startable(c, id).and_then(|mut st| {
+        st.detached = true;
+        let l = st.launch.clone().unwrap_or_default();
+        let spec = launch::spec_of(c, &st, &l, isolation, 0)?;
+        Ok((st, spec))
+    });
+    let (st, spec) = match r {
+        Ok(v) => v,
+        Err(e) => {
+            detach::report_failure(&e.to_string(), 125);
+            return Err(e);
+        }
+    };
+    monitor::supervise(c, volumes_dir, spec, st, isolation, tool)
+}
+
+/// `box start -a -i`: run container `id` in the foreground, this process supervising (stdin
+/// and a TTY as `boxrun -it`); returns its exit code. No log is kept and the restart policy
+/// does not apply here.
+pub fn start_foreground(
+    c: &Containers,
+    volumes_dir: &std::path::Path,
+    id: &str,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let mut st = startable(c, id)?;
+    let l = st.launch.clone().unwrap_or_default();
+    let spec = launch::spec_of(c, &st, &l, isolation, 0)?;
+    if !l.interactive {
+        redirect_stdin_null();
+    }
+    mark_running(c, &mut st, std::process::id() as i32)?;
+    let r = run::run(&spec, tool);
+    let code = r.as_ref().ok().copied();
+    if let Ok(s) = c.load(&st.id) {
+        st = s;
+    }
+    finish(c, volumes_dir, &mut st, code);
+    Ok(r?)
+}
