@@ -61,6 +61,10 @@ pub enum ContainerError {
     SecurityOpt(String),
     #[error(transparent)]
     Seccomp(#[from] run::seccomp::SeccompError),
+    #[error(transparent)]
+    Agent(#[from] run::agent::AgentError),
+    #[error("{0}")]
+    Cidfile(String),
     #[error("invalid capability: {0}")]
     Caps(String),
     #[error("container {0} is not running")]
@@ -282,10 +286,13 @@ pub fn prepare(
         return Err(e.into());
     }
     if let Some(p) = &o.cidfile
-        && let Err(e) = runflags::write_cidfile(p, &id)
+        && let Err(e) = tool.write_cidfile(p, &id)
     {
         release_name(&containers);
-        return Err(e.into());
+        return Err(match e {
+            run::agent::AgentError::Host(m) => ContainerError::Cidfile(m),
+            e => e.into(),
+        });
     }
     Ok(Prepared { spec, state: st })
 }

@@ -2,7 +2,6 @@
 //! `--add-host`, `--ulimit`, `--tmpfs`, and `--cidfile` (written once the id exists).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use thiserror::Error;
@@ -29,8 +28,6 @@ pub enum FlagError {
     Tmpfs(String),
     #[error("container ID file found, make sure the other container isn't running or delete {0}")]
     CidfileExists(String),
-    #[error("write the container ID file {path}: {cause}")]
-    Cidfile { path: String, cause: std::io::Error },
 }
 
 /// docker's `--ulimit` names and the rlimit each sets.
@@ -156,26 +153,6 @@ pub fn check_cidfile(path: &Path) -> Result<(), FlagError> {
         return Err(FlagError::CidfileExists(path.display().to_string()));
     }
     Ok(())
-}
-
-/// Write the container's id to `path`, which must not exist (created exclusively).
-pub fn write_cidfile(path: &Path, id: &str) -> Result<(), FlagError> {
-    let err = |cause: std::io::Error| {
-        if cause.kind() == std::io::ErrorKind::AlreadyExists {
-            FlagError::CidfileExists(path.display().to_string())
-        } else {
-            FlagError::Cidfile {
-                path: path.display().to_string(),
-                cause,
-            }
-        }
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(id.as_bytes()).map_err(err)
 }
 
 #[cfg(test)]
