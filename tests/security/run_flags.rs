@@ -125,19 +125,23 @@ fn the_cidfile_belongs_to_the_caller_and_is_never_written_through_a_symlink() {
             .tempdir_in("/tmp")
             .unwrap();
         std::os::unix::fs::chown(d.path(), Some(uid), Some(gid)).unwrap();
+        let run_with = |cidfile: &std::path::Path| {
+            let f = cidfile.to_str().unwrap();
+            boxrun(
+                &env,
+                &[
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--cidfile",
+                    f,
+                    "busybox",
+                    "true",
+                ],
+            )
+        };
         let cid = d.path().join("cid");
-        let o = boxrun(
-            &env,
-            &[
-                "--rm",
-                "--network",
-                "none",
-                "--cidfile",
-                cid.to_str().unwrap(),
-                "busybox",
-                "true",
-            ],
-        );
+        let o = run_with(&cid);
         assert!(o.status.success(), "{}: {}", env.who.label(), stderr(&o));
         let m = std::fs::symlink_metadata(&cid).unwrap();
         assert_eq!((m.uid(), m.gid()), (uid, gid), "the cidfile's owner");
@@ -147,18 +151,7 @@ fn the_cidfile_belongs_to_the_caller_and_is_never_written_through_a_symlink() {
         let link = d.path().join("link");
         let victim = canary.dir.join("victim");
         std::os::unix::fs::symlink(&victim, &link).unwrap();
-        let o = boxrun(
-            &env,
-            &[
-                "--rm",
-                "--network",
-                "none",
-                "--cidfile",
-                link.to_str().unwrap(),
-                "busybox",
-                "true",
-            ],
-        );
+        let o = run_with(&link);
         assert_failed_with(&o, &["container ID file found"]);
         assert!(!victim.exists());
         canary.assert_untouched();
