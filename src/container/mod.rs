@@ -135,6 +135,10 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// Overrides the image's STOPSIGNAL.
     pub stop_signal: Option<i32>,
+    /// `-P`: publish the image's exposed ports and `expose` to random host ports.
+    pub publish_all: bool,
+    /// `--expose` ports (`80`, `53/udp`, `8000-8010`), in the image's `ExposedPorts` form.
+    pub expose: Vec<String>,
 }
 
 /// What `--security-opt` asked for.
@@ -193,6 +197,17 @@ pub fn prepare(
     tool: &ToolContext,
 ) -> Result<Prepared> {
     let image = registry::ensure_image(store, &o.image, &o.pull)?;
+    let with_all;
+    let o = if o.publish_all {
+        let exposed = image.config.config.exposed_ports.keys().chain(&o.expose);
+        with_all = RunOptions {
+            ports: runflags::publish_all(&o.ports, exposed),
+            ..o.clone()
+        };
+        &with_all
+    } else {
+        o
+    };
     let policy = tool.content_policy();
     let lowerdirs = store.unpack_layers(&image, &policy)?;
     let cfg = &image.config.config;
