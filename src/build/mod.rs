@@ -31,6 +31,9 @@ pub mod git;
 mod image_out;
 pub mod output;
 pub mod owner;
+pub mod progress;
+mod progress_json;
+mod progress_tty;
 mod plan;
 mod step_copy;
 mod step_root;
@@ -62,6 +65,11 @@ pub enum OutputMode {
     Plain,
     /// Nothing but errors.
     Quiet,
+    /// A live view redrawn in place (a terminal): running steps with their last output
+    /// lines and transfer bars; finished steps collapse to one line (`progress_tty.rs`).
+    Tty,
+    /// One JSON object per line, the shape of BuildKit's rawjson (`progress_json.rs`).
+    RawJson,
 }
 
 /// Where the Boxfile text comes from.
