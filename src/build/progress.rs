@@ -243,7 +243,9 @@ impl Board {
                 self.write(json::message(vertex.as_ref(), &raw).as_bytes());
             }
             Kind::Tty => {
-                let lines = text.lines().map(|l| tty::Line::Text(sanitize(l.as_bytes())));
+                let lines = text
+                    .lines()
+                    .map(|l| tty::Line::Text(sanitize(l.as_bytes())));
                 st.pending.extend(lines);
             }
         }

@@ -73,7 +73,12 @@ fn live(st: &State, elapsed: Duration, total: usize, cols: usize) -> Vec<Line> {
     if st.finished.is_some() {
         return v;
     }
-    for (i, s) in st.steps.iter().enumerate().filter(|(_, s)| s.took.is_none()) {
+    for (i, s) in st
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.took.is_none())
+    {
         v.push(Line::Step {
             left: format!("=> {}", s.name),
             right: secs(s.t0.elapsed()),
@@ -81,7 +86,11 @@ fn live(st: &State, elapsed: Duration, total: usize, cols: usize) -> Vec<Line> {
         for x in st.xfers.iter().filter(|x| x.step == Some(i)) {
             v.push(Line::Step {
                 left: format!("=> => {}", bar(x, cols)),
-                right: x.completed.is_none().then(|| secs(x.t0.elapsed())).unwrap_or_default(),
+                right: x
+                    .completed
+                    .is_none()
+                    .then(|| secs(x.t0.elapsed()))
+                    .unwrap_or_default(),
             });
         }
         let skip = s.tail.len().saturating_sub(LIVE_LOG_LINES);

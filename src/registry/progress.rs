@@ -19,7 +19,8 @@ use crate::digest::Digest;
 pub const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
 /// The bar layout of `box pull` on a TTY; the build's TTY view draws the same fields.
-pub const BAR_TEMPLATE: &str = "{prefix}: {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}";
+pub const BAR_TEMPLATE: &str =
+    "{prefix}: {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}";
 
 /// One blob's state, as sent to [`TransferEvents::transfer`].
 #[derive(Debug, Clone, Copy)]
