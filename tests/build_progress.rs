@@ -519,3 +519,49 @@ fn plain_build_pulling_a_slow_base_prints_progress_before_it_completes() {
         assert_progress_before_completion(&lines, &who.label());
     }
 }
+
+#[test]
+fn on_a_tty_slow_pulls_show_bars_in_box_pull_and_in_the_build_view() {
+    if !have_tmux() {
+        return;
+    }
+    for who in whos() {
+        let reg = SlowRegistry::start();
+        let env = Env::new(who.clone());
+        let who = who.label();
+        let conf = reg.conf(env.dir.path());
+        let conf = conf.to_string_lossy();
+        let bar =
+            |l: &str| l.contains(": Downloading  [=") && l.contains("MiB/") && l.contains("iB/s");
+
+        // box pull: indicatif bars.
+        let mut c = env.command("box", &[("BOX_REGISTRIES_CONF", &conf)]);
+        c.args(["pull", &reg.image()]);
+        let t = Tmux::run(&c, 120, 20);
+        t.wait_for("a pull bar", 60, |s| s.lines().any(bar));
+        drop(t);
+
+        // The build view: the bar under the FROM step, which then collapses (a fresh store,
+        // where the blob is not yet).
+        let env = Env::new(env.who.clone());
+        env.boxfile(&format!("FROM {}\nLABEL slow=yes\n", reg.image()));
+        let mut c = env.command("boxbuild", &[("BOX_REGISTRIES_CONF", &conf)]);
+        c.arg("--progress=tty").arg(env.ctx());
+        let t = Tmux::run(&c, 120, 20);
+        let s = t.wait_for("a build bar", 60, |s| {
+            s.lines().any(|l| l.starts_with("=> => ") && bar(l))
+        });
+        let from = step_lines(&s, 1, 2);
+        assert!(
+            from.len() == 1 && from[0].contains("FROM 127.0.0.1:"),
+            "{who}: the running FROM:\n{s}"
+        );
+        let done = t.finished();
+        assert!(!done.contains("=> =>"), "{who}: collapsed:\n{done}");
+        assert!(
+            step_lines(&done, 1, 2)[0].contains("FROM"),
+            "{who}:\n{done}"
+        );
+        assert!(done.contains("(2/2) FINISHED"), "{who}:\n{done}");
+    }
+}

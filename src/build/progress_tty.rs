@@ -15,7 +15,7 @@ use std::time::Duration;
 use unicode_width::UnicodeWidthChar;
 
 use super::progress::{State, Step, Xfer};
-use crate::registry::progress::human_size;
+use indicatif::HumanBytes;
 
 /// Output lines shown under a running step.
 pub const LIVE_LOG_LINES: usize = 6;
@@ -104,16 +104,17 @@ fn live(st: &State, elapsed: Duration, total: usize, cols: usize) -> Vec<Line> {
     v
 }
 
-/// `sha256:abcd…: Downloading [=====>    ] 12.3 MB/30.0 MB 2.1 MB/s`, the fields of
-/// `box pull`'s bars; the bar narrows with the terminal and goes below 40 columns.
+/// `abcd…: Downloading  [=====>    ] 12.30 MiB/28.61 MiB 2.10 MiB/s`, the fields and units
+/// of `box pull`'s indicatif bars; the bar narrows with the terminal and goes below 75
+/// columns. A blob whose bytes are all there shows only its state ("Extracting").
 fn bar(x: &Xfer, cols: usize) -> String {
     let mut s = format!("{}: {:12}", x.digest.short(), x.action);
-    if x.completed.is_some() {
+    if x.completed.is_some() || x.total == 0 || x.current >= x.total {
         return s.trim_end().to_string();
     }
     let width = cols.saturating_sub(70).min(30);
-    if x.total > 0 && width >= 5 {
-        let filled = ((x.current.min(x.total) as f64 / x.total as f64) * width as f64) as usize;
+    if width >= 5 {
+        let filled = ((x.current as f64 / x.total as f64) * width as f64) as usize;
         let mut b = "=".repeat(filled);
         if filled < width {
             b.push('>');
@@ -125,9 +126,9 @@ fn bar(x: &Xfer, cols: usize) -> String {
     let _ = write!(
         s,
         " {}/{} {}/s",
-        human_size(x.current),
-        human_size(x.total),
-        human_size(rate as u64)
+        HumanBytes(x.current),
+        HumanBytes(x.total),
+        HumanBytes(rate as u64)
     );
     s
 }

@@ -269,8 +269,8 @@ impl BlobProgress {
     }
 }
 
-/// "4.2 MB", for plain progress lines and the build's TTY view.
-pub fn human_size(n: u64) -> String {
+/// "4.2 MB", for plain progress lines.
+fn human_size(n: u64) -> String {
     match n {
         0..1_000 => format!("{n} B"),
         1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
