@@ -144,7 +144,7 @@ impl Drop for Tmux {
 
 /// The line of step `[n/total]` (collapsed or running), `=> [n/total] …` or
 /// `=> CACHED [n/total] …`.
-fn step_lines<'a>(screen: &'a str, n: usize, total: usize) -> Vec<&'a str> {
+fn step_lines(screen: &str, n: usize, total: usize) -> Vec<&str> {
     let tag = format!("[{n}/{total}] ");
     screen
         .lines()

@@ -86,11 +86,10 @@ fn live(st: &State, elapsed: Duration, total: usize, cols: usize) -> Vec<Line> {
         for x in st.xfers.iter().filter(|x| x.step == Some(i)) {
             v.push(Line::Step {
                 left: format!("=> => {}", bar(x, cols)),
-                right: x
-                    .completed
-                    .is_none()
-                    .then(|| secs(x.t0.elapsed()))
-                    .unwrap_or_default(),
+                right: match x.completed {
+                    None => secs(x.t0.elapsed()),
+                    Some(_) => String::new(),
+                },
             });
         }
         let skip = s.tail.len().saturating_sub(LIVE_LOG_LINES);
