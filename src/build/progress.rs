@@ -121,7 +121,6 @@ impl Board {
             ticker: Mutex::new(None),
         });
         if kind == Kind::Tty {
-            board.write(tty::HIDE_CURSOR.as_bytes());
             let b = board.clone();
             let h = std::thread::Builder::new()
                 .name("box-progress".into())
@@ -268,7 +267,6 @@ impl Board {
         }
         if self.kind == Kind::Tty {
             self.draw();
-            self.write(tty::SHOW_CURSOR.as_bytes());
         }
     }
 

@@ -7,7 +7,8 @@
 //! Nothing a step prints reaches the terminal raw: [`sanitize`] drops escape sequences and
 //! control characters, and every line is cut to the terminal's width (counted in columns,
 //! wide characters as two), so neither a hostile RUN nor a narrow pane can move the cursor
-//! the redraw relies on. Long messages are wrapped here, never by the terminal.
+//! the redraw relies on. Long messages are wrapped here, never by the terminal. The cursor is
+//! left visible: a build killed by Ctrl-C must not leave the terminal without one.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -19,8 +20,6 @@ use indicatif::HumanBytes;
 
 /// Output lines shown under a running step.
 pub const LIVE_LOG_LINES: usize = 6;
-pub const HIDE_CURSOR: &str = "\x1b[?25l";
-pub const SHOW_CURSOR: &str = "\x1b[?25h";
 
 /// A line of the view: free text (wrapped) or a step line (cut, its time at the right edge).
 #[derive(Debug, Clone, PartialEq, Eq)]

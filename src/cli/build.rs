@@ -43,8 +43,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FORMAT", default_value = "gzip")]
     pub compression_format: crate::layer::Compression,
     /// Progress output: auto (tty on a terminal, else plain), plain, tty (a live view),
-    /// quiet or rawjson (JSON lines, BuildKit's shape)
-    #[arg(long, value_parser = ["auto", "plain", "tty", "quiet", "rawjson"],
+    /// quiet (none is the same) or rawjson (JSON lines, BuildKit's shape)
+    #[arg(long, value_parser = ["auto", "plain", "tty", "quiet", "none", "rawjson"],
           default_value = "auto", env = "BUILDKIT_PROGRESS")]
     pub progress: String,
     /// Suppress build output and print the image ID on success
@@ -175,7 +175,7 @@ fn output_mode(a: &BuildArgs) -> crate::build::OutputMode {
     use std::io::IsTerminal;
     match a.progress.as_str() {
         _ if a.quiet => OutputMode::Quiet,
-        "quiet" => OutputMode::Quiet,
+        "quiet" | "none" => OutputMode::Quiet,
         "tty" => OutputMode::Tty,
         "rawjson" => OutputMode::RawJson,
         "auto" if std::io::stderr().is_terminal() => OutputMode::Tty,
