@@ -53,7 +53,8 @@ impl Tmux {
     /// so the last screen can be read.
     fn run(cmd: &Command, cols: u16, rows: u16) -> Tmux {
         let dir = tempfile::tempdir().unwrap();
-        let mut line = String::from(r"printf '\033]2;fixed-title\007'; env");
+        // BUILDKIT_PROGRESS would override auto.
+        let mut line = String::from(r"printf '\033]2;fixed-title\007'; env -u BUILDKIT_PROGRESS");
         for (k, v) in cmd.get_envs() {
             if let Some(v) = v {
                 line.push(' ');

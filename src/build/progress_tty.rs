@@ -329,6 +329,50 @@ mod tests {
         assert!(width(&render(&wide, 15)[0]) <= 15);
     }
 
+    fn running_step(lines: usize) -> Step {
+        Step {
+            name: "[2/3] RUN make".into(),
+            digest: crate::digest::Digest::of_bytes(b"step"),
+            started: std::time::SystemTime::now(),
+            t0: std::time::Instant::now(),
+            took: None,
+            completed: None,
+            cached: false,
+            error: None,
+            tail: (0..lines).map(|i| format!("line {i}")).collect(),
+        }
+    }
+
+    #[test]
+    fn the_live_area_fits_the_rows_and_the_next_frame_moves_over_it() {
+        let mut st = State::default();
+        st.steps.push(running_step(10));
+        st.pending.push(Line::Text("a message".into()));
+        let first = redraw(&mut st, Duration::from_secs(1), 3, 80, 5);
+        assert!(first.starts_with("\r\x1b[J") && first.contains("a message\n"));
+        assert_eq!(st.drawn, 4, "rows - 1 lines at most");
+        assert!(st.pending.is_empty());
+        let second = redraw(&mut st, Duration::from_secs(2), 3, 80, 5);
+        assert!(second.starts_with("\x1b[4A\r\x1b[J"), "{second:?}");
+        assert!(
+            !second.contains("a message"),
+            "permanent lines are written once"
+        );
+        // The step ends: one collapsed line, then only the summary is live.
+        st.steps[0].took = Some(Duration::from_millis(1500));
+        st.pending.extend(collapsed(&st.steps[0]));
+        st.finished = Some(true);
+        let last = redraw(&mut st, Duration::from_secs(2), 3, 80, 5);
+        assert!(last.contains("=> [2/3] RUN make"), "{last:?}");
+        assert!(
+            last.trim_end()
+                .ends_with("[+] Building 2.0s (1/3) FINISHED"),
+            "{last:?}"
+        );
+        assert!(!last.contains("line 9"), "{last:?}");
+        assert_eq!(st.drawn, 1);
+    }
+
     #[test]
     fn text_wraps_at_the_width() {
         let v = render(&Line::Text("x".repeat(25)), 10);
