@@ -370,6 +370,44 @@ fn rawjson_prints_vertexes_and_logs_as_json_lines() {
 }
 
 #[test]
+fn rawjson_reports_the_pull_of_a_base_as_statuses_of_its_step() {
+    for who in whos() {
+        let env = Env::with_registry(who.clone());
+        env.boxfile("FROM busybox\nENV A=b\n");
+        let o = env.build(&["--progress=rawjson"]);
+        let who = who.label();
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+        let err = stderr(&o);
+        let docs: Vec<serde_json::Value> = err
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{who}: {e}: {l:?}")))
+            .collect();
+        let from = docs
+            .iter()
+            .filter_map(|d| d["vertexes"].as_array())
+            .flatten()
+            .find(|v| v["name"] == "[1/2] FROM busybox")
+            .unwrap_or_else(|| panic!("{who}: the FROM vertex:\n{err}"));
+        let statuses: Vec<&serde_json::Value> = docs
+            .iter()
+            .filter_map(|d| d["statuses"].as_array())
+            .flatten()
+            .collect();
+        assert!(!statuses.is_empty(), "{who}: statuses:\n{err}");
+        for s in &statuses {
+            assert_eq!(s["vertex"], from["digest"], "{who}: {s}");
+            assert!(s["id"].as_str().unwrap().starts_with("sha256:"), "{s}");
+        }
+        let done = statuses
+            .iter()
+            .find(|s| s["completed"].is_string())
+            .unwrap_or_else(|| panic!("{who}: a completed transfer:\n{err}"));
+        assert_eq!(done["current"], done["total"], "{who}: {done}");
+        assert!(done["total"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
 fn progress_quiet_prints_only_the_image_id() {
     let Some(who) = Who::root() else { return };
     let env = Env::new(who);
