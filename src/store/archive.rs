@@ -134,7 +134,10 @@ fn read_small(entry: &mut impl Read, name: &str, size: u64) -> Result<Vec<u8>> {
     if size > MAX {
         return Err(arch_err(
             name,
-            format!("is {}, over the 16 MiB limit for it", crate::limits::human(size)),
+            format!(
+                "is {}, over the 16 MiB limit for it",
+                crate::limits::human(size)
+            ),
         ));
     }
     let mut buf = Vec::new();
@@ -208,13 +211,14 @@ impl Store {
                 "oci-layout" => c.saw_layout = true,
                 "index.json" => {
                     let buf = read_small(&mut entry, "index.json", size)?;
-                    c.index = Some(serde_json::from_slice(&buf).map_err(|source| {
-                        StoreError::Json {
-                            what: "archive index",
-                            path: "index.json".into(),
-                            source,
-                        }
-                    })?);
+                    c.index =
+                        Some(
+                            serde_json::from_slice(&buf).map_err(|source| StoreError::Json {
+                                what: "archive index",
+                                path: "index.json".into(),
+                                source,
+                            })?,
+                        );
                 }
                 "manifest.json" => {
                     c.docker_manifest = Some(read_small(&mut entry, "manifest.json", size)?);

@@ -242,7 +242,9 @@ impl Store {
         }
         let mut file = self.open_archive_file(f)?;
         let mut magic = [0u8; 4];
-        let n = file.read(&mut magic).map_err(|e| arch_err(path, e.to_string()))?;
+        let n = file
+            .read(&mut magic)
+            .map_err(|e| arch_err(path, e.to_string()))?;
         let compression = match &magic[..n] {
             [0x1f, 0x8b, ..] => Compression::Gzip,
             [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
@@ -310,7 +312,10 @@ impl Store {
                 Entry {
                     config: format!("{}.json", img.id().hex()),
                     repo_tags: tag.map(|t| vec![t]),
-                    layers: diff_ids.iter().map(|d| format!("{}.tar", d.hex())).collect(),
+                    layers: diff_ids
+                        .iter()
+                        .map(|d| format!("{}.tar", d.hex()))
+                        .collect(),
                 },
             ));
         }
