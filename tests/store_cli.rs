@@ -432,6 +432,19 @@ fn podman_and_box_exchange_docker_and_oci_archives_both_ways() {
         names.iter().any(|n| n == "manifest.json") && !names.iter().any(|n| n == "index.json"),
         "{names:?}"
     );
+    // `box save x | gzip` (or zstd) loads as it is, from stdin, as docker load takes it.
+    for (tool, ext) in [("gzip", "gz"), ("zstd", "zst")] {
+        if !common::have_tool(tool) {
+            continue;
+        }
+        run(Command::new(tool).args(["-k", "-q"]).arg(&default));
+        let packed = t.path().join(format!("default.tar.{ext}"));
+        let store = t.path().join(format!("store-{ext}"));
+        let out = run(boxcmd(&store)
+            .arg("load")
+            .stdin(fs::File::open(&packed).unwrap()));
+        assert_eq!(out.trim(), format!("Loaded image: {name}"), "{tool}");
+    }
     // --compression-format is the OCI archive's: docker archives hold uncompressed tars.
     let out = boxcmd(&store)
         .args(["save", "--compression-format", "zstd", name, "-o"])

@@ -8,7 +8,7 @@
 //! hostile archive therefore leaves no tag and at most unreferenced blobs for prune.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use super::index::REF_NAME;
 use super::{Result, Store, StoreError, io_err};
@@ -154,7 +154,16 @@ impl Store {
     /// `manifest.json`). The format is known only at the end of the stream (podman writes
     /// `manifest.json` last), so both are collected in one pass.
     pub fn load_archive(&self, r: impl Read) -> Result<Vec<Loaded>> {
-        let c = self.collect_archive(r)?;
+        // `docker save x | gzip` is common, and docker load takes it: sniff the magic.
+        let mut r = std::io::BufReader::with_capacity(1 << 20, r);
+        let head = r.fill_buf().map_err(|e| arch_err("read", e.to_string()))?;
+        let c = match head {
+            [0x1f, 0x8b, ..] => self.collect_archive(flate2::read::MultiGzDecoder::new(r))?,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => self.collect_archive(
+                zstd::Decoder::with_buffer(r).map_err(|e| arch_err("zstd", e.to_string()))?,
+            )?,
+            _ => self.collect_archive(r)?,
+        };
         let limits =
             crate::limits::Limits::from_env().map_err(|e| arch_err("load", e.to_string()))?;
         if c.index.is_some() {
