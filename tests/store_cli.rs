@@ -550,11 +550,22 @@ fn docker_archive_whose_layer_paths_escape_is_rejected_and_stores_nothing() {
     let (layer, diff_id) = layer_tar(b"hi\n");
     let config = config_json(&diff_id, 0);
     let files: &[(&str, &[u8])] = &[("config.json", &config), ("layer.tar", &layer)];
-    // The control: the same archive with an honest path loads.
+    // The controls: the same archive with an honest path loads, and so does one naming the
+    // layer through a link inside the archive (podman's `<id>/layer.tar -> ../<diff_id>.tar`).
     let good = docker_archive(t.path(), files, &[], &["layer.tar"]);
     run(boxcmd(&t.path().join("good"))
         .args(["load", "-i"])
         .arg(&good));
+    let linked = docker_archive(
+        t.path(),
+        files,
+        &[("id/layer.tar", "../layer.tar")],
+        &["id/layer.tar"],
+    );
+    let out = run(boxcmd(&t.path().join("linked"))
+        .args(["load", "-i"])
+        .arg(&linked));
+    assert_eq!(out.trim(), "Loaded image: evil:latest");
 
     for path in ["../layer.tar", "/layer.tar", "x/../../layer.tar"] {
         let bad = docker_archive(t.path(), files, &[], &[path]);

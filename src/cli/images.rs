@@ -387,7 +387,7 @@ pub fn save(g: &Global, a: SaveArgs) -> CmdResult {
     use crate::store::archive::ArchiveFormat;
     let compression = match (a.format, a.compression_format) {
         (ArchiveFormat::DockerArchive, Some(_)) => bail!(
-            "--compression-format applies to --format oci-archive only: a docker archive's \
+            "--compression-format applies to --format oci-archive only (add it): a docker archive's \
              layers are uncompressed tars"
         ),
         (_, c) => c.unwrap_or_default(),

@@ -390,3 +390,45 @@ fn decompress(c: Compression, r: File, w: &mut dyn Write) -> std::io::Result<u64
         Compression::Zstd => std::io::copy(&mut zstd::Decoder::with_buffer(r)?, w),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_paths_stay_inside_the_archive() {
+        assert_eq!(member_path("layer", "./a/b.tar").unwrap(), "a/b.tar");
+        assert_eq!(member_path("layer", "a//./b.tar").unwrap(), "a/b.tar");
+        for bad in ["../a.tar", "/a.tar", "a/../../a.tar", "a/../b.tar", "", "."] {
+            let e = member_path("layer", bad).unwrap_err().to_string();
+            assert!(e.contains("leaves the archive"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn links_resolve_inside_the_archive_only() {
+        let mut c = Collected::default();
+        c.files.insert(
+            "x.tar".into(),
+            ArchiveFile::Stored {
+                digest: Digest::of_bytes(b"x"),
+                size: 1,
+            },
+        );
+        c.links
+            .insert("id/layer.tar".into(), normalise("id/../x.tar"));
+        c.links.insert("loop".into(), Some("loop".into()));
+        c.links.insert("out".into(), None);
+        assert_eq!(c.file("layer", "id/layer.tar").unwrap().size(), 1);
+        assert_eq!(c.key("id/layer.tar"), "x.tar");
+        assert!(
+            c.file("layer", "loop")
+                .err()
+                .expect("refused")
+                .to_string()
+                .contains("missing")
+        );
+        let e = c.file("layer", "out").err().expect("refused").to_string();
+        assert!(e.contains("leaves the archive"), "{e}");
+    }
+}
