@@ -631,3 +631,63 @@ fn docker_archive_with_a_config_above_the_cap_is_rejected_and_stores_nothing() {
         .arg(&archive));
     run(boxcmd(&store).args(["inspect", "evil"]));
 }
+
+/// What `docker save` writes since Docker 25: an OCI layout whose index.json names the image in
+/// containerd's annotation and only its tag in ref.name, plus a `manifest.json` for older
+/// loaders. Made from skopeo's archive by rewriting those two files (Docker is not installed).
+#[test]
+fn docker_25_archive_loads_under_its_full_name_not_its_tag() {
+    if !need_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let src = make_archive(t.path(), "busybox:latest");
+    let mut out = tar::Builder::new(Vec::new());
+    let mut ar = tar::Archive::new(fs::File::open(&src).unwrap());
+    let mut manifest_digest = String::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if path == "index.json" {
+            let mut idx: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            let m = &mut idx["manifests"][0];
+            manifest_digest = m["digest"].as_str().unwrap().to_string();
+            m["annotations"] = serde_json::json!({
+                "io.containerd.image.name": "docker.io/library/busybox:latest",
+                "org.opencontainers.image.ref.name": "latest",
+            });
+            data = serde_json::to_vec(&idx).unwrap();
+        }
+        let mut h = e.header().clone();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.append_data(&mut h, &path, &data[..]).unwrap();
+    }
+    let docker_manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", "0".repeat(64)),
+        "RepoTags": ["busybox:latest"],
+        "Layers": [],
+    }]))
+    .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(docker_manifest.len() as u64);
+    h.set_mode(0o644);
+    out.append_data(&mut h, "manifest.json", &docker_manifest[..])
+        .unwrap();
+    let archive = t.path().join("docker25.tar");
+    fs::write(&archive, out.into_inner().unwrap()).unwrap();
+
+    let store = t.path().join("store");
+    let out = run(boxcmd(&store).args(["load", "-i"]).arg(&archive));
+    assert_eq!(out.trim(), "Loaded image: busybox:latest");
+    let images = run(boxcmd(&store).args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    assert_eq!(images.trim(), "busybox:latest");
+    // The index entry keeps only boxkit's tag annotation: no stale containerd name.
+    let index = fs::read_to_string(store.join("index.json")).unwrap();
+    assert!(
+        index.contains(&manifest_digest) && !index.contains("io.containerd"),
+        "{index}"
+    );
+}

@@ -22,6 +22,9 @@ pub struct Loaded {
     pub image_id: Digest,
 }
 
+/// The annotation containerd (and so `docker save` since Docker 25) names an image with.
+const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
+
 pub(super) fn arch_err(what: impl Into<String>, why: impl Into<String>) -> StoreError {
     StoreError::Archive {
         what: what.into(),
@@ -289,7 +292,13 @@ impl Store {
         for d in &index.manifests {
             let (manifest_desc, image_id) = self.check_complete(d)?;
             self.check_config_size(&image_id, limits.max_config_size)?;
-            let name = match d.annotations.get(REF_NAME) {
+            // Docker ≥ 25 puts the full name in containerd's annotation and only the tag in
+            // ref.name (moby's image/tarexport/save.go): "latest" is not the image's name.
+            let name = match d
+                .annotations
+                .get(CONTAINERD_IMAGE_NAME)
+                .or_else(|| d.annotations.get(REF_NAME))
+            {
                 Some(n) => Some(
                     n.parse::<Reference>()
                         .map_err(|e| arch_err(format!("ref.name {n:?}"), e.to_string()))?,
@@ -335,7 +344,9 @@ impl Store {
             }
         }
         let mut desc = d.clone();
+        // The names become tags; kept on the entry, a stale one would travel with `box save`.
         desc.annotations.remove(REF_NAME);
+        desc.annotations.remove(CONTAINERD_IMAGE_NAME);
         Ok((desc, m.config.digest))
     }
 
