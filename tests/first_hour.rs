@@ -33,7 +33,7 @@ COPY hello.sh /hello.sh\n\
 CMD [\"sh\", \"/hello.sh\"]\n";
 
 const HELLO: &str = "echo hello from the first hour\ncat /built.txt\n\
-echo kept > /tmp/result.txt\n";
+echo kept > /result.txt\n";
 
 struct Hour {
     who: Who,
@@ -238,11 +238,6 @@ fn first_hour(who: Who) {
         logs, "hello from the first hour\nbuilt-by-boxbuild\n",
         "{label}"
     );
-    // TODO(lead): `box cp` is not on main yet (cp15 adds it). Once it is, copy the file the
-    // job wrote out of the exited container and check it:
-    //   h.ok("box", &["cp", &format!("{job}:/tmp/result.txt"), "result.txt"]);
-    //   assert_eq!(std::fs::read_to_string(h.home().join("result.txt")).unwrap(), "kept\n");
-
     // A long-running one: ps shows it, stop ends it (sh as pid 1 ignores SIGTERM: SIGKILL
     // after the timeout, 137), and ps no longer does.
     h.ok(
@@ -254,6 +249,7 @@ fn first_hour(who: Who) {
         ps.lines().any(|l| l.starts_with(&format!("{server} Up"))),
         "{label}: {ps}"
     );
+    cp_step(&h, job, server);
     assert_eq!(
         h.ok("box", &["stop", "-t", "1", server]).trim(),
         server,
@@ -282,6 +278,41 @@ fn first_hour(who: Who) {
     assert_eq!(
         blobs, 0,
         "{label}: prune -a and builder prune -a left blobs"
+    );
+}
+
+/// `box cp` out of the exited job (the file its command wrote) and both ways with the running
+/// server.
+///
+/// TODO(lead): `box cp` was not on main when this was written (cp15 adds it): until it is, the
+/// installed `box` has no `cp` and this step only says so. Once cp15 is merged, delete the
+/// `has_cp` check so that a missing `box cp` fails the test.
+fn cp_step(h: &Hour, job: &str, server: &str) {
+    let label = h.who.label();
+    let has_cp = h.run("box", &["cp", "--help"]).status.success();
+    if !has_cp {
+        eprintln!("TODO(lead): {label}: the installed box has no `cp`; the cp step did not run");
+        return;
+    }
+    let home = h.home();
+    h.ok("box", &["cp", &format!("{job}:/result.txt"), "result.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(home.join("result.txt")).unwrap(),
+        "kept\n",
+        "{label}"
+    );
+    h.ok(
+        "box",
+        &["cp", "hello/hello.sh", &format!("{server}:/copied-in.sh")],
+    );
+    h.ok(
+        "box",
+        &["cp", &format!("{server}:/copied-in.sh"), "copied-back.sh"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("copied-back.sh")).unwrap(),
+        HELLO,
+        "{label}"
     );
 }
 
