@@ -32,8 +32,7 @@ RUN echo built-by-boxbuild > /built.txt\n\
 COPY hello.sh /hello.sh\n\
 CMD [\"sh\", \"/hello.sh\"]\n";
 
-const HELLO: &str = "echo hello from the first hour\ncat /built.txt\n\
-echo kept > /result.txt\n";
+const HELLO: &str = "echo hello from the first hour\ncat /built.txt\n";
 
 struct Hour {
     who: Who,
@@ -281,8 +280,8 @@ fn first_hour(who: Who) {
     );
 }
 
-/// `box cp` out of the exited job (the file its command wrote) and both ways with the running
-/// server.
+/// `box cp` out of the exited job (a file its image's RUN step made; what its command wrote
+/// went with its writable layer, a tmpfs) and both ways with the running server.
 ///
 /// TODO(lead): `box cp` was not on main when this was written (cp15 adds it): until it is, the
 /// installed `box` has no `cp` and this step only says so. Once cp15 is merged, delete the
@@ -295,10 +294,10 @@ fn cp_step(h: &Hour, job: &str, server: &str) {
         return;
     }
     let home = h.home();
-    h.ok("box", &["cp", &format!("{job}:/result.txt"), "result.txt"]);
+    h.ok("box", &["cp", &format!("{job}:/built.txt"), "built.txt"]);
     assert_eq!(
-        std::fs::read_to_string(home.join("result.txt")).unwrap(),
-        "kept\n",
+        std::fs::read_to_string(home.join("built.txt")).unwrap(),
+        "built-by-boxbuild\n",
         "{label}"
     );
     h.ok(
