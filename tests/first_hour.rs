@@ -326,3 +326,32 @@ fn first_hour_as_an_unprivileged_user() {
     let Some(who) = Who::with_range() else { return };
     first_hour(who);
 }
+
+/// The install only copies the suite's binaries while a normal build resolves the same
+/// features as the test build (see the getrandom line in Cargo.toml): a dev-dependency that
+/// turns on a feature of a normal one makes `cargo install` build boxkit again (minutes on CI).
+#[test]
+fn a_normal_build_resolves_the_same_features_as_the_test_build() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let tree = |edges: &str| -> std::collections::BTreeSet<String> {
+        let o = Command::new(&cargo)
+            .args(["tree", "--offline", "--locked", "--prefix", "none"])
+            .args(["-f", "{p} {f}", "-e", edges])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "cargo tree: {}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| l.trim_end_matches(" (*)").to_string())
+            .collect()
+    };
+    let normal = tree("normal,build");
+    let with_dev = tree("normal,build,dev");
+    let differ: Vec<&String> = normal.difference(&with_dev).collect();
+    assert!(
+        differ.is_empty(),
+        "these packages get other features in the test build, so `cargo install` after the \
+         suite compiles boxkit again; turn the same features on in [dependencies]: {differ:?}"
+    );
+}
