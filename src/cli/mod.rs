@@ -92,9 +92,9 @@ pub enum BoxCommand {
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
-    /// Load images from an OCI archive (a tar of an OCI image layout)
+    /// Load images from a docker archive or an OCI archive (the format is detected)
     Load(LoadArgs),
-    /// Save images to an OCI archive (a tar of an OCI image layout)
+    /// Save images to a docker archive (the default) or an OCI archive (--format)
     Save(SaveArgs),
     /// Log in to a registry
     Login(LoginArgs),
