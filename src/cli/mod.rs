@@ -18,6 +18,7 @@ pub mod build;
 pub use args::*;
 mod completion;
 pub mod containers;
+mod cp;
 pub mod dev;
 mod filter;
 mod fmt;
@@ -108,6 +109,8 @@ pub enum BoxCommand {
     Logs(LogsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Copy files between a container and the host (`-` for a tar stream)
+    Cp(cp::CpArgs),
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Kill one or more running containers
@@ -389,6 +392,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Wait(a) => lifecycle::wait(&g, a),
         BoxCommand::Rename(a) => lifecycle::rename(&g, a),
         BoxCommand::Exec(a) => containers::exec(&g, a),
+        BoxCommand::Cp(a) => cp::cp(&g, a),
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),

@@ -16,6 +16,7 @@
 //! Layers come from [`crate::store::Store::unpack_layers`], unpacked once and shared.
 
 pub mod config;
+pub mod cp;
 pub mod detach;
 pub mod exec;
 pub mod logs;
