@@ -25,6 +25,8 @@ pub mod mounts;
 pub mod populate;
 pub mod runflags;
 pub mod state;
+pub mod stats;
+pub mod top;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
