@@ -254,6 +254,13 @@ pub fn copy_in(st: &State, from: &HostEnd, dest: &str, o: CpOptions) -> Result<(
     })?;
     let placement = match ctl.recv() {
         Some(Msg::Place(p)) => p,
+        Some(Msg::Fail(msg)) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+            return Err(CpError::InContainer {
+                id: st.name.clone(),
+                msg,
+            });
+        }
         _ => {
             drop(data_w);
             return finish(&st.name, &mut ctl, child);
