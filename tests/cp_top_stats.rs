@@ -196,21 +196,74 @@ fn cp_dash_streams_a_tar_both_ways() {
 }
 
 #[test]
-fn cp_on_a_container_that_is_not_running_says_why() {
+fn cp_works_on_a_container_that_is_not_running() {
     let Some(all) = Who::all() else { return };
     for who in all {
+        // Out of a foreground container that exited: its image's files.
         let name = unique("cp-stopped");
         let _c = Cleanup(&who, name.clone());
         let o = who.boxrun(&["--name", &name, "--network", "none", "busybox", "true"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let d = dir(&who);
-        let o = who.box_(&[
-            "cp",
-            &format!("{name}:/etc/passwd"),
-            d.path().to_str().unwrap(),
-        ]);
+        ok(
+            &who,
+            &[
+                "cp",
+                &format!("{name}:/etc/passwd"),
+                d.path().to_str().unwrap(),
+            ],
+        );
+        let passwd = std::fs::read_to_string(d.path().join("passwd")).unwrap();
+        assert!(passwd.starts_with("root:"), "{passwd}");
+        // In: refused while it keeps no writable layer (a foreground run's was a tmpfs).
+        let f = d.path().join("passwd");
+        let o = who.box_(&["cp", f.to_str().unwrap(), &format!("{name}:/tmp/")]);
         assert_ne!(o.status.code(), Some(0));
-        assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("keeps no writable layer"),
+            "{}",
+            stderr(&o)
+        );
+
+        // A detached container that exited keeps its writable layer (containers/<id>/upper):
+        // a copy in lands there and a copy out sees it, with container ids.
+        let kept = unique("cp-kept");
+        let _k = Cleanup(&who, kept.clone());
+        let o = who.boxrun(&[
+            "-d",
+            "--name",
+            &kept,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo made > /made",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        ok(&who, &["wait", &kept]);
+        let id = stdout(&ok(&who, &["inspect", "--format", "{{.Id}}", &kept]))
+            .trim()
+            .to_string();
+        let upper = boxrun_common::store(&who)
+            .join("containers")
+            .join(&id)
+            .join("upper");
+        if !upper.exists() {
+            // Before containers kept their layer, stand in for it as a start makes it.
+            std::fs::create_dir(&upper).unwrap();
+            let (u, g) = who.owner();
+            std::os::unix::fs::chown(&upper, Some(u), Some(g)).unwrap();
+        }
+        ok(
+            &who,
+            &["cp", f.to_str().unwrap(), &format!("{kept}:/etc/copied")],
+        );
+        let m = std::fs::symlink_metadata(upper.join("etc/copied")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((m.uid(), m.gid()), who.owner(), "{}", who.label());
+        let o = ok(&who, &["cp", &format!("{kept}:/etc/copied"), "-"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("root:"));
     }
 }
 

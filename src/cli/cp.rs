@@ -63,7 +63,6 @@ pub fn cp(g: &Global, a: CpArgs) -> CmdResult {
     };
     let store = open_store(g)?;
     let c = Containers::new(store.containers_dir());
-    drop(store);
     let id = c.resolve(name)?;
     let st = c
         .refresh(&id)?
@@ -73,13 +72,13 @@ pub fn cp(g: &Global, a: CpArgs) -> CmdResult {
         if src.is_empty() {
             bail!("empty source path in {:?}", a.src);
         }
-        cp::copy_out(&st, src, &host_end(&a.dest), o)?;
+        cp::copy_out(&store, &st, src, &host_end(&a.dest), o)?;
     } else {
         let dest = to.map_or("", |(_, p)| p);
         if dest.is_empty() {
             bail!("empty destination path in {:?}", a.dest);
         }
-        cp::copy_in(&st, &host_end(&a.src), dest, o)?;
+        cp::copy_in(&store, &st, &host_end(&a.src), dest, o)?;
     }
     Ok(0)
 }

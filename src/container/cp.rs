@@ -24,6 +24,7 @@
 
 mod place;
 mod side;
+mod stopped;
 mod walk;
 
 use std::io::Write;
@@ -39,6 +40,7 @@ use super::State;
 use crate::layer::extract::{ExtractMode, ExtractOptions, Ownership, extract_at};
 use crate::layer::tarwriter::TarWriter;
 use crate::layer::{Compression, ExtractError};
+use crate::store::Store;
 pub use place::{DestState, Placement, SrcInfo, place, spec};
 use side::{Ctl, Msg};
 
@@ -93,15 +95,56 @@ fn sys(op: &'static str) -> impl FnOnce(nix::Error) -> CpError {
     move |cause| CpError::Sys { op, cause }
 }
 
-/// The process whose root and user namespace the copy uses.
-fn target(st: &State) -> Result<i32> {
-    if !st.is_running() {
-        return Err(CpError::NotRunning(st.name.clone()));
+/// Whose files a copy works on.
+enum Target {
+    /// A running container's pid 1 (or its command, see `join_target`).
+    Running(i32),
+    Stopped(stopped::View),
+}
+
+fn target(store: &Store, st: &State, writing: bool) -> Result<Target> {
+    if st.is_running()
+        && let Some(pid) = st.init_pid()
+    {
+        return Ok(Target::Running(crate::run::exec::join_target(pid)));
     }
-    let pid = st
-        .init_pid()
-        .ok_or_else(|| CpError::NotRunning(st.name.clone()))?;
-    Ok(crate::run::exec::join_target(pid))
+    Ok(Target::Stopped(stopped::locate(store, st, writing)?))
+}
+
+/// In the child: take the container's ids and get its root.
+fn enter(t: &Target, ctl: &mut Ctl) -> std::result::Result<OwnedFd, String> {
+    match t {
+        Target::Running(pid) => side::join(*pid),
+        Target::Stopped(v) => stopped::enter(v, ctl),
+    }
+}
+
+/// The child's next message, serving its request for id maps on the way.
+fn recv(ctl: &mut Ctl, child: nix::unistd::Pid, t: &Target) -> Option<Msg> {
+    loop {
+        match ctl.recv() {
+            Some(Msg::MapMe) => {
+                if let Target::Stopped(stopped::View {
+                    root_map: Some(m), ..
+                }) = t
+                {
+                    match stopped::write_maps(child, *m) {
+                        Ok(()) => ctl.send(&Msg::Mapped),
+                        Err(e) => ctl.send(&Msg::Fail(format!("write id maps: {e}"))),
+                    }
+                } else {
+                    ctl.send(&Msg::Fail("no id maps to write".into()));
+                }
+            }
+            m => return m,
+        }
+    }
+}
+
+fn done(t: &Target) {
+    if let Target::Stopped(v) = t {
+        stopped::cleanup(v);
+    }
 }
 
 /// The pipe and control socket between the sides; the caller keeps its ends.
@@ -131,8 +174,8 @@ fn channels() -> Result<Channels> {
 }
 
 /// Wait for the child; its last message says how it ended.
-fn finish(id: &str, ctl: &mut Ctl, child: nix::unistd::Pid) -> Result<()> {
-    let last = ctl.recv();
+fn finish(id: &str, ctl: &mut Ctl, child: nix::unistd::Pid, t: &Target) -> Result<()> {
+    let last = recv(ctl, child, t);
     let _ = nix::sys::wait::waitpid(child, None);
     match last {
         Some(Msg::Done) => Ok(()),
@@ -174,14 +217,14 @@ fn parent_of(p: &str) -> String {
 /// The container side of a copy in: resolve DEST, tell the host side where the stream
 /// goes, extract it.
 fn child_in(
-    pid: i32,
+    t: &Target,
     src: Option<&SrcInfo>,
     dest: &str,
     o: CpOptions,
     ctl: &mut Ctl,
     data: OwnedFd,
 ) -> std::result::Result<(), String> {
-    let root = side::join(pid)?;
+    let root = enter(t, ctl)?;
     let d = spec(dest);
     let state = match walk::open_start(root.as_fd(), Path::new(&d.path), true, true) {
         Ok(s) if s.is_dir() => DestState::Dir,
@@ -214,8 +257,14 @@ fn child_in(
 }
 
 /// `box cp SRC|- CONTAINER:DEST`.
-pub fn copy_in(st: &State, from: &HostEnd, dest: &str, o: CpOptions) -> Result<()> {
-    let pid = target(st)?;
+pub fn copy_in(store: &Store, st: &State, from: &HostEnd, dest: &str, o: CpOptions) -> Result<()> {
+    let t = target(store, st, true)?;
+    let r = copy_in_to(&t, st, from, dest, o);
+    done(&t);
+    r
+}
+
+fn copy_in_to(t: &Target, st: &State, from: &HostEnd, dest: &str, o: CpOptions) -> Result<()> {
     // The host source first: a missing one fails before the container is touched.
     let host = match from {
         HostEnd::Stream => None,
@@ -245,14 +294,14 @@ pub fn copy_in(st: &State, from: &HostEnd, dest: &str, o: CpOptions) -> Result<(
     } = ch;
     let parents = [data_w.as_raw_fd(), ctl_host.as_raw_fd()];
     let child = side::fork_child(ctl_child, &parents, move |ctl| {
-        child_in(pid, info.as_ref(), dest, o, ctl, data_r)
+        child_in(t, info.as_ref(), dest, o, ctl, data_r)
     })
     .map_err(sys("fork"))?;
     let mut ctl = Ctl::new(ctl_host).map_err(|e| CpError::Sys {
         op: "socket",
         cause: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     })?;
-    let placement = match ctl.recv() {
+    let placement = match recv(&mut ctl, child, t) {
         Some(Msg::Place(p)) => p,
         Some(Msg::Fail(msg)) => {
             let _ = nix::sys::wait::waitpid(child, None);
@@ -263,7 +312,7 @@ pub fn copy_in(st: &State, from: &HostEnd, dest: &str, o: CpOptions) -> Result<(
         }
         _ => {
             drop(data_w);
-            return finish(&st.name, &mut ctl, child);
+            return finish(&st.name, &mut ctl, child, t);
         }
     };
     let mut out = std::fs::File::from(data_w);
@@ -284,7 +333,7 @@ pub fn copy_in(st: &State, from: &HostEnd, dest: &str, o: CpOptions) -> Result<(
     };
     let _ = out.flush();
     drop(out);
-    let r = finish(&st.name, &mut ctl, child);
+    let r = finish(&st.name, &mut ctl, child, t);
     match (r, produced) {
         (Err(e), _) => Err(e),
         (Ok(()), Err(cause)) => Err(CpError::Host {
@@ -301,14 +350,14 @@ pub fn copy_in(st: &State, from: &HostEnd, dest: &str, o: CpOptions) -> Result<(
 
 /// The container side of a copy out: resolve SRC, report it, walk it into the pipe.
 fn child_out(
-    pid: i32,
+    t: &Target,
     src: &str,
     o: CpOptions,
     for_host: bool,
     ctl: &mut Ctl,
     data: OwnedFd,
 ) -> std::result::Result<(), String> {
-    let root = side::join(pid)?;
+    let root = enter(t, ctl)?;
     let s = spec(src);
     let start = walk::open_start(root.as_fd(), Path::new(&s.path), true, o.follow_link).map_err(
         |e| match e.raw_os_error() {
@@ -397,8 +446,14 @@ fn consume_out(to: &HostEnd, p: &Placement, data: OwnedFd, id: &str) -> Result<(
 }
 
 /// `box cp CONTAINER:SRC DEST|-`.
-pub fn copy_out(st: &State, src: &str, to: &HostEnd, o: CpOptions) -> Result<()> {
-    let pid = target(st)?;
+pub fn copy_out(store: &Store, st: &State, src: &str, to: &HostEnd, o: CpOptions) -> Result<()> {
+    let t = target(store, st, false)?;
+    let r = copy_out_of(&t, st, src, to, o);
+    done(&t);
+    r
+}
+
+fn copy_out_of(t: &Target, st: &State, src: &str, to: &HostEnd, o: CpOptions) -> Result<()> {
     let dest_state = match to {
         HostEnd::Path(p) => Some(host_dest(p)?),
         HostEnd::Stream => None,
@@ -413,14 +468,14 @@ pub fn copy_out(st: &State, src: &str, to: &HostEnd, o: CpOptions) -> Result<()>
     let parents = [data_r.as_raw_fd(), ctl_host.as_raw_fd()];
     // data_w moves into the closure: the parent's copy closes when the closure is dropped.
     let child = side::fork_child(ctl_child, &parents, move |ctl| {
-        child_out(pid, src, o, for_host, ctl, data_w)
+        child_out(t, src, o, for_host, ctl, data_w)
     })
     .map_err(sys("fork"))?;
     let mut ctl = Ctl::new(ctl_host).map_err(|e| CpError::Sys {
         op: "socket",
         cause: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     })?;
-    let info = match ctl.recv() {
+    let info = match recv(&mut ctl, child, t) {
         Some(Msg::Src(i)) => i,
         Some(Msg::Fail(msg)) => {
             let _ = nix::sys::wait::waitpid(child, None);
@@ -429,7 +484,7 @@ pub fn copy_out(st: &State, src: &str, to: &HostEnd, o: CpOptions) -> Result<()>
                 msg,
             });
         }
-        _ => return finish(&st.name, &mut ctl, child),
+        _ => return finish(&st.name, &mut ctl, child, t),
     };
     let placement = match (to, dest_state) {
         (HostEnd::Path(p), Some(ds)) => place(Some(&info), ds, &p.to_string_lossy()),
@@ -452,7 +507,7 @@ pub fn copy_out(st: &State, src: &str, to: &HostEnd, o: CpOptions) -> Result<()>
     };
     ctl.send(&Msg::Place(placement.clone()));
     let consumed = consume_out(to, &placement, data_r, &st.name);
-    let r = finish(&st.name, &mut ctl, child);
+    let r = finish(&st.name, &mut ctl, child, t);
     // The child's error explains a broken stream better than the stream's end does.
     r.and(consumed)
 }

@@ -34,6 +34,10 @@ pub enum Msg {
     Src(SrcInfo),
     /// Where the stream goes (copy in: decided by the child; copy out: by the host side).
     Place(Placement),
+    /// Root, stopped container: the child is in its new user namespace; map it.
+    MapMe,
+    /// The maps are written.
+    Mapped,
     /// Finished.
     Done,
     /// Failed, with the message for the user.
@@ -94,18 +98,23 @@ pub fn join(pid: i32) -> Result<OwnedFd, String> {
         nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER)
             .map_err(|e| format!("join the container's user namespace: {e}"))?;
     }
-    let root_id = (Gid::from_raw(0), Uid::from_raw(0));
-    nix::unistd::setresgid(root_id.0, root_id.0, root_id.0)
+    become_root()?;
+    Ok(root)
+}
+
+/// Become root of the user namespace just joined: uid and gid 0, no supplementary groups.
+pub fn become_root() -> Result<(), String> {
+    let (gid, uid) = (Gid::from_raw(0), Uid::from_raw(0));
+    nix::unistd::setresgid(gid, gid, gid)
         .map_err(|e| format!("become the container's root group: {e}"))?;
     // Host groups must not travel into the container's files' permission checks. Refused
     // only where setgroups is denied in the namespace (one mapped id), where there are none
     // worth dropping.
     let _ = nix::unistd::setgroups(&[]);
-    nix::unistd::setresuid(root_id.1, root_id.1, root_id.1)
+    nix::unistd::setresuid(uid, uid, uid)
         .map_err(|e| format!("become the container's root: {e}"))?;
     // The id change reset dumpability to the system default; make sure.
-    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))?;
-    Ok(root)
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("set non-dumpable: {e}"))
 }
 
 /// The number of ids mapped in this process's user namespace (uids and gids alike): ids at
