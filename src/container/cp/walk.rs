@@ -13,6 +13,7 @@ use std::path::Path;
 
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::statfs::{self, FsType};
 use tar::EntryType;
 
 use crate::layer::tarwriter::{TarEntry, TarWriter};
@@ -29,21 +30,23 @@ pub struct WalkOptions {
 
 /// Filesystems a copy does not descend into: their files are the kernel's, not the
 /// container's (and reading some of them has effects or never ends).
-const SKIP_FS: [i64; 10] = [
-    0x9fa0,      // proc
-    0x6265_6572, // sysfs
-    0x1cd1,      // devpts
-    0x0027_e0eb, // cgroup
-    0x6367_7270, // cgroup2
-    0x1980_0202, // mqueue
-    0x6462_6720, // debugfs
-    0x7363_6673, // securityfs
-    0x7472_6163, // tracefs
-    0xcafe_4a11, // bpf
+const SKIP_FS: [FsType; 11] = [
+    statfs::PROC_SUPER_MAGIC,
+    statfs::SYSFS_MAGIC,
+    statfs::DEVPTS_SUPER_MAGIC,
+    statfs::CGROUP_SUPER_MAGIC,
+    statfs::CGROUP2_SUPER_MAGIC,
+    statfs::DEBUGFS_MAGIC,
+    statfs::SECURITYFS_MAGIC,
+    statfs::TRACEFS_MAGIC,
+    statfs::BPF_FS_MAGIC,
+    statfs::SELINUX_MAGIC,
+    // mqueue (not among nix's constants)
+    FsType(0x1980_0202),
 ];
 
 fn skipped_fs(fd: BorrowedFd) -> bool {
-    nix::sys::statfs::fstatfs(fd).is_ok_and(|s| SKIP_FS.contains(&(s.filesystem_type().0 as i64)))
+    statfs::fstatfs(fd).is_ok_and(|s| SKIP_FS.contains(&s.filesystem_type()))
 }
 
 fn errno(e: nix::Error) -> io::Error {
