@@ -19,8 +19,8 @@
 //!   extracts it as the caller (owners are the caller's, setuid/setgid bits dropped: a
 //!   container must not hand root a setuid binary), or writes the tar to stdout.
 //!
-//! A container that is not running has no files to copy: boxkit keeps a container's writes on
-//! a tmpfs that ends with it, and its image is what `box run` starts from again.
+//! A container that is not running is copied from a detached overlay of its image's layers
+//! and, where it keeps one, its writable layer ([`stopped`]), with the same two sides.
 
 mod place;
 mod side;
@@ -46,11 +46,13 @@ use side::{Ctl, Msg};
 
 #[derive(Debug, Error)]
 pub enum CpError {
-    #[error(
-        "container {0} is not running: boxkit keeps a container's files only while it runs \
-         (its writes live on a tmpfs that ends with it); copy from its image with `box run`"
-    )]
-    NotRunning(String),
+    #[error("prepare the copy: {0}")]
+    Setup(String),
+    #[error("{op}: {cause}")]
+    Io {
+        op: &'static str,
+        cause: std::io::Error,
+    },
     #[error("{0}")]
     Place(String),
     #[error("{op} {}: {cause}", path.display())]
@@ -156,14 +158,12 @@ struct Channels {
 }
 
 fn channels() -> Result<Channels> {
-    crate::run::exec::harden().map_err(|e| CpError::InContainer {
-        id: String::new(),
-        msg: e.to_string(),
-    })?;
+    // Before anything looks at the container: its processes must not reach ours.
+    crate::run::exec::harden().map_err(|e| CpError::Setup(e.to_string()))?;
     let (data_r, data_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
-    let (ctl_host, ctl_child) = UnixStream::pair().map_err(|e| CpError::Sys {
+    let (ctl_host, ctl_child) = UnixStream::pair().map_err(|e| CpError::Io {
         op: "socketpair",
-        cause: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        cause: e,
     })?;
     Ok(Channels {
         data_r,
@@ -297,9 +297,9 @@ fn copy_in_to(t: &Target, st: &State, from: &HostEnd, dest: &str, o: CpOptions) 
         child_in(t, info.as_ref(), dest, o, ctl, data_r)
     })
     .map_err(sys("fork"))?;
-    let mut ctl = Ctl::new(ctl_host).map_err(|e| CpError::Sys {
+    let mut ctl = Ctl::new(ctl_host).map_err(|e| CpError::Io {
         op: "socket",
-        cause: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        cause: e,
     })?;
     let placement = match recv(&mut ctl, child, t) {
         Some(Msg::Place(p)) => p,
@@ -471,9 +471,9 @@ fn copy_out_of(t: &Target, st: &State, src: &str, to: &HostEnd, o: CpOptions) ->
         child_out(t, src, o, for_host, ctl, data_w)
     })
     .map_err(sys("fork"))?;
-    let mut ctl = Ctl::new(ctl_host).map_err(|e| CpError::Sys {
+    let mut ctl = Ctl::new(ctl_host).map_err(|e| CpError::Io {
         op: "socket",
-        cause: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        cause: e,
     })?;
     let info = match recv(&mut ctl, child, t) {
         Some(Msg::Src(i)) => i,

@@ -126,8 +126,7 @@ impl<W: Write> Walker<'_, W> {
                 self.dir(dir, &start.stat, name)
             }
             SFlag::S_IFREG => {
-                // O_PATH cannot be read: reopen "the same inode" through /proc would be a
-                // magic link; the object is reopened by its own descriptor's path instead.
+                // An O_PATH descriptor cannot be read: reopened, and checked to be the same.
                 let f = reopen_file(start.fd.as_fd(), &start.stat)?;
                 self.file(f, &start.stat, name)
             }
