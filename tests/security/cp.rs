@@ -301,3 +301,78 @@ fn files_copied_in_get_container_ids_and_copies_out_lose_setuid() {
         assert_eq!(m.uid(), caller);
     }
 }
+
+#[test]
+fn a_stopped_container_s_planted_symlinks_resolve_inside_it_too() {
+    for env in envs() {
+        let canary = Canary::plant_writable();
+        let name = unique("cp-stopped-links");
+        let o = crate::support::boxrun(
+            &env,
+            &[
+                "-d",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                "busybox",
+                "true",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let _gone = Detached {
+            env: &env,
+            name: name.clone(),
+        };
+        let o = box_(&env, &["wait", &name]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let id = stdout(&box_(&env, &["inspect", "--format", "{{.Id}}", &name]))
+            .trim()
+            .to_string();
+        // Its writable layer holds links to the host canary, as the container would have
+        // left them (made here directly where the layer is not kept yet).
+        let upper = env.store().join("containers").join(&id).join("upper");
+        let (uid, gid) = match &env.who {
+            Who::Root => (
+                crate::common::users::ROOT_RANGE.0,
+                crate::common::users::ROOT_RANGE.0,
+            ),
+            Who::User(u) => (u.uid, u.gid),
+        };
+        if !upper.exists() {
+            std::fs::create_dir(&upper).unwrap();
+            std::os::unix::fs::chown(&upper, Some(uid), Some(gid)).unwrap();
+        }
+        std::os::unix::fs::symlink(&canary.dir, upper.join("hostdir")).unwrap();
+        std::os::unix::fs::symlink(&canary.file, upper.join("hostfile")).unwrap();
+        for l in ["hostdir", "hostfile"] {
+            std::os::unix::fs::lchown(upper.join(l), Some(uid), Some(gid)).unwrap();
+        }
+        let dest = dest_dir(&env);
+        let d = dest.path().to_str().unwrap();
+        let o = box_(&env, &["cp", &format!("{name}:/hostdir/file"), d]);
+        assert_failed_with(&o, &["no such file"]);
+        let o = box_(&env, &["cp", "-L", &format!("{name}:/hostfile"), d]);
+        assert_failed_with(&o, &["no such file"]);
+        for (p, content) in files_below(dest.path()) {
+            assert_ne!(content, b"canary\n", "host content copied into {p}");
+        }
+        // Writes through the links stay inside: the canary's path does not exist there.
+        let src = dest.path().join("src");
+        std::fs::write(&src, "x\n").unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let o = box_(
+            &env,
+            &["cp", src.to_str().unwrap(), &format!("{name}:/hostdir/")],
+        );
+        assert!(!o.status.success(), "{}", stderr(&o));
+        let o = box_(
+            &env,
+            &["cp", src.to_str().unwrap(), &format!("{name}:/hostfile")],
+        );
+        // Replaces the link in the container (docker's rule for an existing destination that
+        // resolves nowhere): the host file is never written.
+        let _ = o;
+        canary.assert_untouched();
+    }
+}
