@@ -188,6 +188,18 @@ fn cp_dash_streams_a_tar_both_ways() {
         let o = box_with_stdin(&who, &["cp", "-", &format!("{name}:/in")], &tar.stdout);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert_eq!(exec(&who, &name, "cat /in/deep/file"), "from tar\n");
+        // A compressed stream too, as docker takes it.
+        let gz = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -czf - -C {} deep",
+                t.path().join("src").display()
+            ))
+            .output()
+            .unwrap();
+        let o = box_with_stdin(&who, &["cp", "-", &format!("{name}:/d")], &gz.stdout);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(exec(&who, &name, "cat /d/deep/file"), "from tar\n");
         // The destination of a stream must be an existing directory.
         let o = box_with_stdin(&who, &["cp", "-", &format!("{name}:/nope")], &tar.stdout);
         assert_ne!(o.status.code(), Some(0));

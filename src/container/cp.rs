@@ -250,10 +250,25 @@ fn child_in(
         workers: Some(0),
         ..ExtractOptions::default()
     };
-    let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::from(data));
-    extract_at(input, Compression::None, dir.as_fd(), &opts)
+    let mut input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::from(data));
+    // A stream from stdin may be compressed, as docker accepts it; boxkit's own is plain.
+    let compression = if src.is_none() {
+        sniff(&mut input)
+    } else {
+        Compression::None
+    };
+    extract_at(input, compression, dir.as_fd(), &opts)
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// gzip or zstd by their magic numbers, else a plain tar.
+fn sniff(r: &mut impl std::io::BufRead) -> Compression {
+    match r.fill_buf() {
+        Ok([0x1f, 0x8b, ..]) => Compression::Gzip,
+        Ok([0x28, 0xb5, 0x2f, 0xfd, ..]) => Compression::Zstd,
+        _ => Compression::None,
+    }
 }
 
 /// `box cp SRC|- CONTAINER:DEST`.
