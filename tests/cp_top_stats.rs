@@ -430,3 +430,45 @@ fn stats_streams_a_reading_every_second_until_stopped() {
         assert!((2..=4).contains(&n), "{n} readings in 3.5 s: {out}");
     }
 }
+
+#[test]
+fn cp_and_top_reach_a_container_whose_pid_1_is_boxkits_init() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let name = unique("cp-init");
+        let _c = Cleanup(&who, name.clone());
+        let o = who.boxrun(&[
+            "-d",
+            "--init",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo inside > /f; touch /ready; sleep 300",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        for _ in 0..100 {
+            if who
+                .box_(&["exec", &name, "test", "-e", "/ready"])
+                .status
+                .success()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let o = ok(&who, &["cp", &format!("{name}:/f"), "-"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("inside"));
+        let d = dir(&who);
+        let f = d.path().join("g");
+        std::fs::write(&f, "g\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        ok(&who, &["cp", f.to_str().unwrap(), &format!("{name}:/g")]);
+        assert_eq!(exec(&who, &name, "cat /g"), "g\n");
+        let out = stdout(&ok(&who, &["top", &name]));
+        assert!(out.contains("sleep 300"), "{out}");
+    }
+}
