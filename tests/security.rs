@@ -40,6 +40,8 @@ mod owner_xattr;
 mod proc_exe;
 #[path = "security/proc_symlink.rs"]
 mod proc_symlink;
+#[path = "security/run_flags.rs"]
+mod run_flags;
 #[path = "security/seccomp.rs"]
 mod seccomp;
 #[path = "security/store_perms.rs"]

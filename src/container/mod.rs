@@ -64,6 +64,10 @@ pub enum ContainerError {
     SecurityOpt(String),
     #[error(transparent)]
     Seccomp(#[from] run::seccomp::SeccompError),
+    #[error(transparent)]
+    Agent(#[from] run::agent::AgentError),
+    #[error("{0}")]
+    Cidfile(String),
     #[error("invalid capability: {0}")]
     Caps(String),
     #[error("container {0} is not running")]
@@ -134,6 +138,10 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// Overrides the image's STOPSIGNAL.
     pub stop_signal: Option<i32>,
+    /// `-P`: publish the image's exposed ports and `expose` to random host ports.
+    pub publish_all: bool,
+    /// `--expose` ports (`80`, `53/udp`, `8000-8010`), in the image's `ExposedPorts` form.
+    pub expose: Vec<String>,
 }
 
 /// What `--security-opt` asked for.
@@ -192,6 +200,17 @@ pub fn prepare(
     tool: &ToolContext,
 ) -> Result<Prepared> {
     let image = registry::ensure_image(store, &o.image, &o.pull)?;
+    let with_all;
+    let o = if o.publish_all {
+        let exposed = image.config.config.exposed_ports.keys().chain(&o.expose);
+        with_all = RunOptions {
+            ports: runflags::publish_all(&o.ports, exposed),
+            ..o.clone()
+        };
+        &with_all
+    } else {
+        o
+    };
     let policy = tool.content_policy();
     let lowerdirs = store.unpack_layers(&image, &policy)?;
     let cfg = &image.config.config;
@@ -285,10 +304,13 @@ pub fn prepare(
         return Err(e.into());
     }
     if let Some(p) = &o.cidfile
-        && let Err(e) = runflags::write_cidfile(p, &id)
+        && let Err(e) = tool.write_cidfile(p, &id)
     {
         release_name(&containers);
-        return Err(e.into());
+        return Err(match e {
+            run::agent::AgentError::Host(m) => ContainerError::Cidfile(m),
+            e => e.into(),
+        });
     }
     Ok(Prepared { spec, state: st })
 }
