@@ -349,14 +349,20 @@ fn copy_in_to(t: &Target, st: &State, from: &HostEnd, dest: &str, o: CpOptions) 
     let _ = out.flush();
     drop(out);
     let r = finish(&st.name, &mut ctl, child, t);
+    // Whichever side failed first explains it; the other one only saw the stream break.
     match (r, produced) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Err(cause)) => Err(CpError::Host {
+        (_, Err(cause)) if cause.kind() != std::io::ErrorKind::BrokenPipe => Err(CpError::Host {
             op: "read",
             path: match from {
                 HostEnd::Path(p) => p.clone(),
                 HostEnd::Stream => PathBuf::from("-"),
             },
+            cause,
+        }),
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(cause)) => Err(CpError::Host {
+            op: "write to the container",
+            path: PathBuf::from(dest),
             cause,
         }),
         (Ok(()), Ok(())) => Ok(()),
@@ -523,6 +529,11 @@ fn copy_out_of(t: &Target, st: &State, src: &str, to: &HostEnd, o: CpOptions) ->
     ctl.send(&Msg::Place(placement.clone()));
     let consumed = consume_out(to, &placement, data_r, &st.name);
     let r = finish(&st.name, &mut ctl, child, t);
-    // The child's error explains a broken stream better than the stream's end does.
-    r.and(consumed)
+    // Whichever side failed first explains it: the child's error, unless it only saw the
+    // host side stop reading.
+    match (r, consumed) {
+        (Err(CpError::InContainer { msg, .. }), Err(c)) if msg.contains("Broken pipe") => Err(c),
+        (Err(e), _) => Err(e),
+        (Ok(()), c) => c,
+    }
 }
