@@ -20,6 +20,8 @@ mod add_tar;
 mod buildkit_mounts;
 #[path = "security/copy_symlinks.rs"]
 mod copy_symlinks;
+#[path = "security/cp.rs"]
+mod cp;
 #[path = "security/devices.rs"]
 mod devices;
 #[path = "security/extraction.rs"]

@@ -18,6 +18,7 @@ pub mod build;
 pub use args::*;
 mod completion;
 pub mod containers;
+mod cp;
 pub mod dev;
 mod filter;
 mod fmt;
@@ -32,6 +33,7 @@ pub use lifecycle::{LogsArgs, RenameArgs, WaitArgs};
 pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
 pub mod registry;
 pub mod run;
+mod stats;
 mod store;
 mod system;
 pub use system::SystemCommand;
@@ -108,6 +110,12 @@ pub enum BoxCommand {
     Logs(LogsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Copy files between a container and the host (`-` for a tar stream)
+    Cp(cp::CpArgs),
+    /// Display the running processes of a container
+    Top(stats::TopArgs),
+    /// Display a live stream of containers' resource usage (--no-stream: one reading)
+    Stats(stats::StatsArgs),
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Kill one or more running containers
@@ -389,6 +397,9 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Wait(a) => lifecycle::wait(&g, a),
         BoxCommand::Rename(a) => lifecycle::rename(&g, a),
         BoxCommand::Exec(a) => containers::exec(&g, a),
+        BoxCommand::Cp(a) => cp::cp(&g, a),
+        BoxCommand::Top(a) => stats::top(&g, a),
+        BoxCommand::Stats(a) => stats::stats(&g, a),
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),

@@ -16,6 +16,7 @@
 //! Layers come from [`crate::store::Store::unpack_layers`], unpacked once and shared.
 
 pub mod config;
+pub mod cp;
 pub mod detach;
 pub mod exec;
 pub mod logs;
@@ -24,6 +25,8 @@ pub mod mounts;
 pub mod populate;
 pub mod runflags;
 pub mod state;
+pub mod stats;
+pub mod top;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
