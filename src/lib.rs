@@ -10,6 +10,7 @@
 #![deny(clippy::too_many_lines)]
 
 pub mod atomic;
+pub mod bootid;
 pub mod boxfile;
 pub mod build;
 pub mod cli;

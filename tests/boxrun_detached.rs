@@ -540,3 +540,42 @@ fn a_running_containers_writable_layer_is_a_tmpfs_with_no_directory_on_the_host(
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn the_scratch_directory_fallback_for_the_writable_layer_works_and_is_removed() {
+    // Kernels before 6.15 refuse an overlay upper on a detached tmpfs: the upper then lives on
+    // a tmpfs mounted at <tmp>/boxkit-<id> in the tool's private mount namespace.
+    // BOX_DEBUG_SCRATCH_UPPER takes that path on this kernel.
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let name = unique("scratch-upper");
+        let _c = Cleanup(&who, name.clone());
+        let mut c = match &who {
+            Who::Root => std::process::Command::new("env"),
+            Who::User(u) => common::users::command_as(u, std::path::Path::new("/usr/bin/env")),
+        };
+        let o = c
+            .arg("BOX_DEBUG_SCRATCH_UPPER=1")
+            .arg(common::bin("boxrun"))
+            .arg("--root")
+            .arg(boxrun_common::store(&who))
+            .args(["-d", "--name", &name, "--network", "none", "busybox"])
+            .args(["sh", "-c", "echo written > /new; sleep 1000"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let id = stdout(&o).trim().to_string();
+        wait_for("the write", || {
+            stdout(&who.box_(&["exec", &name, "cat", "/new"])).contains("written")
+        });
+        // Named by the sandbox's id: the container id's first 16 characters.
+        let scratch = std::path::PathBuf::from(format!("/tmp/boxkit-{}", &id[..16]));
+        assert!(scratch.is_dir(), "the fallback was not taken for {id}");
+        // The host sees an empty directory: the tmpfs is in the tool's mount namespace.
+        assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+        let o = who.box_(&["rm", "-f", &name]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        wait_for("the scratch directory's removal", || !scratch.exists());
+    }
+}

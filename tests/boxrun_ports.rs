@@ -534,3 +534,65 @@ fn udp_flows_are_capped_and_dropped_once_idle() {
         assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
     }
 }
+
+/// `-P` publishes the image's EXPOSE ports and `--expose` ones, each on a random host port; a
+/// port also given with `-p` keeps that mapping.
+#[test]
+fn publish_all_maps_every_exposed_port_to_a_random_host_port() {
+    let Some(all) = Who::all() else { return };
+    common::users::open_tun();
+    for who in all {
+        let ctx = boxrun_common::tempdir();
+        std::fs::write(
+            ctx.path().join("Boxfile"),
+            "FROM busybox\nEXPOSE 8000\nEXPOSE 5353/udp\n",
+        )
+        .unwrap();
+        who.own(ctx.path());
+        let tag = unique("exposed");
+        let o = who
+            .cmd("boxbuild")
+            .args(["-q", "-t", &tag])
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let name = unique("pall");
+        let _c = Cleanup(&who, name.clone());
+        let fixed = free_port();
+        let o = who.boxrun(&[
+            "-d",
+            "--name",
+            &name,
+            "-P",
+            "--expose",
+            "8001",
+            "-p",
+            &format!("127.0.0.1:{fixed}:8001"),
+            &tag,
+            "sh",
+            "-c",
+            "mkdir -p /a /b && echo fixed > /a/index.html && echo from-expose > /b/index.html \
+             && httpd -p 8001 -h /a && exec httpd -f -p 8000 -h /b",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let listed = stdout(&who.box_(&["port", &name]));
+        let mut lines: Vec<&str> = listed.lines().collect();
+        lines.sort();
+        assert_eq!(lines.len(), 3, "{listed}");
+        assert!(lines[0].starts_with("5353/udp -> 0.0.0.0:"), "{listed}");
+        assert!(lines[1].starts_with("8000/tcp -> 0.0.0.0:"), "{listed}");
+        assert_eq!(lines[2], format!("8001/tcp -> 127.0.0.1:{fixed}"));
+        let port: u16 = lines[1].rsplit(':').next().unwrap().parse().unwrap();
+        assert_ne!(port, 0);
+        await_body(port, "from-expose");
+        await_body(fixed, "fixed");
+        assert_eq!(who.box_(&["rm", "-f", &name]).status.code(), Some(0));
+        let _ = who.box_(&["rmi", &tag]);
+    }
+    // Without the bridge network there is nothing to publish on.
+    let Some(root) = Who::root() else { return };
+    let o = root.boxrun(&["--rm", "--network", "none", "-P", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--publish-all"), "{}", stderr(&o));
+}

@@ -182,6 +182,8 @@ fn save_compresses_built_layers_load_round_trips_and_podman_runs_the_archive() {
         let ar = t.path().join(format!("saved-{fmt}.tar"));
         let o = e.box_cmd(&[
             "save",
+            "--format",
+            "oci-archive",
             "--compression-format",
             fmt,
             "-o",

@@ -3,7 +3,7 @@
 //! rule it breaks, so a reviewer sees it in CI without running anything else.
 //!
 //! Layers, bottom up (the number is the rank):
-//! 0 digest, atomic, limits, timefmt — small leaves
+//! 0 digest, atomic, limits, timefmt, bootid — small leaves
 //! 1 image — OCI types and references
 //! 2 layer, boxfile — layer tars; the Boxfile language
 //! 3 store — the content-addressed store
@@ -18,6 +18,7 @@ const RANKS: &[(&str, u8)] = &[
     ("atomic", 0),
     ("limits", 0),
     ("timefmt", 0),
+    ("bootid", 0),
     ("image", 1),
     ("layer", 2),
     ("boxfile", 2),

@@ -20,6 +20,8 @@ mod add_tar;
 mod buildkit_mounts;
 #[path = "security/copy_symlinks.rs"]
 mod copy_symlinks;
+#[path = "security/cp.rs"]
+mod cp;
 #[path = "security/devices.rs"]
 mod devices;
 #[path = "security/extraction.rs"]
@@ -38,6 +40,8 @@ mod owner_xattr;
 mod proc_exe;
 #[path = "security/proc_symlink.rs"]
 mod proc_symlink;
+#[path = "security/run_flags.rs"]
+mod run_flags;
 #[path = "security/seccomp.rs"]
 mod seccomp;
 #[path = "security/store_perms.rs"]

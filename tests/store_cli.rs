@@ -1,5 +1,6 @@
 //! The store through the `box` binary: OCI archives from skopeo, read back by skopeo and umoci;
-//! tags, rmi and prune; and a blob write killed with -9.
+//! docker and OCI archives exchanged with podman, and hostile docker archives; tags, rmi and
+//! prune; and a blob write killed with -9.
 mod common;
 
 use std::fs;
@@ -115,7 +116,13 @@ fn save_round_trips_through_skopeo_and_load() {
     run(boxcmd(&store).args(["load", "-i"]).arg(&archive));
     let saved = t.path().join("saved.tar");
     run(boxcmd(&store)
-        .args(["save", "example.com/team/app:v1", "-o"])
+        .args([
+            "save",
+            "--format",
+            "oci-archive",
+            "example.com/team/app:v1",
+            "-o",
+        ])
         .arg(&saved));
     let a = run(Command::new("skopeo")
         .args(["inspect", "--raw"])
@@ -327,4 +334,360 @@ fn load_refuses_an_image_config_above_the_cap_and_tags_nothing() {
         .args(["load", "-i"])
         .arg(&archive));
     run(boxcmd(&store).args(["inspect", "big"]));
+}
+
+fn podman_id(pm: &common::podman::Podman, name: &str) -> String {
+    let id = run(pm
+        .cmd()
+        .args(["image", "inspect", "--format", "{{.Id}}", name]));
+    format!("sha256:{}", id.trim())
+}
+
+fn box_id(store: &Path, name: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&run(boxcmd(store).args(["inspect", name]))).unwrap();
+    v[0]["Id"].as_str().unwrap().to_string()
+}
+
+fn tar_names(archive: &Path) -> Vec<String> {
+    let mut ar = tar::Archive::new(fs::File::open(archive).unwrap());
+    ar.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn podman_and_box_exchange_docker_and_oci_archives_both_ways() {
+    if !need_tools() {
+        return;
+    }
+    let Some(pm) = common::podman::Podman::new_or_skip() else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let name = "example.com/team/app:v1";
+    run(pm
+        .cmd()
+        .args(["load", "-i"])
+        .arg(make_archive(t.path(), name)));
+    for format in ["docker-archive", "oci-archive"] {
+        // podman save → box load: the image ID is the archive's config digest, and the
+        // content is readable by umoci. (podman rewrites a config it loaded from a docker
+        // archive when it saves an OCI archive, so the ID is read from each archive.)
+        let from_podman = t.path().join(format!("podman-{format}.tar"));
+        run(pm
+            .cmd()
+            .args(["save", "--format", format, "-o"])
+            .arg(&from_podman)
+            .arg(name));
+        let raw = run(Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("{format}:{}", from_podman.display())));
+        let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        let id = manifest["config"]["digest"].as_str().unwrap().to_string();
+        let store = t.path().join(format!("store-{format}"));
+        let out = run(boxcmd(&store).args(["load", "-i"]).arg(&from_podman));
+        assert_eq!(out.trim(), format!("Loaded image: {name}"), "{format}");
+        assert_eq!(box_id(&store, name), id, "{format}");
+        let bundle = t.path().join(format!("bundle-{format}"));
+        run(Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:{name}", store.display()))
+            .arg(&bundle));
+        assert_eq!(
+            fs::read_to_string(bundle.join("rootfs/etc/greeting")).unwrap(),
+            "hello from umoci\n",
+            "{format}"
+        );
+
+        // box save → podman load (into an empty podman): the same image ID again.
+        let from_box = t.path().join(format!("box-{format}.tar"));
+        run(boxcmd(&store)
+            .args(["save", "--format", format, name, "-o"])
+            .arg(&from_box));
+        let names = tar_names(&from_box);
+        let is_docker = names.iter().any(|n| n == "manifest.json");
+        let is_oci = names.iter().any(|n| n == "index.json");
+        assert_eq!(
+            (is_docker, is_oci),
+            (format == "docker-archive", format == "oci-archive"),
+            "{format}: {names:?}"
+        );
+        run(pm.cmd().args(["rmi", "--all", "--force"]));
+        let out = run(pm.cmd().args(["load", "-i"]).arg(&from_box));
+        assert!(
+            out.contains(&format!("Loaded image: {name}")),
+            "{format}: {out}"
+        );
+        assert_eq!(podman_id(&pm, name), id, "{format}");
+    }
+
+    // With no --format, box save writes what docker save and podman save write by default.
+    let default = t.path().join("default.tar");
+    let store = t.path().join("store-docker-archive");
+    run(boxcmd(&store).args(["save", name, "-o"]).arg(&default));
+    let names = tar_names(&default);
+    assert!(
+        names.iter().any(|n| n == "manifest.json") && !names.iter().any(|n| n == "index.json"),
+        "{names:?}"
+    );
+    // `box save x | gzip` (or zstd) loads as it is, from stdin, as docker load takes it.
+    for (tool, ext) in [("gzip", "gz"), ("zstd", "zst")] {
+        if !common::have_tool(tool) {
+            continue;
+        }
+        run(Command::new(tool).args(["-k", "-q"]).arg(&default));
+        let packed = t.path().join(format!("default.tar.{ext}"));
+        let store = t.path().join(format!("store-{ext}"));
+        let out = run(boxcmd(&store)
+            .arg("load")
+            .stdin(fs::File::open(&packed).unwrap()));
+        assert_eq!(out.trim(), format!("Loaded image: {name}"), "{tool}");
+    }
+    // --compression-format is the OCI archive's: docker archives hold uncompressed tars.
+    let out = boxcmd(&store)
+        .args(["save", "--compression-format", "zstd", name, "-o"])
+        .arg(t.path().join("never.tar"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oci-archive"));
+    assert!(!t.path().join("never.tar").exists());
+}
+
+/// A one-file layer tar (made with the tar crate, not boxkit) and its diff_id.
+fn layer_tar(content: &[u8]) -> (Vec<u8>, String) {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "hello.txt", content).unwrap();
+    let data = b.into_inner().unwrap();
+    let diff_id = boxkit::digest::Digest::of_bytes(&data).to_string();
+    (data, diff_id)
+}
+
+fn config_json(diff_id: &str, padding: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"], "Labels": {"padding": "x".repeat(padding)}},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }))
+    .unwrap()
+}
+
+/// A docker archive: regular files, then symlinks, then `manifest.json` last (as podman writes).
+fn docker_archive(
+    dir: &Path,
+    files: &[(&str, &[u8])],
+    links: &[(&str, &str)],
+    layers: &[&str],
+) -> std::path::PathBuf {
+    let mut b = tar::Builder::new(Vec::new());
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": "config.json", "RepoTags": ["evil:latest"], "Layers": layers}
+    ]))
+    .unwrap();
+    for (path, data) in files
+        .iter()
+        .copied()
+        .chain([("manifest.json", &manifest[..])])
+    {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    for (path, target) in links {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, path, target).unwrap();
+    }
+    let archive = dir.join("docker.tar");
+    fs::write(&archive, b.into_inner().unwrap()).unwrap();
+    archive
+}
+
+/// Load must fail with 125 and a message containing each of `want`, leaving no blob, nothing
+/// in tmp/ and no tag.
+fn assert_refused_and_nothing_stored(archive: &Path, want: &[&str]) {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let out = boxcmd(&store)
+        .args(["load", "-i"])
+        .arg(archive)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    for w in want {
+        assert!(err.contains(w), "the error should say {w:?}: {err}");
+    }
+    assert_eq!(
+        fs::read_dir(store.join("blobs/sha256")).unwrap().count(),
+        0,
+        "blobs were stored"
+    );
+    assert_eq!(
+        fs::read_dir(store.join("tmp")).unwrap().count(),
+        0,
+        "tmp/ keeps leftovers"
+    );
+    let index: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(store.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"],
+        serde_json::json!([]),
+        "something was tagged"
+    );
+}
+
+#[test]
+fn docker_archive_whose_layer_paths_escape_is_rejected_and_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let (layer, diff_id) = layer_tar(b"hi\n");
+    let config = config_json(&diff_id, 0);
+    let files: &[(&str, &[u8])] = &[("config.json", &config), ("layer.tar", &layer)];
+    // The controls: the same archive with an honest path loads, and so does one naming the
+    // layer through a link inside the archive (podman's `<id>/layer.tar -> ../<diff_id>.tar`).
+    let good = docker_archive(t.path(), files, &[], &["layer.tar"]);
+    run(boxcmd(&t.path().join("good"))
+        .args(["load", "-i"])
+        .arg(&good));
+    let linked = docker_archive(
+        t.path(),
+        files,
+        &[("id/layer.tar", "../layer.tar")],
+        &["id/layer.tar"],
+    );
+    let out = run(boxcmd(&t.path().join("linked"))
+        .args(["load", "-i"])
+        .arg(&linked));
+    assert_eq!(out.trim(), "Loaded image: evil:latest");
+
+    for path in ["../layer.tar", "/layer.tar", "x/../../layer.tar"] {
+        let bad = docker_archive(t.path(), files, &[], &[path]);
+        assert_refused_and_nothing_stored(&bad, &[path, "leaves the archive"]);
+    }
+    // A symbolic link (podman writes `<id>/layer.tar -> ../<diff_id>.tar`) that leaves it.
+    for target in ["../../layer.tar", "/etc/passwd"] {
+        let bad = docker_archive(
+            t.path(),
+            files,
+            &[("id/layer.tar", target)],
+            &["id/layer.tar"],
+        );
+        assert_refused_and_nothing_stored(&bad, &["id/layer.tar", "leaves the archive"]);
+    }
+}
+
+#[test]
+fn docker_archive_whose_layer_is_not_its_diff_id_is_rejected_and_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let (real, diff_id) = layer_tar(b"the real layer\n");
+    let (forged, forged_id) = layer_tar(b"a forged layer\n");
+    let config = config_json(&diff_id, 0);
+    let good = docker_archive(
+        t.path(),
+        &[("config.json", &config), ("l.tar", &real)],
+        &[],
+        &["l.tar"],
+    );
+    run(boxcmd(&t.path().join("good"))
+        .args(["load", "-i"])
+        .arg(&good));
+
+    let bad = docker_archive(
+        t.path(),
+        &[("config.json", &config), ("l.tar", &forged)],
+        &[],
+        &["l.tar"],
+    );
+    assert_refused_and_nothing_stored(&bad, &["l.tar", "does not match", &diff_id, &forged_id]);
+}
+
+#[test]
+fn docker_archive_with_a_config_above_the_cap_is_rejected_and_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let (layer, diff_id) = layer_tar(b"hi\n");
+    let config = config_json(&diff_id, 5 << 20);
+    let archive = docker_archive(
+        t.path(),
+        &[("config.json", &config), ("l.tar", &layer)],
+        &[],
+        &["l.tar"],
+    );
+    assert_refused_and_nothing_stored(
+        &archive,
+        &["config.json", "5 MiB", "4 MiB", "BOX_MAX_CONFIG_SIZE"],
+    );
+    // Raised, the same archive loads.
+    let store = t.path().join("raised");
+    run(boxcmd(&store)
+        .env("BOX_MAX_CONFIG_SIZE", "8m")
+        .args(["load", "-i"])
+        .arg(&archive));
+    run(boxcmd(&store).args(["inspect", "evil"]));
+}
+
+/// What `docker save` writes since Docker 25: an OCI layout whose index.json names the image in
+/// containerd's annotation and only its tag in ref.name, plus a `manifest.json` for older
+/// loaders. Made from skopeo's archive by rewriting those two files (Docker is not installed).
+#[test]
+fn docker_25_archive_loads_under_its_full_name_not_its_tag() {
+    if !need_tools() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let src = make_archive(t.path(), "busybox:latest");
+    let mut out = tar::Builder::new(Vec::new());
+    let mut ar = tar::Archive::new(fs::File::open(&src).unwrap());
+    let mut manifest_digest = String::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if path == "index.json" {
+            let mut idx: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            let m = &mut idx["manifests"][0];
+            manifest_digest = m["digest"].as_str().unwrap().to_string();
+            m["annotations"] = serde_json::json!({
+                "io.containerd.image.name": "docker.io/library/busybox:latest",
+                "org.opencontainers.image.ref.name": "latest",
+            });
+            data = serde_json::to_vec(&idx).unwrap();
+        }
+        let mut h = e.header().clone();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.append_data(&mut h, &path, &data[..]).unwrap();
+    }
+    let docker_manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", "0".repeat(64)),
+        "RepoTags": ["busybox:latest"],
+        "Layers": [],
+    }]))
+    .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(docker_manifest.len() as u64);
+    h.set_mode(0o644);
+    out.append_data(&mut h, "manifest.json", &docker_manifest[..])
+        .unwrap();
+    let archive = t.path().join("docker25.tar");
+    fs::write(&archive, out.into_inner().unwrap()).unwrap();
+
+    let store = t.path().join("store");
+    let out = run(boxcmd(&store).args(["load", "-i"]).arg(&archive));
+    assert_eq!(out.trim(), "Loaded image: busybox:latest");
+    let images = run(boxcmd(&store).args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    assert_eq!(images.trim(), "busybox:latest");
+    // The index entry keeps only boxkit's tag annotation: no stale containerd name.
+    let index = fs::read_to_string(store.join("index.json")).unwrap();
+    assert!(
+        index.contains(&manifest_digest) && !index.contains("io.containerd"),
+        "{index}"
+    );
 }

@@ -178,11 +178,7 @@ impl<'a> BuildCache<'a> {
         .expect("valid reference");
         let tags = std::slice::from_ref(&local);
         image_out::write_manifest(self.store, &layers, cfg, tags, docker)?;
-        let progress = if printer.quiet() {
-            registry::Progress::Quiet
-        } else {
-            registry::Progress::Plain
-        };
+        let progress = printer.registry_progress();
         let pushed = registry::push(self.store, &local.to_string(), Some(r), progress);
         let _ = self.store.remove_tag(&local);
         pushed.map_err(|source| BuildError::Push {

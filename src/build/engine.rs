@@ -122,8 +122,11 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
         e.cache.import(r, e.pull_options(), &e.printer);
     }
     for i in &needed {
-        let out = e.run_stage(*i)?;
-        e.built.insert(*i, out);
+        let out = e.run_stage(*i);
+        if let Err(err) = &out {
+            e.printer.failed(&err.to_string());
+        }
+        e.built.insert(*i, out?);
     }
     if let Some(h) = e.hasher.as_mut()
         && let Err(err) = h.save()
@@ -143,6 +146,7 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
             source,
         })?;
     }
+    e.printer.succeeded();
     Ok(BuildResult {
         image_id,
         manifest,
@@ -231,11 +235,7 @@ impl<'a> Engine<'a> {
         PullOptions {
             policy: self.opts.pull,
             platform: self.opts.platform.clone(),
-            progress: if self.printer.quiet() {
-                registry::Progress::Quiet
-            } else {
-                registry::Progress::Plain
-            },
+            progress: self.printer.registry_progress(),
             // Layers are extracted while downloading: a RUN needs them anyway.
             unpack: Some(self.tool.content_policy()),
             ..Default::default()

@@ -32,6 +32,9 @@ mod image_out;
 pub mod output;
 pub mod owner;
 mod plan;
+pub mod progress;
+mod progress_json;
+mod progress_tty;
 mod step_copy;
 mod step_root;
 mod step_run;
@@ -62,6 +65,11 @@ pub enum OutputMode {
     Plain,
     /// Nothing but errors.
     Quiet,
+    /// A live view redrawn in place (a terminal): running steps with their last output
+    /// lines and transfer bars; finished steps collapse to one line (`progress_tty.rs`).
+    Tty,
+    /// One JSON object per line, the shape of BuildKit's rawjson (`progress_json.rs`).
+    RawJson,
 }
 
 /// Where the Boxfile text comes from.

@@ -1,32 +1,90 @@
-//! Build output: `[n/N] INSTRUCTION` lines, `CACHED` on hits, RUN output streamed with the
-//! step prefix, and the total time. Everything goes to stderr (stdout carries only the image
-//! ID), one plain line per event, which reads the same in a terminal and in CI logs.
+//! Build output, to stderr (stdout carries only the image ID), in the mode `--progress`
+//! chose:
+//! - plain: `[n/N] INSTRUCTION` lines, `CACHED` on hits, RUN output streamed with the step
+//!   prefix; one line per event, which reads the same in a terminal and in CI logs;
+//! - tty and rawjson: the same events go to a [`Board`] (the live view, or JSON lines);
+//! - quiet: nothing.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::OutputMode;
+use super::progress::{self, Board, Kind};
 
 pub struct Printer {
     pub mode: OutputMode,
     pub total: usize,
     pub n: usize,
     start: Instant,
+    /// tty and rawjson modes.
+    board: Option<Arc<Board>>,
+    /// The board's index of the running step.
+    current: Option<usize>,
 }
 
 impl Printer {
+    /// A printer for `total` steps; a tty or rawjson mode whose board cannot start (no
+    /// descriptor left) falls back to plain.
     pub fn new(mode: OutputMode, total: usize) -> Printer {
+        let kind = match mode {
+            OutputMode::Tty => Some(Kind::Tty),
+            OutputMode::RawJson => Some(Kind::RawJson),
+            OutputMode::Plain | OutputMode::Quiet => None,
+        };
+        let board = kind.and_then(|k| Board::start(k, total).ok());
+        let mode = if kind.is_some() && board.is_none() {
+            OutputMode::Plain
+        } else {
+            mode
+        };
         Printer {
             mode,
             total,
             n: 0,
             start: Instant::now(),
+            board,
+            current: None,
         }
     }
 
     pub fn quiet(&self) -> bool {
         self.mode == OutputMode::Quiet
+    }
+
+    /// How pulls and pushes of this build report progress.
+    pub fn registry_progress(&self) -> crate::registry::Progress {
+        match (&self.board, self.mode) {
+            (Some(b), _) => progress::registry_sink(b),
+            (None, OutputMode::Quiet) => crate::registry::Progress::Quiet,
+            (None, _) => crate::registry::Progress::Plain,
+        }
+    }
+
+    /// Redirect the output of a RUN step (the process's stdout and stderr, which the sandbox
+    /// inherits) to this printer until the returned guard is dropped.
+    pub fn capture(&self) -> std::io::Result<Capture> {
+        let sink = match (&self.board, self.current) {
+            (Some(b), Some(i)) => Sink::Board(b.clone(), i),
+            _ if self.quiet() => Sink::Discard,
+            _ => Sink::Prefix(self.prefix()),
+        };
+        Capture::start(sink)
+    }
+
+    /// The build succeeded: the live view draws its summary.
+    pub fn succeeded(&mut self) {
+        if let Some(b) = self.board.take() {
+            b.finish(None);
+        }
+    }
+
+    /// The build failed with `why`: the running step is marked failed.
+    pub fn failed(&mut self, why: &str) {
+        if let Some(b) = self.board.take() {
+            b.finish(Some(why));
+        }
     }
 
     /// The prefix of the current step, `[3/8]`.
@@ -41,13 +99,19 @@ impl Printer {
             return;
         }
         let first = first_line(text);
+        if let Some(b) = &self.board {
+            self.current = Some(b.step_start(&format!("{} {first}", self.prefix()), cached));
+            return;
+        }
         let tag = if cached { " CACHED" } else { "" };
         eprintln!("{}{tag} {first}", self.prefix());
     }
 
     pub fn line(&self, text: &str) {
-        if !self.quiet() {
-            eprintln!("{text}");
+        match &self.board {
+            Some(b) => b.message(text),
+            None if self.quiet() => {}
+            None => eprintln!("{text}"),
         }
     }
 
@@ -67,9 +131,27 @@ pub fn first_line(text: &str) -> String {
     }
 }
 
+impl Drop for Printer {
+    /// A build that returned without [`Printer::succeeded`] or [`Printer::failed`] (an
+    /// error before the steps) still ends the live view and shows the cursor again.
+    fn drop(&mut self) {
+        self.failed("the build stopped");
+    }
+}
+
+/// Where captured RUN output goes.
+enum Sink {
+    /// Plain mode: each line to the original stderr after the step's prefix.
+    Prefix(String),
+    /// Quiet mode.
+    Discard,
+    /// tty and rawjson: each line to the board, as output of step `.1`.
+    Board(Arc<Board>, usize),
+}
+
 /// While alive, the process's stdout and stderr (which the sandbox's container inherits) go
-/// into a pipe whose lines are written to the original stderr with a prefix; stdin reads
-/// /dev/null. Dropping it restores the descriptors and flushes the last lines.
+/// into a pipe whose lines go to a [`Sink`]; stdin reads /dev/null. Dropping it restores
+/// the descriptors and flushes the last lines.
 pub struct Capture {
     /// The original stdin, stdout and stderr.
     saved: [OwnedFd; 3],
@@ -85,7 +167,7 @@ fn save_fd(fd: impl AsFd) -> std::io::Result<OwnedFd> {
 }
 
 impl Capture {
-    pub fn start(prefix: String, discard: bool) -> std::io::Result<Capture> {
+    fn start(sink: Sink) -> std::io::Result<Capture> {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -100,7 +182,7 @@ impl Capture {
         nix::unistd::dup2_stdout(&w)?;
         nix::unistd::dup2_stderr(&w)?;
         drop(w);
-        let reader = std::thread::spawn(move || copy_lines(r, out, prefix, discard));
+        let reader = std::thread::spawn(move || copy_lines(r, out, sink));
         Ok(Capture {
             saved,
             reader: Some(reader),
@@ -108,19 +190,47 @@ impl Capture {
     }
 }
 
-fn copy_lines(r: OwnedFd, mut out: std::fs::File, prefix: String, discard: bool) {
-    let r = BufReader::new(std::fs::File::from(r));
-    for line in r.split(b'\n') {
-        let Ok(line) = line else { break };
-        if discard {
-            continue;
+/// A line longer than this is passed on in pieces, so a RUN that prints without newlines
+/// cannot make the reader hold all of it.
+const MAX_LINE: usize = 64 * 1024;
+
+fn copy_lines(r: OwnedFd, mut out: std::fs::File, sink: Sink) {
+    let mut r = std::fs::File::from(r);
+    let mut emit = |line: &[u8]| match &sink {
+        Sink::Discard => {}
+        Sink::Board(b, step) => b.log(*step, line),
+        Sink::Prefix(prefix) => {
+            let mut buf = Vec::with_capacity(line.len() + 16);
+            buf.extend_from_slice(prefix.as_bytes());
+            buf.push(b' ');
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+            let _ = out.write_all(&buf);
         }
-        let mut buf = Vec::with_capacity(line.len() + 16);
-        buf.extend_from_slice(prefix.as_bytes());
-        buf.push(b' ');
-        buf.extend_from_slice(&line);
-        buf.push(b'\n');
-        let _ = out.write_all(&buf);
+    };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(p) = buf[start..].iter().position(|b| *b == b'\n') {
+            emit(&buf[start..start + p]);
+            start += p + 1;
+        }
+        buf.drain(..start);
+        while buf.len() >= MAX_LINE {
+            emit(&buf[..MAX_LINE]);
+            buf.drain(..MAX_LINE);
+        }
+    }
+    if !buf.is_empty() {
+        emit(&buf);
     }
 }
 

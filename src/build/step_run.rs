@@ -12,7 +12,6 @@ use super::copy::{self, Filter};
 use super::engine::{Engine, StageRun};
 use super::error::{StepErrorKind, StepResult};
 use super::fsview::{self, LayerRef, Lowers, MergedMount};
-use super::output::Capture;
 use super::owner;
 use crate::boxfile::{self, Command, Mount, MountType, RunInstr};
 use crate::digest::Digest;
@@ -63,7 +62,9 @@ impl Engine<'_> {
         }
         let started = std::time::Instant::now();
         let code = {
-            let _cap = Capture::start(self.printer.prefix(), self.printer.quiet())
+            let _cap = self
+                .printer
+                .capture()
                 .map_err(fsview::io_err("redirect output of", Path::new("RUN")))?;
             run::run(&spec, self.tool)
         }

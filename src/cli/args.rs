@@ -68,7 +68,8 @@ pub struct PruneArgs {
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
-    /// Read from an OCI archive file instead of stdin
+    /// Read from an archive file instead of stdin: a docker archive (`docker save`,
+    /// `podman save`) or an OCI archive; the format is detected
     #[arg(short, long)]
     pub input: Option<PathBuf>,
     /// Suppress the load output
@@ -83,10 +84,15 @@ pub struct SaveArgs {
     /// Write to a file instead of stdout
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Compress the image's uncompressed (built) layers with gzip, zstd or none (buildah's
-    /// flag); layers already compressed, e.g. a pulled base's, are kept as they are
-    #[arg(long, value_name = "FORMAT", default_value = "gzip")]
-    pub compression_format: crate::layer::Compression,
+    /// docker-archive (the default, as `docker save` and `podman save` write: layers as
+    /// uncompressed tars) or oci-archive (a tar of an OCI image layout)
+    #[arg(long, value_name = "FORMAT", default_value = "docker-archive")]
+    pub format: crate::store::archive::ArchiveFormat,
+    /// oci-archive only: compress the image's uncompressed (built) layers with gzip (the
+    /// default), zstd or none (buildah's flag); layers already compressed, e.g. a pulled
+    /// base's, are kept as they are
+    #[arg(long, value_name = "COMPRESSION")]
+    pub compression_format: Option<crate::layer::Compression>,
 }
 
 #[derive(Args, Debug)]

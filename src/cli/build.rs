@@ -42,8 +42,10 @@ pub struct BuildArgs {
     /// With --push: compress the built layers with gzip, zstd or none (buildah push's flag)
     #[arg(long, value_name = "FORMAT", default_value = "gzip")]
     pub compression_format: crate::layer::Compression,
-    /// Progress output: auto, plain or quiet
-    #[arg(long, value_parser = ["auto", "plain", "quiet", "tty"], default_value = "auto")]
+    /// Progress output: auto (tty on a terminal, else plain), plain, tty (a live view),
+    /// quiet (none is the same) or rawjson (JSON lines, BuildKit's shape)
+    #[arg(long, value_parser = ["auto", "plain", "tty", "quiet", "none", "rawjson"],
+          default_value = "auto", env = "BUILDKIT_PROGRESS")]
     pub progress: String,
     /// Suppress build output and print the image ID on success
     #[arg(short, long)]
@@ -117,9 +119,11 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
         &store.tmp_dir(),
     )?;
     let quiet = opts.output == crate::build::OutputMode::Quiet;
+    // rawjson keeps stderr to JSON lines until the build's end (an error is still printed).
+    let json = opts.output == crate::build::OutputMode::RawJson;
     match crate::build::build(&store, &opts, tool) {
         Ok(r) => {
-            if !quiet {
+            if !quiet && !json {
                 eprintln!(
                     "built in {:.2}s ({} steps run, {} cached)",
                     start.elapsed().as_secs_f64(),
@@ -132,11 +136,7 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
             }
             if a.push {
                 for t in &opts.tags {
-                    let progress = if quiet {
-                        crate::registry::Progress::Quiet
-                    } else {
-                        crate::registry::Progress::Plain
-                    };
+                    let progress = push_progress(opts.output);
                     let po = crate::registry::PushOptions {
                         progress,
                         authfile: None,
@@ -154,6 +154,32 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
             eprintln!("boxbuild: error: {e}");
             Ok(1)
         }
+    }
+}
+
+/// How `--push` after the build reports: bars after the TTY view, plain lines after plain
+/// output, nothing in quiet and rawjson modes.
+fn push_progress(mode: crate::build::OutputMode) -> crate::registry::Progress {
+    use crate::build::OutputMode;
+    use crate::registry::Progress;
+    match mode {
+        OutputMode::Quiet | OutputMode::RawJson => Progress::Quiet,
+        OutputMode::Tty => Progress::Auto,
+        OutputMode::Plain => Progress::Plain,
+    }
+}
+
+/// `--progress` and `-q`: auto is the TTY view when stderr is a terminal, else plain.
+fn output_mode(a: &BuildArgs) -> crate::build::OutputMode {
+    use crate::build::OutputMode;
+    use std::io::IsTerminal;
+    match a.progress.as_str() {
+        _ if a.quiet => OutputMode::Quiet,
+        "quiet" | "none" => OutputMode::Quiet,
+        "tty" => OutputMode::Tty,
+        "rawjson" => OutputMode::RawJson,
+        "auto" if std::io::stderr().is_terminal() => OutputMode::Tty,
+        _ => OutputMode::Plain,
     }
 }
 
@@ -185,7 +211,7 @@ fn build_limits(a: &BuildArgs) -> anyhow::Result<crate::run::Limits> {
 
 /// The library's build options from the flags.
 fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
-    use crate::build::{BoxfileInput, BuildOptions, ImageFormat, OutputMode};
+    use crate::build::{BoxfileInput, BuildOptions, ImageFormat};
     use anyhow::Context as _;
     let (context, boxfile) = if a.context == "-" {
         let mut text = String::new();
@@ -241,11 +267,7 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
     } else {
         ImageFormat::Oci
     };
-    o.output = if a.quiet || a.progress == "quiet" {
-        OutputMode::Quiet
-    } else {
-        OutputMode::Plain
-    };
+    o.output = output_mode(a);
     o.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse()

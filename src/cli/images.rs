@@ -384,7 +384,19 @@ pub fn load(g: &Global, a: LoadArgs) -> CmdResult {
 }
 
 pub fn save(g: &Global, a: SaveArgs) -> CmdResult {
+    use crate::store::archive::ArchiveFormat;
+    let compression = match (a.format, a.compression_format) {
+        (ArchiveFormat::DockerArchive, Some(_)) => bail!(
+            "--compression-format applies to --format oci-archive only (add it): a docker archive's \
+             layers are uncompressed tars"
+        ),
+        (_, c) => c.unwrap_or_default(),
+    };
     let store = open_store(g)?;
+    let write = |w: &mut dyn Write| match a.format {
+        ArchiveFormat::DockerArchive => store.save_docker_archive(&a.images, w),
+        ArchiveFormat::OciArchive => store.save_archive(&a.images, compression, w),
+    };
     match &a.output {
         Some(p) => {
             // A failed save leaves no half archive: the file appears whole or not at all.
@@ -397,8 +409,7 @@ pub fn save(g: &Global, a: SaveArgs) -> CmdResult {
             let tmp = Staged::new_in(dir, &format!(".{name}.tmp-"), 0o666)
                 .with_context(|| format!("create a temporary file in {}", dir.display()))?;
             let mut w = BufWriter::with_capacity(1 << 20, tmp);
-            store
-                .save_archive(&a.images, a.compression_format, &mut w)
+            write(&mut w)
                 .map_err(anyhow::Error::from)
                 .and_then(|_| {
                     let tmp = w.into_inner().map_err(|e| e.into_error())?;
@@ -412,7 +423,7 @@ pub fn save(g: &Global, a: SaveArgs) -> CmdResult {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
             let out = io::stdout();
-            store.save_archive(&a.images, a.compression_format, BufWriter::new(out.lock()))?;
+            write(&mut BufWriter::new(out.lock()))?;
         }
     }
     Ok(0)

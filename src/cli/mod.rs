@@ -18,6 +18,7 @@ pub mod build;
 pub use args::*;
 mod completion;
 pub mod containers;
+mod cp;
 mod ctl;
 pub mod dev;
 mod filter;
@@ -33,6 +34,7 @@ pub use lifecycle::{LogsArgs, RenameArgs, WaitArgs};
 pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
 pub mod registry;
 pub mod run;
+mod stats;
 mod store;
 mod system;
 pub use system::SystemCommand;
@@ -93,9 +95,9 @@ pub enum BoxCommand {
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
-    /// Load images from an OCI archive (a tar of an OCI image layout)
+    /// Load images from a docker archive or an OCI archive (the format is detected)
     Load(LoadArgs),
-    /// Save images to an OCI archive (a tar of an OCI image layout)
+    /// Save images to a docker archive (the default) or an OCI archive (--format)
     Save(SaveArgs),
     /// Log in to a registry
     Login(LoginArgs),
@@ -124,6 +126,12 @@ pub enum BoxCommand {
     /// Remove a container's writable layer in the user namespace (used by `box rm`; hidden)
     #[command(name = "container-cleanup", hide = true)]
     ContainerCleanup(ctl::ContainerStartArgs),
+    /// Copy files between a container and the host (`-` for a tar stream)
+    Cp(cp::CpArgs),
+    /// Display the running processes of a container
+    Top(stats::TopArgs),
+    /// Display a live stream of containers' resource usage (--no-stream: one reading)
+    Stats(stats::StatsArgs),
     /// Stop one or more running containers
     Stop(StopArgs),
     /// Kill one or more running containers
@@ -430,6 +438,9 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Attach(a) => ctl::attach(&g, a),
         BoxCommand::ContainerStart(a) => ctl::container_start(&g, a, &tool),
         BoxCommand::ContainerCleanup(a) => ctl::container_cleanup(&g, a),
+        BoxCommand::Cp(a) => cp::cp(&g, a),
+        BoxCommand::Top(a) => stats::top(&g, a),
+        BoxCommand::Stats(a) => stats::stats(&g, a),
         BoxCommand::Stop(a) => containers::stop(&g, a),
         BoxCommand::Kill(a) => containers::kill(&g, a),
         BoxCommand::Rm(a) => containers::rm(&g, a),

@@ -72,6 +72,12 @@ pub struct RunArgs {
     /// without hostPort, a random free one)
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every exposed port (the image's EXPOSE and --expose) to a random host port
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports (PORT[-END][/PROTO]); published with -P
+    #[arg(long = "expose", value_name = "PORT")]
+    pub expose: Vec<String>,
     /// Memory limit (e.g. 32m)
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
@@ -170,6 +176,24 @@ impl RunArgs {
 
     /// The library's options from the flags (everything that can fail on bad input fails
     /// here, before any container exists).
+    /// `--network` and the `-p` mappings, which only the bridge network can publish.
+    fn network_and_ports(&self) -> anyhow::Result<(NetworkMode, Vec<PortMapping>)> {
+        let network: NetworkMode = self.network.parse()?;
+        if (!self.publish.is_empty() || self.publish_all) && network != NetworkMode::Bridge {
+            bail!(
+                "-p/--publish and -P/--publish-all need --network bridge (the network is {})",
+                self.network
+            );
+        }
+        let ports = self
+            .publish
+            .iter()
+            .map(|p| PortMapping::parse(p))
+            .collect::<Result<Vec<_>, _>>()?
+            .concat();
+        Ok((network, ports))
+    }
+
     pub fn options(&self, g: &Global) -> anyhow::Result<RunOptions> {
         // The image list accepts hyphens (for the command); the image itself never starts
         // with one, so this is a flag clap did not know.
@@ -199,19 +223,7 @@ impl RunArgs {
         for t in &self.tmpfs {
             mounts.push(runflags::tmpfs(t)?);
         }
-        let network: NetworkMode = self.network.parse()?;
-        if !self.publish.is_empty() && network != NetworkMode::Bridge {
-            bail!(
-                "-p/--publish needs --network bridge (the network is {})",
-                self.network
-            );
-        }
-        let ports = self
-            .publish
-            .iter()
-            .map(|p| PortMapping::parse(p))
-            .collect::<Result<Vec<_>, _>>()?
-            .concat();
+        let (network, ports) = self.network_and_ports()?;
         let mut limits = Limits {
             memory: self.memory.as_deref().map(run::parse_size).transpose()?,
             memory_swap: match self.memory_swap.as_deref() {
@@ -270,6 +282,12 @@ impl RunArgs {
             hostname: self.hostname.clone(),
             network,
             ports,
+            publish_all: self.publish_all,
+            expose: self
+                .expose
+                .iter()
+                .map(|e| runflags::expose(e))
+                .collect::<Result<_, _>>()?,
             limits,
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),

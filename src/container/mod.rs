@@ -19,6 +19,7 @@
 //! run's log goes through [`tee`]; stop, kill and rm are in [`stop`].
 
 pub mod config;
+pub mod cp;
 pub mod detach;
 pub mod exec;
 pub mod launch;
@@ -30,8 +31,10 @@ pub mod restart;
 pub mod runflags;
 mod start;
 pub mod state;
+pub mod stats;
 mod stop;
 pub mod tee;
+pub mod top;
 
 use std::path::PathBuf;
 
@@ -70,6 +73,10 @@ pub enum ContainerError {
     SecurityOpt(String),
     #[error(transparent)]
     Seccomp(#[from] run::seccomp::SeccompError),
+    #[error(transparent)]
+    Agent(#[from] run::agent::AgentError),
+    #[error("{0}")]
+    Cidfile(String),
     #[error("invalid capability: {0}")]
     Caps(String),
     #[error("container {0} is not running")]
@@ -154,6 +161,10 @@ pub struct RunOptions {
     pub stop_signal: Option<i32>,
     /// `--restart`, kept by the detached monitor.
     pub restart: restart::Policy,
+    /// `-P`: publish the image's exposed ports and `expose` to random host ports.
+    pub publish_all: bool,
+    /// `--expose` ports (`80`, `53/udp`, `8000-8010`), in the image's `ExposedPorts` form.
+    pub expose: Vec<String>,
 }
 
 /// What `--security-opt` asked for.
@@ -212,6 +223,17 @@ pub fn prepare(
     tool: &ToolContext,
 ) -> Result<Prepared> {
     let image = registry::ensure_image(store, &o.image, &o.pull)?;
+    let with_all;
+    let o = if o.publish_all {
+        let exposed = image.config.config.exposed_ports.keys().chain(&o.expose);
+        with_all = RunOptions {
+            ports: runflags::publish_all(&o.ports, exposed),
+            ..o.clone()
+        };
+        &with_all
+    } else {
+        o
+    };
     let policy = tool.content_policy();
     let lowerdirs = store.unpack_layers(&image, &policy)?;
     let cfg = &image.config.config;
@@ -330,10 +352,13 @@ pub fn prepare(
         }
     };
     if let Some(p) = &o.cidfile
-        && let Err(e) = runflags::write_cidfile(p, &id)
+        && let Err(e) = tool.write_cidfile(p, &id)
     {
         release_name(&containers);
-        return Err(e.into());
+        return Err(match e {
+            run::agent::AgentError::Host(m) => ContainerError::Cidfile(m),
+            e => e.into(),
+        });
     }
     Ok(Prepared { spec, state: st })
 }

@@ -2,11 +2,11 @@
 //! `--add-host`, `--ulimit`, `--tmpfs`, and `--cidfile` (written once the id exists).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use thiserror::Error;
 
+use crate::run::ports::PortMapping;
 use crate::run::spec::Ulimit;
 
 #[derive(Debug, Error)]
@@ -29,8 +29,8 @@ pub enum FlagError {
     Tmpfs(String),
     #[error("container ID file found, make sure the other container isn't running or delete {0}")]
     CidfileExists(String),
-    #[error("write the container ID file {path}: {cause}")]
-    Cidfile { path: String, cause: std::io::Error },
+    #[error("invalid --expose {0:?}: expected PORT[-END][/tcp|udp|sctp]")]
+    Expose(String),
 }
 
 /// docker's `--ulimit` names and the rlimit each sets.
@@ -150,32 +150,50 @@ pub fn tmpfs(s: &str) -> Result<super::mounts::Request, FlagError> {
     })
 }
 
+/// `-P`: `ports` plus every exposed port (`80/tcp`, `53/udp`, `8000-8010/tcp`) that no `-p`
+/// publishes, each on a random host port of every address (as `-p CTR` would). A protocol
+/// boxkit cannot publish (sctp) is left out.
+pub fn publish_all<'a>(
+    ports: &[PortMapping],
+    exposed: impl IntoIterator<Item = &'a String>,
+) -> Vec<PortMapping> {
+    let mut out = ports.to_vec();
+    for e in exposed {
+        let Ok(more) = PortMapping::parse(e) else {
+            continue;
+        };
+        for m in more {
+            let taken = out
+                .iter()
+                .any(|p| p.container_port == m.container_port && p.proto == m.proto);
+            if !taken {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// `--expose PORT[-END][/PROTO]`, checked as a port spec.
+pub fn expose(s: &str) -> Result<String, FlagError> {
+    let bad = || FlagError::Expose(s.to_string());
+    let (ports, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(bad());
+    }
+    let (a, b) = ports.split_once('-').unwrap_or((ports, ports));
+    match (a.parse::<u16>(), b.parse::<u16>()) {
+        (Ok(a), Ok(b)) if a > 0 && a <= b => Ok(format!("{ports}/{proto}")),
+        _ => Err(bad()),
+    }
+}
+
 /// docker refuses a `--cidfile` that exists (another container may be using it).
 pub fn check_cidfile(path: &Path) -> Result<(), FlagError> {
     if path.symlink_metadata().is_ok() {
         return Err(FlagError::CidfileExists(path.display().to_string()));
     }
     Ok(())
-}
-
-/// Write the container's id to `path`, which must not exist (created exclusively).
-pub fn write_cidfile(path: &Path, id: &str) -> Result<(), FlagError> {
-    let err = |cause: std::io::Error| {
-        if cause.kind() == std::io::ErrorKind::AlreadyExists {
-            FlagError::CidfileExists(path.display().to_string())
-        } else {
-            FlagError::Cidfile {
-                path: path.display().to_string(),
-                cause,
-            }
-        }
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(id.as_bytes()).map_err(err)
 }
 
 #[cfg(test)]
@@ -189,6 +207,29 @@ mod tests {
         let v: Vec<_> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(v, ["a=1", "b=3", "c="]);
         assert!(labels(&[], &["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn publish_all_adds_each_exposed_port_not_already_published() {
+        let p = PortMapping::parse("8080:80").unwrap();
+        let exposed = ["80/tcp", "53/udp", "9000-9001/tcp", "132/sctp"].map(String::from);
+        let all = publish_all(&p, exposed.iter());
+        let got: Vec<_> = all
+            .iter()
+            .map(|m| (m.host_port, m.container_port, m.proto.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (8080, 80, "tcp".into()),
+                (0, 53, "udp".into()),
+                (0, 9000, "tcp".into()),
+                (0, 9001, "tcp".into()),
+            ]
+        );
+        assert_eq!(expose("53/udp").unwrap(), "53/udp");
+        assert_eq!(expose("8000-8001").unwrap(), "8000-8001/tcp");
+        assert!(expose("0").is_err() && expose("9-8").is_err() && expose("80/icmp").is_err());
     }
 
     #[test]

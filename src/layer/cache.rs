@@ -15,6 +15,7 @@
 //! A directory cannot go through [`crate::atomic`]'s file writer, so the rename of the whole
 //! tree stays here; the marker file and the directory syncs use [`crate::atomic`].
 
+use crate::bootid::boot_id;
 use std::fs;
 use std::io;
 use std::os::fd::AsFd;
@@ -30,19 +31,6 @@ use crate::digest::Digest;
 pub const COMPLETE_MARKER: &str = "complete";
 /// Prefix of the completion marker of an unsynced tree, valid in the boot it names.
 const BOOT_MARKER_PREFIX: &str = "complete-boot-";
-
-/// The id of the running boot (`/proc/sys/kernel/random/boot_id`), read once; `None` when it
-/// cannot be read (then trees are synced and get the plain marker).
-fn boot_id() -> Option<&'static str> {
-    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    ID.get_or_init(|| {
-        fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
-    })
-    .as_deref()
-}
 
 /// Whether `dir` (a `<layers>/<hex>` dir) holds a marker valid now: this boot's, or a synced
 /// tree's. One `statx` in the common case.

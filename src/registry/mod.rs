@@ -61,7 +61,7 @@ impl FromStr for PullPolicy {
 }
 
 /// How pull and push report progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Progress {
     /// Bars on a TTY, plain lines otherwise.
     #[default]
@@ -70,6 +70,8 @@ pub enum Progress {
     Plain,
     /// Nothing.
     Quiet,
+    /// Every change to a [`progress::TransferEvents`] (the build's TTY and rawjson views).
+    Events(progress::EventSink),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -302,7 +304,7 @@ fn pulled_by_digest(store: &Store, name: &str) -> Result<Option<Image>> {
 
 /// Pull `name` into the store and tag it; returns the stored image.
 pub fn pull(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
-    let rep = progress::Reporter::new(opts.progress);
+    let rep = progress::Reporter::new(&opts.progress);
     block_on(pull::pull(store, name, opts, &rep))
 }
 
@@ -327,7 +329,7 @@ pub fn push_with(
     dest: Option<&str>,
     opts: &PushOptions,
 ) -> Result<Digest> {
-    let rep = progress::Reporter::new(opts.progress);
+    let rep = progress::Reporter::new(&opts.progress);
     block_on(push::push(store, name, dest, opts, &rep))
 }
 

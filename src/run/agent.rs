@@ -53,6 +53,12 @@ pub enum Request {
     Release {
         id: String,
     },
+    /// Write container `id` to `path`, a `--cidfile` of the caller's command line, with the
+    /// caller's credentials (see [`super::cidfile`]).
+    Cidfile {
+        path: std::path::PathBuf,
+        id: String,
+    },
     /// The tool has finished (everything it made is released, its output flushed) and exits
     /// with `code`: the agent returns it at once instead of waiting for the tool's exit, whose
     /// namespace teardown (a millisecond) then overlaps with the caller going on. No reply.
@@ -166,6 +172,16 @@ impl HostSide {
                 Reply::Ok {
                     address: None,
                     ports: Vec::new(),
+                }
+            }
+            Request::Cidfile { path, id } => {
+                let args: Vec<String> = std::env::args().collect();
+                match super::cidfile::write(&path, &id, &super::cidfile::asked(&args)) {
+                    Ok(()) => Reply::Ok {
+                        address: None,
+                        ports: Vec::new(),
+                    },
+                    Err(e) => Reply::Err(e),
                 }
             }
             // In process there is nobody to tell; across the socket `serve` takes it.

@@ -83,6 +83,17 @@ impl ToolContext {
         }
     }
 
+    /// Write a container's id to a `--cidfile` of the command line, as the real caller (the
+    /// host agent when there is one): see [`super::cidfile`].
+    pub fn write_cidfile(&self, path: &std::path::Path, id: &str) -> super::agent::Result<()> {
+        self.host_link()
+            .call(super::agent::Request::Cidfile {
+                path: path.to_path_buf(),
+                id: id.to_string(),
+            })
+            .map(|_| ())
+    }
+
     /// The command is done: its output is flushed and the host agent (when there is one) is
     /// told the exit code, so that the caller gets it without waiting for this process's
     /// namespaces to be torn down. Call it last, after everything the command made (state,

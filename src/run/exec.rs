@@ -178,7 +178,7 @@ fn join_cgroups(pid: i32, required: bool) -> Result<()> {
 /// /proc/1/exe) and so closed to a rootless caller, who lacks CAP_SYS_PTRACE over the host's
 /// user namespace that owns its memory; then the init's child, the command, which was forked
 /// with every namespace of the init and is an ordinary dumpable process.
-fn join_target(pid: i32) -> i32 {
+pub fn join_target(pid: i32) -> i32 {
     let denied = |p: i32| {
         matches!(
             std::fs::File::open(format!("/proc/{p}/ns/user")).map_err(|e| e.raw_os_error()),

@@ -25,6 +25,7 @@ pub mod agent;
 pub mod caps;
 pub mod cgroups;
 pub mod chown_notify;
+pub mod cidfile;
 pub mod context;
 pub mod exec;
 pub mod finalize;

@@ -176,7 +176,7 @@ fn environment_key() -> String {
         .map(|m| format!("{}:{}", m.dev(), m.ino()))
         .unwrap_or_default();
     let parts = [
-        read("/proc/sys/kernel/random/boot_id"),
+        crate::bootid::boot_id().unwrap_or_default().to_string(),
         read("/proc/self/uid_map"),
         read("/proc/self/gid_map"),
         root,

@@ -1,4 +1,5 @@
-//! `box load` / `box save`: OCI archives, i.e. a tar of an OCI image layout.
+//! `box load` / `box save`: the tar reading and OCI archives (a tar of an OCI image layout);
+//! docker archives are [`super::docker_archive`].
 //!
 //! Load streams each blob from the tar straight into the store through a verifying
 //! [`super::BlobWriter`] (a blob whose bytes do not match its name is rejected before it is
@@ -7,7 +8,7 @@
 //! hostile archive therefore leaves no tag and at most unreferenced blobs for prune.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use super::index::REF_NAME;
 use super::{Result, Store, StoreError, io_err};
@@ -21,73 +22,283 @@ pub struct Loaded {
     pub image_id: Digest,
 }
 
-fn arch_err(what: impl Into<String>, why: impl Into<String>) -> StoreError {
+/// The annotation containerd (and so `docker save` since Docker 25) names an image with.
+const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
+
+pub(super) fn arch_err(what: impl Into<String>, why: impl Into<String>) -> StoreError {
     StoreError::Archive {
         what: what.into(),
         why: why.into(),
     }
 }
 
+/// An image config above the cap is refused, naming it, its size, the cap and the setting.
+pub(super) fn config_within(what: &str, size: u64, max: u64) -> Result<()> {
+    if size > max {
+        return Err(arch_err(
+            format!("image config {what}"),
+            format!(
+                "is {}, over the {} limit for image configs; refused (if you trust the \
+                 image, raise {})",
+                crate::limits::human(size),
+                crate::limits::human(max),
+                crate::limits::MAX_CONFIG_SIZE_VAR
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The two archive formats `box save` writes and `box load` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// `docker save`'s format: `manifest.json`, the config as `<hex>.json`, the layers as
+    /// uncompressed tars (see [`super::docker_archive`]).
+    #[default]
+    DockerArchive,
+    /// A tar of an OCI image layout: `oci-layout`, `index.json`, `blobs/sha256/…`.
+    OciArchive,
+}
+
+impl std::str::FromStr for ArchiveFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "docker-archive" => Ok(Self::DockerArchive),
+            "oci-archive" => Ok(Self::OciArchive),
+            other => Err(format!(
+                "unknown archive format {other:?}: expected docker-archive or oci-archive"
+            )),
+        }
+    }
+}
+
+/// Files of an archive that a docker archive's `manifest.json` may name but that are not
+/// `blobs/sha256/<hex>`: kept in `tmp/` until the config they belong to has been checked.
+/// Each holds a descriptor open, so a legitimate archive (one file per layer, plus configs)
+/// stays far below this; more is refused rather than running out of descriptors.
+const MAX_STAGED_FILES: usize = 4096;
+
+/// A file of the archive, by its normalised path.
+pub(super) enum ArchiveFile {
+    /// Already in `blobs/`: it was named `blobs/sha256/<hex>` and matched its name.
+    Stored { digest: Digest, size: u64 },
+    /// Hashed into `tmp/`, waiting for a verdict.
+    Staged(super::StagedBlob),
+}
+
+impl ArchiveFile {
+    pub(super) fn digest(&self) -> &Digest {
+        match self {
+            Self::Stored { digest, .. } => digest,
+            Self::Staged(s) => &s.digest,
+        }
+    }
+    pub(super) fn size(&self) -> u64 {
+        match self {
+            Self::Stored { size, .. } => *size,
+            Self::Staged(s) => s.size,
+        }
+    }
+}
+
+/// Everything read from one pass over an archive.
+#[derive(Default)]
+pub(super) struct Collected {
+    index: Option<Index>,
+    saw_layout: bool,
+    /// A docker archive's `manifest.json`, raw.
+    pub(super) docker_manifest: Option<Vec<u8>>,
+    pub(super) files: BTreeMap<String, ArchiveFile>,
+    /// Symbolic links (podman's `<id>/layer.tar -> ../<diff_id>.tar`), target resolved
+    /// against the link's directory; None when it leaves the archive.
+    pub(super) links: BTreeMap<String, Option<String>>,
+}
+
+/// An archive member's path without `./` and `.` components, `..` applied; None when it
+/// leaves the archive's root. Absolute names are taken as relative to the root, as tar does.
+pub(super) fn normalise(path: &str) -> Option<String> {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out.join("/"))
+}
+
+/// A JSON file of the archive, read whole (capped: it is parsed in memory).
+fn read_small(entry: &mut impl Read, name: &str, size: u64) -> Result<Vec<u8>> {
+    const MAX: u64 = 16 << 20;
+    if size > MAX {
+        return Err(arch_err(
+            name,
+            format!(
+                "is {}, over the 16 MiB limit for it",
+                crate::limits::human(size)
+            ),
+        ));
+    }
+    let mut buf = Vec::new();
+    entry
+        .take(MAX)
+        .read_to_end(&mut buf)
+        .map_err(|e| arch_err(name, e.to_string()))?;
+    Ok(buf)
+}
+
 impl Store {
-    /// Read an OCI archive from `r` into the store and tag what it names.
+    /// Read an archive from `r` into the store and tag what it names: an OCI archive (it has
+    /// `index.json`; docker ≥ 25 writes one beside `manifest.json`) or a docker archive (only
+    /// `manifest.json`). The format is known only at the end of the stream (podman writes
+    /// `manifest.json` last), so both are collected in one pass.
     pub fn load_archive(&self, r: impl Read) -> Result<Vec<Loaded>> {
+        // `docker save x | gzip` is common, and docker load takes it: sniff the magic.
+        let mut r = std::io::BufReader::with_capacity(1 << 20, r);
+        let head = r.fill_buf().map_err(|e| arch_err("read", e.to_string()))?;
+        let c = match head {
+            [0x1f, 0x8b, ..] => self.collect_archive(flate2::read::MultiGzDecoder::new(r))?,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => self.collect_archive(
+                zstd::Decoder::with_buffer(r).map_err(|e| arch_err("zstd", e.to_string()))?,
+            )?,
+            _ => self.collect_archive(r)?,
+        };
+        let limits =
+            crate::limits::Limits::from_env().map_err(|e| arch_err("load", e.to_string()))?;
+        if c.index.is_some() {
+            self.finish_oci(c, &limits)
+        } else if c.docker_manifest.is_some() {
+            self.finish_docker(c, &limits)
+        } else {
+            Err(arch_err(
+                "archive",
+                "has neither index.json (an OCI archive) nor manifest.json (a docker archive): \
+                 not an image archive",
+            ))
+        }
+    }
+
+    /// One pass over the tar: `blobs/sha256/<hex>` entries are verified against their name
+    /// and stored; other files are staged (see [`ArchiveFile`]); the JSON entry points kept.
+    fn collect_archive(&self, r: impl Read) -> Result<Collected> {
         let mut ar = tar::Archive::new(r);
-        let mut index: Option<Index> = None;
-        let mut saw_layout = false;
+        let mut c = Collected::default();
+        let mut staged = 0usize;
         let entries = ar.entries().map_err(|e| arch_err("read", e.to_string()))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| arch_err("read entry", e.to_string()))?;
-            let path = entry
+            let raw = entry
                 .path()
                 .map_err(|e| arch_err("entry name", e.to_string()))?
+                .to_string_lossy()
                 .into_owned();
-            let p = path.to_string_lossy().trim_start_matches("./").to_string();
-            if !entry.header().entry_type().is_file() {
+            let Some(p) = normalise(&raw) else {
+                continue; // Never named by a loadable manifest (those are checked too).
+            };
+            let kind = entry.header().entry_type();
+            if kind.is_symlink() {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| arch_err(format!("link {p}"), e.to_string()))?
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let dir = p.rsplit_once('/').map_or("", |(d, _)| d);
+                let resolved = if target.starts_with('/') {
+                    None
+                } else {
+                    normalise(&format!("{dir}/{target}"))
+                };
+                c.links.insert(p, resolved);
                 continue;
             }
-            if p == "oci-layout" {
-                saw_layout = true;
-            } else if p == "index.json" {
-                let mut buf = Vec::new();
-                entry
-                    .by_ref()
-                    .take(16 << 20)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| arch_err("index.json", e.to_string()))?;
-                index = Some(
-                    serde_json::from_slice(&buf).map_err(|source| StoreError::Json {
-                        what: "archive index",
-                        path: "index.json".into(),
-                        source,
-                    })?,
-                );
-            } else if let Some(hex) = p.strip_prefix("blobs/sha256/") {
-                let expected = Digest::from_hex(hex)
-                    .map_err(|_| arch_err(&p, "blob name is not a sha256 digest"))?;
-                let size = entry.header().size().ok();
-                if self.has_blob(&expected) {
-                    continue;
+            if !kind.is_file() {
+                continue;
+            }
+            let size = entry.header().size().unwrap_or(0);
+            match p.as_str() {
+                "oci-layout" => c.saw_layout = true,
+                "index.json" => {
+                    let buf = read_small(&mut entry, "index.json", size)?;
+                    c.index =
+                        Some(
+                            serde_json::from_slice(&buf).map_err(|source| StoreError::Json {
+                                what: "archive index",
+                                path: "index.json".into(),
+                                source,
+                            })?,
+                        );
                 }
-                self.put_blob_from(&mut entry, Some(&expected), size)
-                    .map_err(|e| arch_err(format!("blob {expected}"), e.to_string()))?;
+                "manifest.json" => {
+                    c.docker_manifest = Some(read_small(&mut entry, "manifest.json", size)?);
+                }
+                // The pre-1.10 docker metadata: never named by manifest.json.
+                "repositories" => {}
+                _ if p.ends_with("/VERSION") || p.ends_with("/json") => {}
+                _ => {
+                    let file = self.collect_file(&mut entry, &p, size, &mut staged)?;
+                    c.files.insert(p, file);
+                }
             }
         }
-        let index =
-            index.ok_or_else(|| arch_err("archive", "no index.json: not an OCI archive"))?;
-        if !saw_layout {
+        Ok(c)
+    }
+
+    fn collect_file(
+        &self,
+        entry: &mut dyn Read,
+        p: &str,
+        size: u64,
+        staged: &mut usize,
+    ) -> Result<ArchiveFile> {
+        if let Some(hex) = p.strip_prefix("blobs/sha256/") {
+            let expected = Digest::from_hex(hex)
+                .map_err(|_| arch_err(p, "blob name is not a sha256 digest"))?;
+            if !self.has_blob(&expected) {
+                self.put_blob_from(entry, Some(&expected), Some(size))
+                    .map_err(|e| arch_err(format!("blob {expected}"), e.to_string()))?;
+            }
+            return Ok(ArchiveFile::Stored {
+                digest: expected,
+                size,
+            });
+        }
+        *staged += 1;
+        if *staged > MAX_STAGED_FILES {
+            return Err(arch_err(
+                "archive",
+                format!("has more than {MAX_STAGED_FILES} files outside blobs/: refused"),
+            ));
+        }
+        let mut w = self.blob_writer()?;
+        std::io::copy(entry, &mut w).map_err(|e| arch_err(p, e.to_string()))?;
+        Ok(ArchiveFile::Staged(w.stage()?))
+    }
+
+    /// An OCI archive: every manifest complete and every config within the cap, then tags.
+    fn finish_oci(&self, c: Collected, limits: &crate::limits::Limits) -> Result<Vec<Loaded>> {
+        let index = c.index.expect("an OCI archive has an index");
+        if !c.saw_layout {
             return Err(arch_err(
                 "archive",
                 "no oci-layout file: not an OCI archive",
             ));
         }
         // Verify completeness before touching any tag.
-        let limits =
-            crate::limits::Limits::from_env().map_err(|e| arch_err("load", e.to_string()))?;
         let mut out = Vec::new();
         for d in &index.manifests {
             let (manifest_desc, image_id) = self.check_complete(d)?;
             self.check_config_size(&image_id, limits.max_config_size)?;
-            let name = match d.annotations.get(REF_NAME) {
+            // Docker ≥ 25 puts the full name in containerd's annotation and only the tag in
+            // ref.name (moby's image/tarexport/save.go): "latest" is not the image's name.
+            let name = match d
+                .annotations
+                .get(CONTAINERD_IMAGE_NAME)
+                .or_else(|| d.annotations.get(REF_NAME))
+            {
                 Some(n) => Some(
                     n.parse::<Reference>()
                         .map_err(|e| arch_err(format!("ref.name {n:?}"), e.to_string()))?,
@@ -100,13 +311,18 @@ impl Store {
                 image_id,
             });
         }
-        for l in &out {
+        self.tag_loaded(&out)?;
+        Ok(out)
+    }
+
+    pub(super) fn tag_loaded(&self, out: &[Loaded]) -> Result<()> {
+        for l in out {
             match &l.name {
                 Some(n) => self.set_tag(n, &l.manifest)?,
                 None => self.add_untagged(&l.manifest)?,
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Check that a manifest's blobs are all present; an index must hold exactly one image
@@ -128,7 +344,9 @@ impl Store {
             }
         }
         let mut desc = d.clone();
+        // The names become tags; kept on the entry, a stale one would travel with `box save`.
         desc.annotations.remove(REF_NAME);
+        desc.annotations.remove(CONTAINERD_IMAGE_NAME);
         Ok((desc, m.config.digest))
     }
 
@@ -140,19 +358,7 @@ impl Store {
         let size = std::fs::metadata(&path)
             .map_err(io_err("stat", &path))?
             .len();
-        if size > max {
-            return Err(arch_err(
-                format!("image config {config}"),
-                format!(
-                    "is {}, over the {} limit for image configs; refused (if you trust the \
-                     image, raise {})",
-                    crate::limits::human(size),
-                    crate::limits::human(max),
-                    crate::limits::MAX_CONFIG_SIZE_VAR
-                ),
-            ));
-        }
-        Ok(())
+        config_within(&config.to_string(), size, max)
     }
 
     /// Write the named images as one OCI archive, their plain tar layers (a build's)
@@ -190,16 +396,6 @@ impl Store {
             extra: BTreeMap::new(),
         };
         let mut tw = tar::Builder::new(w);
-        let add =
-            |tw: &mut tar::Builder<_>, path: &str, data: &mut dyn Read, size: u64| -> Result<()> {
-                let mut h = tar::Header::new_ustar();
-                h.set_size(size);
-                h.set_mode(0o644);
-                h.set_mtime(0);
-                h.set_entry_type(tar::EntryType::Regular);
-                tw.append_data(&mut h, path, data)
-                    .map_err(|e| arch_err(format!("write {path}"), e.to_string()))
-            };
         for dir in ["blobs/", "blobs/sha256/"] {
             let mut h = tar::Header::new_ustar();
             h.set_entry_type(tar::EntryType::Directory);
@@ -210,16 +406,16 @@ impl Store {
                 .map_err(|e| arch_err(format!("write {dir}"), e.to_string()))?;
         }
         let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-        add(&mut tw, "oci-layout", &mut &layout[..], layout.len() as u64)?;
+        append_file(&mut tw, "oci-layout", &mut &layout[..], layout.len() as u64)?;
         let idx = serde_json::to_vec(&index).expect("index serialises");
-        add(&mut tw, "index.json", &mut &idx[..], idx.len() as u64)?;
+        append_file(&mut tw, "index.json", &mut &idx[..], idx.len() as u64)?;
         for d in &blobs {
             let mut f = self.open_blob(d)?;
             let size = f
                 .metadata()
                 .map_err(io_err("stat blob", self.blob_path(d)))?
                 .len();
-            add(&mut tw, &format!("blobs/sha256/{}", d.hex()), &mut f, size)?;
+            append_file(&mut tw, &format!("blobs/sha256/{}", d.hex()), &mut f, size)?;
         }
         tw.into_inner()
             .map_err(|e| arch_err("finish archive", e.to_string()))?
@@ -227,4 +423,21 @@ impl Store {
             .map_err(|e| arch_err("flush archive", e.to_string()))?;
         Ok(())
     }
+}
+
+/// Append one regular file to an archive being written: mode 0644, mtime 0 (a saved image
+/// does not depend on when it was saved).
+pub(super) fn append_file<W: Write>(
+    tw: &mut tar::Builder<W>,
+    path: &str,
+    data: &mut dyn Read,
+    size: u64,
+) -> Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    tw.append_data(&mut h, path, data)
+        .map_err(|e| arch_err(format!("write {path}"), e.to_string()))
 }

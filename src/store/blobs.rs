@@ -117,14 +117,9 @@ impl BlobWriter {
 
     /// Finish the blob: flush, fsync, verify against `expected`, and rename it into place.
     /// On a mismatch the temporary file is removed and nothing is stored.
-    pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
-        let out = self.out.take().expect("commit once");
-        let (buf, digest, size) = out.finish();
-        let staged = buf.into_inner().map_err(|e| StoreError::Io {
-            op: "write",
-            path: self.tmp.clone(),
-            source: e.into_error(),
-        })?;
+    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let staged = self.stage()?;
+        let (digest, size) = (staged.digest.clone(), staged.size);
         if let Some(exp) = expected
             && exp != &digest
         {
@@ -135,15 +130,56 @@ impl BlobWriter {
                 size,
             });
         }
-        let dest = self.blobs.join(digest.hex());
+        staged.commit()?;
+        Ok((digest, size))
+    }
+
+    /// Finish writing and hashing, but keep the file in `tmp/`: a caller that can only
+    /// judge the content once other entries are read (a docker archive's layers, checked
+    /// against a config that comes later) commits it then, or drops it and nothing is stored.
+    pub fn stage(mut self) -> Result<StagedBlob> {
+        let out = self.out.take().expect("stage once");
+        let (buf, digest, size) = out.finish();
+        let staged = buf.into_inner().map_err(|e| StoreError::Io {
+            op: "write",
+            path: self.tmp.clone(),
+            source: e.into_error(),
+        })?;
+        Ok(StagedBlob {
+            staged,
+            tmp: std::mem::take(&mut self.tmp),
+            blobs: std::mem::take(&mut self.blobs),
+            digest,
+            size,
+        })
+    }
+}
+
+/// A blob written and hashed in `tmp/`, not yet in `blobs/`. Dropping it removes the file.
+pub struct StagedBlob {
+    staged: Staged,
+    tmp: PathBuf,
+    blobs: PathBuf,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl StagedBlob {
+    /// Where the staged bytes are, to read them before deciding.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Rename the blob into `blobs/` under its digest (a no-op when it is already there).
+    pub fn commit(self) -> Result<()> {
+        let dest = self.blobs.join(self.digest.hex());
         if dest.exists() {
             // Same content already stored (blobs are immutable); drop ours.
-            return Ok((digest, size));
+            return Ok(());
         }
-        staged
+        self.staged
             .commit(&dest, Durability::Durable)
-            .map_err(io_err("rename blob into place", &dest))?;
-        Ok((digest, size))
+            .map_err(io_err("rename blob into place", &dest))
     }
 }
 

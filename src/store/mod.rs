@@ -24,13 +24,14 @@ use std::path::{Path, PathBuf};
 pub mod archive;
 pub mod blobs;
 pub mod compress;
+pub mod docker_archive;
 pub mod gc;
 pub mod image;
 pub mod index;
 pub mod layers;
 pub mod volumes;
 
-pub use blobs::BlobWriter;
+pub use blobs::{BlobWriter, StagedBlob};
 pub use image::{Image, ImageRecord};
 pub use index::{Tag, TagTarget};
 pub use volumes::Volume;

@@ -1,0 +1,15 @@
+//! The id of the running boot, which both the layer cache (markers of unsynced trees) and the
+//! probe's environment key name: read once per process.
+
+/// `/proc/sys/kernel/random/boot_id`, trimmed; `None` when it cannot be read or is not the
+/// kernel's hex-and-dashes form (then callers take the boot-independent path).
+pub fn boot_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+    })
+    .as_deref()
+}
