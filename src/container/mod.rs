@@ -270,29 +270,8 @@ pub fn prepare(
         return Err(e);
     }
 
-    let hostname = match (&o.hostname, o.network) {
-        (Some(h), _) => h.clone(),
-        (None, run::NetworkMode::Host) => nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        (None, _) => id[..12].to_string(),
-    };
-    let lch = launch::Launch {
-        lowerdirs,
-        // The sandbox's default with --network host: it shares the host's UTS namespace.
-        hostname: (o.hostname.is_some() || o.network != run::NetworkMode::Host)
-            .then(|| hostname.clone()),
-        mounts: mounts.iter().map(launch::Mount::of).collect(),
-        cap_add: o.cap_add.clone(),
-        cap_drop: o.cap_drop.clone(),
-        init: o.init,
-        userns_host: o.userns == run::UsernsMode::Host,
-        interactive: o.interactive,
-        extras: launch::Extras::of(&o.extras),
-        // Detached (and created) containers keep their writable layer for a later start; a
-        // foreground run keeps the tmpfs upper, the fastest start.
-        kept_upper: o.detach && !o.auto_remove && launch::can_keep_upper(&store.containers_dir()),
-    };
+    let hostname = default_hostname(o, &id);
+    let lch = launch_record(store, o, lowerdirs, &mounts, &hostname);
     let mut st = State {
         id: id.clone(),
         name: name.clone(),
@@ -361,6 +340,44 @@ pub fn prepare(
         });
     }
     Ok(Prepared { spec, state: st })
+}
+
+/// The container's hostname: `--hostname`, the host's with `--network host`, else the first
+/// 12 characters of its id.
+fn default_hostname(o: &RunOptions, id: &str) -> String {
+    match (&o.hostname, o.network) {
+        (Some(h), _) => h.clone(),
+        (None, run::NetworkMode::Host) => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        (None, _) => id[..12].to_string(),
+    }
+}
+
+/// What a later start needs beyond the state (see [`launch`]).
+fn launch_record(
+    store: &Store,
+    o: &RunOptions,
+    lowerdirs: Vec<PathBuf>,
+    mounts: &[MountSpec],
+    hostname: &str,
+) -> launch::Launch {
+    launch::Launch {
+        lowerdirs,
+        // The sandbox's default with --network host: it shares the host's UTS namespace.
+        hostname: (o.hostname.is_some() || o.network != run::NetworkMode::Host)
+            .then(|| hostname.to_string()),
+        mounts: mounts.iter().map(launch::Mount::of).collect(),
+        cap_add: o.cap_add.clone(),
+        cap_drop: o.cap_drop.clone(),
+        init: o.init,
+        userns_host: o.userns == run::UsernsMode::Host,
+        interactive: o.interactive,
+        extras: launch::Extras::of(&o.extras),
+        // Detached (and created) containers keep their writable layer for a later start; a
+        // foreground run keeps the tmpfs upper, the fastest start.
+        kept_upper: o.detach && !o.auto_remove && launch::can_keep_upper(&store.containers_dir()),
+    }
 }
 
 /// How the state (and `inspect`) shows a mount.
