@@ -521,7 +521,13 @@ fn a_running_containers_writable_layer_is_a_tmpfs_with_no_directory_on_the_host(
         let id = start(
             &who,
             &name,
-            &["--rm", "busybox", "sh", "-c", "echo written > /new; sleep 1000"],
+            &[
+                "--rm",
+                "busybox",
+                "sh",
+                "-c",
+                "echo written > /new; sleep 1000",
+            ],
         );
         wait_for("the write", || {
             stdout(&who.box_(&["exec", &name, "cat", "/new"])).contains("written")
@@ -561,7 +567,15 @@ fn the_scratch_directory_fallback_for_the_writable_layer_works_and_is_removed() 
             .arg("--root")
             .arg(boxrun_common::store(&who))
             // --rm: a container that outlives its run keeps its writable layer on disk instead.
-            .args(["-d", "--rm", "--name", &name, "--network", "none", "busybox"])
+            .args([
+                "-d",
+                "--rm",
+                "--name",
+                &name,
+                "--network",
+                "none",
+                "busybox",
+            ])
             .args(["sh", "-c", "echo written > /new; sleep 1000"])
             .stdin(std::process::Stdio::null())
             .output()
