@@ -216,6 +216,29 @@ fn restart_always_runs_again_with_back_off_until_box_stop_ends_it() {
             "{}: {count} restarts in 2 s",
             who.label()
         );
+        // Between runs, ps says so as docker does.
+        let f = format!("name={n}");
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let o = who.box_(&[
+                "ps",
+                "-a",
+                "--filter",
+                &f,
+                "--format",
+                "{{.Status}}|{{.State}}",
+            ]);
+            let s = stdout(&o);
+            if s.starts_with("Restarting (1) ") && s.trim_end().ends_with("|restarting") {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "{}: never seen restarting: {s}",
+                who.label()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // A restart is never taken for a lost exit: no error, and the state says so.
         let s = inspect(&who, &n, "{{.State.Status}}|{{.State.Error}}");
         assert!(
