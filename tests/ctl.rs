@@ -498,3 +498,53 @@ fn a_running_foreground_container_can_be_attached() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
     }
 }
+
+#[test]
+fn a_restarted_container_publishes_its_ports_again() {
+    use std::io::{Read, Write};
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("restart-port");
+        let _c = Cleanup(&who, n.clone());
+        let o = who.boxrun(&[
+            "-d",
+            "--name",
+            &n,
+            "--restart",
+            "on-failure:1",
+            "-p",
+            "127.0.0.1::8080",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /tmp/i; httpd -f -p 8080 -h /tmp & sleep 2; exit 1",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        wait_for(&who, &n, "{{.RestartCount}} {{.State.Status}}", 15, |s| {
+            s == "1 running"
+        });
+        let o = who.box_(&["port", &n, "8080"]);
+        let addr = stdout(&o).trim().to_string();
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "{}: {addr:?} {}",
+            who.label(),
+            stderr(&o)
+        );
+        let end = Instant::now() + Duration::from_secs(5);
+        let body = loop {
+            let r = std::net::TcpStream::connect(&addr).and_then(|mut s| {
+                s.write_all(b"GET /i HTTP/1.0\r\n\r\n")?;
+                let mut b = String::new();
+                s.read_to_string(&mut b)?;
+                Ok(b)
+            });
+            match r {
+                Ok(b) if b.ends_with("hi\n") => break b,
+                _ if Instant::now() < end => std::thread::sleep(Duration::from_millis(100)),
+                r => panic!("{}: {addr}: {r:?}", who.label()),
+            }
+        };
+        assert!(body.starts_with("HTTP/1."), "{body}");
+    }
+}
