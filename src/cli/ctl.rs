@@ -66,7 +66,8 @@ pub struct AttachArgs {
 /// inside the tool's user namespace (`box rm` as a rootless user).
 pub fn container_cleanup(g: &Global, a: ContainerStartArgs) -> CmdResult {
     let (c, _) = containers(g)?;
-    container::remove_layer_in_namespace(&c, &a.id)?;
+    let id = c.resolve(&a.id)?;
+    container::remove_layer_in_namespace(&c, &id)?;
     Ok(0)
 }
 
@@ -224,7 +225,8 @@ pub fn container_start(g: &Global, a: ContainerStartArgs, tool: &ToolContext) ->
     let r = (|| -> CmdResult {
         let (c, vols) = containers(g)?;
         let iso = super::run::job_isolation(g);
-        container::start_detached(&c, &vols, &a.id, iso, tool)?;
+        let id = c.resolve(&a.id)?;
+        container::start_detached(&c, &vols, &id, iso, tool)?;
         Ok(0)
     })();
     if let Err(e) = &r
