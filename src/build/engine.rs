@@ -13,7 +13,6 @@
 
 use crate::timefmt::rfc3339;
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::cache::{BuildCache, CacheRecord};
@@ -132,23 +131,40 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
             .line(&format!("warning: could not save the context index: {err}"));
     }
     let out = e.built.remove(&target).expect("target stage was built");
-    let (image_id, manifest) = e.write_image(out, &tags)?;
+    let layers = out.layers.clone();
+    let (image_id, manifest, names) = e.write_image(out, &tags)?;
+    e.export_files(&layers)?;
     let docker = opts.format == ImageFormat::Docker;
     for r in &opts.cache_to {
         e.cache.export(r, &e.visited, docker, &e.printer)?;
     }
+    let caller = super::caller::Caller::of(tool);
     if let Some(f) = &opts.iidfile {
-        fs::write(f, format!("{image_id}")).map_err(|source| BuildError::Write {
-            path: f.clone(),
-            source,
-        })?;
+        caller
+            .run(|| crate::atomic::write(f, format!("{image_id}").as_bytes(), 0o644))
+            .map_err(|source| BuildError::Write {
+                path: f.clone(),
+                source,
+            })?;
     }
-    Ok(BuildResult {
+    let result = BuildResult {
         image_id,
         manifest,
+        stored: names.is_some(),
+        names: names.unwrap_or_default(),
         executed: e.executed,
         cached: e.cached,
-    })
+    };
+    if let Some(f) = &opts.metadata_file {
+        let json = super::export::metadata(&result);
+        caller
+            .run(|| crate::atomic::write(f, json.as_bytes(), 0o644))
+            .map_err(|source| BuildError::Write {
+                path: f.clone(),
+                source,
+            })?;
+    }
+    Ok(result)
 }
 
 /// The `-t` values as references (`:latest` when no tag or digest is given).
@@ -314,9 +330,15 @@ impl<'a> Engine<'a> {
             .map_err(super::fsview::io_err("create temporary directory in", &tmp))
     }
 
-    /// Write the target stage as the build's image (labels and `created` applied) and tag it.
-    /// Returns the image ID (config digest) and the manifest digest.
-    fn write_image(&self, mut out: StageOut, tags: &[Reference]) -> Result<(Digest, Digest)> {
+    /// Write the target stage as the build's image (labels and `created` applied) and, when
+    /// an image output is asked for (the default), tag it with `tags` and the outputs'
+    /// `name=`s. Returns the image ID (config digest), the manifest's descriptor, and the
+    /// names it got (None: no image stored).
+    fn write_image(
+        &self,
+        mut out: StageOut,
+        tags: &[Reference],
+    ) -> Result<(Digest, crate::image::Descriptor, Option<Vec<String>>)> {
         let created = self
             .sde
             .clone()
@@ -327,8 +349,41 @@ impl<'a> Engine<'a> {
         }
         out.config.created = Some(created);
         let docker = self.opts.format == ImageFormat::Docker;
-        let tagged = image_out::write_manifest(self.store, &out.layers, out.config, tags, docker);
-        Ok(tagged?)
+        let mut record = self.opts.outputs.is_empty();
+        let mut tags = tags.to_vec();
+        for o in &self.opts.outputs {
+            if let super::export::Export::Image { names, .. } = o {
+                record = true;
+                tags.extend(parse_tags(names)?);
+            }
+        }
+        let (cfg, desc) =
+            image_out::write_manifest(self.store, &out.layers, out.config, &tags, docker, record)?;
+        let names = record.then(|| tags.iter().map(|t| t.to_string()).collect());
+        Ok((cfg, desc, names))
+    }
+
+    /// The `-o type=local|tar` outputs: the filesystem of `layers` written for the caller.
+    fn export_files(&self, layers: &[LayerRef]) -> Result<()> {
+        use super::export::{Export, export_fs};
+        let files: Vec<&Export> = self
+            .opts
+            .outputs
+            .iter()
+            .filter(|o| !matches!(o, Export::Image { .. }))
+            .collect();
+        if files.is_empty() {
+            return Ok(());
+        }
+        let lowers = self.lowerdirs(layers)?;
+        let merged = MergedMount::new(&lowers, &self.store.tmp_dir(), self.tool.is_remapped())?;
+        let caller = super::caller::Caller::of(self.tool);
+        let policy = self.tool.content_policy();
+        for o in files {
+            export_fs(&merged, o, &caller, &policy, self.opts.source_date_epoch)
+                .map_err(|e| BuildError::Export(Box::new(e)))?;
+        }
+        Ok(())
     }
 
     fn run_stage(&mut self, idx: usize) -> Result<StageOut> {

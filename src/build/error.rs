@@ -47,6 +47,8 @@ pub enum BuildError {
         name: String,
         source: registry::RegistryError,
     },
+    #[error(transparent)]
+    Export(Box<super::export::ExportError>),
     #[error("write {}: {source}", path.display())]
     Write {
         path: PathBuf,

@@ -19,12 +19,14 @@
 
 pub mod backends;
 pub mod cache;
+pub mod caller;
 pub mod config;
 pub mod context;
 pub mod copy;
 pub mod dest;
 mod engine;
 pub mod error;
+pub mod export;
 pub mod fetch;
 pub mod fsview;
 pub mod git;
@@ -113,6 +115,10 @@ pub struct BuildOptions {
     pub limits: crate::run::Limits,
     /// Print where each RUN step's time went (`--progress=plain`).
     pub step_times: bool,
+    /// `-o/--output`: where the result goes; empty means the image in the store.
+    pub outputs: Vec<export::Export>,
+    /// `--metadata-file`: written with buildx's keys on success.
+    pub metadata_file: Option<PathBuf>,
 }
 
 impl BuildOptions {
@@ -138,6 +144,8 @@ impl BuildOptions {
             backends: backends::Backends::default(),
             limits: crate::run::Limits::default(),
             step_times: false,
+            outputs: vec![],
+            metadata_file: None,
         }
     }
 }
@@ -147,8 +155,12 @@ impl BuildOptions {
 pub struct BuildResult {
     /// The image ID (config digest).
     pub image_id: Digest,
-    /// The manifest digest.
-    pub manifest: Digest,
+    /// The manifest's descriptor.
+    pub manifest: crate::image::Descriptor,
+    /// Whether the image was stored (no `-o`, or an image output among them).
+    pub stored: bool,
+    /// The names it was tagged with, normalised (`docker.io/library/app:latest`).
+    pub names: Vec<String>,
     /// Steps executed and steps served from the cache.
     pub executed: usize,
     pub cached: usize,

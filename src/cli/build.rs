@@ -36,6 +36,16 @@ pub struct BuildArgs {
     /// Write the image ID to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Output destination: type=local,dest=DIR (or just DIR), type=tar,dest=FILE (`-`:
+    /// stdout), type=image; without it the image is stored
+    #[arg(short = 'o', long = "output", value_name = "TYPE=…,DEST=…")]
+    pub outputs: Vec<String>,
+    /// Store the image as well (shorthand for --output=type=docker)
+    #[arg(long)]
+    pub load: bool,
+    /// Write the build's result (image digest, config digest, names) to this JSON file
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Push the image after building
     #[arg(long)]
     pub push: bool,
@@ -126,12 +136,12 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
                     r.executed,
                     r.cached
                 );
-                for t in &opts.tags {
+                for t in &r.names {
                     eprintln!("Successfully tagged {t}");
                 }
             }
-            if a.push {
-                for t in &opts.tags {
+            if a.push || pushes(&opts) {
+                for t in &r.names {
                     let progress = if quiet {
                         crate::registry::Progress::Quiet
                     } else {
@@ -146,7 +156,9 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
                         .map_err(|e| anyhow::anyhow!("push {t}: {e}"))?;
                 }
             }
-            println!("{}", r.image_id);
+            if !tar_on_stdout(&opts) {
+                println!("{}", r.image_id);
+            }
             Ok(0)
         }
         Err(e) => {
@@ -155,6 +167,25 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
             Ok(1)
         }
     }
+}
+
+/// Whether an `-o type=registry` (or `push=true`) output asks for a push.
+fn pushes(o: &crate::build::BuildOptions) -> bool {
+    use crate::build::export::Export;
+    o.outputs
+        .iter()
+        .any(|e| matches!(e, Export::Image { push: true, .. }))
+}
+
+fn tar_on_stdout_one(e: &crate::build::export::Export) -> bool {
+    use crate::build::export::{Export, TarDest};
+    *e == Export::Tar(TarDest::Stdout)
+}
+
+/// Whether stdout carries the `-o -` tar stream (so nothing else may be printed there).
+fn tar_on_stdout(o: &crate::build::BuildOptions) -> bool {
+    use crate::build::export::{Export, TarDest};
+    o.outputs.contains(&Export::Tar(TarDest::Stdout))
 }
 
 /// `--cache-from`/`--cache-to` take a reference, or BuildKit's `type=registry,ref=REF`.
@@ -258,5 +289,19 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
     o.step_times = a.progress == "plain";
     o.cache_from = a.cache_from.iter().map(|r| cache_ref(r)).collect();
     o.cache_to = a.cache_to.iter().map(|r| cache_ref(r)).collect();
+    for out in &a.outputs {
+        o.outputs
+            .push(crate::build::export::parse_output(out).map_err(anyhow::Error::msg)?);
+    }
+    if a.load {
+        o.outputs.push(crate::build::export::Export::Image {
+            names: vec![],
+            push: false,
+        });
+    }
+    if o.outputs.iter().filter(|e| tar_on_stdout_one(e)).count() > 1 {
+        anyhow::bail!("only one --output may write to stdout");
+    }
+    o.metadata_file = a.metadata_file.clone();
     Ok(o)
 }
