@@ -1,0 +1,197 @@
+//! boxbuild's outputs and build-wide flags, as buildx has them, on the real kernel as root and
+//! as an unprivileged user: `-o type=local|tar` (and the short forms), `--metadata-file`,
+//! `--add-host`, `--build-context`, `--ssh`.
+
+mod build_common;
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use build_common::{Env, Who, stderr, stdout};
+
+fn whos() -> Vec<Who> {
+    let Some(root) = Who::root() else {
+        return vec![];
+    };
+    vec![root, Who::with_range().unwrap()]
+}
+
+/// The host uid and gid of the user who ran the build.
+fn caller(who: &Who) -> (u32, u32) {
+    match who {
+        Who::Root => (0, 0),
+        Who::User(u) => (u.uid, u.gid),
+    }
+}
+
+/// Every path under `dir` (itself excluded) with its owner, sorted.
+fn owners(dir: &Path) -> Vec<(String, u32, u32)> {
+    let mut v = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            v.push((rel, m.uid(), m.gid()));
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+const TWO_STAGES: &str = "FROM busybox AS b\n\
+RUN mkdir -p /out/sub && echo built > /out/sub/made.txt && chown 1000:1000 /out/sub/made.txt \
+ && ln -s sub/made.txt /out/link && chmod 0750 /out/sub\n\
+FROM scratch\nCOPY --from=b --chown=1000:1000 /out/ /\nCOPY ctxfile /ctxfile\n";
+
+#[test]
+fn local_output_writes_the_final_stage_as_the_callers_files_and_stores_no_image() {
+    for who in whos() {
+        let e = Env::new(who.clone());
+        e.write("ctxfile", "from the context\n");
+        e.boxfile(TWO_STAGES);
+        let out = e.dir.path().join("out");
+        let err = e.build_ok(&[
+            "-t",
+            "notstored",
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+        ]);
+        let l = who.label();
+        assert_eq!(
+            std::fs::read_to_string(out.join("sub/made.txt")).unwrap(),
+            "built\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("ctxfile")).unwrap(),
+            "from the context\n"
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("link")).unwrap(),
+            Path::new("sub/made.txt")
+        );
+        let m = std::fs::metadata(out.join("sub")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o750, "{l}: the image's mode");
+        // Every file is the caller's, whatever the image said (made.txt is 1000:1000 there).
+        let (uid, gid) = caller(&who);
+        for (p, u, g) in owners(&out) {
+            assert_eq!((u, g), (uid, gid), "{l}: {p} is not the caller's");
+        }
+        // An explicit -o replaces the default image output, as with buildx.
+        let o = e.box_cmd(&["inspect", "notstored"]);
+        assert!(!o.status.success(), "{l}: an image was stored:\n{err}");
+        // The short form, into an existing directory: files are replaced, others kept.
+        std::fs::write(out.join("mine"), "kept\n").unwrap();
+        e.write("ctxfile", "changed\n");
+        e.build_ok(&["-o", out.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read_to_string(out.join("ctxfile")).unwrap(),
+            "changed\n"
+        );
+        assert_eq!(std::fs::read_to_string(out.join("mine")).unwrap(), "kept\n");
+        // With an image output as well, both happen.
+        let both = e.dir.path().join("both");
+        e.build_ok(&["-t", "stored", "-o", both.to_str().unwrap(), "--load"]);
+        assert!(both.join("ctxfile").exists());
+        assert!(e.box_cmd(&["inspect", "stored"]).status.success(), "{l}");
+    }
+}
+
+/// `tar tvf` of `tar` as (mode string, owner, name) lines.
+fn tar_listing(tar: &Path) -> String {
+    let o = Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(tar)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tar: {}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn tar_output_goes_to_a_file_or_stdout_with_the_images_owners() {
+    for who in whos() {
+        let l = who.label();
+        let e = Env::new(who.clone());
+        e.write("ctxfile", "x\n");
+        e.boxfile(TWO_STAGES);
+        let file = e.dir.path().join("rootfs.tar");
+        e.build_ok(&["-o", &format!("type=tar,dest={}", file.display())]);
+        let listing = tar_listing(&file);
+        let line = listing
+            .lines()
+            .find(|l| l.ends_with("sub/made.txt") && !l.contains(" -> "))
+            .unwrap_or_else(|| panic!("{l}: no made.txt in\n{listing}"));
+        // In the tar the image's owner stays (1000:1000), as BuildKit's tar exporter.
+        assert!(line.contains("1000/1000"), "{l}: {line}");
+        assert!(listing.contains("link -> sub/made.txt"), "{l}: {listing}");
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            caller(&who),
+            "{l}: the tar file's owner"
+        );
+        // `-o -`: the tar is all stdout carries (no image ID after it).
+        let o = e.build(&["-o", "-"]);
+        assert!(o.status.success(), "{l}: {}", stderr(&o));
+        let piped = e.dir.path().join("piped.tar");
+        std::fs::write(&piped, &o.stdout).unwrap();
+        assert_eq!(tar_listing(&piped), listing, "{l}: stdout is the same tar");
+        // Bad outputs are usage errors before any work.
+        for bad in ["type=local", "type=zip,dest=x", "type=local,dest=-"] {
+            let o = e.build(&["-o", bad]);
+            assert_eq!(o.status.code(), Some(125), "{l}: -o {bad}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn metadata_file_has_buildx_keys_and_belongs_to_the_caller() {
+    for who in whos() {
+        let l = who.label();
+        let e = Env::new(who.clone());
+        e.boxfile("FROM busybox\nRUN echo hi > /hi\n");
+        let meta = e.dir.path().join("meta.json");
+        e.build_ok(&[
+            "-t",
+            "meta",
+            "-t",
+            "other:v1",
+            "--metadata-file",
+            meta.to_str().unwrap(),
+        ]);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        let img = e.inspect("meta");
+        assert_eq!(m["containerimage.config.digest"], img["Id"], "{l}: {m}");
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.store().join("index.json")).unwrap()).unwrap();
+        let entry = idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| {
+                d["annotations"]["org.opencontainers.image.ref.name"]
+                    == "docker.io/library/meta:latest"
+            })
+            .unwrap()
+            .clone();
+        assert_eq!(m["containerimage.digest"], entry["digest"], "{l}: {m}");
+        assert_eq!(m["containerimage.descriptor"]["digest"], entry["digest"]);
+        assert_eq!(m["containerimage.descriptor"]["size"], entry["size"]);
+        assert_eq!(
+            m["containerimage.descriptor"]["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(
+            m["image.name"], "docker.io/library/meta:latest,docker.io/library/other:v1",
+            "{l}"
+        );
+        let st = std::fs::metadata(&meta).unwrap();
+        assert_eq!((st.uid(), st.gid()), caller(&who), "{l}: the file's owner");
+    }
+}
