@@ -195,3 +195,37 @@ fn metadata_file_has_buildx_keys_and_belongs_to_the_caller() {
         assert_eq!((st.uid(), st.gid()), caller(&who), "{l}: the file's owner");
     }
 }
+
+#[test]
+fn add_host_reaches_run_steps_and_never_the_image() {
+    for who in whos() {
+        let l = who.label();
+        let e = Env::new(who);
+        e.boxfile("FROM busybox\nRUN grep -E 'db|v6' /etc/hosts > /seen\n");
+        let out = e.dir.path().join("out");
+        e.build_ok(&[
+            "--add-host",
+            "db:10.9.8.7",
+            "--add-host",
+            "v6=[fd00::7]",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let seen = std::fs::read_to_string(out.join("seen")).unwrap();
+        assert!(seen.contains("10.9.8.7\tdb"), "{l}: {seen}");
+        assert!(seen.contains("fd00::7\tv6"), "{l}: {seen}");
+        // /etc/hosts was the step's own mount: the image keeps what it had (busybox: none).
+        let hosts = std::fs::read_to_string(out.join("etc/hosts")).unwrap_or_default();
+        assert!(
+            !hosts.contains("10.9.8.7"),
+            "{l}: the image got the host: {hosts}"
+        );
+        // Another mapping is another RUN (not a cache hit of the first).
+        let err = e.build_ok(&["--add-host", "db:10.9.8.8", "-o", out.to_str().unwrap()]);
+        assert!(!err.contains("CACHED RUN"), "{l}: {err}");
+        let seen = std::fs::read_to_string(out.join("seen")).unwrap();
+        assert!(seen.contains("10.9.8.8\tdb"), "{l}: {seen}");
+        let o = e.build(&["--add-host", "nocolon"]);
+        assert_eq!(o.status.code(), Some(125), "{l}: {}", stderr(&o));
+    }
+}

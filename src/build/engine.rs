@@ -506,7 +506,11 @@ impl<'a> Engine<'a> {
                     .into_iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                let mounts = self.bind_mounts_key(r)?;
+                let mut mounts = self.bind_mounts_key(r)?;
+                if !self.opts.add_hosts.is_empty() {
+                    // What a RUN resolves may change what it makes, as in BuildKit's key.
+                    mounts.push_str(&format!("\nhosts:{}", self.opts.add_hosts.join(",")));
+                }
                 let key = key_of(&[&parent, "run", &text, &args.join("\n"), &mounts]);
                 let created_by = run_created_by(&e.instruction);
                 self.layer_step(sr, ins, counted, (key, created_by), |eng, sr| {

@@ -119,6 +119,8 @@ pub struct BuildOptions {
     pub outputs: Vec<export::Export>,
     /// `--metadata-file`: written with buildx's keys on success.
     pub metadata_file: Option<PathBuf>,
+    /// `--add-host`: lines (`IP\tHOST`) added to every RUN's /etc/hosts, never to the image.
+    pub add_hosts: Vec<String>,
 }
 
 impl BuildOptions {
@@ -146,6 +148,7 @@ impl BuildOptions {
             step_times: false,
             outputs: vec![],
             metadata_file: None,
+            add_hosts: vec![],
         }
     }
 }
@@ -199,9 +202,49 @@ pub fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
     Ok((id, source))
 }
 
+/// `--add-host HOST:IP` (also `HOST=IP`; an IPv6 address may be bracketed) as the /etc/hosts
+/// line `IP\tHOST`.
+pub fn parse_add_host(s: &str) -> Result<String, String> {
+    let bad =
+        || format!("invalid --add-host {s:?}: expected HOST:IP, e.g. db:10.0.0.5 or db=[fd00::5]");
+    let (host, ip) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .ok_or_else(bad)?;
+    if ip == "host-gateway" {
+        return Err(format!(
+            "invalid --add-host {s:?}: host-gateway is not supported by boxbuild (RUN steps use \
+             the host's network, where the host is 127.0.0.1)"
+        ));
+    }
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+    Ok(format!("{ip}\t{host}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_host_takes_ipv4_ipv6_and_equals() {
+        assert_eq!(parse_add_host("db:10.0.0.5").unwrap(), "10.0.0.5\tdb");
+        assert_eq!(parse_add_host("db=10.0.0.5").unwrap(), "10.0.0.5\tdb");
+        assert_eq!(parse_add_host("v6:fd00::5").unwrap(), "fd00::5\tv6");
+        assert_eq!(parse_add_host("v6=[fd00::5]").unwrap(), "fd00::5\tv6");
+        for bad in [
+            "db",
+            "db:notanip",
+            ":1.2.3.4",
+            "a b:1.2.3.4",
+            "h:host-gateway",
+        ] {
+            assert!(parse_add_host(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn secrets_parse_like_buildkit() {

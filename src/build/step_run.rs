@@ -151,6 +151,8 @@ impl Engine<'_> {
         }
         spec.isolation = self.opts.backends.isolation;
         spec.limits = self.run_limits.clone();
+        // The sandbox writes /etc/hosts for the step (a mount, never part of the layer).
+        spec.extras.hosts = self.opts.add_hosts.clone();
         Ok(spec)
     }
 

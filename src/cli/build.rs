@@ -43,6 +43,9 @@ pub struct BuildArgs {
     /// Store the image as well (shorthand for --output=type=docker)
     #[arg(long)]
     pub load: bool,
+    /// Add a custom host-to-IP mapping to RUN steps' /etc/hosts (HOST:IP)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
     /// Write the build's result (image digest, config digest, names) to this JSON file
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
@@ -303,5 +306,9 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
         anyhow::bail!("only one --output may write to stdout");
     }
     o.metadata_file = a.metadata_file.clone();
+    for h in &a.add_hosts {
+        o.add_hosts
+            .push(crate::build::parse_add_host(h).map_err(anyhow::Error::msg)?);
+    }
     Ok(o)
 }
