@@ -229,3 +229,77 @@ fn add_host_reaches_run_steps_and_never_the_image() {
         assert_eq!(o.status.code(), Some(125), "{l}: {}", stderr(&o));
     }
 }
+
+/// Make `p` (recursively) the builder's, as the Env's own files are.
+fn give(who: &Who, p: &Path) {
+    if let Who::User(u) = who {
+        let ok = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", u.uid, u.gid))
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+#[test]
+fn build_contexts_name_directories_and_images_for_from_copy_and_mounts() {
+    for who in whos() {
+        let l = who.label();
+        let e = Env::new(who.clone());
+        let extra = e.dir.path().join("extra");
+        std::fs::create_dir_all(extra.join("sub")).unwrap();
+        std::fs::write(extra.join("data.txt"), "from extra\n").unwrap();
+        std::fs::write(extra.join("sub/deep.txt"), "deep\n").unwrap();
+        give(&who, &extra);
+        let src = format!("src={}", extra.display());
+        // A named directory replaces the placeholder stage of the same name, for COPY --from
+        // and for a bind mount's from=; an image context pins `FROM alpine` to busybox.
+        e.boxfile(
+            "FROM scratch AS src\nFROM alpine\nCOPY --from=src data.txt /data.txt\n\
+             RUN --mount=type=bind,from=src,target=/m cat /m/sub/deep.txt > /seen\n",
+        );
+        let out = e.dir.path().join("out");
+        let args = [
+            "--build-context",
+            src.as_str(),
+            "--build-context",
+            "alpine=docker-image://busybox",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        e.build_ok(&args);
+        assert_eq!(
+            std::fs::read_to_string(out.join("data.txt")).unwrap(),
+            "from extra\n"
+        );
+        assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "deep\n");
+        assert!(
+            out.join("bin/busybox").exists(),
+            "{l}: not busybox's filesystem"
+        );
+        // The directory's content keys the steps that read it.
+        std::fs::write(extra.join("data.txt"), "changed\n").unwrap();
+        let err = e.build_ok(&args);
+        assert!(!err.contains("CACHED COPY"), "{l}: {err}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("data.txt")).unwrap(),
+            "changed\n"
+        );
+        // FROM a directory: its files are the stage's filesystem.
+        e.boxfile("FROM src\n");
+        let root = e.dir.path().join("root");
+        e.build_ok(&["--build-context", &src, "-o", root.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read_to_string(root.join("sub/deep.txt")).unwrap(),
+            "deep\n"
+        );
+        // Without the context, `FROM alpine` is alpine (not in this store: a pull error).
+        e.boxfile("FROM alpine\n");
+        let o = e.build(&["--pull=never"]);
+        assert!(!o.status.success(), "{l}: built without the context");
+        let o = e.build(&["--build-context", "x=https://example.com/r.git"]);
+        assert_eq!(o.status.code(), Some(125), "{l}: {}", stderr(&o));
+    }
+}

@@ -270,7 +270,7 @@ impl<'a> Engine<'a> {
             .and_then(|i| self.built.get(&i))
     }
 
-    fn stage_of_image(&self, img: &Image) -> Result<StageOut, StoreError> {
+    pub(super) fn stage_of_image(&self, img: &Image) -> Result<StageOut, StoreError> {
         let config = img.config.clone();
         let diff_ids = img.diff_ids();
         let layers = img
@@ -304,8 +304,12 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
-    /// A read-only view of what `--from` / `from=` names: a built stage, else an image.
+    /// A read-only view of what `--from` / `from=` names: a named context, a built stage,
+    /// else an image.
     pub(super) fn mount_from(&self, from: &str) -> StepResult<MergedMount> {
+        if let Some(nc) = self.named(from) {
+            return self.named_mount(&nc);
+        }
         let layers = match self.stage_by_ref(from) {
             Some(s) => s.layers.clone(),
             None => {
@@ -426,7 +430,9 @@ impl<'a> Engine<'a> {
         let names_stage = self.bf.stages[..idx]
             .iter()
             .any(|s| s.name.as_deref() == Some(lower.as_str()));
-        let mut base = if f.image == "scratch" {
+        let mut base = if let Some(nc) = self.named(&f.image) {
+            self.named_base(&nc, f.platform.clone())?
+        } else if f.image == "scratch" {
             self.scratch(f.platform.clone())
         } else if let Some(s) = self.stage_by_ref(&f.image).filter(|_| names_stage) {
             s.clone()
@@ -463,7 +469,7 @@ impl<'a> Engine<'a> {
 
     /// An empty base with the target platform (FROM --platform, else --platform, else the
     /// host's).
-    fn scratch(&self, from_platform: Option<String>) -> StageOut {
+    pub(super) fn scratch(&self, from_platform: Option<String>) -> StageOut {
         let platform = from_platform.or_else(|| self.opts.platform.clone());
         let mut parts = platform.as_deref().unwrap_or("").split('/');
         let os = parts.next().filter(|s| !s.is_empty()).unwrap_or("linux");

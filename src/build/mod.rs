@@ -31,6 +31,7 @@ pub mod fetch;
 pub mod fsview;
 pub mod git;
 mod image_out;
+pub mod named;
 pub mod output;
 pub mod owner;
 mod plan;
@@ -121,6 +122,8 @@ pub struct BuildOptions {
     pub metadata_file: Option<PathBuf>,
     /// `--add-host`: lines (`IP\tHOST`) added to every RUN's /etc/hosts, never to the image.
     pub add_hosts: Vec<String>,
+    /// `--build-context NAME=…`, by lower-case name.
+    pub build_contexts: BTreeMap<String, named::NamedContext>,
 }
 
 impl BuildOptions {
@@ -149,6 +152,7 @@ impl BuildOptions {
             outputs: vec![],
             metadata_file: None,
             add_hosts: vec![],
+            build_contexts: BTreeMap::new(),
         }
     }
 }

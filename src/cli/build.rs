@@ -46,6 +46,9 @@ pub struct BuildArgs {
     /// Add a custom host-to-IP mapping to RUN steps' /etc/hosts (HOST:IP)
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
+    /// Additional named context for FROM and --from: NAME=DIR or NAME=docker-image://REF
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Write the build's result (image digest, config digest, names) to this JSON file
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
@@ -306,6 +309,11 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
         anyhow::bail!("only one --output may write to stdout");
     }
     o.metadata_file = a.metadata_file.clone();
+    for c in &a.build_contexts {
+        let (name, ctx) =
+            crate::build::named::parse_build_context(c).map_err(anyhow::Error::msg)?;
+        o.build_contexts.insert(name, ctx);
+    }
     for h in &a.add_hosts {
         o.add_hosts
             .push(crate::build::parse_add_host(h).map_err(anyhow::Error::msg)?);
