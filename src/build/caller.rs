@@ -64,6 +64,46 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Connect to the Unix socket `path` as the caller: the socket file's permissions are
+    /// checked against the caller, and the peer (an SSH agent checking `SO_PEERCRED`) sees the
+    /// caller's uid. When this process is not the caller, the connection is made on a thread
+    /// of its own whose real, effective and saved ids are switched to the caller's; Linux keeps
+    /// credentials per thread, and that thread (which thereby loses every capability) ends
+    /// right after.
+    pub fn connect(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<std::os::unix::net::UnixStream> {
+        if !self.switch {
+            return std::os::unix::net::UnixStream::connect(path);
+        }
+        let (uid, gid) = (self.uid, self.gid);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // The raw system calls, not libc's setresuid(), which changes every thread of
+                // the process (glibc broadcasts set*id calls to keep POSIX semantics).
+                // SAFETY: plain system calls with integer arguments and no memory access;
+                // they affect only the calling thread, which does nothing else afterwards but
+                // connect and exit.
+                let rc = unsafe {
+                    if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
+                        -1
+                    } else {
+                        libc::syscall(libc::SYS_setresuid, uid, uid, uid)
+                    }
+                };
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                std::os::unix::net::UnixStream::connect(path)
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+}
+
 /// The effective uid and gid of the parent (the host agent), translated into this namespace;
 /// None when the parent is not the agent any more or its ids are not mapped here.
 fn agent_ids() -> Option<(u32, u32)> {

@@ -35,6 +35,7 @@ pub mod named;
 pub mod output;
 pub mod owner;
 mod plan;
+pub mod ssh;
 mod step_copy;
 mod step_root;
 mod step_run;
@@ -124,6 +125,8 @@ pub struct BuildOptions {
     pub add_hosts: Vec<String>,
     /// `--build-context NAME=…`, by lower-case name.
     pub build_contexts: BTreeMap<String, named::NamedContext>,
+    /// `--ssh ID[=SOCKET]`: agent sockets by id, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 impl BuildOptions {
@@ -153,6 +156,7 @@ impl BuildOptions {
             metadata_file: None,
             add_hosts: vec![],
             build_contexts: BTreeMap::new(),
+            ssh: BTreeMap::new(),
         }
     }
 }

@@ -49,6 +49,10 @@ pub struct BuildArgs {
     /// Additional named context for FROM and --from: NAME=DIR or NAME=docker-image://REF
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// SSH agent socket to forward to RUN --mount=type=ssh: default (SSH_AUTH_SOCK) or
+    /// ID=SOCKET
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
     /// Write the build's result (image digest, config digest, names) to this JSON file
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
@@ -313,6 +317,12 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
         let (name, ctx) =
             crate::build::named::parse_build_context(c).map_err(anyhow::Error::msg)?;
         o.build_contexts.insert(name, ctx);
+    }
+    let auth_sock = std::env::var("SSH_AUTH_SOCK").ok();
+    for s in &a.ssh {
+        let (id, sock) =
+            crate::build::ssh::parse_ssh(s, auth_sock.as_deref()).map_err(anyhow::Error::msg)?;
+        o.ssh.insert(id, sock);
     }
     for h in &a.add_hosts {
         o.add_hosts
