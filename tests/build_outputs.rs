@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use build_common::{Env, Who, stderr, stdout};
+use build_common::{Env, SshAgent, Who, stderr, stdout};
 
 fn whos() -> Vec<Who> {
     let Some(root) = Who::root() else {
@@ -301,5 +301,56 @@ fn build_contexts_name_directories_and_images_for_from_copy_and_mounts() {
         assert!(!o.status.success(), "{l}: built without the context");
         let o = e.build(&["--build-context", "x=https://example.com/r.git"]);
         assert_eq!(o.status.code(), Some(125), "{l}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn ssh_forwards_the_callers_agent_into_run_steps_only() {
+    for who in whos() {
+        let l = who.label();
+        let e = Env::new(who.clone());
+        let agent = SshAgent::start(&e);
+        e.ssh_add_in_context();
+        e.boxfile(
+            "FROM busybox\nCOPY sshroot/ /\n\
+             RUN --mount=type=ssh ssh-add -l > /keys && echo \"$SSH_AUTH_SOCK\" > /sock\n\
+             USER 1000\n\
+             RUN --mount=type=ssh,id=other,target=/tmp/o.sock,uid=1000 \
+                 SSH_AUTH_SOCK=/tmp/o.sock ssh-add -l > /tmp/keys1000\n\
+             USER root\n\
+             RUN --mount=type=ssh,id=absent echo \"${SSH_AUTH_SOCK:-unset}\" > /absent\n",
+        );
+        let sock = agent.socket.to_str().unwrap();
+        let other = format!("other={sock}");
+        let out = e.dir.path().join("out");
+        let o = e.build_env(
+            &["--ssh", "default", "--ssh", &other, "-t", "ssh", "--load", "-o", out.to_str().unwrap()],
+            &[("SSH_AUTH_SOCK", sock)],
+        );
+        assert!(o.status.success(), "{l}: {}", stderr(&o));
+        let keys = std::fs::read_to_string(out.join("keys")).unwrap();
+        assert!(keys.contains(&agent.fingerprint), "{l}: {keys}");
+        let keys = std::fs::read_to_string(out.join("tmp/keys1000")).unwrap();
+        assert!(keys.contains(&agent.fingerprint), "{l}: as uid 1000: {keys}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("sock")).unwrap(),
+            "/run/buildkit/ssh_agent.0\n"
+        );
+        // An id not forwarded, not required: the step runs without an agent.
+        assert_eq!(std::fs::read_to_string(out.join("absent")).unwrap(), "unset\n");
+        // Neither the socket nor the variable is in the image.
+        assert!(!out.join("run/buildkit").exists(), "{l}: the mount point stayed");
+        assert!(!out.join("tmp/o.sock").exists(), "{l}: the mount point stayed");
+        let env = e.inspect("ssh")["Config"]["Env"].to_string();
+        assert!(!env.contains("SSH_AUTH_SOCK"), "{l}: {env}");
+        // required: a missing agent fails the step, naming the flag.
+        e.boxfile("FROM busybox\nRUN --mount=type=ssh,required=true true\n");
+        let o = e.build(&[]);
+        assert_eq!(o.status.code(), Some(1), "{l}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--ssh default"), "{l}: {}", stderr(&o));
+        // --ssh without an agent is a usage error.
+        let o = e.build(&["--ssh", "default"]);
+        assert_eq!(o.status.code(), Some(125), "{l}: {}", stderr(&o));
+        assert!(stderr(&o).contains("SSH_AUTH_SOCK"), "{l}: {}", stderr(&o));
     }
 }
