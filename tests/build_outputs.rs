@@ -324,23 +324,45 @@ fn ssh_forwards_the_callers_agent_into_run_steps_only() {
         let other = format!("other={sock}");
         let out = e.dir.path().join("out");
         let o = e.build_env(
-            &["--ssh", "default", "--ssh", &other, "-t", "ssh", "--load", "-o", out.to_str().unwrap()],
+            &[
+                "--ssh",
+                "default",
+                "--ssh",
+                &other,
+                "-t",
+                "ssh",
+                "--load",
+                "-o",
+                out.to_str().unwrap(),
+            ],
             &[("SSH_AUTH_SOCK", sock)],
         );
         assert!(o.status.success(), "{l}: {}", stderr(&o));
         let keys = std::fs::read_to_string(out.join("keys")).unwrap();
         assert!(keys.contains(&agent.fingerprint), "{l}: {keys}");
         let keys = std::fs::read_to_string(out.join("tmp/keys1000")).unwrap();
-        assert!(keys.contains(&agent.fingerprint), "{l}: as uid 1000: {keys}");
+        assert!(
+            keys.contains(&agent.fingerprint),
+            "{l}: as uid 1000: {keys}"
+        );
         assert_eq!(
             std::fs::read_to_string(out.join("sock")).unwrap(),
             "/run/buildkit/ssh_agent.0\n"
         );
         // An id not forwarded, not required: the step runs without an agent.
-        assert_eq!(std::fs::read_to_string(out.join("absent")).unwrap(), "unset\n");
+        assert_eq!(
+            std::fs::read_to_string(out.join("absent")).unwrap(),
+            "unset\n"
+        );
         // Neither the socket nor the variable is in the image.
-        assert!(!out.join("run/buildkit").exists(), "{l}: the mount point stayed");
-        assert!(!out.join("tmp/o.sock").exists(), "{l}: the mount point stayed");
+        assert!(
+            !out.join("run/buildkit").exists(),
+            "{l}: the mount point stayed"
+        );
+        assert!(
+            !out.join("tmp/o.sock").exists(),
+            "{l}: the mount point stayed"
+        );
         let env = e.inspect("ssh")["Config"]["Env"].to_string();
         assert!(!env.contains("SSH_AUTH_SOCK"), "{l}: {env}");
         // required: a missing agent fails the step, naming the flag.

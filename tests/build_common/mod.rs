@@ -369,7 +369,11 @@ impl SshAgent {
             stdout(&o)
         };
         let k = key.to_str().unwrap();
-        run("/usr/bin/ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", k], &[]);
+        run(
+            "/usr/bin/ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", k],
+            &[],
+        );
         let child = e
             .who
             .command(Path::new("/usr/bin/ssh-agent"), &[])
@@ -386,7 +390,11 @@ impl SshAgent {
         }
         let sock = socket.to_str().unwrap();
         run("/usr/bin/ssh-add", &["-q", k], &[("SSH_AUTH_SOCK", sock)]);
-        let fp = run("/usr/bin/ssh-keygen", &["-l", "-f", &format!("{k}.pub")], &[]);
+        let fp = run(
+            "/usr/bin/ssh-keygen",
+            &["-l", "-f", &format!("{k}.pub")],
+            &[],
+        );
         SshAgent {
             socket,
             fingerprint: fp.split_whitespace().nth(1).unwrap().to_string(),
@@ -407,7 +415,10 @@ impl Env {
     /// paths, so that `COPY sshroot/ /` gives a busybox image a working `ssh-add`.
     pub fn ssh_add_in_context(&self) {
         let root = self.ctx().join("sshroot");
-        let o = Command::new("ldd").arg("/usr/bin/ssh-add").output().unwrap();
+        let o = Command::new("ldd")
+            .arg("/usr/bin/ssh-add")
+            .output()
+            .unwrap();
         let mut files = vec![PathBuf::from("/usr/bin/ssh-add")];
         for w in stdout(&o).split_whitespace() {
             if w.starts_with('/') {
