@@ -379,6 +379,7 @@ mod tests {
         src.append_data(&mut d, "dev/null", io::empty()).unwrap();
         let mut l = tar::Header::new_gnu();
         l.set_entry_type(tar::EntryType::Symlink);
+        l.set_mode(0o777);
         l.set_size(0);
         src.append_link(&mut l, "etc/abs", "/etc/passwd").unwrap();
         let tar = src.into_inner().unwrap();
@@ -402,7 +403,7 @@ mod tests {
             got,
             [
                 ("bin/su".to_string(), 0o755, 0),
-                ("etc/abs".to_string(), 0, 0)
+                ("etc/abs".to_string(), 0o777, 0)
             ]
         );
     }
