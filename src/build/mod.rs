@@ -16,6 +16,9 @@
 //! - [`output`]: `[n/N]` lines and RUN output streaming;
 //! - [`config`]: the image config and the metadata instructions;
 //! - [`context`]: content hashes of the build context behind a stat index.
+//! - [`export`]: `-o` outputs (image, `type=local`, `type=tar`) and `--metadata-file`;
+//!   [`caller`]: files written for the user get the caller's ids;
+//! - [`named`]: `--build-context`; [`ssh`]: `--ssh` and `RUN --mount=type=ssh`.
 
 pub mod backends;
 pub mod cache;
