@@ -312,6 +312,13 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
     if o.outputs.iter().filter(|e| tar_on_stdout_one(e)).count() > 1 {
         anyhow::bail!("only one --output may write to stdout");
     }
+    let image_out = o.outputs.is_empty()
+        || o.outputs
+            .iter()
+            .any(|e| matches!(e, crate::build::export::Export::Image { .. }));
+    if a.push && !image_out {
+        anyhow::bail!("--push needs an image: add --load or -o type=image next to the other -o");
+    }
     o.metadata_file = a.metadata_file.clone();
     for c in &a.build_contexts {
         let (name, ctx) =
