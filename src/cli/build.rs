@@ -187,15 +187,13 @@ fn pushes(o: &crate::build::BuildOptions) -> bool {
         .any(|e| matches!(e, Export::Image { push: true, .. }))
 }
 
-fn tar_on_stdout_one(e: &crate::build::export::Export) -> bool {
-    use crate::build::export::{Export, TarDest};
-    *e == Export::Tar(TarDest::Stdout)
-}
+/// The `-o -` output.
+const STDOUT_TAR: crate::build::export::Export =
+    crate::build::export::Export::Tar(crate::build::export::TarDest::Stdout);
 
 /// Whether stdout carries the `-o -` tar stream (so nothing else may be printed there).
 fn tar_on_stdout(o: &crate::build::BuildOptions) -> bool {
-    use crate::build::export::{Export, TarDest};
-    o.outputs.contains(&Export::Tar(TarDest::Stdout))
+    o.outputs.contains(&STDOUT_TAR)
 }
 
 /// `--cache-from`/`--cache-to` take a reference, or BuildKit's `type=registry,ref=REF`.
@@ -309,7 +307,7 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
             push: false,
         });
     }
-    if o.outputs.iter().filter(|e| tar_on_stdout_one(e)).count() > 1 {
+    if o.outputs.iter().filter(|e| **e == STDOUT_TAR).count() > 1 {
         anyhow::bail!("only one --output may write to stdout");
     }
     let image_out = o.outputs.is_empty()
