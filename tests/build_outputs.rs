@@ -321,10 +321,13 @@ fn ssh_forwards_the_callers_agent_into_run_steps_only() {
              RUN --mount=type=ssh,id=other,target=/tmp/o.sock,uid=1000 \
                  SSH_AUTH_SOCK=/tmp/o.sock ssh-add -l > /tmp/keys1000\n\
              USER root\n\
-             RUN --mount=type=ssh,id=absent echo \"${SSH_AUTH_SOCK:-unset}\" > /absent\n",
+             RUN --mount=type=ssh,id=absent echo \"${SSH_AUTH_SOCK:-unset}\" > /absent\n\
+             RUN --mount=type=ssh,id=keys ssh-add -l > /fromkey\n",
         );
         let sock = agent.socket.to_str().unwrap();
         let other = format!("other={sock}");
+        // A key file instead of an agent: the build loads it into an agent of its own.
+        let keys = format!("keys={}", agent.key.display());
         let out = e.dir.path().join("out");
         let o = e.build_env(
             &[
@@ -332,6 +335,8 @@ fn ssh_forwards_the_callers_agent_into_run_steps_only() {
                 "default",
                 "--ssh",
                 &other,
+                "--ssh",
+                &keys,
                 "-t",
                 "ssh",
                 "--load",

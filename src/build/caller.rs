@@ -43,6 +43,15 @@ impl Caller {
         }
     }
 
+    /// This process itself: nothing is switched.
+    pub fn this_process() -> Caller {
+        Caller {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            switch: false,
+        }
+    }
+
     /// Run `f` with the caller's filesystem ids, on a thread of its own (so no other work of
     /// this process ever runs with them, or with the capabilities they drop).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {

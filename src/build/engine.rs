@@ -73,6 +73,8 @@ pub struct Engine<'a> {
     /// The cgroup limits RUN steps get: `--memory` and friends, or none where this
     /// environment cannot apply them (said once, as a warning).
     pub run_limits: crate::run::Limits,
+    /// The agents started for `--ssh ID=KEY` (stopped when the build ends).
+    pub key_agents: super::ssh::KeyAgents,
 }
 
 /// Build the image `opts` describes, tag it, and return its ID. `tool` is the context from
@@ -234,6 +236,8 @@ impl<'a> Engine<'a> {
             sde: opts.source_date_epoch.map(rfc3339),
             visited: vec![],
             run_limits: opts.limits.clone(),
+            key_agents: super::ssh::KeyAgents::start(&opts.ssh, &store.tmp_dir())
+                .map_err(BuildError::Ssh)?,
         })
     }
 

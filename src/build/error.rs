@@ -49,6 +49,9 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Export(Box<super::export::ExportError>),
+    /// `--ssh ID=KEY`: the build's own agent could not be started or loaded.
+    #[error("{0}")]
+    Ssh(String),
     #[error("write {}: {source}", path.display())]
     Write {
         path: PathBuf,

@@ -128,8 +128,8 @@ pub struct BuildOptions {
     pub add_hosts: Vec<String>,
     /// `--build-context NAME=…`, by lower-case name.
     pub build_contexts: BTreeMap<String, named::NamedContext>,
-    /// `--ssh ID[=SOCKET]`: agent sockets by id, for `RUN --mount=type=ssh`.
-    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--ssh ID[=SOCKET|KEY…]`: what each id forwards to `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, ssh::SshSource>,
 }
 
 impl BuildOptions {

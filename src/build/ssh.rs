@@ -9,7 +9,9 @@
 //! binds that into the step at `target` (default `/run/buildkit/ssh_agent.N`, as BuildKit),
 //! with `SSH_AUTH_SOCK` pointing at it. Each connection is relayed to the agent over a new
 //! connection made as the caller ([`Caller::connect`]), so the agent sees the user it serves.
-//! The relay stops when the step ends; the mount point the sandbox created is removed from
+//! `--ssh ID=KEY[,KEY]` starts an `ssh-agent` of the build's own ([`KeyAgents`]) holding
+//! those keys, reached the same way (as this process: that agent runs as it). The relay
+//! stops when the step ends; the mount point the sandbox created is removed from
 //! the upper directory with the other stubs, and the target is resolved inside the root by
 //! the sandbox like every mount target.
 
@@ -25,39 +27,136 @@ use super::fsview;
 use crate::boxfile::Mount;
 use crate::run::MountSpec;
 
-/// Parse `--ssh ID[=SOCKET]`: the agent socket of `ID` (`$SSH_AUTH_SOCK` when none is given).
-/// BuildKit also takes key files; boxbuild asks for them to be in an agent.
-pub fn parse_ssh(s: &str, auth_sock: Option<&str>) -> Result<(String, PathBuf), String> {
+/// What `--ssh ID=…` forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshSource {
+    /// A running agent's socket (`$SSH_AUTH_SOCK` when none is given).
+    Agent(PathBuf),
+    /// Private key files, loaded into an `ssh-agent` of the build's own ([`KeyAgents`]).
+    Keys(Vec<PathBuf>),
+}
+
+/// Parse `--ssh ID[=SOCKET|KEY[,KEY…]]`, as buildx: no value is `$SSH_AUTH_SOCK`
+/// (`auth_sock`), a socket is an agent, anything else a list of key files.
+pub fn parse_ssh(s: &str, auth_sock: Option<&str>) -> Result<(String, SshSource), String> {
+    use std::os::unix::fs::FileTypeExt;
     let (id, paths) = s.split_once('=').unwrap_or((s, ""));
     if id.is_empty() {
         return Err(format!(
-            "invalid --ssh {s:?}: expected ID[=SOCKET], e.g. default"
+            "invalid --ssh {s:?}: expected ID[=SOCKET|KEY[,KEY]], e.g. default"
         ));
     }
-    let socket = match paths {
-        "" => PathBuf::from(auth_sock.filter(|v| !v.is_empty()).ok_or_else(|| {
+    if paths.is_empty() {
+        let sock = auth_sock.filter(|v| !v.is_empty()).ok_or_else(|| {
             format!(
                 "--ssh {s}: SSH_AUTH_SOCK is not set; start an agent (eval $(ssh-agent); \
-                 ssh-add) or give its socket (--ssh {id}=/path/to/agent.sock)"
+                 ssh-add) or give a socket or key file (--ssh {id}=~/.ssh/id_ed25519)"
             )
-        })?),
-        p if p.contains(',') => {
-            return Err(format!(
-                "--ssh {s}: key files are not read by boxbuild; load them into an agent \
-                 (ssh-add KEY) and pass --ssh {id}"
-            ));
+        })?;
+        return match std::fs::metadata(sock) {
+            Ok(m) if m.file_type().is_socket() => Ok((id.into(), SshSource::Agent(sock.into()))),
+            _ => Err(format!(
+                "--ssh {s}: SSH_AUTH_SOCK={sock} is not an agent socket; is the agent running?"
+            )),
+        };
+    }
+    let list: Vec<PathBuf> = paths.split(',').map(PathBuf::from).collect();
+    let mut keys = vec![];
+    for p in &list {
+        match std::fs::metadata(p) {
+            Ok(m) if m.file_type().is_socket() && list.len() == 1 => {
+                return Ok((id.into(), SshSource::Agent(p.clone())));
+            }
+            Ok(m) if m.is_file() => keys.push(p.clone()),
+            Ok(_) => {
+                return Err(format!(
+                    "--ssh {s}: {} is neither an agent socket nor a key file",
+                    p.display()
+                ));
+            }
+            Err(e) => return Err(format!("--ssh {s}: {}: {e}", p.display())),
         }
-        p => PathBuf::from(p),
-    };
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::metadata(&socket) {
-        Ok(m) if m.file_type().is_socket() => Ok((id.to_string(), socket)),
-        Ok(_) => Err(format!(
-            "--ssh {s}: {} is not an agent socket (key files are not read by boxbuild; load \
-             them into an agent with ssh-add and pass --ssh {id})",
-            socket.display()
-        )),
-        Err(e) => Err(format!("--ssh {s}: {}: {e}", socket.display())),
+    }
+    Ok((id.into(), SshSource::Keys(keys)))
+}
+
+/// The `ssh-agent`s a build starts for `--ssh ID=KEY` (one per id), stopped when dropped.
+#[derive(Default)]
+pub struct KeyAgents {
+    agents: std::collections::BTreeMap<String, (PathBuf, std::process::Child)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl KeyAgents {
+    /// Start an agent for every id of `ssh` given key files, in a new directory in `tmp`,
+    /// and load the keys with `ssh-add` (a key with a passphrase fails: there is no prompt).
+    pub fn start(
+        ssh: &std::collections::BTreeMap<String, SshSource>,
+        tmp: &Path,
+    ) -> Result<KeyAgents, String> {
+        let mut ka = KeyAgents::default();
+        for (id, src) in ssh {
+            let SshSource::Keys(keys) = src else { continue };
+            if ka._dir.is_none() {
+                let d = tempfile::Builder::new()
+                    .prefix("ssh-")
+                    .tempdir_in(tmp)
+                    .map_err(|e| {
+                        format!("--ssh {id}: create a directory in {}: {e}", tmp.display())
+                    })?;
+                ka._dir = Some(d);
+            }
+            let dir = ka._dir.as_ref().expect("made above").path();
+            let sock = dir.join(format!("agent-{}", ka.agents.len()));
+            let child = std::process::Command::new("ssh-agent")
+                .arg("-D")
+                .arg("-a")
+                .arg(&sock)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    format!("--ssh {id}: start ssh-agent (install openssh-client): {e}")
+                })?;
+            ka.agents.insert(id.clone(), (sock.clone(), child));
+            for _ in 0..500 {
+                if sock.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let out = std::process::Command::new("ssh-add")
+                .args(keys)
+                .env("SSH_AUTH_SOCK", &sock)
+                .env_remove("SSH_ASKPASS")
+                .env_remove("DISPLAY")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| format!("--ssh {id}: run ssh-add: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "--ssh {id}: ssh-add could not load the key(s): {} (a key with a passphrase \
+                     must be loaded into your own agent: ssh-add KEY, then --ssh {id})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(ka)
+    }
+
+    /// The socket of the agent started for `id`.
+    pub fn socket(&self, id: &str) -> Option<&Path> {
+        self.agents.get(id).map(|(s, _)| s.as_path())
+    }
+}
+
+impl Drop for KeyAgents {
+    fn drop(&mut self) {
+        for (_, (_, child)) in self.agents.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -148,7 +247,7 @@ impl Engine<'_> {
         work: &tempfile::TempDir,
     ) -> StepResult<Option<(MountSpec, AgentProxy)>> {
         let id = m.id.clone().unwrap_or_else(|| "default".into());
-        let Some(upstream) = self.opts.ssh.get(&id) else {
+        let Some(src) = self.opts.ssh.get(&id) else {
             if m.required == Some(true) {
                 return Err(StepErrorKind::Invalid(format!(
                     "RUN --mount=type=ssh,id={id},required: no SSH agent forwarded as {id:?} \
@@ -164,8 +263,16 @@ impl Engine<'_> {
         let dir = work.path().join(format!("ssh-{n}"));
         std::fs::create_dir(&dir).map_err(fsview::io_err("create", &dir))?;
         let sock = dir.join("S");
-        let caller = super::caller::Caller::of(self.tool);
-        let proxy = AgentProxy::start(&sock, upstream.clone(), caller)
+        // The caller's agent is reached as the caller; the build's own agent (key files) runs
+        // as this process, and OpenSSH's agent accepts only its own uid (or root).
+        let (upstream, caller) = match src {
+            SshSource::Agent(p) => (p.clone(), super::caller::Caller::of(self.tool)),
+            SshSource::Keys(_) => {
+                let p = self.key_agents.socket(&id).expect("an agent per key id");
+                (p.to_path_buf(), super::caller::Caller::this_process())
+            }
+        };
+        let proxy = AgentProxy::start(&sock, upstream, caller)
             .map_err(fsview::io_err("listen on", &sock))?;
         // The socket is the container's (its root's unless uid=/gid=), as BuildKit's.
         let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
@@ -197,19 +304,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ssh_flags_name_an_agent_socket() {
+    fn ssh_flags_name_an_agent_socket_or_key_files() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("agent.sock");
         let _l = UnixListener::bind(&sock).unwrap();
         let s = sock.to_str().unwrap();
-        assert_eq!(
-            parse_ssh("default", Some(s)).unwrap(),
-            ("default".into(), sock.clone())
-        );
-        assert_eq!(
-            parse_ssh(&format!("gh={s}"), None).unwrap(),
-            ("gh".into(), sock.clone())
-        );
+        let agent = |id: &str| (id.to_string(), SshSource::Agent(sock.clone()));
+        assert_eq!(parse_ssh("default", Some(s)).unwrap(), agent("default"));
+        assert_eq!(parse_ssh(&format!("gh={s}"), None).unwrap(), agent("gh"));
         assert!(
             parse_ssh("default", None)
                 .unwrap_err()
@@ -217,8 +319,15 @@ mod tests {
         );
         let key = dir.path().join("id_ed25519");
         std::fs::write(&key, "k").unwrap();
-        let k = format!("default={}", key.display());
-        assert!(parse_ssh(&k, None).unwrap_err().contains("ssh-add"));
+        let k = format!("default={},{}", key.display(), key.display());
+        assert_eq!(
+            parse_ssh(&k, None).unwrap(),
+            (
+                "default".into(),
+                SshSource::Keys(vec![key.clone(), key.clone()])
+            )
+        );
         assert!(parse_ssh("=x", None).is_err());
+        assert!(parse_ssh("default=/nonexistent", None).is_err());
     }
 }

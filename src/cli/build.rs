@@ -49,9 +49,9 @@ pub struct BuildArgs {
     /// Additional named context for FROM and --from: NAME=DIR or NAME=docker-image://REF
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
-    /// SSH agent socket to forward to RUN --mount=type=ssh: default (SSH_AUTH_SOCK) or
-    /// ID=SOCKET
-    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    /// SSH agent socket or keys to expose to RUN --mount=type=ssh: default (SSH_AUTH_SOCK),
+    /// ID=SOCKET or ID=KEY[,KEY]
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY]]")]
     pub ssh: Vec<String>,
     /// Write the build's result (image digest, config digest, names) to this JSON file
     #[arg(long, value_name = "FILE")]

@@ -346,6 +346,8 @@ pub fn owner_xattr(p: &Path) -> Option<Vec<u8>> {
 /// drop. For `boxbuild --ssh`.
 pub struct SshAgent {
     pub socket: PathBuf,
+    /// The private key file the agent holds (unencrypted).
+    pub key: PathBuf,
     /// `ssh-keygen -l` of the key, as `ssh-add -l` prints it.
     pub fingerprint: String,
     child: std::process::Child,
@@ -397,6 +399,7 @@ impl SshAgent {
         );
         SshAgent {
             socket,
+            key,
             fingerprint: fp.split_whitespace().nth(1).unwrap().to_string(),
             child,
         }
