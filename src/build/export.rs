@@ -273,8 +273,8 @@ pub fn metadata(r: &super::BuildResult) -> String {
 
 /// Copy a tar stream, keeping what a user's directory may get from an image: directories,
 /// files, symlinks and hard links, fifos, with their modes less the set-id bits and their
-/// times. Device nodes, owners and xattrs are dropped. Names are checked again by the
-/// extractor.
+/// times. Device nodes, owners, xattrs and whiteout names are dropped. Names are checked
+/// again by the extractor.
 pub fn for_host(input: impl Read, out: impl Write) -> io::Result<()> {
     use tar::EntryType;
     let mut ar = tar::Archive::new(input);
@@ -294,6 +294,15 @@ pub fn for_host(input: impl Read, out: impl Write) -> io::Result<()> {
             continue;
         }
         let path = e.path()?.into_owned();
+        // A one-layer stage is packed from its overlay-form directory, where a whiteout the
+        // layer carried comes back as a `.wh.` name: a deletion marker, not a file (OCI
+        // reserves the prefix).
+        if path
+            .file_name()
+            .is_some_and(|n| n.as_encoded_bytes().starts_with(b".wh."))
+        {
+            continue;
+        }
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(e.header().mode()? & 0o1777);
@@ -382,6 +391,12 @@ mod tests {
         l.set_mode(0o777);
         l.set_size(0);
         src.append_link(&mut l, "etc/abs", "/etc/passwd").unwrap();
+        let mut w = tar::Header::new_gnu();
+        w.set_entry_type(tar::EntryType::Regular);
+        w.set_mode(0o644);
+        w.set_size(0);
+        src.append_data(&mut w, "etc/.wh.gone", io::empty())
+            .unwrap();
         let tar = src.into_inner().unwrap();
         let mut out = vec![];
         for_host(&tar[..], &mut out).unwrap();
