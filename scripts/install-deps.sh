@@ -13,11 +13,11 @@ set -euo pipefail
 # time: peak RSS in the benchmarks; jq: bench scripts; gcc, libc6-dev: the static syscall
 # probe of tests/security/seccomp.rs; libcap2-bin: setcap for the newuidmap of the buildah job
 # in bench/ci.sh; man-db, zsh, fish: `box man` pages rendered and completion scripts loaded
-# (tests/install.rs).
+# (tests/install.rs); openssh-client: ssh-agent and ssh-add for boxbuild --ssh (tests/build_outputs.rs).
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
       ca-certificates curl git time jq gcc libc6-dev openssl libcap2-bin
-      man-db zsh fish)
+      man-db zsh fish openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

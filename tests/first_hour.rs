@@ -282,17 +282,8 @@ fn first_hour(who: Who) {
 
 /// `box cp` out of the exited job (a file its image's RUN step made; what its command wrote
 /// went with its writable layer, a tmpfs) and both ways with the running server.
-///
-/// TODO(lead): `box cp` was not on main when this was written (cp15 adds it): until it is, the
-/// installed `box` has no `cp` and this step only says so. Once cp15 is merged, delete the
-/// `has_cp` check so that a missing `box cp` fails the test.
 fn cp_step(h: &Hour, job: &str, server: &str) {
     let label = h.who.label();
-    let has_cp = h.run("box", &["cp", "--help"]).status.success();
-    if !has_cp {
-        eprintln!("TODO(lead): {label}: the installed box has no `cp`; the cp step did not run");
-        return;
-    }
     let home = h.home();
     h.ok("box", &["cp", &format!("{job}:/built.txt"), "built.txt"]);
     assert_eq!(

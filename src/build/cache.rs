@@ -177,7 +177,7 @@ impl<'a> BuildCache<'a> {
         .parse()
         .expect("valid reference");
         let tags = std::slice::from_ref(&local);
-        image_out::write_manifest(self.store, &layers, cfg, tags, docker)?;
+        image_out::write_manifest(self.store, &layers, cfg, tags, docker, true)?;
         let progress = printer.registry_progress();
         let pushed = registry::push(self.store, &local.to_string(), Some(r), progress);
         let _ = self.store.remove_tag(&local);

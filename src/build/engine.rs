@@ -13,7 +13,6 @@
 
 use crate::timefmt::rfc3339;
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::cache::{BuildCache, CacheRecord};
@@ -74,6 +73,8 @@ pub struct Engine<'a> {
     /// The cgroup limits RUN steps get: `--memory` and friends, or none where this
     /// environment cannot apply them (said once, as a warning).
     pub run_limits: crate::run::Limits,
+    /// The agents started for `--ssh ID=KEY` (stopped when the build ends).
+    pub key_agents: super::ssh::KeyAgents,
 }
 
 /// Build the image `opts` describes, tag it, and return its ID. `tool` is the context from
@@ -135,24 +136,41 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
             .line(&format!("warning: could not save the context index: {err}"));
     }
     let out = e.built.remove(&target).expect("target stage was built");
-    let (image_id, manifest) = e.write_image(out, &tags)?;
+    let layers = out.layers.clone();
+    let (image_id, manifest, names) = e.write_image(out, &tags)?;
+    e.export_files(&layers)?;
     let docker = opts.format == ImageFormat::Docker;
     for r in &opts.cache_to {
         e.cache.export(r, &e.visited, docker, &e.printer)?;
     }
+    let caller = super::caller::Caller::of(tool);
     if let Some(f) = &opts.iidfile {
-        fs::write(f, format!("{image_id}")).map_err(|source| BuildError::Write {
-            path: f.clone(),
-            source,
-        })?;
+        caller
+            .run(|| crate::atomic::write(f, format!("{image_id}").as_bytes(), 0o644))
+            .map_err(|source| BuildError::Write {
+                path: f.clone(),
+                source,
+            })?;
     }
-    e.printer.succeeded();
-    Ok(BuildResult {
+    let result = BuildResult {
         image_id,
         manifest,
+        stored: names.is_some(),
+        names: names.unwrap_or_default(),
         executed: e.executed,
         cached: e.cached,
-    })
+    };
+    if let Some(f) = &opts.metadata_file {
+        let json = super::export::metadata(&result);
+        caller
+            .run(|| crate::atomic::write(f, json.as_bytes(), 0o644))
+            .map_err(|source| BuildError::Write {
+                path: f.clone(),
+                source,
+            })?;
+    }
+    e.printer.succeeded();
+    Ok(result)
 }
 
 /// The `-t` values as references (`:latest` when no tag or digest is given).
@@ -222,6 +240,8 @@ impl<'a> Engine<'a> {
             sde: opts.source_date_epoch.map(rfc3339),
             visited: vec![],
             run_limits: opts.limits.clone(),
+            key_agents: super::ssh::KeyAgents::start(&opts.ssh, &store.tmp_dir())
+                .map_err(BuildError::Ssh)?,
         })
     }
 
@@ -254,7 +274,7 @@ impl<'a> Engine<'a> {
             .and_then(|i| self.built.get(&i))
     }
 
-    fn stage_of_image(&self, img: &Image) -> Result<StageOut, StoreError> {
+    pub(super) fn stage_of_image(&self, img: &Image) -> Result<StageOut, StoreError> {
         let config = img.config.clone();
         let diff_ids = img.diff_ids();
         let layers = img
@@ -288,8 +308,12 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
-    /// A read-only view of what `--from` / `from=` names: a built stage, else an image.
+    /// A read-only view of what `--from` / `from=` names: a named context, a built stage,
+    /// else an image.
     pub(super) fn mount_from(&self, from: &str) -> StepResult<MergedMount> {
+        if let Some(nc) = self.named(from) {
+            return self.named_mount(&nc);
+        }
         let layers = match self.stage_by_ref(from) {
             Some(s) => s.layers.clone(),
             None => {
@@ -314,9 +338,15 @@ impl<'a> Engine<'a> {
             .map_err(super::fsview::io_err("create temporary directory in", &tmp))
     }
 
-    /// Write the target stage as the build's image (labels and `created` applied) and tag it.
-    /// Returns the image ID (config digest) and the manifest digest.
-    fn write_image(&self, mut out: StageOut, tags: &[Reference]) -> Result<(Digest, Digest)> {
+    /// Write the target stage as the build's image (labels and `created` applied) and, when
+    /// an image output is asked for (the default), tag it with `tags` and the outputs'
+    /// `name=`s. Returns the image ID (config digest), the manifest's descriptor, and the
+    /// names it got (None: no image stored).
+    fn write_image(
+        &self,
+        mut out: StageOut,
+        tags: &[Reference],
+    ) -> Result<(Digest, crate::image::Descriptor, Option<Vec<String>>)> {
         let created = self
             .sde
             .clone()
@@ -327,8 +357,41 @@ impl<'a> Engine<'a> {
         }
         out.config.created = Some(created);
         let docker = self.opts.format == ImageFormat::Docker;
-        let tagged = image_out::write_manifest(self.store, &out.layers, out.config, tags, docker);
-        Ok(tagged?)
+        let mut record = self.opts.outputs.is_empty();
+        let mut tags = tags.to_vec();
+        for o in &self.opts.outputs {
+            if let super::export::Export::Image { names, .. } = o {
+                record = true;
+                tags.extend(parse_tags(names)?);
+            }
+        }
+        let (cfg, desc) =
+            image_out::write_manifest(self.store, &out.layers, out.config, &tags, docker, record)?;
+        let names = record.then(|| tags.iter().map(|t| t.to_string()).collect());
+        Ok((cfg, desc, names))
+    }
+
+    /// The `-o type=local|tar` outputs: the filesystem of `layers` written for the caller.
+    fn export_files(&self, layers: &[LayerRef]) -> Result<()> {
+        use super::export::{Export, export_fs};
+        let files: Vec<&Export> = self
+            .opts
+            .outputs
+            .iter()
+            .filter(|o| !matches!(o, Export::Image { .. }))
+            .collect();
+        if files.is_empty() {
+            return Ok(());
+        }
+        let lowers = self.lowerdirs(layers)?;
+        let merged = MergedMount::new(&lowers, &self.store.tmp_dir(), self.tool.is_remapped())?;
+        let caller = super::caller::Caller::of(self.tool);
+        let policy = self.tool.content_policy();
+        for o in files {
+            export_fs(&merged, o, &caller, &policy, self.opts.source_date_epoch)
+                .map_err(|e| BuildError::Export(Box::new(e)))?;
+        }
+        Ok(())
     }
 
     fn run_stage(&mut self, idx: usize) -> Result<StageOut> {
@@ -371,7 +434,9 @@ impl<'a> Engine<'a> {
         let names_stage = self.bf.stages[..idx]
             .iter()
             .any(|s| s.name.as_deref() == Some(lower.as_str()));
-        let mut base = if f.image == "scratch" {
+        let mut base = if let Some(nc) = self.named(&f.image) {
+            self.named_base(&nc, f.platform.clone())?
+        } else if f.image == "scratch" {
             self.scratch(f.platform.clone())
         } else if let Some(s) = self.stage_by_ref(&f.image).filter(|_| names_stage) {
             s.clone()
@@ -408,7 +473,7 @@ impl<'a> Engine<'a> {
 
     /// An empty base with the target platform (FROM --platform, else --platform, else the
     /// host's).
-    fn scratch(&self, from_platform: Option<String>) -> StageOut {
+    pub(super) fn scratch(&self, from_platform: Option<String>) -> StageOut {
         let platform = from_platform.or_else(|| self.opts.platform.clone());
         let mut parts = platform.as_deref().unwrap_or("").split('/');
         let os = parts.next().filter(|s| !s.is_empty()).unwrap_or("linux");
@@ -451,7 +516,11 @@ impl<'a> Engine<'a> {
                     .into_iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                let mounts = self.bind_mounts_key(r)?;
+                let mut mounts = self.bind_mounts_key(r)?;
+                if !self.opts.add_hosts.is_empty() {
+                    // What a RUN resolves may change what it makes, as in BuildKit's key.
+                    mounts.push_str(&format!("\nhosts:{}", self.opts.add_hosts.join(",")));
+                }
                 let key = key_of(&[&parent, "run", &text, &args.join("\n"), &mounts]);
                 let created_by = run_created_by(&e.instruction);
                 self.layer_step(sr, ins, counted, (key, created_by), |eng, sr| {

@@ -47,6 +47,11 @@ pub enum BuildError {
         name: String,
         source: registry::RegistryError,
     },
+    #[error(transparent)]
+    Export(Box<super::export::ExportError>),
+    /// `--ssh ID=KEY`: the build's own agent could not be started or loaded.
+    #[error("{0}")]
+    Ssh(String),
     #[error("write {}: {source}", path.display())]
     Write {
         path: PathBuf,

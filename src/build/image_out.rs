@@ -31,14 +31,17 @@ pub fn run_created_by(ins: &Instruction) -> String {
 }
 
 /// Store `cfg` (completed with its rootfs and default platform) and a manifest over `layers`,
-/// then tag it with `tags` (or record it untagged). Returns the config and manifest digests.
+/// then, when `record`, tag it with `tags` (or record it untagged). Without `record` the
+/// blobs are only stored (an `-o type=local` build keeps no image). Returns the config digest
+/// and the manifest's descriptor.
 pub fn write_manifest(
     store: &Store,
     layers: &[LayerRef],
     mut cfg: ImageConfig,
     tags: &[Reference],
     docker: bool,
-) -> Result<(Digest, Digest), StoreError> {
+    record: bool,
+) -> Result<(Digest, Descriptor), StoreError> {
     if cfg.architecture.is_empty() {
         cfg.architecture = super::plan::host_arch().into();
     }
@@ -76,14 +79,17 @@ pub fn write_manifest(
     };
     let m_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
     let m_digest = store.put_blob(&m_bytes)?;
-    let desc = Descriptor::new(manifest_type, m_digest.clone(), m_bytes.len() as u64);
+    let desc = Descriptor::new(manifest_type, m_digest, m_bytes.len() as u64);
+    if !record {
+        return Ok((cfg_digest, desc));
+    }
     if tags.is_empty() {
         store.add_untagged(&desc)?;
     }
     for t in tags {
         store.set_tag(t, &desc)?;
     }
-    Ok((cfg_digest, m_digest))
+    Ok((cfg_digest, desc))
 }
 
 /// The media type a layer gets in the written manifest (the bytes are the same).

@@ -16,25 +16,32 @@
 //! - [`output`]: `[n/N]` lines and RUN output streaming;
 //! - [`config`]: the image config and the metadata instructions;
 //! - [`context`]: content hashes of the build context behind a stat index.
+//! - [`export`]: `-o` outputs (image, `type=local`, `type=tar`) and `--metadata-file`;
+//!   [`caller`]: files written for the user get the caller's ids;
+//! - [`named`]: `--build-context`; [`ssh`]: `--ssh` and `RUN --mount=type=ssh`.
 
 pub mod backends;
 pub mod cache;
+pub mod caller;
 pub mod config;
 pub mod context;
 pub mod copy;
 pub mod dest;
 mod engine;
 pub mod error;
+pub mod export;
 pub mod fetch;
 pub mod fsview;
 pub mod git;
 mod image_out;
+pub mod named;
 pub mod output;
 pub mod owner;
 mod plan;
 pub mod progress;
 mod progress_json;
 mod progress_tty;
+pub mod ssh;
 mod step_copy;
 mod step_root;
 mod step_run;
@@ -121,6 +128,16 @@ pub struct BuildOptions {
     pub limits: crate::run::Limits,
     /// Print where each RUN step's time went (`--progress=plain`).
     pub step_times: bool,
+    /// `-o/--output`: where the result goes; empty means the image in the store.
+    pub outputs: Vec<export::Export>,
+    /// `--metadata-file`: written with buildx's keys on success.
+    pub metadata_file: Option<PathBuf>,
+    /// `--add-host`: lines (`IP\tHOST`) added to every RUN's /etc/hosts, never to the image.
+    pub add_hosts: Vec<String>,
+    /// `--build-context NAME=…`, by lower-case name.
+    pub build_contexts: BTreeMap<String, named::NamedContext>,
+    /// `--ssh ID[=SOCKET|KEY…]`: what each id forwards to `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, ssh::SshSource>,
 }
 
 impl BuildOptions {
@@ -146,6 +163,11 @@ impl BuildOptions {
             backends: backends::Backends::default(),
             limits: crate::run::Limits::default(),
             step_times: false,
+            outputs: vec![],
+            metadata_file: None,
+            add_hosts: vec![],
+            build_contexts: BTreeMap::new(),
+            ssh: BTreeMap::new(),
         }
     }
 }
@@ -155,8 +177,12 @@ impl BuildOptions {
 pub struct BuildResult {
     /// The image ID (config digest).
     pub image_id: Digest,
-    /// The manifest digest.
-    pub manifest: Digest,
+    /// The manifest's descriptor.
+    pub manifest: crate::image::Descriptor,
+    /// Whether the image was stored (no `-o`, or an image output among them).
+    pub stored: bool,
+    /// The names it was tagged with, normalised (`docker.io/library/app:latest`).
+    pub names: Vec<String>,
     /// Steps executed and steps served from the cache.
     pub executed: usize,
     pub cached: usize,
@@ -195,9 +221,49 @@ pub fn parse_secret(s: &str) -> Result<(String, SecretSource), String> {
     Ok((id, source))
 }
 
+/// `--add-host HOST:IP` (also `HOST=IP`; an IPv6 address may be bracketed) as the /etc/hosts
+/// line `IP\tHOST`.
+pub fn parse_add_host(s: &str) -> Result<String, String> {
+    let bad =
+        || format!("invalid --add-host {s:?}: expected HOST:IP, e.g. db:10.0.0.5 or db=[fd00::5]");
+    let (host, ip) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .ok_or_else(bad)?;
+    if ip == "host-gateway" {
+        return Err(format!(
+            "invalid --add-host {s:?}: host-gateway is not supported by boxbuild (RUN steps use \
+             the host's network, where the host is 127.0.0.1)"
+        ));
+    }
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+    Ok(format!("{ip}\t{host}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_host_takes_ipv4_ipv6_and_equals() {
+        assert_eq!(parse_add_host("db:10.0.0.5").unwrap(), "10.0.0.5\tdb");
+        assert_eq!(parse_add_host("db=10.0.0.5").unwrap(), "10.0.0.5\tdb");
+        assert_eq!(parse_add_host("v6:fd00::5").unwrap(), "fd00::5\tv6");
+        assert_eq!(parse_add_host("v6=[fd00::5]").unwrap(), "fd00::5\tv6");
+        for bad in [
+            "db",
+            "db:notanip",
+            ":1.2.3.4",
+            "a b:1.2.3.4",
+            "h:host-gateway",
+        ] {
+            assert!(parse_add_host(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn secrets_parse_like_buildkit() {

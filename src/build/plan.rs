@@ -161,8 +161,12 @@ impl Engine<'_> {
         Ok(out)
     }
 
-    /// What a `--from` (or `from=`) names in a key: `stage KEY` or `image DIGEST`.
+    /// What a `--from` (or `from=`) names in a key: a named context's, `stage KEY` or
+    /// `image DIGEST`.
     fn source_key(&self, from: &str) -> StepResult<String> {
+        if let Some(nc) = self.named(from) {
+            return self.named_key(&nc);
+        }
         if let Some(s) = self.stage_by_ref(from) {
             return Ok(format!("stage {}", s.key));
         }

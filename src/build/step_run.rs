@@ -47,8 +47,21 @@ impl Engine<'_> {
         let mut spec = self.run_spec(sr, r, root.source.clone())?;
         let mut stubs: Vec<String> = SANDBOX_STUBS.iter().map(|s| s.to_string()).collect();
         let mut mounts_keep = vec![];
+        let mut agents = vec![];
+        let mut ssh_n = 0;
         for m in &r.mounts {
-            let (spec_m, keep) = self.run_mount(m, &mut spec.env, &work)?;
+            let (spec_m, keep) = if m.kind == MountType::Ssh {
+                ssh_n += 1;
+                match self.ssh_mount(m, ssh_n - 1, &mut spec.env, &work)? {
+                    Some((sm, proxy)) => {
+                        agents.push(proxy);
+                        (Some(sm), vec![])
+                    }
+                    None => (None, vec![]),
+                }
+            } else {
+                self.run_mount(m, &mut spec.env, &work)?
+            };
             if let Some(sm) = spec_m {
                 let t = match &sm {
                     MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } => {
@@ -70,6 +83,7 @@ impl Engine<'_> {
         }
         .map_err(StepErrorKind::Sandbox)?;
         let ran = started.elapsed();
+        drop(agents);
         drop(mounts_keep);
         if code != 0 {
             return Err(StepErrorKind::Run {
@@ -152,6 +166,8 @@ impl Engine<'_> {
         }
         spec.isolation = self.opts.backends.isolation;
         spec.limits = self.run_limits.clone();
+        // The sandbox writes /etc/hosts for the step (a mount, never part of the layer).
+        spec.extras.hosts = self.opts.add_hosts.clone();
         Ok(spec)
     }
 
@@ -177,7 +193,7 @@ impl Engine<'_> {
             }
             MountType::Bind => self.bind_mount(m, needs_target("bind")?, work),
             MountType::Secret => self.secret_mount(m, env, work),
-            MountType::Ssh => Err(StepErrorKind::Unsupported("RUN --mount=type=ssh".into())),
+            MountType::Ssh => unreachable!("exec_run handles type=ssh"),
         }
     }
 

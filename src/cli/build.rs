@@ -36,6 +36,26 @@ pub struct BuildArgs {
     /// Write the image ID to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Output destination: type=local,dest=DIR (or just DIR), type=tar,dest=FILE (`-`:
+    /// stdout), type=image; without it the image is stored
+    #[arg(short = 'o', long = "output", value_name = "TYPE=…,DEST=…")]
+    pub outputs: Vec<String>,
+    /// Store the image as well (shorthand for --output=type=docker)
+    #[arg(long)]
+    pub load: bool,
+    /// Add a custom host-to-IP mapping to RUN steps' /etc/hosts (HOST:IP)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Additional named context for FROM and --from: NAME=DIR or NAME=docker-image://REF
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+    /// SSH agent socket or keys to expose to RUN --mount=type=ssh: default (SSH_AUTH_SOCK),
+    /// ID=SOCKET or ID=KEY[,KEY]
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY]]")]
+    pub ssh: Vec<String>,
+    /// Write the build's result (image digest, config digest, names) to this JSON file
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Push the image after building
     #[arg(long)]
     pub push: bool,
@@ -130,12 +150,12 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
                     r.executed,
                     r.cached
                 );
-                for t in &opts.tags {
+                for t in &r.names {
                     eprintln!("Successfully tagged {t}");
                 }
             }
-            if a.push {
-                for t in &opts.tags {
+            if a.push || pushes(&opts) {
+                for t in &r.names {
                     let progress = push_progress(opts.output);
                     let po = crate::registry::PushOptions {
                         progress,
@@ -146,7 +166,9 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
                         .map_err(|e| anyhow::anyhow!("push {t}: {e}"))?;
                 }
             }
-            println!("{}", r.image_id);
+            if !tar_on_stdout(&opts) {
+                println!("{}", r.image_id);
+            }
             Ok(0)
         }
         Err(e) => {
@@ -181,6 +203,23 @@ fn output_mode(a: &BuildArgs) -> crate::build::OutputMode {
         "auto" if std::io::stderr().is_terminal() => OutputMode::Tty,
         _ => OutputMode::Plain,
     }
+}
+
+/// Whether an `-o type=registry` (or `push=true`) output asks for a push.
+fn pushes(o: &crate::build::BuildOptions) -> bool {
+    use crate::build::export::Export;
+    o.outputs
+        .iter()
+        .any(|e| matches!(e, Export::Image { push: true, .. }))
+}
+
+/// The `-o -` output.
+const STDOUT_TAR: crate::build::export::Export =
+    crate::build::export::Export::Tar(crate::build::export::TarDest::Stdout);
+
+/// Whether stdout carries the `-o -` tar stream (so nothing else may be printed there).
+fn tar_on_stdout(o: &crate::build::BuildOptions) -> bool {
+    o.outputs.contains(&STDOUT_TAR)
 }
 
 /// `--cache-from`/`--cache-to` take a reference, or BuildKit's `type=registry,ref=REF`.
@@ -280,5 +319,41 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
     o.step_times = a.progress == "plain";
     o.cache_from = a.cache_from.iter().map(|r| cache_ref(r)).collect();
     o.cache_to = a.cache_to.iter().map(|r| cache_ref(r)).collect();
+    for out in &a.outputs {
+        o.outputs
+            .push(crate::build::export::parse_output(out).map_err(anyhow::Error::msg)?);
+    }
+    if a.load {
+        o.outputs.push(crate::build::export::Export::Image {
+            names: vec![],
+            push: false,
+        });
+    }
+    if o.outputs.iter().filter(|e| **e == STDOUT_TAR).count() > 1 {
+        anyhow::bail!("only one --output may write to stdout");
+    }
+    let image_out = o.outputs.is_empty()
+        || o.outputs
+            .iter()
+            .any(|e| matches!(e, crate::build::export::Export::Image { .. }));
+    if a.push && !image_out {
+        anyhow::bail!("--push needs an image: add --load or -o type=image next to the other -o");
+    }
+    o.metadata_file = a.metadata_file.clone();
+    for c in &a.build_contexts {
+        let (name, ctx) =
+            crate::build::named::parse_build_context(c).map_err(anyhow::Error::msg)?;
+        o.build_contexts.insert(name, ctx);
+    }
+    let auth_sock = std::env::var("SSH_AUTH_SOCK").ok();
+    for s in &a.ssh {
+        let (id, sock) =
+            crate::build::ssh::parse_ssh(s, auth_sock.as_deref()).map_err(anyhow::Error::msg)?;
+        o.ssh.insert(id, sock);
+    }
+    for h in &a.add_hosts {
+        o.add_hosts
+            .push(crate::build::parse_add_host(h).map_err(anyhow::Error::msg)?);
+    }
     Ok(o)
 }

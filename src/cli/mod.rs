@@ -71,7 +71,7 @@ pub struct BoxCli {
 #[derive(Subcommand, Debug)]
 pub enum BoxCommand {
     /// Build an image from a Boxfile (same as `boxbuild`)
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Run a command in a new container (same as `boxrun`)
     #[command(disable_help_flag = true)]
     Run(Box<RunArgs>),
@@ -160,7 +160,7 @@ pub enum BoxCommand {
     Volume(volumes::VolumeCommand),
     /// Run a command in the bare sandbox, for sandbox tests and benchmarks (hidden)
     #[command(name = "sandbox-run", hide = true)]
-    SandboxRun(dev::SandboxRunArgs),
+    SandboxRun(Box<dev::SandboxRunArgs>),
     /// Layer codec tools for benchmarks and debugging (hidden)
     #[command(hide = true, subcommand)]
     Layer(dev::LayerCommand),
@@ -411,7 +411,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
     let cli: BoxCli = parse_or_exit();
     let g = cli.global;
     let r = match cli.command {
-        BoxCommand::Build(a) => build::run(&g, a, &tool),
+        BoxCommand::Build(a) => build::run(&g, *a, &tool),
         BoxCommand::Run(a) => run::run(&g, *a, &tool),
         BoxCommand::Images(a) => images::images(&g, a),
         BoxCommand::Pull(a) => registry::pull(&g, a, &tool),
@@ -451,7 +451,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Volume(c) => volumes::volume(&g, c),
         BoxCommand::Builder(c) => system::builder(&g, c),
         BoxCommand::System(SystemCommand::Df(a)) => system::df(&g, a),
-        BoxCommand::SandboxRun(a) => dev::sandbox_run(a, &tool),
+        BoxCommand::SandboxRun(a) => dev::sandbox_run(*a, &tool),
         BoxCommand::Layer(c) => dev::layer_command(c).map(|()| 0),
     };
     finish("box", r, &tool)

@@ -341,3 +341,98 @@ pub fn owner_xattr(p: &Path) -> Option<Vec<u8>> {
     };
     (n >= 0).then(|| buf[..n as usize].to_vec())
 }
+
+/// A real `ssh-agent` running as the Env's user, holding one fresh ed25519 key; killed on
+/// drop. For `boxbuild --ssh`.
+pub struct SshAgent {
+    pub socket: PathBuf,
+    /// The private key file the agent holds (unencrypted).
+    pub key: PathBuf,
+    /// `ssh-keygen -l` of the key, as `ssh-add -l` prints it.
+    pub fingerprint: String,
+    child: std::process::Child,
+}
+
+impl SshAgent {
+    pub fn start(e: &Env) -> SshAgent {
+        let dir = e.dir.path().join("ssh");
+        std::fs::create_dir(&dir).unwrap();
+        e.who.chown(&dir);
+        let socket = dir.join("agent.sock");
+        let key = dir.join("id_ed25519");
+        let run = |prog: &str, args: &[&str], env: &[(&str, &str)]| {
+            let o = e
+                .who
+                .command(Path::new(prog), env)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{prog}: {}", stderr(&o));
+            stdout(&o)
+        };
+        let k = key.to_str().unwrap();
+        run(
+            "/usr/bin/ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", k],
+            &[],
+        );
+        let child = e
+            .who
+            .command(Path::new("/usr/bin/ssh-agent"), &[])
+            .args(["-D", "-a", socket.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let sock = socket.to_str().unwrap();
+        run("/usr/bin/ssh-add", &["-q", k], &[("SSH_AUTH_SOCK", sock)]);
+        let fp = run(
+            "/usr/bin/ssh-keygen",
+            &["-l", "-f", &format!("{k}.pub")],
+            &[],
+        );
+        SshAgent {
+            socket,
+            key,
+            fingerprint: fp.split_whitespace().nth(1).unwrap().to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Env {
+    /// The host's `ssh-add` and the libraries it loads, under `ctx/sshroot/` at their host
+    /// paths, so that `COPY sshroot/ /` gives a busybox image a working `ssh-add`.
+    pub fn ssh_add_in_context(&self) {
+        let root = self.ctx().join("sshroot");
+        let o = Command::new("ldd")
+            .arg("/usr/bin/ssh-add")
+            .output()
+            .unwrap();
+        let mut files = vec![PathBuf::from("/usr/bin/ssh-add")];
+        for w in stdout(&o).split_whitespace() {
+            if w.starts_with('/') {
+                files.push(PathBuf::from(w));
+            }
+        }
+        for f in files {
+            let to = root.join(f.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&f, &to).unwrap();
+        }
+        self.who.chown(&self.ctx());
+    }
+}

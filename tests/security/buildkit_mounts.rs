@@ -3,7 +3,9 @@
 //!
 //! A RUN step's command controls its whole root filesystem, cache mounts included, and so
 //! what a later mount target or the stub cleanup walks through. Both must stay inside the
-//! container's root and the step's upper directory.
+//! container's root and the step's upper directory. The same holds for the agent socket
+//! `RUN --mount=type=ssh` binds into a step: its target resolves inside the root, and it
+//! never lands in the layer.
 
 use crate::build_common::{Env, Who, stderr};
 use crate::support::Canary;
@@ -74,5 +76,73 @@ fn a_mount_target_below_a_cache_symlink_stays_inside_the_container() {
             "{}: mount point made on the host",
             env.who.label()
         );
+    }
+}
+
+/// `RUN --mount=type=ssh`: the relay socket the build binds into the step is never part of
+/// its layer, whatever the step does with it (hard link, copy, move).
+#[test]
+fn the_ssh_agent_socket_never_survives_into_the_layer() {
+    for env in envs() {
+        let l = env.who.label();
+        let agent = crate::build_common::SshAgent::start(&env);
+        env.boxfile(
+            "FROM busybox\n\
+             RUN --mount=type=ssh,target=/agent.sock test -S /agent.sock \
+              && { ln /agent.sock /hard; cp -a /agent.sock /copied; mv /agent.sock /moved; \
+                   mkdir -p /run/buildkit; true; }\n",
+        );
+        let tar = env.dir.path().join("fs.tar");
+        let sock = agent.socket.to_str().unwrap();
+        let o = env.build_env(
+            &[
+                "--ssh",
+                "default",
+                "-o",
+                &format!("type=tar,dest={}", tar.display()),
+            ],
+            &[("SSH_AUTH_SOCK", sock)],
+        );
+        assert!(o.status.success(), "{l}: {}", stderr(&o));
+        let list = std::process::Command::new("tar")
+            .args(["-tvf"])
+            .arg(&tar)
+            .output()
+            .unwrap();
+        let list = String::from_utf8_lossy(&list.stdout).into_owned();
+        for name in ["agent.sock", "hard", "moved"] {
+            assert!(
+                !list.lines().any(|x| x.ends_with(&format!(" {name}"))),
+                "{l}: {name} is in the layer:\n{list}"
+            );
+        }
+        // Whatever `cp -a` made of it is not a socket (a tar cannot hold one anyway).
+        assert!(!list.lines().any(|x| x.starts_with('s')), "{l}: {list}");
+    }
+}
+
+/// `RUN --mount=type=ssh,target=…` resolves its target inside the container's root: through
+/// a symlink to a host directory the step planted, or with `..`, the socket is bound inside
+/// the root, never on the host.
+#[test]
+fn an_ssh_mount_target_never_leaves_the_root() {
+    for env in envs() {
+        let l = env.who.label();
+        let canary = Canary::plant_for(&env.who);
+        let agent = crate::build_common::SshAgent::start(&env);
+        let dir = canary.dir.display();
+        env.boxfile(&format!(
+            "FROM busybox\nRUN ln -s {dir} /evil\n\
+             RUN --mount=type=ssh,target=/evil/agent.sock test -S /evil/agent.sock\n\
+             RUN --mount=type=ssh,target=../../../../../..{dir}/up.sock \
+                 test -S {dir}/up.sock\n"
+        ));
+        let sock = agent.socket.to_str().unwrap();
+        let o = env.build_env(
+            &["--ssh", "default", "-t", "sshevil"],
+            &[("SSH_AUTH_SOCK", sock)],
+        );
+        assert!(o.status.success(), "{l}: {}", stderr(&o));
+        canary.assert_untouched();
     }
 }
