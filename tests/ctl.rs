@@ -548,3 +548,71 @@ fn a_restarted_container_publishes_its_ports_again() {
         assert!(body.starts_with("HTTP/1."), "{body}");
     }
 }
+
+#[test]
+fn restart_unless_stopped_restarts_a_failing_container_until_box_stop() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("unless");
+        let _c = Cleanup(&who, n.clone());
+        detached(
+            &who,
+            &n,
+            &[
+                "--restart",
+                "unless-stopped",
+                "busybox",
+                "sh",
+                "-c",
+                "exit 2",
+            ],
+        );
+        wait_for(&who, &n, "{{.RestartCount}}", 10, |c| {
+            c.parse::<u32>().is_ok_and(|c| c >= 1)
+        });
+        assert_eq!(
+            inspect(&who, &n, "{{.HostConfig.RestartPolicy.Name}}"),
+            "unless-stopped"
+        );
+        let o = who.box_(&["stop", "-t", "1", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let after = inspect(&who, &n, "{{.RestartCount}}");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            inspect(&who, &n, "{{.RestartCount}} {{.State.Status}}"),
+            format!("{after} exited")
+        );
+    }
+}
+
+#[test]
+fn a_file_copied_into_a_created_container_is_there_when_it_starts() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("create-cp");
+        let _c = Cleanup(&who, n.clone());
+        let o = who.box_(&[
+            "create",
+            "--name",
+            &n,
+            "--network",
+            "none",
+            "busybox",
+            "cat",
+            "/copied",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let dir = boxrun_common::tempdir();
+        let src = dir.path().join("file");
+        std::fs::write(&src, "copied before start\n").unwrap();
+        who.own(dir.path());
+        // A missing directory named with a trailing slash is refused, as docker does.
+        let o = who.box_(&["cp", src.to_str().unwrap(), &format!("{n}:/nodir/")]);
+        assert_ne!(o.status.code(), Some(0));
+        let o = who.box_(&["cp", src.to_str().unwrap(), &format!("{n}:/copied")]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = who.box_(&["start", "-a", &n]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "copied before start\n");
+    }
+}
