@@ -97,7 +97,7 @@ fn publishing_needs_bridge_and_a_valid_free_port() {
     ]);
     assert_eq!(o.status.code(), Some(125));
     assert!(
-        stderr(&o).contains("needs --network bridge"),
+        stderr(&o).contains("need --network bridge"),
         "{}",
         stderr(&o)
     );
