@@ -398,7 +398,19 @@ fn stats_no_stream_reads_the_container_counters_once() {
                     &limited,
                 ],
             );
-            assert!(stdout(&o).trim().ends_with("/ 64MiB"), "{}", stdout(&o));
+            // On a failure, say what became of the container (a rare CI failure showed
+            // "0B / 0B" after `-d` had succeeded rootless).
+            let why = || {
+                let st = who.box_(&["inspect", "--format", "{{json .State}}", &limited]);
+                let logs = who.box_(&["logs", &limited]);
+                format!("state {} logs {}", stdout(&st), stdout(&logs))
+            };
+            assert!(
+                stdout(&o).trim().ends_with("/ 64MiB"),
+                "{} ({})",
+                stdout(&o),
+                why()
+            );
         } else {
             // Rootless without a delegated cgroup refuses limits (with the reason).
             assert!(matches!(who, Who::User(_)), "{}", stderr(&o));
