@@ -23,115 +23,15 @@ pub struct Launch {
     pub lowerdirs: Vec<PathBuf>,
     /// The hostname the sandbox sets (None: the sandbox's default, e.g. with --network host).
     pub hostname: Option<String>,
-    pub mounts: Vec<Mount>,
+    pub mounts: Vec<MountSpec>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub init: bool,
     pub userns_host: bool,
     pub interactive: bool,
-    pub extras: Extras,
+    pub extras: run::spec::Extras,
     /// The writable layer lives in the container's directory (else a tmpfs per start).
     pub kept_upper: bool,
-}
-
-/// [`run::MountSpec`] as the state keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Mount {
-    Bind {
-        source: PathBuf,
-        target: PathBuf,
-        read_only: bool,
-    },
-    Tmpfs {
-        target: PathBuf,
-        options: Option<String>,
-    },
-}
-
-/// [`run::spec::Extras`] as the state keeps it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Extras {
-    pub hosts: Vec<String>,
-    pub dns: Vec<String>,
-    pub dns_search: Vec<String>,
-    pub dns_options: Vec<String>,
-    pub shm_size: Option<u64>,
-    /// name, resource, soft, hard.
-    pub ulimits: Vec<(String, i32, u64, u64)>,
-}
-
-impl Mount {
-    pub fn of(m: &MountSpec) -> Mount {
-        match m {
-            MountSpec::Bind {
-                source,
-                target,
-                read_only,
-            } => Mount::Bind {
-                source: source.clone(),
-                target: target.clone(),
-                read_only: *read_only,
-            },
-            MountSpec::Tmpfs { target, options } => Mount::Tmpfs {
-                target: target.clone(),
-                options: options.clone(),
-            },
-        }
-    }
-    fn spec(&self) -> MountSpec {
-        match self {
-            Mount::Bind {
-                source,
-                target,
-                read_only,
-            } => MountSpec::Bind {
-                source: source.clone(),
-                target: target.clone(),
-                read_only: *read_only,
-            },
-            Mount::Tmpfs { target, options } => MountSpec::Tmpfs {
-                target: target.clone(),
-                options: options.clone(),
-            },
-        }
-    }
-}
-
-impl Extras {
-    pub fn of(e: &run::spec::Extras) -> Extras {
-        Extras {
-            hosts: e.hosts.clone(),
-            dns: e.dns.clone(),
-            dns_search: e.dns_search.clone(),
-            dns_options: e.dns_options.clone(),
-            shm_size: e.shm_size,
-            ulimits: e
-                .ulimits
-                .iter()
-                .map(|u| (u.name.clone(), u.resource, u.soft, u.hard))
-                .collect(),
-        }
-    }
-    fn spec(&self) -> run::spec::Extras {
-        run::spec::Extras {
-            hosts: self.hosts.clone(),
-            dns: self.dns.clone(),
-            dns_search: self.dns_search.clone(),
-            dns_options: self.dns_options.clone(),
-            shm_size: self.shm_size,
-            ulimits: self
-                .ulimits
-                .iter()
-                .map(|(name, resource, soft, hard)| run::spec::Ulimit {
-                    name: name.clone(),
-                    resource: *resource,
-                    soft: *soft,
-                    hard: *hard,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// Whether a writable layer can be kept under `dir` (the containers directory): not on
@@ -195,7 +95,7 @@ pub fn spec_of(
     if !st.ports.is_empty() {
         spec.on_published = Some(published_hook(c, &st.id));
     }
-    spec.mounts = l.mounts.iter().map(Mount::spec).collect();
+    spec.mounts = l.mounts.clone();
     spec.read_only = st.read_only;
     spec.limits = st.limits.clone();
     spec.cap_add = l.cap_add.clone();
@@ -210,7 +110,7 @@ pub fn spec_of(
         run::UsernsMode::Remap
     };
     spec.preserve_fds = preserve_fds;
-    spec.extras = l.extras.spec();
+    spec.extras = l.extras.clone();
     Ok(spec)
 }
 

@@ -367,13 +367,13 @@ fn launch_record(
         // The sandbox's default with --network host: it shares the host's UTS namespace.
         hostname: (o.hostname.is_some() || o.network != run::NetworkMode::Host)
             .then(|| hostname.to_string()),
-        mounts: mounts.iter().map(launch::Mount::of).collect(),
+        mounts: mounts.to_vec(),
         cap_add: o.cap_add.clone(),
         cap_drop: o.cap_drop.clone(),
         init: o.init,
         userns_host: o.userns == run::UsernsMode::Host,
         interactive: o.interactive,
-        extras: launch::Extras::of(&o.extras),
+        extras: o.extras.clone(),
         // Detached (and created) containers keep their writable layer for a later start; a
         // foreground run keeps the tmpfs upper, the fastest start.
         kept_upper: o.detach && !o.auto_remove && launch::can_keep_upper(&store.containers_dir()),

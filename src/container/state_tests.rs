@@ -127,7 +127,9 @@ fn a_state_from_before_start_and_restart_still_loads() {
 
 #[test]
 fn the_launch_record_round_trips_through_the_state() {
-    use crate::container::launch::{Extras, Launch, Mount};
+    use crate::container::launch::Launch;
+    use crate::run::MountSpec as Mount;
+    use crate::run::spec::{Extras, Ulimit};
     let mut st = state(&"6f".repeat(32), "rec");
     st.restart = crate::container::restart::Policy::OnFailure { max: 3 };
     st.launch = Some(Launch {
@@ -150,7 +152,12 @@ fn the_launch_record_round_trips_through_the_state() {
         userns_host: false,
         interactive: true,
         extras: Extras {
-            ulimits: vec![("nofile".into(), 7, 10, 20)],
+            ulimits: vec![Ulimit {
+                name: "nofile".into(),
+                resource: 7,
+                soft: 10,
+                hard: 20,
+            }],
             ..Default::default()
         },
         kept_upper: true,

@@ -70,8 +70,8 @@ pub struct SandboxSpec {
 }
 
 /// See [`SandboxSpec::extras`]. Empty: the defaults (host's resolv.conf, a 64 MiB /dev/shm,
-/// the caller's rlimits).
-#[derive(Debug, Clone, Default)]
+/// the caller's rlimits). Serializable: a container's launch record keeps it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Extras {
     /// Lines added to /etc/hosts, `IP\tHOST`.
     pub hosts: Vec<String>,
@@ -85,7 +85,7 @@ pub struct Extras {
 }
 
 /// One `--ulimit`: an RLIMIT_* resource and its limits (RLIM_INFINITY for unlimited).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ulimit {
     pub name: String,
     pub resource: i32,
@@ -235,7 +235,9 @@ impl std::str::FromStr for UsernsMode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable (a container's launch record keeps its mounts): `{"type": "bind", …}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum MountSpec {
     Bind {
         source: PathBuf,
