@@ -32,6 +32,7 @@ pub mod runflags;
 mod start;
 pub mod state;
 pub mod stats;
+pub mod stdin;
 mod stop;
 pub mod tee;
 pub mod top;
@@ -117,6 +118,11 @@ pub enum ContainerError {
     },
     #[error(transparent)]
     Flag(#[from] runflags::FlagError),
+    #[error(
+        "{path} is not the container's stdin pipe (a FIFO of this user, mode 0600): refusing \
+         to use it; remove it and start the container again"
+    )]
+    NotStdinFifo { path: PathBuf },
     #[error("fill {what} from the image: {cause} (mount it with nocopy to skip the copy)")]
     Volume { what: String, cause: String },
 }
