@@ -846,3 +846,102 @@ fn a_container_run_without_i_reads_eof_at_once_and_attach_says_it_has_no_stdin()
         assert_eq!(stdout(&who.box_(&["logs", &n])), "read:1\ndone\n");
     }
 }
+
+#[test]
+fn a_foreground_run_exits_with_its_code_and_its_restart_policy_runs_it_again_detached() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("fg-onfail");
+        let _c = Cleanup(&who, n.clone());
+        let o = who.boxrun(&[
+            "--name",
+            &n,
+            "--network",
+            "none",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "echo run; exit 3",
+        ]);
+        // The first run's output and code, as docker's client prints them.
+        assert_eq!(o.status.code(), Some(3), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "run\n");
+        assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+        // Then two restarts in the background, and it stays exited.
+        wait_for(&who, &n, "{{.RestartCount}} {{.State.Status}}", 20, |s| {
+            s == "2 exited"
+        });
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(
+            inspect(
+                &who,
+                &n,
+                "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}"
+            ),
+            "2 exited 3"
+        );
+        assert_eq!(stdout(&who.box_(&["logs", &n])), "run\nrun\nrun\n");
+
+        // always: up again after the foreground run, until box stop ends it for good.
+        let m = unique("fg-always");
+        let _m = Cleanup(&who, m.clone());
+        let o = who.boxrun(&[
+            "--name",
+            &m,
+            "--network",
+            "none",
+            "--restart",
+            "always",
+            "busybox",
+            "sh",
+            "-c",
+            "echo up; sleep 1",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        wait_for(&who, &m, "{{.RestartCount}} {{.State.Status}}", 20, |s| {
+            s.ends_with(" running") && !s.starts_with("0 ")
+        });
+        let o = who.box_(&["stop", "-t", "1", &m]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let after = inspect(&who, &m, "{{.RestartCount}}");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            inspect(&who, &m, "{{.RestartCount}} {{.State.Status}}"),
+            format!("{after} exited")
+        );
+    }
+}
+
+#[test]
+fn a_foreground_run_stopped_with_ctrl_c_is_not_restarted() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("fg-int");
+        let _c = Cleanup(&who, n.clone());
+        let script = "trap 'exit 9' INT; echo ready; while :; do sleep 0.1; done";
+        let child = who
+            .cmd("boxrun")
+            .args(["--name", &n, "--network", "none", "--restart", "always"])
+            .args(["busybox", "sh", "-c", script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_log(&who, &n, "ready", 20);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(9), "{}: {}", who.label(), stderr(&o));
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(
+            inspect(&who, &n, "{{.RestartCount}} {{.State.Status}}"),
+            "0 exited"
+        );
+    }
+}

@@ -81,6 +81,10 @@ pub fn container_cleanup(g: &Global, a: ContainerStartArgs) -> CmdResult {
 #[derive(Args, Debug)]
 pub struct ContainerStartArgs {
     pub id: String,
+    /// Go on with the restart policy of a container whose foreground run ended (started by
+    /// that run's boxrun, see [`hand_off`])
+    #[arg(long)]
+    pub restarted: bool,
 }
 
 /// `docker create`: prepare the container (pull, unpack, volumes, name) and print its id.
@@ -304,7 +308,11 @@ pub fn container_start(g: &Global, a: ContainerStartArgs, tool: &ToolContext) ->
         let (c, vols) = containers(g)?;
         let iso = super::run::job_isolation(g);
         let id = c.resolve(&a.id)?;
-        container::start_detached(&c, &vols, &id, iso, tool)?;
+        if a.restarted {
+            container::resume_restart(&c, &vols, &id, iso, tool)?;
+        } else {
+            container::start_detached(&c, &vols, &id, iso, tool)?;
+        }
         Ok(0)
     })();
     if let Err(e) = &r
@@ -313,4 +321,44 @@ pub fn container_start(g: &Global, a: ContainerStartArgs, tool: &ToolContext) ->
         detach::report_failure(&format!("{e:#}"), i32::from(super::EXIT_TOOL_FAILED));
     }
     r
+}
+
+/// Hand container `id` of the store at `root`, whose foreground run just ended and whose
+/// restart policy runs it again, to a detached monitor: `box container-start --restarted`,
+/// not waited for (docker's client exits with the first run's code while the daemon
+/// restarts the container). Called on the host side of `boxrun`/`box run`/`box start -ai`.
+pub(super) fn hand_off(prog: &str, root: &std::path::Path, id: &str) {
+    // `boxrun` is installed beside `box`; `box` itself is the current executable.
+    let exe = std::env::current_exe().map(|e| {
+        if prog == "box" {
+            e
+        } else {
+            e.with_file_name("box")
+        }
+    });
+    let exe = match exe {
+        Ok(e) if e.exists() => e,
+        _ => std::path::PathBuf::from("box"),
+    };
+    let r = Command::new(&exe)
+        .arg("--root")
+        .arg(root)
+        .args(["container-start", "--restarted", id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = r {
+        eprintln!(
+            "{prog}: warning: container {} is not restarted as its --restart policy says: \
+             run {}: {e}; start it with box start",
+            &id[..12],
+            exe.display()
+        );
+        let c = Containers::new(root.join("containers"));
+        if let Ok(mut st) = c.load(id) {
+            st.restarting = false;
+            let _ = c.save(&st);
+        }
+    }
 }

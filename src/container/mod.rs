@@ -44,7 +44,7 @@ use thiserror::Error;
 use crate::registry::{self, PullOptions};
 use crate::run::{self, MountSpec, SandboxSpec, ToolContext};
 use crate::store::Store;
-pub use start::{create, start_detached, start_foreground};
+pub use start::{create, resume_restart, start_detached, start_foreground};
 pub use state::{Containers, State, Status};
 pub use stop::{kill, remove, remove_layer, remove_layer_in_namespace, stop, wait_exit};
 
@@ -477,7 +477,7 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
     if let Ok(s) = containers.load(&state.id) {
         state = s;
     }
-    finish(&containers, &volumes_dir, &mut state, code);
+    start::end_foreground(&containers, &volumes_dir, &mut state, code);
     Ok(r?)
 }
 

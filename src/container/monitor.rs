@@ -21,6 +21,62 @@ pub(super) fn supervise(
     c: &Containers,
     volumes_dir: &Path,
     first: SandboxSpec,
+    st: State,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let runs = Runs {
+        first: Some(first),
+        backoff: restart::Backoff::default(),
+    };
+    supervise_runs(c, volumes_dir, runs, st, isolation, tool)
+}
+
+/// Where [`supervise_runs`] begins: the first run's spec (None: made from the launch
+/// record), and the back-off so far.
+struct Runs {
+    first: Option<SandboxSpec>,
+    backoff: restart::Backoff,
+}
+
+/// Take over a container whose foreground run ended and whose policy restarts it (see
+/// [`super::start::resume_restart`]): the first back-off, then [`supervise`] from the restart
+/// count its state holds.
+pub(super) fn resume(
+    c: &Containers,
+    volumes_dir: &Path,
+    mut st: State,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let me = std::process::id() as i32;
+    st.monitor_pid = Some(me);
+    st.monitor_start = state::process_start(me);
+    c.save(&st)?;
+    let mut backoff = restart::Backoff::default();
+    let delay = backoff.delay(Duration::ZERO);
+    if !wait_backoff(c, &st.id, delay) {
+        if let Ok(mut s) = c.load(&st.id) {
+            s.restarting = false;
+            let _ = c.save(&s);
+        }
+        detach::report_started(&st.id);
+        return Ok(0);
+    }
+    let mut st = c.load(&st.id)?;
+    st.restarting = false;
+    st.restart_count += 1;
+    let runs = Runs {
+        first: None,
+        backoff,
+    };
+    supervise_runs(c, volumes_dir, runs, st, isolation, tool)
+}
+
+fn supervise_runs(
+    c: &Containers,
+    volumes_dir: &Path,
+    runs: Runs,
     mut st: State,
     isolation: run::isolation::Isolation,
     tool: &ToolContext,
@@ -41,8 +97,10 @@ pub(super) fn supervise(
         None
     };
     let me = std::process::id() as i32;
-    let mut next = Some(first);
-    let mut backoff = restart::Backoff::default();
+    let Runs {
+        first: mut next,
+        mut backoff,
+    } = runs;
     let mut first_run = true;
     loop {
         st.monitor_pid = Some(me);
