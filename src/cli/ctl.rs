@@ -210,6 +210,8 @@ pub fn attach(g: &Global, a: AttachArgs) -> CmdResult {
              with Ctrl-C and --sig-proxy=false to leave the container running"
         );
     }
+    // Where the output we show begins: before any input of ours can cause output.
+    let from = log_len(&c, &id);
     // Blocked before any other thread exists, so that only the proxy's thread takes them.
     if a.sig_proxy {
         sig_proxy(&c, &id)?;
@@ -220,7 +222,7 @@ pub fn attach(g: &Global, a: AttachArgs) -> CmdResult {
             None => eprintln!("box attach: {}", no_stdin_why(&st)),
         }
     }
-    follow(&c, &id, log_len(&c, &id))
+    follow(&c, &id, from)
 }
 
 /// Why container `st` takes no input from an attach.
