@@ -318,10 +318,12 @@ pub fn enter_userns_if_needed(prog: &str) -> Start {
     }
     // A foreground run may ask for a restart by a detached monitor once it has ended
     // (`--restart`, see container::detach): started from here, outside the namespace.
-    let handoff = if detached {
-        None
-    } else {
+    let foreground_run = prog == "boxrun"
+        || (prog == "box" && matches!(box_subcommand(&args), Some("run" | "start")));
+    let handoff = if foreground_run && !detached {
         detach::handoff_pipe()
+    } else {
+        None
     };
     let me = std::process::id();
     match crate::run::userns::enter_if_needed() {
