@@ -5,7 +5,9 @@
 //! this binary again as `box container-start ID` (hidden), which detaches exactly as
 //! `boxrun -d` does (a daemon that becomes the container's monitor, see
 //! `crate::container::detach`) and exits once the container runs. `-a` then follows the log
-//! from where it ended before the start, as `box attach` does.
+//! from where it ended before the start, as `box attach` does. `box attach` also feeds its
+//! stdin to a `-i` container (`crate::container::stdin`) and passes signals on; [`hand_off`]
+//! starts the monitor that restarts a foreground run's container.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

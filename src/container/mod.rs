@@ -15,8 +15,10 @@
 //! then SIGKILL after the timeout); the supervisor sees the exit and the monitor records it.
 //! Layers come from [`crate::store::Store::unpack_layers`], unpacked once and shared.
 //! `box create`/`start` ([`start`]) run a container later from the launch record in its
-//! state ([`launch`]); the monitor restarts it per its policy ([`restart`]); a foreground
-//! run's log goes through [`tee`]; stop, kill and rm are in [`stop`].
+//! state ([`launch`]); the monitor restarts it per its policy ([`restart`]), a foreground
+//! run's too once it is handed over ([`detach`]); a `-i` container's stdin is a FIFO its
+//! monitor holds ([`stdin`]); a foreground run's log goes through [`tee`]; stop, kill and rm
+//! are in [`stop`].
 
 pub mod config;
 pub mod cp;
