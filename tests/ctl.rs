@@ -616,3 +616,332 @@ fn a_file_copied_into_a_created_container_is_there_when_it_starts() {
         assert_eq!(stdout(&o), "copied before start\n");
     }
 }
+
+/// `box attach ARGS… NAME` running, with piped stdin, stdout and stderr.
+fn spawn_attach(who: &Who, args: &[&str], name: &str) -> std::process::Child {
+    use std::process::Stdio;
+    who.cmd("box")
+        .arg("attach")
+        .args(args)
+        .arg(name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Poll `box logs NAME` until it contains `what` (or fail after `secs`).
+fn wait_log(who: &Who, name: &str, what: &str, secs: u64) -> String {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let log = stdout(&who.box_(&["logs", name]));
+        if log.contains(what) {
+            return log;
+        }
+        assert!(
+            Instant::now() < end,
+            "{}: {name}: the log lacks {what:?}: {log:?}",
+            who.label()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn attach_feeds_its_stdin_to_a_detached_i_container_and_returns_its_exit_code() {
+    use std::io::Write;
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("attach-i");
+        let _c = Cleanup(&who, n.clone());
+        detached(
+            &who,
+            &n,
+            &["-i", "busybox", "sh", "-c", "read x; echo got:$x; exit 5"],
+        );
+        wait_for(&who, &n, "{{.State.Status}}", 10, |s| s == "running");
+        let mut a = spawn_attach(&who, &[], &n);
+        a.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let o = a.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(5), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "got:hello\n", "{}", who.label());
+        assert_eq!(stdout(&who.box_(&["logs", &n])), "got:hello\n");
+        // The FIFO goes with the monitor.
+        let id = inspect(&who, &n, "{{.Id}}");
+        let fifo = boxrun_common::store(&who)
+            .join("containers")
+            .join(&id)
+            .join("stdin");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !fifo.exists(),
+            "{}: {} is left",
+            who.label(),
+            fifo.display()
+        );
+
+        // The same for `box create -i` + `box start` (detached) + attach.
+        let m = unique("attach-ci");
+        let _m = Cleanup(&who, m.clone());
+        let o = who.box_(&[
+            "create",
+            "-i",
+            "--name",
+            &m,
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "read x; echo created:$x",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = who.box_(&["start", &m]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let mut a = spawn_attach(&who, &[], &m);
+        a.stdin.take().unwrap().write_all(b"there\n").unwrap();
+        let o = a.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "created:there\n");
+    }
+}
+
+#[test]
+fn no_stdin_feeds_nothing_and_stdin_stays_open_across_two_attaches() {
+    use std::io::Write;
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("attach-two");
+        let _c = Cleanup(&who, n.clone());
+        let script = "echo ready; read x; echo one:$x; read y; echo two:$y; exit 3";
+        detached(&who, &n, &["-i", "busybox", "sh", "-c", script]);
+        wait_log(&who, &n, "ready", 10);
+        // --no-stdin: what it is given never reaches the container.
+        let mut quiet = spawn_attach(&who, &["--no-stdin"], &n);
+        let _ = quiet.stdin.take().unwrap().write_all(b"nope\n");
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(quiet.try_wait().unwrap().is_none(), "{}", who.label());
+        quiet.kill().unwrap();
+        let _ = quiet.wait();
+        assert_eq!(stdout(&who.box_(&["logs", &n])), "ready\n");
+        // A first attach sends one line and reaches its EOF: the container's stdin stays
+        // open (docker's -d -i), so the second read waits instead of reading EOF.
+        let mut first = spawn_attach(&who, &[], &n);
+        first.stdin.take().unwrap().write_all(b"a\n").unwrap();
+        wait_log(&who, &n, "one:a", 10);
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(inspect(&who, &n, "{{.State.Status}}"), "running");
+        assert!(first.try_wait().unwrap().is_none(), "{}", who.label());
+        // A second attach at the same time feeds the next line; both see the output from
+        // when they attached, and both end with the container's code.
+        let mut second = spawn_attach(&who, &[], &n);
+        second.stdin.take().unwrap().write_all(b"b\n").unwrap();
+        let o2 = second.wait_with_output().unwrap();
+        let o1 = first.wait_with_output().unwrap();
+        assert_eq!(
+            o2.status.code(),
+            Some(3),
+            "{}: {}",
+            who.label(),
+            stderr(&o2)
+        );
+        assert_eq!(stdout(&o2), "two:b\n");
+        assert_eq!(
+            o1.status.code(),
+            Some(3),
+            "{}: {}",
+            who.label(),
+            stderr(&o1)
+        );
+        assert_eq!(stdout(&o1), "one:a\ntwo:b\n");
+    }
+}
+
+/// Whether process `pid` (its main thread) blocks `sig`.
+fn blocks(pid: u32, sig: i32) -> bool {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (sig - 1)) != 0)
+}
+
+#[test]
+fn attach_passes_sigterm_on_to_the_container_unless_sig_proxy_is_false() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("attach-sig");
+        let _c = Cleanup(&who, n.clone());
+        let script = "trap 'echo trapped; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
+        detached(&who, &n, &["busybox", "sh", "-c", script]);
+        wait_log(&who, &n, "ready", 10);
+        // --sig-proxy=false: SIGTERM ends the attach, and the container runs on.
+        let plain = spawn_attach(&who, &["--sig-proxy=false"], &n);
+        std::thread::sleep(Duration::from_millis(500));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(plain.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let o = plain.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), None, "{}: {}", who.label(), stderr(&o));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(inspect(&who, &n, "{{.State.Status}}"), "running");
+        // The default: the container gets it, and the attach ends with its code.
+        let a = spawn_attach(&who, &[], &n);
+        let end = Instant::now() + Duration::from_secs(10);
+        while !blocks(a.id(), libc::SIGTERM) {
+            assert!(
+                Instant::now() < end,
+                "{}: SIGTERM never blocked",
+                who.label()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(a.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let o = a.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(7), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "trapped\n");
+        assert_eq!(
+            inspect(&who, &n, "{{.State.Status}} {{.State.ExitCode}}"),
+            "exited 7"
+        );
+    }
+}
+
+#[test]
+fn a_container_run_without_i_reads_eof_at_once_and_attach_says_it_has_no_stdin() {
+    use std::io::Write;
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("no-i");
+        let _c = Cleanup(&who, n.clone());
+        detached(
+            &who,
+            &n,
+            &[
+                "busybox",
+                "sh",
+                "-c",
+                "read x; echo read:$?; sleep 2; echo done",
+            ],
+        );
+        wait_log(&who, &n, "read:1", 10);
+        let mut a = spawn_attach(&who, &[], &n);
+        let _ = a.stdin.take().unwrap().write_all(b"ignored\n");
+        let o = a.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "done\n");
+        assert!(
+            stderr(&o).contains("started without -i"),
+            "{}: {}",
+            who.label(),
+            stderr(&o)
+        );
+        assert_eq!(stdout(&who.box_(&["logs", &n])), "read:1\ndone\n");
+    }
+}
+
+#[test]
+fn a_foreground_run_exits_with_its_code_and_its_restart_policy_runs_it_again_detached() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("fg-onfail");
+        let _c = Cleanup(&who, n.clone());
+        let o = who.boxrun(&[
+            "--name",
+            &n,
+            "--network",
+            "none",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "echo run; exit 3",
+        ]);
+        // The first run's output and code, as docker's client prints them.
+        assert_eq!(o.status.code(), Some(3), "{}: {}", who.label(), stderr(&o));
+        assert_eq!(stdout(&o), "run\n");
+        assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+        // Then two restarts in the background, and it stays exited.
+        wait_for(&who, &n, "{{.RestartCount}} {{.State.Status}}", 20, |s| {
+            s == "2 exited"
+        });
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(
+            inspect(
+                &who,
+                &n,
+                "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}"
+            ),
+            "2 exited 3"
+        );
+        assert_eq!(stdout(&who.box_(&["logs", &n])), "run\nrun\nrun\n");
+
+        // always: up again after the foreground run, until box stop ends it for good.
+        let m = unique("fg-always");
+        let _m = Cleanup(&who, m.clone());
+        let o = who.boxrun(&[
+            "--name",
+            &m,
+            "--network",
+            "none",
+            "--restart",
+            "always",
+            "busybox",
+            "sh",
+            "-c",
+            "echo up; sleep 1",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+        wait_for(&who, &m, "{{.RestartCount}} {{.State.Status}}", 20, |s| {
+            s.ends_with(" running") && !s.starts_with("0 ")
+        });
+        let o = who.box_(&["stop", "-t", "1", &m]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let after = inspect(&who, &m, "{{.RestartCount}}");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            inspect(&who, &m, "{{.RestartCount}} {{.State.Status}}"),
+            format!("{after} exited")
+        );
+    }
+}
+
+#[test]
+fn a_foreground_run_stopped_with_ctrl_c_is_not_restarted() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let n = unique("fg-int");
+        let _c = Cleanup(&who, n.clone());
+        let script = "trap 'exit 9' INT; echo ready; while :; do sleep 0.1; done";
+        let child = who
+            .cmd("boxrun")
+            .args(["--name", &n, "--network", "none", "--restart", "always"])
+            .args(["busybox", "sh", "-c", script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_log(&who, &n, "ready", 20);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(9), "{}: {}", who.label(), stderr(&o));
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(
+            inspect(&who, &n, "{{.RestartCount}} {{.State.Status}}"),
+            "0 exited"
+        );
+    }
+}

@@ -16,6 +16,8 @@ mod support;
 
 #[path = "security/add_tar.rs"]
 mod add_tar;
+#[path = "security/attach.rs"]
+mod attach;
 #[path = "security/buildkit_mounts.rs"]
 mod buildkit_mounts;
 #[path = "security/copy_symlinks.rs"]

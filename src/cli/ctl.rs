@@ -5,7 +5,9 @@
 //! this binary again as `box container-start ID` (hidden), which detaches exactly as
 //! `boxrun -d` does (a daemon that becomes the container's monitor, see
 //! `crate::container::detach`) and exits once the container runs. `-a` then follows the log
-//! from where it ended before the start, as `box attach` does.
+//! from where it ended before the start, as `box attach` does. `box attach` also feeds its
+//! stdin to a `-i` container (`crate::container::stdin`) and passes signals on; [`hand_off`]
+//! starts the monitor that restarts a foreground run's container.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -52,14 +54,20 @@ pub struct RestartArgs {
 pub struct AttachArgs {
     /// A running container
     pub container: String,
-    /// Do not attach stdin (boxkit never forwards stdin to a detached container; accepted
-    /// for docker compatibility)
+    /// Do not attach stdin (only a container run with -i has one; without it, stdin is
+    /// never read)
     #[arg(long)]
     pub no_stdin: bool,
-    /// Proxy signals to the container (not supported: Ctrl-C ends the attach and leaves the
-    /// container running; accepted for docker compatibility)
+    /// Proxy the signals this command receives (INT, TERM, HUP, QUIT, USR1, USR2) to the
+    /// container's main process, as `box kill` sends them; false: Ctrl-C ends the attach
+    /// and leaves the container running
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub sig_proxy: bool,
+    /// Accepted for docker compatibility and ignored: docker applies it only to a
+    /// container with a terminal (-t), and boxkit's attach relays no terminal (no raw mode in
+    /// which keys could be caught); end an attach with Ctrl-C and --sig-proxy=false
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
 }
 
 /// `box container-cleanup ID` (hidden): remove a stopped container's writable layer from
@@ -75,6 +83,10 @@ pub fn container_cleanup(g: &Global, a: ContainerStartArgs) -> CmdResult {
 #[derive(Args, Debug)]
 pub struct ContainerStartArgs {
     pub id: String,
+    /// Go on with the restart policy of a container whose foreground run ended (started by
+    /// that run's boxrun, see [`hand_off`])
+    #[arg(long)]
+    pub restarted: bool,
 }
 
 /// `docker create`: prepare the container (pull, unpack, volumes, name) and print its id.
@@ -177,7 +189,9 @@ pub fn restart(g: &Global, a: RestartArgs) -> CmdResult {
     Ok(u8::from(failed))
 }
 
-/// `docker attach`: the output of a running container from now on; its exit code at the end.
+/// `docker attach`: the output of a running container from now on, this command's stdin
+/// into the container's when it was run with `-i` (detached), the signals this command gets
+/// passed on (`--sig-proxy`); its exit code at the end.
 pub fn attach(g: &Global, a: AttachArgs) -> CmdResult {
     let (c, _) = containers(g)?;
     let id = c.resolve(&a.container)?;
@@ -192,7 +206,79 @@ pub fn attach(g: &Global, a: AttachArgs) -> CmdResult {
             &id[..12]
         );
     }
-    follow(&c, &id, log_len(&c, &id))
+    if a.detach_keys.is_some() && st.tty {
+        eprintln!(
+            "box attach: warning: --detach-keys is ignored: attach relays no terminal; end it \
+             with Ctrl-C and --sig-proxy=false to leave the container running"
+        );
+    }
+    // Where the output we show begins: before any input of ours can cause output.
+    let from = log_len(&c, &id);
+    // Blocked before any other thread exists, so that only the proxy's thread takes them.
+    if a.sig_proxy {
+        sig_proxy(&c, &id)?;
+    }
+    if !a.no_stdin {
+        match container::stdin::open_for_attach(&c, &id)? {
+            Some(pipe) => copy_stdin(pipe),
+            None => eprintln!("box attach: {}", no_stdin_why(&st)),
+        }
+    }
+    follow(&c, &id, from)
+}
+
+/// Why container `st` takes no input from an attach.
+fn no_stdin_why(st: &container::State) -> String {
+    let short = &st.id[..12];
+    if st.launch.as_ref().is_some_and(|l| l.interactive) && !st.detached {
+        format!(
+            "container {short} runs in the foreground: its stdin is the boxrun's that runs \
+             it; only its output is shown here"
+        )
+    } else {
+        format!(
+            "container {short} was started without -i: its stdin is closed; only its output \
+             is shown here"
+        )
+    }
+}
+
+/// Copy our stdin into the container's, in a thread. At our EOF only this writer closes:
+/// the container's stdin stays open for the next attach (docker's `-d -i`, not stdin-once).
+fn copy_stdin(mut pipe: std::fs::File) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut pipe);
+    });
+}
+
+/// The signals `--sig-proxy` passes on: what the terminal and `kill` send to a foreground
+/// command (SIGWINCH only matters to a terminal, which attach does not relay).
+const PROXIED: [nix::sys::signal::Signal; 6] = {
+    use nix::sys::signal::Signal::*;
+    [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
+};
+
+/// Block [`PROXIED`] in this thread (and in every thread started after) and pass each one
+/// received to container `id`'s main process from a thread of its own. As `box kill` (and
+/// docker's kill): the restart policy no longer applies once a signal was passed on.
+fn sig_proxy(c: &Containers, id: &str) -> anyhow::Result<()> {
+    let set: nix::sys::signal::SigSet = PROXIED.into_iter().collect();
+    set.thread_block()
+        .context("block signals for --sig-proxy")?;
+    let (c, id) = (c.clone(), id.to_string());
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            if let Ok(st) = c.load(&id)
+                && st.is_running()
+            {
+                let _ = c.mark_user_stop(&id);
+                if let Err(e) = container::kill(&st, sig as i32) {
+                    eprintln!("box attach: {e}");
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 fn log_len(c: &Containers, id: &str) -> u64 {
@@ -226,7 +312,11 @@ pub fn container_start(g: &Global, a: ContainerStartArgs, tool: &ToolContext) ->
         let (c, vols) = containers(g)?;
         let iso = super::run::job_isolation(g);
         let id = c.resolve(&a.id)?;
-        container::start_detached(&c, &vols, &id, iso, tool)?;
+        if a.restarted {
+            container::resume_restart(&c, &vols, &id, iso, tool)?;
+        } else {
+            container::start_detached(&c, &vols, &id, iso, tool)?;
+        }
         Ok(0)
     })();
     if let Err(e) = &r
@@ -235,4 +325,44 @@ pub fn container_start(g: &Global, a: ContainerStartArgs, tool: &ToolContext) ->
         detach::report_failure(&format!("{e:#}"), i32::from(super::EXIT_TOOL_FAILED));
     }
     r
+}
+
+/// Hand container `id` of the store at `root`, whose foreground run just ended and whose
+/// restart policy runs it again, to a detached monitor: `box container-start --restarted`,
+/// not waited for (docker's client exits with the first run's code while the daemon
+/// restarts the container). Called on the host side of `boxrun`/`box run`/`box start -ai`.
+pub(super) fn hand_off(prog: &str, root: &std::path::Path, id: &str) {
+    // `boxrun` is installed beside `box`; `box` itself is the current executable.
+    let exe = std::env::current_exe().map(|e| {
+        if prog == "box" {
+            e
+        } else {
+            e.with_file_name("box")
+        }
+    });
+    let exe = match exe {
+        Ok(e) if e.exists() => e,
+        _ => std::path::PathBuf::from("box"),
+    };
+    let r = Command::new(&exe)
+        .arg("--root")
+        .arg(root)
+        .args(["container-start", "--restarted", id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = r {
+        eprintln!(
+            "{prog}: warning: container {} is not restarted as its --restart policy says: \
+             run {}: {e}; start it with box start",
+            &id[..12],
+            exe.display()
+        );
+        let c = Containers::new(root.join("containers"));
+        if let Ok(mut st) = c.load(id) {
+            st.restarting = false;
+            let _ = c.save(&st);
+        }
+    }
 }

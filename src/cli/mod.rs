@@ -307,17 +307,41 @@ pub fn enter_userns_if_needed(prog: &str) -> Start {
     if !needs_userns(prog, &args) {
         return Start::Command(outside());
     }
-    if is_detached_run(prog, &args) {
+    use crate::container::detach::{self, Daemonized};
+    let detached = is_detached_run(prog, &args);
+    if detached {
         // Goes on in a daemon; the caller's process prints the container id and exits.
-        use crate::container::detach::{self, Daemonized};
         match detach::daemonize(prog) {
             Daemonized::InDaemon => {}
             Daemonized::Exit(code) => return Start::Exit(exit_code(code)),
         }
     }
+    // A foreground run may ask for a restart by a detached monitor once it has ended
+    // (`--restart`, see container::detach): started from here, outside the namespace.
+    let foreground_run = prog == "boxrun"
+        || (prog == "box" && matches!(box_subcommand(&args), Some("run" | "start")));
+    let handoff = if foreground_run && !detached {
+        detach::handoff_pipe()
+    } else {
+        None
+    };
+    let me = std::process::id();
     match crate::run::userns::enter_if_needed() {
-        Entered::Tool(ctx) => Start::Command(ctx),
-        Entered::Exit(code) => Start::Exit(exit_code(code)),
+        Entered::Tool(ctx) => {
+            if std::process::id() == me
+                && let Some(r) = handoff
+            {
+                // No fork: this process is the host side itself.
+                detach::keep_handoff_local(r);
+            }
+            Start::Command(ctx)
+        }
+        Entered::Exit(code) => {
+            if let Some((root, id)) = handoff.and_then(detach::take_handoff) {
+                ctl::hand_off(prog, &root, &id);
+            }
+            Start::Exit(exit_code(code))
+        }
     }
 }
 
@@ -367,6 +391,9 @@ fn finish(prog: &str, r: CmdResult, tool: &ToolContext) -> ExitCode {
             EXIT_TOOL_FAILED
         }
     };
+    if let Some((root, id)) = crate::container::detach::take_local_handoff() {
+        ctl::hand_off(prog, &root, &id);
+    }
     tool.exiting(code);
     ExitCode::from(code)
 }

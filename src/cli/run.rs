@@ -147,7 +147,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     pub ulimit: Vec<String>,
     /// Restart policy when the container exits: no, on-failure[:MAX-RETRIES], always or
-    /// unless-stopped (kept by the detached container's monitor; no daemon)
+    /// unless-stopped (kept by the detached container's monitor, no daemon; a foreground run
+    /// is handed to one when it ends)
     #[arg(long, value_name = "POLICY", default_value = "no")]
     pub restart: String,
     /// Not supported: boxkit never gives a container every capability and device
@@ -418,12 +419,6 @@ pub(super) fn probe_file(g: &Global) -> std::path::PathBuf {
 
 fn run_inner(g: &Global, a: &RunArgs, tool: &ToolContext) -> CmdResult {
     let o = a.options(g)?;
-    if !o.detach && o.restart != container::restart::Policy::No {
-        eprintln!(
-            "boxrun: warning: --restart is kept by a detached container's monitor; this \
-             foreground run is not restarted (box start applies it later)"
-        );
-    }
     let store = open_store(g)?;
     let code = if o.detach {
         container::run_detached(store, &o, tool)?

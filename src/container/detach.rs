@@ -157,3 +157,87 @@ fn print_report(prog: &str, mut pipe: std::fs::File) -> i32 {
         }
     }
 }
+
+// ---- A foreground run handed to a detached monitor (`--restart`) -------------------------
+//
+// A foreground container (`boxrun`, `box start -ai`) whose policy says "run again" when it
+// ends is restarted in the background, as docker's daemon does after its client has printed
+// the first run's output and exited with its code. With no daemon, the command's host-side
+// process starts the monitor: that is `box container-start --restarted ID`, which detaches
+// as `box start` does and runs the policy on from the restart count the state holds. The
+// tool (inside the namespace, a fork of the host process that dies with it) names the
+// container through a pipe made before the fork; the host process reads it once the tool
+// has exited ([`take_handoff`]).
+
+static HANDOFF_W: AtomicI32 = AtomicI32::new(-1);
+/// The read end, kept here when no fork happened (the tool is the host process itself).
+static HANDOFF_LOCAL_R: AtomicI32 = AtomicI32::new(-1);
+
+/// Make the hand-off pipe (in the host process, before it forks the tool); returns its read
+/// end for [`take_handoff`]. Call while single-threaded.
+pub fn handoff_pipe() -> Option<std::os::fd::OwnedFd> {
+    use nix::fcntl::OFlag;
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).ok()?;
+    HANDOFF_W.store(w.into_raw_fd(), Ordering::Relaxed);
+    Some(r)
+}
+
+/// No fork happened (the command runs without a namespace of its own): this process reads
+/// its own hand-off ([`take_local_handoff`]).
+pub fn keep_handoff_local(r: std::os::fd::OwnedFd) {
+    HANDOFF_LOCAL_R.store(r.into_raw_fd(), Ordering::Relaxed);
+}
+
+/// In the tool: ask for container `id` of the store at `root` to be handed to a detached
+/// monitor once this command has exited. False when nobody would read it.
+pub fn request_handoff(root: &std::path::Path, id: &str) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let f = HANDOFF_W.load(Ordering::Relaxed);
+    if f < 0 {
+        return false;
+    }
+    let mut msg = Vec::with_capacity(id.len() + root.as_os_str().len() + 2);
+    msg.extend_from_slice(id.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(root.as_os_str().as_bytes());
+    msg.push(0);
+    // SAFETY: `f` is the pipe's write end, open for the process's life (never closed in the
+    // tool); the borrow lasts for this call only.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(f) };
+    // A few hundred bytes into an empty pipe: written whole at once (below PIPE_BUF).
+    nix::unistd::write(fd, &msg).is_ok_and(|n| n == msg.len())
+}
+
+/// In the host process once the tool has exited: the (store root, container id) it asked to
+/// hand off, if any.
+pub fn take_handoff(r: std::os::fd::OwnedFd) -> Option<(std::path::PathBuf, String)> {
+    use std::os::unix::ffi::OsStrExt;
+    let w = HANDOFF_W.swap(-1, Ordering::Relaxed);
+    if w >= 0 {
+        let _ = nix::unistd::close(w);
+    }
+    // Written before the tool told the agent it exits: already in the pipe.
+    let mut buf = [0u8; 8192];
+    let n = nix::unistd::read(&r, &mut buf).ok()?;
+    let mut parts = buf[..n].split(|b| *b == 0);
+    let id = std::str::from_utf8(parts.next()?).ok()?;
+    let root = parts.next()?;
+    let valid = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !root.is_empty();
+    valid.then(|| {
+        (
+            std::path::PathBuf::from(std::ffi::OsStr::from_bytes(root)),
+            id.to_string(),
+        )
+    })
+}
+
+/// [`take_handoff`] for a command that ran without a fork ([`keep_handoff_local`]).
+pub fn take_local_handoff() -> Option<(std::path::PathBuf, String)> {
+    let r = HANDOFF_LOCAL_R.swap(-1, Ordering::Relaxed);
+    if r < 0 {
+        return None;
+    }
+    // SAFETY: the read end kept by keep_handoff_local; the swap above makes this its only
+    // owner.
+    take_handoff(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
+}

@@ -15,8 +15,10 @@
 //! then SIGKILL after the timeout); the supervisor sees the exit and the monitor records it.
 //! Layers come from [`crate::store::Store::unpack_layers`], unpacked once and shared.
 //! `box create`/`start` ([`start`]) run a container later from the launch record in its
-//! state ([`launch`]); the monitor restarts it per its policy ([`restart`]); a foreground
-//! run's log goes through [`tee`]; stop, kill and rm are in [`stop`].
+//! state ([`launch`]); the monitor restarts it per its policy ([`restart`]), a foreground
+//! run's too once it is handed over ([`detach`]); a `-i` container's stdin is a FIFO its
+//! monitor holds ([`stdin`]); a foreground run's log goes through [`tee`]; stop, kill and rm
+//! are in [`stop`].
 
 pub mod config;
 pub mod cp;
@@ -32,6 +34,7 @@ pub mod runflags;
 mod start;
 pub mod state;
 pub mod stats;
+pub mod stdin;
 mod stop;
 pub mod tee;
 pub mod top;
@@ -43,7 +46,7 @@ use thiserror::Error;
 use crate::registry::{self, PullOptions};
 use crate::run::{self, MountSpec, SandboxSpec, ToolContext};
 use crate::store::Store;
-pub use start::{create, start_detached, start_foreground};
+pub use start::{create, resume_restart, start_detached, start_foreground};
 pub use state::{Containers, State, Status};
 pub use stop::{kill, remove, remove_layer, remove_layer_in_namespace, stop, wait_exit};
 
@@ -117,6 +120,11 @@ pub enum ContainerError {
     },
     #[error(transparent)]
     Flag(#[from] runflags::FlagError),
+    #[error(
+        "{path} is not the container's stdin pipe (a FIFO of this user, mode 0600): refusing \
+         to use it; remove it and start the container again"
+    )]
+    NotStdinFifo { path: PathBuf },
     #[error("fill {what} from the image: {cause} (mount it with nocopy to skip the copy)")]
     Volume { what: String, cause: String },
 }
@@ -471,7 +479,7 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
     if let Ok(s) = containers.load(&state.id) {
         state = s;
     }
-    finish(&containers, &volumes_dir, &mut state, code);
+    start::end_foreground(&containers, &volumes_dir, &mut state, code);
     Ok(r?)
 }
 

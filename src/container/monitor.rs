@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{ContainerError, Containers, Result, State, detach, launch, logs, restart, state};
+use super::{
+    ContainerError, Containers, Result, State, detach, launch, logs, restart, state, stdin,
+};
 use crate::run::{self, SandboxSpec, ToolContext};
 
 /// Run the container (first with `first`) and record each exit, restarting it as its policy
@@ -19,14 +21,86 @@ pub(super) fn supervise(
     c: &Containers,
     volumes_dir: &Path,
     first: SandboxSpec,
+    st: State,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let runs = Runs {
+        first: Some(first),
+        backoff: restart::Backoff::default(),
+    };
+    supervise_runs(c, volumes_dir, runs, st, isolation, tool)
+}
+
+/// Where [`supervise_runs`] begins: the first run's spec (None: made from the launch
+/// record), and the back-off so far.
+struct Runs {
+    first: Option<SandboxSpec>,
+    backoff: restart::Backoff,
+}
+
+/// Take over a container whose foreground run ended and whose policy restarts it (see
+/// [`super::start::resume_restart`]): the first back-off, then [`supervise`] from the restart
+/// count its state holds.
+pub(super) fn resume(
+    c: &Containers,
+    volumes_dir: &Path,
+    mut st: State,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let me = std::process::id() as i32;
+    st.monitor_pid = Some(me);
+    st.monitor_start = state::process_start(me);
+    c.save(&st)?;
+    let mut backoff = restart::Backoff::default();
+    let delay = backoff.delay(Duration::ZERO);
+    if !wait_backoff(c, &st.id, delay) {
+        if let Ok(mut s) = c.load(&st.id) {
+            s.restarting = false;
+            let _ = c.save(&s);
+        }
+        detach::report_started(&st.id);
+        return Ok(0);
+    }
+    let mut st = c.load(&st.id)?;
+    st.restarting = false;
+    st.restart_count += 1;
+    let runs = Runs {
+        first: None,
+        backoff,
+    };
+    supervise_runs(c, volumes_dir, runs, st, isolation, tool)
+}
+
+fn supervise_runs(
+    c: &Containers,
+    volumes_dir: &Path,
+    runs: Runs,
     mut st: State,
     isolation: run::isolation::Isolation,
     tool: &ToolContext,
 ) -> Result<i32> {
     super::redirect_stdin_null();
+    // `-i`: the container's stdin is a FIFO this process holds open (see [`stdin`]); made
+    // once, so input written between two runs reaches the next one.
+    let input = if st.launch.as_ref().is_some_and(|l| l.interactive) {
+        match stdin::Held::create(c, &st.id) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                super::finish(c, volumes_dir, &mut st, None);
+                detach::report_failure(&e.to_string(), 125);
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     let me = std::process::id() as i32;
-    let mut next = Some(first);
-    let mut backoff = restart::Backoff::default();
+    let Runs {
+        first: mut next,
+        mut backoff,
+    } = runs;
     let mut first_run = true;
     loop {
         st.monitor_pid = Some(me);
@@ -39,7 +113,7 @@ pub(super) fn supervise(
             }
         };
         let began = Instant::now();
-        let code = match spec.and_then(|spec| run_once(c, &spec, &mut st, tool)) {
+        let code = match spec.and_then(|spec| run_once(c, &spec, &mut st, input.as_ref(), tool)) {
             Ok(code) => code,
             Err(e) => {
                 super::finish(c, volumes_dir, &mut st, None);
@@ -99,7 +173,13 @@ fn wait_backoff(c: &Containers, id: &str, delay: Duration) -> bool {
 
 /// One run of the container: its output relayed into the log, the supervisor forked, the
 /// start reported to a waiting `boxrun -d`/`box start`; returns the exit code.
-fn run_once(c: &Containers, spec: &SandboxSpec, st: &mut State, tool: &ToolContext) -> Result<i32> {
+fn run_once(
+    c: &Containers,
+    spec: &SandboxSpec,
+    st: &mut State,
+    input: Option<&stdin::Held>,
+    tool: &ToolContext,
+) -> Result<i32> {
     let log = c.log_path(&st.id);
     use std::os::unix::fs::OpenOptionsExt;
     let log_file = std::fs::OpenOptions::new()
@@ -122,6 +202,9 @@ fn run_once(c: &Containers, spec: &SandboxSpec, st: &mut State, tool: &ToolConte
         Err(cause) => return Err(ContainerError::Sys { op: "fork", cause }),
         Ok(nix::unistd::ForkResult::Child) => {
             detach::close_report_fd();
+            if let Some(h) = input {
+                let _ = nix::unistd::dup2_stdin(h.reader());
+            }
             let _ = nix::unistd::dup2_stdout(&log_file);
             let _ = nix::unistd::dup2_stderr(&log_file);
             // The supervisor records "running" itself, before it runs anything: it writes the

@@ -62,8 +62,8 @@ pub fn start_detached(
 }
 
 /// `box start -a -i`: run container `id` in the foreground, this process supervising (stdin
-/// and a TTY as `boxrun -it`); returns its exit code. No log is kept and the restart policy
-/// does not apply here.
+/// and a TTY as `boxrun -it`); returns its exit code. No log is kept; when the restart
+/// policy says so, a detached monitor runs it again afterwards ([`end_foreground`]).
 pub fn start_foreground(
     c: &Containers,
     volumes_dir: &std::path::Path,
@@ -83,6 +83,60 @@ pub fn start_foreground(
     if let Ok(s) = c.load(&st.id) {
         st = s;
     }
-    finish(c, volumes_dir, &mut st, code);
+    end_foreground(c, volumes_dir, &mut st, code);
     Ok(r?)
+}
+
+/// After a foreground run (boxrun, `box start -ai`) ended with `code`: record the exit, and
+/// when the restart policy says so, ask for the container to be handed to a detached monitor
+/// once this command has exited ([`detach::request_handoff`]); the state says "restarting"
+/// meanwhile. A run ended by a signal this process passed on (Ctrl-C) was stopped by its
+/// user and is not restarted, as docker's sig-proxy stops the policy.
+pub(super) fn end_foreground(
+    c: &Containers,
+    volumes_dir: &std::path::Path,
+    st: &mut State,
+    code: Option<i32>,
+) {
+    let again = code.is_some_and(|code| {
+        !st.auto_remove
+            && !run::process::passed_on()
+            && st
+                .restart
+                .should_restart(code, st.restart_count, c.user_stopped(&st.id))
+    });
+    st.restarting = again;
+    finish(c, volumes_dir, st, code);
+    if again && !detach::request_handoff(c.store_root(), &st.id) {
+        st.restarting = false;
+        let _ = c.save(st);
+    }
+}
+
+/// `box container-start --restarted ID`: go on with the restart policy of a container whose
+/// foreground run ended ([`end_foreground`]): after the first back-off, run it again
+/// detached, counting from its state's restart count. Nothing happens when it was stopped,
+/// removed or started meanwhile.
+pub fn resume_restart(
+    c: &Containers,
+    volumes_dir: &std::path::Path,
+    id: &str,
+    isolation: run::isolation::Isolation,
+    tool: &ToolContext,
+) -> Result<i32> {
+    let st = match c.load(id) {
+        Ok(s) => s,
+        Err(e) => {
+            detach::report_failure(&e.to_string(), 125);
+            return Err(e.into());
+        }
+    };
+    // The foreground run's own process (its recorded supervisor) may still be ending: only
+    // another monitor, or a start meanwhile, takes the container from us.
+    let monitored = st.monitor_pid.is_some() && st.recorder_alive();
+    if !st.restarting || st.is_running() || monitored {
+        detach::report_started(id);
+        return Ok(0);
+    }
+    monitor::resume(c, volumes_dir, st, isolation, tool)
 }

@@ -296,6 +296,10 @@ impl Containers {
     pub fn dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
+    /// The store these containers belong to (the containers directory's parent).
+    pub fn store_root(&self) -> &std::path::Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
     fn state_path(&self, id: &str) -> PathBuf {
         self.dir(id).join("state.json")
     }

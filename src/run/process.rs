@@ -30,7 +30,7 @@ use nix::sys::wait::WaitStatus;
 use thiserror::Error;
 
 pub use child::exec_searching_path;
-pub use signals::{Blocked, FORWARDED};
+pub use signals::{Blocked, FORWARDED, passed_on};
 pub use supervisor::run;
 pub use tty::PtyChannel;
 pub use wait::wait_loop;

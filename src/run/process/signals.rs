@@ -15,6 +15,19 @@ pub const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// Set once this process passed a signal on to a container (not SIGWINCH): a foreground run
+/// ended that way was stopped by its user (Ctrl-C, `kill`), which its restart policy respects.
+static PASSED_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(super) fn note_passed_on() {
+    PASSED_ON.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this process passed a signal on to a container (see [`note_passed_on`]).
+pub fn passed_on() -> bool {
+    PASSED_ON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The signals passed on to the container ([`FORWARDED`]) plus SIGCHLD.
 pub(super) fn forwarded_set() -> SigSet {
     let mut set: SigSet = FORWARDED.into_iter().collect();

@@ -146,6 +146,9 @@ impl Waiting {
                 set_winsize(m.as_raw_fd(), &ws);
             }
         } else if let Ok(s) = Signal::try_from(sig) {
+            if s != Signal::SIGWINCH {
+                super::signals::note_passed_on();
+            }
             let _ = kill(self.pid, s);
         }
     }
