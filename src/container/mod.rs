@@ -465,9 +465,11 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
         // docker run without -i: the container reads nothing.
         redirect_stdin_null();
     }
-    // A container that outlives its run keeps its output (`box logs`); not with -t, where the
-    // supervisor relays a pty to the terminal.
-    let tee = (!o.auto_remove && !o.tty)
+    // A container that outlives its run keeps its output (`box logs`). With -t the supervisor
+    // relays the pty to its stdout, which is then the tee's pipe: the log gets the terminal's
+    // bytes as they are (`\r\n`, escapes), as docker's log of a TTY container does, while the
+    // terminal (stdin, where raw mode and the window size live) is untouched.
+    let tee = (!o.auto_remove)
         .then(|| tee::start(&containers.log_path(&state.id)))
         .flatten();
     let r = run::run(&spec, tool);
