@@ -385,7 +385,7 @@ fn rm_removes_a_kept_writable_layer_with_files_of_non_root_container_users() {
 }
 
 #[test]
-fn start_ai_runs_the_container_in_the_foreground_with_stdin() {
+fn start_ai_runs_the_container_in_the_foreground_with_stdin_and_keeps_its_log() {
     use std::io::Write;
     let Some(all) = Who::all() else { return };
     for who in all {
@@ -420,6 +420,9 @@ fn start_ai_runs_the_container_in_the_foreground_with_stdin() {
             inspect(&who, &n, "{{.State.Status}} {{.State.ExitCode}}"),
             "exited 7"
         );
+        // Its output is in the log too.
+        let o = who.box_(&["logs", &n]);
+        assert_eq!(stdout(&o), "got hello\n", "{}: {}", who.label(), stderr(&o));
     }
 }
 

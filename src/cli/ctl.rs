@@ -201,7 +201,7 @@ pub fn attach(g: &Global, a: AttachArgs) -> CmdResult {
     }
     if !c.log_path(&id).exists() {
         bail!(
-            "container {} keeps no log (a --rm or -t foreground run): its output goes only to \
+            "container {} keeps no log (a --rm foreground run): its output goes only to \
              the boxrun that runs it",
             &id[..12]
         );

@@ -135,7 +135,7 @@ pub fn logs(g: &Global, a: LogsArgs) -> CmdResult {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!(
-                "container {} has no log: --rm and -t (tty) foreground runs keep none",
+                "container {} has no log: --rm foreground runs keep none",
                 &id[..12]
             )
         }

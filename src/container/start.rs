@@ -62,7 +62,7 @@ pub fn start_detached(
 }
 
 /// `box start -a -i`: run container `id` in the foreground, this process supervising (stdin
-/// and a TTY as `boxrun -it`); returns its exit code. No log is kept; when the restart
+/// and a TTY as `boxrun -it`, the output also in its log); returns its exit code. When the restart
 /// policy says so, a detached monitor runs it again afterwards ([`end_foreground`]).
 pub fn start_foreground(
     c: &Containers,
@@ -78,7 +78,12 @@ pub fn start_foreground(
         redirect_stdin_null();
     }
     mark_running(c, &mut st, std::process::id() as i32)?;
+    // Its output goes to the log too, as a foreground `boxrun`'s does.
+    let tee = super::tee::start(&c.log_path(&st.id));
     let r = run::run(&spec, tool);
+    if let Some(t) = tee {
+        t.finish();
+    }
     let code = r.as_ref().ok().copied();
     if let Ok(s) = c.load(&st.id) {
         st = s;
