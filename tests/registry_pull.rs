@@ -780,3 +780,54 @@ fn an_index_tag_gains_the_platforms_asked_for_and_never_flips() {
     }
     assert_store_consistent(&env.store());
 }
+
+#[test]
+fn push_of_an_index_pushes_every_platform_then_the_index() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::with_fixtures();
+    let env = Env::new();
+    env.mirror_conf(&reg);
+    ok(&env.run(&["pull", "multi"]));
+    let dest = reg.image("pushed/multi:v1");
+    // Only the host's platform is stored: the push names the missing one and sends nothing.
+    let host = stored(&env.store(), "multi");
+    let foreign = if host.config.architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let err = fails(&env.run(&["push", "multi", &dest]));
+    assert!(
+        err.contains(foreign) && err.contains("not in the store"),
+        "{err}"
+    );
+    assert_eq!(reg.get("/v2/pushed/multi/manifests/v1").status, 404);
+
+    ok(&env.run(&["create", "--platform", foreign, "multi", "true"]));
+    let out = ok(&env.run(&["push", "-q", "multi", &dest]));
+    let index_digest = host.index.as_ref().unwrap().digest.clone();
+    assert_eq!(out.trim(), index_digest.to_string());
+    // skopeo sees the index, byte for byte as stored, and every platform's manifest.
+    let raw = fixtures::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &reg.docker_ref("pushed/multi:v1"),
+    ]);
+    let store = Store::open(env.store()).unwrap();
+    assert_eq!(raw.as_bytes(), store.read_blob(&index_digest).unwrap());
+    let idx: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(idx["mediaType"], "application/vnd.oci.image.index.v1+json");
+    for m in idx["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        let one = fixtures::skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &reg.docker_ref(&format!("pushed/multi@{d}")),
+        ]);
+        assert_eq!(Digest::of_bytes(one.as_bytes()).to_string(), d);
+    }
+}

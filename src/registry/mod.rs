@@ -158,6 +158,16 @@ pub enum RegistryError {
         wanted: String,
         actual: String,
     },
+    #[error(
+        "cannot push {name}: its platform {platform} ({digest}) is not in the store; pull it \
+         first (`box pull --platform {platform} {name}`) or remove it from the index \
+         (`box manifest rm {name} {digest}`)"
+    )]
+    PlatformNotPulled {
+        name: String,
+        platform: String,
+        digest: Digest,
+    },
     #[error("invalid --platform: {0}")]
     BadPlatform(String),
     #[error("manifest of {name}: {why}")]
@@ -355,7 +365,9 @@ pub fn pull(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
     block_on(pull::pull(store, name, opts, &rep))
 }
 
-/// Push the local image `name` to `dest` (default: `name`); returns the manifest digest.
+/// Push the local image `name` to `dest` (default: `name`); returns the manifest digest. A
+/// name tagged to an image index pushes every platform and then the index (whose digest is
+/// returned); a platform of the index that is not in the store is an error naming it.
 pub fn push(store: &Store, name: &str, dest: Option<&str>, progress: Progress) -> Result<Digest> {
     push_with(
         store,
