@@ -307,6 +307,37 @@ fn missing_emulator_is_an_error_before_any_work(who: Who) {
     let o = e.build_env(&["--platform", "linux/arm64", "-t", "y"], &env);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(e.inspect("y")["Architecture"], "arm64");
+
+    // A build that asks for no platform takes a single-platform arm64 base as it is (with a
+    // warning); its RUN still needs the emulator, checked before the first step.
+    let reg = e.registry.as_ref().unwrap();
+    let src = format!(
+        "oci:{}:latest",
+        fixtures::layout(Fixture::BusyboxMultiarch).display()
+    );
+    let dest = reg.docker_ref("library/armonly:latest");
+    fixtures::skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--override-arch",
+        "arm64",
+        &src,
+        &dest,
+    ]);
+    e.boxfile("FROM armonly\nRUN echo must-not-run\n");
+    let o = e.build_env(&["--progress=plain", "-t", "z"], &env);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("warning: FROM armonly: the image is for linux/arm64"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Boxfile:1: cannot run linux/arm64 programs"),
+        "{err}"
+    );
+    assert!(!err.contains("] must-not-run"), "{err}");
 }
 
 #[test]
