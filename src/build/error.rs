@@ -26,6 +26,9 @@ pub enum BuildError {
     },
     #[error("target stage {0:?} could not be found in the Boxfile")]
     NoTarget(String),
+    /// A `--platform` value (or a FROM `--platform`) that is no platform.
+    #[error("--platform {value:?}: {why}")]
+    Platform { value: String, why: String },
     #[error("invalid tag {tag:?}: {source}")]
     Tag {
         tag: String,
@@ -56,6 +59,13 @@ pub enum BuildError {
     Write {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// A stage with RUN steps is for a platform this host cannot run (no emulator
+    /// registered); found before anything is pulled or run.
+    #[error("{at}: {source}")]
+    Emulation {
+        at: String,
+        source: Box<run::binfmt::Missing>,
     },
 }
 
@@ -116,6 +126,9 @@ pub enum StepErrorKind {
     Snapshot(#[from] crate::layer::snapshot::SnapshotError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The base image is for a platform whose programs this host cannot run.
+    #[error(transparent)]
+    Emulation(Box<run::binfmt::Missing>),
 }
 
 impl StepErrorKind {
