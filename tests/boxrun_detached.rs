@@ -6,19 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use boxrun_common::{Cleanup, Who, stderr, stdout, unique};
+use boxrun_common::{Cleanup, Who, run_detached, stderr, stdout, unique};
 
 /// Start a detached container; returns its id.
-fn start(who: &Who, name: &str, args: &[&str]) -> String {
-    let mut v = vec!["-d", "--name", name, "--network", "none"];
-    v.extend_from_slice(args);
-    let o = who.boxrun(&v);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let id = stdout(&o).trim().to_string();
-    assert_eq!(id.len(), 64, "{id:?}");
-    id
-}
-
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -40,7 +30,7 @@ fn detached_container_shows_in_ps_logs_and_inspect_and_survives_boxrun() {
     for who in all {
         let name = unique("ps");
         let _c = Cleanup(&who, name.clone());
-        let id = start(
+        let id = run_detached(
             &who,
             &name,
             &[
@@ -89,7 +79,7 @@ fn logs_follow_ends_when_the_container_exits_and_the_exit_code_is_recorded() {
     for who in all {
         let name = unique("follow");
         let _c = Cleanup(&who, name.clone());
-        start(
+        run_detached(
             &who,
             &name,
             &[
@@ -123,7 +113,7 @@ fn exec_sees_the_same_pid_namespace_filesystem_env_cwd_and_user() {
     for who in all {
         let name = unique("exec");
         let _c = Cleanup(&who, name.clone());
-        start(
+        run_detached(
             &who,
             &name,
             &[
@@ -194,7 +184,7 @@ fn stop_sends_the_stop_signal_then_kills_after_the_timeout() {
         // A container that handles SIGTERM exits by itself.
         let polite = unique("polite");
         let _c1 = Cleanup(&who, polite.clone());
-        start(
+        run_detached(
             &who,
             &polite,
             &[
@@ -218,7 +208,7 @@ fn stop_sends_the_stop_signal_then_kills_after_the_timeout() {
         // One that ignores it is killed after -t seconds.
         let stubborn = unique("stubborn");
         let _c2 = Cleanup(&who, stubborn.clone());
-        start(
+        run_detached(
             &who,
             &stubborn,
             &[
@@ -239,7 +229,7 @@ fn stop_sends_the_stop_signal_then_kills_after_the_timeout() {
         // kill sends the signal asked for.
         let k = unique("kill");
         let _c3 = Cleanup(&who, k.clone());
-        start(
+        run_detached(
             &who,
             &k,
             &[
@@ -272,7 +262,7 @@ fn a_detached_rm_container_removes_itself_and_failures_are_reported() {
     for who in all {
         let name = unique("selfrm");
         let _c = Cleanup(&who, name.clone());
-        start(&who, &name, &["--rm", "busybox", "sleep", "0.2"]);
+        run_detached(&who, &name, &["--rm", "busybox", "sleep", "0.2"]);
         wait_for("self removal", || {
             !stdout(&who.box_(&["ps", "-a"])).contains(&name)
         });
@@ -307,7 +297,7 @@ fn a_dead_containers_state_is_detected() {
     for who in all {
         let name = unique("dead");
         let _c = Cleanup(&who, name.clone());
-        let id = start(&who, &name, &["busybox", "sleep", "1000"]);
+        let id = run_detached(&who, &name, &["busybox", "sleep", "1000"]);
         // Kill every boxkit process of this container from the host, as a crash would.
         let state: serde_json::Value = serde_json::from_slice(
             &std::fs::read(
@@ -355,7 +345,7 @@ fn exec_joins_the_containers_cgroup_so_its_limits_apply() {
     let Some(who) = Who::root() else { return };
     let name = unique("execcg");
     let _c = Cleanup(&who, name.clone());
-    start(
+    run_detached(
         &who,
         &name,
         &["--pids-limit", "50", "busybox", "sleep", "1000"],
@@ -383,7 +373,7 @@ fn debian_detached_with_flags_exec_and_stop() {
         let _c = Cleanup(&who, name.clone());
         let vol = unique("debvol");
         let v = format!("{vol}:/data");
-        start(
+        run_detached(
             &who,
             &name,
             &[
@@ -518,7 +508,7 @@ fn a_running_containers_writable_layer_is_a_tmpfs_with_no_directory_on_the_host(
         let name = unique("upper");
         let _c = Cleanup(&who, name.clone());
         // --rm: a container that outlives its run keeps its writable layer on disk instead.
-        let id = start(
+        let id = run_detached(
             &who,
             &name,
             &[

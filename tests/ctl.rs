@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use boxrun_common::{Cleanup, Who, stderr, stdout, unique};
+use boxrun_common::{Cleanup, Who, run_detached, stderr, stdout, unique};
 
 fn inspect(who: &Who, name: &str, format: &str) -> String {
     let o = who.box_(&["inspect", "--format", format, name]);
@@ -31,13 +31,6 @@ fn wait_for(who: &Who, name: &str, format: &str, secs: u64, ok: impl Fn(&str) ->
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn detached(who: &Who, name: &str, args: &[&str]) {
-    let mut v = vec!["-d", "--name", name, "--network", "none"];
-    v.extend_from_slice(args);
-    let o = who.boxrun(&v);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]
@@ -103,7 +96,7 @@ fn start_of_a_running_container_is_refused_and_start_a_takes_one_container() {
     for who in all {
         let n = unique("start-run");
         let _c = Cleanup(&who, n.clone());
-        detached(&who, &n, &["busybox", "sleep", "60"]);
+        run_detached(&who, &n, &["busybox", "sleep", "60"]);
         let o = who.box_(&["start", &n]);
         assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
         assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
@@ -119,7 +112,7 @@ fn restart_stops_and_starts_again_with_a_new_start_time_and_the_same_layer() {
     for who in all {
         let n = unique("restart");
         let _c = Cleanup(&who, n.clone());
-        detached(
+        run_detached(
             &who,
             &n,
             &[
@@ -153,7 +146,7 @@ fn restart_on_failure_retries_at_most_n_times_and_counts_them() {
     for who in all {
         let n = unique("onfail");
         let _c = Cleanup(&who, n.clone());
-        detached(
+        run_detached(
             &who,
             &n,
             &[
@@ -185,7 +178,7 @@ fn restart_on_failure_retries_at_most_n_times_and_counts_them() {
         // A success is not a failure.
         let m = unique("onfail-ok");
         let _m = Cleanup(&who, m.clone());
-        detached(&who, &m, &["--restart", "on-failure", "busybox", "true"]);
+        run_detached(&who, &m, &["--restart", "on-failure", "busybox", "true"]);
         let o = who.box_(&["wait", &m]);
         assert_eq!(stdout(&o), "0\n");
         std::thread::sleep(Duration::from_millis(500));
@@ -203,7 +196,7 @@ fn restart_always_runs_again_with_back_off_until_box_stop_ends_it() {
         let n = unique("always");
         let _c = Cleanup(&who, n.clone());
         let t = Instant::now();
-        detached(
+        run_detached(
             &who,
             &n,
             &["--restart", "always", "busybox", "sh", "-c", "exit 1"],
@@ -256,7 +249,7 @@ fn restart_always_runs_again_with_back_off_until_box_stop_ends_it() {
         // A long-running one restarted by the policy runs with a new start time.
         let m = unique("always-run");
         let _m = Cleanup(&who, m.clone());
-        detached(
+        run_detached(
             &who,
             &m,
             &["--restart", "always", "busybox", "sh", "-c", "sleep 0.5"],
@@ -311,7 +304,7 @@ fn attach_follows_the_output_from_now_and_returns_the_exit_code() {
     for who in all {
         let n = unique("attach");
         let _c = Cleanup(&who, n.clone());
-        detached(
+        run_detached(
             &who,
             &n,
             &[
@@ -340,7 +333,7 @@ fn rm_removes_a_kept_writable_layer_with_files_of_non_root_container_users() {
         let _c = Cleanup(&who, n.clone());
         // A read-only directory of container uid 1000: outside the user namespace, a
         // rootless user can neither write into it nor remove it.
-        detached(
+        run_detached(
             &who,
             &n,
             &[
@@ -363,7 +356,7 @@ fn rm_removes_a_kept_writable_layer_with_files_of_non_root_container_users() {
         // The same for a running one, with -f.
         let m = unique("rm-layer-f");
         let _m = Cleanup(&who, m.clone());
-        detached(
+        run_detached(
             &who,
             &m,
             &[
@@ -569,7 +562,7 @@ fn restart_unless_stopped_restarts_a_failing_container_until_box_stop() {
     for who in all {
         let n = unique("unless");
         let _c = Cleanup(&who, n.clone());
-        detached(
+        run_detached(
             &who,
             &n,
             &[
@@ -669,7 +662,7 @@ fn attach_feeds_its_stdin_to_a_detached_i_container_and_returns_its_exit_code() 
     for who in all {
         let n = unique("attach-i");
         let _c = Cleanup(&who, n.clone());
-        detached(
+        run_detached(
             &who,
             &n,
             &["-i", "busybox", "sh", "-c", "read x; echo got:$x; exit 5"],
@@ -729,7 +722,7 @@ fn no_stdin_feeds_nothing_and_stdin_stays_open_across_two_attaches() {
         let n = unique("attach-two");
         let _c = Cleanup(&who, n.clone());
         let script = "echo ready; read x; echo one:$x; read y; echo two:$y; exit 3";
-        detached(&who, &n, &["-i", "busybox", "sh", "-c", script]);
+        run_detached(&who, &n, &["-i", "busybox", "sh", "-c", script]);
         wait_log(&who, &n, "ready", 10);
         // --no-stdin: what it is given never reaches the container.
         let mut quiet = spawn_attach(&who, &["--no-stdin"], &n);
@@ -788,7 +781,7 @@ fn attach_passes_sigterm_on_to_the_container_unless_sig_proxy_is_false() {
         let n = unique("attach-sig");
         let _c = Cleanup(&who, n.clone());
         let script = "trap 'echo trapped; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
-        detached(&who, &n, &["busybox", "sh", "-c", script]);
+        run_detached(&who, &n, &["busybox", "sh", "-c", script]);
         wait_log(&who, &n, "ready", 10);
         // --sig-proxy=false: SIGTERM ends the attach, and the container runs on.
         let plain = spawn_attach(&who, &["--sig-proxy=false"], &n);
@@ -835,7 +828,7 @@ fn a_container_run_without_i_reads_eof_at_once_and_attach_says_it_has_no_stdin()
     for who in all {
         let n = unique("no-i");
         let _c = Cleanup(&who, n.clone());
-        detached(
+        run_detached(
             &who,
             &n,
             &[

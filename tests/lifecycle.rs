@@ -6,15 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use boxrun_common::{Cleanup, Who, stderr, stdout, unique};
-
-fn start(who: &Who, name: &str, args: &[&str]) -> String {
-    let mut v = vec!["-d", "--name", name, "--network", "none"];
-    v.extend_from_slice(args);
-    let o = who.boxrun(&v);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    stdout(&o).trim().to_string()
-}
+use boxrun_common::{Cleanup, Who, run_detached, stderr, stdout, unique};
 
 #[test]
 fn wait_blocks_until_each_container_exits_and_prints_the_codes_in_order() {
@@ -23,8 +15,8 @@ fn wait_blocks_until_each_container_exits_and_prints_the_codes_in_order() {
         let (a, b) = (unique("wait-a"), unique("wait-b"));
         let _ca = Cleanup(&who, a.clone());
         let _cb = Cleanup(&who, b.clone());
-        start(&who, &a, &["busybox", "sh", "-c", "sleep 1; exit 3"]);
-        start(&who, &b, &["busybox", "sh", "-c", "exit 0"]);
+        run_detached(&who, &a, &["busybox", "sh", "-c", "sleep 1; exit 3"]);
+        run_detached(&who, &b, &["busybox", "sh", "-c", "exit 0"]);
         let t = Instant::now();
         let o = who.box_(&["wait", &a, &b]);
         assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
@@ -43,7 +35,7 @@ fn wait_blocks_until_each_container_exits_and_prints_the_codes_in_order() {
         // A --rm container is gone once it exits; its code is still given.
         let c = unique("wait-rm");
         let _cc = Cleanup(&who, c.clone());
-        start(
+        run_detached(
             &who,
             &c,
             &["--rm", "busybox", "sh", "-c", "sleep 2; exit 5"],
@@ -84,8 +76,8 @@ fn rename_moves_the_name_and_refuses_a_name_in_use() {
         let _ca = Cleanup(&who, a.clone());
         let _cb = Cleanup(&who, b.clone());
         let _cn = Cleanup(&who, new.clone());
-        let id = start(&who, &a, &["busybox", "sleep", "100"]);
-        start(&who, &b, &["busybox", "true"]);
+        let id = run_detached(&who, &a, &["busybox", "sleep", "100"]);
+        run_detached(&who, &b, &["busybox", "true"]);
         let o = who.box_(&["rename", &a, &b]);
         assert_ne!(o.status.code(), Some(0));
         assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
@@ -99,7 +91,7 @@ fn rename_moves_the_name_and_refuses_a_name_in_use() {
         let ps = stdout(&who.box_(&["ps", "-a", "--format", "{{.Names}}"]));
         assert!(ps.lines().any(|l| l == new), "{ps}");
         // The old name is free again.
-        start(&who, &a, &["busybox", "true"]);
+        run_detached(&who, &a, &["busybox", "true"]);
     }
 }
 
@@ -109,7 +101,7 @@ fn logs_tail_since_and_timestamps_select_and_stamp_lines() {
     for who in all {
         let name = unique("logs");
         let _c = Cleanup(&who, name.clone());
-        start(
+        run_detached(
             &who,
             &name,
             &[

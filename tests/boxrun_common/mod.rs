@@ -183,6 +183,17 @@ pub fn tempdir() -> tempfile::TempDir {
     d
 }
 
+/// `boxrun -d --name NAME --network none ARGS...`: asserts it started and returns the id.
+pub fn run_detached(who: &Who, name: &str, args: &[&str]) -> String {
+    let mut v = vec!["-d", "--name", name, "--network", "none"];
+    v.extend_from_slice(args);
+    let o = who.boxrun(&v);
+    assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(id.len(), 64, "{id:?}");
+    id
+}
+
 /// A unique container name for this test process.
 pub fn unique(tag: &str) -> String {
     format!("t-{tag}-{}-{}", std::process::id(), rand_suffix())
