@@ -343,7 +343,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A stored single-platform image for `arch`; returns its manifest descriptor.
