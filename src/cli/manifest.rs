@@ -202,7 +202,12 @@ fn entries_of(
     match (&img.index, all) {
         (Some(idx), true) => {
             let mut out = vec![];
-            for d in store.read_image_index(&idx.digest)?.manifests {
+            let index = store.read_image_index(&idx.digest)?;
+            for d in index
+                .manifests
+                .into_iter()
+                .filter(|d| media::is_manifest(&d.media_type))
+            {
                 let p = d.platform.as_ref().and_then(Platform::known);
                 if !store.has_blob(&d.digest)
                     && let Some(p) = &p

@@ -295,7 +295,7 @@ impl Store {
             // Every platform's config of an index, not only the one reported.
             if media::is_index(&d.media_type) {
                 for e in self.read_image_index(&d.digest)?.manifests {
-                    if self.has_blob(&e.digest) {
+                    if media::is_manifest(&e.media_type) && self.has_blob(&e.digest) {
                         let cfg = self.read_manifest(&e.digest)?.config.digest;
                         self.check_config_size(&cfg, limits.max_config_size)?;
                     }
@@ -343,7 +343,11 @@ impl Store {
             let idx = self
                 .read_image_index(&d.digest)
                 .map_err(|e| arch_err(format!("index {}", d.digest), e.to_string()))?;
-            for e in idx.manifests.iter().filter(|e| self.has_blob(&e.digest)) {
+            let images = idx
+                .manifests
+                .iter()
+                .filter(|e| media::is_manifest(&e.media_type));
+            for e in images.filter(|e| self.has_blob(&e.digest)) {
                 self.check_complete(e)?;
             }
             let entry = self

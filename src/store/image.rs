@@ -321,7 +321,7 @@ impl Store {
         Ok(idx
             .manifests
             .into_iter()
-            .filter(|d| self.has_blob(&d.digest))
+            .filter(|d| media::is_manifest(&d.media_type) && self.has_blob(&d.digest))
             .map(|d| (d, Some(target)))
             .collect())
     }
