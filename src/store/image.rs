@@ -33,6 +33,15 @@ impl Image {
     pub fn id(&self) -> &Digest {
         &self.manifest.config.digest
     }
+    /// What the name points at in index.json: the index, or the manifest itself.
+    pub fn target(&self) -> &Descriptor {
+        self.index.as_ref().unwrap_or(&self.manifest_desc)
+    }
+    /// The ID `box images` shows, as docker's containerd image store does: the index digest
+    /// for a name tagged to an index, else the image ID (config digest).
+    pub fn list_id(&self) -> &Digest {
+        self.index.as_ref().map_or(self.id(), |i| &i.digest)
+    }
     /// The uncompressed layer digests, bottom first.
     pub fn diff_ids(&self) -> Vec<Digest> {
         self.config.diff_ids()
@@ -290,7 +299,11 @@ impl Store {
             [(t, entry, _)] if media::is_index(&t.target.media_type) => {
                 self.image_from(entry, names_of(&t.target.digest), Some(&t.target))
             }
-            [(t, _, _)] => self.load_for(what, &t.target, names_of(&t.target.digest), want),
+            // An image ID names that image whatever its platform (docker uses it as it is).
+            [(t, _, _)] => {
+                let want = want.filter(|_| media::is_index(&t.target.media_type));
+                self.load_for(what, &t.target, names_of(&t.target.digest), want)
+            }
             more => Err(StoreError::Ambiguous(what.to_string(), more.len())),
         }
     }
@@ -308,7 +321,7 @@ impl Store {
         Ok(idx
             .manifests
             .into_iter()
-            .filter(|d| self.has_blob(&d.digest))
+            .filter(|d| media::is_manifest(&d.media_type) && self.has_blob(&d.digest))
             .map(|d| (d, Some(target)))
             .collect())
     }
@@ -334,7 +347,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A stored single-platform image for `arch`; returns its manifest descriptor.
