@@ -668,6 +668,7 @@ fn attach_feeds_its_stdin_to_a_detached_i_container_and_returns_its_exit_code() 
             &["-i", "busybox", "sh", "-c", "read x; echo got:$x; exit 5"],
         );
         wait_for(&who, &n, "{{.State.Status}}", 10, |s| s == "running");
+        assert_eq!(inspect(&who, &n, "{{.Config.OpenStdin}}"), "true");
         let mut a = spawn_attach(&who, &[], &n);
         a.stdin.take().unwrap().write_all(b"hello\n").unwrap();
         let o = a.wait_with_output().unwrap();
@@ -839,6 +840,7 @@ fn a_container_run_without_i_reads_eof_at_once_and_attach_says_it_has_no_stdin()
             ],
         );
         wait_log(&who, &n, "read:1", 10);
+        assert_eq!(inspect(&who, &n, "{{.Config.OpenStdin}}"), "false");
         let mut a = spawn_attach(&who, &[], &n);
         let _ = a.stdin.take().unwrap().write_all(b"ignored\n");
         let o = a.wait_with_output().unwrap();

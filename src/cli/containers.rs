@@ -499,6 +499,7 @@ pub fn inspect_json(
             "Hostname": s.hostname,
             "User": s.user.clone().unwrap_or_default(),
             "Tty": s.tty,
+            "OpenStdin": s.launch.as_ref().is_some_and(|l| l.interactive),
             "Env": s.env,
             "Cmd": s.argv,
             "Image": s.image,
