@@ -2,7 +2,7 @@
 //! pipelines, `if/else if/else`, `range` (with `$k, $v :=`), `with`, comments, `{{-`/`-}}`
 //! trimming, and docker's functions (template_exec.rs). Values are serde_json values, so a
 //! command formats whatever JSON it already builds. Why not the `gtmpl` crate: see
-//! docs/arch-notes-fmt15.md (it prints lists and maps as Rust Debug text, ranges maps in
+//! docs/internals.md ("Hand-written template engine") (it prints lists and maps as Rust Debug text, ranges maps in
 //! hash order, and its errors carry no column).
 
 use std::fmt;

@@ -40,7 +40,7 @@ pub const WORKERS_VAR: &str = "BOX_UNPACK_WORKERS";
 /// The worker count for `requested` (see [`ExtractOptions::workers`]). None by default: where
 /// measured (2 shared CPUs, ext4), workers only added contention — files created in one
 /// directory compete for one ext4 inode group, and the CPUs had no idle time to give
-/// (docs/arch-notes-unpack.md). `BOX_UNPACK_WORKERS=n` turns the pool on.
+/// (docs/internals.md, "Unpack: a worker pool"). `BOX_UNPACK_WORKERS=n` turns the pool on.
 pub(super) fn workers(requested: Option<usize>) -> usize {
     let n = requested.unwrap_or_else(|| {
         std::env::var(WORKERS_VAR)
