@@ -1,9 +1,9 @@
 //! Go text/template, the subset docker's `--format` scripts use: `{{.A.B}}`, variables,
 //! pipelines, `if/else if/else`, `range` (with `$k, $v :=`), `with`, comments, `{{-`/`-}}`
 //! trimming, and docker's functions (template_exec.rs). Values are serde_json values, so a
-//! command formats whatever JSON it already builds. Why not the `gtmpl` crate: see
-//! docs/internals.md ("Hand-written template engine") (it prints lists and maps as Rust Debug text, ranges maps in
-//! hash order, and its errors carry no column).
+//! command formats whatever JSON it already builds. Why not the `gtmpl` crate (it prints lists
+//! and maps as Rust Debug text, ranges maps in hash order, and its errors carry no column):
+//! docs/internals.md, "Hand-written template engine".
 
 use std::fmt;
 
