@@ -26,6 +26,19 @@ pub enum BuildError {
     },
     #[error("target stage {0:?} could not be found in the Boxfile")]
     NoTarget(String),
+    /// A `--platform` value (or a FROM `--platform`) that is no platform.
+    #[error("--platform {value:?}: {why}")]
+    Platform { value: String, why: String },
+    /// A platform whose RUN steps this host cannot run (found before any step ran).
+    #[error("platform {platform} cannot run the RUN step at {at}: {why}")]
+    Unrunnable {
+        platform: String,
+        at: String,
+        why: String,
+    },
+    /// Something a build for several platforms cannot do.
+    #[error("{0}")]
+    MultiPlatform(String),
     #[error("invalid tag {tag:?}: {source}")]
     Tag {
         tag: String,
