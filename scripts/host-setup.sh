@@ -34,3 +34,39 @@ if [ -w /proc/sys/user/max_user_namespaces ] &&
    [ "$(cat /proc/sys/user/max_user_namespaces)" -lt 1000 ]; then
   echo 15000 > /proc/sys/user/max_user_namespaces
 fi
+
+# binfmt_misc entries for QEMU user emulation (qemu-user-static), so that foreign-architecture
+# RUN steps and `podman run --platform` work. PID 1 is not systemd here, so nothing registers
+# them at boot. The register lines come from the package's /usr/lib/binfmt.d/*.conf files. We
+# write them ourselves instead of running systemd-binfmt, because systemd-binfmt first
+# unregisters what it re-registers, which would break emulated processes of parallel tests.
+# The F ("fix binary") flag makes the kernel open the interpreter at registration, so it works
+# inside mount namespaces and chroots that don't have /usr/libexec/qemu-binfmt.
+binfmt=/proc/sys/fs/binfmt_misc
+if [ -d "$binfmt" ] && ! [ -e "$binfmt/register" ]; then
+  mount -t binfmt_misc binfmt_misc "$binfmt" 2>/dev/null ||
+    echo "host-setup.sh: cannot mount binfmt_misc on $binfmt" >&2
+fi
+if [ -w "$binfmt/register" ]; then
+  for arch in aarch64 arm riscv64 ppc64le s390x; do
+    conf=
+    for c in {/usr/lib,/lib,/etc}/binfmt.d/qemu-"$arch"{,-static}.conf; do
+      [ -f "$c" ] && { conf="$c"; break; }
+    done
+    [ -n "$conf" ] || continue
+    line="$(grep -v -e '^[#;]' -e '^[[:space:]]*$' "$conf" | head -n1)"
+    name="$(cut -d: -f2 <<<"$line")"
+    flags="${line##*:}"
+    [[ "$flags" == *F* ]] || line="${line}F"
+    entry="$binfmt/$name"
+    if [ -e "$entry" ]; then
+      # Registered before (by us or another tool): keep it if it is enabled and has F.
+      if grep -qx enabled "$entry" && grep -q '^flags:.*F' "$entry"; then
+        continue
+      fi
+      echo -1 > "$entry"
+    fi
+    printf '%s' "$line" > "$binfmt/register"
+    echo "host-setup.sh: registered binfmt entry $name from $conf" >&2
+  done
+fi

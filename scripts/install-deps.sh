@@ -13,11 +13,13 @@ set -euo pipefail
 # time: peak RSS in the benchmarks; jq: bench scripts; gcc, libc6-dev: the static syscall
 # probe of tests/security/seccomp.rs; libcap2-bin: setcap for the newuidmap of the buildah job
 # in bench/ci.sh; man-db, zsh, fish: `box man` pages rendered and completion scripts loaded
-# (tests/install.rs); openssh-client: ssh-agent and ssh-add for boxbuild --ssh (tests/build_outputs.rs).
+# (tests/install.rs); openssh-client: ssh-agent and ssh-add for boxbuild --ssh (tests/build_outputs.rs);
+# qemu-user-static: emulated foreign-architecture RUN steps (scripts/host-setup.sh registers its
+# binfmt_misc entries; tests/build_platform.rs).
 pkgs=(docker-registry skopeo umoci busybox-static podman buildah crun hyperfine uidmap pigz
       debootstrap passt slirp4netns iptables nftables tmux fuse-overlayfs zstd python3
       ca-certificates curl git time jq gcc libc6-dev openssl libcap2-bin
-      man-db zsh fish openssh-client)
+      man-db zsh fish openssh-client qemu-user-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -28,6 +30,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The arm64 busybox-static of the multi-arch fixture (tests/fixtures/images/get-busybox.sh adds
+# the arm64 dpkg architecture and downloads the .deb; cached under /var/cache/boxkit-test).
+bash "$(dirname "$0")/../tests/fixtures/images/get-busybox.sh" arm64 >/dev/null
 
 # Rust: rustfmt and clippy for the lint stage of .ci/run.
 if command -v rustup >/dev/null 2>&1; then

@@ -3,8 +3,10 @@
 //! registry and writes OCI archives, debootstrap makes the Debian root filesystem.
 //!
 //! Everything is built once and cached, keyed by a hash of its inputs (the build script, the
-//! busybox binary, the Debian tarball): the small images under
-//! `target/tmp/boxkit-fixtures/<key>/`, the Debian image under `/var/cache/boxkit-test/`
+//! busybox binaries, the Debian tarball): the small images under
+//! `target/tmp/boxkit-fixtures/<key>/`, the multi-arch busybox under
+//! `target/tmp/boxkit-fixtures/multiarch-<key>/` (its arm64 binary downloaded once per machine
+//! into `/var/cache/boxkit-test/`), the Debian image under `/var/cache/boxkit-test/`
 //! (it takes a minute to make, so once per machine). For each image the cache also keeps a
 //! *registry storage template*: the storage directory of a real `docker-registry` after skopeo
 //! pushed the image into it. [`seed`] copies that template into a test's registry (blobs are
@@ -46,6 +48,13 @@ pub enum Fixture {
     /// each image has one layer with a file /platform containing "linux/amd64\n" or
     /// "linux/arm64\n" (no shell: not runnable).
     Multi,
+    /// `library/busybox:multiarch`: OCI image index with linux/amd64 and linux/arm64 (variant
+    /// v8), each the busybox tree of [`Fixture::Busybox`] with that architecture's Debian
+    /// busybox-static binary (the same package version). Runnable: amd64 natively, arm64 under
+    /// QEMU (qemu-user-static + the binfmt entry of `scripts/host-setup.sh`). Its arm64 binary
+    /// comes from `tests/fixtures/images/get-busybox.sh` (root and the Debian mirror the first
+    /// time), so it is not in [`Fixture::SMALL`].
+    BusyboxMultiarch,
     /// `library/debian:bookworm`: Docker schema2, one gzip layer = the debootstrap minbase
     /// rootfs ([`debian_rootfs_tar`], ~120 MB unpacked, ~40 MB compressed); Cmd ["bash"].
     Debian,
@@ -58,6 +67,7 @@ impl Fixture {
         Fixture::Busybox,
         Fixture::Layered,
         Fixture::Multi,
+        Fixture::BusyboxMultiarch,
         Fixture::Debian,
     ];
 
@@ -68,6 +78,7 @@ impl Fixture {
             Fixture::Busybox => "library/busybox:latest",
             Fixture::Layered => "library/layered:latest",
             Fixture::Multi => "library/multi:latest",
+            Fixture::BusyboxMultiarch => "library/busybox:multiarch",
             Fixture::Debian => "library/debian:bookworm",
         }
     }
@@ -80,9 +91,13 @@ impl Fixture {
         self.name().split_once(':').unwrap().1
     }
 
-    /// "busybox", "layered", "multi", "debian".
+    /// "busybox", "layered", "multi", "busybox-multiarch", "debian": the name of its layout,
+    /// template and archive in the cache.
     pub fn short(self) -> &'static str {
-        self.repository().rsplit('/').next().unwrap()
+        match self {
+            Fixture::BusyboxMultiarch => "busybox-multiarch",
+            _ => self.repository().rsplit('/').next().unwrap(),
+        }
     }
 
     /// The manifest media type the registry serves for [`Fixture::name`].
@@ -92,7 +107,7 @@ impl Fixture {
                 "application/vnd.docker.distribution.manifest.v2+json"
             }
             Fixture::Layered => "application/vnd.oci.image.manifest.v1+json",
-            Fixture::Multi => "application/vnd.oci.image.index.v1+json",
+            Fixture::Multi | Fixture::BusyboxMultiarch => "application/vnd.oci.image.index.v1+json",
         }
     }
 
@@ -101,13 +116,14 @@ impl Fixture {
         match self {
             Fixture::Busybox | Fixture::Debian => &["--format", "v2s2"],
             Fixture::Layered => &["--format", "oci"],
-            Fixture::Multi => &["--all"],
+            Fixture::Multi | Fixture::BusyboxMultiarch => &["--all"],
         }
     }
 
     fn cache(self) -> &'static Path {
         match self {
             Fixture::Debian => debian_cache(),
+            Fixture::BusyboxMultiarch => multiarch_cache(),
             _ => small_cache(),
         }
     }
@@ -121,7 +137,7 @@ pub fn layout(f: Fixture) -> PathBuf {
 
 /// An OCI archive (tar of an OCI layout) made by `skopeo copy … oci-archive:PATH:NAME`, with the
 /// image named `<short>:<tag>` (e.g. "busybox:latest"), for `box load` tests. Multi keeps its
-/// index. Shared and cached: do not modify it.
+/// index (so does BusyboxMultiarch). Shared and cached: do not modify it.
 pub fn oci_archive(f: Fixture) -> PathBuf {
     f.cache()
         .join("archives")
@@ -178,6 +194,27 @@ pub fn debian_rootfs_tar() -> PathBuf {
             eprintln!("fixtures: debian rootfs made in {:?}", start.elapsed());
         }
         path
+    })
+    .clone()
+}
+
+/// The arm64 busybox-static binary of [`Fixture::BusyboxMultiarch`], downloaded once per machine
+/// by `tests/fixtures/images/get-busybox.sh` (root and the Debian mirror the first time; it adds
+/// the arm64 dpkg architecture) to `/var/cache/boxkit-test/busybox-static-arm64/bin/busybox`.
+pub fn busybox_arm64() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(images_dir().join("get-busybox.sh"))
+            .arg("arm64")
+            .output()
+            .expect("run get-busybox.sh");
+        assert!(
+            out.status.success(),
+            "get-busybox.sh arm64 failed (run scripts/install-deps.sh as root):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
     .clone()
 }
@@ -241,6 +278,34 @@ fn small_cache() -> &'static Path {
     })
 }
 
+fn multiarch_cache() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let arm64 = busybox_arm64();
+        let mut h = Sha256::new();
+        h.update(HARNESS_VERSION);
+        h.update(fs::read(images_dir().join("build.py")).unwrap());
+        for bin in [Path::new(BUSYBOX), arm64.as_path()] {
+            h.update(fs::read(bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display())));
+        }
+        let key = hex::encode(&h.finalize()[..8]);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("boxkit-fixtures")
+            .join(format!("multiarch-{key}"));
+        cached(&dir, |tmp| {
+            let layouts = tmp.join("layouts");
+            python(&[
+                "multiarch",
+                layouts.to_str().unwrap(),
+                BUSYBOX,
+                arm64.to_str().unwrap(),
+            ]);
+            finish(tmp, Fixture::BusyboxMultiarch);
+        });
+        dir
+    })
+}
+
 fn debian_cache() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -289,7 +354,7 @@ fn finish(dir: &Path, f: Fixture) {
         f.tag()
     );
     let mut args = vec!["copy", "-q"];
-    if f == Fixture::Multi {
+    if matches!(f, Fixture::Multi | Fixture::BusyboxMultiarch) {
         args.push("--all");
     }
     args.extend([src.as_str(), archive.as_str()]);
