@@ -27,7 +27,7 @@ pub enum BuildError {
     #[error("target stage {0:?} could not be found in the Boxfile")]
     NoTarget(String),
     /// A `--platform` value (or a FROM `--platform`) that is no platform.
-    #[error("--platform {value:?}: {why}")]
+    #[error("{why}")]
     Platform { value: String, why: String },
     /// A platform whose RUN steps this host cannot run (found before any step ran).
     #[error("platform {platform} cannot run the RUN step at {at}: {why}")]
