@@ -80,9 +80,222 @@ fn multiarch_fixture_is_an_index_whose_arm64_image_podman_runs_under_qemu() {
     }
 }
 
-#[allow(dead_code)]
+/// An empty store and a registry mirroring docker.io with `busybox:multiarch` in it.
 fn env_with_multiarch(who: Who) -> Env {
     let e = Env::with_registry(who);
     fixtures::seed(e.registry.as_ref().unwrap(), &[Fixture::BusyboxMultiarch]);
     e
+}
+
+/// The tests compare `uname -m` of a native and an emulated stage: the host must be x86-64.
+fn amd64_host() -> bool {
+    let ok = std::env::consts::ARCH == "x86_64";
+    if !ok {
+        common::skip("the platform tests expect an x86-64 host (arm64 emulated)");
+    }
+    ok
+}
+
+const CROSS: &str = "FROM --platform=$BUILDPLATFORM busybox:multiarch AS build
+RUN uname -m > /arch
+FROM busybox:multiarch
+COPY --from=build /arch /build-arch
+RUN uname -m > /target-arch
+RUN echo \"build=$(cat /build-arch) target=$(cat /target-arch)\"
+";
+
+fn cross_compile_stage_runs_natively_and_target_stage_emulated(who: Who) {
+    let e = env_with_multiarch(who);
+    e.boxfile(CROSS);
+    let out = e.build_ok(&[
+        "--progress=plain",
+        "--platform",
+        "linux/arm64",
+        "-t",
+        "cross",
+    ]);
+    assert!(out.contains("build=x86_64 target=aarch64"), "{out}");
+    assert!(
+        !out.contains("warning: FROM"),
+        "each stage got its platform's image: {out}"
+    );
+    let img = e.inspect("cross");
+    assert_eq!(img["Architecture"], "arm64", "{img}");
+    assert_eq!(img["Os"], "linux");
+}
+
+#[test]
+fn cross_compile_runs_the_buildplatform_stage_natively_and_the_target_stage_under_qemu_root() {
+    let Some(who) = Who::root() else { return };
+    if amd64_host() && emulation_ready() {
+        cross_compile_stage_runs_natively_and_target_stage_emulated(who);
+    }
+}
+
+#[test]
+fn cross_compile_runs_the_buildplatform_stage_natively_and_the_target_stage_under_qemu_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    if amd64_host() && emulation_ready() {
+        cross_compile_stage_runs_natively_and_target_stage_emulated(who);
+    }
+}
+
+#[test]
+fn platform_args_have_buildkits_values_once_declared() {
+    let Some(who) = Who::root() else { return };
+    if !(amd64_host() && emulation_ready()) {
+        return;
+    }
+    let e = env_with_multiarch(who);
+    e.boxfile(
+        "FROM --platform=$BUILDPLATFORM busybox:multiarch AS native
+RUN echo \"undeclared=[$TARGETARCH][$BUILDPLATFORM]\"
+FROM busybox:multiarch
+COPY --from=native /etc/hostname /native-hostname
+ARG BUILDPLATFORM
+ARG BUILDOS
+ARG BUILDARCH
+ARG BUILDVARIANT
+ARG TARGETPLATFORM
+ARG TARGETOS
+ARG TARGETARCH
+ARG TARGETVARIANT
+RUN echo \"args $BUILDPLATFORM $BUILDOS $BUILDARCH [$BUILDVARIANT] $TARGETPLATFORM $TARGETOS $TARGETARCH [$TARGETVARIANT] $(uname -m)\"
+",
+    );
+    let out = e.build_ok(&[
+        "--progress=plain",
+        "--platform",
+        "linux/arm64/v8",
+        "-t",
+        "args",
+    ]);
+    assert!(
+        out.contains("args linux/amd64 linux amd64 [] linux/arm64 linux arm64 [] aarch64"),
+        "{out}"
+    );
+    assert!(
+        out.contains("undeclared=[][]"),
+        "a stage sees them only once declared: {out}"
+    );
+    // No --platform: the target is the build platform.
+    let out = e.build_ok(&["--progress=plain", "-t", "args"]);
+    assert!(
+        out.contains("args linux/amd64 linux amd64 [] linux/amd64 linux amd64 [] x86_64"),
+        "{out}"
+    );
+}
+
+const SHARED: &str = "FROM --platform=$BUILDPLATFORM busybox:multiarch AS build
+RUN echo build-step-ran && uname -m > /arch
+FROM busybox:multiarch
+COPY --from=build /arch /build-arch
+RUN echo target-step-ran && uname -m > /target-arch
+";
+
+fn buildplatform_stage_is_shared_and_target_stage_is_not(who: Who) {
+    let e = env_with_multiarch(who);
+    e.boxfile(SHARED);
+    let amd = e.build_ok(&["--progress=plain", "--platform", "linux/amd64", "-t", "amd"]);
+    assert!(!amd.contains("CACHED"), "{amd}");
+    assert!(
+        amd.contains("build-step-ran") && amd.contains("target-step-ran"),
+        "{amd}"
+    );
+    let arm = e.build_ok(&["--progress=plain", "--platform", "linux/arm64", "-t", "arm"]);
+    // The $BUILDPLATFORM stage is linux/amd64 in both builds: its RUN is a hit. The target
+    // stage is another platform: its COPY and RUN run again.
+    assert_eq!(arm.matches("CACHED").count(), 1, "{arm}");
+    assert!(!arm.contains("build-step-ran"), "{arm}");
+    assert!(arm.contains("target-step-ran"), "{arm}");
+    assert_ne!(e.inspect("amd")["Id"], e.inspect("arm")["Id"]);
+    assert_eq!(e.inspect("arm")["Architecture"], "arm64");
+    // And each target's own steps stay cached for that target.
+    let again = e.build_ok(&["--progress=plain", "--platform", "linux/amd64", "-t", "amd"]);
+    assert_eq!(again.matches("CACHED").count(), 3, "{again}");
+}
+
+#[test]
+fn an_amd64_then_arm64_build_share_the_buildplatform_stage_not_the_target_stage_root() {
+    let Some(who) = Who::root() else { return };
+    if amd64_host() && emulation_ready() {
+        buildplatform_stage_is_shared_and_target_stage_is_not(who);
+    }
+}
+
+#[test]
+fn an_amd64_then_arm64_build_share_the_buildplatform_stage_not_the_target_stage_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    if amd64_host() && emulation_ready() {
+        buildplatform_stage_is_shared_and_target_stage_is_not(who);
+    }
+}
+
+/// A binfmt_misc directory with no entries (mounted, enabled), for BOX_TEST_BINFMT_DIR.
+fn empty_binfmt(e: &Env) -> String {
+    let dir = e.dir.path().join("binfmt_misc");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("register"), "").unwrap();
+    std::fs::write(dir.join("status"), "enabled\n").unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+fn missing_emulator_is_an_error_before_any_work(who: Who) {
+    let e = env_with_multiarch(who);
+    let fake = empty_binfmt(&e);
+    let env = [("BOX_TEST_BINFMT_DIR", fake.as_str())];
+    e.boxfile("FROM busybox:multiarch\nRUN echo must-not-run\n");
+    let o = e.build_env(
+        &["--progress=plain", "--platform", "linux/arm64", "-t", "x"],
+        &env,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for want in [
+        "Boxfile:1",
+        "linux/arm64",
+        "qemu-aarch64",
+        "qemu-user-static",
+        "host-setup.sh",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from: {err}");
+    }
+    assert!(
+        !err.contains("must-not-run") && !err.contains("[1/"),
+        "nothing ran: {err}"
+    );
+    let images = e.box_cmd(&["images", "-q"]);
+    assert!(images.status.success(), "{}", stderr(&images));
+    assert_eq!(
+        String::from_utf8_lossy(&images.stdout).trim(),
+        "",
+        "nothing was pulled"
+    );
+
+    // Only a RUN on a foreign platform needs the emulator: a native $BUILDPLATFORM stage's
+    // RUN and a foreign stage of COPY only build without it.
+    e.write("f", "f\n");
+    e.boxfile(
+        "FROM --platform=$BUILDPLATFORM busybox:multiarch AS build\nRUN uname -m > /arch\n\
+         FROM --platform=linux/arm64 scratch\nCOPY --from=build /arch /arch\nCOPY f /f\n",
+    );
+    let o = e.build_env(&["--platform", "linux/arm64", "-t", "y"], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(e.inspect("y")["Architecture"], "arm64");
+}
+
+#[test]
+fn a_platform_without_a_binfmt_entry_is_an_error_before_anything_is_pulled_root() {
+    let Some(who) = Who::root() else { return };
+    if amd64_host() {
+        missing_emulator_is_an_error_before_any_work(who);
+    }
+}
+
+#[test]
+fn a_platform_without_a_binfmt_entry_is_an_error_before_anything_is_pulled_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    if amd64_host() {
+        missing_emulator_is_an_error_before_any_work(who);
+    }
 }

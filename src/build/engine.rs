@@ -22,13 +22,13 @@ use super::error::{BuildError, Result, StepError, StepErrorKind, StepResult};
 use super::fsview::{FsError, LayerRef, MergedMount};
 use super::image_out::{self, layer_history, run_created_by};
 use super::output::Printer;
-use super::plan::{self, host_arch, key_of};
+use super::plan::{self, key_of};
 use super::{BuildOptions, BuildResult, ImageFormat};
 use crate::boxfile::{
     self, Boxfile, GlobalScope, IgnoreMatcher, Instruction, Located, StageEnv, dump_instruction,
 };
 use crate::digest::Digest;
-use crate::image::{ImageConfig, Reference};
+use crate::image::{ImageConfig, Platform, Reference};
 use crate::registry::{self, PullOptions};
 use crate::run::ToolContext;
 use crate::store::{Image, Store, StoreError};
@@ -75,6 +75,12 @@ pub struct Engine<'a> {
     pub run_limits: crate::run::Limits,
     /// The agents started for `--ssh ID=KEY` (stopped when the build ends).
     pub key_agents: super::ssh::KeyAgents,
+    /// The platform of the image being built (`--platform`, else the host's), normalised.
+    pub target_platform: Platform,
+    /// The platform of each needed stage ([`Engine::plan_platforms`]).
+    pub platforms: HashMap<usize, Platform>,
+    /// The platform of the stage being built: what its pulls ask for.
+    pub platform: Platform,
 }
 
 /// Build the image `opts` describes, tag it, and return its ID. `tool` is the context from
@@ -92,14 +98,24 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
         }
         None => bf.stages.len().saturating_sub(1),
     };
-    let platform = plan::platform_args(opts.platform.as_deref());
+    let target_platform = match &opts.platform {
+        Some(p) => plan::parse_platform(p).map_err(|why| BuildError::Platform {
+            value: p.clone(),
+            why,
+        })?,
+        None => plan::build_platform(),
+    };
+    let platform = plan::platform_args(&plan::build_platform(), &target_platform);
     let global =
         GlobalScope::new(&bf, &opts.build_args, &platform).map_err(|source| BuildError::Args {
             file: opts.boxfile.path.display().to_string(),
             source,
         })?;
     let needed = plan::needed_stages(&bf, &global, target);
-    let mut e = Engine::new(store, opts, tool, bf, global, &needed)?;
+    let mut e = Engine::new(store, opts, tool, (bf, global), &needed, target_platform)?;
+    // Every stage's platform, and an emulator for each foreign one with RUN steps, before
+    // anything is pulled or run.
+    e.plan_platforms(&needed)?;
     e.printer
         .line(&format!("boxbuild: {}", opts.backends.describe()));
     if let Some(w) = opts.backends.isolation.warning() {
@@ -195,9 +211,9 @@ impl<'a> Engine<'a> {
         store: &'a Store,
         opts: &'a BuildOptions,
         tool: &'a ToolContext,
-        bf: Boxfile,
-        global: GlobalScope,
+        (bf, global): (Boxfile, GlobalScope),
         needed: &[usize],
+        target_platform: Platform,
     ) -> Result<Engine<'a>> {
         let total: usize = needed
             .iter()
@@ -242,11 +258,14 @@ impl<'a> Engine<'a> {
             run_limits: opts.limits.clone(),
             key_agents: super::ssh::KeyAgents::start(&opts.ssh, &store.tmp_dir())
                 .map_err(BuildError::Ssh)?,
+            platform: target_platform.clone(),
+            target_platform,
+            platforms: HashMap::new(),
         })
     }
 
     /// The error of the step at Boxfile line `line`.
-    fn at(&self, line: usize) -> impl FnOnce(StepErrorKind) -> StepError + use<> {
+    pub(super) fn at(&self, line: usize) -> impl FnOnce(StepErrorKind) -> StepError + use<> {
         let at = format!("{}:{line}", self.opts.boxfile.path.display());
         move |kind| StepError { at, kind }
     }
@@ -254,7 +273,7 @@ impl<'a> Engine<'a> {
     pub(super) fn pull_options(&self) -> PullOptions {
         PullOptions {
             policy: self.opts.pull,
-            platform: self.opts.platform.clone(),
+            platform: Some(self.platform.to_string()),
             progress: self.printer.registry_progress(),
             // Layers are extracted while downloading: a RUN needs them anyway.
             unpack: Some(self.tool.content_policy()),
@@ -397,6 +416,7 @@ impl<'a> Engine<'a> {
     fn run_stage(&mut self, idx: usize) -> Result<StageOut> {
         let stage = self.bf.stages[idx].clone();
         let line = stage.from.start_line;
+        self.platform = self.platforms[&idx].clone();
         let (mut sr, triggers) = self.stage_start(idx).map_err(self.at(line))?;
         // ONBUILD triggers of the base run first (located at the FROM); the new image does
         // not inherit them.
@@ -434,21 +454,23 @@ impl<'a> Engine<'a> {
         let names_stage = self.bf.stages[..idx]
             .iter()
             .any(|s| s.name.as_deref() == Some(lower.as_str()));
+        // Pulls ask for the stage's platform (pull_options); a scratch base records it.
+        let platform = Some(self.platform.to_string());
         let mut base = if let Some(nc) = self.named(&f.image) {
-            self.named_base(&nc, f.platform.clone())?
+            self.named_base(&nc, platform)?
         } else if f.image == "scratch" {
-            self.scratch(f.platform.clone())
+            self.scratch(platform)
         } else if let Some(s) = self.stage_by_ref(&f.image).filter(|_| names_stage) {
             s.clone()
         } else {
-            let mut opts = self.pull_options();
-            if let Some(p) = &f.platform {
-                opts.platform = Some(p.clone());
-            }
-            let img = registry::ensure_image(self.store, &f.image, &opts)
+            let img = registry::ensure_image(self.store, &f.image, &self.pull_options())
                 .map_err(StepErrorKind::base(&f.image))?;
+            self.warn_base_platform(&f.image, &img.config);
             self.stage_of_image(&img)?
         };
+        // The stage's platform is part of every key after it: an arm64 and an amd64 build
+        // never share a step, while a stage of the same platform in both does.
+        base.key = plan::platform_key(&base.key, &self.platform);
         let mut env = self.global.stage_env();
         let pairs: Vec<(String, String)> = base
             .config
@@ -471,20 +493,17 @@ impl<'a> Engine<'a> {
         Ok((sr, triggers))
     }
 
-    /// An empty base with the target platform (FROM --platform, else --platform, else the
-    /// host's).
-    pub(super) fn scratch(&self, from_platform: Option<String>) -> StageOut {
-        let platform = from_platform.or_else(|| self.opts.platform.clone());
-        let mut parts = platform.as_deref().unwrap_or("").split('/');
-        let os = parts.next().filter(|s| !s.is_empty()).unwrap_or("linux");
-        let arch = parts.next().unwrap_or(host_arch());
-        let variant = parts.next().map(str::to_string);
+    /// An empty base for `platform` (`os/arch[/variant]`), else the stage's platform.
+    pub(super) fn scratch(&self, platform: Option<String>) -> StageOut {
+        let p = platform
+            .and_then(|p| plan::parse_platform(&p).ok())
+            .unwrap_or_else(|| self.platform.clone());
         StageOut {
             layers: vec![],
             config: ImageConfig {
-                architecture: arch.into(),
-                os: os.into(),
-                variant,
+                architecture: p.arch,
+                os: p.os,
+                variant: p.variant,
                 ..Default::default()
             },
             key: key_of(&["scratch"]),

@@ -27,15 +27,8 @@ pub enum BuildError {
     #[error("target stage {0:?} could not be found in the Boxfile")]
     NoTarget(String),
     /// A `--platform` value (or a FROM `--platform`) that is no platform.
-    #[error("{why}")]
+    #[error("--platform {value:?}: {why}")]
     Platform { value: String, why: String },
-    /// A platform whose RUN steps this host cannot run (found before any step ran).
-    #[error("platform {platform} cannot run the RUN step at {at}: {why}")]
-    Unrunnable {
-        platform: String,
-        at: String,
-        why: String,
-    },
     /// Something a build for several platforms cannot do.
     #[error("{0}")]
     MultiPlatform(String),
@@ -69,6 +62,13 @@ pub enum BuildError {
     Write {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// A stage with RUN steps is for a platform this host cannot run (no emulator
+    /// registered); found before anything is pulled or run.
+    #[error("{at}: {source}")]
+    Emulation {
+        at: String,
+        source: Box<run::binfmt::Missing>,
     },
 }
 

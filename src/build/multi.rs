@@ -46,12 +46,12 @@ pub struct MultiResult {
 }
 
 /// The `--platform` values (each may be a comma-separated list, as buildx takes them) as
-/// platforms, in order, duplicates dropped. An empty entry or one that does not parse is an
-/// error naming it.
+/// platforms in BuildKit's normal form, in order, duplicates dropped (`linux/arm64/v8` is
+/// `linux/arm64`). An empty entry or one that does not parse is an error naming it.
 pub fn parse_platforms(values: &[String]) -> Result<Vec<Platform>> {
     let mut out: Vec<Platform> = vec![];
     for v in values.iter().flat_map(|v| v.split(',')) {
-        let p = Platform::parse(v.trim()).map_err(|why| BuildError::Platform {
+        let p = super::plan::parse_platform(v.trim()).map_err(|why| BuildError::Platform {
             value: v.to_string(),
             why,
         })?;
@@ -79,12 +79,13 @@ pub fn build(
     let bf = boxfile::parse(&opts.boxfile.text, &opts.boxfile.path)
         .map_err(|e| BuildError::Parse(Box::new(e)))?;
     let tags = super::engine::parse_tags(&opts.tags)?;
+    // Every platform's emulators before the first platform starts (each engine build checks
+    // its own again, which costs a few reads).
     for p in platforms {
         for (sp, line) in emulated_runs(&bf, opts, p)? {
-            check_runnable(&sp).map_err(|why| BuildError::Unrunnable {
-                platform: sp.to_string(),
+            crate::run::binfmt::check(&sp).map_err(|m| BuildError::Emulation {
                 at: format!("{}:{line}", opts.boxfile.path.display()),
-                why,
+                source: Box::new(m),
             })?;
         }
     }
@@ -224,15 +225,9 @@ fn member_options(opts: &BuildOptions, p: &Platform, first: bool) -> BuildOption
     o
 }
 
-/// Whether programs of `p` run on this host without an emulator.
-fn native(p: &Platform) -> bool {
-    let host = Platform::host();
-    p.matches(&host) || (host.arch == "amd64" && p.arch == "386" && p.os == host.os)
-}
-
-/// The foreign platforms `platform`'s build would run RUN steps for, each with the Boxfile
-/// line of its first such RUN: a needed stage runs on its FROM `--platform`, else on its base
-/// stage's platform, else on the target's.
+/// The platforms `p`'s build runs RUN steps on other than the build platform, each with the
+/// Boxfile line of its first such RUN. A needed stage runs on the platform of the stage it is
+/// FROM, else on its FROM `--platform`, else on the target's (as `Engine::plan_platforms`).
 fn emulated_runs(
     bf: &boxfile::Boxfile,
     opts: &BuildOptions,
@@ -246,7 +241,8 @@ fn emulated_runs(
         }
         None => bf.stages.len().saturating_sub(1),
     };
-    let args = super::plan::platform_args(Some(&p.to_string()));
+    let build_platform = super::plan::build_platform();
+    let args = super::plan::platform_args(&build_platform, p);
     let global =
         GlobalScope::new(bf, &opts.build_args, &args).map_err(|source| BuildError::Args {
             file: opts.boxfile.path.display().to_string(),
@@ -261,7 +257,7 @@ fn emulated_runs(
         let lower = image.to_ascii_lowercase();
         let base = bf.stages[..i]
             .iter()
-            .rposition(|st| st.name.as_deref() == Some(lower.as_str()));
+            .position(|st| st.name.as_deref() == Some(lower.as_str()));
         let pl = match (fixed, base) {
             (Some(f), _) => Platform::parse(&f).map_err(|why| BuildError::Platform {
                 value: f.clone(),
@@ -279,7 +275,7 @@ fn emulated_runs(
     let mut out: Vec<(Platform, usize)> = vec![];
     for i in super::plan::needed_stages(bf, &global, target) {
         let sp = &stage_platform[i];
-        if native(sp) || out.iter().any(|(q, _)| q == sp) {
+        if *sp == build_platform || out.iter().any(|(q, _)| q == sp) {
             continue;
         }
         let run = bf.stages[i]
@@ -291,34 +287,6 @@ fn emulated_runs(
         }
     }
     Ok(out)
-}
-
-/// Whether this host can run `p`'s programs: an enabled binfmt_misc entry for its QEMU
-/// emulator. (plat16's `crate::run::binfmt` replaces this when merged.)
-fn check_runnable(p: &Platform) -> std::result::Result<(), String> {
-    let qemu = match p.arch.as_str() {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        "386" => "i386",
-        "ppc64le" => "ppc64le",
-        "riscv64" => "riscv64",
-        "s390x" => "s390x",
-        "arm" => "arm",
-        "mips64le" => "mips64el",
-        other => other,
-    };
-    let entry = format!("/proc/sys/fs/binfmt_misc/qemu-{qemu}");
-    match std::fs::read_to_string(&entry) {
-        Ok(s) if s.lines().next() == Some("enabled") => Ok(()),
-        Ok(_) => Err(format!(
-            "the binfmt_misc entry {entry} is disabled: enable it (echo 1 > {entry})"
-        )),
-        Err(_) => Err(format!(
-            "no binfmt_misc entry for qemu-{qemu} ({entry}): install the qemu-user-static \
-             package (Debian) and register it (`update-binfmts --enable qemu-{qemu}`, or \
-             scripts/host-setup.sh)"
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -360,7 +328,8 @@ mod tests {
 
     #[test]
     fn only_runs_on_a_foreign_platform_need_an_emulator() {
-        let foreign = if Platform::host().arch == "amd64" {
+        let host = super::super::plan::build_platform();
+        let foreign = if host.arch == "amd64" {
             Platform::parse("linux/arm64").unwrap()
         } else {
             Platform::parse("linux/amd64").unwrap()
@@ -374,7 +343,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(check("FROM busybox\nRUN true\n", &foreign), [2]);
-        assert!(check("FROM busybox\nRUN true\n", &Platform::host()).is_empty());
+        assert!(check("FROM busybox\nRUN true\n", &host).is_empty());
         assert!(check("FROM busybox\nCOPY a /a\n", &foreign).is_empty());
         let cross = "FROM --platform=$BUILDPLATFORM busybox AS b\nRUN make\n\
                      FROM busybox\nCOPY --from=b /x /x\n";
@@ -384,7 +353,7 @@ mod tests {
         assert_eq!(check(emulated, &foreign), [6]);
         // A stage pinned to a foreign platform needs its emulator in a native build too.
         let pinned = format!("FROM --platform={foreign} busybox\nRUN true\n");
-        assert_eq!(check(&pinned, &Platform::host()), [2]);
+        assert_eq!(check(&pinned, &host), [2]);
     }
 
     #[test]

@@ -12,13 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::copy::{self, Filter};
 use super::engine::Engine;
-use super::error::{StepErrorKind, StepResult};
+use super::error::{BuildError, StepErrorKind, StepResult};
 use super::fetch::Download;
 use super::git::Checkout;
 use crate::boxfile::{
     Boxfile, CopyInstr, GlobalScope, IgnoreMatcher, Instruction, MountType, RunInstr, SourceKind,
 };
 use crate::digest::Digest;
+use crate::image::Platform;
 use crate::registry;
 
 /// One source of a COPY/ADD, as key computation found it; execution uses this value.
@@ -44,25 +45,71 @@ pub fn key_of(parts: &[&str]) -> Digest {
     Digest::of_bytes(parts.join("\0").as_bytes())
 }
 
-/// The automatic platform ARGs for the build (and target) platform.
-pub fn platform_args(platform: Option<&str>) -> BTreeMap<String, String> {
-    let host_arch = host_arch();
-    let target = platform
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("linux/{host_arch}"));
-    let mut parts = target.split('/');
-    let os = parts.next().unwrap_or("linux").to_string();
-    let arch = parts.next().unwrap_or(host_arch).to_string();
-    let variant = parts.next().unwrap_or("").to_string();
+/// A platform in BuildKit's normal form (containerd's `platforms.Normalize`): architecture
+/// aliases resolved, arm64's default variant v8 and amd64's v1 dropped, arm's v7 made explicit.
+/// The platform ARGs, cache keys and pulls of a build use this form, so `linux/arm64/v8` and
+/// `linux/arm64` are the same target.
+pub fn normalize(p: &Platform) -> Platform {
+    let mut arch = p.arch.to_ascii_lowercase();
+    let mut variant = p.variant.clone().filter(|v| !v.is_empty());
+    match arch.as_str() {
+        "x86_64" | "x86-64" | "amd64" => {
+            arch = "amd64".into();
+            if variant.as_deref() == Some("v1") {
+                variant = None;
+            }
+        }
+        "i386" | "i686" => arch = "386".into(),
+        "aarch64" | "arm64" => {
+            arch = "arm64".into();
+            if matches!(variant.as_deref(), Some("8" | "v8" | "v8.0")) {
+                variant = None;
+            }
+        }
+        "armhf" => (arch, variant) = ("arm".into(), Some("v7".into())),
+        "armel" => (arch, variant) = ("arm".into(), Some("v6".into())),
+        "arm" => {
+            variant = Some(match variant.as_deref() {
+                None | Some("7" | "v7") => "v7".into(),
+                Some(v @ ("5" | "6" | "8")) => format!("v{v}"),
+                Some(v) => v.to_string(),
+            })
+        }
+        _ => {}
+    }
+    Platform {
+        os: p.os.to_ascii_lowercase(),
+        arch,
+        variant,
+        extra: BTreeMap::new(),
+    }
+}
+
+/// A `--platform` or `FROM --platform` value, normalised.
+pub fn parse_platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s).map(|p| normalize(&p))
+}
+
+/// The platform of the machine that builds (BuildKit's build platform), normalised.
+pub fn build_platform() -> Platform {
+    normalize(&Platform::host())
+}
+
+/// The automatic platform ARGs as BuildKit sets them: BUILD* for the machine that builds,
+/// TARGET* for the image being built (the same when no `--platform` is given). Both are
+/// build-wide: a `FROM --platform` stage sees the same values. A stage sees them only after
+/// declaring them (`ARG TARGETARCH`); FROM lines see them always.
+pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
-    m.insert("TARGETPLATFORM".into(), target.clone());
-    m.insert("TARGETOS".into(), os);
-    m.insert("TARGETARCH".into(), arch);
-    m.insert("TARGETVARIANT".into(), variant);
-    m.insert("BUILDPLATFORM".into(), format!("linux/{host_arch}"));
-    m.insert("BUILDOS".into(), "linux".into());
-    m.insert("BUILDARCH".into(), host_arch.into());
-    m.insert("BUILDVARIANT".into(), String::new());
+    for (prefix, p) in [("BUILD", build), ("TARGET", target)] {
+        m.insert(format!("{prefix}PLATFORM"), p.to_string());
+        m.insert(format!("{prefix}OS"), p.os.clone());
+        m.insert(format!("{prefix}ARCH"), p.arch.clone());
+        m.insert(
+            format!("{prefix}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        );
+    }
     m
 }
 
@@ -133,7 +180,86 @@ pub fn needed_stages(bf: &Boxfile, global: &GlobalScope, target: usize) -> Vec<u
     need.into_iter().collect()
 }
 
+/// A stage's base key with its platform mixed in.
+pub fn platform_key(base: &Digest, platform: &Platform) -> Digest {
+    key_of(&[&base.to_string(), "platform", &platform.to_string()])
+}
+
 impl Engine<'_> {
+    /// The platform of every needed stage, into `self.platforms`; then, for each stage with
+    /// RUN steps on a platform the host does not run natively, the binfmt_misc emulator it
+    /// needs ([`crate::run::binfmt::check`]). Runs before anything is pulled or run.
+    pub(super) fn plan_platforms(&mut self, needed: &[usize]) -> Result<(), BuildError> {
+        for &i in needed {
+            let line = self.bf.stages[i].from.start_line;
+            let p = self.stage_platform(i).map_err(self.at(line))?;
+            self.platforms.insert(i, p);
+        }
+        for &i in needed {
+            let stage = &self.bf.stages[i];
+            if !stage
+                .instructions
+                .iter()
+                .any(|ins| matches!(ins.node, Instruction::Run(_)))
+            {
+                continue;
+            }
+            crate::run::binfmt::check(&self.platforms[&i]).map_err(|m| BuildError::Emulation {
+                at: format!(
+                    "{}:{}",
+                    self.opts.boxfile.path.display(),
+                    stage.from.start_line
+                ),
+                source: Box::new(m),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A stage's platform: that of the stage it is FROM, else its `FROM --platform` (after
+    /// ARG expansion), else the target platform, as in BuildKit.
+    fn stage_platform(&self, i: usize) -> StepResult<Platform> {
+        let Instruction::From(f) = self
+            .global
+            .expand_from(&self.bf.stages[i].from.node)?
+            .instruction
+        else {
+            unreachable!("expand_from gives a FROM")
+        };
+        let lower = f.image.to_ascii_lowercase();
+        let parent = self.bf.stages[..i]
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            .filter(|_| self.named(&f.image).is_none())
+            .and_then(|s| self.platforms.get(&s.index));
+        if let Some(p) = parent {
+            return Ok(p.clone());
+        }
+        match f.platform.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => parse_platform(p)
+                .map_err(|e| StepErrorKind::Invalid(format!("FROM --platform={p}: {e}"))),
+            None => Ok(self.target_platform.clone()),
+        }
+    }
+
+    /// A warning when a base image's config is for another platform than its stage's (an
+    /// image with one platform only is used as it is, as BuildKit does).
+    pub(super) fn warn_base_platform(&self, image: &str, cfg: &crate::image::ImageConfig) {
+        let got = Platform {
+            os: cfg.os.clone(),
+            arch: cfg.architecture.clone(),
+            variant: cfg.variant.clone(),
+            extra: BTreeMap::new(),
+        };
+        let Some(got) = got.known() else { return };
+        if !self.platform.matches(&normalize(&got)) {
+            self.printer.line(&format!(
+                "warning: FROM {image}: the image is for {got}, not the stage's platform {}",
+                self.platform
+            ));
+        }
+    }
+
     /// What a RUN's bind mounts contribute to its key: the content they show (context
     /// digest, or the stage's key / image digest), as BuildKit keys them. Cache mounts and
     /// secrets are left out on purpose.
@@ -257,6 +383,56 @@ mod tests {
         let g = GlobalScope::new(&bf, &BTreeMap::new(), &BTreeMap::new()).unwrap();
         assert_eq!(needed_stages(&bf, &g, 3), vec![0, 1, 3]);
         assert_eq!(needed_stages(&bf, &g, 2), vec![2]);
+    }
+
+    fn norm(s: &str) -> String {
+        parse_platform(s).unwrap().to_string()
+    }
+
+    #[test]
+    fn platforms_normalise_as_buildkit_does() {
+        assert_eq!(norm("linux/arm64/v8"), "linux/arm64");
+        assert_eq!(norm("linux/aarch64"), "linux/arm64");
+        assert_eq!(norm("arm64"), "linux/arm64");
+        assert_eq!(norm("linux/arm"), "linux/arm/v7");
+        assert_eq!(norm("linux/arm/6"), "linux/arm/v6");
+        assert_eq!(norm("linux/x86_64"), "linux/amd64");
+        assert_eq!(norm("linux/amd64/v1"), "linux/amd64");
+        assert_eq!(norm("linux/amd64/v3"), "linux/amd64/v3");
+        assert_eq!(norm("linux/riscv64"), "linux/riscv64");
+        assert!(parse_platform("linux/").is_err());
+    }
+
+    #[test]
+    fn platform_args_describe_the_build_and_the_target_machine() {
+        let build = parse_platform("linux/amd64").unwrap();
+        let target = parse_platform("linux/arm/v7").unwrap();
+        let m = platform_args(&build, &target);
+        let want = [
+            ("BUILDARCH", "amd64"),
+            ("BUILDOS", "linux"),
+            ("BUILDPLATFORM", "linux/amd64"),
+            ("BUILDVARIANT", ""),
+            ("TARGETARCH", "arm"),
+            ("TARGETOS", "linux"),
+            ("TARGETPLATFORM", "linux/arm/v7"),
+            ("TARGETVARIANT", "v7"),
+        ];
+        let got: Vec<(&str, &str)> = m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, want);
+        let arm64 = platform_args(&build, &parse_platform("linux/arm64/v8").unwrap());
+        assert_eq!(arm64["TARGETPLATFORM"], "linux/arm64");
+        assert_eq!(arm64["TARGETVARIANT"], "");
+    }
+
+    #[test]
+    fn the_platform_is_part_of_a_stage_key() {
+        let base = key_of(&["image", "sha256:00"]);
+        let amd = platform_key(&base, &parse_platform("linux/amd64").unwrap());
+        let arm = platform_key(&base, &parse_platform("linux/arm64").unwrap());
+        assert_ne!(amd, arm);
+        let arm_v8 = platform_key(&base, &parse_platform("linux/arm64/v8").unwrap());
+        assert_eq!(arm, arm_v8, "the same platform spelled two ways is one key");
     }
 
     #[test]

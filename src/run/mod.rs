@@ -19,9 +19,10 @@
 //! [`user`] resolves USER, [`finalize`] becomes it (for pid 1, `--init`'s command and
 //! `box exec` alike), [`exec`] is `box exec`'s join-and-fork, [`agent`] is the host side,
 //! [`keeper`] holds a rootless user's namespaces, [`context`] is what entering the tool
-//! namespace returns.
+//! namespace returns; [`binfmt`] says whether a foreign platform's programs can run here.
 
 pub mod agent;
+pub mod binfmt;
 pub mod caps;
 pub mod cgroups;
 pub mod chown_notify;
