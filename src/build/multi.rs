@@ -295,8 +295,12 @@ mod tests {
 
     #[test]
     fn a_platform_list_parses_in_order_without_duplicates() {
-        let got =
-            parse_platforms(&["linux/amd64,linux/arm64".into(), "linux/amd64".into()]).unwrap();
+        let got = parse_platforms(&[
+            "linux/amd64,linux/arm64".into(),
+            "linux/amd64".into(),
+            "linux/arm64/v8".into(),
+        ])
+        .unwrap();
         let names: Vec<String> = got.iter().map(|p| p.to_string()).collect();
         assert_eq!(names, ["linux/amd64", "linux/arm64"]);
         let err = parse_platforms(&["linux/amd64,linux/".into()]).unwrap_err();
