@@ -64,9 +64,14 @@ if [ -w "$binfmt/register" ]; then
       if grep -qx enabled "$entry" && grep -q '^flags:.*F' "$entry"; then
         continue
       fi
-      echo -1 > "$entry"
+      echo -1 > "$entry" 2>/dev/null || true
     fi
-    printf '%s' "$line" > "$binfmt/register"
-    echo "host-setup.sh: registered binfmt entry $name from $conf" >&2
+    # Test processes may run this at the same time: losing the race (EEXIST) is success.
+    if printf '%s' "$line" 2>/dev/null > "$binfmt/register"; then
+      echo "host-setup.sh: registered binfmt entry $name from $conf" >&2
+    elif ! [ -e "$entry" ]; then
+      echo "host-setup.sh: could not register binfmt entry $name from $conf" >&2
+      exit 1
+    fi
   done
 fi

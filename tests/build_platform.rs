@@ -186,6 +186,30 @@ RUN echo \"args $BUILDPLATFORM $BUILDOS $BUILDARCH [$BUILDVARIANT] $TARGETPLATFO
     );
 }
 
+#[test]
+fn a_stage_from_a_stage_keeps_its_parents_platform_whatever_its_own_from_platform_says() {
+    let Some(who) = Who::root() else { return };
+    if !(amd64_host() && emulation_ready()) {
+        return;
+    }
+    let e = env_with_multiarch(who);
+    e.boxfile(
+        "FROM --platform=$BUILDPLATFORM busybox:multiarch AS base
+FROM --platform=linux/arm64 base
+RUN echo \"child=$(uname -m)\"
+",
+    );
+    let out = e.build_ok(&[
+        "--progress=plain",
+        "--platform",
+        "linux/arm64",
+        "-t",
+        "child",
+    ]);
+    assert!(out.contains("child=x86_64"), "{out}");
+    assert_eq!(e.inspect("child")["Architecture"], "amd64");
+}
+
 const SHARED: &str = "FROM --platform=$BUILDPLATFORM busybox:multiarch AS build
 RUN echo build-step-ran && uname -m > /arch
 FROM busybox:multiarch

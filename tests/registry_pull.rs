@@ -574,8 +574,8 @@ fn missing_policy_never_contacts_the_registry_when_the_image_is_present() {
     let env = Env::new();
     env.mirror_conf(&reg);
     ok(&env.run(&["pull", "busybox"]));
-    // Pinned to the index digest of a multi-platform image: the store tags the platform's
-    // manifest with the pinned name.
+    // Pinned to the index digest of a multi-platform image: the store tags the index itself
+    // with the pinned name (only the host's platform stored).
     let index_digest = Digest::of_bytes(&reg.get("/v2/library/multi/manifests/latest").body);
     let pinned = format!("docker.io/library/multi@{index_digest}");
     ok(&env.run(&["pull", &pinned]));
@@ -586,13 +586,7 @@ fn missing_policy_never_contacts_the_registry_when_the_image_is_present() {
     assert_eq!(img.names[0].to_string(), "docker.io/library/busybox:latest");
     let multi = boxkit::registry::ensure_image(&store, &pinned, &opts).unwrap();
     assert_ne!(multi.manifest_desc.digest, index_digest);
-    assert_eq!(
-        multi
-            .manifest_desc
-            .annotations
-            .get("io.boxkit.index.digest"),
-        Some(&index_digest.to_string())
-    );
+    assert_eq!(multi.index.as_ref().unwrap().digest, index_digest);
     let never = boxkit::registry::PullOptions {
         policy: boxkit::registry::PullPolicy::Never,
         ..Default::default()
@@ -693,5 +687,147 @@ fn rootless_pull_unpacks_with_the_users_subordinate_ids() {
             assert!(tree.is_none());
             assert!(String::from_utf8_lossy(&o.stderr).contains("Pull complete"));
         }
+    }
+}
+
+#[test]
+fn an_index_tag_gains_the_platforms_asked_for_and_never_flips() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::with_fixtures();
+    let env = Env::new();
+    env.mirror_conf(&reg);
+    ok(&env.run(&["pull", "multi"]));
+    let index_digest = Digest::of_bytes(&reg.get("/v2/library/multi/manifests/latest").body);
+    let tag_target = || {
+        let idx: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(env.store().join("index.json")).unwrap())
+                .unwrap();
+        let e = &idx["manifests"][0];
+        (
+            e["digest"].as_str().unwrap().to_string(),
+            e["mediaType"].as_str().unwrap().to_string(),
+        )
+    };
+    // The tag points at the index itself; only the host's platform is stored.
+    assert_eq!(
+        tag_target(),
+        (
+            index_digest.to_string(),
+            "application/vnd.oci.image.index.v1+json".to_string()
+        )
+    );
+    // skopeo reads the partial index in the store (it picks the host's platform).
+    let inspect = fixtures::skopeo(&[
+        "inspect",
+        &format!(
+            "oci:{}:docker.io/library/multi:latest",
+            env.store().display()
+        ),
+    ]);
+    assert!(inspect.contains("\"Architecture\": \"amd64\""), "{inspect}");
+
+    let store = Store::open(env.store()).unwrap();
+    let host = store.resolve_image("multi").unwrap();
+    let foreign = if host.config.architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    drop(store);
+    // `box create` resolves its image as `boxrun` does (registry::ensure_image).
+    let err = fails(&env.run(&[
+        "create",
+        "--pull",
+        "never",
+        "--platform",
+        foreign,
+        "multi",
+        "true",
+    ]));
+    assert!(err.contains(foreign), "{err}");
+    ok(&env.run(&["create", "--platform", foreign, "multi", "true"]));
+    let store = Store::open(env.store()).unwrap();
+    let plat = boxkit::image::Platform::parse(foreign).unwrap();
+    let other = store.resolve_image_for("multi", Some(&plat)).unwrap();
+    assert_eq!(format!("linux/{}", other.config.architecture), foreign);
+    assert_eq!(other.index.as_ref().unwrap().digest, index_digest);
+    // The tag did not move, and the host's platform is still what a plain name gives.
+    assert_eq!(tag_target().0, index_digest.to_string());
+    let again = store.resolve_image("multi").unwrap();
+    assert_eq!(again.manifest_desc.digest, host.manifest_desc.digest);
+    // Both are in the store now: with the registry gone, either platform resolves.
+    drop(reg);
+    drop(store);
+    ok(&env.run(&[
+        "create",
+        "--pull",
+        "never",
+        "--platform",
+        foreign,
+        "multi",
+        "true",
+    ]));
+    ok(&env.run(&["prune"]));
+    let store = Store::open(env.store()).unwrap();
+    for d in [
+        &host.manifest_desc.digest,
+        &other.manifest_desc.digest,
+        &index_digest,
+    ] {
+        assert!(store.has_blob(d), "prune removed {d}");
+    }
+    assert_store_consistent(&env.store());
+}
+
+#[test]
+fn push_of_an_index_pushes_every_platform_then_the_index() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::with_fixtures();
+    let env = Env::new();
+    env.mirror_conf(&reg);
+    ok(&env.run(&["pull", "multi"]));
+    let dest = reg.image("pushed/multi:v1");
+    // Only the host's platform is stored: the push names the missing one and sends nothing.
+    let host = stored(&env.store(), "multi");
+    let foreign = if host.config.architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let err = fails(&env.run(&["push", "multi", &dest]));
+    assert!(
+        err.contains(foreign) && err.contains("not in the store"),
+        "{err}"
+    );
+    assert_eq!(reg.get("/v2/pushed/multi/manifests/v1").status, 404);
+
+    ok(&env.run(&["create", "--platform", foreign, "multi", "true"]));
+    let out = ok(&env.run(&["push", "-q", "multi", &dest]));
+    let index_digest = host.index.as_ref().unwrap().digest.clone();
+    assert_eq!(out.trim(), index_digest.to_string());
+    // skopeo sees the index, byte for byte as stored, and every platform's manifest.
+    let raw = fixtures::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &reg.docker_ref("pushed/multi:v1"),
+    ]);
+    let store = Store::open(env.store()).unwrap();
+    assert_eq!(raw.as_bytes(), store.read_blob(&index_digest).unwrap());
+    let idx: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(idx["mediaType"], "application/vnd.oci.image.index.v1+json");
+    for m in idx["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        let one = fixtures::skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &reg.docker_ref(&format!("pushed/multi@{d}")),
+        ]);
+        assert_eq!(Digest::of_bytes(one.as_bytes()).to_string(), d);
     }
 }

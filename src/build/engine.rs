@@ -79,7 +79,7 @@ pub struct Engine<'a> {
     pub target_platform: Platform,
     /// The platform of each needed stage ([`Engine::plan_platforms`]).
     pub platforms: HashMap<usize, Platform>,
-    /// The platform of the stage being built: what its pulls ask for.
+    /// The platform of the stage being built: what its FROM pulls and records.
     pub platform: Platform,
 }
 
@@ -273,7 +273,9 @@ impl<'a> Engine<'a> {
     pub(super) fn pull_options(&self) -> PullOptions {
         PullOptions {
             policy: self.opts.pull,
-            platform: Some(self.platform.to_string()),
+            // The target's, as BuildKit pulls `COPY --from=IMAGE`; a FROM asks for its stage's.
+            // None (no --platform): the host's from an index, a single-platform image as is.
+            platform: self.opts.platform.clone(),
             progress: self.printer.registry_progress(),
             // Layers are extracted while downloading: a RUN needs them anyway.
             unpack: Some(self.tool.content_policy()),
@@ -454,16 +456,20 @@ impl<'a> Engine<'a> {
         let names_stage = self.bf.stages[..idx]
             .iter()
             .any(|s| s.name.as_deref() == Some(lower.as_str()));
-        // Pulls ask for the stage's platform (pull_options); a scratch base records it.
-        let platform = Some(self.platform.to_string());
+        // The base is pulled for the stage's platform as the user spelled it (FROM --platform,
+        // else --platform; neither: the registry's default); a scratch base records it.
+        let asked = f.platform.filter(|p| !p.is_empty());
+        let pull = asked.or_else(|| self.opts.platform.clone());
         let mut base = if let Some(nc) = self.named(&f.image) {
-            self.named_base(&nc, platform)?
+            self.named_base(&nc, pull)?
         } else if f.image == "scratch" {
-            self.scratch(platform)
+            self.scratch(None)
         } else if let Some(s) = self.stage_by_ref(&f.image).filter(|_| names_stage) {
             s.clone()
         } else {
-            let img = registry::ensure_image(self.store, &f.image, &self.pull_options())
+            let mut opts = self.pull_options();
+            opts.platform = pull;
+            let img = registry::ensure_image(self.store, &f.image, &opts)
                 .map_err(StepErrorKind::base(&f.image))?;
             self.warn_base_platform(&f.image, &img.config);
             self.stage_of_image(&img)?

@@ -181,7 +181,9 @@ pub fn tag(g: &Global, a: TagArgs) -> CmdResult {
             a.target
         );
     }
-    store.set_tag(&target, &img.manifest_desc)?;
+    // A name tagged to an index tags the index (all its platforms), as docker's containerd
+    // store does.
+    store.set_tag(&target, img.index.as_ref().unwrap_or(&img.manifest_desc))?;
     Ok(0)
 }
 
@@ -229,7 +231,7 @@ fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>
             n.tag().unwrap_or("latest")
         ));
     }
-    store.remove_manifest(&img.manifest_desc.digest)?;
+    store.remove_manifest(&img.index.as_ref().unwrap_or(&img.manifest_desc).digest)?;
     out.push(format!("Deleted: {}", img.id()));
     Ok(out)
 }

@@ -42,9 +42,73 @@ pub struct Index {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// Entries an image index may have. Docker Hub's largest real lists have a few dozen (one per
+/// platform plus attestations); a list of thousands is hostile, and every entry costs a
+/// manifest read when resolving, so it is refused before anything is stored.
+pub const MAX_INDEX_ENTRIES: usize = 1024;
+
+impl Index {
+    /// Check what boxkit relies on before storing or resolving an index: a bounded number of
+    /// entries, each an image manifest. An entry that is itself an index (nesting, which could
+    /// loop back to its parent) is refused: docker, podman and registries do not produce them
+    /// for images, and following them would need a cycle check at every resolution.
+    pub fn check(&self) -> Result<(), String> {
+        if self.manifests.len() > MAX_INDEX_ENTRIES {
+            return Err(format!(
+                "it has {} entries, over the limit of {MAX_INDEX_ENTRIES}",
+                self.manifests.len()
+            ));
+        }
+        for (i, d) in self.manifests.iter().enumerate() {
+            if super::media::is_index(&d.media_type) {
+                return Err(format!(
+                    "entry {i} ({}) is itself an index ({}); nested indexes are not supported",
+                    d.digest, d.media_type
+                ));
+            }
+            if !super::media::is_manifest(&d.media_type) {
+                return Err(format!(
+                    "entry {i} ({}) has media type {:?}, not an image manifest",
+                    d.digest, d.media_type
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each entry's platform (None where it names none).
+    pub fn platforms(&self) -> Vec<Option<super::Platform>> {
+        self.manifests
+            .iter()
+            .map(|d| d.platform.as_ref().and_then(super::Platform::known))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_refuses_nesting_size_and_strange_entries() {
+        let d =
+            |mt: &str| crate::image::Descriptor::new(mt, crate::digest::Digest::of_bytes(b"x"), 1);
+        let mut idx = Index {
+            schema_version: 2,
+            media_type: Some(crate::image::media::OCI_INDEX.into()),
+            manifests: vec![d(crate::image::media::OCI_MANIFEST)],
+            annotations: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        };
+        assert!(idx.check().is_ok());
+        idx.manifests
+            .push(d(crate::image::media::DOCKER_MANIFEST_LIST));
+        assert!(idx.check().unwrap_err().contains("nested"));
+        idx.manifests = vec![d(crate::image::media::OCI_MANIFEST); MAX_INDEX_ENTRIES + 1];
+        assert!(idx.check().unwrap_err().contains("entries"));
+        idx.manifests = vec![d("application/vnd.in-toto+json")];
+        assert!(idx.check().unwrap_err().contains("not an image manifest"));
+    }
 
     #[test]
     fn a_manifest_read_and_written_back_is_byte_identical() {

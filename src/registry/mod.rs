@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::digest::Digest;
-use crate::image::{Reference, ReferenceError};
+use crate::image::{Platform, Reference, ReferenceError};
 use crate::store::{Image, Store, StoreError};
 
 pub mod auth;
@@ -158,6 +158,16 @@ pub enum RegistryError {
         wanted: String,
         actual: String,
     },
+    #[error(
+        "cannot push {name}: its platform {platform} ({digest}) is not in the store; pull it \
+         first (`box pull --platform {platform} {name}`) or remove it from the index \
+         (`box manifest rm {name} {digest}`)"
+    )]
+    PlatformNotPulled {
+        name: String,
+        platform: String,
+        digest: Digest,
+    },
     #[error("invalid --platform: {0}")]
     BadPlatform(String),
     #[error("manifest of {name}: {why}")]
@@ -230,35 +240,82 @@ impl RegistryError {
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
-/// The image `name` refers to, pulled first when `opts.policy` asks for it.
+/// What the store has for a name and platform: the image, or a platform that must still be
+/// pulled into the index the name is tagged to.
+enum Local {
+    Image(Box<Image>),
+    Missing,
+    /// The name is tagged to an index listing the platform, whose manifest is not stored.
+    Entry {
+        name: Reference,
+        index: Box<crate::image::Descriptor>,
+        entry: Digest,
+    },
+    /// The name is stored, for another platform than the one asked for.
+    Other(StoreError),
+}
+
+/// The image `name` refers to, for `opts.platform` (when given), pulled first when
+/// `opts.policy` asks for it. A name tagged to an index that lists the platform but lacks it
+/// gets that platform's manifest pulled into the same index; the tag never flips to another
+/// platform's image.
 pub fn ensure_image(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
-    let find = |n: &str| -> Result<Option<Image>> {
-        match store.resolve_image(n) {
-            Ok(img) => Ok(Some(img)),
-            Err(StoreError::NoSuchImage(_)) => pulled_by_digest(store, n),
-            Err(e) => Err(e.into()),
-        }
+    let want = match &opts.platform {
+        Some(p) => Some(Platform::parse(p).map_err(RegistryError::BadPlatform)?),
+        None => None,
     };
+    let find =
+        |n: &str| -> Result<Local> {
+            match store.resolve_image_for(n, want.as_ref()) {
+                Ok(img) => Ok(Local::Image(Box::new(img))),
+                Err(StoreError::NoSuchImage(_)) => Ok(pulled_by_digest(store, n)?
+                    .map_or(Local::Missing, |i| Local::Image(Box::new(i)))),
+                Err(StoreError::PlatformNotStored(ns)) => {
+                    let name: Reference = n.parse()?;
+                    let manifest = ns.manifest;
+                    let index = store
+                        .tag_target(n)?
+                        .filter(|d| d.digest == ns.index)
+                        .ok_or_else(|| StoreError::NoSuchImage(n.to_string()))?;
+                    Ok(Local::Entry {
+                        name,
+                        index: Box::new(index),
+                        entry: manifest,
+                    })
+                }
+                Err(
+                    e @ (StoreError::PlatformMismatch { .. } | StoreError::PlatformMissing { .. }),
+                ) => Ok(Local::Other(e)),
+                Err(e) => Err(e.into()),
+            }
+        };
     // The plain name first, so that starting a stored image reads no registries.conf (a
     // millisecond of TOML with the system's short-name drop-ins). A short name with an
     // `[aliases]` entry then means the aliased image, here as in `pull`: found in the store
     // under that name, or pulled from there.
     let mut local = find(name)?;
-    let aliased = if local.is_none() || matches!(opts.policy, PullPolicy::Always) {
+    let missing = matches!(local, Local::Missing);
+    let aliased = if missing || matches!(opts.policy, PullPolicy::Always) {
         aliased(name)
     } else {
         None
     };
-    if local.is_none()
-        && let Some(a) = &aliased
-    {
+    if missing && let Some(a) = &aliased {
         local = find(a)?;
     }
     let name = aliased.as_deref().unwrap_or(name);
     match (opts.policy, local) {
-        (PullPolicy::Missing, Some(img)) => Ok(img),
-        (PullPolicy::Never, Some(img)) => Ok(img),
-        (PullPolicy::Never, None) => Err(RegistryError::NotLocal(name.to_string())),
+        (PullPolicy::Missing | PullPolicy::Never, Local::Image(img)) => Ok(*img),
+        (PullPolicy::Never, Local::Missing) => Err(RegistryError::NotLocal(name.to_string())),
+        (PullPolicy::Never, Local::Other(e)) => Err(e.into()),
+        (PullPolicy::Never, Local::Entry { name, .. }) => Err(RegistryError::NotLocal(format!(
+            "{name} for platform {}",
+            opts.platform.as_deref().unwrap_or("?")
+        ))),
+        (PullPolicy::Missing, Local::Entry { name, index, entry }) => {
+            let rep = progress::Reporter::new(&opts.progress);
+            block_on(pull::pull_entry(store, &name, &index, &entry, opts, &rep))
+        }
         _ => pull(store, name, opts),
     }
 }
@@ -279,8 +336,8 @@ fn store_id_like(name: &str) -> bool {
     hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `name@sha256:<index digest>` was pulled before: the store tags the platform's manifest
-/// with that name, whose digest differs from the one in the name.
+/// `name@sha256:<index digest>` was pulled by an older boxkit, which tagged the platform's
+/// manifest with that name, whose digest differs from the one in the name.
 fn pulled_by_digest(store: &Store, name: &str) -> Result<Option<Image>> {
     let Ok(r) = name.parse::<Reference>() else {
         return Ok(None);
@@ -308,7 +365,9 @@ pub fn pull(store: &Store, name: &str, opts: &PullOptions) -> Result<Image> {
     block_on(pull::pull(store, name, opts, &rep))
 }
 
-/// Push the local image `name` to `dest` (default: `name`); returns the manifest digest.
+/// Push the local image `name` to `dest` (default: `name`); returns the manifest digest. A
+/// name tagged to an image index pushes every platform and then the index (whose digest is
+/// returned); a platform of the index that is not in the store is an error naming it.
 pub fn push(store: &Store, name: &str, dest: Option<&str>, progress: Progress) -> Result<Digest> {
     push_with(
         store,

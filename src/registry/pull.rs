@@ -2,7 +2,6 @@
 //! platform from an index), then stream config and layers into the store, several at once,
 //! unpacking each layer as soon as it is verified, and tag last.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -23,9 +22,6 @@ use crate::store::{Image, Store, StoreError};
 /// Layers downloaded at once (docker's default max-concurrent-downloads).
 const PARALLEL: usize = 3;
 
-/// Annotation on a tag made from `name@sha256:<index>`: the index digest it came from.
-pub const INDEX_DIGEST: &str = "io.boxkit.index.digest";
-
 pub async fn pull(store: &Store, name: &str, opts: &PullOptions, rep: &Reporter) -> Result<Image> {
     let conf = RegistriesConf::load()?;
     let want = match &opts.platform {
@@ -39,6 +35,7 @@ pub async fn pull(store: &Store, name: &str, opts: &PullOptions, rep: &Reporter)
         want,
         unpack: opts.unpack,
         limits: Limits::from_env()?,
+        tag: true,
     };
     let candidates = ctx.conf.candidates(name)?;
     let mut not_found = Vec::new();
@@ -90,6 +87,8 @@ struct Ctx {
     want: Option<Platform>,
     unpack: Option<crate::layer::ContentPolicy>,
     limits: Limits,
+    /// Tag the reference when done (false: adding an entry to an index already tagged).
+    tag: bool,
 }
 
 /// The manifest chosen for a reference, fetched and verified but not stored yet.
@@ -98,7 +97,8 @@ struct Resolved {
     bytes: Vec<u8>,
     media_type: String,
     digest: Digest,
-    index_digest: Option<Digest>,
+    /// The index the name resolved to, with its bytes (stored with the manifest).
+    index: Option<(Descriptor, Vec<u8>)>,
 }
 
 impl Ctx {
@@ -148,7 +148,7 @@ impl Ctx {
                 bytes,
                 media_type: mt,
                 digest,
-                index_digest: None,
+                index: None,
             });
         }
         if !media::is_index(&mt) {
@@ -161,11 +161,12 @@ impl Ctx {
             });
         }
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| bad(&name, e))?;
-        let platforms: Vec<Option<Platform>> = index
-            .manifests
-            .iter()
-            .map(|d| d.platform.as_ref().and_then(Platform::known))
-            .collect();
+        // Nesting, absurd sizes and non-image entries are refused before anything is stored.
+        index.check().map_err(|why| RegistryError::BadManifest {
+            name: name.clone(),
+            why: format!("image index {digest}: {why}"),
+        })?;
+        let platforms = index.platforms();
         let want = self.want.clone().unwrap_or_else(Platform::host);
         let Some(i) = platform::pick(&want, &platforms) else {
             let mut available: Vec<String> =
@@ -200,7 +201,7 @@ impl Ctx {
             bytes: mbytes,
             media_type: mmt,
             digest: mdigest,
-            index_digest: Some(digest),
+            index: Some((Descriptor::new(&mt, digest, bytes.len() as u64), bytes)),
         })
     }
 
@@ -231,7 +232,7 @@ impl Ctx {
         fetch_blob(s, store, &manifest.config, None).await?;
         let config = store.read_config(&manifest.config.digest)?;
         if let Some(want) = &self.want
-            && res.index_digest.is_none()
+            && res.index.is_none()
             && let Some(actual) = config.platform()
             && !want.matches(&actual)
         {
@@ -310,17 +311,67 @@ impl Ctx {
                 .map_err(|e| RegistryError::Runtime(format!("unpack task failed: {e}")))??;
         }
 
-        // The manifest, verified against the digest we computed when it arrived; then the tag.
+        // The manifest (and index), verified against the digests computed when they arrived;
+        // then the tag, which points at the index when the name resolved to one.
         store.put_blob_from(&mut &res.bytes[..], Some(&res.digest), None)?;
-        let mut desc = Descriptor::new(&res.media_type, res.digest.clone(), res.bytes.len() as u64);
-        if let (Some(idx), Some(_)) = (&res.index_digest, r.digest()) {
-            desc.annotations = BTreeMap::from([(INDEX_DIGEST.to_string(), idx.to_string())]);
+        let desc = Descriptor::new(&res.media_type, res.digest.clone(), res.bytes.len() as u64);
+        let target = match &res.index {
+            Some((idx, bytes)) => {
+                store.put_blob_from(&mut &bytes[..], Some(&idx.digest), None)?;
+                idx.clone()
+            }
+            None => desc.clone(),
+        };
+        if self.tag {
+            store.set_tag(r, &target)?;
+            rep.line(&format!("Digest: {}", r.digest().unwrap_or(&target.digest)));
         }
-        store.set_tag(r, &desc)?;
-        rep.line(&format!("Digest: {}", r.digest().unwrap_or(&res.digest)));
-        let img = store.resolve_image(&format!("{}@{}", r.name(), res.digest))?;
+        let names = store
+            .tags()?
+            .into_iter()
+            .filter(|t| t.target.digest == target.digest)
+            .filter_map(|t| t.name)
+            .collect();
+        let img = store.image_from(&desc, names, res.index.as_ref().map(|(d, _)| d))?;
         Ok(img)
     }
+}
+
+/// Pull the entry `entry` of the index `index` that `name` is tagged to (a platform not
+/// pulled before) into the store, leaving the tag as it is: the index gains a platform, and a
+/// build or run asking for another platform never retags the name.
+pub async fn pull_entry(
+    store: &Store,
+    name: &Reference,
+    index: &Descriptor,
+    entry: &Digest,
+    opts: &PullOptions,
+    rep: &Reporter,
+) -> Result<Image> {
+    let want = match &opts.platform {
+        Some(p) => Some(Platform::parse(p).map_err(RegistryError::BadPlatform)?),
+        None => None,
+    };
+    let ctx = Ctx {
+        http: http_client()?,
+        auth: AuthFiles::new(opts.authfile.clone()),
+        conf: RegistriesConf::load()?,
+        want,
+        unpack: opts.unpack,
+        limits: Limits::from_env()?,
+        tag: false,
+    };
+    let pinned = name.with_digest(entry.clone());
+    let mut img = ctx.pull_reference(store, &pinned, rep).await?;
+    img.index = Some(index.clone());
+    img.names = store
+        .tags()?
+        .into_iter()
+        .filter(|t| t.target.digest == index.digest)
+        .filter_map(|t| t.name)
+        .collect();
+    rep.line(&format!("Digest: {entry} (platform of {name})"));
+    Ok(img)
 }
 
 fn unpack(

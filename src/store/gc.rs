@@ -255,4 +255,24 @@ mod tests {
         // A second prune finds nothing.
         assert_eq!(s.prune().unwrap(), PruneReport::default());
     }
+
+    #[test]
+    fn prune_keeps_a_partial_index_and_its_stored_platforms() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open_with(t.path(), Access::Exclusive).unwrap();
+        let diff = Digest::of_bytes(b"tar");
+        let present = put_image(&s, b"layer", &diff);
+        let mut absent = present.clone();
+        absent.digest = Digest::of_bytes(b"never pulled");
+        let idx = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2,
+            "mediaType": media::OCI_INDEX, "manifests": [absent, present]}))
+        .unwrap();
+        let idx_d = s.put_blob(&idx).unwrap();
+        let desc = Descriptor::new(media::OCI_INDEX, idx_d.clone(), idx.len() as u64);
+        s.set_tag(&"multi".parse().unwrap(), &desc).unwrap();
+        let rep = s.prune().unwrap();
+        assert!(rep.blobs_removed.is_empty(), "{rep:?}");
+        assert!(s.has_blob(&idx_d) && s.has_blob(&present.digest));
+        assert!(s.has_blob(&Digest::of_bytes(b"layer")));
+    }
 }

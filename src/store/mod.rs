@@ -79,6 +79,32 @@ pub enum StoreError {
     NoSuchImage(String),
     #[error("image reference {0:?} is ambiguous: it matches {1} images; give more of the ID")]
     Ambiguous(String, usize),
+    #[error(
+        "image {name} has no entry for platform {wanted} in its index; it has: {}; pick one \
+         with --platform",
+        .available.join(", ")
+    )]
+    PlatformMissing {
+        name: String,
+        wanted: String,
+        available: Vec<String>,
+    },
+    #[error(
+        "image {}: platform {} is listed in its index ({}) but was not pulled; pull it with \
+         `box pull --platform {} {}`", .0.name, .0.wanted, .0.index, .0.wanted, .0.name
+    )]
+    PlatformNotStored(Box<NotStored>),
+    #[error(
+        "image {name} is for platform {actual}, not the requested {wanted}; pull that platform \
+         with `box pull --platform {wanted} {name}`"
+    )]
+    PlatformMismatch {
+        name: String,
+        wanted: String,
+        actual: String,
+    },
+    #[error("image index {digest}: {why}")]
+    BadIndex { digest: Digest, why: String },
     #[error("{path} is not an OCI image layout: {why}")]
     NotLayout { path: PathBuf, why: String },
     #[error("unsupported media type {media_type} for {digest}")]
@@ -97,6 +123,16 @@ pub enum StoreError {
     VolumeName(String),
     #[error(transparent)]
     Unpack(#[from] crate::layer::CacheError),
+}
+
+/// An index entry whose manifest is not in the store: what [`StoreError::PlatformNotStored`]
+/// carries, so that the caller can pull exactly that manifest.
+#[derive(Debug)]
+pub struct NotStored {
+    pub name: String,
+    pub wanted: String,
+    pub index: Digest,
+    pub manifest: Digest,
 }
 
 pub(crate) fn io_err(
