@@ -10,6 +10,7 @@ use super::fmt::{Format, human_size, print_rows, print_table};
 use super::store::{open_store, open_store_with};
 use super::{CmdResult, Global, ImagesArgs, LoadArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs};
 use crate::atomic::{Durability, Staged};
+use crate::digest::Digest;
 use crate::image::Reference;
 use crate::store::{Access, ImageRecord, Store};
 use crate::timefmt::{human_age, parse_rfc3339};
@@ -65,15 +66,15 @@ pub fn images(g: &Global, a: ImagesArgs) -> CmdResult {
     let mut out = out.lock();
     let id_of = |r: &ImageRecord| {
         if a.no_trunc {
-            r.image.id().to_string()
+            r.image.list_id().to_string()
         } else {
-            r.image.id().short().to_string()
+            r.image.list_id().short().to_string()
         }
     };
     if a.quiet {
         let mut seen = std::collections::HashSet::new();
         for r in &rows {
-            if seen.insert(r.image.id().clone()) {
+            if seen.insert(r.image.list_id().clone()) {
                 writeln!(out, "{}", id_of(r))?;
             }
         }
@@ -116,7 +117,7 @@ fn image_row(r: &ImageRecord, id: String) -> serde_json::Value {
         "Containers": "N/A",
         "CreatedAt": r.image.created().map(super::fmt::docker_time).unwrap_or_default(),
         "CreatedSince": human_age(r.image.created()),
-        "Digest": r.image.manifest_desc.digest.to_string(),
+        "Digest": r.image.target().digest.to_string(),
         "ID": id,
         "Repository": repo,
         "SharedSize": "N/A",
@@ -183,7 +184,7 @@ pub fn tag(g: &Global, a: TagArgs) -> CmdResult {
     }
     // A name tagged to an index tags the index (all its platforms), as docker's containerd
     // store does.
-    store.set_tag(&target, img.index.as_ref().unwrap_or(&img.manifest_desc))?;
+    store.set_tag(&target, img.target())?;
     Ok(0)
 }
 
@@ -231,18 +232,44 @@ fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>
             n.tag().unwrap_or("latest")
         ));
     }
-    store.remove_manifest(&img.index.as_ref().unwrap_or(&img.manifest_desc).digest)?;
+    store.remove_manifest(&img.target().digest)?;
     out.push(format!("Deleted: {}", img.id()));
     Ok(out)
+}
+
+/// `box inspect` of a name tagged to an index: the host platform's image (docker's fields,
+/// so `--format` templates work as with docker's containerd store, whose `Id` is the index
+/// digest too), plus `Manifests`: the index's entries as podman's `manifest inspect` lists
+/// them, each with `Present` (whether that platform was pulled).
+pub fn inspect_json_in(
+    store: &Store,
+    img: &crate::store::Image,
+) -> anyhow::Result<serde_json::Value> {
+    let mut j = inspect_json(img);
+    if let Some(i) = &img.index {
+        let entries: Vec<serde_json::Value> = store
+            .read_image_index(&i.digest)?
+            .manifests
+            .iter()
+            .map(|d| {
+                let mut e = serde_json::to_value(d).expect("descriptor serialises");
+                e["Present"] = store.has_blob(&d.digest).into();
+                e
+            })
+            .collect();
+        j["Manifests"] = entries.into();
+        j["Index"] = serde_json::json!({"Digest": i.digest.to_string(), "MediaType": i.media_type});
+    }
+    Ok(j)
 }
 
 /// The fields `docker image inspect` prints, filled from the OCI config.
 pub fn inspect_json(img: &crate::store::Image) -> serde_json::Value {
     let c = &img.config;
     serde_json::json!({
-        "Id": img.id().to_string(),
+        "Id": img.list_id().to_string(),
         "RepoTags": img.names.iter().map(|n| format!("{}:{}", n.familiar_name(), n.tag().unwrap_or("latest"))).collect::<Vec<_>>(),
-        "RepoDigests": img.names.iter().map(|n| format!("{}@{}", n.familiar_name(), img.manifest_desc.digest)).collect::<Vec<_>>(),
+        "RepoDigests": img.names.iter().map(|n| format!("{}@{}", n.familiar_name(), img.target().digest)).collect::<Vec<_>>(),
         "Created": c.created,
         "Author": c.author.as_deref().unwrap_or_default(),
         "Config": c.config,
@@ -299,8 +326,9 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
     let mut touched = vec![];
     for r in store.images()? {
         let img = &r.image;
-        let in_use = used.contains(&img.manifest_desc.digest.to_string())
-            || used.contains(&img.id().to_string());
+        let in_use = used_by(store, img)?
+            .iter()
+            .any(|d| used.contains(&d.to_string()));
         if in_use || !(all || r.name.is_none()) {
             continue;
         }
@@ -314,7 +342,7 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
                 ));
             }
             None => {
-                store.remove_manifest(&img.manifest_desc.digest)?;
+                store.remove_manifest(&img.target().digest)?;
             }
         }
         if !touched.contains(&img.manifest_desc.digest) {
@@ -332,6 +360,21 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
         lines.push(format!("deleted: {id}"));
     }
     Ok(lines)
+}
+
+/// The digests a container records for an image made from `img`: its manifest and ID, and
+/// for a name tagged to an index, those of every stored platform.
+fn used_by(store: &Store, img: &crate::store::Image) -> anyhow::Result<Vec<Digest>> {
+    let mut out = vec![img.manifest_desc.digest.clone(), img.id().clone()];
+    if let Some(i) = &img.index {
+        for e in store.read_image_index(&i.digest)?.manifests {
+            if store.has_blob(&e.digest) {
+                out.push(store.read_manifest(&e.digest)?.config.digest);
+                out.push(e.digest);
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn prune(g: &Global, a: PruneArgs) -> CmdResult {

@@ -29,7 +29,7 @@ pub fn inspect(g: &Global, a: InspectArgs) -> CmdResult {
             continue;
         }
         match store.resolve_image(n) {
-            Ok(img) => arr.push(super::images::inspect_json(&img)),
+            Ok(img) => arr.push(super::images::inspect_json_in(&store, &img)?),
             Err(e) => {
                 eprintln!("Error: {e}");
                 failed = true;

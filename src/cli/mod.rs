@@ -30,6 +30,7 @@ mod info_checks;
 mod inspect;
 mod lifecycle;
 mod listargs;
+pub mod manifest;
 pub use lifecycle::{LogsArgs, RenameArgs, WaitArgs};
 pub use listargs::{ImagesArgs, InfoArgs, InspectArgs, PsArgs};
 pub mod registry;
@@ -95,6 +96,9 @@ pub enum BoxCommand {
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Create, change, inspect and push manifest lists (image indexes), as podman's
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
     /// Load images from a docker archive or an OCI archive (the format is detected)
     Load(LoadArgs),
     /// Save images to a docker archive (the default) or an OCI archive (--format)
@@ -422,6 +426,7 @@ pub fn box_main(tool: ToolContext) -> ExitCode {
         BoxCommand::Inspect(a) => inspect::inspect(&g, a),
         BoxCommand::Prune(a) => images::prune(&g, a),
         BoxCommand::Image(c) => images::image(&g, c),
+        BoxCommand::Manifest(c) => manifest::manifest(&g, c),
         BoxCommand::Load(a) => images::load(&g, a),
         BoxCommand::Save(a) => images::save(&g, a),
         BoxCommand::Login(a) => registry::login(&g, a),

@@ -161,7 +161,7 @@ pub enum RegistryError {
     #[error(
         "cannot push {name}: its platform {platform} ({digest}) is not in the store; pull it \
          first (`box pull --platform {platform} {name}`) or remove it from the index \
-         (`box manifest rm {name} {digest}`)"
+         (`box manifest remove {name} {digest}`)"
     )]
     PlatformNotPulled {
         name: String,
@@ -390,6 +390,12 @@ pub fn push_with(
 ) -> Result<Digest> {
     let rep = progress::Reporter::new(&opts.progress);
     block_on(push::push(store, name, dest, opts, &rep))
+}
+
+/// The raw manifest or index `name` has in its registry and its media type (`box manifest
+/// inspect` of a remote name); nothing is stored.
+pub fn remote_manifest(name: &str, opts: &PullOptions) -> Result<(Vec<u8>, String)> {
+    block_on(pull::remote_manifest(name, opts))
 }
 
 /// Check `creds` against `server` (its `/v2/` endpoint, as configured in registries.conf) and

@@ -57,6 +57,44 @@ pub async fn pull(store: &Store, name: &str, opts: &PullOptions, rep: &Reporter)
     unreachable!("candidates() returns at least one name")
 }
 
+/// The manifest or index `name` has in its registry (search registries and mirrors as a
+/// pull tries them), verified against a pinned digest, with its media type. Nothing is stored.
+pub async fn remote_manifest(name: &str, opts: &PullOptions) -> Result<(Vec<u8>, String)> {
+    let conf = RegistriesConf::load()?;
+    let http = http_client()?;
+    let auth = AuthFiles::new(opts.authfile.clone());
+    let mut errors: Vec<(String, RegistryError)> = Vec::new();
+    for r in conf.candidates(name)? {
+        for ep in conf.pull_endpoints(&r)? {
+            let attempt = async {
+                let full = r.to_string();
+                let scope = format!("repository:{}:pull", ep.repository);
+                let s = Session::open(&http, &ep, &auth, &[scope], &full).await?;
+                let reference = match r.digest() {
+                    Some(d) => d.to_string(),
+                    None => r.tag().unwrap_or("latest").to_string(),
+                };
+                let (bytes, mt) = s.get_manifest(&reference, &full).await?;
+                if let Some(expected) = r.digest()
+                    && *expected != Digest::of_bytes(&bytes)
+                {
+                    return Err(RegistryError::ManifestDigest {
+                        name: full,
+                        expected: expected.clone(),
+                        actual: Digest::of_bytes(&bytes),
+                    });
+                }
+                Ok((bytes, mt))
+            };
+            match attempt.await {
+                Ok(found) => return Ok(found),
+                Err(e) => errors.push((ep.host.clone(), e)),
+            }
+        }
+    }
+    Err(combine(errors))
+}
+
 /// Verify that `creds` open `server`'s `/v2/`.
 pub async fn check_login(server: &str, creds: &Credentials) -> Result<()> {
     let conf = RegistriesConf::load()?;

@@ -33,6 +33,15 @@ impl Image {
     pub fn id(&self) -> &Digest {
         &self.manifest.config.digest
     }
+    /// What the name points at in index.json: the index, or the manifest itself.
+    pub fn target(&self) -> &Descriptor {
+        self.index.as_ref().unwrap_or(&self.manifest_desc)
+    }
+    /// The ID `box images` shows, as docker's containerd image store does: the index digest
+    /// for a name tagged to an index, else the image ID (config digest).
+    pub fn list_id(&self) -> &Digest {
+        self.index.as_ref().map_or(self.id(), |i| &i.digest)
+    }
     /// The uncompressed layer digests, bottom first.
     pub fn diff_ids(&self) -> Vec<Digest> {
         self.config.diff_ids()
@@ -334,7 +343,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A stored single-platform image for `arch`; returns its manifest descriptor.

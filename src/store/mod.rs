@@ -29,11 +29,12 @@ pub mod gc;
 pub mod image;
 pub mod index;
 pub mod layers;
+pub mod lists;
 pub mod volumes;
 
 pub use blobs::{BlobWriter, StagedBlob};
 pub use image::{Image, ImageRecord};
-pub use index::{Tag, TagTarget};
+pub use index::{REF_NAME, Tag, TagTarget};
 pub use volumes::Volume;
 
 use crate::digest::{Digest, DigestError};
