@@ -147,12 +147,25 @@ fn two_platforms_give_one_index_that_podman_runs(who: Who) {
         .map(platform_of)
         .collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // box inspect: the index's ID, the host's image, and the index's entries.
+    let inspect = e.inspect(&name);
+    assert_eq!(inspect["Id"], id.as_str(), "{inspect}");
+    let listed: Vec<String> = inspect["Manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Manifests in box inspect: {inspect}"))
+        .iter()
+        .map(platform_of)
+        .collect();
+    assert_eq!(listed, ["linux/amd64", "linux/arm64"]);
 
     // The registry: skopeo reads the pushed index. Its manifests name the layers gzipped
     // (the store keeps them as plain tars), so their digests differ from the stored ones, but
     // each platform's config, the image ID, is the same.
     let pushed = skopeo_raw(reg, "team/multi:v1");
-    assert_eq!(pushed["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        pushed["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let pushed_ids: Vec<(String, String)> = pushed["manifests"]
         .as_array()
         .unwrap()
@@ -161,10 +174,17 @@ fn two_platforms_give_one_index_that_podman_runs(who: Who) {
             assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
             let at = format!("team/multi@{}", m["digest"].as_str().unwrap());
             let man = skopeo_raw(reg, &at);
-            (platform_of(m), man["config"]["digest"].as_str().unwrap().to_string())
+            (
+                platform_of(m),
+                man["config"]["digest"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
-    assert_eq!(pushed_ids, ids_in_index(&e, &index), "the pushed images are the built ones");
+    assert_eq!(
+        pushed_ids,
+        ids_in_index(&e, &index),
+        "the pushed images are the built ones"
+    );
 
     // podman runs each platform's image from the registry.
     let Some(pm) = Podman::new_or_skip() else {
