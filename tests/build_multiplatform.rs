@@ -239,6 +239,7 @@ fn format_docker_gives_a_manifest_list(who: Who) {
     e.boxfile(CROSS);
     let name = format!("{}/team/list:v1", reg.addr());
     let meta = e.dir.path().join("meta.json");
+    let iid = e.dir.path().join("iid");
     let o = e.cmd(
         "boxbuild",
         &[
@@ -253,6 +254,8 @@ fn format_docker_gives_a_manifest_list(who: Who) {
             "--push",
             "--metadata-file",
             meta.to_str().unwrap(),
+            "--iidfile",
+            iid.to_str().unwrap(),
             e.ctx().to_str().unwrap(),
         ],
     );
@@ -280,6 +283,11 @@ fn format_docker_gives_a_manifest_list(who: Who) {
         "application/vnd.docker.distribution.manifest.list.v2+json"
     );
     assert!(md.get("containerimage.config.digest").is_none(), "{md}");
+    assert_eq!(
+        std::fs::read_to_string(&iid).unwrap(),
+        id,
+        "--iidfile has the list's digest"
+    );
 }
 
 #[test]
