@@ -223,15 +223,16 @@ fn buildplatform_stage_is_shared_and_target_stage_is_not(who: Who) {
     let amd = e.build_ok(&["--progress=plain", "--platform", "linux/amd64", "-t", "amd"]);
     assert!(!amd.contains("CACHED"), "{amd}");
     assert!(
-        amd.contains("build-step-ran") && amd.contains("target-step-ran"),
+        amd.contains("] build-step-ran") && amd.contains("] target-step-ran"),
         "{amd}"
     );
     let arm = e.build_ok(&["--progress=plain", "--platform", "linux/arm64", "-t", "arm"]);
     // The $BUILDPLATFORM stage is linux/amd64 in both builds: its RUN is a hit. The target
     // stage is another platform: its COPY and RUN run again.
     assert_eq!(arm.matches("CACHED").count(), 1, "{arm}");
-    assert!(!arm.contains("build-step-ran"), "{arm}");
-    assert!(arm.contains("target-step-ran"), "{arm}");
+    // ("] X" is the step's output; the command line shows X too.)
+    assert!(!arm.contains("] build-step-ran"), "{arm}");
+    assert!(arm.contains("] target-step-ran"), "{arm}");
     assert_ne!(e.inspect("amd")["Id"], e.inspect("arm")["Id"]);
     assert_eq!(e.inspect("arm")["Architecture"], "arm64");
     // And each target's own steps stay cached for that target.
@@ -306,6 +307,37 @@ fn missing_emulator_is_an_error_before_any_work(who: Who) {
     let o = e.build_env(&["--platform", "linux/arm64", "-t", "y"], &env);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(e.inspect("y")["Architecture"], "arm64");
+
+    // A build that asks for no platform takes a single-platform arm64 base as it is (with a
+    // warning); its RUN still needs the emulator, checked before the first step.
+    let reg = e.registry.as_ref().unwrap();
+    let src = format!(
+        "oci:{}:latest",
+        fixtures::layout(Fixture::BusyboxMultiarch).display()
+    );
+    let dest = reg.docker_ref("library/armonly:latest");
+    fixtures::skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--override-arch",
+        "arm64",
+        &src,
+        &dest,
+    ]);
+    e.boxfile("FROM armonly\nRUN echo must-not-run\n");
+    let o = e.build_env(&["--progress=plain", "-t", "z"], &env);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("warning: FROM armonly: the image is for linux/arm64"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Boxfile:1: cannot run linux/arm64 programs"),
+        "{err}"
+    );
+    assert!(!err.contains("] must-not-run"), "{err}");
 }
 
 #[test]

@@ -471,7 +471,6 @@ impl<'a> Engine<'a> {
             opts.platform = pull;
             let img = registry::ensure_image(self.store, &f.image, &opts)
                 .map_err(StepErrorKind::base(&f.image))?;
-            self.warn_base_platform(&f.image, &img.config);
             self.stage_of_image(&img)?
         };
         // The stage's platform is part of every key after it: an arm64 and an amd64 build
@@ -490,6 +489,7 @@ impl<'a> Engine<'a> {
             .collect();
         env.set_image_env(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let triggers = base.config.config.on_build.take().unwrap_or_default();
+        self.check_base_platform(idx, &f.image, &base.config, &triggers)?;
         let sr = StageRun {
             out: base,
             env,

@@ -129,6 +129,9 @@ pub enum StepErrorKind {
     Snapshot(#[from] crate::layer::snapshot::SnapshotError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The base image is for a platform whose programs this host cannot run.
+    #[error(transparent)]
+    Emulation(Box<run::binfmt::Missing>),
 }
 
 impl StepErrorKind {

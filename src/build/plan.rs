@@ -242,22 +242,44 @@ impl Engine<'_> {
         }
     }
 
-    /// A warning when a base image's config is for another platform than its stage's (an
-    /// image with one platform only is used as it is, as BuildKit does).
-    pub(super) fn warn_base_platform(&self, image: &str, cfg: &crate::image::ImageConfig) {
+    /// A stage's base as it came: a warning when its config is for another platform than
+    /// the stage's (a single-platform image is used as it is, as BuildKit does), and, when
+    /// the stage will run something (its RUN steps, or a RUN among the base's ONBUILD
+    /// triggers), the emulator for the image's own platform, before the first step.
+    pub(super) fn check_base_platform(
+        &self,
+        idx: usize,
+        image: &str,
+        cfg: &crate::image::ImageConfig,
+        triggers: &[String],
+    ) -> StepResult<()> {
         let got = Platform {
             os: cfg.os.clone(),
             arch: cfg.architecture.clone(),
             variant: cfg.variant.clone(),
             extra: BTreeMap::new(),
         };
-        let Some(got) = got.known() else { return };
-        if !self.platform.matches(&normalize(&got)) {
+        let got = got.known().map(|p| normalize(&p));
+        if let Some(got) = got.as_ref().filter(|g| !self.platform.matches(g)) {
             self.printer.line(&format!(
                 "warning: FROM {image}: the image is for {got}, not the stage's platform {}",
                 self.platform
             ));
         }
+        let runs = self.bf.stages[idx]
+            .instructions
+            .iter()
+            .any(|ins| matches!(ins.node, Instruction::Run(_)))
+            || triggers.iter().any(|t| {
+                t.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("RUN"))
+            });
+        if runs {
+            let p = got.unwrap_or_else(|| self.platform.clone());
+            crate::run::binfmt::check(&p).map_err(|m| StepErrorKind::Emulation(Box::new(m)))?;
+        }
+        Ok(())
     }
 
     /// What a RUN's bind mounts contribute to its key: the content they show (context
