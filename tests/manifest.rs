@@ -283,6 +283,27 @@ fn manifest_commands(who: Who) {
             *d
         );
     }
+    // podman runs each platform of the pushed list (arm64 under QEMU).
+    if matches!(e.who, Who::Root)
+        && amd64_host()
+        && emulation_ready()
+        && let Some(pm) = common::podman::Podman::new_or_skip()
+    {
+        for (platform, want) in [("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")] {
+            let o = pm
+                .cmd()
+                .env("CONTAINERS_REGISTRIES_CONF", reg.registries_conf())
+                .args(["run", "--rm", "--platform", platform, &dest, "uname", "-m"])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "podman run --platform {platform}: {}",
+                stderr(&o)
+            );
+            assert_eq!(stdout(&o).trim(), want, "{platform}");
+        }
+    }
     // inspect of the remote name (not in the store) shows the same index.
     let remote: serde_json::Value =
         serde_json::from_str(&ok(&e, "box", &["manifest", "inspect", &dest])).unwrap();

@@ -831,3 +831,44 @@ fn push_of_an_index_pushes_every_platform_then_the_index() {
         assert_eq!(Digest::of_bytes(one.as_bytes()).to_string(), d);
     }
 }
+
+#[test]
+fn save_of_an_index_tagged_name_writes_the_host_platform_skopeo_reads() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::with_fixtures();
+    let env = Env::new();
+    env.mirror_conf(&reg);
+    ok(&env.run(&["pull", "multi"]));
+    let host = stored(&env.store(), "multi");
+    for (format, transport) in [
+        ("docker-archive", "docker-archive"),
+        ("oci-archive", "oci-archive"),
+    ] {
+        let out = env.path().join(format!("multi-{format}.tar"));
+        ok(&env.run(&[
+            "save",
+            "--format",
+            format,
+            "-o",
+            out.to_str().unwrap(),
+            "multi",
+        ]));
+        let inspect: serde_json::Value = serde_json::from_str(&fixtures::skopeo(&[
+            "inspect",
+            "--config",
+            &format!("{transport}:{}", out.display()),
+        ]))
+        .unwrap();
+        assert_eq!(
+            inspect["architecture"], host.config.architecture,
+            "{format}: {inspect}"
+        );
+        assert_eq!(
+            inspect["rootfs"]["diff_ids"][0],
+            host.diff_ids()[0].to_string(),
+            "{format}"
+        );
+    }
+}

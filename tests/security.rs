@@ -30,6 +30,8 @@ mod extraction;
 mod fd_leak;
 #[path = "security/ids.rs"]
 mod ids;
+#[path = "security/index.rs"]
+mod index;
 #[path = "security/inheritable_caps.rs"]
 mod inheritable_caps;
 #[path = "security/mount_race.rs"]

@@ -691,3 +691,74 @@ fn docker_25_archive_loads_under_its_full_name_not_its_tag() {
         "{index}"
     );
 }
+
+/// skopeo's `--all` archive of a two-platform index, and the same archive with one platform's
+/// manifest left out: both load as an index (the second partial), tagged under its name; the
+/// stored index is byte-identical to the archive's and `box images` lists it once.
+#[test]
+fn an_oci_archive_of_an_index_loads_as_an_index_whole_or_partial() {
+    if !need_tools() {
+        return;
+    }
+    let archive = common::fixtures::oci_archive(common::fixtures::Fixture::Multi);
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    run(boxcmd(&store).args(["load", "-q", "-i"]).arg(&archive));
+    let out = run(boxcmd(&store).args([
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}} {{.ID}}",
+    ]));
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    let idx: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(store.join("index.json")).unwrap()).unwrap();
+    let entry = &idx["manifests"][0];
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let digest = entry["digest"].as_str().unwrap();
+    assert!(rows[0].ends_with(digest), "{out}");
+    let inner: serde_json::Value =
+        serde_json::from_slice(&fs::read(store.join("blobs/sha256").join(&digest[7..])).unwrap())
+            .unwrap();
+    assert_eq!(inner["manifests"].as_array().unwrap().len(), 2);
+
+    // The same archive without the arm64 manifest (rewritten with Python's tarfile).
+    let partial = t.path().join("partial.tar");
+    let arm = inner["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run(Command::new("python3").args([
+        "-c",
+        "import sys,tarfile\n\
+         src=tarfile.open(sys.argv[1]); dst=tarfile.open(sys.argv[2],'w')\n\
+         for m in src.getmembers():\n\
+         \x20   if m.name.endswith(sys.argv[3]): continue\n\
+         \x20   dst.addfile(m, src.extractfile(m) if m.isfile() else None)\n\
+         dst.close()",
+        archive.to_str().unwrap(),
+        partial.to_str().unwrap(),
+        &arm[7..],
+    ]));
+    let store2 = t.path().join("store2");
+    run(boxcmd(&store2).args(["load", "-q", "-i"]).arg(&partial));
+    assert!(!store2.join("blobs/sha256").join(&arm[7..]).exists());
+    let j: serde_json::Value =
+        serde_json::from_str(&run(boxcmd(&store2).args(["inspect", digest]))).unwrap();
+    let present: Vec<bool> = j[0]["Manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Present"].as_bool().unwrap())
+        .collect();
+    assert_eq!(present.iter().filter(|p| **p).count(), 1, "{j}");
+}

@@ -368,7 +368,7 @@ fn used_by(store: &Store, img: &crate::store::Image) -> anyhow::Result<Vec<Diges
     let mut out = vec![img.manifest_desc.digest.clone(), img.id().clone()];
     if let Some(i) = &img.index {
         for e in store.read_image_index(&i.digest)?.manifests {
-            if store.has_blob(&e.digest) {
+            if crate::image::media::is_manifest(&e.media_type) && store.has_blob(&e.digest) {
                 out.push(store.read_manifest(&e.digest)?.config.digest);
                 out.push(e.digest);
             }

@@ -84,7 +84,7 @@ pub struct PushArgs {
     pub destination: Option<String>,
     /// Push the images in the list too (podman's default; only true is supported: a registry
     /// refuses an index whose manifests it lacks)
-    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub all: bool,
     /// Remove the list from the store after a successful push
     #[arg(long)]
@@ -202,7 +202,12 @@ fn entries_of(
     match (&img.index, all) {
         (Some(idx), true) => {
             let mut out = vec![];
-            for d in store.read_image_index(&idx.digest)?.manifests {
+            let index = store.read_image_index(&idx.digest)?;
+            for d in index
+                .manifests
+                .into_iter()
+                .filter(|d| media::is_manifest(&d.media_type))
+            {
                 let p = d.platform.as_ref().and_then(Platform::known);
                 if !store.has_blob(&d.digest)
                     && let Some(p) = &p

@@ -49,9 +49,10 @@ pub const MAX_INDEX_ENTRIES: usize = 1024;
 
 impl Index {
     /// Check what boxkit relies on before storing or resolving an index: a bounded number of
-    /// entries, each an image manifest. An entry that is itself an index (nesting, which could
+    /// entries, none of them an index. An entry that is itself an index (nesting, which could
     /// loop back to its parent) is refused: docker, podman and registries do not produce them
-    /// for images, and following them would need a cycle check at every resolution.
+    /// for images, and following them would need a cycle check at every resolution. Entries
+    /// of other types (artifacts) are kept but never picked as a platform's image.
     pub fn check(&self) -> Result<(), String> {
         if self.manifests.len() > MAX_INDEX_ENTRIES {
             return Err(format!(
@@ -66,21 +67,20 @@ impl Index {
                     d.digest, d.media_type
                 ));
             }
-            if !super::media::is_manifest(&d.media_type) {
-                return Err(format!(
-                    "entry {i} ({}) has media type {:?}, not an image manifest",
-                    d.digest, d.media_type
-                ));
-            }
         }
         Ok(())
     }
 
-    /// Each entry's platform (None where it names none).
+    /// Each entry's platform (None where it names none, or is not an image manifest).
     pub fn platforms(&self) -> Vec<Option<super::Platform>> {
         self.manifests
             .iter()
-            .map(|d| d.platform.as_ref().and_then(super::Platform::known))
+            .map(|d| {
+                d.platform
+                    .as_ref()
+                    .and_then(super::Platform::known)
+                    .filter(|_| super::media::is_manifest(&d.media_type))
+            })
             .collect()
     }
 }
@@ -106,8 +106,12 @@ mod tests {
         assert!(idx.check().unwrap_err().contains("nested"));
         idx.manifests = vec![d(crate::image::media::OCI_MANIFEST); MAX_INDEX_ENTRIES + 1];
         assert!(idx.check().unwrap_err().contains("entries"));
-        idx.manifests = vec![d("application/vnd.in-toto+json")];
-        assert!(idx.check().unwrap_err().contains("not an image manifest"));
+        // An artifact entry is kept, but names no platform.
+        let mut art = d("application/vnd.example.artifact+json");
+        art.platform = Some(crate::image::Platform::parse("linux/amd64").unwrap());
+        idx.manifests = vec![art];
+        assert!(idx.check().is_ok());
+        assert_eq!(idx.platforms(), vec![None]);
     }
 
     #[test]

@@ -231,7 +231,11 @@ impl Ctx {
         if !media::is_manifest(&mmt) {
             return Err(RegistryError::BadManifest {
                 name,
-                why: format!("index entry {} has media type {mmt}", chosen.digest),
+                why: format!(
+                    "index entry {} ({want}) is served as {mmt}, not as the image manifest the \
+                     index says it is; nothing was stored",
+                    chosen.digest
+                ),
             });
         }
         Ok(Resolved {

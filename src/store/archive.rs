@@ -292,6 +292,15 @@ impl Store {
         for d in &index.manifests {
             let (manifest_desc, image_id) = self.check_complete(d)?;
             self.check_config_size(&image_id, limits.max_config_size)?;
+            // Every platform's config of an index, not only the one reported.
+            if media::is_index(&d.media_type) {
+                for e in self.read_image_index(&d.digest)?.manifests {
+                    if media::is_manifest(&e.media_type) && self.has_blob(&e.digest) {
+                        let cfg = self.read_manifest(&e.digest)?.config.digest;
+                        self.check_config_size(&cfg, limits.max_config_size)?;
+                    }
+                }
+            }
             // Docker ≥ 25 puts the full name in containerd's annotation and only the tag in
             // ref.name (moby's image/tarexport/save.go): "latest" is not the image's name.
             let name = match d
@@ -325,14 +334,29 @@ impl Store {
         Ok(())
     }
 
-    /// Check that a manifest's blobs are all present; an index must hold exactly one image
-    /// manifest for the host's platform to be loadable as one image.
+    /// Check that a manifest's blobs are all present. An index (`skopeo copy --all`, podman's
+    /// manifest lists) is loaded as an index: every entry the archive holds must be complete,
+    /// entries it lacks stay absent (a partial index, as a pull leaves it), and the image ID
+    /// reported is the host platform's (else the first present one's).
     fn check_complete(&self, d: &Descriptor) -> Result<(Descriptor, Digest)> {
         if media::is_index(&d.media_type) {
-            return Err(arch_err(
-                format!("manifest {}", d.digest),
-                "is a multi-platform index; load a single-platform archive (skopeo copy --override-arch …)",
-            ));
+            let idx = self
+                .read_image_index(&d.digest)
+                .map_err(|e| arch_err(format!("index {}", d.digest), e.to_string()))?;
+            let images = idx
+                .manifests
+                .iter()
+                .filter(|e| media::is_manifest(&e.media_type));
+            for e in images.filter(|e| self.has_blob(&e.digest)) {
+                self.check_complete(e)?;
+            }
+            let entry = self
+                .pick_in_index(&d.digest.to_string(), d, None)
+                .map_err(|e| arch_err(format!("index {}", d.digest), e.to_string()))?;
+            let mut desc = d.clone();
+            desc.annotations.remove(REF_NAME);
+            desc.annotations.remove(CONTAINERD_IMAGE_NAME);
+            return Ok((desc, self.read_manifest(&entry.digest)?.config.digest));
         }
         let m = self.read_manifest(&d.digest)?;
         for b in std::iter::once(&m.config).chain(&m.layers) {

@@ -299,7 +299,11 @@ impl Store {
             [(t, entry, _)] if media::is_index(&t.target.media_type) => {
                 self.image_from(entry, names_of(&t.target.digest), Some(&t.target))
             }
-            [(t, _, _)] => self.load_for(what, &t.target, names_of(&t.target.digest), want),
+            // An image ID names that image whatever its platform (docker uses it as it is).
+            [(t, _, _)] => {
+                let want = want.filter(|_| media::is_index(&t.target.media_type));
+                self.load_for(what, &t.target, names_of(&t.target.digest), want)
+            }
             more => Err(StoreError::Ambiguous(what.to_string(), more.len())),
         }
     }
@@ -317,7 +321,7 @@ impl Store {
         Ok(idx
             .manifests
             .into_iter()
-            .filter(|d| self.has_blob(&d.digest))
+            .filter(|d| media::is_manifest(&d.media_type) && self.has_blob(&d.digest))
             .map(|d| (d, Some(target)))
             .collect())
     }

@@ -81,9 +81,9 @@ pub enum StoreError {
     #[error("image reference {0:?} is ambiguous: it matches {1} images; give more of the ID")]
     Ambiguous(String, usize),
     #[error(
-        "image {name} has no entry for platform {wanted} in its index; it has: {}; pick one \
-         with --platform",
-        .available.join(", ")
+        "image {name} has no entry for platform {wanted} in its index; {}",
+        if .available.is_empty() { "it lists no platforms (an empty manifest list?)".to_string() }
+        else { format!("it has: {}; pick one with --platform", .available.join(", ")) }
     )]
     PlatformMissing {
         name: String,
