@@ -190,7 +190,7 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
 }
 
 /// The `-t` values as references (`:latest` when no tag or digest is given).
-fn parse_tags(tags: &[String]) -> Result<Vec<Reference>> {
+pub(super) fn parse_tags(tags: &[String]) -> Result<Vec<Reference>> {
     tags.iter()
         .map(|t| {
             let r: Reference = t.parse().map_err(|source| BuildError::Tag {
@@ -399,7 +399,7 @@ impl<'a> Engine<'a> {
             .opts
             .outputs
             .iter()
-            .filter(|o| !matches!(o, Export::Image { .. }))
+            .filter(|o| !matches!(o, Export::Image { .. } | Export::IndexMember))
             .collect();
         if files.is_empty() {
             return Ok(());

@@ -29,6 +29,9 @@ pub enum BuildError {
     /// A `--platform` value (or a FROM `--platform`) that is no platform.
     #[error("--platform {value:?}: {why}")]
     Platform { value: String, why: String },
+    /// Something a build for several platforms cannot do.
+    #[error("{0}")]
+    MultiPlatform(String),
     #[error("invalid tag {tag:?}: {source}")]
     Tag {
         tag: String,

@@ -37,6 +37,10 @@ pub enum Export {
     Local(PathBuf),
     /// The filesystem as a tar stream.
     Tar(TarDest),
+    /// The image's config and manifest stored, but neither tagged nor recorded in
+    /// `index.json`: one platform of a multi-platform build, whose index records it
+    /// ([`super::multi`]). Never parsed from `-o`.
+    IndexMember,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +158,7 @@ pub fn export_fs(
         ..PackOptions::default()
     };
     match exp {
-        Export::Image { .. } => Ok(()),
+        Export::Image { .. } | Export::IndexMember => Ok(()),
         Export::Tar(TarDest::Stdout) => {
             let out = io::stdout();
             if nix::unistd::isatty(out.as_fd()).unwrap_or(false) {

@@ -18,7 +18,8 @@
 //! - [`context`]: content hashes of the build context behind a stat index.
 //! - [`export`]: `-o` outputs (image, `type=local`, `type=tar`) and `--metadata-file`;
 //!   [`caller`]: files written for the user get the caller's ids;
-//! - [`named`]: `--build-context`; [`ssh`]: `--ssh` and `RUN --mount=type=ssh`.
+//! - [`named`]: `--build-context`; [`ssh`]: `--ssh` and `RUN --mount=type=ssh`;
+//! - [`multi`]: `--platform a,b`: one engine build per platform, one index over them.
 
 pub mod backends;
 pub mod cache;
@@ -34,6 +35,7 @@ pub mod fetch;
 pub mod fsview;
 pub mod git;
 mod image_out;
+pub mod multi;
 pub mod named;
 pub mod output;
 pub mod owner;
@@ -106,7 +108,11 @@ pub struct BuildOptions {
     pub target: Option<String>,
     pub no_cache: bool,
     pub pull: PullPolicy,
+    /// The target platform of this build (`--platform` with one value).
     pub platform: Option<String>,
+    /// `--platform` with two or more platforms: [`multi::build`] builds each (with
+    /// `platform` set) and writes one index; empty otherwise.
+    pub platforms: Vec<crate::image::Platform>,
     pub labels: BTreeMap<String, String>,
     /// Default network of RUN steps (`RUN --network` overrides).
     pub network: NetworkMode,
@@ -151,6 +157,7 @@ impl BuildOptions {
             no_cache: false,
             pull: PullPolicy::Missing,
             platform: None,
+            platforms: vec![],
             labels: BTreeMap::new(),
             network: NetworkMode::Host,
             secrets: BTreeMap::new(),

@@ -27,9 +27,10 @@ pub struct BuildArgs {
     #[arg(long, value_parser = ["missing", "always", "never"], default_value = "missing",
           num_args = 0..=1, default_missing_value = "always", require_equals = true)]
     pub pull: String,
-    /// Target platform, e.g. linux/amd64
-    #[arg(long)]
-    pub platform: Option<String>,
+    /// Target platform, e.g. linux/amd64; a comma-separated list (or the flag repeated)
+    /// builds each platform and tags one image index over them
+    #[arg(long, value_name = "OS/ARCH[/VARIANT][,…]")]
+    pub platform: Vec<String>,
     /// Set a label on the image
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
@@ -138,6 +139,9 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
         nix::unistd::geteuid().is_root(),
         &store.tmp_dir(),
     )?;
+    if opts.platforms.len() > 1 {
+        return run_multi(&a, &store, &opts, tool, start);
+    }
     let quiet = opts.output == crate::build::OutputMode::Quiet;
     // rawjson keeps stderr to JSON lines until the build's end (an error is still printed).
     let json = opts.output == crate::build::OutputMode::RawJson;
@@ -177,6 +181,62 @@ pub fn run(g: &Global, a: BuildArgs, tool: &crate::run::ToolContext) -> CmdResul
             Ok(1)
         }
     }
+}
+
+/// A build for several platforms: one index, its digest printed as the build's ID (as
+/// buildx's `--iidfile` and `-q` give it), each platform's image ID on stderr.
+fn run_multi(
+    a: &BuildArgs,
+    store: &crate::store::Store,
+    opts: &crate::build::BuildOptions,
+    tool: &crate::run::ToolContext,
+    start: std::time::Instant,
+) -> CmdResult {
+    let chatty = !matches!(
+        opts.output,
+        crate::build::OutputMode::Quiet | crate::build::OutputMode::RawJson
+    );
+    let r = match crate::build::multi::build(store, opts, &opts.platforms, tool) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("boxbuild: error: {e}");
+            return Ok(1);
+        }
+    };
+    if chatty {
+        eprintln!(
+            "built {} platforms in {:.2}s ({} steps run, {} cached)",
+            r.platforms.len(),
+            start.elapsed().as_secs_f64(),
+            r.executed,
+            r.cached
+        );
+        for (p, b) in &r.platforms {
+            eprintln!("{p}: image {} (manifest {})", b.image_id, b.manifest.digest);
+        }
+        let kind = if opts.format == crate::build::ImageFormat::Docker {
+            "manifest list"
+        } else {
+            "index"
+        };
+        eprintln!("{kind} {}", r.index.digest);
+        for t in &r.names {
+            eprintln!("Successfully tagged {t}");
+        }
+    }
+    if a.push || pushes(opts) {
+        for t in &r.names {
+            let po = crate::registry::PushOptions {
+                progress: push_progress(opts.output),
+                authfile: None,
+                compression: a.compression_format,
+            };
+            crate::registry::push_with(store, t, None, &po)
+                .map_err(|e| anyhow::anyhow!("push {t}: {e}"))?;
+        }
+    }
+    println!("{}", r.index.digest);
+    Ok(0)
 }
 
 /// How `--push` after the build reports: bars after the TTY view, plain lines after plain
@@ -296,7 +356,14 @@ fn options(a: &BuildArgs) -> anyhow::Result<crate::build::BuildOptions> {
     o.target = a.target.clone();
     o.no_cache = a.no_cache;
     o.pull = a.pull.parse().map_err(anyhow::Error::msg)?;
-    o.platform = a.platform.clone();
+    o.platforms = crate::build::multi::parse_platforms(&a.platform)?;
+    // One platform builds as it always did, with the value as given.
+    o.platform = match (a.platform.as_slice(), o.platforms.as_slice()) {
+        (_, []) => None,
+        ([one], [_]) if !one.contains(',') => Some(one.clone()),
+        (_, [p]) => Some(p.to_string()),
+        _ => None,
+    };
     o.network = match a.network.as_str() {
         "none" => crate::run::NetworkMode::None,
         _ => crate::run::NetworkMode::Host,

@@ -1,0 +1,376 @@
+//! `--platform a,b`: one build per platform, one image index over them.
+//!
+//! [`build`] checks everything it can before any step runs — every platform parses, a
+//! platform whose RUN steps would need an emulator has one registered, the outputs make
+//! sense with several platforms — then runs the ordinary engine ([`super::engine::build`])
+//! once per platform, in the order given, on the same store and build cache. Each platform's
+//! build stores its config and manifest but records nothing in `index.json`
+//! ([`Export::IndexMember`]); the index written last ([`super::image_out::write_index`]) is
+//! what `-t` tags, so a failure on any platform leaves every tag as it was.
+//!
+//! Sharing: a stage whose FROM names a fixed platform (`--platform=$BUILDPLATFORM`) has the
+//! same cache keys in every platform's build (its base manifest, its instructions and ARGs
+//! are the same), so the first platform builds it and the others find it in the cache. A
+//! stage that uses `TARGETARCH` and friends keys differently per platform, as it must.
+//!
+//! Platforms run one after the other, not concurrently: a RUN step's output is captured by
+//! redirecting the process's own stdout and stderr ([`super::output::Capture`]), which two
+//! steps in two threads would fight over; and measured on 2 cores, two whole single-platform
+//! builds at once gain about 6% over one after the other (docs/arch-notes-multi16.md).
+
+use std::path::PathBuf;
+
+use super::error::{BuildError, Result};
+use super::export::Export;
+use super::{BuildOptions, BuildResult, ImageFormat};
+use crate::boxfile::{self, GlobalScope, Instruction};
+use crate::image::{Descriptor, Platform};
+use crate::run::ToolContext;
+use crate::store::Store;
+
+/// What a multi-platform build made.
+#[derive(Debug, Clone)]
+pub struct MultiResult {
+    /// The index's descriptor (an OCI index, or a Docker manifest list with
+    /// `--format docker`); its digest is the build's ID.
+    pub index: Descriptor,
+    /// Each platform with its own build's result (image ID, manifest), in the order given.
+    pub platforms: Vec<(Platform, BuildResult)>,
+    /// Whether the index was recorded in the store (no `-o`, or an image output among them).
+    pub stored: bool,
+    /// The names the index was tagged with, normalised.
+    pub names: Vec<String>,
+    pub executed: usize,
+    pub cached: usize,
+}
+
+/// The `--platform` values (each may be a comma-separated list, as buildx takes them) as
+/// platforms in BuildKit's normal form, in order, duplicates dropped (`linux/arm64/v8` is
+/// `linux/arm64`). An empty entry or one that does not parse is an error naming it.
+pub fn parse_platforms(values: &[String]) -> Result<Vec<Platform>> {
+    let mut out: Vec<Platform> = vec![];
+    for v in values.iter().flat_map(|v| v.split(',')) {
+        let p = super::plan::parse_platform(v.trim()).map_err(|why| BuildError::Platform {
+            value: v.to_string(),
+            why,
+        })?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The directory a platform's `-o type=local` files go to under DEST, as buildx names it
+/// (`linux_amd64`, `linux_arm_v7`).
+pub fn platform_dir(p: &Platform) -> String {
+    p.to_string().replace('/', "_")
+}
+
+/// Build `opts` for each of `platforms` (two or more) and write one index over the results.
+pub fn build(
+    store: &Store,
+    opts: &BuildOptions,
+    platforms: &[Platform],
+    tool: &ToolContext,
+) -> Result<MultiResult> {
+    check_outputs(opts)?;
+    let bf = boxfile::parse(&opts.boxfile.text, &opts.boxfile.path)
+        .map_err(|e| BuildError::Parse(Box::new(e)))?;
+    // The index's names: `-t` and the image outputs' `name=`s, checked before any work.
+    let mut tags = super::engine::parse_tags(&opts.tags)?;
+    for o in &opts.outputs {
+        if let Export::Image { names, .. } = o {
+            tags.extend(super::engine::parse_tags(names)?);
+        }
+    }
+    // Every platform's emulators before the first platform starts (each engine build checks
+    // its own again, which costs a few reads).
+    for p in platforms {
+        for (sp, line) in emulated_runs(&bf, opts, p)? {
+            crate::run::binfmt::check(&sp).map_err(|m| BuildError::Emulation {
+                at: format!("{}:{line}", opts.boxfile.path.display()),
+                source: Box::new(m),
+            })?;
+        }
+    }
+    let mut built = vec![];
+    let (mut executed, mut cached) = (0, 0);
+    for (i, p) in platforms.iter().enumerate() {
+        if opts.output != super::OutputMode::Quiet && opts.output != super::OutputMode::RawJson {
+            eprintln!("#### platform {p} ({}/{})", i + 1, platforms.len());
+        }
+        let o = member_options(opts, p, i == 0);
+        let r = super::engine::build(store, &o, tool)?;
+        executed += r.executed;
+        cached += r.cached;
+        built.push((p.clone(), r));
+    }
+    let docker = opts.format == ImageFormat::Docker;
+    let record = opts.outputs.is_empty()
+        || opts
+            .outputs
+            .iter()
+            .any(|e| matches!(e, Export::Image { .. }));
+    let members: Vec<(Platform, Descriptor)> = built
+        .iter()
+        .map(|(p, r)| (p.clone(), r.manifest.clone()))
+        .collect();
+    let index = super::image_out::write_index(store, &members, &tags, docker, record)?;
+    let result = MultiResult {
+        index,
+        platforms: built,
+        stored: record,
+        names: if record {
+            tags.iter().map(|t| t.to_string()).collect()
+        } else {
+            vec![]
+        },
+        executed,
+        cached,
+    };
+    write_files(opts, tool, &result)?;
+    Ok(result)
+}
+
+/// `--iidfile` (the index digest) and `--metadata-file` (the index, as buildx reports a
+/// multi-platform build).
+fn write_files(opts: &BuildOptions, tool: &ToolContext, r: &MultiResult) -> Result<()> {
+    let caller = super::caller::Caller::of(tool);
+    let write = |f: &PathBuf, bytes: &[u8]| {
+        caller
+            .run(|| crate::atomic::write(f, bytes, 0o644))
+            .map_err(|source| BuildError::Write {
+                path: f.clone(),
+                source,
+            })
+    };
+    if let Some(f) = &opts.iidfile {
+        write(f, r.index.digest.to_string().as_bytes())?;
+    }
+    if let Some(f) = &opts.metadata_file {
+        write(f, metadata(r).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `--metadata-file` of a multi-platform build: buildx writes the index as
+/// `containerimage.descriptor` and `containerimage.digest`, and no config digest (there is
+/// one per platform).
+pub fn metadata(r: &MultiResult) -> String {
+    let mut m = serde_json::Map::new();
+    if r.stored {
+        let d = &r.index;
+        m.insert(
+            "containerimage.descriptor".into(),
+            serde_json::json!({
+                "mediaType": d.media_type,
+                "digest": d.digest.to_string(),
+                "size": d.size,
+            }),
+        );
+        m.insert("containerimage.digest".into(), d.digest.to_string().into());
+        if !r.names.is_empty() {
+            m.insert("image.name".into(), r.names.join(",").into());
+        }
+    }
+    let mut s = serde_json::to_string_pretty(&m).expect("metadata serialises");
+    s.push('\n');
+    s
+}
+
+/// What several platforms cannot share: one tar stream (buildx splits it into per-platform
+/// directories inside; not done here) and `--cache-to` (each platform's records would
+/// replace the others').
+fn check_outputs(opts: &BuildOptions) -> Result<()> {
+    if opts.outputs.iter().any(|e| matches!(e, Export::Tar(_))) {
+        return Err(BuildError::MultiPlatform(
+            "-o type=tar with several platforms is not supported: use -o type=local,dest=DIR \
+             (one DIR/os_arch directory per platform) or build one platform per tar"
+                .into(),
+        ));
+    }
+    if !opts.cache_to.is_empty() {
+        return Err(BuildError::MultiPlatform(
+            "--cache-to with several platforms is not supported yet: export the cache from \
+             a single-platform build"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The options of one platform's build: its platform, no tags or files of its own (the
+/// index gets them), `-o type=local` into DEST/os_arch, `--cache-from` imported once.
+fn member_options(opts: &BuildOptions, p: &Platform, first: bool) -> BuildOptions {
+    let mut o = opts.clone();
+    o.platform = Some(p.to_string());
+    o.platforms = vec![];
+    o.tags = vec![];
+    o.iidfile = None;
+    o.metadata_file = None;
+    if !first {
+        o.cache_from = vec![];
+    }
+    o.outputs = opts
+        .outputs
+        .iter()
+        .filter_map(|e| match e {
+            Export::Local(d) => Some(Export::Local(d.join(platform_dir(p)))),
+            _ => None,
+        })
+        .collect();
+    o.outputs.push(Export::IndexMember);
+    o
+}
+
+/// The platforms `p`'s build runs RUN steps on other than the build platform, each with the
+/// Boxfile line of its first such RUN. A needed stage runs on the platform of the stage it is
+/// FROM, else on its FROM `--platform`, else on the target's (as `Engine::plan_platforms`).
+fn emulated_runs(
+    bf: &boxfile::Boxfile,
+    opts: &BuildOptions,
+    p: &Platform,
+) -> Result<Vec<(Platform, usize)>> {
+    let target = match &opts.target {
+        Some(t) => {
+            bf.stage(t)
+                .ok_or_else(|| BuildError::NoTarget(t.clone()))?
+                .index
+        }
+        None => bf.stages.len().saturating_sub(1),
+    };
+    let build_platform = super::plan::build_platform();
+    let args = super::plan::platform_args(&build_platform, p);
+    let global =
+        GlobalScope::new(bf, &opts.build_args, &args).map_err(|source| BuildError::Args {
+            file: opts.boxfile.path.display().to_string(),
+            source,
+        })?;
+    let mut stage_platform: Vec<Platform> = vec![];
+    for (i, s) in bf.stages.iter().enumerate() {
+        let (image, fixed) = match global.expand_from(&s.from.node).map(|e| e.instruction) {
+            Ok(Instruction::From(f)) => (f.image, f.platform),
+            _ => (s.from.node.image.clone(), None),
+        };
+        let lower = image.to_ascii_lowercase();
+        let base = bf.stages[..i]
+            .iter()
+            .position(|st| st.name.as_deref() == Some(lower.as_str()));
+        let pl = match (fixed, base) {
+            (Some(f), _) => Platform::parse(&f).map_err(|why| BuildError::Platform {
+                value: f.clone(),
+                why: format!(
+                    "{why} (FROM --platform at {}:{})",
+                    opts.boxfile.path.display(),
+                    s.from.start_line
+                ),
+            })?,
+            (None, Some(b)) => stage_platform[b].clone(),
+            (None, None) => p.clone(),
+        };
+        stage_platform.push(pl);
+    }
+    let mut out: Vec<(Platform, usize)> = vec![];
+    for i in super::plan::needed_stages(bf, &global, target) {
+        let sp = &stage_platform[i];
+        if *sp == build_platform || out.iter().any(|(q, _)| q == sp) {
+            continue;
+        }
+        let run = bf.stages[i]
+            .instructions
+            .iter()
+            .find(|ins| matches!(ins.node, Instruction::Run(_)));
+        if let Some(ins) = run {
+            out.push((sp.clone(), ins.start_line));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_platform_list_parses_in_order_without_duplicates() {
+        let got = parse_platforms(&[
+            "linux/amd64,linux/arm64".into(),
+            "linux/amd64".into(),
+            "linux/arm64/v8".into(),
+        ])
+        .unwrap();
+        let names: Vec<String> = got.iter().map(|p| p.to_string()).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+        let err = parse_platforms(&["linux/amd64,linux/".into()]).unwrap_err();
+        assert!(err.to_string().contains("\"linux/\""), "{err}");
+        assert!(parse_platforms(&["linux/amd64,".into()]).is_err());
+    }
+
+    #[test]
+    fn local_outputs_get_one_directory_per_platform() {
+        assert_eq!(
+            platform_dir(&Platform::parse("linux/arm/v7").unwrap()),
+            "linux_arm_v7"
+        );
+        assert_eq!(
+            platform_dir(&Platform::parse("linux/amd64").unwrap()),
+            "linux_amd64"
+        );
+    }
+
+    fn opts(text: &str) -> BuildOptions {
+        BuildOptions::new(
+            None,
+            super::super::BoxfileInput {
+                path: "Boxfile".into(),
+                text: text.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn only_runs_on_a_foreign_platform_need_an_emulator() {
+        let host = super::super::plan::build_platform();
+        let foreign = if host.arch == "amd64" {
+            Platform::parse("linux/arm64").unwrap()
+        } else {
+            Platform::parse("linux/amd64").unwrap()
+        };
+        let check = |text: &str, p: &Platform| -> Vec<usize> {
+            let bf = boxfile::parse(text, std::path::Path::new("Boxfile")).unwrap();
+            emulated_runs(&bf, &opts(text), p)
+                .unwrap()
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect()
+        };
+        assert_eq!(check("FROM busybox\nRUN true\n", &foreign), [2]);
+        assert!(check("FROM busybox\nRUN true\n", &host).is_empty());
+        assert!(check("FROM busybox\nCOPY a /a\n", &foreign).is_empty());
+        let cross = "FROM --platform=$BUILDPLATFORM busybox AS b\nRUN make\n\
+                     FROM busybox\nCOPY --from=b /x /x\n";
+        assert!(check(cross, &foreign).is_empty());
+        let emulated = "FROM --platform=$BUILDPLATFORM busybox AS b\nRUN make\n\
+                        FROM b AS c\nRUN more\nFROM busybox\nRUN uname -m\n";
+        assert_eq!(check(emulated, &foreign), [6]);
+        // A stage pinned to a foreign platform needs its emulator in a native build too.
+        let pinned = format!("FROM --platform={foreign} busybox\nRUN true\n");
+        assert_eq!(check(&pinned, &host), [2]);
+    }
+
+    #[test]
+    fn tar_outputs_and_cache_export_are_refused_before_any_work() {
+        let mut o = opts("FROM busybox\n");
+        o.outputs = vec![Export::Tar(super::super::export::TarDest::Stdout)];
+        assert!(
+            check_outputs(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("type=tar")
+        );
+        let mut o = opts("FROM busybox\n");
+        o.cache_to = vec!["r/c".into()];
+        assert!(check_outputs(&o).is_err());
+    }
+}

@@ -1,0 +1,438 @@
+//! `boxbuild --platform linux/amd64,linux/arm64`: one build per platform, one image index
+//! over them, checked with tools independent of boxkit — skopeo reads the pushed index,
+//! podman runs each platform's image from the registry (arm64 under QEMU) — and with the
+//! store's own files. A `$BUILDPLATFORM` stage is built once and found in the cache by the
+//! second platform; with SOURCE_DATE_EPOCH each platform's image is the one a single-platform
+//! build makes; a platform that does not parse or cannot run fails before any step.
+
+mod build_common;
+mod common;
+
+use build_common::{Env, Who, stderr, stdout};
+use common::fixtures::{self, Fixture};
+use common::podman::Podman;
+
+/// A cross build: the `$BUILDPLATFORM` stage runs natively, the final stage's RUN runs on the
+/// target platform (emulated for arm64). The image prints both.
+const CROSS: &str = "FROM --platform=$BUILDPLATFORM busybox:multiarch AS build\n\
+                     RUN uname -m > /build-arch\n\
+                     FROM busybox:multiarch\n\
+                     COPY --from=build /build-arch /build-arch\n\
+                     RUN uname -m > /arch\n\
+                     CMD [\"sh\", \"-c\", \"echo $(cat /build-arch) $(cat /arch) $(uname -m)\"]\n";
+
+const BOTH: &str = "linux/amd64,linux/arm64";
+
+/// The emulated steps need qemu-user-static and its binfmt entry: `scripts/host-setup.sh`
+/// registers it (as root, idempotently).
+fn emulation_ready() -> bool {
+    common::podman::host_setup();
+    let ok = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|s| s.lines().next() == Some("enabled"));
+    if !ok {
+        common::skip("no qemu-aarch64 binfmt_misc entry (qemu-user-static, scripts/host-setup.sh)");
+    }
+    ok
+}
+
+/// A store with no images and the registry mirroring docker.io, holding busybox:multiarch.
+fn env(who: Who) -> Env {
+    let e = Env::with_registry(who);
+    fixtures::seed(e.registry.as_ref().unwrap(), &[Fixture::BusyboxMultiarch]);
+    e
+}
+
+/// A blob of the store, as JSON.
+fn blob(e: &Env, digest: &str) -> serde_json::Value {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let p = e.store().join("blobs/sha256").join(hex);
+    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+}
+
+/// `os/arch[/variant]` of an index entry.
+fn platform_of(m: &serde_json::Value) -> String {
+    let p = &m["platform"];
+    let mut s = format!(
+        "{}/{}",
+        p["os"].as_str().unwrap(),
+        p["architecture"].as_str().unwrap()
+    );
+    if let Some(v) = p["variant"].as_str() {
+        s = format!("{s}/{v}");
+    }
+    s
+}
+
+/// Each platform of an index with its manifest's config digest (the image ID).
+fn ids_in_index(e: &Env, index: &serde_json::Value) -> Vec<(String, String)> {
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let man = blob(e, m["digest"].as_str().unwrap());
+            (
+                platform_of(m),
+                man["config"]["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn skopeo_raw(reg: &common::registry::Registry, name: &str) -> serde_json::Value {
+    let out = fixtures::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &reg.docker_ref(name),
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn two_platforms_give_one_index_that_podman_runs(who: Who) {
+    if !emulation_ready() {
+        return;
+    }
+    let e = env(who);
+    let reg = e.registry.as_ref().unwrap();
+    e.boxfile(CROSS);
+    let name = format!("{}/team/multi:v1", reg.addr());
+    let o = e.cmd(
+        "boxbuild",
+        &[
+            "--platform",
+            BOTH,
+            "-t",
+            &name,
+            "--push",
+            e.ctx().to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{}: {err}", e.who.label());
+    let id = stdout(&o).trim().to_string();
+
+    // The second platform found the native stage in the cache: it ran once.
+    let arm = err.split("#### platform linux/arm64").nth(1).expect(&err);
+    assert!(
+        arm.lines()
+            .any(|l| l.contains("CACHED") && l.contains("RUN uname -m > /build-arch")),
+        "the $BUILDPLATFORM stage is a cache hit for the second platform:\n{err}"
+    );
+
+    // The store: the tag points at an OCI index whose digest is the printed ID.
+    let index_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e.store().join("index.json")).unwrap()).unwrap();
+    let entry = index_json["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name.as_str())
+        .expect("the tag is in index.json")
+        .clone();
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        entry["digest"],
+        id.as_str(),
+        "the build prints the index digest"
+    );
+    let index = blob(&e, &id);
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(platform_of)
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // box inspect: the index's ID, the host's image, and the index's entries.
+    let inspect = e.inspect(&name);
+    assert_eq!(inspect["Id"], id.as_str(), "{inspect}");
+    let listed: Vec<String> = inspect["Manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Manifests in box inspect: {inspect}"))
+        .iter()
+        .map(platform_of)
+        .collect();
+    assert_eq!(listed, ["linux/amd64", "linux/arm64"]);
+
+    // The registry: skopeo reads the pushed index. Its manifests name the layers gzipped
+    // (the store keeps them as plain tars), so their digests differ from the stored ones, but
+    // each platform's config, the image ID, is the same.
+    let pushed = skopeo_raw(reg, "team/multi:v1");
+    assert_eq!(
+        pushed["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let pushed_ids: Vec<(String, String)> = pushed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+            let at = format!("team/multi@{}", m["digest"].as_str().unwrap());
+            let man = skopeo_raw(reg, &at);
+            (
+                platform_of(m),
+                man["config"]["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pushed_ids,
+        ids_in_index(&e, &index),
+        "the pushed images are the built ones"
+    );
+
+    // podman runs each platform's image from the registry.
+    let Some(pm) = Podman::new_or_skip() else {
+        return;
+    };
+    for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let o = pm
+            .cmd()
+            .env("CONTAINERS_REGISTRIES_CONF", reg.registries_conf())
+            .args(["run", "--rm", "--platform", platform])
+            .args([
+                "--ulimit",
+                "nofile=20000:20000",
+                "--ulimit",
+                "nproc=16384:16384",
+            ])
+            .arg(&name)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "podman run --platform {platform}: {}",
+            stderr(&o)
+        );
+        // The build stage ran natively; the final RUN and the container on the target.
+        assert_eq!(
+            stdout(&o).trim(),
+            format!("x86_64 {arch} {arch}"),
+            "podman run --platform {platform}"
+        );
+    }
+}
+
+#[test]
+fn two_platforms_give_one_index_that_podman_runs_root() {
+    let Some(who) = Who::root() else { return };
+    two_platforms_give_one_index_that_podman_runs(who);
+}
+
+#[test]
+fn two_platforms_give_one_index_that_podman_runs_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    two_platforms_give_one_index_that_podman_runs(who);
+}
+
+fn format_docker_gives_a_manifest_list(who: Who) {
+    if !emulation_ready() {
+        return;
+    }
+    let e = env(who);
+    let reg = e.registry.as_ref().unwrap();
+    e.boxfile(CROSS);
+    let name = format!("{}/team/list:v1", reg.addr());
+    let meta = e.dir.path().join("meta.json");
+    let iid = e.dir.path().join("iid");
+    let o = e.cmd(
+        "boxbuild",
+        &[
+            "--platform",
+            "linux/arm64",
+            "--platform",
+            "linux/amd64",
+            "--format",
+            "docker",
+            "-t",
+            &name,
+            "--push",
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            "--iidfile",
+            iid.to_str().unwrap(),
+            e.ctx().to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}: {}", e.who.label(), stderr(&o));
+    let id = stdout(&o).trim().to_string();
+    let list = skopeo_raw(reg, "team/list:v1");
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let ms = list["manifests"].as_array().unwrap();
+    let platforms: Vec<String> = ms.iter().map(platform_of).collect();
+    assert_eq!(platforms, ["linux/arm64", "linux/amd64"], "the order given");
+    for m in ms {
+        assert_eq!(
+            m["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+    }
+    // --metadata-file has the list, as buildx reports a multi-platform build.
+    let md: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(md["containerimage.digest"], id.as_str());
+    assert_eq!(
+        md["containerimage.descriptor"]["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    assert!(md.get("containerimage.config.digest").is_none(), "{md}");
+    assert_eq!(
+        std::fs::read_to_string(&iid).unwrap(),
+        id,
+        "--iidfile has the list's digest"
+    );
+}
+
+#[test]
+fn format_docker_gives_a_manifest_list_root() {
+    let Some(who) = Who::root() else { return };
+    format_docker_gives_a_manifest_list(who);
+}
+
+#[test]
+fn format_docker_gives_a_manifest_list_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    format_docker_gives_a_manifest_list(who);
+}
+
+fn with_source_date_epoch_each_platform_is_its_single_platform_build(who: Who) {
+    if !emulation_ready() {
+        return;
+    }
+    let e = env(who);
+    e.boxfile(CROSS);
+    let sde = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let ctx = e.ctx();
+    let ctx = ctx.to_str().unwrap();
+    let o = e.cmd_env("boxbuild", &["--platform", BOTH, "-t", "multi", ctx], &sde);
+    assert!(o.status.success(), "{}: {}", e.who.label(), stderr(&o));
+    let index = blob(&e, stdout(&o).trim());
+    let in_index = ids_in_index(&e, &index);
+    // Single-platform builds, without the cache, so nothing is taken from the build above.
+    for (platform, id) in &in_index {
+        let o = e.cmd_env(
+            "boxbuild",
+            &["--no-cache", "--platform", platform, "-t", "single", ctx],
+            &sde,
+        );
+        assert!(o.status.success(), "{platform}: {}", stderr(&o));
+        assert_eq!(
+            stdout(&o).trim(),
+            id,
+            "{}: the {platform} image of the index is the single-platform build's",
+            e.who.label()
+        );
+    }
+    assert_eq!(in_index.len(), 2);
+}
+
+#[test]
+fn with_source_date_epoch_each_platform_is_its_single_platform_build_root() {
+    let Some(who) = Who::root() else { return };
+    with_source_date_epoch_each_platform_is_its_single_platform_build(who);
+}
+
+#[test]
+fn with_source_date_epoch_each_platform_is_its_single_platform_build_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    with_source_date_epoch_each_platform_is_its_single_platform_build(who);
+}
+
+fn a_bad_platform_fails_before_any_step_and_names_it(who: Who) {
+    let e = env(who);
+    e.boxfile(CROSS);
+    let ctx = e.ctx();
+    let ctx = ctx.to_str().unwrap();
+    // mips64le: qemu-user-static has it, but host-setup.sh registers no binfmt entry for it.
+    for (list, named, why) in [
+        ("linux/amd64,linux/", "\"linux/\"", "invalid platform"),
+        (
+            "linux/amd64,linux/mips64le",
+            "linux/mips64le",
+            "binfmt_misc",
+        ),
+    ] {
+        let o = e.cmd("boxbuild", &["--platform", list, "-t", "bad", ctx]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{list}: {err}");
+        assert!(err.contains(named) && err.contains(why), "{list}: {err}");
+        assert!(!err.contains("[1/"), "no step ran for {list}: {err}");
+        assert!(
+            !err.contains("#### platform"),
+            "no platform started for {list}: {err}"
+        );
+        let index = std::fs::read_to_string(e.store().join("index.json")).unwrap_or_default();
+        assert!(!index.contains("bad:latest"), "nothing tagged: {index}");
+    }
+    // The unrunnable platform's error says what to install, and the RUN that needs it.
+    let o = e.cmd(
+        "boxbuild",
+        &["--platform", "linux/amd64,linux/mips64le", ctx],
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("qemu-user-static") && err.contains("Boxfile:5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_platform_fails_before_any_step_and_names_it_root() {
+    let Some(who) = Who::root() else { return };
+    a_bad_platform_fails_before_any_step_and_names_it(who);
+}
+
+#[test]
+fn a_bad_platform_fails_before_any_step_and_names_it_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    a_bad_platform_fails_before_any_step_and_names_it(who);
+}
+
+#[test]
+fn local_output_writes_one_directory_per_platform() {
+    let Some(who) = Who::root() else { return };
+    if !emulation_ready() {
+        return;
+    }
+    let e = env(who);
+    e.boxfile(CROSS);
+    let out = e.dir.path().join("out");
+    let o = e.cmd(
+        "boxbuild",
+        &[
+            "--platform",
+            BOTH,
+            "-o",
+            &format!("type=local,dest={}", out.display()),
+            e.ctx().to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (dir, arch) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+        let got = std::fs::read_to_string(out.join(dir).join("arch")).unwrap();
+        assert_eq!(got.trim(), arch, "{dir}");
+    }
+    let tar = e.cmd(
+        "boxbuild",
+        &[
+            "--platform",
+            BOTH,
+            "-o",
+            "type=tar,dest=x.tar",
+            e.ctx().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(tar.status.code(), Some(1));
+    assert!(
+        stderr(&tar).contains("type=tar with several platforms"),
+        "{}",
+        stderr(&tar)
+    );
+}
