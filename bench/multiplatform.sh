@@ -16,7 +16,7 @@
 #
 # With AB=1 it also measures what running the two platforms in parallel could gain: two
 # single-platform builds (each in its own fresh store) one after the other, against the same
-# two at once (docs/arch-notes-multi16.md records the choice this informed).
+# two at once (docs/internals.md, "Several platforms in one build", records the choice this informed).
 #
 # The binaries are what a user installs: `cargo build --release` (BOXBUILD to override). As
 # root. Prints medians, the ratios and the load average. Env: RUNS (default 5), WARMUP
