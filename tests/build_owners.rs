@@ -103,7 +103,7 @@ fn without_a_subordinate_range_chown_and_copy_chown_give_the_native_image() {
     assert_eq!(owner(&ls[2], "copied"), (1234, 1234));
     // RUN chown, chown -h (a regular file), a base file, "." from a cwd, and owners changed
     // twice. (Only full user:group pairs: busybox fills a missing half from stat, which
-    // shows the real owner, see docs/arch-notes-owners.md.)
+    // shows the real owner, see docs/internals.md, "Owners where only container root is mapped".)
     let run = &ls[3];
     assert_eq!(owner(run, "f"), (1234, 1234));
     assert_eq!(owner(run, "h"), (1234, 1234));
@@ -140,7 +140,7 @@ ln -s x /l; chown -h 1 /l; echo link=$?\n",
     assert!(o.status.success(), "{err}");
     // An id outside the container range: EINVAL, like the kernel. ENOENT and ENOTDIR as
     // the kernel gives them; a magic link is refused (ELOOP); a symlink is accepted (it
-    // cannot carry the owner, see docs/arch-notes-owners.md).
+    // cannot carry the owner, see docs/internals.md, "Owners where only container root is mapped").
     for want in ["out=1", "missing=1", "notdir=1", "magic=1", "link=0"] {
         assert!(err.contains(want), "{want}: {err}");
     }

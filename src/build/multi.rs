@@ -16,7 +16,7 @@
 //! Platforms run one after the other, not concurrently: a RUN step's output is captured by
 //! redirecting the process's own stdout and stderr ([`super::output::Capture`]), which two
 //! steps in two threads would fight over; and measured on 2 cores, two whole single-platform
-//! builds at once gain about 6% over one after the other (docs/arch-notes-multi16.md).
+//! builds at once gain about 6% over one after the other (docs/internals.md, "Several platforms in one build").
 
 use std::path::PathBuf;
 
