@@ -83,6 +83,17 @@ pub struct Engine<'a> {
     pub platform: Platform,
 }
 
+/// The stage `--target` names (its index), else the last one.
+pub(super) fn target_stage(bf: &Boxfile, opts: &BuildOptions) -> Result<usize> {
+    match &opts.target {
+        Some(t) => Ok(bf
+            .stage(t)
+            .ok_or_else(|| BuildError::NoTarget(t.clone()))?
+            .index),
+        None => Ok(bf.stages.len().saturating_sub(1)),
+    }
+}
+
 /// Build the image `opts` describes, tag it, and return its ID. `tool` is the context from
 /// entering the tool's user namespace.
 pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<BuildResult> {
@@ -90,14 +101,7 @@ pub fn build(store: &Store, opts: &BuildOptions, tool: &ToolContext) -> Result<B
         .map_err(|e| BuildError::Parse(Box::new(e)))?;
     // Tags are checked before any work, so a typo costs nothing.
     let tags = parse_tags(&opts.tags)?;
-    let target = match &opts.target {
-        Some(t) => {
-            bf.stage(t)
-                .ok_or_else(|| BuildError::NoTarget(t.clone()))?
-                .index
-        }
-        None => bf.stages.len().saturating_sub(1),
-    };
+    let target = target_stage(&bf, opts)?;
     let target_platform = match &opts.platform {
         Some(p) => plan::parse_platform(p).map_err(|why| BuildError::Platform {
             value: p.clone(),

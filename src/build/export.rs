@@ -250,13 +250,21 @@ fn export_local(
 /// separated); a build that stored no image (only `-o type=local|tar`) has none of them, as
 /// BuildKit's local and tar exporters report nothing.
 pub fn metadata(r: &super::BuildResult) -> String {
+    let stored = r.stored.then_some((&r.manifest, Some(&r.image_id)));
+    metadata_json(stored, &r.names)
+}
+
+/// The metadata file's JSON: for a stored image or index `desc` (with its config digest,
+/// which an index has none of), the `containerimage.*` keys and `image.name`; else `{}`.
+pub(super) fn metadata_json(
+    stored: Option<(&crate::image::Descriptor, Option<&crate::digest::Digest>)>,
+    names: &[String],
+) -> String {
     let mut m = serde_json::Map::new();
-    if r.stored {
-        let d = &r.manifest;
-        m.insert(
-            "containerimage.config.digest".into(),
-            r.image_id.to_string().into(),
-        );
+    if let Some((d, config)) = stored {
+        if let Some(c) = config {
+            m.insert("containerimage.config.digest".into(), c.to_string().into());
+        }
         m.insert(
             "containerimage.descriptor".into(),
             serde_json::json!({
@@ -266,8 +274,8 @@ pub fn metadata(r: &super::BuildResult) -> String {
             }),
         );
         m.insert("containerimage.digest".into(), d.digest.to_string().into());
-        if !r.names.is_empty() {
-            m.insert("image.name".into(), r.names.join(",").into());
+        if !names.is_empty() {
+            m.insert("image.name".into(), names.join(",").into());
         }
     }
     let mut s = serde_json::to_string_pretty(&m).expect("metadata serialises");

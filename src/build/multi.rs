@@ -158,25 +158,7 @@ fn write_files(opts: &BuildOptions, tool: &ToolContext, r: &MultiResult) -> Resu
 /// `containerimage.descriptor` and `containerimage.digest`, and no config digest (there is
 /// one per platform).
 pub fn metadata(r: &MultiResult) -> String {
-    let mut m = serde_json::Map::new();
-    if r.stored {
-        let d = &r.index;
-        m.insert(
-            "containerimage.descriptor".into(),
-            serde_json::json!({
-                "mediaType": d.media_type,
-                "digest": d.digest.to_string(),
-                "size": d.size,
-            }),
-        );
-        m.insert("containerimage.digest".into(), d.digest.to_string().into());
-        if !r.names.is_empty() {
-            m.insert("image.name".into(), r.names.join(",").into());
-        }
-    }
-    let mut s = serde_json::to_string_pretty(&m).expect("metadata serialises");
-    s.push('\n');
-    s
+    super::export::metadata_json(r.stored.then_some((&r.index, None)), &r.names)
 }
 
 /// What several platforms cannot share: one tar stream (buildx splits it into per-platform
@@ -232,14 +214,7 @@ fn emulated_runs(
     opts: &BuildOptions,
     p: &Platform,
 ) -> Result<Vec<(Platform, usize)>> {
-    let target = match &opts.target {
-        Some(t) => {
-            bf.stage(t)
-                .ok_or_else(|| BuildError::NoTarget(t.clone()))?
-                .index
-        }
-        None => bf.stages.len().saturating_sub(1),
-    };
+    let target = super::engine::target_stage(bf, opts)?;
     let build_platform = super::plan::build_platform();
     let args = super::plan::platform_args(&build_platform, p);
     let global =

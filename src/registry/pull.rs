@@ -19,24 +19,30 @@ use crate::image::{Descriptor, Index, Manifest, Reference, media};
 use crate::limits::{self, Limits};
 use crate::store::{Image, Store, StoreError};
 
+impl Ctx {
+    /// A pull's context from the user's options; `tag`: whether the pulled name is tagged.
+    fn new(opts: &PullOptions, tag: bool) -> Result<Ctx> {
+        let want = match &opts.platform {
+            Some(p) => Some(Platform::parse(p).map_err(RegistryError::BadPlatform)?),
+            None => None,
+        };
+        Ok(Ctx {
+            http: http_client()?,
+            auth: AuthFiles::new(opts.authfile.clone()),
+            conf: RegistriesConf::load()?,
+            want,
+            unpack: opts.unpack,
+            limits: Limits::from_env()?,
+            tag,
+        })
+    }
+}
+
 /// Layers downloaded at once (docker's default max-concurrent-downloads).
 const PARALLEL: usize = 3;
 
 pub async fn pull(store: &Store, name: &str, opts: &PullOptions, rep: &Reporter) -> Result<Image> {
-    let conf = RegistriesConf::load()?;
-    let want = match &opts.platform {
-        Some(p) => Some(Platform::parse(p).map_err(RegistryError::BadPlatform)?),
-        None => None,
-    };
-    let ctx = Ctx {
-        http: http_client()?,
-        auth: AuthFiles::new(opts.authfile.clone()),
-        conf,
-        want,
-        unpack: opts.unpack,
-        limits: Limits::from_env()?,
-        tag: true,
-    };
+    let ctx = Ctx::new(opts, true)?;
     let candidates = ctx.conf.candidates(name)?;
     let mut not_found = Vec::new();
     let n = candidates.len();
@@ -390,19 +396,7 @@ pub async fn pull_entry(
     opts: &PullOptions,
     rep: &Reporter,
 ) -> Result<Image> {
-    let want = match &opts.platform {
-        Some(p) => Some(Platform::parse(p).map_err(RegistryError::BadPlatform)?),
-        None => None,
-    };
-    let ctx = Ctx {
-        http: http_client()?,
-        auth: AuthFiles::new(opts.authfile.clone()),
-        conf: RegistriesConf::load()?,
-        want,
-        unpack: opts.unpack,
-        limits: Limits::from_env()?,
-        tag: false,
-    };
+    let ctx = Ctx::new(opts, false)?;
     let pinned = name.with_digest(entry.clone());
     let mut img = ctx.pull_reference(store, &pinned, rep).await?;
     img.index = Some(index.clone());
