@@ -23,18 +23,6 @@ const CROSS: &str = "FROM --platform=$BUILDPLATFORM busybox:multiarch AS build\n
 
 const BOTH: &str = "linux/amd64,linux/arm64";
 
-/// The emulated steps need qemu-user-static and its binfmt entry: `scripts/host-setup.sh`
-/// registers it (as root, idempotently).
-fn emulation_ready() -> bool {
-    common::podman::host_setup();
-    let ok = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|s| s.lines().next() == Some("enabled"));
-    if !ok {
-        common::skip("no qemu-aarch64 binfmt_misc entry (qemu-user-static, scripts/host-setup.sh)");
-    }
-    ok
-}
-
 /// A store with no images and the registry mirroring docker.io, holding busybox:multiarch.
 fn env(who: Who) -> Env {
     let e = Env::with_registry(who);
@@ -90,7 +78,7 @@ fn skopeo_raw(reg: &common::registry::Registry, name: &str) -> serde_json::Value
 }
 
 fn two_platforms_give_one_index_that_podman_runs(who: Who) {
-    if !emulation_ready() {
+    if !common::emulation::ready() {
         return;
     }
     let e = env(who);
@@ -231,7 +219,7 @@ fn two_platforms_give_one_index_that_podman_runs_rootless() {
 }
 
 fn format_docker_gives_a_manifest_list(who: Who) {
-    if !emulation_ready() {
+    if !common::emulation::ready() {
         return;
     }
     let e = env(who);
@@ -303,7 +291,7 @@ fn format_docker_gives_a_manifest_list_rootless() {
 }
 
 fn with_source_date_epoch_each_platform_is_its_single_platform_build(who: Who) {
-    if !emulation_ready() {
+    if !common::emulation::ready() {
         return;
     }
     let e = env(who);
@@ -398,7 +386,7 @@ fn a_bad_platform_fails_before_any_step_and_names_it_rootless() {
 #[test]
 fn local_output_writes_one_directory_per_platform() {
     let Some(who) = Who::root() else { return };
-    if !emulation_ready() {
+    if !common::emulation::ready() {
         return;
     }
     let e = env(who);

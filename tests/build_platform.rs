@@ -11,22 +11,10 @@ use build_common::{Env, Who, stderr};
 use common::fixtures::{self, Fixture};
 use common::podman::Podman;
 
-/// The emulated tests need qemu-user-static and its binfmt entry: `scripts/host-setup.sh`
-/// registers it (as root, idempotently); this runs it once per process.
-fn emulation_ready() -> bool {
-    common::podman::host_setup();
-    let ok = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|s| s.lines().next() == Some("enabled"));
-    if !ok {
-        common::skip("no qemu-aarch64 binfmt_misc entry (qemu-user-static, scripts/host-setup.sh)");
-    }
-    ok
-}
-
 #[test]
 fn multiarch_fixture_is_an_index_whose_arm64_image_podman_runs_under_qemu() {
     let Some(_root) = Who::root() else { return };
-    if !emulation_ready() {
+    if !common::emulation::ready() {
         return;
     }
     let Some(reg) = common::registry::Registry::start_or_skip() else {
@@ -87,15 +75,6 @@ fn env_with_multiarch(who: Who) -> Env {
     e
 }
 
-/// The tests compare `uname -m` of a native and an emulated stage: the host must be x86-64.
-fn amd64_host() -> bool {
-    let ok = std::env::consts::ARCH == "x86_64";
-    if !ok {
-        common::skip("the platform tests expect an x86-64 host (arm64 emulated)");
-    }
-    ok
-}
-
 const CROSS: &str = "FROM --platform=$BUILDPLATFORM busybox:multiarch AS build
 RUN uname -m > /arch
 FROM busybox:multiarch
@@ -127,7 +106,7 @@ fn cross_compile_stage_runs_natively_and_target_stage_emulated(who: Who) {
 #[test]
 fn cross_compile_runs_the_buildplatform_stage_natively_and_the_target_stage_under_qemu_root() {
     let Some(who) = Who::root() else { return };
-    if amd64_host() && emulation_ready() {
+    if common::emulation::amd64_host() && common::emulation::ready() {
         cross_compile_stage_runs_natively_and_target_stage_emulated(who);
     }
 }
@@ -135,7 +114,7 @@ fn cross_compile_runs_the_buildplatform_stage_natively_and_the_target_stage_unde
 #[test]
 fn cross_compile_runs_the_buildplatform_stage_natively_and_the_target_stage_under_qemu_rootless() {
     let Some(who) = Who::with_range() else { return };
-    if amd64_host() && emulation_ready() {
+    if common::emulation::amd64_host() && common::emulation::ready() {
         cross_compile_stage_runs_natively_and_target_stage_emulated(who);
     }
 }
@@ -143,7 +122,7 @@ fn cross_compile_runs_the_buildplatform_stage_natively_and_the_target_stage_unde
 #[test]
 fn platform_args_have_buildkits_values_once_declared() {
     let Some(who) = Who::root() else { return };
-    if !(amd64_host() && emulation_ready()) {
+    if !(common::emulation::amd64_host() && common::emulation::ready()) {
         return;
     }
     let e = env_with_multiarch(who);
@@ -189,7 +168,7 @@ RUN echo \"args $BUILDPLATFORM $BUILDOS $BUILDARCH [$BUILDVARIANT] $TARGETPLATFO
 #[test]
 fn a_stage_from_a_stage_keeps_its_parents_platform_whatever_its_own_from_platform_says() {
     let Some(who) = Who::root() else { return };
-    if !(amd64_host() && emulation_ready()) {
+    if !(common::emulation::amd64_host() && common::emulation::ready()) {
         return;
     }
     let e = env_with_multiarch(who);
@@ -243,7 +222,7 @@ fn buildplatform_stage_is_shared_and_target_stage_is_not(who: Who) {
 #[test]
 fn an_amd64_then_arm64_build_share_the_buildplatform_stage_not_the_target_stage_root() {
     let Some(who) = Who::root() else { return };
-    if amd64_host() && emulation_ready() {
+    if common::emulation::amd64_host() && common::emulation::ready() {
         buildplatform_stage_is_shared_and_target_stage_is_not(who);
     }
 }
@@ -251,7 +230,7 @@ fn an_amd64_then_arm64_build_share_the_buildplatform_stage_not_the_target_stage_
 #[test]
 fn an_amd64_then_arm64_build_share_the_buildplatform_stage_not_the_target_stage_rootless() {
     let Some(who) = Who::with_range() else { return };
-    if amd64_host() && emulation_ready() {
+    if common::emulation::amd64_host() && common::emulation::ready() {
         buildplatform_stage_is_shared_and_target_stage_is_not(who);
     }
 }
@@ -343,7 +322,7 @@ fn missing_emulator_is_an_error_before_any_work(who: Who) {
 #[test]
 fn a_platform_without_a_binfmt_entry_is_an_error_before_anything_is_pulled_root() {
     let Some(who) = Who::root() else { return };
-    if amd64_host() {
+    if common::emulation::amd64_host() {
         missing_emulator_is_an_error_before_any_work(who);
     }
 }
@@ -351,7 +330,7 @@ fn a_platform_without_a_binfmt_entry_is_an_error_before_anything_is_pulled_root(
 #[test]
 fn a_platform_without_a_binfmt_entry_is_an_error_before_anything_is_pulled_rootless() {
     let Some(who) = Who::with_range() else { return };
-    if amd64_host() {
+    if common::emulation::amd64_host() {
         missing_emulator_is_an_error_before_any_work(who);
     }
 }

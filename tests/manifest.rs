@@ -9,25 +9,6 @@ mod common;
 use build_common::{Env, Who, stderr, stdout};
 use common::fixtures::{self, Fixture};
 
-/// The emulated runs need qemu-user-static and its binfmt entry (`scripts/host-setup.sh`).
-fn emulation_ready() -> bool {
-    common::podman::host_setup();
-    let ok = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|s| s.lines().next() == Some("enabled"));
-    if !ok {
-        common::skip("no qemu-aarch64 binfmt_misc entry (qemu-user-static, scripts/host-setup.sh)");
-    }
-    ok
-}
-
-fn amd64_host() -> bool {
-    let ok = std::env::consts::ARCH == "x86_64";
-    if !ok {
-        common::skip("these tests expect an x86-64 host (arm64 emulated)");
-    }
-    ok
-}
-
 /// An empty store and a registry mirroring docker.io with `busybox:multiarch` in it.
 fn env_with_multiarch(who: Who) -> Env {
     let e = Env::with_registry(who);
@@ -164,7 +145,7 @@ fn run_list_inspect(who: Who) {
 #[test]
 fn run_list_and_inspect_an_index_root() {
     let Some(who) = Who::root() else { return };
-    if amd64_host() && emulation_ready() {
+    if common::emulation::amd64_host() && common::emulation::ready() {
         run_list_inspect(who);
     }
 }
@@ -172,7 +153,7 @@ fn run_list_and_inspect_an_index_root() {
 #[test]
 fn run_list_and_inspect_an_index_rootless() {
     let Some(who) = Who::with_range() else { return };
-    if amd64_host() && emulation_ready() {
+    if common::emulation::amd64_host() && common::emulation::ready() {
         run_list_inspect(who);
     }
 }
@@ -285,8 +266,8 @@ fn manifest_commands(who: Who) {
     }
     // podman runs each platform of the pushed list (arm64 under QEMU).
     if matches!(e.who, Who::Root)
-        && amd64_host()
-        && emulation_ready()
+        && common::emulation::amd64_host()
+        && common::emulation::ready()
         && let Some(pm) = common::podman::Podman::new_or_skip()
     {
         for (platform, want) in [("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")] {

@@ -42,6 +42,7 @@ pub fn bin(name: &str) -> PathBuf {
     }
 }
 
+pub mod emulation;
 pub mod fixtures;
 pub mod jobs;
 pub mod podman;
