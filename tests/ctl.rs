@@ -14,23 +14,30 @@ fn inspect(who: &Who, name: &str, format: &str) -> String {
     stdout(&o).trim().to_string()
 }
 
-/// Poll `inspect --format` until `ok` holds (or fail after `secs`).
-fn wait_for(who: &Who, name: &str, format: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+/// Call `probe` every 50 ms until it gives a value; after `secs`, fail with its last reason.
+fn poll<T>(secs: u64, mut probe: impl FnMut() -> Result<T, String>) -> T {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(why) => assert!(Instant::now() < end, "{why}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Poll `inspect --format` until `ok` holds (or fail after `secs`).
+fn wait_for(who: &Who, name: &str, format: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+    poll(secs, || {
         // The container may not exist yet (a foreground boxrun still preparing it).
         let o = who.box_(&["inspect", "--format", format, name]);
         let v = stdout(&o).trim().to_string();
         if o.status.success() && ok(&v) {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("{}: {name}: {format} is still {v:?}", who.label()))
         }
-        assert!(
-            Instant::now() < end,
-            "{}: {name}: {format} is still {v:?}",
-            who.label()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 #[test]
@@ -640,19 +647,17 @@ fn spawn_attach(who: &Who, args: &[&str], name: &str) -> std::process::Child {
 
 /// Poll `box logs NAME` until it contains `what` (or fail after `secs`).
 fn wait_log(who: &Who, name: &str, what: &str, secs: u64) -> String {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
+    poll(secs, || {
         let log = stdout(&who.box_(&["logs", name]));
         if log.contains(what) {
-            return log;
+            Ok(log)
+        } else {
+            Err(format!(
+                "{}: {name}: the log lacks {what:?}: {log:?}",
+                who.label()
+            ))
         }
-        assert!(
-            Instant::now() < end,
-            "{}: {name}: the log lacks {what:?}: {log:?}",
-            who.label()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 #[test]
