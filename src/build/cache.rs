@@ -24,7 +24,7 @@ use crate::store::Store;
 /// The config key under which a cache image (`--cache-to`) lists its records.
 const CACHE_KEY: &str = "io.boxkit.build-cache.v1";
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct CacheRecord {
     pub layer: Option<LayerRef>,
     /// When the step ran: a hit reuses it for the history, so a fully cached rebuild gives
