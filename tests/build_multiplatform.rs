@@ -590,3 +590,61 @@ fn one_job_builds_the_platforms_one_after_the_other_rootless() {
     let Some(who) = Who::with_range() else { return };
     one_job_builds_the_platforms_one_after_the_other(who);
 }
+
+fn the_first_failure_stops_the_other_platforms_and_tags_nothing(who: Who) {
+    if !common::emulation::ready() {
+        return;
+    }
+    let e = env(who);
+    // arm64 fails as soon as its RUN starts; amd64 is still sleeping then, and its next
+    // step must not start.
+    e.boxfile(
+        "FROM busybox:multiarch\n\
+         RUN if [ $(uname -m) = aarch64 ]; then echo arm-fails; exit 3; fi; sleep 15\n\
+         RUN echo after-the-sleep\n",
+    );
+    let o = e.cmd_env(
+        "boxbuild",
+        &[
+            "--progress=plain",
+            "--platform",
+            BOTH,
+            "-t",
+            "failing",
+            e.ctx().to_str().unwrap(),
+        ],
+        &[("BOX_BUILD_PLATFORM_JOBS", "2")],
+    );
+    let err = stderr(&o);
+    let label = e.who.label();
+    assert!(!o.status.success(), "{label}: {err}");
+    assert!(
+        err.contains("[linux/arm64 2/3] arm-fails") && err.contains("exit code 3"),
+        "{label}: the arm64 failure is reported:\n{err}"
+    );
+    assert!(
+        !err.contains("stopped: the build of another platform failed"),
+        "{label}: the first failure is the error shown, not the stop it caused:\n{err}"
+    );
+    assert!(
+        !err.contains("after-the-sleep"),
+        "{label}: amd64 stopped before its next step:\n{err}"
+    );
+    let index = std::fs::read_to_string(e.store().join("index.json")).unwrap_or_default();
+    assert!(
+        !index.contains("failing"),
+        "{label}: nothing tagged: {index}"
+    );
+}
+
+#[test]
+fn the_first_failure_stops_the_other_platforms_and_tags_nothing_root() {
+    let Some(who) = Who::root() else { return };
+    the_first_failure_stops_the_other_platforms_and_tags_nothing(who);
+}
+
+#[test]
+fn the_first_failure_stops_the_other_platforms_and_tags_nothing_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    the_first_failure_stops_the_other_platforms_and_tags_nothing(who);
+}

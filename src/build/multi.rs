@@ -194,13 +194,13 @@ fn build_all(
         .into_iter()
         .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
         .collect();
-    if let Some(i) = first_failed
+    let first_failed = first_failed
         .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(i) = first_failed
+        && let Some(Err(e)) = results[i].take()
     {
-        if let Some(Err(e)) = results[i].take() {
-            return Err(e);
-        }
+        return Err(e);
     }
     platforms
         .iter()
