@@ -159,6 +159,9 @@ enum Sink {
     Discard,
     /// tty and rawjson: each line to the board, as output of step `.1`.
     Board(Arc<Board>, usize),
+    /// Unit tests: the lines, kept.
+    #[cfg(test)]
+    Keep(Arc<std::sync::Mutex<Vec<String>>>),
 }
 
 /// One RUN step's output: the descriptors its container gets ([`Capture::stdio`]: stdin
@@ -222,6 +225,11 @@ fn copy_lines(r: OwnedFd, stop: &OwnedFd, sink: Sink) {
     let emit = |line: &[u8]| match &sink {
         Sink::Discard => {}
         Sink::Board(b, step) => b.log(*step, line),
+        #[cfg(test)]
+        Sink::Keep(v) => v
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(line).into_owned()),
         Sink::Prefix(prefix) => {
             let mut buf = Vec::with_capacity(line.len() + prefix.len() + 2);
             buf.extend_from_slice(prefix.as_bytes());
@@ -309,5 +317,37 @@ impl Drop for Capture {
         if let Some(h) = self.reader.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capture_passes_whole_lines_and_stops_though_another_copy_of_its_pipe_lives() {
+        let kept = Arc::new(std::sync::Mutex::new(vec![]));
+        let cap = Capture::start(Sink::Keep(kept.clone())).unwrap();
+        let io = cap.stdio();
+        // What another thread's forked helper would hold: a copy of the write end.
+        let other = nix::unistd::dup(&*io.stdout).unwrap();
+        let mut out = std::fs::File::from(nix::unistd::dup(&*io.stdout).unwrap());
+        out.write_all(b"one\ntwo\npart").unwrap();
+        drop(out);
+        drop(io);
+        drop(cap);
+        assert_eq!(*kept.lock().unwrap(), ["one", "two", "part"]);
+        drop(other);
+    }
+
+    #[test]
+    fn a_long_line_is_passed_on_in_pieces() {
+        let got = std::cell::RefCell::new(vec![]);
+        let emit = |l: &[u8]| got.borrow_mut().push(l.len());
+        let mut lines = Lines::default();
+        lines.push(&vec![b'x'; MAX_LINE + 10], &emit);
+        lines.push(b"\n", &emit);
+        lines.finish(&emit);
+        assert_eq!(*got.borrow(), [MAX_LINE, 10]);
     }
 }
