@@ -648,3 +648,86 @@ fn the_first_failure_stops_the_other_platforms_and_tags_nothing_rootless() {
     let Some(who) = Who::with_range() else { return };
     the_first_failure_stops_the_other_platforms_and_tags_nothing(who);
 }
+
+fn cache_from_serves_every_platform_of_a_parallel_build(who: Who) {
+    if !common::emulation::ready() {
+        return;
+    }
+    let e = env(who);
+    let reg = e.registry.as_ref().unwrap();
+    e.boxfile(CROSS);
+    let ctx = e.ctx();
+    let ctx = ctx.to_str().unwrap();
+    let label = e.who.label();
+    // One cache image per platform, from single-platform builds (--cache-to is refused with
+    // several platforms).
+    let caches: Vec<String> = ["amd64", "arm64"]
+        .iter()
+        .map(|a| format!("{}/team/cache:{a}", reg.addr()))
+        .collect();
+    for (arch, cache) in ["amd64", "arm64"].iter().zip(&caches) {
+        let o = e.cmd(
+            "boxbuild",
+            &[
+                "--platform",
+                &format!("linux/{arch}"),
+                "--cache-to",
+                cache,
+                ctx,
+            ],
+        );
+        assert!(o.status.success(), "{label} {arch}: {}", stderr(&o));
+    }
+    // The local records go; the blobs stay, so only an import can make the steps hit.
+    std::fs::remove_dir_all(e.store().join("cache/build")).unwrap();
+    let o = e.cmd_env(
+        "boxbuild",
+        &[
+            "--progress=plain",
+            "--platform",
+            BOTH,
+            "--cache-from",
+            &caches[0],
+            "--cache-from",
+            &caches[1],
+            "-t",
+            "from-cache",
+            ctx,
+        ],
+        &[("BOX_BUILD_PLATFORM_JOBS", "2")],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{label}: {err}");
+    let steps: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("[linux/"))
+        .filter(|l| {
+            l.split_once("] ").is_some_and(|(_, rest)| {
+                let ins = rest.strip_prefix("CACHED ").unwrap_or(rest);
+                ins.starts_with("RUN ") || ins.starts_with("COPY ")
+            })
+        })
+        .collect();
+    assert_eq!(
+        steps.len(),
+        6,
+        "{label}: RUN, COPY, RUN per platform:\n{err}"
+    );
+    let missed: Vec<&&str> = steps.iter().filter(|l| !l.contains("CACHED")).collect();
+    assert!(
+        missed.is_empty(),
+        "{label}: every step a hit, missed {missed:?}:\n{err}"
+    );
+}
+
+#[test]
+fn cache_from_serves_every_platform_of_a_parallel_build_root() {
+    let Some(who) = Who::root() else { return };
+    cache_from_serves_every_platform_of_a_parallel_build(who);
+}
+
+#[test]
+fn cache_from_serves_every_platform_of_a_parallel_build_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    cache_from_serves_every_platform_of_a_parallel_build(who);
+}

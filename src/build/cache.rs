@@ -80,6 +80,9 @@ impl<'a> BuildCache<'a> {
     /// cannot be imported only costs speed, so failures are warnings, as in BuildKit.
     pub fn import(&self, r: &str, mut opts: PullOptions, printer: &Printer) {
         opts.policy = registry::PullPolicy::Always;
+        // A cache image is not an image of the build's platform (its config says the
+        // platform that exported it): it is taken as it is.
+        opts.platform = None;
         printer.line(&format!("importing cache from {r}"));
         let img = match registry::ensure_image(self.store, r, &opts) {
             Ok(img) => img,

@@ -167,9 +167,14 @@ fn build_all(
                 eprintln!("#### platform {p} ({}/{})", i + 1, platforms.len());
             }
             let mut o = member_options(opts, p, i == 0);
-            if jobs > 1 && o.output == super::OutputMode::Tty {
-                // Two live views cannot share one terminal.
-                o.output = super::OutputMode::Plain;
+            if jobs > 1 {
+                if o.output == super::OutputMode::Tty {
+                    // Two live views cannot share one terminal.
+                    o.output = super::OutputMode::Plain;
+                }
+                // Any platform may reach a step first, so each imports the cache before its
+                // steps (the second import finds the blobs stored and rewrites the records).
+                o.cache_from = opts.cache_from.clone();
             }
             o.member = Some(Member {
                 tag: p.to_string(),
@@ -320,7 +325,8 @@ fn check_outputs(opts: &BuildOptions) -> Result<()> {
 }
 
 /// The options of one platform's build: its platform, no tags or files of its own (the
-/// index gets them), `-o type=local` into DEST/os_arch, `--cache-from` imported once.
+/// index gets them), `-o type=local` into DEST/os_arch, `--cache-from` for the first only
+/// ([`build_all`] gives it to each when several run at once).
 fn member_options(opts: &BuildOptions, p: &Platform, first: bool) -> BuildOptions {
     let mut o = opts.clone();
     o.platform = Some(p.to_string());
