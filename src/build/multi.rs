@@ -190,8 +190,17 @@ fn build_all(
         }
     };
     std::thread::scope(|s| {
-        for _ in 1..jobs {
-            s.spawn(worker);
+        for n in 1..jobs {
+            // The main thread's stack size: the engine's tree walks recurse per directory
+            // level, and a spawned thread's default (2 MiB) is a quarter of it.
+            let spawned = std::thread::Builder::new()
+                .name(format!("platform-{n}"))
+                .stack_size(8 << 20)
+                .spawn_scoped(s, worker);
+            if spawned.is_err() {
+                // No thread: this platform's share is built by the others.
+                break;
+            }
         }
         worker();
     });
