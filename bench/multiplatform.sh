@@ -14,9 +14,9 @@
 # docker.io for both tools (BOX_REGISTRIES_CONF / CONTAINERS_REGISTRIES_CONF). Emulation needs
 # qemu-user-static and its binfmt entry (scripts/host-setup.sh, run here as root).
 #
-# With AB=1 it also measures what running the two platforms in parallel could gain: two
-# single-platform builds (each in its own fresh store) one after the other, against the same
-# two at once (docs/internals.md, "Several platforms in one build", records the choice this informed).
+# With AB=1 it also measures what building the two platforms in parallel gains: the cold
+# build with BOX_BUILD_PLATFORM_JOBS=1 (one after the other) against the default (at once)
+# (docs/internals.md, "Several platforms in one build").
 #
 # The binaries are what a user installs: `cargo build --release` (BOXBUILD to override). As
 # root. Prints medians, the ratios and the load average. Env: RUNS (default 5), WARMUP
@@ -119,16 +119,15 @@ jq -r '.results as $r
   "$work/out.json"
 
 [ -n "${AB:-}" ] || exit 0
-# Parallel platforms, measured from outside: the two single-platform builds one after the
-# other vs. both at once (each in a fresh store, so each pulls and runs everything).
-one() { echo "$BOXBUILD --root $work/ab-$1 -q --platform linux/$1 -t one $ctx"; }
-seq_cmd="sh -c '$(one amd64) >/dev/null && $(one arm64) >/dev/null'"
-par_cmd="sh -c '$(one amd64) >/dev/null & $(one arm64) >/dev/null; wait'"
+# Parallel platforms: the same cold two-platform build with its platforms one after the other
+# (BOX_BUILD_PLATFORM_JOBS=1) and at once (the default), each in a fresh store.
+seq_cmd="env BOX_BUILD_PLATFORM_JOBS=1 $(bb "$work/ab")"
+par_cmd="$(bb "$work/ab")"
 hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/ab.json" \
-  --prepare "rm -rf $work/ab-amd64 $work/ab-arm64" -n sequential "$seq_cmd" \
-  --prepare "rm -rf $work/ab-amd64 $work/ab-arm64" -n parallel "$par_cmd" >&2
-echo "two single-platform builds, cold, sequential vs parallel (load now: $(cut -d' ' -f1-3 /proc/loadavg)):"
+  --prepare "rm -rf $work/ab" -n sequential "$seq_cmd" \
+  --prepare "rm -rf $work/ab" -n parallel "$par_cmd" >&2
+echo "two-platform build, cold, platforms one after the other vs at once (load now: $(cut -d' ' -f1-3 /proc/loadavg)):"
 jq -r '.results as $r
   | def m(n): ($r[] | select(.command==n) | .median);
-  "| sequential | \(m("sequential")*1000|round) ms |\n| parallel | \(m("parallel")*1000|round) ms |\n| parallel/sequential | \(m("parallel")/m("sequential")*1000|round/1000) |"' \
+  "| sequential (BOX_BUILD_PLATFORM_JOBS=1) | \(m("sequential")*1000|round) ms |\n| parallel | \(m("parallel")*1000|round) ms |\n| parallel/sequential | \(m("parallel")/m("sequential")*1000|round/1000) |"' \
   "$work/ab.json"

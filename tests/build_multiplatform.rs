@@ -1,8 +1,9 @@
 //! `boxbuild --platform linux/amd64,linux/arm64`: one build per platform, one image index
 //! over them, checked with tools independent of boxkit — skopeo reads the pushed index,
 //! podman runs each platform's image from the registry (arm64 under QEMU) — and with the
-//! store's own files. A `$BUILDPLATFORM` stage is built once and found in the cache by the
-//! second platform; with SOURCE_DATE_EPOCH each platform's image is the one a single-platform
+//! store's own files. The platforms build at the same time (BOX_BUILD_PLATFORM_JOBS=1: one
+//! after the other); a `$BUILDPLATFORM` stage is built once and taken by the other platform;
+//! with SOURCE_DATE_EPOCH each platform's image is the one a single-platform
 //! build makes; a platform that does not parse or cannot run fails before any step.
 
 mod build_common;
@@ -100,12 +101,16 @@ fn two_platforms_give_one_index_that_podman_runs(who: Who) {
     assert!(o.status.success(), "{}: {err}", e.who.label());
     let id = stdout(&o).trim().to_string();
 
-    // The second platform found the native stage in the cache: it ran once.
-    let arm = err.split("#### platform linux/arm64").nth(1).expect(&err);
-    assert!(
-        arm.lines()
-            .any(|l| l.contains("CACHED") && l.contains("RUN uname -m > /build-arch")),
-        "the $BUILDPLATFORM stage is a cache hit for the second platform:\n{err}"
+    // One platform made the native stage, the other took it: it ran once.
+    let shared = |cached: bool| {
+        err.lines()
+            .filter(|l| l.contains("RUN uname -m > /build-arch") && l.contains("CACHED") == cached)
+            .count()
+    };
+    assert_eq!(
+        (shared(false), shared(true)),
+        (1, 1),
+        "the $BUILDPLATFORM stage runs once and is a hit for the other platform:\n{err}"
     );
 
     // The store: the tag points at an OCI index whose digest is the printed ID.
@@ -423,4 +428,306 @@ fn local_output_writes_one_directory_per_platform() {
         "{}",
         stderr(&tar)
     );
+}
+
+/// A shared native stage that takes a while, then a RUN per platform that prints the
+/// machine's uptime when it starts and when it ends (/proc/uptime is the host's, so the two
+/// platforms' times compare). With WAIT=n, each platform's RUN leaves a marker in a cache
+/// mount both share and waits up to n seconds for the other's: it prints `met` only if the
+/// other platform's RUN started while it was still running (pulls may take the platforms to
+/// their RUN seconds apart, so a plain time comparison would not show it reliably).
+const TIMED: &str = "FROM --platform=$BUILDPLATFORM busybox:multiarch AS build\n\
+                     RUN echo shared-step-ran && sleep 1 && uname -m > /build-arch\n\
+                     FROM busybox:multiarch\n\
+                     ARG WAIT=0\n\
+                     COPY --from=build /build-arch /build-arch\n\
+                     RUN --mount=type=cache,target=/meet echo start $(cut -d' ' -f1 /proc/uptime) \
+                     && touch /meet/$(uname -m) && i=0 && while [ $i -lt $WAIT ]; do \
+                     if [ -e /meet/x86_64 ] && [ -e /meet/aarch64 ]; then echo met; break; fi; \
+                     sleep 1; i=$((i+1)); done && sleep 1 && echo end $(cut -d' ' -f1 /proc/uptime)\n";
+
+/// What [`timed_build`] read from the build's plain output.
+struct Timed {
+    /// Each platform with the (start, end) of its final RUN.
+    times: Vec<(String, f64, f64)>,
+    /// Platforms whose final RUN printed `met`.
+    met: Vec<String>,
+    /// How many times the shared stage's RUN ran, and was a hit.
+    shared: (usize, usize),
+    err: String,
+}
+
+/// Build TIMED for both platforms, `jobs` at once, each RUN waiting up to `wait` seconds for
+/// the other; what the tagged plain output lines say.
+fn timed_build(who: Who, jobs: &str, wait: &str) -> Timed {
+    let e = env(who);
+    e.boxfile(TIMED);
+    let o = e.cmd_env(
+        "boxbuild",
+        &[
+            "--progress=plain",
+            "--platform",
+            BOTH,
+            "--build-arg",
+            &format!("WAIT={wait}"),
+            "-t",
+            "timed",
+            e.ctx().to_str().unwrap(),
+        ],
+        &[("BOX_BUILD_PLATFORM_JOBS", jobs)],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{}: {err}", e.who.label());
+    // The output lines of `platform`'s steps: what follows `[platform n/N] `.
+    let output = |platform: &str| -> Vec<String> {
+        let tag = format!("[{platform} ");
+        err.lines()
+            .filter(|l| l.starts_with(&tag))
+            .filter_map(|l| {
+                l.split_once("] ")
+                    .map(|(_, rest)| rest.trim_end().to_string())
+            })
+            .collect()
+    };
+    let time = |platform: &str, what: &str| -> f64 {
+        let found: Vec<f64> = output(platform)
+            .iter()
+            .filter_map(|rest| rest.strip_prefix(&format!("{what} ")))
+            .map(|t| t.trim().parse::<f64>().unwrap())
+            .collect();
+        assert_eq!(found.len(), 1, "one {what} line of {platform}:\n{err}");
+        found[0]
+    };
+    let platforms = ["linux/amd64", "linux/arm64"];
+    let times = platforms
+        .iter()
+        .map(|p| (p.to_string(), time(p, "start"), time(p, "end")))
+        .collect();
+    let met = platforms
+        .iter()
+        .filter(|p| output(p).iter().any(|l| l == "met"))
+        .map(|p| p.to_string())
+        .collect();
+    // The shared RUN's own output line (not its header, which has the command).
+    let ran = platforms
+        .iter()
+        .map(|p| output(p).iter().filter(|l| *l == "shared-step-ran").count())
+        .sum();
+    let hit = err
+        .lines()
+        .filter(|l| l.contains("CACHED RUN echo shared-step-ran"))
+        .count();
+    Timed {
+        times,
+        met,
+        shared: (ran, hit),
+        err,
+    }
+}
+
+fn platforms_build_at_once_and_a_shared_stage_runs_once(who: Who) {
+    if !common::emulation::ready() {
+        return;
+    }
+    let label = who.label();
+    let t = timed_build(who, "2", "60");
+    assert_eq!(
+        t.met,
+        ["linux/amd64", "linux/arm64"],
+        "{label}: each platform's RUN saw the other's start while it ran: {:?}\n{}",
+        t.times,
+        t.err
+    );
+    assert_eq!(
+        t.shared,
+        (1, 1),
+        "{label}: the $BUILDPLATFORM stage ran once, the other platform took it\n{}",
+        t.err
+    );
+}
+
+#[test]
+fn platforms_build_at_once_and_a_shared_stage_runs_once_root() {
+    let Some(who) = Who::root() else { return };
+    platforms_build_at_once_and_a_shared_stage_runs_once(who);
+}
+
+#[test]
+fn platforms_build_at_once_and_a_shared_stage_runs_once_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    platforms_build_at_once_and_a_shared_stage_runs_once(who);
+}
+
+fn one_job_builds_the_platforms_one_after_the_other(who: Who) {
+    if !common::emulation::ready() {
+        return;
+    }
+    let label = who.label();
+    let t = timed_build(who, "1", "0");
+    let (a, b) = (&t.times[0], &t.times[1]);
+    assert!(
+        a.2 <= b.1,
+        "{label}: amd64 (given first) ended before arm64 started: {:?}\n{}",
+        t.times,
+        t.err
+    );
+    assert_eq!(
+        t.shared,
+        (1, 1),
+        "{label}: the second platform took the shared stage\n{}",
+        t.err
+    );
+}
+
+#[test]
+fn one_job_builds_the_platforms_one_after_the_other_root() {
+    let Some(who) = Who::root() else { return };
+    one_job_builds_the_platforms_one_after_the_other(who);
+}
+
+#[test]
+fn one_job_builds_the_platforms_one_after_the_other_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    one_job_builds_the_platforms_one_after_the_other(who);
+}
+
+fn the_first_failure_stops_the_other_platforms_and_tags_nothing(who: Who) {
+    if !common::emulation::ready() {
+        return;
+    }
+    let e = env(who);
+    // arm64 fails as soon as its RUN starts; amd64 is still sleeping then, and its next
+    // step must not start.
+    e.boxfile(
+        "FROM busybox:multiarch\n\
+         RUN if [ $(uname -m) = aarch64 ]; then echo arm-fails; exit 3; fi; sleep 15\n\
+         RUN echo after-the-sleep\n",
+    );
+    let o = e.cmd_env(
+        "boxbuild",
+        &[
+            "--progress=plain",
+            "--platform",
+            BOTH,
+            "-t",
+            "failing",
+            e.ctx().to_str().unwrap(),
+        ],
+        &[("BOX_BUILD_PLATFORM_JOBS", "2")],
+    );
+    let err = stderr(&o);
+    let label = e.who.label();
+    assert!(!o.status.success(), "{label}: {err}");
+    assert!(
+        err.contains("[linux/arm64 2/3] arm-fails") && err.contains("exit code 3"),
+        "{label}: the arm64 failure is reported:\n{err}"
+    );
+    assert!(
+        !err.contains("stopped: the build of another platform failed"),
+        "{label}: the first failure is the error shown, not the stop it caused:\n{err}"
+    );
+    assert!(
+        !err.contains("after-the-sleep"),
+        "{label}: amd64 stopped before its next step:\n{err}"
+    );
+    let index = std::fs::read_to_string(e.store().join("index.json")).unwrap_or_default();
+    assert!(
+        !index.contains("failing"),
+        "{label}: nothing tagged: {index}"
+    );
+}
+
+#[test]
+fn the_first_failure_stops_the_other_platforms_and_tags_nothing_root() {
+    let Some(who) = Who::root() else { return };
+    the_first_failure_stops_the_other_platforms_and_tags_nothing(who);
+}
+
+#[test]
+fn the_first_failure_stops_the_other_platforms_and_tags_nothing_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    the_first_failure_stops_the_other_platforms_and_tags_nothing(who);
+}
+
+fn cache_from_serves_every_platform_of_a_parallel_build(who: Who) {
+    if !common::emulation::ready() {
+        return;
+    }
+    let e = env(who);
+    let reg = e.registry.as_ref().unwrap();
+    e.boxfile(CROSS);
+    let ctx = e.ctx();
+    let ctx = ctx.to_str().unwrap();
+    let label = e.who.label();
+    // One cache image per platform, from single-platform builds (--cache-to is refused with
+    // several platforms).
+    let caches: Vec<String> = ["amd64", "arm64"]
+        .iter()
+        .map(|a| format!("{}/team/cache:{a}", reg.addr()))
+        .collect();
+    for (arch, cache) in ["amd64", "arm64"].iter().zip(&caches) {
+        let o = e.cmd(
+            "boxbuild",
+            &[
+                "--platform",
+                &format!("linux/{arch}"),
+                "--cache-to",
+                cache,
+                ctx,
+            ],
+        );
+        assert!(o.status.success(), "{label} {arch}: {}", stderr(&o));
+    }
+    // The local records go; the blobs stay, so only an import can make the steps hit.
+    std::fs::remove_dir_all(e.store().join("cache/build")).unwrap();
+    let o = e.cmd_env(
+        "boxbuild",
+        &[
+            "--progress=plain",
+            "--platform",
+            BOTH,
+            "--cache-from",
+            &caches[0],
+            "--cache-from",
+            &caches[1],
+            "-t",
+            "from-cache",
+            ctx,
+        ],
+        &[("BOX_BUILD_PLATFORM_JOBS", "2")],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{label}: {err}");
+    let steps: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("[linux/"))
+        .filter(|l| {
+            l.split_once("] ").is_some_and(|(_, rest)| {
+                let ins = rest.strip_prefix("CACHED ").unwrap_or(rest);
+                ins.starts_with("RUN ") || ins.starts_with("COPY ")
+            })
+        })
+        .collect();
+    assert_eq!(
+        steps.len(),
+        6,
+        "{label}: RUN, COPY, RUN per platform:\n{err}"
+    );
+    let missed: Vec<&&str> = steps.iter().filter(|l| !l.contains("CACHED")).collect();
+    assert!(
+        missed.is_empty(),
+        "{label}: every step a hit, missed {missed:?}:\n{err}"
+    );
+}
+
+#[test]
+fn cache_from_serves_every_platform_of_a_parallel_build_root() {
+    let Some(who) = Who::root() else { return };
+    cache_from_serves_every_platform_of_a_parallel_build(who);
+}
+
+#[test]
+fn cache_from_serves_every_platform_of_a_parallel_build_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    cache_from_serves_every_platform_of_a_parallel_build(who);
 }

@@ -24,7 +24,7 @@ use crate::store::Store;
 /// The config key under which a cache image (`--cache-to`) lists its records.
 const CACHE_KEY: &str = "io.boxkit.build-cache.v1";
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct CacheRecord {
     pub layer: Option<LayerRef>,
     /// When the step ran: a hit reuses it for the history, so a fully cached rebuild gives
@@ -80,6 +80,9 @@ impl<'a> BuildCache<'a> {
     /// cannot be imported only costs speed, so failures are warnings, as in BuildKit.
     pub fn import(&self, r: &str, mut opts: PullOptions, printer: &Printer) {
         opts.policy = registry::PullPolicy::Always;
+        // A cache image is not an image of the build's platform (its config says the
+        // platform that exported it): it is taken as it is.
+        opts.platform = None;
         printer.line(&format!("importing cache from {r}"));
         let img = match registry::ensure_image(self.store, r, &opts) {
             Ok(img) => img,

@@ -249,7 +249,8 @@ impl<'a> Engine<'a> {
             tool,
             bf,
             global,
-            printer: Printer::new(opts.output, total),
+            printer: Printer::new(opts.output, total)
+                .tagged(opts.member.as_ref().map(|m| m.tag.clone())),
             hasher,
             ignore,
             built: HashMap::new(),
@@ -419,9 +420,18 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// Err when a multi-platform build stopped this platform's build (another failed).
+    fn check_stopped(&self) -> StepResult<()> {
+        match &self.opts.member {
+            Some(m) if m.shared.stopped() => Err(StepErrorKind::Stopped),
+            _ => Ok(()),
+        }
+    }
+
     fn run_stage(&mut self, idx: usize) -> Result<StageOut> {
         let stage = self.bf.stages[idx].clone();
         let line = stage.from.start_line;
+        self.check_stopped().map_err(self.at(line))?;
         self.platform = self.platforms[&idx].clone();
         let (mut sr, triggers) = self.stage_start(idx).map_err(self.at(line))?;
         // ONBUILD triggers of the base run first (located at the FROM); the new image does
@@ -614,7 +624,17 @@ impl<'a> Engine<'a> {
         (key, created_by): (Digest, String),
         exec: impl FnOnce(&mut Self, &mut StageRun) -> StepResult<Option<LayerRef>>,
     ) -> StepResult<()> {
-        let hit = self.cache.get(&key);
+        // Beside other platforms' builds: one step per key at a time, so a step they share
+        // (a $BUILDPLATFORM stage) runs once and the others wait for its record.
+        let slot = self.opts.member.as_ref().map(|m| m.shared.slot(&key));
+        let mut made = slot
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        self.check_stopped()?;
+        let hit = match made.as_ref().and_then(|m| m.as_ref()) {
+            Some(rec) => Some(rec.clone()),
+            None => self.cache.get(&key),
+        };
         if counted {
             self.printer.step(&ins.original, hit.is_some());
         }
@@ -632,6 +652,9 @@ impl<'a> Engine<'a> {
                     created: Some(self.created.clone()),
                 };
                 self.cache.put(&key, &rec);
+                if let Some(m) = made.as_mut() {
+                    **m = Some(rec);
+                }
                 (layer, self.created.clone())
             }
         };

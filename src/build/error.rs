@@ -115,6 +115,9 @@ pub enum StepErrorKind {
     Config(#[from] config::ConfigError),
     #[error("{0} is not supported yet")]
     Unsupported(String),
+    /// A multi-platform build stops the other platforms' builds when one fails.
+    #[error("stopped: the build of another platform failed")]
+    Stopped,
     #[error("{0}")]
     Invalid(String),
     #[error("secret {0:?} was not given: pass --secret id={0},src=FILE")]

@@ -144,6 +144,10 @@ pub struct BuildOptions {
     pub build_contexts: BTreeMap<String, named::NamedContext>,
     /// `--ssh ID[=SOCKET|KEY…]`: what each id forwards to `RUN --mount=type=ssh`.
     pub ssh: BTreeMap<String, ssh::SshSource>,
+    /// Set by a multi-platform build on each platform's build ([`multi::Member`]): its tag
+    /// on progress lines and what it shares with the builds running beside it. None for an
+    /// ordinary build.
+    pub member: Option<multi::Member>,
 }
 
 impl BuildOptions {
@@ -175,6 +179,7 @@ impl BuildOptions {
             add_hosts: vec![],
             build_contexts: BTreeMap::new(),
             ssh: BTreeMap::new(),
+            member: None,
         }
     }
 }

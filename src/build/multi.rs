@@ -3,28 +3,39 @@
 //! [`build`] checks everything it can before any step runs — every platform parses, a
 //! platform whose RUN steps would need an emulator has one registered, the outputs make
 //! sense with several platforms — then runs the ordinary engine ([`super::engine::build`])
-//! once per platform, in the order given, on the same store and build cache. Each platform's
-//! build stores its config and manifest but records nothing in `index.json`
+//! once per platform on the same store and build cache, the platforms at the same time
+//! ([`build_all`]: one thread per platform, at most [`platform_jobs`] at once;
+//! `BOX_BUILD_PLATFORM_JOBS=1` builds them one after the other, in the order given). Each
+//! platform's build stores its config and manifest but records nothing in `index.json`
 //! ([`Export::IndexMember`]); the index written last ([`super::image_out::write_index`]) is
-//! what `-t` tags, so a failure on any platform leaves every tag as it was.
+//! what `-t` tags, so a failure on any platform leaves every tag as it was. The first
+//! platform to fail stops the others at their next step, and its error is the one reported.
 //!
 //! Sharing: a stage whose FROM names a fixed platform (`--platform=$BUILDPLATFORM`) has the
 //! same cache keys in every platform's build (its base manifest, its instructions and ARGs
-//! are the same), so the first platform builds it and the others find it in the cache. A
-//! stage that uses `TARGETARCH` and friends keys differently per platform, as it must.
+//! are the same). The builds share a [`Shared`]: one slot per step key, locked while the
+//! step is looked up and made, so the first build to reach a shared step makes it and the
+//! others wait for it and take its record (a hit, also under `--no-cache`: it was made in
+//! this build). A stage that uses `TARGETARCH` and friends keys differently per platform,
+//! as it must, and runs in parallel.
 //!
-//! Platforms run one after the other, not concurrently: a RUN step's output is captured by
-//! redirecting the process's own stdout and stderr ([`super::output::Capture`]), which two
-//! steps in two threads would fight over. On a quiet 2-core machine two whole
-//! single-platform builds at once take 0.73× the time of one after the other, so running
-//! platforms in parallel is left to do (docs/internals.md, "Several platforms in one build").
+//! Output: each platform's progress lines carry its platform (`[linux/arm64 2/4] RUN …`);
+//! RUN output reaches the printer through each step's own pipe
+//! ([`super::output::Capture`]), and lines are written whole, so two platforms' lines
+//! interleave but never mix. Two live TTY views cannot share a terminal: with several
+//! platforms at once, `--progress=tty` prints plain lines.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use super::cache::CacheRecord;
 use super::error::{BuildError, Result};
 use super::export::Export;
 use super::{BuildOptions, BuildResult, ImageFormat};
 use crate::boxfile::{self, GlobalScope, Instruction};
+use crate::digest::Digest;
 use crate::image::{Descriptor, Platform};
 use crate::run::ToolContext;
 use crate::store::Store;
@@ -68,6 +79,153 @@ pub fn platform_dir(p: &Platform) -> String {
     p.to_string().replace('/', "_")
 }
 
+/// What the builds of one multi-platform build share (see the module documentation).
+#[derive(Default)]
+pub struct Shared {
+    /// One slot per step key: held while the step is looked up and made, then holding the
+    /// record it made, so a step two platforms share runs once in this build.
+    steps: Mutex<HashMap<Digest, Arc<Mutex<Option<CacheRecord>>>>>,
+    /// Set when a platform's build failed: the others stop at their next step.
+    stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("stopped", &self.stopped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The slot of step `key` (made on first use).
+    pub fn slot(&self, key: &Digest) -> Arc<Mutex<Option<CacheRecord>>> {
+        let mut steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
+        steps.entry(key.clone()).or_default().clone()
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What marks one platform's build as part of a multi-platform build
+/// ([`BuildOptions::member`]).
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The platform, shown in its progress lines.
+    pub tag: String,
+    pub shared: Arc<Shared>,
+}
+
+/// How many platforms build at once: `BOX_BUILD_PLATFORM_JOBS` when set (1: one after the
+/// other), else the CPUs this process may use; never more than `n`.
+pub fn platform_jobs(n: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let asked = std::env::var("BOX_BUILD_PLATFORM_JOBS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|j| *j > 0);
+    asked.unwrap_or(cpus).clamp(1, n.max(1))
+}
+
+/// Each platform's build, at most [`platform_jobs`] at once; the results in the order of
+/// `platforms`. The first build to fail stops the others (at their next step), and its
+/// error is the one returned.
+fn build_all(
+    store: &Store,
+    opts: &BuildOptions,
+    platforms: &[Platform],
+    tool: &ToolContext,
+) -> Result<Vec<(Platform, BuildResult)>> {
+    let jobs = platform_jobs(platforms.len());
+    let shared = Arc::new(Shared::default());
+    let shown =
+        opts.output != super::OutputMode::Quiet && opts.output != super::OutputMode::RawJson;
+    if jobs > 1 && opts.output == super::OutputMode::Tty {
+        eprintln!(
+            "boxbuild: {jobs} platforms build at once, shown as plain lines \
+             (BOX_BUILD_PLATFORM_JOBS=1 builds them one after the other, with the live view)"
+        );
+    }
+    let results: Vec<Mutex<Option<Result<BuildResult>>>> =
+        platforms.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let first_failed: Mutex<Option<usize>> = Mutex::new(None);
+    let worker = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= platforms.len() || shared.stopped() {
+                return;
+            }
+            let p = &platforms[i];
+            if shown {
+                eprintln!("#### platform {p} ({}/{})", i + 1, platforms.len());
+            }
+            let mut o = member_options(opts, p, i == 0);
+            if jobs > 1 {
+                if o.output == super::OutputMode::Tty {
+                    // Two live views cannot share one terminal.
+                    o.output = super::OutputMode::Plain;
+                }
+                // Any platform may reach a step first, so each imports the cache before its
+                // steps (the second import finds the blobs stored and rewrites the records).
+                o.cache_from = opts.cache_from.clone();
+            }
+            o.member = Some(Member {
+                tag: p.to_string(),
+                shared: shared.clone(),
+            });
+            let r = super::engine::build(store, &o, tool);
+            if r.is_err() {
+                let mut f = first_failed.lock().unwrap_or_else(PoisonError::into_inner);
+                f.get_or_insert(i);
+                shared.stop();
+            }
+            *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+        }
+    };
+    std::thread::scope(|s| {
+        for n in 1..jobs {
+            // The main thread's stack size: the engine's tree walks recurse per directory
+            // level, and a spawned thread's default (2 MiB) is a quarter of it.
+            let spawned = std::thread::Builder::new()
+                .name(format!("platform-{n}"))
+                .stack_size(8 << 20)
+                .spawn_scoped(s, worker);
+            if spawned.is_err() {
+                // No thread: this platform's share is built by the others.
+                break;
+            }
+        }
+        worker();
+    });
+    let mut results: Vec<Option<Result<BuildResult>>> = results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .collect();
+    let first_failed = first_failed
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(i) = first_failed
+        && let Some(Err(e)) = results[i].take()
+    {
+        return Err(e);
+    }
+    platforms
+        .iter()
+        .zip(results)
+        .map(|(p, r)| {
+            let r = r.expect("every platform was built")?;
+            Ok((p.clone(), r))
+        })
+        .collect()
+}
+
 /// Build `opts` for each of `platforms` (two or more) and write one index over the results.
 pub fn build(
     store: &Store,
@@ -95,18 +253,10 @@ pub fn build(
             })?;
         }
     }
-    let mut built = vec![];
-    let (mut executed, mut cached) = (0, 0);
-    for (i, p) in platforms.iter().enumerate() {
-        if opts.output != super::OutputMode::Quiet && opts.output != super::OutputMode::RawJson {
-            eprintln!("#### platform {p} ({}/{})", i + 1, platforms.len());
-        }
-        let o = member_options(opts, p, i == 0);
-        let r = super::engine::build(store, &o, tool)?;
-        executed += r.executed;
-        cached += r.cached;
-        built.push((p.clone(), r));
-    }
+    let built = build_all(store, opts, platforms, tool)?;
+    let (executed, cached) = built
+        .iter()
+        .fold((0, 0), |(e, c), (_, r)| (e + r.executed, c + r.cached));
     let docker = opts.format == ImageFormat::Docker;
     let record = opts.outputs.is_empty()
         || opts
@@ -184,7 +334,8 @@ fn check_outputs(opts: &BuildOptions) -> Result<()> {
 }
 
 /// The options of one platform's build: its platform, no tags or files of its own (the
-/// index gets them), `-o type=local` into DEST/os_arch, `--cache-from` imported once.
+/// index gets them), `-o type=local` into DEST/os_arch, `--cache-from` for the first only
+/// ([`build_all`] gives it to each when several run at once).
 fn member_options(opts: &BuildOptions, p: &Platform, first: bool) -> BuildOptions {
     let mut o = opts.clone();
     o.platform = Some(p.to_string());

@@ -3,8 +3,8 @@
 //! last lines of each step's output, fed by the engine's [`super::output::Printer`], the RUN
 //! output capture thread and the registry client ([`TransferEvents`]).
 //!
-//! The board writes to its own copy of the original stderr, because while a RUN step runs
-//! descriptor 2 is the capture pipe. In TTY mode a ticker thread redraws the live area
+//! The board writes to its own copy of stderr (RUN output reaches it through each step's own
+//! pipe, [`super::output::Capture`], never through descriptor 2). In TTY mode a ticker thread redraws the live area
 //! ([`super::progress_tty`]) every [`TICK`]; in rawjson mode every event is one JSON line
 //! ([`super::progress_json`]).
 

@@ -1,6 +1,7 @@
 //! Executing RUN: the stage's unpacked layers as overlay lowerdirs, a fresh upper/work dir in
 //! the store's `tmp/`, a `SandboxSpec` with the config's env, user, cwd, SHELL and the
-//! `--mount`s; stdout/stderr streamed with the `[n/N]` prefix. Afterwards the mount-point
+//! `--mount`s; stdout/stderr go to a pipe of the step's own ([`super::output::Capture`]),
+//! streamed with the `[n/N]` prefix. Afterwards the mount-point
 //! stubs the sandbox created are removed from the upper dir ([`remove_stubs`]), which is then
 //! committed as the step's layer (none when the step changed nothing).
 
@@ -75,11 +76,15 @@ impl Engine<'_> {
         }
         let started = std::time::Instant::now();
         let code = {
-            let _cap = self
+            let cap = self
                 .printer
                 .capture()
-                .map_err(fsview::io_err("redirect output of", Path::new("RUN")))?;
-            run::run(&spec, self.tool)
+                .map_err(fsview::io_err("make the output pipe of", Path::new("RUN")))?;
+            spec.stdio = Some(cap.stdio());
+            let code = run::run(&spec, self.tool);
+            // Our copies of the pipe's write end go before the reader is told to stop.
+            spec.stdio = None;
+            code
         }
         .map_err(StepErrorKind::Sandbox)?;
         let ran = started.elapsed();

@@ -125,8 +125,15 @@ pub fn unpack_cached(
 pub fn stage(layers_dir: &Path, diff_id: &Digest) -> Result<tempfile::TempDir, CacheError> {
     let fs_err = |op, path: &Path| fs_error(diff_id, op, path);
     let final_dir = layers_dir.join(diff_id.hex());
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(fs_err("remove incomplete", &final_dir))?;
+    // Only a dir without the marker is incomplete: a marked one was just published by a
+    // concurrent unpack of the same layer (another thread or process) and may be in use;
+    // ours then loses the rename in `publish`, which keeps theirs.
+    if final_dir.exists() && !marked_complete(&final_dir) {
+        match fs::remove_dir_all(&final_dir) {
+            // Removed by a concurrent unpack that found it incomplete too.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            r => r.map_err(fs_err("remove incomplete", &final_dir))?,
+        }
     }
     fs::create_dir_all(layers_dir).map_err(fs_err("create", layers_dir))?;
     tempfile::Builder::new()

@@ -67,6 +67,32 @@ pub struct SandboxSpec {
     /// `docker run`'s /etc and process-limit flags: `--add-host`, `--dns*`, `--shm-size`,
     /// `--ulimit`.
     pub extras: Extras,
+    /// The command's stdin, stdout and stderr; None (the default): the caller's own 0, 1
+    /// and 2, inherited. boxbuild's RUN gives each step its own pipe, so that steps in
+    /// several threads never touch the process's descriptors.
+    pub stdio: Option<Stdio>,
+}
+
+/// Descriptors the container gets as 0, 1 and 2 (see [`SandboxSpec::stdio`]). They are the
+/// caller's, kept open by it until [`super::run`] returns; close-on-exec is fine (the
+/// container's copies are made inheritable).
+#[derive(Debug, Clone)]
+pub struct Stdio {
+    pub stdin: std::sync::Arc<std::os::fd::OwnedFd>,
+    pub stdout: std::sync::Arc<std::os::fd::OwnedFd>,
+    pub stderr: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
+impl Stdio {
+    /// Make these the calling process's 0, 1 and 2 (in the cloned child, before exec).
+    pub fn install(&self) -> nix::Result<()> {
+        // Each source is above 2 or already in its place, so no dup2 below overwrites a
+        // source still to be copied.
+        nix::unistd::dup2_stdin(&*self.stdin)?;
+        nix::unistd::dup2_stdout(&*self.stdout)?;
+        nix::unistd::dup2_stderr(&*self.stderr)?;
+        Ok(())
+    }
 }
 
 /// See [`SandboxSpec::extras`]. Empty: the defaults (host's resolv.conf, a 64 MiB /dev/shm,
@@ -333,6 +359,7 @@ impl SandboxSpec {
             preserve_fds: 0,
             isolation: super::isolation::Isolation::FULL,
             extras: Extras::default(),
+            stdio: None,
         }
     }
 }

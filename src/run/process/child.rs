@@ -109,6 +109,10 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
         libc::close(p.go_w.as_raw_fd());
         libc::close(p.err_r.as_raw_fd());
     }
+    if let Some(io) = &spec.stdio {
+        io.install()
+            .map_err(|e| format!("set up the command's stdin/stdout/stderr: {e}"))?;
+    }
     // Own session: terminal-generated signals reach the container only through the
     // supervisor, never twice.
     let _ = nix::unistd::setsid();

@@ -44,9 +44,16 @@ pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i3
     }
     // A raw clone would skip glibc's fork handlers (malloc locks held by other threads would
     // stay locked in the child), so first fork through glibc into a single-threaded helper.
+    // Rust's stderr lock is held across the fork, so that no other thread (boxbuild prints
+    // from several) holds it then: the helper and the container, which report errors with
+    // eprintln, would wait for it forever. The child's copy is owned by its own thread (the
+    // lock is reentrant) and released when its guard is dropped.
+    let stderr = std::io::stderr().lock();
     // SAFETY: glibc's fork runs its handlers, so the child's allocator is usable; the child
     // runs `supervise` and then _exits without returning into the caller.
-    match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
+    let forked = unsafe { nix::unistd::fork() }.map_err(sys("fork"));
+    drop(stderr);
+    match forked? {
         nix::unistd::ForkResult::Child => {
             let code = match supervise(spec, in_userns, tool) {
                 Ok(c) => c,
