@@ -274,6 +274,44 @@ impl AgentSocket {
     }
 }
 
+/// One request/reply at a time among the processes sharing the socket: a sandbox calls the
+/// agent from a helper forked off the tool, and boxbuild forks one per platform thread, so the
+/// threads' mutex (copied into each fork) does not order them. A POSIX record lock on the
+/// socket itself does: it belongs to the process, so forks exclude each other, and it goes
+/// when the guard drops or the process dies.
+struct ProcessTurn(RawFd);
+
+impl ProcessTurn {
+    fn take(fd: RawFd) -> Result<ProcessTurn> {
+        set_lock(fd, libc::F_WRLCK as i16, true)?;
+        Ok(ProcessTurn(fd))
+    }
+}
+
+impl Drop for ProcessTurn {
+    fn drop(&mut self) {
+        let _ = set_lock(self.0, libc::F_UNLCK as i16, false);
+    }
+}
+
+fn set_lock(fd: RawFd, kind: i16, wait: bool) -> Result<()> {
+    // SAFETY: an all-zero flock is valid (whole file, from offset 0).
+    let mut lk: libc::flock = unsafe { std::mem::zeroed() };
+    lk.l_type = kind;
+    lk.l_whence = libc::SEEK_SET as i16;
+    let cmd = if wait { libc::F_SETLKW } else { libc::F_SETLK };
+    loop {
+        // SAFETY: `lk` is a valid flock that outlives the call; `fd` is the open socket.
+        if unsafe { libc::fcntl(fd, cmd, &lk) } == 0 {
+            return Ok(());
+        }
+        match nix::Error::last() {
+            nix::Error::EINTR => continue,
+            e => return Err(AgentError::Io(e)),
+        }
+    }
+}
+
 /// The sandbox's handle on the host side: the agent across a socket, or in-process (see
 /// [`super::context::ToolContext::host_link`]).
 pub enum HostLink {
@@ -287,6 +325,7 @@ impl HostLink {
             HostLink::Local(h) => h.handle(req),
             HostLink::Agent(AgentSocket { fd, turn }) => {
                 let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
+                let _process_turn = ProcessTurn::take(*fd)?;
                 let out =
                     serde_json::to_vec(&req).map_err(|e| AgentError::Protocol(e.to_string()))?;
                 nix::sys::socket::send(*fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
@@ -338,6 +377,37 @@ mod tests {
         sock.exiting(7);
         assert_eq!(server.join().unwrap(), Some(7));
         drop(tool);
+    }
+
+    #[test]
+    fn a_forked_process_waits_for_the_turn_another_process_holds() {
+        let (_agent, tool) = pair();
+        let fd = tool.as_raw_fd();
+        let turn = ProcessTurn::take(fd).unwrap();
+        // What a second sandbox helper would do while this one waits for its reply: the
+        // thread mutex, copied by fork, would let it through; the record lock does not.
+        let try_in_child = || match unsafe { nix::unistd::fork() }.unwrap() {
+            // SAFETY (fork): the child only makes one fcntl call and _exits.
+            nix::unistd::ForkResult::Child => {
+                let got = set_lock(fd, libc::F_WRLCK as i16, false).is_ok();
+                unsafe { libc::_exit(i32::from(got)) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, code) => code == 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        assert!(
+            !try_in_child(),
+            "another process took the turn this one holds"
+        );
+        drop(turn);
+        assert!(
+            try_in_child(),
+            "the turn stayed taken after its guard dropped"
+        );
     }
 
     #[test]
