@@ -455,9 +455,10 @@ pub(crate) fn finish(
 
 /// Run in the foreground: this process supervises; returns the container's exit code.
 pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<i32> {
-    let containers = Containers::new(store.containers_dir());
     let volumes_dir = store.volumes_dir();
     let Prepared { spec, mut state } = prepare(&store, o, Some(std::process::id() as i32), tool)?;
+    // After `prepare`, which may have made the run directory a `--rm` container lives in.
+    let containers = Containers::new(store.containers_dir());
     // The state names the image's digest, which keeps its layers through `box prune`; holding
     // the store lock for the container's lifetime would block prune instead.
     drop(store);

@@ -157,6 +157,9 @@ const USER_STOP_MARKER: &str = "user-stopped";
 #[derive(Debug, Clone)]
 pub struct Containers {
     dir: PathBuf,
+    /// The tmpfs directory of foreground `--rm` containers (`store::rundir`), when one exists
+    /// or was made here.
+    run: std::sync::OnceLock<PathBuf>,
 }
 
 /// Docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -290,11 +293,29 @@ fn ago(t: Option<&str>) -> String {
 
 impl Containers {
     pub fn new(dir: impl Into<PathBuf>) -> Containers {
-        Containers { dir: dir.into() }
+        let dir = dir.into();
+        let run = std::sync::OnceLock::new();
+        if let Some(r) = crate::store::rundir::run_dir(&dir) {
+            let _ = run.set(r);
+        }
+        Containers { dir, run }
     }
 
+    /// The container's directory: in the run directory when it is there, else in the store.
     pub fn dir(&self, id: &str) -> PathBuf {
+        if let Some(r) = self.run.get() {
+            let d = r.join(id);
+            if !id.is_empty() && std::fs::symlink_metadata(&d).is_ok() {
+                return d;
+            }
+        }
         self.dir.join(id)
+    }
+
+    /// Whether `st` belongs in the run directory: a foreground `--rm` container, created
+    /// running, whose state ends with its process (nothing of it is kept on disk).
+    fn ephemeral(st: &State) -> bool {
+        st.auto_remove && !st.detached && st.status == Status::Running
     }
     /// The store these containers belong to (the containers directory's parent).
     pub fn store_root(&self) -> &std::path::Path {
@@ -418,9 +439,24 @@ impl Containers {
             .ok()
     }
 
-    /// Create the container's directory and first state (no name reservation).
+    /// Create the container's directory and first state (no name reservation); a foreground
+    /// `--rm` container's in the run directory when there can be one.
     pub fn create(&self, st: &State) -> Result<()> {
-        let d = self.dir(&st.id);
+        let run = Self::ephemeral(st)
+            .then(|| {
+                self.run
+                    .get()
+                    .cloned()
+                    .or_else(|| crate::store::rundir::ensure_run_dir(&self.dir))
+            })
+            .flatten();
+        let d = match run {
+            Some(r) => {
+                let _ = self.run.set(r.clone());
+                r.join(&st.id)
+            }
+            None => self.dir.join(&st.id),
+        };
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -454,16 +490,16 @@ impl Containers {
         serde_json::from_slice(&data).map_err(|cause| StateError::Json { path: p, cause })
     }
 
-    /// Every container id with a state file.
+    /// Every container id with a state file (in the store and in the run directory).
     pub fn ids(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
+        let mut v: Vec<String> = std::iter::once(&self.dir)
+            .chain(self.run.get())
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
             .filter(|e| e.path().join("state.json").is_file())
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         v.sort();
+        v.dedup();
         v
     }
 

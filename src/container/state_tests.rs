@@ -190,3 +190,38 @@ fn rename_moves_the_name_and_refuses_a_taken_one() {
     assert!(c.resolve("first").is_err());
     c.reserve_name("first", "other").unwrap();
 }
+
+#[test]
+fn a_foreground_rm_container_lives_in_the_run_dir_and_is_found_and_removed() {
+    let t = tempfile::tempdir().unwrap();
+    let c = Containers::new(t.path());
+    let id = "cd".repeat(32);
+    let mut s = state(&id, "fg");
+    s.detached = false;
+    s.auto_remove = true;
+    c.reserve_name("fg", &id).unwrap();
+    c.create(&s).unwrap();
+    let Some(run) = crate::store::rundir::run_dir(t.path()) else {
+        // No tmpfs at /dev/shm: the state stays in the store.
+        assert!(t.path().join(&id).join("state.json").is_file());
+        return;
+    };
+    assert!(run.join(&id).join("state.json").is_file());
+    assert!(!t.path().join(&id).exists(), "nothing of it in the store");
+    // Another user of the store (a new handle, as `box ps` makes) finds it.
+    let other = Containers::new(t.path());
+    assert_eq!(other.ids(), vec![id.clone()]);
+    assert_eq!(other.resolve("fg").unwrap(), id);
+    assert_eq!(other.resolve(&id[..6]).unwrap(), id);
+    assert_eq!(other.load(&id).unwrap().name, "fg");
+    other.remove(&s, None).unwrap();
+    assert!(!run.join(&id).exists());
+    assert!(other.ids().is_empty());
+    // A detached or created --rm container stays in the store.
+    let id2 = "ce".repeat(32);
+    let mut d = state(&id2, "bg");
+    d.auto_remove = true;
+    c.create(&d).unwrap();
+    assert!(t.path().join(&id2).join("state.json").is_file());
+    std::fs::remove_dir(&run).unwrap();
+}
