@@ -473,7 +473,8 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
     let tee = (!o.auto_remove)
         .then(|| tee::start(&containers.log_path(&state.id)))
         .flatten();
-    let r = run::run(&spec, tool);
+    // This process ends with the container (see run::run_last).
+    let r = run::run_last(&spec, tool);
     if let Some(t) = tee {
         t.finish();
     }
