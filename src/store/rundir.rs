@@ -25,7 +25,7 @@ const BASE: &str = "/dev/shm";
 /// trustworthy (see the module comment). Read-only: nothing is created.
 pub fn run_dir(containers: &Path) -> Option<PathBuf> {
     let link = containers.join(LINK);
-    let target = PathBuf::from(std::fs::read_link(&link).ok()?);
+    let target = std::fs::read_link(&link).ok()?;
     let link_uid = std::fs::symlink_metadata(&link).ok()?.uid();
     let m = std::fs::symlink_metadata(&target).ok()?;
     let trusted =
