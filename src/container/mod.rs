@@ -257,9 +257,11 @@ pub fn prepare(
     let id = new_id();
     let containers = Containers::new(store.containers_dir());
     let name = o.name.clone().unwrap_or_else(|| state::random_name(&id));
-    containers.reserve_name(&name, &id)?;
+    // A foreground --rm run keeps its name with its state in the run directory.
+    let ephemeral = o.auto_remove && !o.detach && supervisor.is_some();
+    containers.reserve_name_for(&name, &id, ephemeral)?;
     let release_name = |c: &Containers| {
-        let _ = std::fs::remove_file(store.containers_dir().join("names").join(&name));
+        c.release_name(&name, &id);
         let _ = std::fs::remove_dir_all(c.dir(&id));
     };
     let mounts::Realized {
