@@ -446,8 +446,33 @@ fn a_foreground_container_is_listed_and_reachable_while_it_runs() {
         });
         let o = who.box_(&["exec", &name, "cat", "/proc/1/comm"]);
         assert_eq!(stdout(&o), "sleep\n", "{}", stderr(&o));
+        let st = inspect(&who, &name);
+        assert_eq!(st["State"]["Status"], "running", "{st}");
+        // A foreground --rm container's state is kept off the store's disk (a tmpfs run
+        // directory), yet found above by name, as by id here.
+        let id = st["Id"].as_str().unwrap().to_string();
+        let store = boxrun_common::store(&who);
+        assert!(!store.join("containers").join(&id).exists());
+        let o = who.box_(&["inspect", "--format", "{{.Name}}", &id[..12]]);
+        assert!(stdout(&o).contains(&name), "{}", stderr(&o));
         assert_eq!(who.box_(&["stop", "-t", "1", &name]).status.code(), Some(0));
         // sleep as pid 1 ignores SIGTERM: killed after the timeout, 137 to boxrun's caller.
+        assert_eq!(child.wait().unwrap().code(), Some(137));
+        assert!(!stdout(&who.box_(&["ps", "-a"])).contains(&name));
+        // The same for box kill.
+        let mut child = who
+            .cmd("boxrun")
+            .args(["--rm", "--name", &name, "--network", "none", "busybox"])
+            .args(["sleep", "1000"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the foreground container in ps", || {
+            stdout(&who.box_(&["ps"]))
+                .lines()
+                .any(|l| l.ends_with(&name))
+        });
+        assert_eq!(who.box_(&["kill", &name]).status.code(), Some(0));
         assert_eq!(child.wait().unwrap().code(), Some(137));
         assert!(!stdout(&who.box_(&["ps", "-a"])).contains(&name));
     }
@@ -584,4 +609,42 @@ fn the_scratch_directory_fallback_for_the_writable_layer_works_and_is_removed() 
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         wait_for("the scratch directory's removal", || !scratch.exists());
     }
+}
+
+#[test]
+fn prune_keeps_the_layers_of_a_running_foreground_rm_container() {
+    let Some(_) = Who::root() else { return };
+    // A store of its own: this test untags busybox. The container's state lives in the
+    // store's tmpfs run directory, which prune must scan as well.
+    let dir = boxrun_common::tempdir();
+    let store = dir.path().join("store");
+    let cmd = |bin: &str| {
+        let mut c = std::process::Command::new(common::bin(bin));
+        c.arg("--root")
+            .arg(&store)
+            .stdin(std::process::Stdio::null());
+        c
+    };
+    let box_ = |args: &[&str]| cmd("box").args(args).output().unwrap();
+    let archive = common::fixtures::oci_archive(common::fixtures::Fixture::Busybox);
+    let o = box_(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let name = unique("fg-prune");
+    let mut child = cmd("boxrun")
+        .args(["--rm", "--name", &name, "--network", "none", "busybox"])
+        .args(["sleep", "1000"])
+        .spawn()
+        .unwrap();
+    wait_for("the foreground container in ps", || {
+        stdout(&box_(&["ps"])).lines().any(|l| l.ends_with(&name))
+    });
+    assert!(box_(&["rmi", "busybox"]).status.success());
+    assert!(box_(&["prune"]).status.success());
+    let layers = std::fs::read_dir(store.join("layers")).unwrap().count();
+    assert!(layers > 0, "prune removed the running container's layers");
+    assert_eq!(box_(&["exec", &name, "true"]).status.code(), Some(0));
+    assert_eq!(box_(&["kill", &name]).status.code(), Some(0));
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert!(box_(&["prune"]).status.success());
+    assert_eq!(std::fs::read_dir(store.join("layers")).unwrap().count(), 0);
 }

@@ -257,9 +257,11 @@ pub fn prepare(
     let id = new_id();
     let containers = Containers::new(store.containers_dir());
     let name = o.name.clone().unwrap_or_else(|| state::random_name(&id));
-    containers.reserve_name(&name, &id)?;
+    // A foreground --rm run keeps its name with its state in the run directory.
+    let ephemeral = o.auto_remove && !o.detach && supervisor.is_some();
+    containers.reserve_name_for(&name, &id, ephemeral)?;
     let release_name = |c: &Containers| {
-        let _ = std::fs::remove_file(store.containers_dir().join("names").join(&name));
+        c.release_name(&name, &id);
         let _ = std::fs::remove_dir_all(c.dir(&id));
     };
     let mounts::Realized {
@@ -455,9 +457,10 @@ pub(crate) fn finish(
 
 /// Run in the foreground: this process supervises; returns the container's exit code.
 pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<i32> {
-    let containers = Containers::new(store.containers_dir());
     let volumes_dir = store.volumes_dir();
     let Prepared { spec, mut state } = prepare(&store, o, Some(std::process::id() as i32), tool)?;
+    // After `prepare`, which may have made the run directory a `--rm` container lives in.
+    let containers = Containers::new(store.containers_dir());
     // The state names the image's digest, which keeps its layers through `box prune`; holding
     // the store lock for the container's lifetime would block prune instead.
     drop(store);
@@ -472,7 +475,8 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
     let tee = (!o.auto_remove)
         .then(|| tee::start(&containers.log_path(&state.id)))
         .flatten();
-    let r = run::run(&spec, tool);
+    // This process ends with the container (see run::run_last).
+    let r = run::run_last(&spec, tool);
     if let Some(t) = tee {
         t.finish();
     }

@@ -157,6 +157,9 @@ const USER_STOP_MARKER: &str = "user-stopped";
 #[derive(Debug, Clone)]
 pub struct Containers {
     dir: PathBuf,
+    /// The tmpfs directory of foreground `--rm` containers (`store::rundir`), when one exists
+    /// or was made here.
+    run: std::sync::OnceLock<PathBuf>,
 }
 
 /// Docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -290,11 +293,29 @@ fn ago(t: Option<&str>) -> String {
 
 impl Containers {
     pub fn new(dir: impl Into<PathBuf>) -> Containers {
-        Containers { dir: dir.into() }
+        let dir = dir.into();
+        let run = std::sync::OnceLock::new();
+        if let Some(r) = crate::store::rundir::run_dir(&dir) {
+            let _ = run.set(r);
+        }
+        Containers { dir, run }
     }
 
+    /// The container's directory: in the run directory when it is there, else in the store.
     pub fn dir(&self, id: &str) -> PathBuf {
+        if let Some(r) = self.run.get() {
+            let d = r.join(id);
+            if !id.is_empty() && std::fs::symlink_metadata(&d).is_ok() {
+                return d;
+            }
+        }
         self.dir.join(id)
+    }
+
+    /// Whether `st` belongs in the run directory: a foreground `--rm` container, created
+    /// running, whose state ends with its process (nothing of it is kept on disk).
+    fn ephemeral(st: &State) -> bool {
+        st.auto_remove && !st.detached && st.status == Status::Running
     }
     /// The store these containers belong to (the containers directory's parent).
     pub fn store_root(&self) -> &std::path::Path {
@@ -309,12 +330,66 @@ impl Containers {
     fn names_dir(&self) -> PathBuf {
         self.dir.join("names")
     }
+    /// The run directory's names (of the foreground `--rm` containers living there); looked
+    /// up again when this handle has none, as one may have been made since.
+    fn run_names_dir(&self) -> Option<PathBuf> {
+        let run = self
+            .run
+            .get()
+            .cloned()
+            .or_else(|| crate::store::rundir::run_dir(&self.dir))?;
+        Some(run.join("names"))
+    }
+    /// Whether container `id` lives in the run directory.
+    fn in_run_dir(&self, id: &str) -> bool {
+        self.run.get().is_some_and(|r| self.dir(id).starts_with(r))
+    }
 
     /// Reserve `name` for `id` (atomic: a symlink either is created or already exists).
     pub fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        self.reserve_name_for(name, id, false)
+    }
+
+    /// Reserve `name` for `id`; for a foreground `--rm` container (`ephemeral`) in the run
+    /// directory, when there can be one. A name is one namespace across both places: each
+    /// side makes its link first and then looks at the other, so of two racing reservations
+    /// at least one sees the other (both may fail then, never both succeed).
+    pub fn reserve_name_for(&self, name: &str, id: &str, ephemeral: bool) -> Result<()> {
         check_name(name)?;
-        let nd = self.names_dir();
-        std::fs::create_dir_all(&nd).map_err(io("create directory", &nd))?;
+        let run = ephemeral
+            .then(|| {
+                let r = self
+                    .run
+                    .get()
+                    .cloned()
+                    .or_else(|| crate::store::rundir::ensure_run_dir(&self.dir))?;
+                let _ = self.run.set(r.clone());
+                Some(r.join("names"))
+            })
+            .flatten();
+        let (nd, other) = match run {
+            Some(r) => (r, Some(self.names_dir())),
+            None => (self.names_dir(), self.run_names_dir()),
+        };
+        self.link_name(&nd, name, id)?;
+        let link = nd.join(name);
+        if other.is_some_and(|o| self.live_owner(&o.join(name), id)) {
+            let _ = std::fs::remove_file(&link);
+            return Err(StateError::NameInUse(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Whether the name link `link` names a container other than `id` that still exists.
+    fn live_owner(&self, link: &Path, id: &str) -> bool {
+        std::fs::read_link(link).is_ok_and(|o| {
+            let o = o.to_string_lossy();
+            o != id && self.dir(&o).exists()
+        })
+    }
+
+    fn link_name(&self, nd: &Path, name: &str, id: &str) -> Result<()> {
+        std::fs::create_dir_all(nd).map_err(io("create directory", nd))?;
         let link = nd.join(name);
         match std::os::unix::fs::symlink(id, &link) {
             Ok(()) => Ok(()),
@@ -323,11 +398,21 @@ impl Containers {
                 let owner = std::fs::read_link(&link).ok();
                 if owner.is_some_and(|o| !self.dir(&o.to_string_lossy()).exists()) {
                     let _ = std::fs::remove_file(&link);
-                    return self.reserve_name(name, id);
+                    return self.link_name(nd, name, id);
                 }
                 Err(StateError::NameInUse(name.to_string()))
             }
             Err(e) => Err(io("create name link", &link)(e)),
+        }
+    }
+
+    /// Release `name` where it names `id` (in the store and in the run directory).
+    pub fn release_name(&self, name: &str, id: &str) {
+        for nd in std::iter::once(self.names_dir()).chain(self.run_names_dir()) {
+            let link = nd.join(name);
+            if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
+                let _ = std::fs::remove_file(&link);
+            }
         }
     }
 
@@ -338,16 +423,13 @@ impl Containers {
         if st.name == new {
             return Err(StateError::NameInUse(new.to_string()));
         }
-        self.reserve_name(new, id)?;
+        self.reserve_name_for(new, id, self.in_run_dir(id))?;
         let old = std::mem::replace(&mut st.name, new.to_string());
         if let Err(e) = self.save(&st) {
-            let _ = std::fs::remove_file(self.names_dir().join(new));
+            self.release_name(new, id);
             return Err(e);
         }
-        let link = self.names_dir().join(&old);
-        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
-            let _ = std::fs::remove_file(&link);
-        }
+        self.release_name(&old, id);
         Ok(())
     }
 
@@ -418,9 +500,24 @@ impl Containers {
             .ok()
     }
 
-    /// Create the container's directory and first state (no name reservation).
+    /// Create the container's directory and first state (no name reservation); a foreground
+    /// `--rm` container's in the run directory when there can be one.
     pub fn create(&self, st: &State) -> Result<()> {
-        let d = self.dir(&st.id);
+        let run = Self::ephemeral(st)
+            .then(|| {
+                self.run
+                    .get()
+                    .cloned()
+                    .or_else(|| crate::store::rundir::ensure_run_dir(&self.dir))
+            })
+            .flatten();
+        let d = match run {
+            Some(r) => {
+                let _ = self.run.set(r.clone());
+                r.join(&st.id)
+            }
+            None => self.dir.join(&st.id),
+        };
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -454,16 +551,16 @@ impl Containers {
         serde_json::from_slice(&data).map_err(|cause| StateError::Json { path: p, cause })
     }
 
-    /// Every container id with a state file.
+    /// Every container id with a state file (in the store and in the run directory).
     pub fn ids(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
+        let mut v: Vec<String> = std::iter::once(&self.dir)
+            .chain(self.run.get())
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
             .filter(|e| e.path().join("state.json").is_file())
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         v.sort();
+        v.dedup();
         v
     }
 
@@ -472,10 +569,12 @@ impl Containers {
         if !what.is_empty() && !what.contains('/') && self.state_path(what).is_file() {
             return Ok(what.to_string());
         }
-        if let Ok(target) = std::fs::read_link(self.names_dir().join(what)) {
-            let id = target.to_string_lossy().into_owned();
-            if self.state_path(&id).is_file() {
-                return Ok(id);
+        for nd in std::iter::once(self.names_dir()).chain(self.run_names_dir()) {
+            if let Ok(target) = std::fs::read_link(nd.join(what)) {
+                let id = target.to_string_lossy().into_owned();
+                if self.state_path(&id).is_file() {
+                    return Ok(id);
+                }
             }
         }
         let hits: Vec<String> = self
@@ -518,10 +617,7 @@ impl Containers {
 
     /// Remove the container's directory, its name and (when given) its anonymous volumes.
     pub fn remove(&self, st: &State, volumes_dir: Option<&Path>) -> Result<()> {
-        let link = self.names_dir().join(&st.name);
-        if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == st.id.as_str()) {
-            let _ = std::fs::remove_file(&link);
-        }
+        self.release_name(&st.name, &st.id);
         if let Some(vd) = volumes_dir {
             for v in &st.anonymous_volumes {
                 let _ = std::fs::remove_dir_all(vd.join(v));

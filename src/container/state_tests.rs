@@ -190,3 +190,70 @@ fn rename_moves_the_name_and_refuses_a_taken_one() {
     assert!(c.resolve("first").is_err());
     c.reserve_name("first", "other").unwrap();
 }
+
+#[test]
+fn a_foreground_rm_container_lives_in_the_run_dir_and_is_found_and_removed() {
+    let t = tempfile::tempdir().unwrap();
+    let c = Containers::new(t.path());
+    let id = "cd".repeat(32);
+    let mut s = state(&id, "fg");
+    s.detached = false;
+    s.auto_remove = true;
+    c.reserve_name_for("fg", &id, true).unwrap();
+    c.create(&s).unwrap();
+    let Some(run) = crate::store::rundir::run_dir(t.path()) else {
+        // No tmpfs at /dev/shm: the state stays in the store.
+        assert!(t.path().join(&id).join("state.json").is_file());
+        return;
+    };
+    assert!(run.join(&id).join("state.json").is_file());
+    assert!(!t.path().join(&id).exists(), "nothing of it in the store");
+    assert!(run.join("names/fg").is_symlink());
+    assert!(
+        !t.path().join("names/fg").exists(),
+        "its name is not on disk either"
+    );
+    // One namespace of names across both places: a store container cannot take it, nor can
+    // another foreground --rm one; its own rename moves it within the run directory.
+    let other = Containers::new(t.path());
+    assert!(matches!(
+        other.reserve_name("fg", "x"),
+        Err(StateError::NameInUse(_))
+    ));
+    assert!(
+        !t.path().join("names/fg").exists(),
+        "the losing link is taken back"
+    );
+    assert!(matches!(
+        other.reserve_name_for("fg", "y", true),
+        Err(StateError::NameInUse(_))
+    ));
+    other.rename(&id, "fg2").unwrap();
+    assert!(run.join("names/fg2").is_symlink() && !run.join("names/fg").exists());
+    other.rename(&id, "fg").unwrap();
+    // And the other way round: a store container's name is refused to a --rm one.
+    c.reserve_name("kept", &"cf".repeat(32)).unwrap();
+    c.create(&state(&"cf".repeat(32), "kept")).unwrap();
+    assert!(matches!(
+        c.reserve_name_for("kept", "w", true),
+        Err(StateError::NameInUse(_))
+    ));
+    assert!(!run.join("names/kept").exists());
+    // Another user of the store (a new handle, as `box ps` makes) finds it.
+    let other = Containers::new(t.path());
+    assert_eq!(other.ids(), vec![id.clone(), "cf".repeat(32)]);
+    assert_eq!(other.resolve("fg").unwrap(), id);
+    assert_eq!(other.resolve(&id[..6]).unwrap(), id);
+    assert_eq!(other.load(&id).unwrap().name, "fg");
+    other.remove(&s, None).unwrap();
+    assert!(!run.join(&id).exists());
+    assert!(!run.join("names/fg").exists());
+    assert_eq!(other.ids(), vec!["cf".repeat(32)]);
+    // A detached or created --rm container stays in the store.
+    let id2 = "ce".repeat(32);
+    let mut d = state(&id2, "bg");
+    d.auto_remove = true;
+    c.create(&d).unwrap();
+    assert!(t.path().join(&id2).join("state.json").is_file());
+    std::fs::remove_dir_all(&run).unwrap();
+}

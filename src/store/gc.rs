@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
-use super::{Result, Store, StoreError, io_err};
+use super::{Result, Store, StoreError, io_err, rundir};
 use crate::digest::Digest;
 use crate::image::media;
 
@@ -102,6 +102,9 @@ impl Store {
         let mut extra = HashSet::new();
         scan_tree(&self.cache_dir(), &mut extra, 4);
         scan_tree(&self.containers_dir(), &mut extra, 1);
+        if let Some(run) = rundir::run_dir(&self.containers_dir()) {
+            scan_tree(&run, &mut extra, 1);
+        }
         let mut blobs: HashSet<Digest> = HashSet::new();
         let mut diff_ids: HashSet<Digest> = extra.clone();
         let mut stack: Vec<(Digest, String)> = self

@@ -5,7 +5,8 @@
 //! blobs/sha256/<hex>         manifests, configs, compressed layers; immutable, verified
 //! layers/<diff_id hex>/      unpacked layer trees (overlay lowerdirs), complete-marker last
 //! cache/                     build cache
-//! containers/<id>/           container state
+//! containers/<id>/           container state (a foreground --rm container's: containers/run ->
+//!                            a tmpfs directory, see rundir.rs)
 //! volumes/<name>/_data        named volumes (volume.json beside: labels, creation time)
 //! tmp/                       staging; stale entries removed when the store is opened alone
 //! lock                       flock: shared by every user of the store, exclusive for GC
@@ -30,6 +31,7 @@ pub mod image;
 pub mod index;
 pub mod layers;
 pub mod lists;
+pub mod rundir;
 pub mod volumes;
 
 pub use blobs::{BlobWriter, StagedBlob};

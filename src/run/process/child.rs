@@ -35,6 +35,9 @@ pub(super) struct ChildPlan<'a> {
     pub scratch: PathBuf,
     pub hostname: String,
     pub tty_sock: Option<RawFd>,
+    /// The socket over which pid 1 sends its mount namespace to the supervisor
+    /// (`run::run_last`).
+    pub ns_sock: Option<RawFd>,
     pub old_mask: SigSet,
     pub caps: u64,
     /// The root and bind mounts (none when the command is only chrooted).
@@ -59,6 +62,27 @@ fn report(err_w: RawFd, msg: &str) {
     // or exits (finalize keeps it).
     let fd = unsafe { BorrowedFd::borrow_raw(err_w) };
     let _ = nix::unistd::write(fd, msg.as_bytes());
+}
+
+/// Send this process's (new) mount namespace over `sock` and close it: the supervisor keeps
+/// it so that the namespace's teardown waits for the supervisor's exit, not ours. Best
+/// effort: on failure the teardown stays in this process's exit.
+fn send_mount_ns(sock: RawFd) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    if let Ok(ns) = std::fs::File::open("/proc/self/ns/mnt") {
+        let fds = [ns.as_raw_fd()];
+        let _ = sendmsg::<()>(
+            sock,
+            &[std::io::IoSlice::new(b"n")],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        );
+    }
+    // SAFETY: `sock` is the child's copy of the pair's end, which nothing in this process owns
+    // as a value (the supervisor's pair is never dropped here: the child only execs or
+    // _exits), so closing it by number closes nothing else.
+    unsafe { libc::close(sock) };
 }
 
 /// The child's body; never returns.
@@ -112,6 +136,9 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     if let Some(io) = &spec.stdio {
         io.install()
             .map_err(|e| format!("set up the command's stdin/stdout/stderr: {e}"))?;
+    }
+    if let Some(sock) = plan.ns_sock {
+        send_mount_ns(sock);
     }
     // Own session: terminal-generated signals reach the container only through the
     // supervisor, never twice.

@@ -37,10 +37,12 @@ fn single_threaded() -> bool {
         == Some(1)
 }
 
-/// Run the container to completion; returns its exit code (docker's mapping).
-pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i32> {
+/// Run the container to completion; returns its exit code (docker's mapping). `last`: the
+/// run is this process's last act, so the container's mount namespace may be left to this
+/// process's exit ([`hold_until_exit`]).
+pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, last: bool) -> Result<i32> {
     if single_threaded() {
-        return supervise(spec, in_userns, tool);
+        return supervise(spec, in_userns, tool, last);
     }
     // A raw clone would skip glibc's fork handlers (malloc locks held by other threads would
     // stay locked in the child), so first fork through glibc into a single-threaded helper.
@@ -55,7 +57,8 @@ pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i3
     drop(stderr);
     match forked? {
         nix::unistd::ForkResult::Child => {
-            let code = match supervise(spec, in_userns, tool) {
+            // A helper's exit would release the namespace on the waited path anyway.
+            let code = match supervise(spec, in_userns, tool, false) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("boxkit: {e}");
@@ -75,7 +78,7 @@ pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i3
     }
 }
 
-fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<i32> {
+fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, last: bool) -> Result<i32> {
     let asked = caps::resolve(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| ProcessError::Setup(e.to_string()))?;
     let caps = match spec.isolation {
@@ -116,7 +119,7 @@ fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext) -> Result<
         tool,
         &upper_scratch,
         hostname,
-        caps,
+        (caps, last),
         &filter,
     );
     if nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH).is_ok() {
@@ -141,6 +144,8 @@ struct Started {
     go_w: OwnedFd,
     err_r: OwnedFd,
     tty: Option<PtyChannel>,
+    /// Where pid 1 sends its mount namespace, for [`hold_until_exit`].
+    ns_sock: Option<OwnedFd>,
 }
 
 fn supervise_in(
@@ -149,7 +154,7 @@ fn supervise_in(
     tool: &ToolContext,
     scratch: &Path,
     hostname: String,
-    caps: u64,
+    (caps, last): (u64, bool),
     filter: &seccomp::Filter,
 ) -> Result<i32> {
     let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
@@ -166,6 +171,7 @@ fn supervise_in(
         go_w,
         err_r,
         tty,
+        ns_sock,
     } = start(
         spec,
         nested_maps(tool),
@@ -177,6 +183,7 @@ fn supervise_in(
             chown_sock: chown.as_ref().map(|c| c.container.as_raw_fd()),
         },
         &signals,
+        last,
     )?;
     // The container's end lives on in the child only.
     let chown = chown.map(|c| c.supervisor);
@@ -223,6 +230,9 @@ fn supervise_in(
     // EOF on the error pipe: the command was exec'd (or the child died).
     let mut msg = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    if let Some(s) = ns_sock {
+        hold_until_exit(s);
+    }
 
     let status = if msg.is_empty() {
         super::wait_loop(pid, &signals, master, stdin_tty)
@@ -236,6 +246,18 @@ fn supervise_in(
         });
     }
     status
+}
+
+/// Keep the container's mount namespace referenced until this process exits (see
+/// [`crate::run::run_last`]): pid 1 sent it over `sock` before its exec (this process may not
+/// open /proc/PID/ns/* of a child that is not dumpable). Called once pid 1 has exec'd or
+/// died, so the receive never waits on a live sender.
+fn hold_until_exit(sock: OwnedFd) {
+    if let Some(ns) = super::tty::receive_fd(&sock) {
+        // Deliberately never closed: the kernel closes it when this process exits, after the
+        // agent has the exit code. Nothing received leaves the teardown where it was.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(ns);
+    }
 }
 
 /// Root's tool namespace also maps host ids (for the tool's own file access); the container
@@ -264,6 +286,7 @@ fn start(
     hostname: String,
     limits: Limits,
     signals: &Blocked,
+    hold: bool,
 ) -> Result<Started> {
     let Limits {
         caps,
@@ -273,6 +296,16 @@ fn start(
     let pipe = || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"));
     let ((go_r, go_w), (err_r, err_w)) = (pipe()?, pipe()?);
     let mut tty = PtyChannel::new(spec.tty).map_err(sys("socketpair"))?;
+    let ns_pair = if hold && spec.isolation.namespaced() {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let flags = SockFlag::SOCK_CLOEXEC;
+        Some(
+            socketpair(AddressFamily::Unix, SockType::SeqPacket, None, flags)
+                .map_err(sys("socketpair"))?,
+        )
+    } else {
+        None
+    };
     let p = Pipes {
         go_r,
         go_w,
@@ -295,6 +328,7 @@ fn start(
         scratch: PathBuf::from(CHILD_SCRATCH),
         hostname,
         tty_sock: tty.as_ref().and_then(PtyChannel::child_end),
+        ns_sock: ns_pair.as_ref().map(|(_, theirs)| theirs.as_raw_fd()),
         old_mask: signals.old(),
         caps,
         prepared: prepared.as_ref(),
@@ -331,11 +365,14 @@ fn start(
             "write the container's nested user namespace maps: {e}"
         )));
     }
+    // Our copy of pid 1's end closed: a pid 1 that dies before sending reads as EOF.
+    let ns_sock = ns_pair.map(|(ours, _theirs)| ours);
     Ok(Started {
         pid,
         go_w,
         err_r,
         tty,
+        ns_sock,
     })
 }
 

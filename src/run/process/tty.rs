@@ -50,7 +50,7 @@ impl PtyChannel {
 }
 
 /// Receive one file descriptor sent with SCM_RIGHTS; None when the peer closed first.
-fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+pub(super) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
