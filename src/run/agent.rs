@@ -386,16 +386,20 @@ mod tests {
         let turn = ProcessTurn::take(fd).unwrap();
         // What a second sandbox helper would do while this one waits for its reply: the
         // thread mutex, copied by fork, would let it through; the record lock does not.
-        let try_in_child = || match unsafe { nix::unistd::fork() }.unwrap() {
-            // SAFETY (fork): the child only makes one fcntl call and _exits.
-            nix::unistd::ForkResult::Child => {
-                let got = set_lock(fd, libc::F_WRLCK as i16, false).is_ok();
-                unsafe { libc::_exit(i32::from(got)) }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                match nix::sys::wait::waitpid(child, None).unwrap() {
-                    nix::sys::wait::WaitStatus::Exited(_, code) => code == 1,
-                    other => panic!("{other:?}"),
+        let try_in_child = || {
+            // SAFETY: the child only makes one fcntl call and _exits.
+            let forked = unsafe { nix::unistd::fork() }.unwrap();
+            match forked {
+                nix::unistd::ForkResult::Child => {
+                    let got = set_lock(fd, libc::F_WRLCK as i16, false).is_ok();
+                    // SAFETY: ends the forked child without running the test harness's exit.
+                    unsafe { libc::_exit(i32::from(got)) }
+                }
+                nix::unistd::ForkResult::Parent { child } => {
+                    match nix::sys::wait::waitpid(child, None).unwrap() {
+                        nix::sys::wait::WaitStatus::Exited(_, code) => code == 1,
+                        other => panic!("{other:?}"),
+                    }
                 }
             }
         };
