@@ -14,7 +14,7 @@
 # average, and boxbuild's own per-step breakdown (--progress=plain) of one extra build.
 # As root by default; ROOTLESS_USER=name runs both as that user (it needs a subordinate id
 # range). Env: BOXBUILD, BOXRUN, BOX (default target/release/…), RUNS (default 5), WARMUP
-# (default 1).
+# (default 1), BENCH_TMPDIR (default /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BOXBUILD=${BOXBUILD:-$PWD/target/release/boxbuild}
@@ -53,7 +53,10 @@ if [ ! -f "$repo/Packages" ]; then
   mv "$repo.tmp" "$repo"
 fi
 
-work=$(mktemp -d /tmp/boxkit-bench-real.XXXXXX)
+# BENCH_TMPDIR puts the store elsewhere, e.g. on a tmpfs (/dev/shm): boxrun's writable layer
+# is always a tmpfs, a build's is in the store, so this shows what the store's filesystem
+# costs the build's RUN.
+work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/boxkit-bench-real.XXXXXX")
 chmod 755 "$work"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work" 2>/dev/null || true' EXIT
 ctx=$work/ctx
