@@ -50,8 +50,27 @@ fn drop_lines(file: &str, name: &str) {
         .map(|l| format!("{l}\n"))
         .collect();
     if kept != text {
-        std::fs::write(file, kept).expect("rewrite subid file");
+        // Whole or not at all: boxkit processes of other tests (test binaries run two at once)
+        // read this file at any moment, and an in-place rewrite shows them a truncated one, in
+        // which root has no range.
+        let tmp = format!("{file}.boxkit-test-tmp");
+        std::fs::write(&tmp, kept).expect("write subid file copy");
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("chmod subid file copy");
+        std::fs::rename(&tmp, file).expect("replace subid file");
     }
+}
+
+/// Whether `name`'s only lines in both subid files give exactly `range`.
+fn has_exactly(name: &str, (start, count): (u32, u32)) -> bool {
+    ["/etc/subuid", "/etc/subgid"].iter().all(|file| {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let mine: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}:")))
+            .collect();
+        mine == [format!("{name}:{start}:{count}")]
+    })
 }
 
 fn ensure(name: &str, range: Option<(u32, u32)>) -> TestUser {
@@ -93,7 +112,13 @@ pub fn with_range() -> TestUser {
 /// User `name` with exactly this subordinate range (replacing any other it had, such as the
 /// one useradd may add by itself).
 pub fn with_exact_range(name: &str, range: (u32, u32)) -> TestUser {
-    ensure(name, None);
+    let exact = {
+        let _l = lock();
+        nix::unistd::User::from_name(name).ok().flatten().is_some() && has_exactly(name, range)
+    };
+    if !exact {
+        ensure(name, None);
+    }
     ensure(name, Some(range))
 }
 
