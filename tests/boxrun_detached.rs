@@ -418,32 +418,30 @@ fn debian_detached_with_flags_exec_and_stop() {
     }
 }
 
+/// `boxrun --rm --name NAME … busybox sleep 1000` in the foreground, once `box ps` lists it.
+fn foreground_sleep(who: &Who, name: &str) -> std::process::Child {
+    let child = who
+        .cmd("boxrun")
+        .args(["--rm", "--name", name, "--network", "none", "busybox"])
+        .args(["sleep", "1000"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the foreground container in ps", || {
+        stdout(&who.box_(&["ps"]))
+            .lines()
+            .any(|l| l.ends_with(name))
+    });
+    child
+}
+
 #[test]
 fn a_foreground_container_is_listed_and_reachable_while_it_runs() {
     let Some(all) = Who::all() else { return };
     for who in all {
         let name = unique("fg");
         let _c = Cleanup(&who, name.clone());
-        let mut child = who
-            .cmd("boxrun")
-            .args([
-                "--rm",
-                "--name",
-                &name,
-                "--network",
-                "none",
-                "busybox",
-                "sleep",
-                "1000",
-            ])
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("the foreground container in ps", || {
-            stdout(&who.box_(&["ps"]))
-                .lines()
-                .any(|l| l.ends_with(&name))
-        });
+        let mut child = foreground_sleep(&who, &name);
         let o = who.box_(&["exec", &name, "cat", "/proc/1/comm"]);
         assert_eq!(stdout(&o), "sleep\n", "{}", stderr(&o));
         let st = inspect(&who, &name);
@@ -460,18 +458,7 @@ fn a_foreground_container_is_listed_and_reachable_while_it_runs() {
         assert_eq!(child.wait().unwrap().code(), Some(137));
         assert!(!stdout(&who.box_(&["ps", "-a"])).contains(&name));
         // The same for box kill.
-        let mut child = who
-            .cmd("boxrun")
-            .args(["--rm", "--name", &name, "--network", "none", "busybox"])
-            .args(["sleep", "1000"])
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("the foreground container in ps", || {
-            stdout(&who.box_(&["ps"]))
-                .lines()
-                .any(|l| l.ends_with(&name))
-        });
+        let mut child = foreground_sleep(&who, &name);
         assert_eq!(who.box_(&["kill", &name]).status.code(), Some(0));
         assert_eq!(child.wait().unwrap().code(), Some(137));
         assert!(!stdout(&who.box_(&["ps", "-a"])).contains(&name));
