@@ -454,6 +454,8 @@ struct Timed {
     met: Vec<String>,
     /// How many times the shared stage's RUN ran, and was a hit.
     shared: (usize, usize),
+    /// The layers downloaded (`<short digest>: Pull complete` lines), in order.
+    pulled: Vec<String>,
     err: String,
 }
 
@@ -517,10 +519,16 @@ fn timed_build(who: Who, jobs: &str, wait: &str) -> Timed {
         .lines()
         .filter(|l| l.contains("CACHED RUN echo shared-step-ran"))
         .count();
+    let pulled = err
+        .lines()
+        .filter_map(|l| l.split_once(": Pull complete"))
+        .map(|(d, _)| d.trim().to_string())
+        .collect();
     Timed {
         times,
         met,
         shared: (ran, hit),
+        pulled,
         err,
     }
 }
@@ -542,6 +550,18 @@ fn platforms_build_at_once_and_a_shared_stage_runs_once(who: Who) {
         t.shared,
         (1, 1),
         "{label}: the $BUILDPLATFORM stage ran once, the other platform took it\n{}",
+        t.err
+    );
+    // Both platforms' builds start with the same amd64 base (the $BUILDPLATFORM stage): it is
+    // downloaded once, as is the arm64 base, not once per platform.
+    let mut once = t.pulled.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(
+        (t.pulled.len(), once.len()),
+        (2, 2),
+        "{label}: each base layer downloaded once: {:?}\n{}",
+        t.pulled,
         t.err
     );
 }

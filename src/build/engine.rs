@@ -334,6 +334,17 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
+    /// `image` in the store, pulled if `opts` say so; in a build of several platforms at
+    /// once, one platform at a time per image and platform (see `multi::Shared::pull_slot`).
+    fn ensure_image(&self, image: &str, opts: &PullOptions) -> StepResult<Image> {
+        let slot = (self.opts.member.as_ref())
+            .map(|m| m.shared.pull_slot(image, opts.platform.as_deref()));
+        let _turn = slot
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        registry::ensure_image(self.store, image, opts).map_err(StepErrorKind::base(image))
+    }
+
     /// A read-only view of what `--from` / `from=` names: a named context, a built stage,
     /// else an image.
     pub(super) fn mount_from(&self, from: &str) -> StepResult<MergedMount> {
@@ -343,8 +354,7 @@ impl<'a> Engine<'a> {
         let layers = match self.stage_by_ref(from) {
             Some(s) => s.layers.clone(),
             None => {
-                let img = registry::ensure_image(self.store, from, &self.pull_options())
-                    .map_err(StepErrorKind::base(from))?;
+                let img = self.ensure_image(from, &self.pull_options())?;
                 self.stage_of_image(&img)?.layers
             }
         };
@@ -483,8 +493,7 @@ impl<'a> Engine<'a> {
         } else {
             let mut opts = self.pull_options();
             opts.platform = pull;
-            let img = registry::ensure_image(self.store, &f.image, &opts)
-                .map_err(StepErrorKind::base(&f.image))?;
+            let img = self.ensure_image(&f.image, &opts)?;
             self.stage_of_image(&img)?
         };
         // The stage's platform is part of every key after it: an arm64 and an amd64 build

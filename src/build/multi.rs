@@ -85,6 +85,11 @@ pub struct Shared {
     /// One slot per step key: held while the step is looked up and made, then holding the
     /// record it made, so a step two platforms share runs once in this build.
     steps: Mutex<HashMap<Digest, Arc<Mutex<Option<CacheRecord>>>>>,
+    /// One slot per image and platform pulled (a base, `--from=IMAGE`): two platforms whose
+    /// stages start from the same image (`FROM --platform=$BUILDPLATFORM`) pull and unpack it
+    /// once, the second finding it stored, instead of both downloading and unpacking it at
+    /// once.
+    pulls: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Set when a platform's build failed: the others stop at their next step.
     stopped: AtomicBool,
 }
@@ -102,6 +107,13 @@ impl Shared {
     pub fn slot(&self, key: &Digest) -> Arc<Mutex<Option<CacheRecord>>> {
         let mut steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
         steps.entry(key.clone()).or_default().clone()
+    }
+
+    /// The slot of pulling `image` for `platform` (made on first use).
+    pub fn pull_slot(&self, image: &str, platform: Option<&str>) -> Arc<Mutex<()>> {
+        let key = format!("{image}\n{}", platform.unwrap_or_default());
+        let mut pulls = self.pulls.lock().unwrap_or_else(PoisonError::into_inner);
+        pulls.entry(key).or_default().clone()
     }
 
     pub fn stopped(&self) -> bool {
