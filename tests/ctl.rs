@@ -537,14 +537,18 @@ fn a_restarted_container_publishes_its_ports_again() {
         wait_for(&who, &n, "{{.RestartCount}} {{.State.Status}}", 15, |s| {
             s == "1 running"
         });
-        let o = who.box_(&["port", &n, "8080"]);
-        let addr = stdout(&o).trim().to_string();
-        assert!(
-            addr.starts_with("127.0.0.1:"),
-            "{}: {addr:?} {}",
-            who.label(),
-            stderr(&o)
-        );
+        // The supervisor records "running" as it starts and the bound ports a few
+        // milliseconds later, before the command runs (`boxrun -d` returns after both on a
+        // first start; a restart has nobody waiting).
+        let addr = poll(5, || {
+            let o = who.box_(&["port", &n, "8080"]);
+            let addr = stdout(&o).trim().to_string();
+            if addr.starts_with("127.0.0.1:") {
+                Ok(addr)
+            } else {
+                Err(format!("{}: {addr:?} {}", who.label(), stderr(&o)))
+            }
+        });
         let end = Instant::now() + Duration::from_secs(5);
         let body = loop {
             let r = std::net::TcpStream::connect(&addr).and_then(|mut s| {
