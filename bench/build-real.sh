@@ -3,15 +3,17 @@
 # installs python3 (and perl, its dependencies: 30 packages, 17 MB of .deb, ~4,000 files) from
 # a local file repository, against the same command under
 # `boxrun --rm --network none -v REPO:/repo:ro debian sh -c …` — the RUN work itself. The
-# ratio boxbuild/boxrun is what a build adds on top of running its step (goal ≤ 1.15).
+# ratio boxbuild/boxrun is what a build adds on top of running its step (goal ≤ 1.15). A
+# third command, the same RUN in a kept (not --rm) container, writes to the store's disk as
+# the build step does: the floor for the work the build cannot move to memory.
 #
 # The base image is the debootstrap fixture (tests/fixtures/images/make-debian.sh) split into
 # gzip layers by bench/pull-image.py and loaded with `box load` from an oci-archive made by
 # skopeo. The .deb files are fetched on the host with `apt-get download` (the host runs the
 # fixture's release) and indexed with dpkg-scanpackages; the container has no network.
 #
-# hyperfine -N, both commands interleaved in one pass; prints medians, the ratio, the load
-# average, and boxbuild's own per-step breakdown (--progress=plain) of one extra build.
+# The commands run in interleaved rounds (bench/paired.py); prints medians, the ratios, the
+# load average, and boxbuild's own per-step breakdown (--progress=plain) of one extra build.
 # As root by default; ROOTLESS_USER=name runs both as that user (it needs a subordinate id
 # range). Env: BOXBUILD, BOXRUN, BOX (default target/release/…), RUNS (default 5), WARMUP
 # (default 1), BENCH_TMPDIR (default /tmp).
@@ -23,7 +25,7 @@ BOX=${BOX:-$PWD/target/release/box}
 RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-1}
 [ -x "$BOXBUILD" ] && [ -x "$BOXRUN" ] && [ -x "$BOX" ] || cargo build --release --bins
-for t in hyperfine skopeo jq python3 apt-get apt-cache dpkg-scanpackages; do
+for t in skopeo python3 apt-get apt-cache dpkg-scanpackages; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done
 
@@ -71,16 +73,21 @@ rootless_setup "$work"
 $as "$BOX" --root "$work/store" load -q -i "$OUT/debian.tar" >/dev/null
 build="$as $BOXBUILD --root $work/store --no-cache -q -t real $ctx"
 run="$as $BOXRUN --root $work/store --rm --network none -v $ctx/repo:/repo:ro debian sh -c \"$cmd\""
+# The same-work floor: the same RUN in a container that is not --rm, whose writable layer is
+# on the store's disk as a build step's is (boxrun --rm writes to a tmpfs). Its containers
+# stay until the end, as the build's set-aside layer trees do.
+disk="$as $BOXRUN --root $work/store --network none -v $ctx/repo:/repo:ro debian sh -c \"$cmd\""
 
 # One build with the per-step breakdown (this also unpacks the base layers once).
 $as "$BOXBUILD" --root "$work/store" --no-cache --progress=plain -t real "$ctx" 2>&1 \
   | grep -E 'run [0-9]+ms' || true
 
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/r.json" \
-  -n boxbuild "$build" -n boxrun "$run" >&2
-echo "real build ($PKGS from a file repo), $label, median of $RUNS runs:"
-jq -r '.results as $r
-  | ($r[] | select(.command=="boxbuild") | .median) as $a
-  | ($r[] | select(.command=="boxrun") | .median) as $b
-  | "| boxbuild --no-cache | \($a*1000|round) ms |\n| boxrun (the RUN alone) | \($b*1000|round) ms |\n| ratio | \($a/$b*1000|round/1000) |"' "$work/r.json"
+# Interleaved rounds (bench/paired.py: every command once per round, order reversed every
+# other round): hyperfine runs one command's runs back to back, and the first block then
+# absorbs whatever the set-up left the disk doing.
+echo "real build ($PKGS from a file repo), $label, median of $RUNS interleaved rounds:"
+python3 bench/paired.py --warmup "$WARMUP" "$RUNS" "boxrun-rm=$run" "boxbuild=$build" \
+  "boxrun-disk=$disk"
+echo "boxbuild/boxrun-rm is the goal's ratio (<= 1.15); boxrun-disk is the same RUN with its"
+echo "writable layer on the store's disk, as a build step's is."
 echo "load: $(cat /proc/loadavg)"
