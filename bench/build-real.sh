@@ -4,8 +4,8 @@
 # a local file repository, against the same command under
 # `boxrun --rm --network none -v REPO:/repo:ro debian sh -c …` — the RUN work itself. The
 # ratio boxbuild/boxrun is what a build adds on top of running its step (goal ≤ 1.15). A
-# third command, the same RUN in a kept (not --rm) container, writes to the store's disk as
-# the build step does: the floor for the work the build cannot move to memory.
+# third command, the same RUN in a detached container, writes to the store's disk as the
+# build step does: the floor for the work the build cannot move to memory.
 #
 # The base image is the debootstrap fixture (tests/fixtures/images/make-debian.sh) split into
 # gzip layers by bench/pull-image.py and loaded with `box load` from an oci-archive made by
@@ -73,10 +73,16 @@ rootless_setup "$work"
 $as "$BOX" --root "$work/store" load -q -i "$OUT/debian.tar" >/dev/null
 build="$as $BOXBUILD --root $work/store --no-cache -q -t real $ctx"
 run="$as $BOXRUN --root $work/store --rm --network none -v $ctx/repo:/repo:ro debian sh -c \"$cmd\""
-# The same-work floor: the same RUN in a container that is not --rm, whose writable layer is
-# on the store's disk as a build step's is (boxrun --rm writes to a tmpfs). Its containers
-# stay until the end, as the build's set-aside layer trees do.
-disk="$as $BOXRUN --root $work/store --network none -v $ctx/repo:/repo:ro debian sh -c \"$cmd\""
+# The same-work floor: the same RUN in a detached container (`boxrun -d`, then `box wait`),
+# whose writable layer is kept on the store's disk as a build step's is (a foreground boxrun
+# writes to a tmpfs, --rm or not). Its containers stay until the end, as the build's
+# set-aside layer trees do.
+cat > "$work/disk.sh" <<DISK
+#!/bin/sh
+id=\$("$BOXRUN" --root "$work/store" -d --network none -v "$ctx/repo:/repo:ro" debian sh -c "$cmd") &&
+  exec "$BOX" --root "$work/store" wait "\$id" >/dev/null
+DISK
+disk="$as sh $work/disk.sh"
 
 # One build with the per-step breakdown (this also unpacks the base layers once).
 $as "$BOXBUILD" --root "$work/store" --no-cache --progress=plain -t real "$ctx" 2>&1 \
