@@ -315,8 +315,24 @@ pub(super) fn log_pipe(
     Ok((w.into(), Box::new(start)))
 }
 
+/// `/proc/PID/cmdline` in one read(2): the kernel takes the process's memory once per call, so
+/// one call sees the whole command line or none of it. `fs::read` reads in growing chunks, and
+/// a process that exits between two chunks (a failed exec) reads as a truncated command line,
+/// which is not the supervisor's and looked like a started command. Lines longer than the
+/// buffer compare by their first 64 KiB, on both sides.
 fn cmdline(pid: i32) -> Option<Vec<u8>> {
-    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = loop {
+        match f.read(&mut buf) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    };
+    buf.truncate(n);
+    Some(buf)
 }
 
 /// Whether the container's pid 1 (or, under --init, its child) runs something other than
@@ -330,7 +346,26 @@ fn command_started(st: &State, sup_cmdline: Option<&[u8]>) -> bool {
     if let Ok(k) = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")) {
         pids.extend(k.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
     }
-    // A zombie's command line reads empty: that is an exit, not an exec.
-    pids.into_iter()
-        .any(|p| cmdline(p).is_some_and(|c| !c.is_empty() && Some(c.as_slice()) != sup_cmdline))
+    // A zombie's command line reads empty: that is an exit, not an exec. A prefix of the
+    // supervisor's is not an exec either.
+    pids.into_iter().any(|p| {
+        cmdline(p).is_some_and(|c| {
+            !c.is_empty() && sup_cmdline.is_none_or(|s| !s.starts_with(c.as_slice()))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cmdline;
+
+    #[test]
+    fn cmdline_reads_a_whole_command_line_in_one_call() {
+        // Longer than fs::read's first chunk, so a chunked read would need several calls.
+        let want: Vec<u8> = std::env::args()
+            .flat_map(|a| a.into_bytes().into_iter().chain([0]))
+            .collect();
+        assert_eq!(cmdline(std::process::id() as i32), Some(want));
+        assert_eq!(cmdline(i32::MAX), None);
+    }
 }
