@@ -22,6 +22,16 @@ pub enum DigestError {
     Invalid(String),
 }
 
+/// `bytes` random bytes from the kernel's pool, as lowercase hex (ids, unique names).
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // getrandom(2) does not fail for small sizes once the pool is initialised; callers use the
+    // result for names that an exclusive create or a retry would still catch.
+    // SAFETY: the kernel writes at most `b.len()` bytes into `b`, which outlives the call.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    hex::encode(b)
+}
+
 impl Digest {
     /// The 64 lowercase hex digits.
     pub fn hex(&self) -> &str {

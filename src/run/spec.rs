@@ -366,11 +366,7 @@ impl SandboxSpec {
 
 /// 16 hex characters from the kernel's random pool.
 pub fn random_id() -> String {
-    let mut b = [0u8; 8];
-    // getrandom(2) never fails for 8 bytes once the pool is initialised.
-    // SAFETY: the kernel writes at most `b.len()` bytes into `b`, which outlives the call.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    hex::encode(b)
+    crate::digest::random_hex(8)
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub fn ensure_run_dir(containers: &Path) -> Option<PathBuf> {
                 return Some(d);
             }
             let dir = make_private_dir()?;
-            let tmp = containers.join(format!(".{LINK}.tmp-{}", random_hex()));
+            let tmp = containers.join(format!(".{LINK}.tmp-{}", crate::digest::random_hex(16)));
             let linked = std::os::unix::fs::symlink(&dir, &tmp).is_ok()
                 && std::fs::rename(&tmp, containers.join(LINK)).is_ok();
             if !linked {
@@ -71,7 +71,7 @@ fn is_tmpfs(p: &Path) -> bool {
 /// A new directory with a random name under [`BASE`], mode 0700.
 fn make_private_dir() -> Option<PathBuf> {
     for _ in 0..4 {
-        let d = Path::new(BASE).join(format!("boxkit-{}", random_hex()));
+        let d = Path::new(BASE).join(format!("boxkit-{}", crate::digest::random_hex(16)));
         match std::fs::DirBuilder::new().mode(0o700).create(&d) {
             Ok(()) => return Some(d),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -79,15 +79,6 @@ fn make_private_dir() -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn random_hex() -> String {
-    let mut b = [0u8; 16];
-    // getrandom(2) does not fail for 16 bytes once the pool is initialised; all zeroes on a
-    // failure would only make the exclusive mkdir above retry.
-    // SAFETY: the kernel writes at most `b.len()` bytes into `b`, which outlives the call.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    hex::encode(b)
 }
 
 #[cfg(test)]
