@@ -9,7 +9,7 @@
 //! image (its layers stay in the build cache), and `-t` names only the image outputs.
 //!
 //! Both file exports start from one tar of the final filesystem: the stage's unpacked layers
-//! merged read-only ([`MergedMount`]) and packed by [`crate::layer::pack_dir`] (owners, modes
+//! merged read-only ([`MergedMount`]) and packed by [`crate::layer::write_tar`] (owners, modes
 //! and times as in the image). `type=tar` writes it as is. `type=local` runs it through
 //! [`for_host`], which drops what must not reach the user's files — device nodes, set-id bits,
 //! xattrs (file capabilities among them) and the image's owners — and then through the same
@@ -165,7 +165,7 @@ pub fn export_fs(
                 return Err(ExportError::Terminal);
             }
             let mut w = BufWriter::with_capacity(1 << 20, out.lock());
-            layer::pack_dir(merged.path(), &mut w, &pack)?;
+            layer::write_tar(merged.path(), &mut w, &pack)?;
             w.flush().map_err(io_err("write", Path::new("stdout")))
         }
         Export::Tar(TarDest::File(f)) => {
@@ -178,7 +178,7 @@ pub fn export_fs(
                 .run(|| crate::atomic::Staged::new_in(dir, &format!(".{name}.tmp-"), 0o644))
                 .map_err(io_err("create", f))?;
             let mut w = BufWriter::with_capacity(1 << 20, staged);
-            layer::pack_dir(merged.path(), &mut w, &pack)?;
+            layer::write_tar(merged.path(), &mut w, &pack)?;
             let staged = w
                 .into_inner()
                 .map_err(|e| io_err("write", f)(e.into_error()))?;
@@ -213,7 +213,14 @@ fn export_local(
     // pack → (pipe) → for_host → (pipe) → extraction on the caller's thread.
     std::thread::scope(|s| {
         let root = merged.path();
-        let packer = s.spawn(move || layer::pack_dir(root, BufWriter::new(File::from(tx)), pack));
+        let packer = s.spawn(move || {
+            let mut w = BufWriter::new(File::from(tx));
+            layer::write_tar(root, &mut w, pack)?;
+            w.flush().map_err(|source| layer::PackError::Write {
+                root: root.to_path_buf(),
+                source,
+            })
+        });
         let filter = s.spawn(move || {
             let mut out = BufWriter::with_capacity(1 << 20, File::from(w));
             for_host(File::from(rx), &mut out).and_then(|()| out.flush())

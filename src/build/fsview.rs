@@ -249,21 +249,23 @@ pub fn commit_dir_timed(
         compression: layer::Compression::None,
         ..Default::default()
     };
-    let r = layer::pack_dir(dir, &mut w, &opts)?;
+    // A plain tar is its own blob: the blob writer's hash names it and is its diff_id, so the
+    // stream is hashed once, as it is written.
+    layer::write_tar(dir, &mut w, &opts)?;
     let pack = start.elapsed();
-    w.commit(Some(&r.digest))?;
+    let (digest, size) = w.commit(None)?;
     let layers = store.layers_dir();
-    if layer::cached_layer(&layers, &r.diff_id).is_some() {
-        set_aside(&layers, &r.diff_id, dir);
+    if layer::cached_layer(&layers, &digest).is_some() {
+        set_aside(&layers, &digest, dir);
     } else {
         // The layer cache's own two steps, as for an extracted layer: staged under a unique
         // name beside its final place, then published (marker, rename).
-        let tmp = layer::cache::stage(&layers, &r.diff_id)?;
+        let tmp = layer::cache::stage(&layers, &digest)?;
         match fs::rename(dir, tmp.path().join(layer::cache::TREE)) {
             // Not synced: the marker is valid for this boot, and the blob (synced by its
             // writer) unpacks the layer again after a restart (layer::cache).
             Ok(()) => {
-                layer::cache::publish(&layers, &r.diff_id, tmp)?;
+                layer::cache::publish(&layers, &digest, tmp)?;
             }
             // The blob is stored; the first use unpacks it instead.
             Err(_) => remove_tree(dir),
@@ -271,9 +273,9 @@ pub fn commit_dir_timed(
     }
     let layer = LayerRef {
         media_type: crate::image::media::OCI_LAYER_TAR.to_string(),
-        digest: r.digest,
-        size: r.size,
-        diff_id: r.diff_id,
+        diff_id: digest.clone(),
+        digest,
+        size,
     };
     let commit = start.elapsed() - pack;
     Ok((layer, CommitTimes { pack, commit }))

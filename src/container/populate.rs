@@ -74,7 +74,7 @@ pub fn fill(
                 compression: crate::layer::Compression::None,
                 ..PackOptions::default()
             };
-            crate::layer::pack_dir(&src, &mut *w, &none)
+            crate::layer::write_tar(&src, &mut *w, &none)
                 .map_err(|e| ExtractError::Confined(e.to_string()))?;
             Ok::<(), ExtractError>(())
         })

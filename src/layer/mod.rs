@@ -25,7 +25,7 @@ pub use extract::{
     DEFAULT_MAX_ID, ExtractError, ExtractMode, ExtractOptions, ExtractReport, Ownership, extract,
     extract_at,
 };
-pub use pack::{PackError, PackOptions, PackResult, pack_dir};
+pub use pack::{PackError, PackOptions, PackResult, pack_dir, write_tar};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use whiteout::OverlayXattr;
 pub use xattr::{BOXKIT_XATTR_PREFIX, OWNER_XATTR, format_owner, parse_owner};

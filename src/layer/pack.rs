@@ -211,6 +211,13 @@ struct Packer<'a, W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
+/// Write the directory `dir` as a plain layer tar into `out`, with no compression and no
+/// digest: for callers that hash the stream themselves (the store's blob writer) or need no
+/// name for it (a tar export, a copy stream). `opts.compression` is ignored.
+pub fn write_tar<W: Write>(dir: &Path, out: &mut W, opts: &PackOptions) -> Result<()> {
+    write_tree(dir, out, opts)
+}
+
 fn write_tree<W: Write>(dir: &Path, out: &mut W, opts: &PackOptions) -> Result<()> {
     let mut p = Packer {
         root: dir,
