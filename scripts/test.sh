@@ -38,10 +38,14 @@ wait "$prebuild"
 BOX_INSTALL_TARGET_DIR="$install_target" cargo test --no-fail-fast --test first_hour || rc=$?
 # The suite makes hundreds of stores and deletes them with rm -rf; a store's tmpfs run
 # directory (/dev/shm/boxkit-*, where a foreground --rm container keeps its state) is left
-# behind by that. Remove the ones no container uses (no entry but the names/ directory).
+# behind by that until the next run directory's sweep. Remove the ones no container uses (no
+# entry but the names/ directory and the .store back-reference).
 for d in /dev/shm/boxkit-*/; do
   [ -d "$d" ] || continue
   rmdir "$d/names" 2>/dev/null || true
-  rmdir "$d" 2>/dev/null || true
+  if [ -z "$(ls -A "$d" | grep -vx .store)" ]; then
+    rm -f "$d/.store"
+    rmdir "$d" 2>/dev/null || true
+  fi
 done
 exit $rc

@@ -12,7 +12,13 @@
 //! the store is closed to everyone else). After a reboot the tmpfs is empty and the link
 //! dangles: the next such start makes a new directory under a new name (never the old one,
 //! which someone else could have made meanwhile).
+//!
+//! A store deleted with `rm -rf` cannot remove its run directory. So each run directory names
+//! its store in a file `.store`, written once the link is in place, and the next run directory
+//! made by the same user sweeps the orphans ([`sweep_orphans`]). An orphan is a directory of
+//! that user's whose store no longer links to it and that holds no container.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -60,8 +66,55 @@ pub fn ensure_run_dir(containers: &Path) -> Option<PathBuf> {
                 let _ = std::fs::remove_dir(&dir);
                 return None;
             }
+            // Written only now: a sweep that sees the file also sees the link.
+            if let Ok(abs) = std::path::absolute(containers) {
+                let _ = std::fs::write(dir.join(BACKREF), abs.as_os_str().as_encoded_bytes());
+            }
+            sweep_orphans(Path::new(BASE), &dir);
             run_dir(containers)
         })
+}
+
+/// The file in a run directory that names its containers directory.
+const BACKREF: &str = ".store";
+
+/// Remove the run directories under `base` that this user made for a store that no longer
+/// links to them (deleted, or relinked after a reboot), when they hold no container (no entry
+/// with a `state.json`). `keep` is the caller's own. A directory without [`BACKREF`] (made
+/// by an older boxkit, or whose maker has not linked it yet) is left alone, and so is anything
+/// that is not a real directory of this user's, closed to others.
+pub fn sweep_orphans(base: &Path, keep: &Path) {
+    let uid = nix::unistd::geteuid().as_raw();
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let d = e.path();
+        if d == keep || !e.file_name().to_string_lossy().starts_with("boxkit-") {
+            continue;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&d) else {
+            continue;
+        };
+        if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+            continue;
+        }
+        let Ok(store) = std::fs::read(d.join(BACKREF)) else {
+            continue;
+        };
+        let link = Path::new(std::ffi::OsStr::from_bytes(&store)).join(LINK);
+        if std::fs::read_link(&link).is_ok_and(|t| t == d) {
+            continue;
+        }
+        let holds_container = std::fs::read_dir(&d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|c| c.path().join("state.json").exists());
+        if !holds_container {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
 }
 
 fn is_tmpfs(p: &Path) -> bool {
@@ -97,12 +150,66 @@ mod tests {
         assert_eq!(ensure_run_dir(t.path()), Some(d.clone()));
         let m = std::fs::metadata(&d).unwrap();
         assert_eq!(m.mode() & 0o777, 0o700);
-        std::fs::remove_dir(&d).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
         // Gone (as after a reboot): not trusted, and a new one is made under a new name.
         assert_eq!(run_dir(t.path()), None);
         let e = ensure_run_dir(t.path()).unwrap();
         assert_ne!(d, e);
-        std::fs::remove_dir(&e).unwrap();
+        std::fs::remove_dir_all(&e).unwrap();
+    }
+
+    #[test]
+    fn a_store_deleted_with_rm_rf_loses_its_run_dir_when_the_next_one_is_made() {
+        let first = tempfile::tempdir().unwrap();
+        let Some(d) = ensure_run_dir(first.path()) else {
+            // No tmpfs at /dev/shm here: nothing to check.
+            assert!(!is_tmpfs(Path::new(BASE)));
+            return;
+        };
+        let named = std::fs::read(d.join(BACKREF)).unwrap();
+        assert_eq!(Path::new(std::ffi::OsStr::from_bytes(&named)), first.path());
+        drop(first);
+        assert!(d.exists());
+        let second = tempfile::tempdir().unwrap();
+        let e = ensure_run_dir(second.path()).unwrap();
+        assert!(!d.exists(), "{} outlived its store", d.display());
+        std::fs::remove_dir_all(&e).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_stores_run_dir_is_swept_unless_it_holds_a_container() {
+        // The sweep needs no tmpfs: it runs on a plain directory here.
+        let base = tempfile::tempdir().unwrap();
+        let mk = |name: &str, store: &Path| {
+            let d = base.path().join(name);
+            std::fs::DirBuilder::new().mode(0o700).create(&d).unwrap();
+            std::fs::write(d.join(BACKREF), store.as_os_str().as_encoded_bytes()).unwrap();
+            d
+        };
+        let live = tempfile::tempdir().unwrap();
+        let gone = live.path().join("deleted-store");
+        // A live store's directory (its link points at it), a deleted store's, a deleted
+        // store's that still holds a container, one without the back-reference, the caller's.
+        let a = mk("boxkit-live", live.path());
+        std::os::unix::fs::symlink(&a, live.path().join(LINK)).unwrap();
+        let b = mk("boxkit-orphan", &gone);
+        std::fs::create_dir(b.join("names")).unwrap();
+        let c = mk("boxkit-busy", &gone);
+        std::fs::create_dir(c.join("abc")).unwrap();
+        std::fs::write(c.join("abc/state.json"), "{}").unwrap();
+        let d = base.path().join("boxkit-old");
+        std::fs::DirBuilder::new().mode(0o700).create(&d).unwrap();
+        let own = mk("boxkit-own", &gone);
+        // Another name prefix and an open directory are never touched.
+        let other = mk("other-orphan", &gone);
+        let open = mk("boxkit-open", &gone);
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        sweep_orphans(base.path(), &own);
+        for kept in [&a, &c, &d, &own, &other, &open] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        assert!(!b.exists(), "the orphan was kept");
     }
 
     #[test]
