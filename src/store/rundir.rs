@@ -205,7 +205,21 @@ mod tests {
         let open = mk("boxkit-open", &gone);
         std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
+        // Hostile entries: a link to an orphan elsewhere, and (as root) another user's orphan.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = mk("boxkit-target", &gone);
+        let moved = elsewhere.path().join("boxkit-target");
+        std::fs::rename(&target, &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, base.path().join("boxkit-link")).unwrap();
+        let theirs = mk("boxkit-theirs", &gone);
+        let as_root = nix::unistd::geteuid().is_root();
+        if as_root {
+            std::os::unix::fs::chown(&theirs, Some(12345), Some(12345)).unwrap();
+        }
         sweep_orphans(base.path(), &own);
+        assert!(moved.join(BACKREF).exists(), "a link's target was swept");
+        assert!(base.path().join("boxkit-link").is_symlink());
+        assert_eq!(theirs.exists(), as_root, "another user's orphan");
         for kept in [&a, &c, &d, &own, &other, &open] {
             assert!(kept.exists(), "{} was removed", kept.display());
         }
