@@ -57,7 +57,16 @@ impl Hostile {
         Hostile { child, port, log }
     }
 
-    fn requests(&self) -> Vec<String> {
+    /// The manifest GETs logged. The server logs each one before it answers, but the lines
+    /// reach this process through a pipe and a reader thread, which can lag behind the client
+    /// under load: wait (up to 5 s) for `expected` lines, then a moment for any extra one.
+    fn requests(&self, expected: usize) -> Vec<String> {
+        let start = Instant::now();
+        while self.log.lock().unwrap().len() < expected && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
         self.log.lock().unwrap().clone()
     }
 }
@@ -118,7 +127,7 @@ fn refused(who: Who, repo: &str, needles: &[&str], requests: usize) {
         "{repo}: the store changed:\n{}",
         stderr(&o)
     );
-    let reqs = reg.requests();
+    let reqs = reg.requests(requests);
     assert_eq!(reqs.len(), requests, "{repo}: requests {reqs:?}");
     assert!(
         reqs.iter().all(|r| r.starts_with(&format!("GET {repo} "))),
