@@ -70,11 +70,7 @@ pub fn fill(
                 ..TarEntry::new(b"./", tar::EntryType::Directory)
             })
             .map_err(|e| ExtractError::Confined(format!("write the copy stream: {e}")))?;
-            let none = PackOptions {
-                compression: crate::layer::Compression::None,
-                ..PackOptions::default()
-            };
-            crate::layer::write_tar(&src, &mut *w, &none)
+            crate::layer::write_tar(&src, &mut *w, &PackOptions::default())
                 .map_err(|e| ExtractError::Confined(e.to_string()))?;
             Ok::<(), ExtractError>(())
         })

@@ -126,7 +126,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W, opts: &PackOptions) -> Result<Pack
         Compression::None => {
             // The blob is the tar: one hash gives both names.
             let mut tar = out;
-            write_tree(dir, &mut tar, opts)?;
+            write_tar(dir, &mut tar, opts)?;
             let (_, digest, size) = tar.finish();
             return Ok(PackResult {
                 diff_id: digest.clone(),
@@ -137,7 +137,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W, opts: &PackOptions) -> Result<Pack
         Compression::Gzip => {
             let gz = ParallelGzip::new(out, opts.gzip_level, threads).map_err(werr)?;
             let mut tar = HashingWriter::new(gz);
-            write_tree(dir, &mut tar, opts)?;
+            write_tar(dir, &mut tar, opts)?;
             let (gz, diff_id, _) = tar.finish();
             (gz.finish().map_err(werr)?, diff_id)
         }
@@ -147,7 +147,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W, opts: &PackOptions) -> Result<Pack
             // timestamps, so the stream stays deterministic.
             enc.include_checksum(true).map_err(werr)?;
             let mut tar = HashingWriter::new(enc);
-            write_tree(dir, &mut tar, opts)?;
+            write_tar(dir, &mut tar, opts)?;
             let (enc, diff_id, _) = tar.finish();
             (enc.finish().map_err(werr)?, diff_id)
         }
@@ -215,10 +215,6 @@ struct Packer<'a, W: Write> {
 /// digest: for callers that hash the stream themselves (the store's blob writer) or need no
 /// name for it (a tar export, a copy stream). `opts.compression` is ignored.
 pub fn write_tar<W: Write>(dir: &Path, out: &mut W, opts: &PackOptions) -> Result<()> {
-    write_tree(dir, out, opts)
-}
-
-fn write_tree<W: Write>(dir: &Path, out: &mut W, opts: &PackOptions) -> Result<()> {
     let mut p = Packer {
         root: dir,
         out: TarWriter::new(out, opts.source_date_epoch),
