@@ -13,9 +13,11 @@ rootless_setup() {
   as=""
   label=root
   if [ -z "${ROOTLESS_USER:-}" ]; then
-    # Without a range of its own, root's containers are not remapped (boxkit warns and runs
-    # them with host ids): a different, cheaper path than the one the tables describe.
-    grep -q '^root:' /etc/subuid 2>/dev/null && grep -q '^root:' /etc/subgid 2>/dev/null || {
+    # Without a range of its own (the entry boxkit reads: root, 0 or boxkit), root's
+    # containers are not remapped (boxkit warns and runs them with host ids): a different,
+    # cheaper path than the one the tables describe.
+    [ "$(id -u)" != 0 ] ||
+      { grep -Eq '^(root|0|boxkit):' /etc/subuid && grep -Eq '^(root|0|boxkit):' /etc/subgid; } 2>/dev/null || {
       echo "root needs an /etc/subuid and /etc/subgid range: usermod --add-subuids 2000000-2065535 --add-subgids 2000000-2065535 root" >&2
       exit 1
     }
