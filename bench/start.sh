@@ -5,7 +5,10 @@
 # "same work" floor bench/floor/docker-floor.c (every namespace, the overlay, /proc, /sys, /dev,
 # the /etc binds, docker's masks, pivot_root, a seccomp filter, in one static C process: the
 # kernel work of a docker-default start with nothing else), interleaved in one hyperfine pass.
-# Then the scaling rows: boxrun of images with 1, 10 and 100 layers.
+# Then the scaling rows: boxrun of images with 1, 10 and 100 layers. For reference, not a goal:
+# `crun run` (the anchors' C runtime) on umoci's unpack of the same image with crun's own
+# default spec (`crun spec`, `--rootless` for a user), as bench/boxrun.sh runs it: the fastest
+# runtime of the field given a ready bundle, with no store and no image.
 #
 # The binaries are what a user installs: `cargo build --release` (BOXRUN/BOX to override, e.g.
 # with scripts/build-release.sh's static build). As root by default; ROOTLESS_USER=name runs
@@ -21,7 +24,7 @@ fi
 RUNS=${RUNS:-40}
 WARMUP=${WARMUP:-5}
 LAYERS=${LAYERS:-1 10 100}
-for t in hyperfine unshare jq busybox umoci skopeo cc; do
+for t in hyperfine unshare jq busybox umoci skopeo cc crun; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] && bash scripts/host-setup.sh
@@ -54,6 +57,22 @@ done
 
 . bench/rootless.sh
 rootless_setup "$work" --user-env
+# crun's bundle: umoci's unpack and crun's default spec, running /bin/true.
+if [ -n "$as" ]; then
+  umoci unpack --rootless --image "$work/layout:latest" "$work/bundle" >/dev/null
+  rm -f "$work/bundle/config.json"
+  chown -R "$uid:$gid" "$work/bundle"
+  (cd "$work/bundle" && $as crun spec --rootless)
+else
+  umoci unpack --image "$work/layout:latest" "$work/bundle" >/dev/null
+  rm -f "$work/bundle/config.json"
+  (cd "$work/bundle" && crun spec)
+fi
+cfg="$work/bundle/config.json"
+jq '.root.path="rootfs" | .process.terminal=false | .process.args=["/bin/true"] | .root.readonly=false' "$cfg" > "$cfg.new"
+mv "$cfg.new" "$cfg"
+mkdir -p "$work/crun-state"
+[ -z "$as" ] || chown -R "$uid:$gid" "$work/bundle" "$work/crun-state"
 store="$work/store"
 $as "$BOX" --root "$store" load -q -i "$work/busybox.tar"
 for n in $LAYERS; do
@@ -68,7 +87,8 @@ done
 set -- -n boxrun "$as $BOXRUN --root $store --rm --network none busybox true" \
   -n floor "$as unshare -Urmpf --mount-proc $(command -v chroot) $work/src /bin/true" \
   -n floor-allns "$as unshare -Urmpfn --ipc --uts --cgroup --mount-proc $(command -v chroot) $work/src /bin/true" \
-  -n floor-docker "$as $work/docker-floor $work/src $work/scratch"
+  -n floor-docker "$as $work/docker-floor $work/src $work/scratch" \
+  -n crun "$as crun --root $work/crun-state run --bundle $work/bundle bench-$$"
 for n in $LAYERS; do
   [ "$n" -gt 1 ] && set -- "$@" -n "layers$n" "$as $BOXRUN --root $store --rm --network none layers$n true"
 done
@@ -88,5 +108,6 @@ jq -r --arg rss "$rss" '.results as $r
   "  floor  unshare -Urmpf --mount-proc chroot: \(ms(m("floor")))   boxrun/floor \(q(m("boxrun")/m("floor")))x (goal <= 1.5x)",
   "  floor with every namespace boxrun makes: \(ms(m("floor-allns")))   boxrun/that \(q(m("boxrun")/m("floor-allns")))x",
   "  same-work floor (bench/floor/docker-floor.c): \(ms(m("floor-docker")))   that/floor \(q(m("floor-docker")/m("floor")))x   boxrun/that \(q(m("boxrun")/m("floor-docker")))x",
+  "  reference, crun run on a ready bundle (its default spec): \(ms(m("crun")))   crun/floor \(q(m("crun")/m("floor")))x   boxrun/crun \(q(m("boxrun")/m("crun")))x",
   ($r[] | select(.command|startswith("layers")) | "  \(.command): \(ms(.median))   per layer over busybox: \(((.median - m("boxrun"))*1000000/((.command|ltrimstr("layers")|tonumber)-1))|round) us"),
   "  boxrun peak RSS: \($rss) KiB (goal <= 16 MB)"' "$work/out.json"
