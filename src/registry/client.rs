@@ -64,6 +64,9 @@ impl RetryPolicy {
 /// to a plain-HTTP mirror never needs one, and one that reaches Docker Hub still works. A
 /// registry whose CA is in neither fails at its first TLS connection, saying how to add it.
 pub fn http_client() -> Result<reqwest::Client> {
+    // reqwest is built without a crypto provider (Cargo.toml says why); ring is the process's.
+    // Err only means one is installed already, which is this one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let builder = || {
         reqwest::Client::builder()
             .user_agent(concat!("boxkit/", env!("CARGO_PKG_VERSION")))
