@@ -39,7 +39,8 @@ if [ -n "${ROOTLESS_USER:-}" ]; then
   label="rootless ($ROOTLESS_USER)"
 else
   # Container root is root's subordinate range: own the rootfs by it, as an unpack would.
-  base=$(awk -F: '$1=="root"||$1=="boxkit"{print $2; exit}' /etc/subuid)
+  # The entry boxkit itself picks (src/run/idmap.rs): "root" or "0" first, then "boxkit".
+  base=$(awk -F: '($1=="root"||$1=="0")&&!r{r=$2} $1=="boxkit"&&!b{b=$2} END{print r?r:b}' /etc/subuid)
   [ -n "$base" ] || { echo "root needs an /etc/subuid range (see bench/README.md)" >&2; exit 1; }
   chown -R "$base:$base" "$root"
   (cd "$work/bundle" && crun spec)
