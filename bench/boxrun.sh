@@ -43,22 +43,7 @@ trap cleanup EXIT
 # The image: busybox and its applets, /etc/passwd, Cmd sh.
 . bench/busybox-image.sh
 busybox_image "$work"
-if [ -n "$as" ]; then
-  umoci unpack --rootless --image "$work/layout:latest" "$work/bundle" >/dev/null
-else
-  umoci unpack --image "$work/layout:latest" "$work/bundle" >/dev/null
-fi
-# crun's own default spec (as bench/sandbox.sh), on umoci's rootfs.
-cfg="$work/bundle/config.json"
-rm -f "$cfg"
-if [ -n "$as" ]; then
-  chown -R "$uid:$gid" "$work/bundle"
-  (cd "$work/bundle" && $as crun spec --rootless)
-else
-  (cd "$work/bundle" && crun spec)
-fi
-jq '.root.path="rootfs" | .process.terminal=false | .process.args=["/bin/true"] | .root.readonly=false' "$cfg" > "$cfg.new"
-mv "$cfg.new" "$cfg"
+busybox_crun_bundle "$work"
 # Root's podman cannot raise rlimits here (see tests/common/podman.rs).
 nofile=$(awk '/Max open files/{print $5}' /proc/self/limits)
 [ "$nofile" -gt 16384 ] && nofile=16384

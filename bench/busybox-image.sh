@@ -16,3 +16,24 @@ busybox_image() {
   umoci config --image "$_w/layout:latest" --config.cmd sh >/dev/null
   skopeo copy -q "oci:$_w/layout:latest" "oci-archive:$_w/busybox.tar:busybox:latest"
 }
+
+# busybox_crun_bundle WORK: crun's bundle WORK/bundle running /bin/true, from umoci's unpack of
+# WORK/layout:latest and crun's own default spec (`crun spec`; `crun spec --rootless` when `as`
+# runs commands as uid:gid, from bench/rootless.sh, which then own the bundle).
+busybox_crun_bundle() {
+  _w=$1
+  if [ -n "$as" ]; then
+    umoci unpack --rootless --image "$_w/layout:latest" "$_w/bundle" >/dev/null
+    rm -f "$_w/bundle/config.json"
+    chown -R "$uid:$gid" "$_w/bundle"
+    (cd "$_w/bundle" && $as crun spec --rootless)
+  else
+    umoci unpack --image "$_w/layout:latest" "$_w/bundle" >/dev/null
+    rm -f "$_w/bundle/config.json"
+    (cd "$_w/bundle" && crun spec)
+  fi
+  jq '.root.path="rootfs" | .process.terminal=false | .process.args=["/bin/true"] | .root.readonly=false' \
+    "$_w/bundle/config.json" > "$_w/bundle/config.json.new"
+  mv "$_w/bundle/config.json.new" "$_w/bundle/config.json"
+  [ -z "$as" ] || chown -R "$uid:$gid" "$_w/bundle"
+}

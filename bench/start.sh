@@ -57,22 +57,9 @@ done
 
 . bench/rootless.sh
 rootless_setup "$work" --user-env
-# crun's bundle: umoci's unpack and crun's default spec, running /bin/true.
-if [ -n "$as" ]; then
-  umoci unpack --rootless --image "$work/layout:latest" "$work/bundle" >/dev/null
-  rm -f "$work/bundle/config.json"
-  chown -R "$uid:$gid" "$work/bundle"
-  (cd "$work/bundle" && $as crun spec --rootless)
-else
-  umoci unpack --image "$work/layout:latest" "$work/bundle" >/dev/null
-  rm -f "$work/bundle/config.json"
-  (cd "$work/bundle" && crun spec)
-fi
-cfg="$work/bundle/config.json"
-jq '.root.path="rootfs" | .process.terminal=false | .process.args=["/bin/true"] | .root.readonly=false' "$cfg" > "$cfg.new"
-mv "$cfg.new" "$cfg"
+busybox_crun_bundle "$work"
 mkdir -p "$work/crun-state"
-[ -z "$as" ] || chown -R "$uid:$gid" "$work/bundle" "$work/crun-state"
+[ -z "$as" ] || chown "$uid:$gid" "$work/crun-state"
 store="$work/store"
 $as "$BOX" --root "$store" load -q -i "$work/busybox.tar"
 for n in $LAYERS; do
