@@ -161,3 +161,75 @@ fn rootless_sigkill_of_container_init_leaves_no_veth_or_lease() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The parent of `pid` (from /proc/PID/stat), if it still exists.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` has exited (gone, or a zombie waiting to be reaped).
+fn ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("Z")
+        }
+    }
+}
+
+/// SIGKILL of the command's host-side process (the agent, which owns the run's cgroups and
+/// network) ends the tool process and the container with it: nothing runs on unowned.
+fn agent_sigkill_ends_tool_and_container(who: &Who) {
+    let rfs = busybox_rootfs(who.root_owner());
+    let mut child = who
+        .box_cmd()
+        .args(["sandbox-run", "--rootfs", rfs.path.to_str().unwrap()])
+        .args(["--network", "none", "--", "sleep", "1000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sleep = loop {
+        if let Some(p) = descendant_named(child.id(), "sleep") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let tool = parent_of(sleep).expect("the container's parent, the tool");
+    let agent = parent_of(tool).expect("the tool's parent, the agent");
+    unsafe { libc::kill(agent, libc::SIGKILL) };
+    let gone = Instant::now() + Duration::from_secs(10);
+    while !(ended(tool) && ended(sleep)) {
+        assert!(
+            Instant::now() < gone,
+            "[{}] 10 s after the agent's SIGKILL: tool {tool} ended {}, container {sleep} ended {}",
+            who.label(),
+            ended(tool),
+            ended(sleep)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.wait();
+}
+
+#[test]
+fn sigkill_of_the_host_process_ends_the_tool_and_the_container_root() {
+    let Some(who) = Who::root() else { return };
+    agent_sigkill_ends_tool_and_container(&who);
+}
+
+#[test]
+fn sigkill_of_the_host_process_ends_the_tool_and_the_container_rootless() {
+    let Some(who) = Who::with_range() else { return };
+    agent_sigkill_ends_tool_and_container(&who);
+}

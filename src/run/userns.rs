@@ -135,12 +135,13 @@ pub fn enter_if_needed() -> Entered {
         },
         _ => None,
     };
+    let agent = nix::unistd::getpid();
     // SAFETY: called first in main, while the process is single-threaded.
     match unsafe { fork() } {
         Err(e) => not_entered(format!("fork: {e}")),
         Ok(ForkResult::Child) => {
             drop(outer);
-            tool_side(inner, maps, keeper)
+            tool_side(inner, maps, keeper, agent)
         }
         Ok(ForkResult::Parent { child }) => {
             drop(inner);
@@ -151,9 +152,11 @@ pub fn enter_if_needed() -> Entered {
 
 /// The forked child: join the keeper's user namespace or make one (maps written by the
 /// parent), make a private mount namespace, and become the tool.
-fn tool_side(inner: OwnedFd, maps: Option<IdMaps>, keeper: Option<Keeper>) -> Entered {
+fn tool_side(inner: OwnedFd, maps: Option<IdMaps>, keeper: Option<Keeper>, agent: Pid) -> Entered {
     // The tool dies with the agent, which owns its cgroups and network.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if !die_with(agent) {
+        return Entered::Exit(125);
+    }
     let mut flags = CloneFlags::CLONE_NEWNS;
     if maps.is_some() && keeper.is_none() {
         flags |= CloneFlags::CLONE_NEWUSER;
@@ -184,6 +187,11 @@ fn tool_side(inner: OwnedFd, maps: Option<IdMaps>, keeper: Option<Keeper>) -> En
     if maps.is_some() {
         let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
         let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+        // As root that changed the effective uid (host 0 to the range's base), and a change
+        // of effective ids clears the parent-death signal (prctl(2)): arm it again.
+        if !die_with(agent) {
+            return Entered::Exit(125);
+        }
     }
     // Mounts made in here must not propagate back to the host.
     let _ = nix::mount::mount(
@@ -200,6 +208,14 @@ fn tool_side(inner: OwnedFd, maps: Option<IdMaps>, keeper: Option<Keeper>) -> En
     // The agent's socket lives as long as the tool process.
     let agent: RawFd = inner.into_raw_fd();
     Entered::Tool(ToolContext::new(userns, Some(agent), keeper_pid))
+}
+
+/// Make this process get SIGKILL when `agent`, its parent, exits; false when the parent has
+/// already gone (then the signal would never come). Call it again after any change of
+/// effective ids, which clears the setting.
+fn die_with(agent: Pid) -> bool {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    nix::unistd::getppid() == agent
 }
 
 /// The original process: write the child's maps (unless it joins a keeper), then serve as
