@@ -266,11 +266,22 @@ impl AgentSocket {
 impl AgentSocket {
     /// Tell the agent that the tool exits with `code` (see [`Request::Exit`]); sent last, with
     /// nothing expected back.
+    ///
+    /// Then waits until the agent has gone (its end of the socket closes as it exits; the
+    /// parent-death signal may end this process first): this process's own exit tears down
+    /// its namespaces, and done at once it would take the CPU the agent is woken on, between
+    /// the caller and its exit code.
     pub fn exiting(&self, code: u8) {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
-        if let Ok(out) = serde_json::to_vec(&Request::Exit { code }) {
-            let _ = nix::sys::socket::send(self.fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL);
+        let Ok(out) = serde_json::to_vec(&Request::Exit { code }) else {
+            return;
+        };
+        use nix::sys::socket::{MsgFlags, recv, send};
+        if send(self.fd, &out, MsgFlags::MSG_NOSIGNAL).is_err() {
+            return;
         }
+        let mut b = [0u8; 1];
+        while let Err(nix::Error::EINTR) | Ok(1..) = recv(self.fd, &mut b, MsgFlags::empty()) {}
     }
 }
 
