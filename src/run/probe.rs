@@ -175,15 +175,26 @@ fn environment_key() -> String {
     let root = std::fs::metadata("/")
         .map(|m| format!("{}:{}", m.dev(), m.ino()))
         .unwrap_or_default();
+    let uid_map = read("/proc/self/uid_map");
+    // Each user namespace has its own /proc/sys/user, whose limits read as INT_MAX in a new
+    // one (the parents' limits apply): only the initial namespace's value says anything. A
+    // start runs in a namespace of its own, where looking the file up costs a new proc
+    // inode and a walk past every other namespace's dentry of that name.
+    let initial_userns = uid_map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    let max_userns = if initial_userns {
+        read("/proc/sys/user/max_user_namespaces")
+    } else {
+        "-".to_string()
+    };
     let parts = [
         crate::bootid::boot_id().unwrap_or_default().to_string(),
-        read("/proc/self/uid_map"),
+        uid_map,
         read("/proc/self/gid_map"),
         root,
         read("/proc/self/cgroup"),
         status.join(","),
         read("/proc/self/attr/current"),
-        read("/proc/sys/user/max_user_namespaces"),
+        max_userns,
         read("/proc/sys/kernel/unprivileged_userns_clone"),
         read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
     ];

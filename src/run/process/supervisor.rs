@@ -25,16 +25,12 @@ use crate::run::{caps, chown_notify, idmap, namespaces, rootfs, seccomp};
 /// the container's namespace, and detached with the old root at pivot_root.
 const CHILD_SCRATCH: &str = "/tmp";
 
-/// Whether the calling process has a single thread (then a raw clone is safe).
+/// Whether the calling process has a single thread (then a raw clone is safe): procfs counts
+/// a process's threads in the link count of its `task` directory (2 + threads), which a stat
+/// reads without generating all of /proc/self/status.
 fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse::<u32>().ok())
-        })
-        == Some(1)
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/task").is_ok_and(|m| m.nlink() == 3)
 }
 
 /// Run the container to completion; returns its exit code (docker's mapping). `last`: the
@@ -416,4 +412,32 @@ fn host_setup(
         (hook.0)(&g.ports);
     }
     Ok(g.address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::single_threaded;
+
+    #[test]
+    fn single_threaded_is_false_beside_another_thread_and_true_in_a_fork() {
+        // The test harness runs this on a thread of its own: never single-threaded here.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        assert!(!single_threaded());
+        // A fork has only the thread that forked.
+        // SAFETY: the child only stats a file and _exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = if single_threaded() { 0 } else { 1 };
+                // SAFETY: ends the forked child without running the harness's exit.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let st = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        tx.send(()).unwrap();
+        other.join().unwrap().unwrap();
+    }
 }
