@@ -79,30 +79,43 @@ fn sigkill_of_container_init_leaves_no_cgroup_veth_lease_or_scratch_dir() {
 
 /// The pid of the first process named `comm` among the descendants of `ancestor`.
 fn descendant_named(ancestor: u32, comm: &str) -> Option<i32> {
-    let parent = |pid: &str| -> Option<u32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit(')')
-            .next()?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
+    let ancestor = ancestor as i32;
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid = e.file_name().to_string_lossy().into_owned();
+        let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
         let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
         if c.trim() != comm {
             return None;
         }
-        let mut p = parent(&pid)?;
+        let mut p = parent_of(pid)?;
         for _ in 0..8 {
             if p == ancestor {
-                return pid.parse().ok();
+                return Some(pid);
             }
-            p = parent(&p.to_string())?;
+            p = parent_of(p)?;
         }
         None
     })
+}
+
+/// `box sandbox-run --network NETWORK -- sleep 1000` as `who`, once the container's
+/// `sleep` runs: the command, the container's host pid, and its root filesystem (kept alive).
+fn start_sleeper(who: &Who, network: &str) -> (std::process::Child, i32, sandbox_common::Rootfs) {
+    let rfs = busybox_rootfs(who.root_owner());
+    let child = who
+        .box_cmd()
+        .args(["sandbox-run", "--rootfs", rfs.path.to_str().unwrap()])
+        .args(["--network", network, "--", "sleep", "1000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(p) = descendant_named(child.id(), "sleep") {
+            return (child, p, rfs);
+        }
+        assert!(Instant::now() < deadline, "container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Rootless: the veth pair lives in the keeper's network namespace and the lease in the
@@ -114,22 +127,7 @@ fn rootless_sigkill_of_container_init_leaves_no_veth_or_lease() {
         unreachable!("with_range gives WithRange")
     };
     common::users::open_tun();
-    let rfs = busybox_rootfs(who.root_owner());
-    let mut child = who
-        .box_cmd()
-        .args(["sandbox-run", "--rootfs", rfs.path.to_str().unwrap()])
-        .args(["--network", "bridge", "--", "sleep", "1000"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let pid = loop {
-        if let Some(p) = descendant_named(child.id(), "sleep") {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "container did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut child, pid, _rfs) = start_sleeper(&who, "bridge");
     let run_dir = format!("/tmp/boxkit-{}", user.uid);
     let keeper = std::fs::read_to_string(format!("{run_dir}/keeper.pid")).unwrap();
     let veth = format!("bx{pid:x}");
@@ -189,22 +187,7 @@ fn ended(pid: i32) -> bool {
 /// SIGKILL of the command's host-side process (the agent, which owns the run's cgroups and
 /// network) ends the tool process and the container with it: nothing runs on unowned.
 fn agent_sigkill_ends_tool_and_container(who: &Who) {
-    let rfs = busybox_rootfs(who.root_owner());
-    let mut child = who
-        .box_cmd()
-        .args(["sandbox-run", "--rootfs", rfs.path.to_str().unwrap()])
-        .args(["--network", "none", "--", "sleep", "1000"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let sleep = loop {
-        if let Some(p) = descendant_named(child.id(), "sleep") {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "container did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut child, sleep, _rfs) = start_sleeper(who, "none");
     let tool = parent_of(sleep).expect("the container's parent, the tool");
     let agent = parent_of(tool).expect("the tool's parent, the agent");
     unsafe { libc::kill(agent, libc::SIGKILL) };
