@@ -99,9 +99,11 @@ fn descendant_named(ancestor: u32, comm: &str) -> Option<i32> {
 
 /// `box sandbox-run --network NETWORK -- sleep 1000` as `who`, once the container's
 /// `sleep` runs: the command, the container's host pid, and its root filesystem (kept alive).
+// The child is handed to the caller, which waits for it.
+#[allow(clippy::zombie_processes)]
 fn start_sleeper(who: &Who, network: &str) -> (std::process::Child, i32, sandbox_common::Rootfs) {
     let rfs = busybox_rootfs(who.root_owner());
-    let child = who
+    let mut child = who
         .box_cmd()
         .args(["sandbox-run", "--rootfs", rfs.path.to_str().unwrap()])
         .args(["--network", network, "--", "sleep", "1000"])
@@ -113,7 +115,11 @@ fn start_sleeper(who: &Who, network: &str) -> (std::process::Child, i32, sandbox
         if let Some(p) = descendant_named(child.id(), "sleep") {
             return (child, p, rfs);
         }
-        assert!(Instant::now() < deadline, "container did not start");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("[{}] the container did not start within 30 s", who.label());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
