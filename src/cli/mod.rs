@@ -330,7 +330,14 @@ pub fn enter_userns_if_needed(prog: &str) -> Start {
         None
     };
     let me = std::process::id();
-    match crate::run::userns::enter_if_needed() {
+    // boxrun's arguments are parsed while the agent writes the tool's id maps (clap builds
+    // boxrun's whole command each time: about 0.2 ms of a container start).
+    let mut meanwhile = || {
+        if prog == "boxrun" {
+            PREPARSED.with(|p| *p.borrow_mut() = Some(BoxrunCli::try_parse()));
+        }
+    };
+    match crate::run::userns::enter_if_needed(&mut meanwhile) {
         Entered::Tool(ctx) => {
             if std::process::id() == me
                 && let Some(r) = handoff
@@ -412,15 +419,18 @@ fn finish(prog: &str, r: CmdResult, tool: &ToolContext) -> ExitCode {
 
 /// clap exits with 2 on usage errors; docker uses 125 for its own failures, usage included.
 fn parse_or_exit<P: Parser>() -> P {
-    P::try_parse().unwrap_or_else(|e| {
-        let code = if e.use_stderr() {
-            EXIT_TOOL_FAILED as i32
-        } else {
-            0
-        };
-        let _ = e.print();
-        std::process::exit(code)
-    })
+    P::try_parse().unwrap_or_else(|e| exit_with_usage(e))
+}
+
+/// Print clap's message (usage error, `--help`, `--version`) and exit as docker does.
+fn exit_with_usage(e: clap::Error) -> ! {
+    let code = if e.use_stderr() {
+        EXIT_TOOL_FAILED as i32
+    } else {
+        0
+    };
+    let _ = e.print();
+    std::process::exit(code)
 }
 
 /// `box sandbox-run` parsed on its own: building clap's whole `box` command tree costs about
@@ -538,8 +548,17 @@ pub fn boxbuild_main(tool: ToolContext) -> ExitCode {
     finish("boxbuild", build::run(&cli.global, cli.args, &tool), &tool)
 }
 
+thread_local! {
+    /// boxrun's arguments, when they were parsed while the tool waited for its id maps.
+    static PREPARSED: std::cell::RefCell<Option<Result<BoxrunCli, clap::Error>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 pub fn boxrun_main(tool: ToolContext) -> ExitCode {
-    let cli: BoxrunCli = parse_or_exit();
+    let cli: BoxrunCli = match PREPARSED.with(|p| p.borrow_mut().take()) {
+        Some(parsed) => parsed.unwrap_or_else(|e| exit_with_usage(e)),
+        None => parse_or_exit(),
+    };
     finish("boxrun", run::run(&cli.global, cli.args, &tool), &tool)
 }
 

@@ -99,7 +99,10 @@ fn plan(host: bool, root: bool) -> Result<Option<IdMaps>, String> {
 /// and returns [`Entered::Exit`] with the child's status once it has ended. Failures to enter
 /// leave a context saying why (`NotEntered`), so commands that do not need the namespace
 /// still work.
-pub fn enter_if_needed() -> Entered {
+///
+/// `meanwhile` runs in the child while the parent writes its id maps (when it does): work the
+/// command needs anyway (parsing its arguments) then costs no time of its own.
+pub fn enter_if_needed(meanwhile: &mut dyn FnMut()) -> Entered {
     let args: Vec<String> = std::env::args().collect();
     let host = wants_host(&args);
     let euid = nix::unistd::geteuid();
@@ -141,7 +144,7 @@ pub fn enter_if_needed() -> Entered {
         Err(e) => not_entered(format!("fork: {e}")),
         Ok(ForkResult::Child) => {
             drop(outer);
-            tool_side(inner, maps, keeper, agent)
+            tool_side(inner, maps, keeper, agent, meanwhile)
         }
         Ok(ForkResult::Parent { child }) => {
             drop(inner);
@@ -152,7 +155,13 @@ pub fn enter_if_needed() -> Entered {
 
 /// The forked child: join the keeper's user namespace or make one (maps written by the
 /// parent), make a private mount namespace, and become the tool.
-fn tool_side(inner: OwnedFd, maps: Option<IdMaps>, keeper: Option<Keeper>, agent: Pid) -> Entered {
+fn tool_side(
+    inner: OwnedFd,
+    maps: Option<IdMaps>,
+    keeper: Option<Keeper>,
+    agent: Pid,
+    meanwhile: &mut dyn FnMut(),
+) -> Entered {
     // The tool dies with the agent, which owns its cgroups and network.
     if !die_with(agent) {
         return Entered::Exit(125);
@@ -173,6 +182,7 @@ fn tool_side(inner: OwnedFd, maps: Option<IdMaps>, keeper: Option<Keeper>, agent
         let ok = unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"));
         let msg: &[u8] = if ok.is_ok() { b"u" } else { b"e" };
         let _ = send(fd, msg, MsgFlags::empty());
+        meanwhile();
         let mut b = [0u8; 1];
         go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
         ok
