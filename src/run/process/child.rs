@@ -143,15 +143,21 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     // Own session: terminal-generated signals reach the container only through the
     // supervisor, never twice.
     let _ = nix::unistd::setsid();
+    // What needs neither the id maps nor the host's side of the setup is done while the
+    // supervisor writes them: this process keeps its CPU instead of sleeping until "go".
+    let early = match (spec.isolation, plan.prepared) {
+        (Isolation::Namespaces { uts, .. }, Some(_)) => Some(namespaces_early(plan, uts)?),
+        _ => None,
+    };
     let address = wait_for_go(p);
 
-    match (spec.isolation, plan.prepared) {
-        (Isolation::Namespaces { uts, new_proc }, Some(prepared)) => {
-            namespaced_root(plan, address.as_ref(), uts, new_proc, prepared)?
+    match (spec.isolation, plan.prepared, early) {
+        (Isolation::Namespaces { new_proc, .. }, Some(prepared), Some(early)) => {
+            namespaced_root(plan, address.as_ref(), new_proc, prepared, early)?
         }
         // Nothing of the job is hidden: only the root changes.
-        (_, None) => chroot_root(&spec.rootfs)?,
-        (_, Some(_)) => return Err("a chrooted command got prepared mounts".into()),
+        (_, None, _) => chroot_root(&spec.rootfs)?,
+        (_, Some(_), _) => return Err("a chrooted command got prepared mounts".into()),
     }
 
     // Now in the new root. The image's /etc files may be hostile (a FIFO would hang us).
@@ -198,27 +204,42 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
 }
 
 /// Network, host name and the pivoted root of a namespaced container.
-fn namespaced_root(
-    plan: &ChildPlan,
-    address: Option<&Address>,
-    uts: bool,
-    new_proc: bool,
-    prepared: &rootfs::Prepared,
-) -> std::result::Result<(), String> {
-    let spec = plan.spec;
-    if spec.network != NetworkMode::Host {
+/// What [`namespaced_root`] needs from before "go".
+struct Early {
+    /// The host's /etc/resolv.conf (empty when unreadable).
+    host_resolv: String,
+}
+
+/// The part of a namespaced setup that needs no id maps, cgroup or host device: loopback
+/// up, the hostname, the host's resolv.conf read. The namespaces are this process's own
+/// (created by its clone), where it holds every capability from the start.
+fn namespaces_early(plan: &ChildPlan, uts: bool) -> std::result::Result<Early, String> {
+    if plan.spec.network != NetworkMode::Host {
         network::loopback_up().map_err(|e| e.to_string())?;
-    }
-    // Root's bridge: the host agent put eth0 into our namespace; address, up, route.
-    if let Some(a) = address {
-        network::configure_eth0(a).map_err(|e| format!("configure eth0: {e}"))?;
     }
     // Without a UTS namespace of its own the container keeps the job's name.
     if uts {
         nix::unistd::sethostname(&plan.hostname)
             .map_err(|e| format!("sethostname {}: {e}", plan.hostname))?;
     }
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    Ok(Early {
+        host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    })
+}
+
+fn namespaced_root(
+    plan: &ChildPlan,
+    address: Option<&Address>,
+    new_proc: bool,
+    prepared: &rootfs::Prepared,
+    early: Early,
+) -> std::result::Result<(), String> {
+    let spec = plan.spec;
+    // Root's bridge: the host agent put eth0 into our namespace; address, up, route.
+    if let Some(a) = address {
+        network::configure_eth0(a).map_err(|e| format!("configure eth0: {e}"))?;
+    }
+    let host_resolv = early.host_resolv;
     let layout = rootfs::Layout {
         mounts: &spec.mounts,
         scratch: &plan.scratch,
