@@ -203,7 +203,6 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     })
 }
 
-/// Network, host name and the pivoted root of a namespaced container.
 /// What [`namespaced_root`] needs from before "go".
 struct Early {
     /// The host's /etc/resolv.conf (empty when unreadable).
@@ -227,6 +226,7 @@ fn namespaces_early(plan: &ChildPlan, uts: bool) -> std::result::Result<Early, S
     })
 }
 
+/// Network (eth0), the generated /etc files and the pivoted root of a namespaced container.
 fn namespaced_root(
     plan: &ChildPlan,
     address: Option<&Address>,
