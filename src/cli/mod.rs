@@ -334,7 +334,9 @@ pub fn enter_userns_if_needed(prog: &str) -> Start {
     // boxrun's whole command each time: about 0.2 ms of a container start).
     let mut meanwhile = || {
         if prog == "boxrun" {
-            PREPARSED.with(|p| *p.borrow_mut() = Some(BoxrunCli::try_parse()));
+            PREPARSED.with(|p| {
+                p.borrow_mut().get_or_insert_with(BoxrunCli::try_parse);
+            });
         }
     };
     match crate::run::userns::enter_if_needed(&mut meanwhile) {
@@ -381,7 +383,13 @@ fn is_detached_run(prog: &str, args: &[String]) -> bool {
         return false;
     }
     match prog {
-        "boxrun" => BoxrunCli::try_parse_from(args).is_ok_and(|c| c.args.detach),
+        "boxrun" => {
+            // Kept for boxrun_main: the fork that becomes the tool inherits it.
+            let parsed = BoxrunCli::try_parse_from(args);
+            let detach = parsed.as_ref().is_ok_and(|c| c.args.detach);
+            PREPARSED.with(|p| *p.borrow_mut() = Some(parsed));
+            detach
+        }
         // Only `box run` can detach; building clap's whole `box` tree for every other
         // command (sandbox-run, build, pull) would cost half a millisecond for nothing.
         "box" if box_subcommand(args) != Some("run") => false,
@@ -549,7 +557,8 @@ pub fn boxbuild_main(tool: ToolContext) -> ExitCode {
 }
 
 thread_local! {
-    /// boxrun's arguments, when they were parsed while the tool waited for its id maps.
+    /// boxrun's arguments, when they were parsed before boxrun_main: to see whether the run
+    /// detaches, or while the tool waited for its id maps.
     static PREPARSED: std::cell::RefCell<Option<Result<BoxrunCli, clap::Error>>> =
         const { std::cell::RefCell::new(None) };
 }

@@ -152,8 +152,8 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     let address = wait_for_go(p);
 
     match (spec.isolation, plan.prepared, early) {
-        (Isolation::Namespaces { new_proc, .. }, Some(prepared), Some(early)) => {
-            namespaced_root(plan, address.as_ref(), new_proc, prepared, early)?
+        (Isolation::Namespaces { new_proc, .. }, Some(prepared), Some(host_resolv)) => {
+            namespaced_root(plan, address.as_ref(), new_proc, prepared, host_resolv)?
         }
         // Nothing of the job is hidden: only the root changes.
         (_, None, _) => chroot_root(&spec.rootfs)?,
@@ -203,16 +203,11 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
     })
 }
 
-/// What [`namespaced_root`] needs from before "go".
-struct Early {
-    /// The host's /etc/resolv.conf (empty when unreadable).
-    host_resolv: String,
-}
-
 /// The part of a namespaced setup that needs no id maps, cgroup or host device: loopback
-/// up, the hostname, the host's resolv.conf read. The namespaces are this process's own
-/// (created by its clone), where it holds every capability from the start.
-fn namespaces_early(plan: &ChildPlan, uts: bool) -> std::result::Result<Early, String> {
+/// up, the hostname. The namespaces are this process's own (created by its clone), where it
+/// holds every capability from the start. Returns the host's /etc/resolv.conf (empty when
+/// unreadable), read meanwhile too.
+fn namespaces_early(plan: &ChildPlan, uts: bool) -> std::result::Result<String, String> {
     if plan.spec.network != NetworkMode::Host {
         network::loopback_up().map_err(|e| e.to_string())?;
     }
@@ -221,9 +216,7 @@ fn namespaces_early(plan: &ChildPlan, uts: bool) -> std::result::Result<Early, S
         nix::unistd::sethostname(&plan.hostname)
             .map_err(|e| format!("sethostname {}: {e}", plan.hostname))?;
     }
-    Ok(Early {
-        host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-    })
+    Ok(std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
 }
 
 /// Network (eth0), the generated /etc files and the pivoted root of a namespaced container.
@@ -232,14 +225,13 @@ fn namespaced_root(
     address: Option<&Address>,
     new_proc: bool,
     prepared: &rootfs::Prepared,
-    early: Early,
+    host_resolv: String,
 ) -> std::result::Result<(), String> {
     let spec = plan.spec;
     // Root's bridge: the host agent put eth0 into our namespace; address, up, route.
     if let Some(a) = address {
         network::configure_eth0(a).map_err(|e| format!("configure eth0: {e}"))?;
     }
-    let host_resolv = early.host_resolv;
     let layout = rootfs::Layout {
         mounts: &spec.mounts,
         scratch: &plan.scratch,
