@@ -35,7 +35,7 @@ pub(super) struct ChildPlan<'a> {
     pub scratch: PathBuf,
     pub hostname: String,
     pub tty_sock: Option<RawFd>,
-    /// The socket over which pid 1 sends its mount namespace to the supervisor
+    /// The socket over which pid 1 sends its namespaces to the supervisor
     /// (`run::run_last`).
     pub ns_sock: Option<RawFd>,
     pub old_mask: SigSet,
@@ -64,13 +64,24 @@ fn report(err_w: RawFd, msg: &str) {
     let _ = nix::unistd::write(fd, msg.as_bytes());
 }
 
-/// Send this process's (new) mount namespace over `sock` and close it: the supervisor keeps
-/// it so that the namespace's teardown waits for the supervisor's exit, not ours. Best
-/// effort: on failure the teardown stays in this process's exit.
-fn send_mount_ns(sock: RawFd) {
+/// Send this process's (new) mount and IPC namespaces, and its network namespace when that
+/// has only loopback, over `sock` and close it: the supervisor keeps them so that their
+/// teardown waits for the supervisor's exit, not ours (which the caller's exit status waits
+/// for). The mount namespace's teardown unmounts every mount and waits for an RCU grace
+/// period; the last reference to a network or IPC namespace queues its cleanup on a kernel
+/// worker that takes the CPU from the exiting process. A network namespace with a veth or a
+/// tap is left to end with pid 1, so that its device goes with the container. Best effort:
+/// what is not sent is torn down in this process's exit, as before.
+fn send_namespaces(sock: RawFd, network: NetworkMode) {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    if let Ok(ns) = std::fs::File::open("/proc/self/ns/mnt") {
-        let fds = [ns.as_raw_fd()];
+    let net = (network == NetworkMode::None).then_some("/proc/self/ns/net");
+    let held: Vec<std::fs::File> = ["/proc/self/ns/mnt", "/proc/self/ns/ipc"]
+        .into_iter()
+        .chain(net)
+        .filter_map(|p| std::fs::File::open(p).ok())
+        .collect();
+    let fds: Vec<RawFd> = held.iter().map(AsRawFd::as_raw_fd).collect();
+    if !fds.is_empty() {
         let _ = sendmsg::<()>(
             sock,
             &[std::io::IoSlice::new(b"n")],
@@ -138,7 +149,7 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
             .map_err(|e| format!("set up the command's stdin/stdout/stderr: {e}"))?;
     }
     if let Some(sock) = plan.ns_sock {
-        send_mount_ns(sock);
+        send_namespaces(sock, spec.network);
     }
     // Own session: terminal-generated signals reach the container only through the
     // supervisor, never twice.

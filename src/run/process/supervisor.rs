@@ -140,8 +140,11 @@ struct Started {
     go_w: OwnedFd,
     err_r: OwnedFd,
     tty: Option<PtyChannel>,
-    /// Where pid 1 sends its mount namespace, for [`hold_until_exit`].
+    /// Where pid 1 sends its namespaces, for [`hold_until_exit`].
     ns_sock: Option<OwnedFd>,
+    /// The detached tmpfs under the overlay's upper ([`rootfs::Prepared::scratch`]): closed
+    /// once the container is gone, not on the start path.
+    scratch: Option<OwnedFd>,
 }
 
 fn supervise_in(
@@ -168,6 +171,7 @@ fn supervise_in(
         err_r,
         tty,
         ns_sock,
+        scratch,
     } = start(
         spec,
         nested_maps(tool),
@@ -236,6 +240,11 @@ fn supervise_in(
         kill_and_reap(pid);
         Err(ProcessError::Setup(msg))
     };
+    // Its unmount waits for an RCU grace period: a last run leaves it to this process's exit.
+    match scratch {
+        Some(fd) if last => keep_until_exit(fd),
+        other => drop(other),
+    }
     if needs_host {
         let _ = host.call(Request::Release {
             id: spec.id.clone(),
@@ -244,16 +253,21 @@ fn supervise_in(
     status
 }
 
-/// Keep the container's mount namespace referenced until this process exits (see
-/// [`crate::run::run_last`]): pid 1 sent it over `sock` before its exec (this process may not
+/// Keep the container's namespaces referenced until this process exits (see
+/// [`crate::run::run_last`]): pid 1 sent them over `sock` before its exec (this process may not
 /// open /proc/PID/ns/* of a child that is not dumpable). Called once pid 1 has exec'd or
-/// died, so the receive never waits on a live sender.
+/// died, so the receive never waits on a live sender. Nothing received leaves the teardown
+/// where it was.
 fn hold_until_exit(sock: OwnedFd) {
-    if let Some(ns) = super::tty::receive_fd(&sock) {
-        // Deliberately never closed: the kernel closes it when this process exits, after the
-        // agent has the exit code. Nothing received leaves the teardown where it was.
-        let _ = std::os::fd::IntoRawFd::into_raw_fd(ns);
+    for ns in super::tty::receive_fds(&sock) {
+        keep_until_exit(ns);
     }
+}
+
+/// Never close `fd`: the kernel closes it when this process exits, after the agent has the
+/// exit code.
+fn keep_until_exit(fd: OwnedFd) {
+    let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
 }
 
 /// Root's tool namespace also maps host ids (for the tool's own file access); the container
@@ -310,7 +324,7 @@ fn start(
     };
     // Mounts whose sources only the tool can reach are made here, before clone; a chrooted
     // command gets none.
-    let prepared = if spec.isolation.namespaced() {
+    let mut prepared = if spec.isolation.namespaced() {
         Some(
             rootfs::prepare(&spec.rootfs, &spec.mounts, scratch)
                 .map_err(|e| ProcessError::Setup(e.to_string()))?,
@@ -341,7 +355,8 @@ fn start(
         0 => child_main(&plan, &p),
         pid => Pid::from_raw(pid),
     };
-    // The child holds its own copies of the mount fds.
+    // The child holds its own copies of the mount fds; the scratch tmpfs stays open here.
+    let scratch = prepared.as_mut().and_then(rootfs::Prepared::take_scratch);
     drop(prepared);
     let Pipes {
         go_r,
@@ -369,6 +384,7 @@ fn start(
         err_r,
         tty,
         ns_sock,
+        scratch,
     })
 }
 

@@ -51,25 +51,36 @@ impl PtyChannel {
 
 /// Receive one file descriptor sent with SCM_RIGHTS; None when the peer closed first.
 pub(super) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+    receive_fds(sock).into_iter().next()
+}
+
+/// Receive the descriptors (at most eight) of one SCM_RIGHTS message; none when the peer
+/// closed first.
+pub(super) fn receive_fds(sock: &OwnedFd) -> Vec<OwnedFd> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
+    let mut cmsg = nix::cmsg_space!([RawFd; 8]);
+    let Ok(msg) = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
         MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ok()?;
-    for c in msg.cmsgs().ok()? {
+    ) else {
+        return Vec::new();
+    };
+    let Ok(cmsgs) = msg.cmsgs() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in cmsgs {
         if let ControlMessageOwned::ScmRights(fds) = c {
             // SAFETY: SCM_RIGHTS installed these descriptors in our table just now; nothing
             // else owns them.
-            return fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
+            out.extend(fds.iter().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) }));
         }
     }
-    None
+    out
 }
 
 /// In the container (after pivot_root): open a pty in its devpts, give it the window size of

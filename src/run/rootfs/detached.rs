@@ -22,6 +22,19 @@ pub struct Prepared {
     /// One entry per `mounts` item: the detached bind and whether it is a directory (`None`
     /// for tmpfs mounts).
     pub binds: Vec<Option<(OwnedFd, bool)>>,
+    /// The detached tmpfs that holds an ephemeral upper and work dir, when there is one. The
+    /// overlay keeps its own reference to the upper, but closing the last descriptor of a
+    /// detached mount unmounts it, and every unmount waits for an RCU grace period (0.1 ms
+    /// and more on a VM whose other vCPU sleeps): the supervisor keeps it until the container
+    /// is gone instead of closing it on the start path ([`Prepared::take_scratch`]).
+    pub scratch: Option<OwnedFd>,
+}
+
+impl Prepared {
+    /// The detached scratch tmpfs, for the caller to keep past the container's start.
+    pub fn take_scratch(&mut self) -> Option<OwnedFd> {
+        self.scratch.take()
+    }
 }
 
 /// Prepare the rootfs and bind mounts. An ephemeral upper lives on a detached tmpfs; where the
@@ -30,6 +43,8 @@ pub struct Prepared {
 /// when the container is gone. The root is `nodev`, binds are
 /// `nodev` (and read-only when asked), set here before anything is attached.
 pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> Result<Prepared> {
+    // Held until the overlay is made, and then by the caller (see `Prepared::scratch`).
+    let mut held_tmpfs = None;
     let root = match rootfs {
         RootfsSource::Dir(d) => {
             let fd = open_tree_clone(d)?;
@@ -38,8 +53,6 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
         }
         RootfsSource::Overlay { lowerdirs, upper } => {
             let upper_kind = upper;
-            // Held until the overlay is made (it then keeps its own reference to its upper).
-            let mut held_tmpfs = None;
             let (upper, work) = match upper {
                 UpperDir::Ephemeral => match detached_tmpfs() {
                     // Nothing on the host: the overlay's upper and work dirs are named through
@@ -63,6 +76,7 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
                 // An overlay that refuses an upper on a detached mount (before Linux 6.15
                 // it had to be in the caller's mount namespace): the tmpfs on `scratch`.
                 Err(_) if held_tmpfs.is_some() => {
+                    held_tmpfs = None;
                     let (upper, work) = scratch_tmpfs(scratch)?;
                     overlay_fd(&lowers, &upper, &work, scratch, ATTR_NODEV, volatile)?
                 }
@@ -96,7 +110,11 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
             MountSpec::Tmpfs { .. } => Ok(None),
         })
         .collect::<Result<_>>()?;
-    Ok(Prepared { root, binds })
+    Ok(Prepared {
+        root,
+        binds,
+        scratch: held_tmpfs,
+    })
 }
 
 /// A tmpfs for an ephemeral upper as a detached mount (`fsopen`/`fsmount`, nosuid, nodev)

@@ -9,6 +9,7 @@ fn prepared(binds: usize) -> Prepared {
     Prepared {
         root: fd(),
         binds: (0..binds).map(|_| Some((fd(), true))).collect(),
+        scratch: None,
     }
 }
 
