@@ -270,13 +270,21 @@ impl AgentSocket {
     /// Then waits until the agent has gone (its end of the socket closes as it exits; the
     /// parent-death signal may end this process first): this process's own exit tears down
     /// its namespaces, and done at once it would take the CPU the agent is woken on, between
-    /// the caller and its exit code.
+    /// the caller and its exit code. For the same reason it drops to SCHED_IDLE first: woken
+    /// by the agent's close, it would otherwise preempt the agent before the agent's exit.
     pub fn exiting(&self, code: u8) {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         let Ok(out) = serde_json::to_vec(&Request::Exit { code }) else {
             return;
         };
         use nix::sys::socket::{MsgFlags, recv, send};
+        // From here on this process only waits and exits: as SCHED_IDLE it never preempts
+        // the agent (nor the caller the agent's exit wakes) on the CPU they share, and its
+        // teardown runs where a CPU is free. Best effort.
+        let idle = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a valid sched_param for pid 0 (this thread); lowering one's own policy
+        // needs no privilege and changes nothing else.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
         if send(self.fd, &out, MsgFlags::MSG_NOSIGNAL).is_err() {
             return;
         }
