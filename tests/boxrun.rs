@@ -426,6 +426,103 @@ fn network_none_host_and_bridge() {
     }
 }
 
+/// The host pid of the process whose environment has `marker` (a container's pid 1).
+fn pid_with_env(marker: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// `lsns` of one process: (type, namespace, owning user namespace) per namespace.
+fn namespaces_of(pid: u32) -> Vec<(String, String, String)> {
+    let o = std::process::Command::new("lsns")
+        .args(["-n", "-r", "-o", "TYPE,NS,ONS", "-p", &pid.to_string()])
+        .output()
+        .expect("run lsns");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+/// A foreground container's network namespace is made ahead by a helper, and its pid 1 joins
+/// it (run::prestart): the result must be what one clone gives, every namespace of the
+/// container owned by the container's own user namespace (root in it may mount, ping,
+/// configure its network), and a user namespace that is not the tool's.
+#[test]
+fn a_foreground_containers_namespaces_are_all_owned_by_its_own_user_namespace() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let marker = format!("BOXKIT_NS_TEST={}", unique("ns"));
+        let mut c = who.cmd("boxrun");
+        c.args([
+            "--rm",
+            "--network",
+            "none",
+            "-e",
+            &marker,
+            "busybox",
+            "sleep",
+            "60",
+        ])
+        .stdin(std::process::Stdio::null());
+        let mut child = c.spawn().expect("spawn boxrun");
+        let mut pid = None;
+        for _ in 0..200 {
+            pid = pid_with_env(&marker);
+            if pid.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pid = pid.expect("the container's pid 1");
+        let ns = namespaces_of(pid);
+        let own = |t: &str| ns.iter().find(|n| n.0 == t).cloned().expect(t);
+        let user = own("user").1;
+        let tool = namespaces_of(child.id());
+        let tool_user = tool.iter().find(|n| n.0 == "user").unwrap().1.clone();
+        for t in ["mnt", "net", "ipc", "uts", "cgroup", "pid"] {
+            let (_, n, owner) = own(t);
+            assert_eq!(owner, user, "[{}] {t} namespace {n}: {ns:?}", who.label());
+            let host = tool.iter().find(|x| x.0 == t).unwrap().1.clone();
+            assert_ne!(n, host, "[{}] {t} namespace is the caller's", who.label());
+        }
+        if let Who::Root = who {
+            // Root's container gets a nested user namespace with only the container range.
+            assert_ne!(user, tool_user, "{ns:?}");
+        }
+        // It works as one: loopback up, pid 1 the command, root may ping.
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /sys/class/net/lo/operstate; echo $$; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stdout(&o), "unknown\n1\nping\n");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let st = child.wait().unwrap();
+        assert_eq!(st.code(), Some(137), "[{}]", who.label());
+    }
+}
+
 #[test]
 fn limits_apply_as_root_and_are_refused_with_a_reason_rootless() {
     let Some(all) = Who::all() else { return };

@@ -458,6 +458,8 @@ pub(crate) fn finish(
 /// Run in the foreground: this process supervises; returns the container's exit code.
 pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<i32> {
     let volumes_dir = store.volumes_dir();
+    // The container's namespaces are made on another CPU while this one reads the store.
+    let pre = run::prestart::Prestart::spawn(o.network, o.isolation, tool);
     let Prepared { spec, mut state } = prepare(&store, o, Some(std::process::id() as i32), tool)?;
     // After `prepare`, which may have made the run directory a `--rm` container lives in.
     let containers = Containers::new(store.containers_dir());
@@ -476,7 +478,7 @@ pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Resul
         .then(|| tee::start(&containers.log_path(&state.id)))
         .flatten();
     // This process ends with the container (see run::run_last).
-    let r = run::run_last(&spec, tool);
+    let r = run::run_last(&spec, tool, pre);
     if let Some(t) = tee {
         t.finish();
     }

@@ -39,6 +39,7 @@ pub mod netlink;
 pub mod network;
 pub mod nsenter;
 pub mod ports;
+pub mod prestart;
 pub mod probe;
 pub mod process;
 pub mod rootfs;
@@ -82,7 +83,7 @@ pub type Result<T> = std::result::Result<T, SandboxError>;
 /// Run `spec` to completion and return its exit code. `tool` says where entering the tool's
 /// user namespace left this process (and where its host agent is).
 pub fn run(spec: &SandboxSpec, tool: &ToolContext) -> Result<i32> {
-    run_with(spec, tool, false)
+    run_with(spec, tool, false, None)
 }
 
 /// [`run`] for a run that is the calling process's last act (a foreground `boxrun`): the
@@ -90,19 +91,29 @@ pub fn run(spec: &SandboxSpec, tool: &ToolContext) -> Result<i32> {
 /// has the exit code, instead of by pid 1's exit, which the exit status waits for (unmounting
 /// the overlay, /proc, /sys, /dev and the rest is ≈ 40 mounts on the start path's clock).
 /// Nothing of the container is reachable meanwhile: its pid 1 is gone, its state is removed
-/// by the caller as before, and only this process holds the namespace.
-pub fn run_last(spec: &SandboxSpec, tool: &ToolContext) -> Result<i32> {
-    run_with(spec, tool, true)
+/// by the caller as before, and only this process holds the namespace. `pre`: the container's
+/// namespaces, when the caller had them made ahead ([`prestart`]).
+pub fn run_last(
+    spec: &SandboxSpec,
+    tool: &ToolContext,
+    pre: Option<prestart::Prestart>,
+) -> Result<i32> {
+    run_with(spec, tool, true, pre)
 }
 
-fn run_with(spec: &SandboxSpec, tool: &ToolContext, last: bool) -> Result<i32> {
+fn run_with(
+    spec: &SandboxSpec,
+    tool: &ToolContext,
+    last: bool,
+    pre: Option<prestart::Prestart>,
+) -> Result<i32> {
     if !spec.isolation.namespaced() {
         // chroot isolation: the job's own ids, no namespace to be in (and no device filter:
         // the job's device cgroup is what applies).
         if !nix::unistd::geteuid().is_root() {
             return Err(SandboxError::ChrootNeedsRoot);
         }
-        return Ok(process::run(spec, true, tool, last)?);
+        return Ok(process::run(spec, true, tool, last, None)?);
     }
     let in_userns = match (spec.userns, tool.userns()) {
         (UsernsMode::Remap, ToolUserns::Remapped(_)) => true,
@@ -124,5 +135,5 @@ fn run_with(spec: &SandboxSpec, tool: &ToolContext, last: bool) -> Result<i32> {
             false
         }
     };
-    Ok(process::run(spec, in_userns, tool, last)?)
+    Ok(process::run(spec, in_userns, tool, last, pre)?)
 }

@@ -32,7 +32,9 @@ use thiserror::Error;
 pub use child::exec_searching_path;
 pub use signals::{Blocked, FORWARDED, passed_on};
 pub use supervisor::run;
+pub(crate) use supervisor::single_threaded;
 pub use tty::PtyChannel;
+pub(crate) use tty::receive_fds;
 pub use wait::wait_loop;
 
 #[derive(Debug, Error)]

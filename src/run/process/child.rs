@@ -47,6 +47,8 @@ pub(super) struct ChildPlan<'a> {
     /// Where only container root is mapped: the socket the chown notify listener goes to
     /// ([`crate::run::chown_notify`]).
     pub chown_sock: Option<RawFd>,
+    /// The network namespace was made ahead ([`crate::run::prestart`]), with loopback up.
+    pub loopback_ready: bool,
 }
 
 /// `_exit(2)`: end the child without running the parent's atexit handlers or destructors.
@@ -219,7 +221,7 @@ fn child_setup(plan: &ChildPlan, p: &Pipes) -> std::result::Result<Exec, String>
 /// holds every capability from the start. Returns the host's /etc/resolv.conf (empty when
 /// unreadable), read meanwhile too.
 fn namespaces_early(plan: &ChildPlan, uts: bool) -> std::result::Result<String, String> {
-    if plan.spec.network != NetworkMode::Host {
+    if plan.spec.network != NetworkMode::Host && !plan.loopback_ready {
         network::loopback_up().map_err(|e| e.to_string())?;
     }
     // Without a UTS namespace of its own the container keeps the job's name.

@@ -17,6 +17,7 @@ use crate::run::context::{ToolContext, ToolUserns};
 use crate::run::idmap::IdMaps;
 use crate::run::isolation::Isolation;
 use crate::run::network::Address;
+use crate::run::prestart::Prestart;
 use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec};
 use crate::run::{caps, chown_notify, idmap, namespaces, rootfs, seccomp};
 
@@ -28,7 +29,7 @@ const CHILD_SCRATCH: &str = "/tmp";
 /// Whether the calling process has a single thread (then a raw clone is safe): procfs counts
 /// a process's threads in the link count of its `task` directory (2 + threads), which a stat
 /// reads without generating all of /proc/self/status.
-fn single_threaded() -> bool {
+pub(crate) fn single_threaded() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self/task").is_ok_and(|m| m.nlink() == 3)
 }
@@ -36,10 +37,17 @@ fn single_threaded() -> bool {
 /// Run the container to completion; returns its exit code (docker's mapping). `last`: the
 /// run is this process's last act, so the container's mount namespace may be left to this
 /// process's exit ([`hold_until_exit`]).
-pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, last: bool) -> Result<i32> {
+pub fn run(
+    spec: &SandboxSpec,
+    in_userns: bool,
+    tool: &ToolContext,
+    last: bool,
+    pre: Option<Prestart>,
+) -> Result<i32> {
     if single_threaded() {
-        return supervise(spec, in_userns, tool, last);
+        return supervise(spec, in_userns, tool, last, pre);
     }
+    drop(pre);
     // A raw clone would skip glibc's fork handlers (malloc locks held by other threads would
     // stay locked in the child), so first fork through glibc into a single-threaded helper.
     // Rust's stderr lock is held across the fork, so that no other thread (boxbuild prints
@@ -54,7 +62,7 @@ pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, last: bool) 
     match forked? {
         nix::unistd::ForkResult::Child => {
             // A helper's exit would release the namespace on the waited path anyway.
-            let code = match supervise(spec, in_userns, tool, false) {
+            let code = match supervise(spec, in_userns, tool, false, None) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("boxkit: {e}");
@@ -74,7 +82,13 @@ pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, last: bool) 
     }
 }
 
-fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, last: bool) -> Result<i32> {
+fn supervise(
+    spec: &SandboxSpec,
+    in_userns: bool,
+    tool: &ToolContext,
+    last: bool,
+    pre: Option<Prestart>,
+) -> Result<i32> {
     let asked = caps::resolve(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| ProcessError::Setup(e.to_string()))?;
     let caps = match spec.isolation {
@@ -115,7 +129,7 @@ fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, last: bool
         tool,
         &upper_scratch,
         hostname,
-        (caps, last),
+        (caps, Last { last, pre }),
         &filter,
     );
     if nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH).is_ok() {
@@ -153,7 +167,7 @@ fn supervise_in(
     tool: &ToolContext,
     scratch: &Path,
     hostname: String,
-    (caps, last): (u64, bool),
+    (caps, Last { last, pre }): (u64, Last),
     filter: &seccomp::Filter,
 ) -> Result<i32> {
     let stdin_tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
@@ -183,7 +197,7 @@ fn supervise_in(
             chown_sock: chown.as_ref().map(|c| c.container.as_raw_fd()),
         },
         &signals,
-        last,
+        Last { last, pre },
     )?;
     // The container's end lives on in the child only.
     let chown = chown.map(|c| c.supervisor);
@@ -270,6 +284,13 @@ fn keep_until_exit(fd: OwnedFd) {
     let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
 }
 
+/// How a run ends its process: `last`, the run is the process's last act (its namespaces may
+/// be left to the process's exit: [`hold_until_exit`]); `pre`, namespaces made ahead for it.
+struct Last {
+    last: bool,
+    pre: Option<Prestart>,
+}
+
 /// Root's tool namespace also maps host ids (for the tool's own file access); the container
 /// then gets a nested user namespace with only the container range: its maps, if so.
 fn nested_maps(tool: &ToolContext) -> Option<IdMaps> {
@@ -296,7 +317,7 @@ fn start(
     hostname: String,
     limits: Limits,
     signals: &Blocked,
-    hold: bool,
+    Last { last: hold, pre }: Last,
 ) -> Result<Started> {
     let Limits {
         caps,
@@ -333,6 +354,13 @@ fn start(
         chroot_only(spec)?;
         None
     };
+    let mut flags = namespaces::clone_flags(spec.network, spec.isolation);
+    if nested.is_some() && spec.isolation.namespaced() {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    // The user and network namespaces made ahead (`prestart`), when this clone would make
+    // them: pid 1 then joins them.
+    let joined = pre.and_then(|p| p.take(flags));
     let plan = ChildPlan {
         spec,
         scratch: PathBuf::from(CHILD_SCRATCH),
@@ -344,17 +372,26 @@ fn start(
         prepared: prepared.as_ref(),
         seccomp: filter,
         chown_sock,
+        loopback_ready: joined.is_some(),
     };
-    let mut flags = namespaces::clone_flags(spec.network, spec.isolation);
-    if nested.is_some() && spec.isolation.namespaced() {
-        flags |= libc::CLONE_NEWUSER;
-    }
     // SAFETY: the supervisor is single-threaded (`run` made sure), so the clone may run
     // anything; the child never returns from child_main.
-    let pid = match unsafe { namespaces::clone_into(flags) }? {
-        0 => child_main(&plan, &p),
-        pid => Pid::from_raw(pid),
+    let pid = match &joined {
+        Some(j) => {
+            let mut child = || child_main(&plan, &p);
+            // SAFETY: as above; `child` never returns.
+            let pid = unsafe { j.clone_into(flags, &mut child) };
+            Pid::from_raw(pid.map_err(ProcessError::Setup)?)
+        }
+        // SAFETY: as above.
+        None => match unsafe { namespaces::clone_into(flags) }? {
+            0 => child_main(&plan, &p),
+            pid => Pid::from_raw(pid),
+        },
     };
+    // Pid 1 is in them; nothing here needs them any more.
+    let prestarted = joined.is_some();
+    drop(joined);
     // The child holds its own copies of the mount fds; the scratch tmpfs stays open here.
     let scratch = prepared.as_mut().and_then(rootfs::Prepared::take_scratch);
     drop(prepared);
@@ -368,7 +405,10 @@ fn start(
     if let Some(t) = &mut tty {
         t.close_child_end();
     }
-    if let Some(m) = nested.as_ref().filter(|_| spec.isolation.namespaced())
+    // Prepared namespaces come with their maps written (to the helper that made them).
+    if let Some(m) = nested
+        .as_ref()
+        .filter(|_| spec.isolation.namespaced() && !prestarted)
         && let Err(e) = idmap::write_maps(pid.as_raw(), m, &mut idmap::RealWriter)
     {
         kill_and_reap(pid);

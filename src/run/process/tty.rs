@@ -56,7 +56,7 @@ pub(super) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
 
 /// Receive the descriptors (at most eight) of one SCM_RIGHTS message; none when the peer
 /// closed first.
-pub(super) fn receive_fds(sock: &OwnedFd) -> Vec<OwnedFd> {
+pub(crate) fn receive_fds(sock: &OwnedFd) -> Vec<OwnedFd> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
