@@ -384,7 +384,18 @@ impl RunArgs {
 }
 
 pub fn run(g: &Global, a: RunArgs, tool: &ToolContext) -> CmdResult {
-    let r = run_inner(g, &a, tool);
+    // A foreground container's network namespace is made on another CPU while this one
+    // checks the environment and reads the store (run::prestart); first thing, so that it is
+    // ready by the clone. Its flags are checked there: a different isolation only drops it.
+    let pre = match a.network.parse() {
+        Ok(network) if !a.detach => crate::run::prestart::Prestart::spawn(
+            network,
+            crate::run::isolation::Isolation::FULL,
+            tool,
+        ),
+        _ => None,
+    };
+    let r = run_inner(g, &a, tool, pre);
     if let Err(e) = &r
         && detach::pending()
     {
@@ -417,13 +428,18 @@ pub(super) fn probe_file(g: &Global) -> std::path::PathBuf {
         .join("probe")
 }
 
-fn run_inner(g: &Global, a: &RunArgs, tool: &ToolContext) -> CmdResult {
+fn run_inner(
+    g: &Global,
+    a: &RunArgs,
+    tool: &ToolContext,
+    pre: Option<crate::run::prestart::Prestart>,
+) -> CmdResult {
     let o = a.options(g)?;
     let store = open_store(g)?;
     let code = if o.detach {
         container::run_detached(store, &o, tool)?
     } else {
-        container::run_foreground(store, &o, tool)?
+        container::run_foreground(store, &o, tool, pre)?
     };
     Ok(code.clamp(0, 255) as u8)
 }

@@ -455,11 +455,15 @@ pub(crate) fn finish(
     let _ = c.save(st);
 }
 
-/// Run in the foreground: this process supervises; returns the container's exit code.
-pub fn run_foreground(store: Store, o: &RunOptions, tool: &ToolContext) -> Result<i32> {
+/// Run in the foreground: this process supervises; returns the container's exit code. `pre`:
+/// the container's network namespace, when the caller had it made ahead (`run::prestart`).
+pub fn run_foreground(
+    store: Store,
+    o: &RunOptions,
+    tool: &ToolContext,
+    pre: Option<run::prestart::Prestart>,
+) -> Result<i32> {
     let volumes_dir = store.volumes_dir();
-    // The container's namespaces are made on another CPU while this one reads the store.
-    let pre = run::prestart::Prestart::spawn(o.network, o.isolation, tool);
     let Prepared { spec, mut state } = prepare(&store, o, Some(std::process::id() as i32), tool)?;
     // After `prepare`, which may have made the run directory a `--rm` container lives in.
     let containers = Containers::new(store.containers_dir());
