@@ -97,7 +97,8 @@ impl Prestart {
         let user = if nested { libc::CLONE_NEWUSER } else { 0 };
         // SAFETY: the child runs `helper_main`, which makes only raw system calls (no libc, no
         // errno, no allocation) in this process's memory, on a stack of its own; `args` and
-        // `stack` live in the returned value until the child is reaped.
+        // `stack` live in the returned value until the child is reaped. The tool installs no
+        // signal handlers (only the host agent does), so no handler can run in the child.
         let pid = unsafe {
             libc::clone(
                 helper_main,
