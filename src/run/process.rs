@@ -34,7 +34,7 @@ pub use signals::{Blocked, FORWARDED, passed_on};
 pub use supervisor::run;
 pub(crate) use supervisor::single_threaded;
 pub use tty::PtyChannel;
-pub(crate) use tty::receive_fds;
+pub(crate) use tty::{receive_fds, receive_fds_now};
 pub use wait::wait_loop;
 
 #[derive(Debug, Error)]

@@ -57,20 +57,32 @@ pub(super) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
 /// Receive the descriptors (at most eight) of one SCM_RIGHTS message; none when the peer
 /// closed first.
 pub(crate) fn receive_fds(sock: &OwnedFd) -> Vec<OwnedFd> {
+    receive_fds_with(sock, nix::sys::socket::MsgFlags::empty()).unwrap_or_default()
+}
+
+/// [`receive_fds`] without waiting: `None` when no message has arrived yet.
+pub(crate) fn receive_fds_now(sock: &OwnedFd) -> Option<Vec<OwnedFd>> {
+    receive_fds_with(sock, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+}
+
+/// One SCM_RIGHTS message's descriptors; `None` only when `MSG_DONTWAIT` found none yet.
+fn receive_fds_with(sock: &OwnedFd, flags: nix::sys::socket::MsgFlags) -> Option<Vec<OwnedFd>> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([RawFd; 8]);
-    let Ok(msg) = recvmsg::<()>(
+    let msg = match recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    ) else {
-        return Vec::new();
+        MsgFlags::MSG_CMSG_CLOEXEC | flags,
+    ) {
+        Ok(m) => m,
+        Err(nix::Error::EAGAIN) if flags.contains(MsgFlags::MSG_DONTWAIT) => return None,
+        Err(_) => return Some(Vec::new()),
     };
     let Ok(cmsgs) = msg.cmsgs() else {
-        return Vec::new();
+        return Some(Vec::new());
     };
     let mut out = Vec::new();
     for c in cmsgs {
@@ -80,7 +92,7 @@ pub(crate) fn receive_fds(sock: &OwnedFd) -> Vec<OwnedFd> {
             out.extend(fds.iter().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) }));
         }
     }
-    out
+    Some(out)
 }
 
 /// In the container (after pivot_root): open a pty in its devpts, give it the window size of
