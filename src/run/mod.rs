@@ -113,7 +113,12 @@ fn run_with(
         if !nix::unistd::geteuid().is_root() {
             return Err(SandboxError::ChrootNeedsRoot);
         }
-        return Ok(process::run(spec, true, tool, last, None)?);
+        return Ok(process::run(
+            spec,
+            true,
+            tool,
+            process::Last { last, pre: None },
+        )?);
     }
     let in_userns = match (spec.userns, tool.userns()) {
         (UsernsMode::Remap, ToolUserns::Remapped(_)) => true,
@@ -135,5 +140,10 @@ fn run_with(
             false
         }
     };
-    Ok(process::run(spec, in_userns, tool, last, pre)?)
+    Ok(process::run(
+        spec,
+        in_userns,
+        tool,
+        process::Last { last, pre },
+    )?)
 }

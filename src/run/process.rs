@@ -31,8 +31,8 @@ use thiserror::Error;
 
 pub use child::exec_searching_path;
 pub use signals::{Blocked, FORWARDED, passed_on};
-pub use supervisor::run;
 pub(crate) use supervisor::single_threaded;
+pub use supervisor::{Last, run};
 pub use tty::PtyChannel;
 pub(crate) use tty::{receive_fds, receive_fds_now};
 pub use wait::wait_loop;

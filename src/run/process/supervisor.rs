@@ -34,20 +34,13 @@ pub(crate) fn single_threaded() -> bool {
     std::fs::metadata("/proc/self/task").is_ok_and(|m| m.nlink() == 3)
 }
 
-/// Run the container to completion; returns its exit code (docker's mapping). `last`: the
-/// run is this process's last act, so the container's mount namespace may be left to this
-/// process's exit ([`hold_until_exit`]).
-pub fn run(
-    spec: &SandboxSpec,
-    in_userns: bool,
-    tool: &ToolContext,
-    last: bool,
-    pre: Option<Prestart>,
-) -> Result<i32> {
+/// Run the container to completion; returns its exit code (docker's mapping). `end`: how the
+/// run relates to this process's end ([`Last`]).
+pub fn run(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, end: Last) -> Result<i32> {
     if single_threaded() {
-        return supervise(spec, in_userns, tool, last, pre);
+        return supervise(spec, in_userns, tool, end);
     }
-    drop(pre);
+    drop(end);
     // A raw clone would skip glibc's fork handlers (malloc locks held by other threads would
     // stay locked in the child), so first fork through glibc into a single-threaded helper.
     // Rust's stderr lock is held across the fork, so that no other thread (boxbuild prints
@@ -62,7 +55,7 @@ pub fn run(
     match forked? {
         nix::unistd::ForkResult::Child => {
             // A helper's exit would release the namespace on the waited path anyway.
-            let code = match supervise(spec, in_userns, tool, false, None) {
+            let code = match supervise(spec, in_userns, tool, Last::default()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("boxkit: {e}");
@@ -82,13 +75,7 @@ pub fn run(
     }
 }
 
-fn supervise(
-    spec: &SandboxSpec,
-    in_userns: bool,
-    tool: &ToolContext,
-    last: bool,
-    pre: Option<Prestart>,
-) -> Result<i32> {
+fn supervise(spec: &SandboxSpec, in_userns: bool, tool: &ToolContext, end: Last) -> Result<i32> {
     let asked = caps::resolve(&spec.cap_add, &spec.cap_drop)
         .map_err(|e| ProcessError::Setup(e.to_string()))?;
     let caps = match spec.isolation {
@@ -129,7 +116,7 @@ fn supervise(
         tool,
         &upper_scratch,
         hostname,
-        (caps, Last { last, pre }),
+        (caps, end),
         &filter,
     );
     if nix::mount::umount2(&upper_scratch, nix::mount::MntFlags::MNT_DETACH).is_ok() {
@@ -284,11 +271,13 @@ fn keep_until_exit(fd: OwnedFd) {
     let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
 }
 
-/// How a run ends its process: `last`, the run is the process's last act (its namespaces may
-/// be left to the process's exit: [`hold_until_exit`]); `pre`, namespaces made ahead for it.
-struct Last {
-    last: bool,
-    pre: Option<Prestart>,
+/// How a run relates to its process's end: `last`, the run is the process's last act (its
+/// namespaces may be left to the process's exit: [`hold_until_exit`]); `pre`, namespaces made
+/// ahead for it (only a last run has them).
+#[derive(Debug, Default)]
+pub struct Last {
+    pub last: bool,
+    pub pre: Option<Prestart>,
 }
 
 /// Root's tool namespace also maps host ids (for the tool's own file access); the container
