@@ -1,20 +1,24 @@
-//! A foreground container's network namespace, made ahead of its pid 1 by a helper on another
-//! CPU.
+//! A foreground container's network, IPC, UTS and cgroup namespaces, made ahead of its pid 1
+//! by a helper on another CPU.
 //!
 //! Creating a network namespace costs ≈ 0.45 ms of kernel time (registering its loopback
 //! device and its sysctls): most of what `clone(2)` with a container's seven namespaces costs
-//! (0.6–0.75 ms here, against 0.1 ms without the network namespace), and the supervisor would
-//! spend it between the image work and pid 1. None of it depends on the image, so a
+//! (0.6–0.75 ms here, against 0.1 ms without the network namespace; the IPC, UTS and cgroup
+//! namespaces 0.09–0.13, 0.07–0.09 and 0.06 ms of the rest), and the supervisor would spend it
+//! between the image work and pid 1. None of it depends on the image, so a
 //! foreground `boxrun` starts a helper first thing in the tool's user namespace
 //! (`cli::run::run`), before it checks the environment and reads the store. The helper is born
 //! in the container's nested user namespace (root's case:
 //! `clone(CLONE_NEWUSER)`, whose maps the tool writes at once, as it would for pid 1), makes
-//! the network namespace, brings loopback up and sends both namespaces back over a socket.
+//! the network, IPC, UTS and cgroup namespaces the container would get (its cgroup namespace
+//! is rooted where pid 1's would be: the tool's cgroup, which the helper shares), brings
+//! loopback up and sends them all back over a socket. The mount namespace is left to the
+//! clone (a copy of the tool's mounts at that moment), as is the pid namespace.
 //!
 //! Pid 1 must still be created by a `clone(2)` that makes its pid namespace (a pid namespace
 //! cannot be named before its init exists) from inside the user namespace that is to own it.
 //! So the supervisor starts a short-lived `CLONE_VM | CLONE_VFORK` child on a stack of its
-//! own ([`Joined::clone_into`]), which joins the user and network namespaces with `setns(2)`
+//! own ([`Joined::clone_into`]), which joins the user namespace and the others with `setns(2)`
 //! and clones pid 1 with `CLONE_PARENT` and the remaining namespace flags: pid 1 is the
 //! supervisor's child, in the same namespaces, owned by the same user namespace, as one
 //! `clone(2)` would give ([`super::namespaces`]).
@@ -41,11 +45,31 @@ use super::isolation::Isolation;
 use super::spec::NetworkMode;
 use super::{idmap, namespaces};
 
+/// The namespaces a helper can make ahead: all but the mount namespace (a copy of the tool's
+/// at clone) and the pid namespace (which cannot exist before its pid 1), in the order
+/// they are sent and joined.
+const AHEAD: [libc::c_int; 4] = [
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWCGROUP,
+];
+
+/// The `/proc/self/ns` file of each of [`AHEAD`], in the same order.
+const AHEAD_FILES: [&std::ffi::CStr; 4] = [
+    c"/proc/self/ns/net",
+    c"/proc/self/ns/ipc",
+    c"/proc/self/ns/uts",
+    c"/proc/self/ns/cgroup",
+];
+
 /// A running helper and what it makes.
 #[derive(Debug)]
 pub struct Prestart {
     /// Whether the helper is in a nested user namespace of its own (root's case).
     nested: bool,
+    /// The namespaces it makes (a subset of [`AHEAD`], always with the network namespace).
+    made: libc::c_int,
     helper: Pid,
     sock: OwnedFd,
     /// The tool's CPUs, given back to the helper when its result is needed.
@@ -59,9 +83,10 @@ pub struct Prestart {
 /// The namespaces a pid 1 joins ([`Joined::clone_into`]).
 #[derive(Debug)]
 pub struct Joined {
-    /// The nested user namespace, which owns the network namespace.
+    /// The nested user namespace, which owns the others.
     user: Option<OwnedFd>,
-    net: OwnedFd,
+    /// The others, each with its clone flag, in [`AHEAD`]'s order.
+    others: Vec<(OwnedFd, libc::c_int)>,
 }
 
 impl Prestart {
@@ -73,6 +98,7 @@ impl Prestart {
         if !raw::SUPPORTED || !isolation.namespaced() || flags & libc::CLONE_NEWNET == 0 {
             return None;
         }
+        let made = AHEAD.iter().fold(0, |m, f| m | (flags & f));
         let maps = match tool.userns() {
             ToolUserns::Remapped(m) => m.container_maps(),
             _ => return None,
@@ -92,6 +118,7 @@ impl Prestart {
         let mut args = Box::new(HelperArgs {
             sock: theirs.as_raw_fd(),
             nested,
+            made,
             steer: others.is_some(),
             // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
             others: others.unwrap_or(unsafe { std::mem::zeroed() }),
@@ -126,6 +153,7 @@ impl Prestart {
         // From here on, dropping `pre` ends and reaps the helper.
         let pre = Prestart {
             nested,
+            made,
             helper,
             sock: ours,
             cpus,
@@ -145,7 +173,8 @@ impl Prestart {
     /// is not done yet. `None` leaves the container to the plain clone.
     pub fn take(self, flags: libc::c_int) -> Option<Joined> {
         let nested = flags & libc::CLONE_NEWUSER != 0;
-        if flags & libc::CLONE_NEWNET == 0 || nested != self.nested {
+        let ahead = AHEAD.iter().fold(0, |m, f| m | (flags & f));
+        if ahead != self.made || nested != self.nested {
             return None;
         }
         if let Some(all) = &self.cpus {
@@ -166,12 +195,16 @@ impl Prestart {
         self.joined(fds)
     }
 
-    /// The namespaces from what the helper sent: the user namespace first when nested.
+    /// The namespaces from what the helper sent: the user namespace first when nested, then
+    /// each one made, in [`AHEAD`]'s order. Anything else is no result.
     fn joined(&self, fds: Vec<OwnedFd>) -> Option<Joined> {
         let mut fds = fds.into_iter();
         let user = if self.nested { Some(fds.next()?) } else { None };
-        let net = fds.next()?;
-        Some(Joined { user, net })
+        let mut others = Vec::with_capacity(AHEAD.len());
+        for flag in AHEAD.into_iter().filter(|f| self.made & f != 0) {
+            others.push((fds.next()?, flag));
+        }
+        fds.next().is_none().then_some(Joined { user, others })
     }
 }
 
@@ -230,15 +263,17 @@ const HELPER_STACK: usize = 64 << 10;
 struct HelperArgs {
     sock: RawFd,
     nested: bool,
+    /// The namespaces to make ([`AHEAD`]'s flags).
+    made: libc::c_int,
     steer: bool,
     others: libc::cpu_set_t,
 }
 
 /// The helper, a `CLONE_VM` child (no copy of the tool's memory to make, and none for the tool
 /// to fault back in): move to the other CPUs (a new process starts on its parent's), make the
-/// network namespace (in the user namespace it was born in), bring loopback up, send the user
-/// namespace (when nested) and the network namespace, and exit once the tool has written the
-/// maps (or is gone). It runs at the same time as the tool in the same memory, so it makes raw
+/// network, IPC, UTS and cgroup namespaces (in the user namespace it was born in), bring
+/// loopback up, send the user namespace (when nested) and the ones it made, and exit once the
+/// tool has written the maps (or is gone). It runs at the same time as the tool in the same memory, so it makes raw
 /// system calls only: no libc (whose errno is the tool's thread's), no allocation, no panic.
 extern "C" fn helper_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `HelperArgs` the tool boxed for this child; it is only read, and
@@ -271,7 +306,7 @@ extern "C" fn helper_main(arg: *mut libc::c_void) -> libc::c_int {
 fn helper_work(a: &HelperArgs) {
     use raw::call;
     // SAFETY: unshare takes no pointers and changes only this process.
-    if unsafe { call(libc::SYS_unshare, [libc::CLONE_NEWNET as usize, 0, 0]) } < 0 {
+    if unsafe { call(libc::SYS_unshare, [a.made as usize, 0, 0]) } < 0 {
         return;
     }
     let dgram = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
@@ -303,19 +338,26 @@ fn helper_work(a: &HelperArgs) {
         // SAFETY: a NUL-terminated static path; the descriptor is this process's.
         unsafe { call(libc::SYS_openat, [at, path.as_ptr() as usize, flags]) as RawFd }
     };
-    let net = open(c"/proc/self/ns/net");
-    let (fds, n) = if a.nested {
-        ([open(c"/proc/self/ns/user"), net], 2)
-    } else {
-        ([net, net], 1)
-    };
-    if fds[0] < 0 || fds[1] < 0 {
-        return;
+    let mut fds: [RawFd; 1 + AHEAD.len()] = [-1; 1 + AHEAD.len()];
+    let mut n = 0;
+    let files = a.nested.then_some(c"/proc/self/ns/user").into_iter().chain(
+        AHEAD
+            .iter()
+            .zip(AHEAD_FILES)
+            .filter(|(f, _)| a.made & **f != 0)
+            .map(|(_, p)| p),
+    );
+    for (slot, path) in fds.iter_mut().zip(files) {
+        *slot = open(path);
+        if *slot < 0 {
+            return;
+        }
+        n += 1;
     }
     #[repr(C)]
     struct Rights {
         hdr: libc::cmsghdr,
-        fds: [RawFd; 2],
+        fds: [RawFd; 1 + AHEAD.len()],
     }
     // SAFETY: plain data; all-zero bytes are valid.
     let mut cmsg: Rights = unsafe { std::mem::zeroed() };
@@ -333,7 +375,9 @@ fn helper_work(a: &HelperArgs) {
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = (&raw mut cmsg).cast();
-    msg.msg_controllen = std::mem::size_of::<Rights>() as _;
+    // CMSG_SPACE of the descriptors sent: trailing room would be read as another header.
+    let len = std::mem::size_of::<libc::cmsghdr>() + n * 4;
+    msg.msg_controllen = ((len + 7) & !7) as _;
     // SAFETY: `msg` and what it points to are live locals; the descriptors are ours.
     unsafe {
         call(
@@ -453,7 +497,8 @@ const STACK: usize = 8 << 20;
 /// What the joining child reads and writes; it shares this process's memory.
 struct JoinArgs<'a> {
     user: RawFd,
-    net: RawFd,
+    /// The other namespaces to join, with their flags; unused slots hold -1.
+    others: [(RawFd, libc::c_int); AHEAD.len()],
     flags: libc::c_int,
     /// Pid 1's body; it never returns (it execs or exits).
     child: &'a mut dyn FnMut(),
@@ -478,9 +523,17 @@ extern "C" fn join_main(arg: *mut libc::c_void) -> libc::c_int {
     if a.user >= 0 && unsafe { libc::setns(a.user, libc::CLONE_NEWUSER) } != 0 {
         return fail(a, "setns to the container's user namespace");
     }
-    // SAFETY: as above.
-    if unsafe { libc::setns(a.net, libc::CLONE_NEWNET) } != 0 {
-        return fail(a, "setns to the container's network namespace");
+    for (fd, flag) in a.others {
+        // SAFETY: as above.
+        if fd >= 0 && unsafe { libc::setns(fd, flag) } != 0 {
+            let step = match flag {
+                libc::CLONE_NEWNET => "setns to the container's network namespace",
+                libc::CLONE_NEWIPC => "setns to the container's IPC namespace",
+                libc::CLONE_NEWUTS => "setns to the container's UTS namespace",
+                _ => "setns to the container's cgroup namespace",
+            };
+            return fail(a, step);
+        }
     }
     let flags = (a.flags | libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: no pointers (a null stack: pid 1 continues on a copy of this one, in its own
@@ -499,9 +552,9 @@ extern "C" fn join_main(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 impl Joined {
-    /// Clone pid 1 with `flags` (the container's clone flags; the user and network namespaces
-    /// are joined instead of made) as this process's child, running `child` in it. Returns its
-    /// pid.
+    /// Clone pid 1 with `flags` (the container's clone flags; the user namespace and the ones
+    /// made ahead are joined instead of made) as this process's child, running `child` in it.
+    /// Returns its pid.
     ///
     /// # Safety
     /// Same contract as [`namespaces::clone_into`]: this process is single-threaded; `child`
@@ -511,12 +564,18 @@ impl Joined {
         flags: libc::c_int,
         child: &mut dyn FnMut(),
     ) -> Result<libc::pid_t, String> {
-        let flags = flags & !(libc::CLONE_NEWUSER | libc::CLONE_NEWNET);
+        let mut others = [(-1, 0); AHEAD.len()];
+        let mut joined = libc::CLONE_NEWUSER;
+        for (slot, (fd, flag)) in others.iter_mut().zip(&self.others) {
+            *slot = (fd.as_raw_fd(), *flag);
+            joined |= flag;
+        }
+        let flags = flags & !joined;
         let stack = Stack::new(STACK)
             .ok_or_else(|| format!("mmap: {}", std::io::Error::last_os_error()))?;
         let mut args = JoinArgs {
             user: self.user.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-            net: self.net.as_raw_fd(),
+            others,
             flags,
             child,
             pid: -1,
