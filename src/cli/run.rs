@@ -391,6 +391,9 @@ pub fn run(g: &Global, a: RunArgs, tool: &ToolContext) -> CmdResult {
         Ok(network) if !a.detach => crate::run::prestart::Prestart::spawn(
             network,
             crate::run::isolation::Isolation::FULL,
+            a.shm_size
+                .as_deref()
+                .and_then(|s| crate::run::parse_size(s).ok()),
             tool,
         ),
         _ => None,

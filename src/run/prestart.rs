@@ -1,5 +1,5 @@
-//! A foreground container's network, IPC, UTS and cgroup namespaces, made ahead of its pid 1
-//! by a helper on another CPU.
+//! A foreground container's network, IPC, UTS and cgroup namespaces and its /dev, made ahead
+//! of its pid 1 by a helper on another CPU.
 //!
 //! Creating a network namespace costs ≈ 0.45 ms of kernel time (registering its loopback
 //! device and its sysctls): most of what `clone(2)` with a container's seven namespaces costs
@@ -14,6 +14,17 @@
 //! is rooted where pid 1's would be: the tool's cgroup, which the helper shares), brings
 //! loopback up and sends them all back over a socket. The mount namespace is left to the
 //! clone (a copy of the tool's mounts at that moment), as is the pid namespace.
+//!
+//! Then the helper builds the container's /dev as a detached mount tree ([`dev_tree`]: a
+//! tmpfs, the host's harmless device nodes bound in, devpts, /dev/shm, an mqueue of the
+//! container's IPC namespace, the symlinks), in a mount namespace of its own, and sends it in
+//! a second message, which pid 1 receives on its copy of the supervisor's socket when its
+//! root gets to /dev ([`receive_dev`], `rootfs::Op::DevAhead`). So the tree is built while the
+//! supervisor clones pid 1 and pid 1 mounts /proc and /sys, and pid 1 only attaches it (one
+//! `move_mount` where it made some 110 system calls). No path of the image is involved: every
+//! target is inside the fresh tmpfs; the image's /dev itself is opened by pid 1, symlinks
+//! refused, as before. When no tree comes (the helper failed, or the run's /dev/shm size is
+//! not the one it was built with), pid 1 builds /dev itself.
 //!
 //! Pid 1 must still be created by a `clone(2)` that makes its pid namespace (a pid namespace
 //! cannot be named before its init exists) from inside the user namespace that is to own it.
@@ -70,6 +81,8 @@ pub struct Prestart {
     nested: bool,
     /// The namespaces it makes (a subset of [`AHEAD`], always with the network namespace).
     made: libc::c_int,
+    /// The size of /dev/shm in the /dev tree it builds (`None`: docker's 64 MiB).
+    shm_size: Option<u64>,
     helper: Pid,
     sock: OwnedFd,
     /// The tool's CPUs, given back to the helper when its result is needed.
@@ -87,13 +100,35 @@ pub struct Joined {
     user: Option<OwnedFd>,
     /// The others, each with its clone flag, in [`AHEAD`]'s order.
     others: Vec<(OwnedFd, libc::c_int)>,
+    /// Where pid 1 receives its /dev, built by the helper as a detached mount tree
+    /// ([`receive_dev`]); `None` when the helper does not build one or builds one of another
+    /// /dev/shm size.
+    pub dev_from: Option<RawFd>,
+    /// The helper itself, for the caller to finish with once pid 1 runs.
+    pub leftover: Option<Leftover>,
+}
+
+/// What is left of a helper once pid 1 has joined its namespaces. Dropping it reaps the helper
+/// (done by then); the caller keeps `mnt` until it exits.
+#[derive(Debug)]
+pub struct Leftover {
+    pub pre: Prestart,
+    /// The helper's mount namespace (a copy of the tool's mounts, where it built /dev): held
+    /// so that the helper's exit does not unmount them, an RCU grace period that the
+    /// supervisor would wait for when it reaps the helper.
+    pub mnt: Option<OwnedFd>,
 }
 
 impl Prestart {
-    /// Start the helper for a container with this network and isolation, if that is worth it
-    /// and possible here: a namespaced container with a network namespace of its own, in a
-    /// single-threaded tool that entered its user namespace.
-    pub fn spawn(network: NetworkMode, isolation: Isolation, tool: &ToolContext) -> Option<Self> {
+    /// Start the helper for a container with this network, isolation and /dev/shm size, if
+    /// that is worth it and possible here: a namespaced container with a network namespace of
+    /// its own, in a single-threaded tool that entered its user namespace.
+    pub fn spawn(
+        network: NetworkMode,
+        isolation: Isolation,
+        shm_size: Option<u64>,
+        tool: &ToolContext,
+    ) -> Option<Self> {
         let flags = namespaces::clone_flags(network, isolation);
         if !raw::SUPPORTED || !isolation.namespaced() || flags & libc::CLONE_NEWNET == 0 {
             return None;
@@ -115,10 +150,12 @@ impl Prestart {
         )
         .ok()?;
         let (cpus, others) = other_cpus().unzip();
+        let shm = std::ffi::CString::new(shm_size.unwrap_or(DEFAULT_SHM).to_string()).ok()?;
         let mut args = Box::new(HelperArgs {
             sock: theirs.as_raw_fd(),
             nested,
             made,
+            shm,
             steer: others.is_some(),
             // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
             others: others.unwrap_or(unsafe { std::mem::zeroed() }),
@@ -154,6 +191,7 @@ impl Prestart {
         let pre = Prestart {
             nested,
             made,
+            shm_size,
             helper,
             sock: ours,
             cpus,
@@ -170,8 +208,21 @@ impl Prestart {
 
     /// The prepared namespaces, when a clone with `flags` (the container's clone flags, with
     /// `CLONE_NEWUSER` for a nested user namespace) would make them; waits for the helper if it
-    /// is not done yet. `None` leaves the container to the plain clone.
-    pub fn take(self, flags: libc::c_int) -> Option<Joined> {
+    /// is not done yet. `None` leaves the container to the plain clone. The /dev tree comes
+    /// with them when the container's /dev/shm has the size it was built with.
+    pub fn take(self, flags: libc::c_int, shm_size: Option<u64>) -> Option<Joined> {
+        let (mut j, mnt) = self.take_namespaces(flags)?;
+        // It builds /dev once it has a mount namespace of its own.
+        if mnt.is_some() && shm_size.unwrap_or(DEFAULT_SHM) == self.shm_size.unwrap_or(DEFAULT_SHM)
+        {
+            j.dev_from = Some(self.sock.as_raw_fd());
+        }
+        j.leftover = Some(Leftover { pre: self, mnt });
+        Some(j)
+    }
+
+    /// [`Prestart::take`] without the /dev check; also the helper's mount namespace.
+    fn take_namespaces(&self, flags: libc::c_int) -> Option<(Joined, Option<OwnedFd>)> {
         let nested = flags & libc::CLONE_NEWUSER != 0;
         let ahead = AHEAD.iter().fold(0, |m, f| m | (flags & f));
         if ahead != self.made || nested != self.nested {
@@ -196,16 +247,32 @@ impl Prestart {
     }
 
     /// The namespaces from what the helper sent: the user namespace first when nested, then
-    /// each one made, in [`AHEAD`]'s order. Anything else is no result.
-    fn joined(&self, fds: Vec<OwnedFd>) -> Option<Joined> {
+    /// each one made, in [`AHEAD`]'s order, then its own mount namespace when it made one.
+    /// Anything else is no result.
+    fn joined(&self, fds: Vec<OwnedFd>) -> Option<(Joined, Option<OwnedFd>)> {
         let mut fds = fds.into_iter();
         let user = if self.nested { Some(fds.next()?) } else { None };
         let mut others = Vec::with_capacity(AHEAD.len());
         for flag in AHEAD.into_iter().filter(|f| self.made & f != 0) {
             others.push((fds.next()?, flag));
         }
-        fds.next().is_none().then_some(Joined { user, others })
+        let mnt = fds.next();
+        let j = Joined {
+            user,
+            others,
+            dev_from: None,
+            leftover: None,
+        };
+        fds.next().is_none().then_some((j, mnt))
     }
+}
+
+/// Pid 1's side of [`Joined::dev_from`]: the /dev tree the helper built, or `None` (it could
+/// not, or is gone), in which case pid 1 builds /dev itself.
+pub fn receive_dev(sock: RawFd) -> Option<OwnedFd> {
+    // `sock` is this process's copy of the supervisor's end of the helper's socket, open for
+    // as long as pid 1 builds its root (the supervisor keeps it past pid 1's exec).
+    super::process::receive_fds(&sock).into_iter().next()
 }
 
 /// The set of just the CPU this thread runs on.
@@ -265,6 +332,8 @@ struct HelperArgs {
     nested: bool,
     /// The namespaces to make ([`AHEAD`]'s flags).
     made: libc::c_int,
+    /// The size of /dev/shm in bytes, as `fsconfig` takes it.
+    shm: std::ffi::CString,
     steer: bool,
     others: libc::cpu_set_t,
 }
@@ -272,9 +341,11 @@ struct HelperArgs {
 /// The helper, a `CLONE_VM` child (no copy of the tool's memory to make, and none for the tool
 /// to fault back in): move to the other CPUs (a new process starts on its parent's), make the
 /// network, IPC, UTS and cgroup namespaces (in the user namespace it was born in), bring
-/// loopback up, send the user namespace (when nested) and the ones it made, and exit once the
-/// tool has written the maps (or is gone). It runs at the same time as the tool in the same memory, so it makes raw
-/// system calls only: no libc (whose errno is the tool's thread's), no allocation, no panic.
+/// loopback up, wait until the tool has written its id maps, build the container's /dev as a
+/// detached mount tree ([`dev_tree`]), send the user namespace (when nested), the ones it made
+/// and the tree, and exit. It runs at the same time as the tool in the same memory, so it
+/// makes raw system calls only: no libc (whose errno is the tool's thread's), no allocation,
+/// no panic.
 extern "C" fn helper_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `HelperArgs` the tool boxed for this child; it is only read, and
     // it lives until the tool has reaped this child.
@@ -290,46 +361,16 @@ extern "C" fn helper_main(arg: *mut libc::c_void) -> libc::c_int {
         };
     }
     helper_work(a);
-    let mut b = 0u8;
-    loop {
-        // SAFETY: a one-byte read into `b`.
-        let r = unsafe { raw::call(libc::SYS_read, [a.sock as usize, (&raw mut b) as usize, 1]) };
-        if r != -(libc::EINTR as isize) {
-            break;
-        }
-    }
     0
 }
 
 /// The helper's work (see [`helper_main`]); gives up at the first failure, which leaves the
-/// tool without namespaces to join. No indexing or arithmetic that could panic.
+/// tool without namespaces to join (or, when only /dev failed, without the tree). No indexing
+/// or arithmetic that could panic.
 fn helper_work(a: &HelperArgs) {
     use raw::call;
     // SAFETY: unshare takes no pointers and changes only this process.
     if unsafe { call(libc::SYS_unshare, [a.made as usize, 0, 0]) } < 0 {
-        return;
-    }
-    let dgram = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
-    // SAFETY: socket takes no pointers; the descriptor is this process's.
-    let s = unsafe { call(libc::SYS_socket, [libc::AF_INET as usize, dgram, 0]) };
-    if s < 0 {
-        return;
-    }
-    // SAFETY: ifreq is plain data; all-zero bytes are a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    req.ifr_name[0] = b'l' as libc::c_char;
-    req.ifr_name[1] = b'o' as libc::c_char;
-    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as i16;
-    let up = [
-        s as usize,
-        libc::SIOCSIFFLAGS as usize,
-        (&raw const req) as usize,
-    ];
-    // SAFETY: SIOCSIFFLAGS reads one ifreq from a live local ("lo", NUL-terminated).
-    let up = unsafe { call(libc::SYS_ioctl, up) };
-    // SAFETY: closes the socket made above, which nothing else uses.
-    unsafe { call(libc::SYS_close, [s as usize, 0, 0]) };
-    if up < 0 {
         return;
     }
     let open = |path: &std::ffi::CStr| {
@@ -338,7 +379,19 @@ fn helper_work(a: &HelperArgs) {
         // SAFETY: a NUL-terminated static path; the descriptor is this process's.
         unsafe { call(libc::SYS_openat, [at, path.as_ptr() as usize, flags]) as RawFd }
     };
-    let mut fds: [RawFd; 1 + AHEAD.len()] = [-1; 1 + AHEAD.len()];
+    // A mount namespace of its own (owned by its user namespace) lets it make mounts; the
+    // /dev tree it builds is detached, in no namespace, until pid 1 attaches it. The
+    // namespace goes to the tool, which holds it (`Leftover::mnt`).
+    // SAFETY: as above.
+    let mnt = if unsafe { call(libc::SYS_unshare, [libc::CLONE_NEWNS as usize, 0, 0]) } == 0 {
+        open(c"/proc/self/ns/mnt")
+    } else {
+        -1
+    };
+    if !loopback_up() {
+        return;
+    }
+    let mut fds: [RawFd; MAX_FDS] = [-1; MAX_FDS];
     let mut n = 0;
     let files = a.nested.then_some(c"/proc/self/ns/user").into_iter().chain(
         AHEAD
@@ -354,18 +407,59 @@ fn helper_work(a: &HelperArgs) {
         }
         n += 1;
     }
+    if mnt >= 0
+        && let Some(slot) = fds.get_mut(n)
+    {
+        *slot = mnt;
+        n += 1;
+    }
+    // First the namespaces, which the supervisor waits for before it clones pid 1 ...
+    if !send_fds(a.sock, fds.get(..n).unwrap_or_default(), b'n') || mnt < 0 {
+        return;
+    }
+    // ... then /dev, which pid 1 receives (on its copy of the supervisor's end) when it gets
+    // there: the tree is built while the supervisor clones and pid 1 starts. Files cannot be
+    // made in a user namespace without maps, and the maps need this process alive: the tool
+    // sends "m" once they are written (and closes the socket if it gives up).
+    let mut b = 0u8;
+    let r = loop {
+        // SAFETY: a one-byte read into `b`.
+        let r = unsafe { call(libc::SYS_read, [a.sock as usize, (&raw mut b) as usize, 1]) };
+        if r != -(libc::EINTR as isize) {
+            break r;
+        }
+    };
+    if r != 1 || b != b'm' {
+        return;
+    }
+    let dev = dev_tree(&a.shm);
+    if dev >= 0 {
+        send_fds(a.sock, &[dev], b'd');
+    }
+}
+
+/// The most descriptors the helper sends in one message: the user namespace, the ones made
+/// ahead and its mount namespace.
+const MAX_FDS: usize = 2 + AHEAD.len();
+
+/// Send `fds` (at most [`MAX_FDS`]) and the byte `tag` over `sock` with raw system calls.
+fn send_fds(sock: RawFd, fds: &[RawFd], tag: u8) -> bool {
     #[repr(C)]
     struct Rights {
         hdr: libc::cmsghdr,
-        fds: [RawFd; 1 + AHEAD.len()],
+        fds: [RawFd; MAX_FDS],
     }
     // SAFETY: plain data; all-zero bytes are valid.
     let mut cmsg: Rights = unsafe { std::mem::zeroed() };
+    let mut n = 0;
+    for (slot, fd) in cmsg.fds.iter_mut().zip(fds) {
+        *slot = *fd;
+        n += 1;
+    }
     cmsg.hdr.cmsg_len = (std::mem::size_of::<libc::cmsghdr>() + n * 4) as _;
     cmsg.hdr.cmsg_level = libc::SOL_SOCKET;
     cmsg.hdr.cmsg_type = libc::SCM_RIGHTS;
-    cmsg.fds = fds;
-    let mut byte = *b"n";
+    let mut byte = tag;
     let mut iov = libc::iovec {
         iov_base: (&raw mut byte).cast(),
         iov_len: 1,
@@ -379,12 +473,253 @@ fn helper_work(a: &HelperArgs) {
     let len = std::mem::size_of::<libc::cmsghdr>() + n * 4;
     msg.msg_controllen = ((len + 7) & !7) as _;
     // SAFETY: `msg` and what it points to are live locals; the descriptors are ours.
-    unsafe {
-        call(
+    let r = unsafe {
+        raw::call(
             libc::SYS_sendmsg,
-            [a.sock as usize, (&raw const msg) as usize, 0],
+            [sock as usize, (&raw const msg) as usize, 0],
         )
     };
+    r == 1
+}
+
+/// Bring up the loopback device of this process's network namespace.
+fn loopback_up() -> bool {
+    use raw::call;
+    let dgram = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
+    // SAFETY: socket takes no pointers; the descriptor is this process's.
+    let s = unsafe { call(libc::SYS_socket, [libc::AF_INET as usize, dgram, 0]) };
+    if s < 0 {
+        return false;
+    }
+    // SAFETY: ifreq is plain data; all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    req.ifr_name[0] = b'l' as libc::c_char;
+    req.ifr_name[1] = b'o' as libc::c_char;
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as i16;
+    let up = [
+        s as usize,
+        libc::SIOCSIFFLAGS as usize,
+        (&raw const req) as usize,
+    ];
+    // SAFETY: SIOCSIFFLAGS reads one ifreq from a live local ("lo", NUL-terminated).
+    let up = unsafe { call(libc::SYS_ioctl, up) };
+    // SAFETY: closes the socket made above, which nothing else uses.
+    unsafe { call(libc::SYS_close, [s as usize, 0, 0]) };
+    up >= 0
+}
+
+/// docker's /dev/shm size when the run does not set one.
+const DEFAULT_SHM: u64 = 64 << 20;
+
+/// The device nodes of the host bound into the container's /dev, with their host paths: the
+/// same as [`super::rootfs::DEVICES`] (a test holds them equal).
+const DEV_NODES: [(&std::ffi::CStr, &std::ffi::CStr); 6] = [
+    (c"null", c"/dev/null"),
+    (c"zero", c"/dev/zero"),
+    (c"full", c"/dev/full"),
+    (c"random", c"/dev/random"),
+    (c"urandom", c"/dev/urandom"),
+    (c"tty", c"/dev/tty"),
+];
+
+/// The symlinks of the container's /dev: name and target.
+const DEV_LINKS: [(&std::ffi::CStr, &std::ffi::CStr); 6] = [
+    (c"ptmx", c"pts/ptmx"),
+    (c"fd", c"/proc/self/fd"),
+    (c"stdin", c"/proc/self/fd/0"),
+    (c"stdout", c"/proc/self/fd/1"),
+    (c"stderr", c"/proc/self/fd/2"),
+    (c"core", c"/proc/kcore"),
+];
+
+/// The container's /dev as a detached mount tree, the same tree `rootfs::plan` builds in pid 1
+/// when there is none: a tmpfs (`mode=755,size=65536k`, nosuid, nodev, strictatime) with the
+/// host's harmless device nodes bound in (nosuid, noexec), a new devpts instance, a tmpfs
+/// /dev/shm of `shm` bytes, an mqueue of this process's (the container's) IPC namespace, and
+/// the usual symlinks. Nothing of the image is involved: every path is inside the fresh tmpfs.
+/// Returns the tree's descriptor, or -1 (the tree closed, so pid 1 builds /dev itself).
+fn dev_tree(shm: &std::ffi::CStr) -> RawFd {
+    use raw::{call, call6};
+    const NOSUID: u32 = 0x2;
+    const NODEV: u32 = 0x4;
+    const NOEXEC: u32 = 0x8;
+    const STRICTATIME: u32 = 0x20;
+    let dev = new_mount(
+        c"tmpfs",
+        &[(c"mode", Some(c"755")), (c"size", Some(c"65536k"))],
+        NOSUID | NODEV | STRICTATIME,
+    );
+    if dev < 0 {
+        return -1;
+    }
+    let fail = || {
+        // SAFETY: closes the tree made above, which nothing else holds.
+        unsafe { call(libc::SYS_close, [dev as usize, 0, 0]) };
+        -1
+    };
+    let at = |name: &std::ffi::CStr| [dev as usize, name.as_ptr() as usize];
+    for (name, host) in DEV_NODES {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        let [d, n] = at(name);
+        // SAFETY: a NUL-terminated static name inside the fresh tmpfs.
+        let target = unsafe {
+            call6(
+                libc::SYS_openat,
+                [d, n, (flags | libc::O_CLOEXEC) as usize, 0o644, 0, 0],
+            )
+        };
+        if target < 0 {
+            return fail();
+        }
+        let bound = bind_node(host, target as RawFd, NOSUID | NOEXEC);
+        // SAFETY: closes the descriptor opened above.
+        unsafe { call(libc::SYS_close, [target as usize, 0, 0]) };
+        if !bound {
+            return fail();
+        }
+    }
+    let devpts = [
+        (c"newinstance", None),
+        (c"ptmxmode", Some(c"0666")),
+        (c"mode", Some(c"0620")),
+    ];
+    let shm = [(c"mode", Some(c"1777")), (c"size", Some(shm))];
+    let subs: [(&std::ffi::CStr, &std::ffi::CStr, &[Param], u32); 3] = [
+        (c"pts", c"devpts", &devpts, NOSUID | NOEXEC),
+        (c"shm", c"tmpfs", &shm, NOSUID | NODEV | NOEXEC),
+        (c"mqueue", c"mqueue", &[], NOSUID | NODEV | NOEXEC),
+    ];
+    for (name, fstype, params, attrs) in subs {
+        let [d, n] = at(name);
+        // SAFETY: a NUL-terminated static name inside the fresh tmpfs.
+        if unsafe { call(libc::SYS_mkdirat, [d, n, 0o755]) } < 0 {
+            return fail();
+        }
+        let m = new_mount(fstype, params, attrs);
+        if m < 0 || !move_onto(m, dev, name) {
+            return fail();
+        }
+    }
+    for (name, target) in DEV_LINKS {
+        let [d, n] = at(name);
+        // SAFETY: NUL-terminated static strings; the link goes inside the fresh tmpfs.
+        if unsafe { call(libc::SYS_symlinkat, [target.as_ptr() as usize, d, n]) } < 0 {
+            return fail();
+        }
+    }
+    dev
+}
+
+/// One `fsconfig` parameter: a string, or a flag (`None`).
+type Param<'a> = (&'a std::ffi::CStr, Option<&'a std::ffi::CStr>);
+
+/// A new detached mount of `fstype` with `params` and the `MOUNT_ATTR_*` bits `attrs`
+/// (`fsopen`, `fsconfig`, `fsmount`); -1 on failure.
+fn new_mount(fstype: &std::ffi::CStr, params: &[Param], attrs: u32) -> RawFd {
+    use raw::{call, call6};
+    const CLOEXEC: usize = 1; // FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC
+    const SET_FLAG: usize = 0;
+    const SET_STRING: usize = 1;
+    const CMD_CREATE: usize = 6;
+    // SAFETY: a NUL-terminated static name.
+    let ctx = unsafe { call(libc::SYS_fsopen, [fstype.as_ptr() as usize, CLOEXEC, 0]) };
+    if ctx < 0 {
+        return -1;
+    }
+    let c = ctx as usize;
+    let mut ok = params.iter().all(|(k, v)| {
+        let (cmd, v) = match v {
+            Some(v) => (SET_STRING, v.as_ptr() as usize),
+            None => (SET_FLAG, 0),
+        };
+        // SAFETY: NUL-terminated strings (or null for a flag) that outlive the call.
+        unsafe { call6(libc::SYS_fsconfig, [c, cmd, k.as_ptr() as usize, v, 0, 0]) >= 0 }
+    });
+    // SAFETY: no pointers.
+    ok = ok && unsafe { call6(libc::SYS_fsconfig, [c, CMD_CREATE, 0, 0, 0, 0]) } >= 0;
+    let m = if ok {
+        // SAFETY: no pointers; the result is a new descriptor of this process's.
+        unsafe { call(libc::SYS_fsmount, [c, CLOEXEC, attrs as usize]) }
+    } else {
+        -1
+    };
+    // SAFETY: closes the context made above.
+    unsafe { call(libc::SYS_close, [c, 0, 0]) };
+    m as RawFd
+}
+
+/// Move the detached mount `m` onto `name` in the tree `dir` and close `m`.
+fn move_onto(m: RawFd, dir: RawFd, name: &std::ffi::CStr) -> bool {
+    use raw::{call, call6};
+    const F_EMPTY_PATH: usize = 0x4;
+    let args = [
+        m as usize,
+        c"".as_ptr() as usize,
+        dir as usize,
+        name.as_ptr() as usize,
+        F_EMPTY_PATH,
+        0,
+    ];
+    // SAFETY: NUL-terminated static strings; descriptors of this process's.
+    let r = unsafe { call6(libc::SYS_move_mount, args) };
+    // SAFETY: closes `m`, which the caller gave up.
+    unsafe { call(libc::SYS_close, [m as usize, 0, 0]) };
+    r >= 0
+}
+
+/// Bind the host's device node `host` onto the file `target` (a descriptor), with the
+/// `MOUNT_ATTR_*` bits `attrs` set on the bind.
+fn bind_node(host: &std::ffi::CStr, target: RawFd, attrs: u32) -> bool {
+    use raw::{call, call6};
+    const OPEN_TREE_CLONE: usize = 1;
+    const EMPTY_PATH: usize = libc::AT_EMPTY_PATH as usize;
+    const F_EMPTY_PATH: usize = 0x4;
+    const T_EMPTY_PATH: usize = 0x40;
+    let at = libc::AT_FDCWD as usize;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as usize;
+    // SAFETY: a NUL-terminated static path; the result is a new descriptor of this process's.
+    let t = unsafe { call(libc::SYS_open_tree, [at, host.as_ptr() as usize, flags]) };
+    if t < 0 {
+        return false;
+    }
+    #[repr(C)]
+    struct MountAttr {
+        set: u64,
+        clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        set: u64::from(attrs),
+        clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"".as_ptr() as usize;
+    let t = t as usize;
+    let size = std::mem::size_of::<MountAttr>();
+    // SAFETY: `attr` is a live mount_attr of the size given; the path is "".
+    let set = unsafe {
+        call6(
+            libc::SYS_mount_setattr,
+            [t, empty, EMPTY_PATH, (&raw const attr) as usize, size, 0],
+        )
+    };
+    let moved = set >= 0 && {
+        let args = [
+            t,
+            empty,
+            target as usize,
+            empty,
+            F_EMPTY_PATH | T_EMPTY_PATH,
+            0,
+        ];
+        // SAFETY: descriptors of this process's, empty paths.
+        unsafe { call6(libc::SYS_move_mount, args) >= 0 }
+    };
+    // SAFETY: closes the bind's descriptor (attached, or dissolved if not).
+    unsafe { call(libc::SYS_close, [t, 0, 0]) };
+    moved
 }
 
 /// An anonymous mapping used as a child's stack, with a guard page at its bottom.
@@ -440,8 +775,17 @@ mod raw {
     ///
     /// # Safety
     /// As the system call itself.
-    #[cfg(target_arch = "x86_64")]
     pub unsafe fn call(nr: libc::c_long, a: [usize; 3]) -> isize {
+        // SAFETY: as the caller vouches.
+        unsafe { call6(nr, [a[0], a[1], a[2], 0, 0, 0]) }
+    }
+
+    /// System call `nr` with six arguments; returns the result or minus the error number.
+    ///
+    /// # Safety
+    /// As the system call itself.
+    #[cfg(target_arch = "x86_64")]
+    pub unsafe fn call6(nr: libc::c_long, a: [usize; 6]) -> isize {
         let r: isize;
         // SAFETY: the x86-64 Linux system call convention; the caller vouches for the call.
         unsafe {
@@ -451,6 +795,9 @@ mod raw {
                 in("rdi") a[0],
                 in("rsi") a[1],
                 in("rdx") a[2],
+                in("r10") a[3],
+                in("r8") a[4],
+                in("r9") a[5],
                 lateout("rcx") _,
                 lateout("r11") _,
                 options(nostack),
@@ -459,12 +806,12 @@ mod raw {
         r
     }
 
-    /// System call `nr` with three arguments; returns the result or minus the error number.
+    /// System call `nr` with six arguments; returns the result or minus the error number.
     ///
     /// # Safety
     /// As the system call itself.
     #[cfg(target_arch = "aarch64")]
-    pub unsafe fn call(nr: libc::c_long, a: [usize; 3]) -> isize {
+    pub unsafe fn call6(nr: libc::c_long, a: [usize; 6]) -> isize {
         let r: isize;
         // SAFETY: the AArch64 Linux system call convention; the caller vouches for the call.
         unsafe {
@@ -474,6 +821,9 @@ mod raw {
                 inlateout("x0") a[0] as isize => r,
                 in("x1") a[1],
                 in("x2") a[2],
+                in("x3") a[3],
+                in("x4") a[4],
+                in("x5") a[5],
                 options(nostack),
             );
         }
@@ -485,7 +835,7 @@ mod raw {
     /// # Safety
     /// None needed.
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub unsafe fn call(_nr: libc::c_long, _a: [usize; 3]) -> isize {
+    pub unsafe fn call6(_nr: libc::c_long, _a: [usize; 6]) -> isize {
         -(libc::ENOSYS as isize)
     }
 }
@@ -610,5 +960,23 @@ impl Joined {
             ));
         }
         Ok(args.pid as libc::pid_t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_helpers_dev_tree_binds_the_same_device_nodes_as_pid_1_would() {
+        let names: Vec<String> = DEV_NODES
+            .iter()
+            .map(|(n, _)| n.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, super::super::rootfs::DEVICES);
+        for (name, host) in DEV_NODES {
+            let want = format!("/dev/{}", name.to_string_lossy());
+            assert_eq!(host.to_string_lossy(), want);
+        }
     }
 }

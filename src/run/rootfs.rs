@@ -38,7 +38,7 @@ mod detached;
 mod plan;
 mod real;
 
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::MsFlags;
@@ -241,6 +241,12 @@ pub enum Op {
         fd: RawFd,
         target: Target,
     },
+    /// Receive the /dev tree made ahead (`run::prestart`) over `sock` and attach it at /dev;
+    /// when none comes, build /dev here with a /dev/shm of `shm_size` bytes.
+    DevAhead {
+        sock: RawFd,
+        shm_size: Option<u64>,
+    },
     Symlink {
         target: &'static str,
         link: Target,
@@ -282,6 +288,8 @@ pub trait Kernel {
     ) -> Result<()>;
     fn bind(&mut self, source: BindSource<'_>, target: &Target, attrs: Attrs) -> Result<()>;
     fn symlink(&mut self, target: &str, link: &Target) -> Result<()>;
+    /// A detached mount tree received over `sock` (`None` when the sender sent none).
+    fn receive_tree(&mut self, sock: RawFd) -> Option<OwnedFd>;
     fn pivot_root(&mut self) -> Result<()>;
     fn read_only_root(&mut self) -> Result<()>;
 }

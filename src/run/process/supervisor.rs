@@ -17,7 +17,7 @@ use crate::run::context::{ToolContext, ToolUserns};
 use crate::run::idmap::IdMaps;
 use crate::run::isolation::Isolation;
 use crate::run::network::Address;
-use crate::run::prestart::Prestart;
+use crate::run::prestart::{Leftover, Prestart};
 use crate::run::spec::{NetworkMode, RootfsSource, SandboxSpec};
 use crate::run::{caps, chown_notify, idmap, namespaces, rootfs, seccomp};
 
@@ -146,6 +146,8 @@ struct Started {
     /// The detached tmpfs under the overlay's upper ([`rootfs::Prepared::scratch`]): closed
     /// once the container is gone, not on the start path.
     scratch: Option<OwnedFd>,
+    /// The helper that made namespaces ahead, finished with once pid 1 has exec'd.
+    leftover: Option<Leftover>,
 }
 
 fn supervise_in(
@@ -173,6 +175,7 @@ fn supervise_in(
         tty,
         ns_sock,
         scratch,
+        leftover,
     } = start(
         spec,
         nested_maps(tool),
@@ -233,6 +236,13 @@ fn supervise_in(
     let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
     if let Some(s) = ns_sock {
         hold_until_exit(s);
+    }
+    // Done by now (it sent everything before pid 1 was cloned): reaped without a wait.
+    if let Some(Leftover { pre, mnt }) = leftover {
+        if let Some(m) = mnt {
+            keep_until_exit(m);
+        }
+        drop(pre);
     }
 
     let status = if msg.is_empty() {
@@ -349,7 +359,10 @@ fn start(
     }
     // The user and network namespaces made ahead (`prestart`), when this clone would make
     // them: pid 1 then joins them.
-    let joined = pre.and_then(|p| p.take(flags));
+    let mut joined = pre.and_then(|p| p.take(flags, spec.extras.shm_size));
+    if let (Some(j), Some(p)) = (&joined, &mut prepared) {
+        p.dev_from = j.dev_from;
+    }
     let plan = ChildPlan {
         spec,
         scratch: PathBuf::from(CHILD_SCRATCH),
@@ -380,6 +393,7 @@ fn start(
     };
     // Pid 1 is in them; nothing here needs them any more.
     let prestarted = joined.is_some();
+    let leftover = joined.as_mut().and_then(|j| j.leftover.take());
     drop(joined);
     // The child holds its own copies of the mount fds; the scratch tmpfs stays open here.
     let scratch = prepared.as_mut().and_then(rootfs::Prepared::take_scratch);
@@ -414,6 +428,7 @@ fn start(
         tty,
         ns_sock,
         scratch,
+        leftover,
     })
 }
 

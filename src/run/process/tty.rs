@@ -56,17 +56,20 @@ pub(super) fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
 
 /// Receive the descriptors (at most eight) of one SCM_RIGHTS message; none when the peer
 /// closed first.
-pub(crate) fn receive_fds(sock: &OwnedFd) -> Vec<OwnedFd> {
+pub(crate) fn receive_fds(sock: &impl AsRawFd) -> Vec<OwnedFd> {
     receive_fds_with(sock, nix::sys::socket::MsgFlags::empty()).unwrap_or_default()
 }
 
 /// [`receive_fds`] without waiting: `None` when no message has arrived yet.
-pub(crate) fn receive_fds_now(sock: &OwnedFd) -> Option<Vec<OwnedFd>> {
+pub(crate) fn receive_fds_now(sock: &impl AsRawFd) -> Option<Vec<OwnedFd>> {
     receive_fds_with(sock, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
 }
 
 /// One SCM_RIGHTS message's descriptors; `None` only when `MSG_DONTWAIT` found none yet.
-fn receive_fds_with(sock: &OwnedFd, flags: nix::sys::socket::MsgFlags) -> Option<Vec<OwnedFd>> {
+fn receive_fds_with(
+    sock: &impl AsRawFd,
+    flags: nix::sys::socket::MsgFlags,
+) -> Option<Vec<OwnedFd>> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut buf = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];

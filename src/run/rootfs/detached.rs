@@ -28,6 +28,10 @@ pub struct Prepared {
     /// and more on a VM whose other vCPU sleeps): the supervisor keeps it until the container
     /// is gone instead of closing it on the start path ([`Prepared::take_scratch`]).
     pub scratch: Option<OwnedFd>,
+    /// Where pid 1 receives the container's /dev as a detached tree made ahead of it
+    /// (`run::prestart`), which it attaches instead of building /dev itself: a socket that
+    /// the supervisor keeps open until pid 1 has exec'd.
+    pub dev_from: Option<RawFd>,
 }
 
 impl Prepared {
@@ -114,6 +118,7 @@ pub fn prepare(rootfs: &RootfsSource, mounts: &[MountSpec], scratch: &Path) -> R
         root,
         binds,
         scratch: held_tmpfs,
+        dev_from: None,
     })
 }
 

@@ -27,7 +27,17 @@ pub fn plan(l: &Layout) -> Vec<Op> {
     }
     ops.push(Op::AttachRoot(l.prepared.root.as_raw_fd()));
     proc_and_sys(&mut ops, l.new_proc);
-    dev(&mut ops, l.shm_size);
+    match l.prepared.dev_from {
+        // Built ahead (run::prestart): received and attached on the image's /dev.
+        Some(sock) => {
+            ops.push(dir(fixed("/dev")));
+            ops.push(Op::DevAhead {
+                sock,
+                shm_size: l.shm_size,
+            });
+        }
+        None => dev(&mut ops, l.shm_size),
+    }
     for name in ["hostname", "hosts", "resolv.conf"] {
         let target = Target::in_root(format!("/etc/{name}"));
         ops.push(Op::MountPoint {
@@ -266,6 +276,19 @@ pub fn apply(ops: &[Op], k: &mut impl Kernel) -> Result<()> {
             Op::Attach { fd, target } => {
                 k.bind(BindSource::Detached(*fd), target, Attrs::default())?
             }
+            Op::DevAhead { sock, shm_size } => match k.receive_tree(*sock) {
+                Some(tree) => k.bind(
+                    BindSource::Detached(tree.as_raw_fd()),
+                    &fixed("/dev"),
+                    Attrs::default(),
+                )?,
+                // Not built after all: built here, as without a helper.
+                None => {
+                    let mut here = Vec::new();
+                    dev(&mut here, *shm_size);
+                    apply(&here, k)?;
+                }
+            },
             Op::Symlink { target, link } => k.symlink(target, link)?,
             Op::Mask(t) => match k.kind(t)? {
                 Kind::Dir => k.mount(

@@ -307,6 +307,10 @@ impl Kernel for Real {
         nix::unistd::symlinkat(target, &dir, name).map_err(err)
     }
 
+    fn receive_tree(&mut self, sock: RawFd) -> Option<OwnedFd> {
+        crate::run::prestart::receive_dev(sock)
+    }
+
     fn pivot_root(&mut self) -> Result<()> {
         let err = |cause| RootfsError::PivotRoot { cause };
         let root = self.root.take().ok_or(err(nix::Error::EBADF))?;

@@ -10,6 +10,7 @@ fn prepared(binds: usize) -> Prepared {
         root: fd(),
         binds: (0..binds).map(|_| Some((fd(), true))).collect(),
         scratch: None,
+        dev_from: None,
     }
 }
 
@@ -99,6 +100,52 @@ fn order_private_scratch_root_first_pivot_last_masks_after_proc() {
 }
 
 #[test]
+fn a_dev_tree_made_ahead_is_received_and_attached_at_dev_or_else_dev_is_built_here() {
+    let mut p = prepared(0);
+    p.dev_from = Some(42);
+    let ops = plan(&layout(&[], &p, false));
+    let dev = Target::fixed("/dev");
+    let ahead = pos(&ops, |o| matches!(o, Op::DevAhead { sock: 42, .. }));
+    // Its mount point is made (inside the root) first, as for the tmpfs it replaces.
+    assert_eq!(
+        ops[ahead - 1],
+        Op::MountPoint {
+            target: dev.clone(),
+            dir: true,
+            optional: false
+        }
+    );
+    let below_dev = |t: &Target| t.path.starts_with("/dev") && t.path != Path::new("/dev");
+    assert!(!ops.iter().any(|o| target(o).is_some_and(below_dev)));
+    // The masks still go on top of /proc and /sys afterwards.
+    assert!(ahead < pos(&ops, |o| matches!(o, Op::Mask(_))));
+
+    // Received: attached at /dev, nothing built there.
+    let tree = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+    let fd = tree.as_raw_fd();
+    let mut k = Rec(Vec::new(), Some(tree));
+    apply(&ops, &mut k).unwrap();
+    let attached = format!("bind Detached({fd}) /dev {:?}", Attrs::default());
+    assert!(k.0.contains(&attached), "{:?}", k.0);
+    assert!(!k.0.iter().any(|l| l.contains("devpts")), "{:?}", k.0);
+
+    // None came (the helper failed or is gone): /dev is built as without a helper.
+    let mut k = Rec::default();
+    apply(&ops, &mut k).unwrap();
+    assert!(k.0.contains(&"receive 42".to_string()));
+    assert!(
+        k.0.contains(&"mount devpts /dev/pts".to_string()),
+        "{:?}",
+        k.0
+    );
+    assert!(
+        k.0.contains(&"mount mqueue /dev/mqueue".to_string()),
+        "{:?}",
+        k.0
+    );
+}
+
+#[test]
 fn kernel_filesystems_refuse_symlinks_and_user_targets_follow_them_inside_the_root() {
     let mounts = [
         MountSpec::Bind {
@@ -162,9 +209,9 @@ fn every_filesystem_but_devpts_is_nodev_and_only_device_binds_allow_devices() {
 }
 
 /// Records calls; sysfs fails (as with host networking in a user namespace) and mount
-/// points under /etc cannot be made.
+/// points under /etc cannot be made. A tree to receive is given back once.
 #[derive(Default)]
-struct Rec(Vec<String>);
+struct Rec(Vec<String>, Option<OwnedFd>);
 impl Kernel for Rec {
     fn make_private(&mut self) -> Result<()> {
         Ok(())
@@ -216,6 +263,10 @@ impl Kernel for Rec {
     }
     fn symlink(&mut self, _: &str, _: &Target) -> Result<()> {
         Ok(())
+    }
+    fn receive_tree(&mut self, sock: RawFd) -> Option<OwnedFd> {
+        self.0.push(format!("receive {sock}"));
+        self.1.take()
     }
     fn pivot_root(&mut self) -> Result<()> {
         self.0.push("pivot".into());
