@@ -339,7 +339,7 @@ pub fn enter_userns_if_needed(prog: &str) -> Start {
             });
         }
     };
-    match crate::run::userns::enter_if_needed(&mut meanwhile) {
+    match crate::run::userns::enter_if_needed(&mut meanwhile, foreground_run && !detached) {
         Entered::Tool(ctx) => {
             if std::process::id() == me
                 && let Some(r) = handoff

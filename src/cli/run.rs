@@ -384,19 +384,14 @@ impl RunArgs {
 }
 
 pub fn run(g: &Global, a: RunArgs, tool: &ToolContext) -> CmdResult {
-    // A foreground container's network namespace is made on another CPU while this one
-    // checks the environment and reads the store (run::prestart); first thing, so that it is
-    // ready by the clone. Its flags are checked there: a different isolation only drops it.
+    // A foreground container's namespaces and /dev are made on another CPU while this one
+    // parses, checks the environment and reads the store (run::prestart): the helper started
+    // as the tool entered its namespace. Its flags are checked at the clone (a different
+    // isolation only leaves it unused); a detached or host-network run ends it here.
     let pre = match a.network.parse() {
-        Ok(network) if !a.detach => crate::run::prestart::Prestart::spawn(
-            network,
-            crate::run::isolation::Isolation::FULL,
-            a.shm_size
-                .as_deref()
-                .and_then(|s| crate::run::parse_size(s).ok()),
-            tool,
-        ),
-        _ => None,
+        Ok(crate::run::spec::NetworkMode::Host) | Err(_) => None,
+        Ok(_) if a.detach => None,
+        Ok(_) => tool.take_prestart(),
     };
     let r = run_inner(g, &a, tool, pre);
     if let Err(e) = &r

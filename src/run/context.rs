@@ -32,6 +32,9 @@ pub struct ToolContext {
     /// The pid of the keeper whose namespaces this command joined (unprivileged users; see
     /// [`super::keeper`]).
     keeper: Option<i32>,
+    /// The helper a foreground run started as it entered the namespace, until the run takes
+    /// it ([`ToolContext::take_prestart`]).
+    prestart: std::sync::Arc<std::sync::Mutex<Option<super::prestart::Prestart>>>,
 }
 
 impl ToolContext {
@@ -44,6 +47,7 @@ impl ToolContext {
             },
             agent: None,
             keeper: None,
+            prestart: Default::default(),
         }
     }
 
@@ -53,7 +57,20 @@ impl ToolContext {
             userns,
             agent: agent.map(AgentSocket::new),
             keeper,
+            prestart: Default::default(),
         }
+    }
+
+    /// Keep the helper that [`super::userns::enter_if_needed`] started for the run.
+    pub(crate) fn keep_prestart(&self, pre: Option<super::prestart::Prestart>) {
+        if let Ok(mut p) = self.prestart.lock() {
+            *p = pre;
+        }
+    }
+
+    /// The helper started for this run, if any (once).
+    pub fn take_prestart(&self) -> Option<super::prestart::Prestart> {
+        self.prestart.lock().ok()?.take()
     }
 
     pub fn userns(&self) -> &ToolUserns {

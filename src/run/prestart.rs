@@ -51,7 +51,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::context::{ToolContext, ToolUserns};
+use super::idmap::IdMaps;
 use super::isolation::Isolation;
 use super::spec::NetworkMode;
 use super::{idmap, namespaces};
@@ -120,24 +120,22 @@ pub struct Leftover {
 }
 
 impl Prestart {
-    /// Start the helper for a container with this network, isolation and /dev/shm size, if
-    /// that is worth it and possible here: a namespaced container with a network namespace of
-    /// its own, in a single-threaded tool that entered its user namespace.
-    pub fn spawn(
-        network: NetworkMode,
-        isolation: Isolation,
-        shm_size: Option<u64>,
-        tool: &ToolContext,
-    ) -> Option<Self> {
+    /// Start the helper for a foreground run, in the tool that has just entered its user
+    /// namespace (with these maps) and is still single-threaded: before the run's arguments
+    /// are even parsed, so it makes what a default run gets (a network namespace of its own,
+    /// docker's isolation, a 64 MiB /dev/shm). The run checks that at the clone
+    /// ([`Prestart::take`]); anything else only leaves the helper's work unused.
+    pub fn spawn(tool_maps: &IdMaps) -> Option<Self> {
+        // docker's /dev/shm size (`None`), as a run without `--shm-size` has.
+        let shm_size = None;
+        let network = NetworkMode::None;
+        let isolation = Isolation::FULL;
         let flags = namespaces::clone_flags(network, isolation);
-        if !raw::SUPPORTED || !isolation.namespaced() || flags & libc::CLONE_NEWNET == 0 {
+        if !raw::SUPPORTED {
             return None;
         }
         let made = AHEAD.iter().fold(0, |m, f| m | (flags & f));
-        let maps = match tool.userns() {
-            ToolUserns::Remapped(m) => m.container_maps(),
-            _ => return None,
-        };
+        let maps = tool_maps.container_maps();
         if !super::process::single_threaded() {
             return None;
         }
@@ -150,7 +148,7 @@ impl Prestart {
         )
         .ok()?;
         let (cpus, others) = other_cpus().unzip();
-        let shm = std::ffi::CString::new(shm_size.unwrap_or(DEFAULT_SHM).to_string()).ok()?;
+        let shm = std::ffi::CString::new(DEFAULT_SHM.to_string()).ok()?;
         let mut args = Box::new(HelperArgs {
             sock: theirs.as_raw_fd(),
             nested,
@@ -290,11 +288,13 @@ fn this_cpu() -> Option<libc::cpu_set_t> {
 }
 
 impl Drop for Prestart {
-    /// The helper exits when its socket closes; reap it. Its stack and arguments are
-    /// dropped after this, when nothing runs on them any more.
+    /// End the helper (its work is sent or no longer wanted; it holds nothing that a kill
+    /// leaves inconsistent) and reap it. Its stack and arguments are dropped after this, when
+    /// nothing runs on them any more.
     fn drop(&mut self) {
         use nix::sys::socket::{Shutdown, shutdown};
         let _ = shutdown(self.sock.as_raw_fd(), Shutdown::Both);
+        let _ = nix::sys::signal::kill(self.helper, nix::sys::signal::Signal::SIGKILL);
         while let Err(nix::Error::EINTR) = waitpid(self.helper, None) {}
     }
 }
@@ -757,6 +757,10 @@ impl Stack {
         unsafe { self.base.cast::<u8>().add(self.size).cast() }
     }
 }
+
+// SAFETY: a `Stack` owns its mapping outright (no other value refers to it), so it may be
+// dropped (unmapped) on whichever thread holds it; the owner makes sure no child runs on it.
+unsafe impl Send for Stack {}
 
 impl Drop for Stack {
     fn drop(&mut self) {

@@ -101,8 +101,11 @@ fn plan(host: bool, root: bool) -> Result<Option<IdMaps>, String> {
 /// still work.
 ///
 /// `meanwhile` runs in the child while the parent writes its id maps (when it does): work the
-/// command needs anyway (parsing its arguments) then costs no time of its own.
-pub fn enter_if_needed(meanwhile: &mut dyn FnMut()) -> Entered {
+/// command needs anyway (parsing its arguments) then costs no time of its own. With
+/// `prestart` (a foreground container run), the child first starts the helper that makes the
+/// container's namespaces and /dev ahead ([`super::prestart`]), as soon as its maps exist, and
+/// runs `meanwhile` after that: the helper's work then overlaps the parse too.
+pub fn enter_if_needed(meanwhile: &mut dyn FnMut(), prestart: bool) -> Entered {
     let args: Vec<String> = std::env::args().collect();
     let host = wants_host(&args);
     let euid = nix::unistd::geteuid();
@@ -144,7 +147,7 @@ pub fn enter_if_needed(meanwhile: &mut dyn FnMut()) -> Entered {
         Err(e) => not_entered(format!("fork: {e}")),
         Ok(ForkResult::Child) => {
             drop(outer);
-            tool_side(inner, maps, keeper, agent, meanwhile)
+            tool_side(inner, maps, keeper, agent, meanwhile, prestart)
         }
         Ok(ForkResult::Parent { child }) => {
             drop(inner);
@@ -161,6 +164,7 @@ fn tool_side(
     keeper: Option<Keeper>,
     agent: Pid,
     meanwhile: &mut dyn FnMut(),
+    prestart: bool,
 ) -> Entered {
     // The tool dies with the agent, which owns its cgroups and network.
     if !die_with(agent) {
@@ -182,7 +186,9 @@ fn tool_side(
         let ok = unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"));
         let msg: &[u8] = if ok.is_ok() { b"u" } else { b"e" };
         let _ = send(fd, msg, MsgFlags::empty());
-        meanwhile();
+        if !prestart {
+            meanwhile();
+        }
         let mut b = [0u8; 1];
         go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
         ok
@@ -211,13 +217,22 @@ fn tool_side(
         nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
         None::<&str>,
     );
+    let pre = match &maps {
+        Some(m) if prestart => super::prestart::Prestart::spawn(m),
+        _ => None,
+    };
+    if prestart {
+        meanwhile();
+    }
     let userns = match maps {
         Some(m) => ToolUserns::Remapped(m),
         None => ToolUserns::HostIds,
     };
     // The agent's socket lives as long as the tool process.
     let agent: RawFd = inner.into_raw_fd();
-    Entered::Tool(ToolContext::new(userns, Some(agent), keeper_pid))
+    let tool = ToolContext::new(userns, Some(agent), keeper_pid);
+    tool.keep_prestart(pre);
+    Entered::Tool(tool)
 }
 
 /// Make this process get SIGKILL when `agent`, its parent, exits; false when the parent has
