@@ -350,6 +350,15 @@ extern "C" fn helper_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `HelperArgs` the tool boxed for this child; it is only read, and
     // it lives until the tool has reaped this child.
     let a = unsafe { &*(arg as *const HelperArgs) };
+    // Gone with the tool: a command that ends before its run (`boxrun --help`, a bad flag)
+    // leaves no helper behind.
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        raw::call(
+            libc::SYS_prctl,
+            [libc::PR_SET_PDEATHSIG as usize, libc::SIGKILL as usize, 0],
+        )
+    };
     if a.steer {
         let size = std::mem::size_of::<libc::cpu_set_t>();
         // SAFETY: a valid cpu_set_t of that size.
