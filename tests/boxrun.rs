@@ -956,3 +956,39 @@ fn an_rm_containers_name_and_state_are_gone_as_soon_as_boxrun_returns() {
         assert!(!ps.contains(&name), "{ps}");
     }
 }
+
+/// A foreground run's /dev is built ahead by a helper and attached by pid 1 (run::prestart);
+/// a run whose /dev/shm size is not the default gets pid 1's own /dev. Both must be the same
+/// tree: the same entries, owners, modes and mounts with the same types, sources and options
+/// (but the sizes).
+#[test]
+fn the_dev_built_ahead_is_the_same_tree_as_the_one_pid_1_builds() {
+    let Some(all) = Who::all() else { return };
+    // Entries (mode, owner, name), then each mount under /dev (mount point, options, type,
+    // source, superblock options; sizes masked), then a write to /dev/shm and /dev/pts.
+    let script = "ls -ln /dev | awk 'NR>1 {print $1, $3, $4, $NF}'; \
+                  awk '$5 ~ \"^/dev\" {print $5, $6, $8, $9, $10}' /proc/self/mountinfo \
+                  | sed 's/size=[0-9]*k/size=N/'; \
+                  echo x > /dev/shm/x && cat /dev/shm/x; ls /dev/pts";
+    for who in all {
+        let run = |shm: &[&str]| {
+            let mut args = vec!["--rm", "--network", "none"];
+            args.extend_from_slice(shm);
+            args.extend(["busybox", "sh", "-c", script]);
+            let o = who.boxrun(&args);
+            assert_eq!(o.status.code(), Some(0), "[{}] {}", who.label(), stderr(&o));
+            stdout(&o)
+        };
+        let ahead = run(&[]);
+        let by_pid_1 = run(&["--shm-size", "65m"]);
+        assert_eq!(ahead, by_pid_1, "[{}]", who.label());
+        for want in [
+            " devpts devpts ",
+            " mqueue mqueue ",
+            " tmpfs shm ",
+            "/dev/null ",
+        ] {
+            assert!(ahead.contains(want), "[{}] no {want}: {ahead}", who.label());
+        }
+    }
+}

@@ -531,7 +531,8 @@ const DEV_NODES: [(&std::ffi::CStr, &std::ffi::CStr); 6] = [
     (c"tty", c"/dev/tty"),
 ];
 
-/// The symlinks of the container's /dev: name and target.
+/// The symlinks of the container's /dev: name and target, as [`super::rootfs::DEV_SYMLINKS`]
+/// (a test holds them equal).
 const DEV_LINKS: [(&std::ffi::CStr, &std::ffi::CStr); 6] = [
     (c"ptmx", c"pts/ptmx"),
     (c"fd", c"/proc/self/fd"),
@@ -555,7 +556,11 @@ fn dev_tree(shm: &std::ffi::CStr) -> RawFd {
     const STRICTATIME: u32 = 0x20;
     let dev = new_mount(
         c"tmpfs",
-        &[(c"mode", Some(c"755")), (c"size", Some(c"65536k"))],
+        &[
+            (c"source", Some(c"tmpfs")),
+            (c"mode", Some(c"755")),
+            (c"size", Some(c"65536k")),
+        ],
         NOSUID | NODEV | STRICTATIME,
     );
     if dev < 0 {
@@ -587,16 +592,23 @@ fn dev_tree(shm: &std::ffi::CStr) -> RawFd {
             return fail();
         }
     }
+    // Each with the source name pid 1's mount(2) gives it (what mountinfo, mount and df show).
     let devpts = [
+        (c"source", Some(c"devpts")),
         (c"newinstance", None),
         (c"ptmxmode", Some(c"0666")),
         (c"mode", Some(c"0620")),
     ];
-    let shm = [(c"mode", Some(c"1777")), (c"size", Some(shm))];
+    let shm = [
+        (c"source", Some(c"shm")),
+        (c"mode", Some(c"1777")),
+        (c"size", Some(shm)),
+    ];
+    let mqueue = [(c"source", Some(c"mqueue"))];
     let subs: [(&std::ffi::CStr, &std::ffi::CStr, &[Param], u32); 3] = [
         (c"pts", c"devpts", &devpts, NOSUID | NOEXEC),
         (c"shm", c"tmpfs", &shm, NOSUID | NODEV | NOEXEC),
-        (c"mqueue", c"mqueue", &[], NOSUID | NODEV | NOEXEC),
+        (c"mqueue", c"mqueue", &mqueue, NOSUID | NODEV | NOEXEC),
     ];
     for (name, fstype, params, attrs) in subs {
         let [d, n] = at(name);
@@ -981,7 +993,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_helpers_dev_tree_binds_the_same_device_nodes_as_pid_1_would() {
+    fn the_helpers_dev_tree_has_the_same_device_nodes_and_symlinks_as_pid_1s() {
         let names: Vec<String> = DEV_NODES
             .iter()
             .map(|(n, _)| n.to_string_lossy().into_owned())
@@ -991,5 +1003,14 @@ mod tests {
             let want = format!("/dev/{}", name.to_string_lossy());
             assert_eq!(host.to_string_lossy(), want);
         }
+        let links: Vec<(String, String)> = DEV_LINKS
+            .iter()
+            .map(|(n, t)| (n.to_string_lossy().into(), t.to_string_lossy().into()))
+            .collect();
+        let want: Vec<(String, String)> = super::super::rootfs::DEV_SYMLINKS
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(links, want);
     }
 }

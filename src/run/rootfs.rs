@@ -137,6 +137,16 @@ pub const READ_ONLY: [&str; 5] = [
 /// Host devices bound into the container's /dev (mknod is not allowed in a user namespace).
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// The symlinks of the container's /dev (name, target), made after devpts.
+pub const DEV_SYMLINKS: [(&str, &str); 6] = [
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("core", "/proc/kcore"),
+];
+
 // mount_setattr(2) attributes.
 pub const ATTR_RDONLY: u64 = 0x1;
 pub const ATTR_NOSUID: u64 = 0x2;

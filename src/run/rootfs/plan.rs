@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 
 use super::{
-    ATTR_NODEV, ATTR_NOEXEC, ATTR_NOSUID, ATTR_RDONLY, Attrs, BindSource, DEVICES, Kernel, Kind,
-    Layout, MASKED, NOSUID_NODEV_NOEXEC, Op, READ_ONLY, Result, Target, thermal_throttle_paths,
+    ATTR_NODEV, ATTR_NOEXEC, ATTR_NOSUID, ATTR_RDONLY, Attrs, BindSource, DEV_SYMLINKS, DEVICES,
+    Kernel, Kind, Layout, MASKED, NOSUID_NODEV_NOEXEC, Op, READ_ONLY, Result, Target,
+    thermal_throttle_paths,
 };
 use crate::run::spec::MountSpec;
 
@@ -139,10 +140,13 @@ fn dev(ops: &mut Vec<Op>, shm_size: Option<u64>) {
         flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         data: Some("newinstance,ptmxmode=0666,mode=0620".into()),
     });
-    ops.push(Op::Symlink {
-        target: "pts/ptmx",
-        link: fixed("/dev/ptmx"),
-    });
+    // ptmx first, beside devpts; the others once /dev is complete.
+    let (ptmx, links) = DEV_SYMLINKS.split_at(1);
+    let symlink = |(l, t): &(&'static str, &'static str)| Op::Symlink {
+        target: t,
+        link: fixed(format!("/dev/{l}")),
+    };
+    ops.extend(ptmx.iter().map(symlink));
     ops.push(dir(fixed("/dev/shm")));
     ops.push(Op::Mount {
         fstype: "tmpfs",
@@ -159,18 +163,7 @@ fn dev(ops: &mut Vec<Op>, shm_size: Option<u64>) {
         flags: NOSUID_NODEV_NOEXEC,
         data: None,
     });
-    for (t, l) in [
-        ("/proc/self/fd", "fd"),
-        ("/proc/self/fd/0", "stdin"),
-        ("/proc/self/fd/1", "stdout"),
-        ("/proc/self/fd/2", "stderr"),
-        ("/proc/kcore", "core"),
-    ] {
-        ops.push(Op::Symlink {
-            target: t,
-            link: fixed(format!("/dev/{l}")),
-        });
-    }
+    ops.extend(links.iter().map(symlink));
 }
 
 /// The caller's volumes, bind mounts and tmpfs mounts, in their order.
