@@ -237,7 +237,8 @@ fn supervise_in(
     if let Some(s) = ns_sock {
         hold_until_exit(s);
     }
-    // Done by now (it sent everything before pid 1 was cloned): reaped without a wait.
+    // Done by now (pid 1 has exec'd, so it had the /dev tree, or built /dev without it):
+    // reaped without a wait.
     if let Some(Leftover { pre, mnt }) = leftover {
         if let Some(m) = mnt {
             keep_until_exit(m);
@@ -357,8 +358,8 @@ fn start(
     if nested.is_some() && spec.isolation.namespaced() {
         flags |= libc::CLONE_NEWUSER;
     }
-    // The user and network namespaces made ahead (`prestart`), when this clone would make
-    // them: pid 1 then joins them.
+    // The namespaces made ahead (`prestart`: user, network, IPC, UTS, cgroup), when this
+    // clone would make them: pid 1 then joins them, and receives the /dev tree built ahead.
     let mut joined = pre.and_then(|p| p.take(flags, spec.extras.shm_size));
     if let (Some(j), Some(p)) = (&joined, &mut prepared) {
         p.dev_from = j.dev_from;
