@@ -1,0 +1,179 @@
+//! Pid 1 cloned into the namespaces the helper made: a `CLONE_VM | CLONE_VFORK` child on a
+//! stack of its own joins them with `setns(2)` and clones pid 1 with `CLONE_PARENT`.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::{AHEAD, Joined};
+
+/// An anonymous mapping used as a child's stack, with a guard page at its bottom.
+#[derive(Debug)]
+pub(super) struct Stack {
+    base: *mut libc::c_void,
+    size: usize,
+}
+
+impl Stack {
+    pub(super) fn new(size: usize) -> Option<Stack> {
+        // SAFETY: a fresh private anonymous mapping; checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        // An overflow faults instead of writing below the stack.
+        // SAFETY: the first page of the mapping made above.
+        unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) };
+        Some(Stack { base, size })
+    }
+
+    /// The initial stack pointer (the mapping's end, 16-byte aligned).
+    pub(super) fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, which is what a stack pointer starts at.
+        unsafe { self.base.cast::<u8>().add(self.size).cast() }
+    }
+}
+
+// SAFETY: a `Stack` owns its mapping outright (no other value refers to it), so it may be
+// dropped (unmapped) on whichever thread holds it; the owner makes sure no child runs on it.
+unsafe impl Send for Stack {}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; its owner makes sure no child still runs on it.
+        unsafe { libc::munmap(self.base, self.size) };
+    }
+}
+
+/// Stack of the joining child (and, copied, of pid 1, which runs on it until it execs): as
+/// large as a main thread's, untouched pages cost nothing.
+const STACK: usize = 8 << 20;
+
+/// What the joining child reads and writes; it shares this process's memory.
+struct JoinArgs<'a> {
+    user: RawFd,
+    /// The other namespaces to join, with their flags; unused slots hold -1.
+    others: [(RawFd, libc::c_int); AHEAD.len()],
+    flags: libc::c_int,
+    /// Pid 1's body; it never returns (it execs or exits).
+    child: &'a mut dyn FnMut(),
+    pid: libc::c_long,
+    errno: libc::c_int,
+    step: &'static str,
+}
+
+/// The joining child: runs while the supervisor is suspended (`CLONE_VFORK`), in its memory,
+/// so it makes only system calls until its clone; pid 1, a copy of this process's memory,
+/// continues in `child`.
+extern "C" fn join_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `JoinArgs` that `clone_into` passed, alive until this child exits
+    // (the parent is suspended until then).
+    let a = unsafe { &mut *(arg as *mut JoinArgs) };
+    let fail = |a: &mut JoinArgs, step| {
+        a.errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        a.step = step;
+        1
+    };
+    // SAFETY: plain system calls on descriptors the parent owns.
+    if a.user >= 0 && unsafe { libc::setns(a.user, libc::CLONE_NEWUSER) } != 0 {
+        return fail(a, "setns to the container's user namespace");
+    }
+    for (fd, flag) in a.others {
+        // SAFETY: as above.
+        if fd >= 0 && unsafe { libc::setns(fd, flag) } != 0 {
+            let step = match flag {
+                libc::CLONE_NEWNET => "setns to the container's network namespace",
+                libc::CLONE_NEWIPC => "setns to the container's IPC namespace",
+                libc::CLONE_NEWUTS => "setns to the container's UTS namespace",
+                _ => "setns to the container's cgroup namespace",
+            };
+            return fail(a, step);
+        }
+    }
+    let flags = (a.flags | libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: no pointers (a null stack: pid 1 continues on a copy of this one, in its own
+    // memory).
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if pid == 0 {
+        (a.child)();
+        // SAFETY: `child` does not return; should it, pid 1 ends here.
+        unsafe { libc::_exit(125) }
+    }
+    if pid < 0 {
+        return fail(a, "clone pid 1");
+    }
+    a.pid = pid;
+    0
+}
+
+impl Joined {
+    /// Clone pid 1 with `flags` (the container's clone flags; the user namespace and the ones
+    /// made ahead are joined instead of made) as this process's child, running `child` in it.
+    /// Returns its pid.
+    ///
+    /// # Safety
+    /// Same contract as [`namespaces::clone_into`]: this process is single-threaded; `child`
+    /// should not return (pid 1 exits with 125 if it does).
+    pub unsafe fn clone_into(
+        &self,
+        flags: libc::c_int,
+        child: &mut dyn FnMut(),
+    ) -> Result<libc::pid_t, String> {
+        let mut others = [(-1, 0); AHEAD.len()];
+        let mut joined = libc::CLONE_NEWUSER;
+        for (slot, (fd, flag)) in others.iter_mut().zip(&self.others) {
+            *slot = (fd.as_raw_fd(), *flag);
+            joined |= flag;
+        }
+        let flags = flags & !joined;
+        let stack = Stack::new(STACK)
+            .ok_or_else(|| format!("mmap: {}", std::io::Error::last_os_error()))?;
+        let mut args = JoinArgs {
+            user: self.user.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+            others,
+            flags,
+            child,
+            pid: -1,
+            errno: 0,
+            step: "clone the joining child",
+        };
+        // SAFETY: the stack is ours (its top is 16-byte aligned), `args` outlives the child
+        // (CLONE_VFORK suspends this thread until the child exits), and the child makes only
+        // system calls in this process's memory.
+        let v = unsafe {
+            libc::clone(
+                join_main,
+                stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&raw mut args).cast(),
+            )
+        };
+        let cloned = std::io::Error::last_os_error();
+        if v > 0 {
+            while let Err(nix::Error::EINTR) = waitpid(Pid::from_raw(v), None) {}
+        }
+        // The child that ran on it is gone, and pid 1 has its own copy.
+        drop(stack);
+        if v < 0 {
+            return Err(format!("{}: {cloned}", args.step));
+        }
+        if args.pid < 0 {
+            return Err(format!(
+                "{}: {}",
+                args.step,
+                std::io::Error::from_raw_os_error(args.errno)
+            ));
+        }
+        Ok(args.pid as libc::pid_t)
+    }
+}
