@@ -6,8 +6,13 @@
 pub fn boot_id() -> Option<&'static str> {
     static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        // One read into a buffer of its size (37 bytes), not read_to_string's stat and
+        // growing reads (`crate::procfs` says why; a leaf module does not use another).
+        let mut s = String::with_capacity(64);
+        std::fs::File::open("/proc/sys/kernel/random/boot_id")
+            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut s))
             .ok()
+            .map(|_| s)
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
     })

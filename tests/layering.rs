@@ -3,7 +3,7 @@
 //! rule it breaks, so a reviewer sees it in CI without running anything else.
 //!
 //! Layers, bottom up (the number is the rank):
-//! 0 digest, atomic, limits, timefmt, bootid — small leaves
+//! 0 digest, atomic, limits, timefmt, bootid, procfs, pow — small leaves
 //! 1 image — OCI types and references
 //! 2 layer, boxfile — layer tars; the Boxfile language
 //! 3 store — the content-addressed store
@@ -19,6 +19,8 @@ const RANKS: &[(&str, u8)] = &[
     ("limits", 0),
     ("timefmt", 0),
     ("bootid", 0),
+    ("procfs", 0),
+    ("pow", 0),
     ("image", 1),
     ("layer", 2),
     ("boxfile", 2),

@@ -176,7 +176,7 @@ pub fn check_name(n: &str) -> Result<()> {
 
 /// Start time of `pid` in clock ticks since boot, from /proc/PID/stat.
 pub fn process_start(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let s = crate::procfs::read(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses; fields after the last ')'.
     let rest = &s[s.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()

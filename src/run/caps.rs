@@ -129,7 +129,7 @@ pub fn names(set: u64) -> Vec<&'static str> {
 }
 
 fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+    crate::procfs::read("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40)
@@ -171,7 +171,7 @@ struct Data {
 
 /// This process's effective set (`CapEff` of /proc/self/status).
 pub fn effective() -> std::io::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+    let status = crate::procfs::read("/proc/self/status")?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))

@@ -97,7 +97,7 @@ fn needed(l: &Limits) -> Vec<(&'static str, &'static str)> {
 
 fn hierarchies() -> Vec<Hierarchy> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = crate::procfs::read("/proc/self/cgroup").unwrap_or_default();
     let mut out = Vec::new();
     for line in mountinfo.lines() {
         // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS"

@@ -143,7 +143,7 @@ fn join_namespaces(pid: i32) -> Result<()> {
 /// (rootless runs without a writable cgroup have none).
 fn join_cgroups(pid: i32, required: bool) -> Result<()> {
     let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let ours = crate::procfs::read("/proc/self/cgroup").unwrap_or_default();
     let me = std::process::id().to_string();
     for line in theirs.lines().filter(|l| !ours.lines().any(|o| o == *l)) {
         let mut f = line.splitn(3, ':');

@@ -235,7 +235,7 @@ fn spawn(maps: &IdMaps) -> Result<i32> {
 /// Setting those bounds elsewhere (PR_SET_MM) needs CAP_SYS_RESOURCE, which a rootless
 /// keeper lacks. Names longer than the original arguments are cut.
 fn set_cmdline(name: &[u8]) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    let Ok(stat) = crate::procfs::read("/proc/self/stat") else {
         return;
     };
     // Fields after the parenthesised comm start at field 3.

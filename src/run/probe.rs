@@ -156,7 +156,7 @@ fn kept_checks(file: &Path) -> Vec<Check> {
 /// allow or restrict user namespaces. Reading it costs a few small reads.
 fn environment_key() -> String {
     use std::os::unix::fs::MetadataExt;
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let read = |p: &str| crate::procfs::read(p).unwrap_or_default();
     let status: Vec<String> = read("/proc/self/status")
         .lines()
         .filter(|l| {

@@ -332,8 +332,7 @@ pub fn build(l: &Layout) -> Result<()> {
 pub fn thermal_throttle_paths() -> &'static [String] {
     static PATHS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     PATHS.get_or_init(|| {
-        let possible =
-            std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+        let possible = crate::procfs::read("/sys/devices/system/cpu/possible").unwrap_or_default();
         let mut out = vec![];
         for range in possible.trim().split(',').filter(|r| !r.is_empty()) {
             let (a, b) = range.split_once('-').unwrap_or((range, range));

@@ -253,7 +253,7 @@ impl Store {
                 .filter_map(|t| t.name.clone())
                 .collect()
         };
-        if let Some(t) = self.tag_target(what)? {
+        if let Some(t) = tag_target_in(&tags, what) {
             return self.load_for(what, &t, names_of(&t.digest), want);
         }
         let pinned = what
@@ -329,21 +329,18 @@ impl Store {
     /// What index.json says `what` names, when it is a name or `name@digest`: the tag's
     /// target, or for a `name@digest` whose digest is an entry of a tagged index, that entry.
     pub fn tag_target(&self, what: &str) -> Result<Option<Descriptor>> {
-        let Ok(r) = what.parse::<Reference>() else {
-            return Ok(None);
-        };
-        let tags = self.tags()?;
-        let Some(dg) = r.digest() else {
-            return Ok(tags
-                .into_iter()
-                .find(|t| t.name.as_ref() == Some(&r))
-                .map(|t| t.target));
-        };
-        if let Some(t) = tags.iter().find(|t| &t.target.digest == dg) {
-            return Ok(Some(t.target.clone()));
-        }
-        Ok(None)
+        Ok(tag_target_in(&self.tags()?, what))
     }
+}
+
+/// [`Store::tag_target`] among `tags`, already read from index.json.
+fn tag_target_in(tags: &[Tag], what: &str) -> Option<Descriptor> {
+    let r = what.parse::<Reference>().ok()?;
+    match r.digest() {
+        None => tags.iter().find(|t| t.name.as_ref() == Some(&r)),
+        Some(dg) => tags.iter().find(|t| &t.target.digest == dg),
+    }
+    .map(|t| t.target.clone())
 }
 
 #[cfg(test)]

@@ -203,12 +203,7 @@ impl Store {
             "tmp",
             "volumes",
         ] {
-            let p = root.join(d);
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&p)
-                .map_err(io_err("create directory", &p))?;
+            make_dir(&root.join(d))?;
         }
         let layout = root.join("oci-layout");
         if !layout.exists() {
@@ -266,15 +261,37 @@ impl Store {
     }
 }
 
+/// A directory of the store, mode 0700, and its missing parents. One `mkdir(2)` when it is
+/// there already (every open of an existing store), where `DirBuilder::recursive` also stats
+/// it: something else in its place fails the first use of it instead.
+fn make_dir(p: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(p) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p)
+            .map_err(io_err("create directory", p)),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err("create directory", p)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Create the store's root 0700, or close an existing one to group and others: unpacked
 /// layers hold files of container ids (setuid ones among them) that no other local user may
 /// reach, and container state holds environment values.
 fn secure_root(root: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
-    }
-    match fs::DirBuilder::new().mode(0o700).create(root) {
+    use std::os::unix::fs::PermissionsExt;
+    let made = match fs::DirBuilder::new().mode(0o700).create(root) {
+        // A missing parent: create the parents (their mode as `mkdir -p` gives), then root.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+            }
+            fs::DirBuilder::new().mode(0o700).create(root)
+        }
+        r => r,
+    };
+    match made {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_err("create directory", root)(e)),
@@ -321,6 +338,43 @@ mod tests {
             serde_json::from_slice(&fs::read(s.root().join("index.json")).unwrap()).unwrap();
         assert_eq!(idx["schemaVersion"], 2);
         assert!(s.root().join("blobs/sha256").is_dir());
+    }
+
+    #[test]
+    fn open_makes_missing_parents_and_directories_and_restricts_the_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("a/b/store");
+        let s = Store::open(&root).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        for d in [
+            "blobs/sha256",
+            "layers",
+            "cache",
+            "containers",
+            "tmp",
+            "volumes",
+        ] {
+            assert_eq!(mode(&root.join(d)), 0o700, "{d}");
+        }
+        drop(s);
+        // A store of an older version (no volumes/) gets what it lacks; an open root is
+        // closed to group and others again.
+        fs::remove_dir(root.join("volumes")).unwrap();
+        fs::remove_dir_all(root.join("blobs")).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let _s = Store::open(&root).unwrap();
+        assert!(root.join("volumes").is_dir() && root.join("blobs/sha256").is_dir());
+        assert_eq!(mode(&root), 0o700);
+        // A file where a directory belongs is not looked at here (that would cost a stat per
+        // directory on every open): the first use of the directory fails and names it.
+        let other = t.path().join("other");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("layers"), b"").unwrap();
+        let s = Store::open(&other).unwrap();
+        let e = s.layers_dir().join("x").metadata().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
     }
 
     #[test]
