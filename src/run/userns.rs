@@ -183,9 +183,15 @@ fn tool_side(
             .map_err(|e| format!("join the keeper's user namespace (setns): {e}"))
             .and_then(|()| unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}")))
     } else {
-        let ok = unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"));
+        // The user namespace first, so that the agent writes its maps while this process
+        // copies the mount table into its new mount namespace (≈ 0.1 ms as root), which needs
+        // no maps: the new user namespace's capabilities are ours from the unshare on.
+        let user = flags & CloneFlags::CLONE_NEWUSER;
+        let ok = unshare(user).map_err(|e| format!("unshare({user:?}): {e}"));
         let msg: &[u8] = if ok.is_ok() { b"u" } else { b"e" };
         let _ = send(fd, msg, MsgFlags::empty());
+        let rest = flags - user;
+        let ok = ok.and_then(|()| unshare(rest).map_err(|e| format!("unshare({rest:?}): {e}")));
         if !prestart {
             meanwhile();
         }
