@@ -962,6 +962,55 @@ fn an_rm_containers_name_and_state_are_gone_as_soon_as_boxrun_returns() {
 /// tree: the same entries, owners, modes and mounts with the same types, sources and options
 /// (but the sizes).
 #[test]
+fn a_helper_that_gives_up_leaves_the_same_container_to_the_plain_clone_and_to_pid_1() {
+    // BOX_TEST_PRESTART (run::prestart::TEST_STOP_VAR): "none" stops the helper before it
+    // makes anything, "no-dev" once it has sent the namespaces; the fallbacks must give the
+    // container the same ids, namespaces, /dev and hostname, and never hang.
+    let Some(all) = Who::all() else { return };
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; ls /sys/class/net; \
+                  hostname | wc -c; cat /proc/self/cgroup; \
+                  ls -ln /dev | awk 'NR>1 {print $1, $3, $4, $NF}'; \
+                  awk '$5 ~ \"^/dev\" {print $5, $6, $8, $9, $10}' /proc/self/mountinfo; \
+                  echo x > /dev/shm/x && cat /dev/shm/x";
+    for who in all {
+        let run = |stop: Option<&str>| {
+            let mut c = match &who {
+                Who::Root => std::process::Command::new("env"),
+                Who::User(u) => common::users::command_as(u, std::path::Path::new("/usr/bin/env")),
+            };
+            if let Some(s) = stop {
+                c.arg(format!("BOX_TEST_PRESTART={s}"));
+            }
+            let o = c
+                .arg(common::bin("boxrun"))
+                .arg("--root")
+                .arg(boxrun_common::store(&who))
+                .args(["--rm", "--network", "none", "busybox", "sh", "-c", script])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "[{}] {stop:?}: {}",
+                who.label(),
+                stderr(&o)
+            );
+            stdout(&o)
+        };
+        let ahead = run(None);
+        assert!(
+            ahead.contains("\nlo\n") && ahead.contains("/dev/shm "),
+            "[{}] {ahead}",
+            who.label()
+        );
+        for stop in ["none", "no-dev"] {
+            assert_eq!(run(Some(stop)), ahead, "[{}] {stop}", who.label());
+        }
+    }
+}
+
+#[test]
 fn the_dev_built_ahead_is_the_same_tree_as_the_one_pid_1_builds() {
     let Some(all) = Who::all() else { return };
     // Entries (mode, owner, name), then each mount under /dev (mount point, options, type,

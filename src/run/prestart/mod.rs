@@ -161,6 +161,7 @@ impl Prestart {
             nested,
             made,
             shm,
+            stop: Stop::from_env(),
             steer: others.is_some(),
             // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
             others: others.unwrap_or(unsafe { std::mem::zeroed() }),
@@ -332,6 +333,30 @@ fn other_cpus() -> Option<(libc::cpu_set_t, libc::cpu_set_t)> {
 /// Stack of the helper: it makes a handful of system calls.
 const HELPER_STACK: usize = 64 << 10;
 
+/// For tests only: `none` makes the helper give up before it makes anything (the container
+/// then gets the plain `clone(2)`), `no-dev` makes it stop once it has sent the namespaces
+/// (pid 1 then finds no /dev tree and builds /dev itself). The fallbacks are otherwise taken
+/// only when the kernel refuses something, which a test cannot arrange.
+pub const TEST_STOP_VAR: &str = "BOX_TEST_PRESTART";
+
+/// Where the helper stops ([`TEST_STOP_VAR`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Never,
+    AtOnce,
+    BeforeDev,
+}
+
+impl Stop {
+    fn from_env() -> Self {
+        match std::env::var(TEST_STOP_VAR).as_deref() {
+            Ok("none") => Stop::AtOnce,
+            Ok("no-dev") => Stop::BeforeDev,
+            _ => Stop::Never,
+        }
+    }
+}
+
 /// What the helper reads; it shares this process's memory.
 #[derive(Debug)]
 struct HelperArgs {
@@ -341,6 +366,8 @@ struct HelperArgs {
     made: libc::c_int,
     /// The size of /dev/shm in bytes, as `fsconfig` takes it.
     shm: std::ffi::CString,
+    /// Where the helper stops early, for the tests of the fallbacks ([`TEST_STOP_VAR`]).
+    stop: Stop,
     steer: bool,
     others: libc::cpu_set_t,
 }
@@ -352,7 +379,7 @@ struct HelperArgs {
 /// detached mount tree ([`dev_tree`]), send the user namespace (when nested), the ones it made
 /// and the tree, and exit. It runs at the same time as the tool in the same memory, so it
 /// makes raw system calls only: no libc (whose errno is the tool's thread's), no allocation,
-/// no panic.
+/// no panic (sha2's hash of nothing, at its start, is plain code on this stack).
 extern "C" fn helper_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `HelperArgs` the tool boxed for this child; it is only read, and
     // it lives until the tool has reaped this child.
@@ -391,6 +418,9 @@ fn helper_work(a: &HelperArgs) {
     // in the memory this helper shares with the tool; the hash of nothing allocates nothing.
     use sha2::Digest as _;
     let _ = sha2::Sha256::digest([]);
+    if a.stop == Stop::AtOnce {
+        return;
+    }
     // SAFETY: unshare takes no pointers and changes only this process.
     if unsafe { call(libc::SYS_unshare, [a.made as usize, 0, 0]) } < 0 {
         return;
@@ -437,6 +467,9 @@ fn helper_work(a: &HelperArgs) {
     }
     // First the namespaces, which the supervisor waits for before it clones pid 1 ...
     if !send_fds(a.sock, fds.get(..n).unwrap_or_default(), b'n') || mnt < 0 {
+        return;
+    }
+    if a.stop == Stop::BeforeDev {
         return;
     }
     // ... then /dev, which pid 1 receives (on its copy of the supervisor's end) when it gets
