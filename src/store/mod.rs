@@ -195,14 +195,7 @@ impl Store {
     pub fn open_with(root: impl AsRef<Path>, access: Access) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         secure_root(&root)?;
-        for d in [
-            "blobs/sha256",
-            "layers",
-            "cache",
-            "containers",
-            "tmp",
-            "volumes",
-        ] {
+        for d in DIRS {
             make_dir(&root.join(d))?;
         }
         let layout = root.join("oci-layout");
@@ -260,6 +253,16 @@ impl Store {
         self.root.join("blobs/sha256").join(d.hex())
     }
 }
+
+/// The directories of a store, made (mode 0700) by every open that does not find them.
+const DIRS: [&str; 6] = [
+    "blobs/sha256",
+    "layers",
+    "cache",
+    "containers",
+    "tmp",
+    "volumes",
+];
 
 /// A directory of the store, mode 0700, and its missing parents. One `mkdir(2)` when it is
 /// there already (every open of an existing store), where `DirBuilder::recursive` also stats
@@ -348,14 +351,7 @@ mod tests {
         let s = Store::open(&root).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&root), 0o700);
-        for d in [
-            "blobs/sha256",
-            "layers",
-            "cache",
-            "containers",
-            "tmp",
-            "volumes",
-        ] {
+        for d in DIRS {
             assert_eq!(mode(&root.join(d)), 0o700, "{d}");
         }
         drop(s);
