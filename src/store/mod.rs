@@ -196,7 +196,7 @@ impl Store {
         let root = root.as_ref().to_path_buf();
         secure_root(&root)?;
         for d in DIRS {
-            make_dir(&root.join(d))?;
+            make_dir(&root.join(d), 0o700)?;
         }
         let layout = root.join("oci-layout");
         if !layout.exists() {
@@ -264,19 +264,30 @@ const DIRS: [&str; 6] = [
     "volumes",
 ];
 
-/// A directory of the store, mode 0700, and its missing parents. One `mkdir(2)` when it is
+/// Make directory `p` with mode 0700, and its missing parents with mode `parents` (before the
+/// umask); true when `p` was made here, false when it was there. One `mkdir(2)` when it is
 /// there already (every open of an existing store), where `DirBuilder::recursive` also stats
-/// it: something else in its place fails the first use of it instead.
-fn make_dir(p: &Path) -> Result<()> {
-    match fs::DirBuilder::new().mode(0o700).create(p) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(p)
-            .map_err(io_err("create directory", p)),
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err("create directory", p)(e)),
-        _ => Ok(()),
+/// it: a file in its place fails the first use of it instead (ENOTDIR).
+fn make_dir(p: &Path, parents: u32) -> Result<bool> {
+    let mkdir = || match fs::DirBuilder::new().mode(0o700).create(p) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    };
+    match mkdir() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(parents)
+                    .create(parent)
+                    .map_err(io_err("create directory", parent))?;
+            }
+            mkdir()
+        }
+        r => r,
     }
+    .map_err(io_err("create directory", p))
 }
 
 /// Create the store's root 0700, or close an existing one to group and others: unpacked
@@ -284,20 +295,9 @@ fn make_dir(p: &Path) -> Result<()> {
 /// reach, and container state holds environment values.
 fn secure_root(root: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let made = match fs::DirBuilder::new().mode(0o700).create(root) {
-        // A missing parent: create the parents (their mode as `mkdir -p` gives), then root.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
-            }
-            fs::DirBuilder::new().mode(0o700).create(root)
-        }
-        r => r,
-    };
-    match made {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err("create directory", root)(e)),
+    // Its parents get the mode `mkdir -p` gives them.
+    if make_dir(root, 0o777)? {
+        return Ok(());
     }
     let m = fs::metadata(root).map_err(io_err("stat", root))?;
     if m.permissions().mode() & 0o077 != 0 {
@@ -364,7 +364,7 @@ mod tests {
         assert!(root.join("volumes").is_dir() && root.join("blobs/sha256").is_dir());
         assert_eq!(mode(&root), 0o700);
         // A file where a directory belongs is not looked at here (that would cost a stat per
-        // directory on every open): the first use of the directory fails and names it.
+        // directory on every open): the first use of the directory fails with ENOTDIR.
         let other = t.path().join("other");
         fs::create_dir(&other).unwrap();
         fs::write(other.join("layers"), b"").unwrap();
