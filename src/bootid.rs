@@ -6,13 +6,13 @@
 pub fn boot_id() -> Option<&'static str> {
     static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
-        // One read into a buffer of its size (37 bytes), not read_to_string's stat and
-        // growing reads (`crate::procfs` says why; a leaf module does not use another).
-        let mut s = String::with_capacity(64);
+        // One read(2) into a buffer larger than the file (37 bytes): no fstat, no second
+        // read to see the end (`crate::procfs` says why; a leaf module does not use another).
+        let mut buf = [0u8; 64];
         std::fs::File::open("/proc/sys/kernel/random/boot_id")
-            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut s))
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
             .ok()
-            .map(|_| s)
+            .and_then(|n| String::from_utf8(buf[..n].to_vec()).ok())
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
     })

@@ -145,7 +145,7 @@ pub fn find_range(text: &str, name: &str, id: u32) -> Option<(u32, u32)> {
 }
 
 fn read_range(file: &str, name: &str, id: u32) -> Option<(u32, u32)> {
-    let text = std::fs::read_to_string(file).ok()?;
+    let text = crate::procfs::read(file).ok()?;
     find_range(&text, name, id)
 }
 
