@@ -153,28 +153,10 @@ fn kept_checks(file: &Path) -> Vec<Check> {
 /// What the namespace checks depend on, as one line: this boot, the id maps of the caller's
 /// user namespace, the root directory (a job container has its own), the cgroup, the
 /// seccomp, no_new_privs and capability state, the AppArmor label and the sysctls that
-/// allow or restrict user namespaces. Reading it costs a few small reads.
+/// allow or restrict user namespaces. Reading it costs a few small reads; all but the id
+/// maps' may have been made ahead ([`read_key_ahead`]).
 fn environment_key() -> String {
-    use std::os::unix::fs::MetadataExt;
     let read = |p: &str| crate::procfs::read(p).unwrap_or_default();
-    let status: Vec<String> = read("/proc/self/status")
-        .lines()
-        .filter(|l| {
-            [
-                "CapBnd:",
-                "CapPrm:",
-                "NoNewPrivs:",
-                "Seccomp:",
-                "Seccomp_filters:",
-            ]
-            .iter()
-            .any(|k| l.starts_with(k))
-        })
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    let root = std::fs::metadata("/")
-        .map(|m| format!("{}:{}", m.dev(), m.ino()))
-        .unwrap_or_default();
     let uid_map = read("/proc/self/uid_map");
     // Each user namespace has its own /proc/sys/user, whose limits read as INT_MAX in a new
     // one (the parents' limits apply): only the initial namespace's value says anything. A
@@ -186,23 +168,80 @@ fn environment_key() -> String {
     } else {
         "-".to_string()
     };
+    let ahead = KEY_AHEAD.get().cloned().unwrap_or_else(KeyAhead::read);
     let parts = [
-        crate::bootid::boot_id().unwrap_or_default().to_string(),
+        ahead.boot,
         uid_map,
         read("/proc/self/gid_map"),
-        root,
-        read("/proc/self/cgroup"),
-        status.join(","),
-        read("/proc/self/attr/current"),
+        ahead.root,
+        ahead.cgroup,
+        ahead.status,
+        ahead.label,
         max_userns,
-        read("/proc/sys/kernel/unprivileged_userns_clone"),
-        read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+        ahead.unprivileged_userns_clone,
+        ahead.apparmor_restrict,
     ];
     let joined: Vec<String> = parts
         .iter()
         .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     format!("boxkit-probe-v1 {}", joined.join(" | "))
+}
+
+/// The parts of the environment key that a process's id maps and ids do not change.
+#[derive(Clone)]
+struct KeyAhead {
+    boot: String,
+    root: String,
+    cgroup: String,
+    status: String,
+    label: String,
+    unprivileged_userns_clone: String,
+    apparmor_restrict: String,
+}
+
+static KEY_AHEAD: std::sync::OnceLock<KeyAhead> = std::sync::OnceLock::new();
+
+impl KeyAhead {
+    fn read() -> KeyAhead {
+        use std::os::unix::fs::MetadataExt;
+        let read = |p: &str| crate::procfs::read(p).unwrap_or_default();
+        let status: Vec<String> = read("/proc/self/status")
+            .lines()
+            .filter(|l| {
+                [
+                    "CapBnd:",
+                    "CapPrm:",
+                    "NoNewPrivs:",
+                    "Seccomp:",
+                    "Seccomp_filters:",
+                ]
+                .iter()
+                .any(|k| l.starts_with(k))
+            })
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        KeyAhead {
+            boot: crate::bootid::boot_id().unwrap_or_default().to_string(),
+            root: std::fs::metadata("/")
+                .map(|m| format!("{}:{}", m.dev(), m.ino()))
+                .unwrap_or_default(),
+            cgroup: read("/proc/self/cgroup"),
+            status: status.join(","),
+            label: read("/proc/self/attr/current"),
+            unprivileged_userns_clone: read("/proc/sys/kernel/unprivileged_userns_clone"),
+            apparmor_restrict: read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+        }
+    }
+}
+
+/// Read the environment key's parts that do not depend on the id maps now, in a process that
+/// has made its user namespace and waits for its maps (`userns::enter_if_needed`): the wait
+/// then does the reading. Only for a process in its final mount namespace, cgroup and
+/// capability bounds, with every capability of its new user namespace (as after setresuid
+/// to 0 there), since the key is read once per process from then on.
+pub fn read_key_ahead() {
+    let _ = KEY_AHEAD.set(KeyAhead::read());
 }
 
 /// fuse-overlayfs needs /dev/fuse (a job container gets it only with `--device /dev/fuse`)
