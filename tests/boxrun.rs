@@ -189,6 +189,20 @@ fn exit_codes_are_the_containers_own_and_docker_s_125_126_127() {
         );
         assert_eq!(run(&["/etc/passwd"]).status.code(), Some(126));
         assert_eq!(run(&["/etc"]).status.code(), Some(126));
+        // A PATH search goes past a file nobody may execute (/etc/hostname) and a directory
+        // (/etc) to the command further on, and reports them, as execvp does, when nothing
+        // further on is found: 126, "permission denied".
+        let searched = |path: &str, cmd: &str| {
+            let env = format!("PATH={path}");
+            who.boxrun(&["--rm", "--network", "none", "-e", &env, "busybox", cmd])
+        };
+        let o = searched("/etc:/bin", "hostname");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        for (path, cmd) in [("/etc", "hostname"), ("/:/nowhere", "etc")] {
+            let o = searched(path, cmd);
+            assert_eq!(o.status.code(), Some(126), "{path} {cmd}: {}", stderr(&o));
+            assert!(stderr(&o).contains("permission denied"), "{}", stderr(&o));
+        }
         let o = who.boxrun(&["--rm", "--pull", "never", "no-such-image:1"]);
         assert_eq!(o.status.code(), Some(125));
         assert!(stderr(&o).contains("no-such-image"), "{}", stderr(&o));

@@ -327,10 +327,30 @@ pub fn exec_searching_path(argv: &[CString], env: &[CString], who: &str) -> i32 
         path.split(':').map(|d| Path::new(d).join(&name)).collect()
     };
     let mut last = nix::Error::ENOENT;
+    let searching = candidates.len() > 1;
     for c in &candidates {
         let Ok(cp) = CString::new(c.as_os_str().as_encoded_bytes()) else {
             continue;
         };
+        // A PATH search looks first (a failed stat costs less than a failed execve, and
+        // most of docker's default PATH misses): what is not there is skipped with the error
+        // execve would give; a directory or a file nobody may execute gives EACCES, as
+        // execve would. The execve still decides.
+        if searching {
+            match nix::sys::stat::stat(cp.as_c_str()) {
+                Err(e) => {
+                    if e != nix::Error::ENOENT && e != nix::Error::ENOTDIR {
+                        last = e;
+                    }
+                    continue;
+                }
+                Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_mode & 0o111 == 0 => {
+                    last = nix::Error::EACCES;
+                    continue;
+                }
+                Ok(_) => {}
+            }
+        }
         let e = nix::unistd::execve(&cp, argv, env).unwrap_err();
         // Keep the most telling error: a found-but-unusable file beats "not found".
         if e != nix::Error::ENOENT && e != nix::Error::ENOTDIR {
