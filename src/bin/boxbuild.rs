@@ -1,7 +1,12 @@
-fn main() -> std::process::ExitCode {
+// Entered as C's `main`: Rust's start-up code is skipped (boxkit::cli::main_of says why and
+// what of it is kept).
+#![no_main]
+
+#[unsafe(no_mangle)]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
     // Before anything else: entering a user namespace needs a single-threaded process.
-    match boxkit::cli::enter_userns_if_needed("boxbuild") {
-        boxkit::cli::Start::Command(tool) => boxkit::cli::boxbuild_main(tool),
-        boxkit::cli::Start::Exit(code) => code,
-    }
+    boxkit::cli::main_of("boxbuild", boxkit::cli::boxbuild_main)
 }

@@ -6,7 +6,6 @@
 //! 125 when boxkit itself fails, otherwise the container's own code.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -21,6 +20,8 @@ pub mod containers;
 mod cp;
 mod ctl;
 pub mod dev;
+mod entry;
+pub use entry::main_of;
 mod filter;
 mod fmt;
 pub(crate) mod history;
@@ -292,10 +293,13 @@ fn outside() -> ToolContext {
     ToolContext::not_entered("the process did not call run::userns::enter_if_needed() at start")
 }
 
+/// A binary's exit code (what the kernel keeps of an exit status: 0..=255).
+pub type ExitCode = u8;
+
 /// An exit status (0..=255 as the kernel reports it) as the binary's exit code.
 fn exit_code(code: i32) -> ExitCode {
     // The kernel keeps the low 8 bits of an exit status, as process::exit would.
-    ExitCode::from(code as u8)
+    code as u8
 }
 
 /// Enter the tool's user namespace when [`needs_userns`] says so. Call first in `main`, while
@@ -404,7 +408,7 @@ fn is_detached_run(prog: &str, args: &[String]) -> bool {
 /// Print an error chain the way every boxkit command does and return the tool-failure code.
 pub fn report(err: &anyhow::Error, prog: &str) -> ExitCode {
     eprintln!("{prog}: {err:#}");
-    ExitCode::from(EXIT_TOOL_FAILED)
+    EXIT_TOOL_FAILED
 }
 
 /// What a command asks the binary to exit with.
@@ -422,7 +426,7 @@ fn finish(prog: &str, r: CmdResult, tool: &ToolContext) -> ExitCode {
         ctl::hand_off(prog, &root, &id);
     }
     tool.exiting(code);
-    ExitCode::from(code)
+    code
 }
 
 /// clap exits with 2 on usage errors; docker uses 125 for its own failures, usage included.
