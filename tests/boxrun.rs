@@ -979,12 +979,18 @@ fn an_rm_containers_name_and_state_are_gone_as_soon_as_boxrun_returns() {
 fn a_helper_that_gives_up_leaves_the_same_container_to_the_plain_clone_and_to_pid_1() {
     // BOX_TEST_PRESTART (run::prestart::TEST_STOP_VAR): "none" stops the helper before it
     // makes anything, "no-dev" once it has sent the namespaces; the fallbacks must give the
-    // container the same ids, namespaces, /dev and hostname, and never hang.
+    // container the same ids, namespaces, /dev, hostname and mount table (each mount's
+    // point, options, propagation, type, source and superblock options; numbers masked,
+    // and sorted, as mountinfo lists mounts by id: pid 1 joins the helper's mount namespace,
+    // or with "none" copies the tool's), and never hang.
     let Some(all) = Who::all() else { return };
     let script = "cat /proc/self/uid_map /proc/self/gid_map; ls /sys/class/net; \
                   hostname | wc -c; cat /proc/self/cgroup; \
                   ls -ln /dev | awk 'NR>1 {print $1, $3, $4, $NF}'; \
                   awk '$5 ~ \"^/dev\" {print $5, $6, $8, $9, $10}' /proc/self/mountinfo; \
+                  awk '{o=\"\"; for (i = 7; $i != \"-\"; i++) o = o \" \" $i; \
+                        print $5, $6, o, $(i+1), $(i+2), $(i+3)}' /proc/self/mountinfo \
+                  | sed -e 's/[0-9][0-9]*/N/g' | sort; \
                   echo x > /dev/shm/x && cat /dev/shm/x";
     for who in all {
         let run = |stop: Option<&str>| {

@@ -64,6 +64,8 @@ struct JoinArgs<'a> {
     user: RawFd,
     /// The other namespaces to join, with their flags; unused slots hold -1.
     others: [(RawFd, libc::c_int); AHEAD.len()],
+    /// The helper's mount namespace, to join instead of copying the tool's; -1 for a copy.
+    mnt: RawFd,
     flags: libc::c_int,
     /// Pid 1's body; it never returns (it execs or exits).
     child: &'a mut dyn FnMut(),
@@ -100,6 +102,12 @@ extern "C" fn join_main(arg: *mut libc::c_void) -> libc::c_int {
             return fail(a, step);
         }
     }
+    // Last: joining a mount namespace also moves this child's root and working directory
+    // to that namespace's root.
+    // SAFETY: as above.
+    if a.mnt >= 0 && unsafe { libc::setns(a.mnt, libc::CLONE_NEWNS) } != 0 {
+        return fail(a, "setns to the container's mount namespace");
+    }
     let flags = (a.flags | libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: no pointers (a null stack: pid 1 continues on a copy of this one, in its own
     // memory).
@@ -119,6 +127,9 @@ extern "C" fn join_main(arg: *mut libc::c_void) -> libc::c_int {
 impl Joined {
     /// Clone pid 1 with `flags` (the container's clone flags; the user namespace and the ones
     /// made ahead are joined instead of made) as this process's child, running `child` in it.
+    /// Its mount namespace is the helper's, when the helper made one: a copy of the tool's
+    /// mounts owned by the same user namespace as the one the clone would make, only made
+    /// earlier, so the clone copies no mount table and one namespace fewer is torn down.
     /// Returns its pid.
     ///
     /// # Safety
@@ -135,12 +146,20 @@ impl Joined {
             *slot = (fd.as_raw_fd(), *flag);
             joined |= flag;
         }
+        let mnt = match self.leftover.as_ref().and_then(|l| l.mnt.as_ref()) {
+            Some(m) if flags & libc::CLONE_NEWNS != 0 => {
+                joined |= libc::CLONE_NEWNS;
+                m.as_raw_fd()
+            }
+            _ => -1,
+        };
         let flags = flags & !joined;
         let stack = Stack::new(STACK)
             .ok_or_else(|| format!("mmap: {}", std::io::Error::last_os_error()))?;
         let mut args = JoinArgs {
             user: self.user.as_ref().map_or(-1, AsRawFd::as_raw_fd),
             others,
+            mnt,
             flags,
             child,
             pid: -1,

@@ -120,9 +120,10 @@ pub struct Joined {
 #[derive(Debug)]
 pub struct Leftover {
     pub pre: Prestart,
-    /// The helper's mount namespace (a copy of the tool's mounts, where it built /dev): held
-    /// so that the helper's exit does not unmount them, an RCU grace period that the
-    /// supervisor would wait for when it reaps the helper.
+    /// The helper's mount namespace (a copy of the tool's mounts, where it built /dev), which
+    /// pid 1 joins ([`Joined::clone_into`]) and builds the container's root in: held so that
+    /// the helper's exit does not unmount them, an RCU grace period that the supervisor would
+    /// wait for when it reaps the helper.
     pub mnt: Option<OwnedFd>,
 }
 
