@@ -96,8 +96,8 @@ fn owner_is_caller(ns: &OwnedFd) -> bool {
 /// The user namespace of `pid`, if it is the caller's and has exactly `maps`.
 fn check(pid: i32, maps: &IdMaps) -> Option<OwnedFd> {
     let fd = ns_fd(pid, "user").ok().filter(owner_is_caller)?;
-    let uids = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).ok()?;
-    let gids = std::fs::read_to_string(format!("/proc/{pid}/gid_map")).ok()?;
+    let uids = crate::procfs::read(format!("/proc/{pid}/uid_map")).ok()?;
+    let gids = crate::procfs::read(format!("/proc/{pid}/gid_map")).ok()?;
     if !same_ranges(&uids, &maps.uids) || !same_ranges(&gids, &maps.gids) {
         return None;
     }
@@ -109,7 +109,7 @@ fn check(pid: i32, maps: &IdMaps) -> Option<OwnedFd> {
 }
 
 fn recorded_pid(dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(dir.join(PID_FILE))
+    crate::procfs::read(dir.join(PID_FILE))
         .ok()?
         .trim()
         .parse()
