@@ -46,3 +46,19 @@ fn process_start() {
     // SAFETY: SIG_IGN for SIGPIPE, as Rust's start-up sets it.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
+
+/// The C `main` of a boxkit binary, whose crate root says `#![no_main]`:
+/// `boxkit::binary_main!("boxrun", boxrun_main);` calls [`main_of`] with `cli::boxrun_main`.
+#[macro_export]
+macro_rules! binary_main {
+    ($prog:literal, $command:ident) => {
+        #[unsafe(no_mangle)]
+        extern "C" fn main(
+            _argc: ::std::ffi::c_int,
+            _argv: *const *const ::std::ffi::c_char,
+        ) -> ::std::ffi::c_int {
+            // Before anything else: entering a user namespace needs a single-threaded process.
+            $crate::cli::main_of($prog, $crate::cli::$command)
+        }
+    };
+}
