@@ -1,5 +1,5 @@
 //! `boxbuild`: entered as C's `main`, without Rust's start-up code (`boxkit::cli::main_of`
 //! says why and what of it is kept).
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 
 boxkit::binary_main!("boxbuild", boxbuild_main);

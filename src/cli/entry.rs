@@ -47,11 +47,13 @@ fn process_start() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
-/// The C `main` of a boxkit binary, whose crate root says `#![no_main]`:
+/// The C `main` of a boxkit binary, whose crate root says `#![cfg_attr(not(test), no_main)]`:
 /// `boxkit::binary_main!("boxrun", boxrun_main);` calls [`main_of`] with `cli::boxrun_main`.
+/// A test build of the binary (`cargo test --all-targets`) keeps the test harness's `main`.
 #[macro_export]
 macro_rules! binary_main {
     ($prog:literal, $command:ident) => {
+        #[cfg(not(test))]
         #[unsafe(no_mangle)]
         extern "C" fn main(
             _argc: ::std::ffi::c_int,
