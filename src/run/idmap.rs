@@ -239,12 +239,16 @@ pub fn plan_for_current_user() -> Result<(IdMaps, String)> {
 
 /// Whether this process runs in a container (a CI job): podman's `/run/.containerenv`,
 /// docker's `/.dockerenv`, the `container` variable podman and systemd-nspawn set, or a
-/// Kubernetes pod's service variables.
+/// Kubernetes pod's service variables. Looked at once per process: a start asks twice (the
+/// kept probe's key, read ahead, and the isolation choice), and none of it changes meanwhile.
 pub fn in_job_container() -> bool {
-    Path::new("/run/.containerenv").exists()
-        || Path::new("/.dockerenv").exists()
-        || std::env::var_os("container").is_some()
-        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| {
+        Path::new("/run/.containerenv").exists()
+            || Path::new("/.dockerenv").exists()
+            || std::env::var_os("container").is_some()
+            || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+    })
 }
 
 /// Root in a job container with no subordinate range: the container range maps onto the
