@@ -4,31 +4,42 @@
 //! bytes with a call per doubling, then reads again to see the end. A container start reads
 //! seven such files, and /etc/subuid and /etc/subgid.
 
-use std::io::Read;
-
 /// The text of a /proc or sysfs file (or any regular file): a 4 KiB buffer filled by the
 /// first read, grown only for a longer file. A read shorter than asked is the end of the
 /// file, as it is for regular files and for procfs and sysfs (their files are made whole
 /// and handed out in order), so a short file costs one `read` and no `fstat`.
 pub fn read(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(4096);
     loop {
-        let n = match f.read(&mut buf[len..]) {
+        let asked = buf.capacity() - buf.len();
+        let n = match read_spare(f.as_raw_fd(), &mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let asked = buf.len() - len;
-        len += n;
         if n < asked {
             break;
         }
-        buf.resize(buf.len() * 2, 0);
+        buf.reserve(buf.capacity());
     }
-    buf.truncate(len);
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// One `read(2)` of `fd` (a file, a pipe or a socket: on a socket, one message) appended to
+/// `buf`, into its spare capacity, which is never zeroed first: the kernel touches only the
+/// bytes it writes, where a zeroed 8–64 KiB buffer faulted in fresh pages at every start for
+/// a message of a few bytes. Returns the bytes read (0 at the end, or nothing to read with no
+/// spare capacity).
+pub fn read_spare(fd: std::os::fd::RawFd, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: read writes at most `spare.len()` bytes into the vector's own allocation.
+    let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+    let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+    // SAFETY: the kernel initialised the `n` bytes after the old length (n <= spare.len()).
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! `BOX_DETACH_FD`), and the original process prints that and exits.
 
 use std::io::Read;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 const ENV: &str = "BOX_DETACH_FD";
@@ -217,8 +217,8 @@ pub fn take_handoff(r: std::os::fd::OwnedFd) -> Option<(std::path::PathBuf, Stri
         let _ = nix::unistd::close(w);
     }
     // Written before the tool told the agent it exits: already in the pipe.
-    let mut buf = [0u8; 8192];
-    let n = nix::unistd::read(&r, &mut buf).ok()?;
+    let mut buf = Vec::with_capacity(8192);
+    let n = crate::procfs::read_spare(r.as_raw_fd(), &mut buf).ok()?;
     let mut parts = buf[..n].split(|b| *b == 0);
     let id = std::str::from_utf8(parts.next()?).ok()?;
     let root = parts.next()?;

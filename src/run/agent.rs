@@ -219,17 +219,29 @@ fn release(h: Held) {
 /// Serve requests on `fd` until the other side closes it or says it exits; returns with
 /// everything released, and the tool's exit code when it sent one ([`Request::Exit`]).
 /// `keeper` is the keeper the tool process joined (rootless bridge networking needs it).
+/// The largest request or reply on the agent's socket.
+const MESSAGE_MAX: usize = 64 * 1024;
+
+/// Receive one message of the agent's socket into `buf` (whose capacity is the largest
+/// message), replacing its contents; returns its length (0: the other end closed). Read into
+/// the vector's spare capacity (`procfs::read_spare`): the agent waits here at every start.
+fn recv_message(fd: RawFd, buf: &mut Vec<u8>) -> nix::Result<usize> {
+    buf.clear();
+    crate::procfs::read_spare(fd, buf)
+        .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
 pub fn serve(fd: RawFd, keeper: Option<i32>) -> Option<u8> {
     let mut host = HostSide::new(keeper);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = Vec::with_capacity(MESSAGE_MAX);
     loop {
-        let n = match nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::empty()) {
+        match recv_message(fd, &mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(_) => {}
             Err(nix::Error::EINTR) => continue,
             Err(_) => break,
-        };
-        let reply = match serde_json::from_slice::<Request>(&buf[..n]) {
+        }
+        let reply = match serde_json::from_slice::<Request>(&buf) {
             Ok(Request::Exit { code }) => {
                 host.release_all();
                 return Some(code);
@@ -349,16 +361,17 @@ impl HostLink {
                     serde_json::to_vec(&req).map_err(|e| AgentError::Protocol(e.to_string()))?;
                 nix::sys::socket::send(*fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
                     .map_err(AgentError::Io)?;
-                let mut buf = vec![0u8; 64 * 1024];
-                let n = loop {
-                    match nix::sys::socket::recv(*fd, &mut buf, nix::sys::socket::MsgFlags::empty())
-                    {
+                let mut buf = Vec::with_capacity(MESSAGE_MAX);
+                loop {
+                    match recv_message(*fd, &mut buf) {
                         Err(nix::Error::EINTR) => continue,
-                        r => break r.map_err(AgentError::Io)?,
+                        r => {
+                            r.map_err(AgentError::Io)?;
+                            break;
+                        }
                     }
-                };
-                serde_json::from_slice(&buf[..n])
-                    .map_err(|e| AgentError::Protocol(e.to_string()))?
+                }
+                serde_json::from_slice(&buf).map_err(|e| AgentError::Protocol(e.to_string()))?
             }
         };
         match reply {
