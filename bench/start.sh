@@ -4,16 +4,20 @@
 # floor with every namespace boxrun makes (`unshare -Urmpfn --ipc --uts --cgroup`), and the
 # "same work" floor bench/floor/docker-floor.c (every namespace, the overlay, /proc, /sys, /dev,
 # the /etc binds, docker's masks, pivot_root, a seccomp filter, in one static C process: the
-# kernel work of a docker-default start with nothing else), interleaved in one hyperfine pass.
+# kernel work of a docker-default start with nothing else), in interleaved rounds of hyperfine
+# (bench/interleave.py: BURST runs of each command a round, in a random order).
 # Then the scaling rows: boxrun of images with 1, 10 and 100 layers. For reference, not a goal:
 # `crun run` (the anchors' C runtime) on umoci's unpack of the same image with crun's own
 # default spec (`crun spec`, `--rootless` for a user), as bench/boxrun.sh runs it: the fastest
-# runtime of the field given a ready bundle, with no store and no image.
+# runtime of the field given a ready bundle, with no store and no image. And `/bin/true`, to
+# compare passes on different boots: what a process start costs on the machine at the time.
 #
 # The binaries are what a user installs: `cargo build --release` (BOXRUN/BOX to override, e.g.
 # with scripts/build-release.sh's static build). As root by default; ROOTLESS_USER=name runs
-# every command as that user (one with a subordinate range). Prints medians, the ratios and
-# the load average. Env: RUNS (default 40), WARMUP (default 5), LAYERS (default "1 10 100").
+# every command as that user (one with a subordinate range). Prints medians, the ratios, the
+# load average and the hypervisor's steal during the pass. Env: RUNS (default 40), BURST (runs
+# of a command in a row, default 5), WARMUP (warm-up runs before each burst, default 1),
+# LAYERS (default "1 10 100").
 set -eu
 cd "$(dirname "$0")/.."
 if [ -z "${BOXRUN:-}" ] || [ -z "${BOX:-}" ]; then
@@ -22,7 +26,8 @@ if [ -z "${BOXRUN:-}" ] || [ -z "${BOX:-}" ]; then
   BOX=${BOX:-$PWD/target/release/box}
 fi
 RUNS=${RUNS:-40}
-WARMUP=${WARMUP:-5}
+WARMUP=${WARMUP:-1}
+BURST=${BURST:-5}
 LAYERS=${LAYERS:-1 10 100}
 for t in hyperfine unshare jq busybox umoci skopeo cc crun; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
@@ -75,19 +80,24 @@ set -- -n boxrun "$as $BOXRUN --root $store --rm --network none busybox true" \
   -n floor "$as unshare -Urmpf --mount-proc $(command -v chroot) $work/src /bin/true" \
   -n floor-allns "$as unshare -Urmpfn --ipc --uts --cgroup --mount-proc $(command -v chroot) $work/src /bin/true" \
   -n floor-docker "$as $work/docker-floor $work/src $work/scratch" \
-  -n crun "$as crun --root $work/crun-state run --bundle $work/bundle bench-$$"
+  -n crun "$as crun --root $work/crun-state run --bundle $work/bundle bench-$$" \
+  -n true "$as /bin/true"
 for n in $LAYERS; do
   [ "$n" -gt 1 ] && set -- "$@" -n "layers$n" "$as $BOXRUN --root $store --rm --network none layers$n true"
 done
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/out.json" "$@" >&2
+# RUNS runs of each command in rounds of BURST, the commands in a random order each round
+# (bench/interleave.py): every command is measured in every phase of the pass.
+python3 bench/interleave.py --rounds "$(((RUNS + BURST - 1) / BURST))" --runs "$BURST" \
+  --warmup "$WARMUP" --export-json "$work/out.json" "$@" >&2
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 rss=$(for i in 1 2 3; do
   $as /usr/bin/time -f '%M' "$BOXRUN" --root "$store" --rm --network none busybox true 2>&1 >/dev/null | tail -1
 done | sort -n | tail -1)
 
 echo "start, $label, $RUNS runs, load average before: $load0, after: $load1"
-jq -r --arg rss "$rss" '.results as $r
+jq -r --arg rss "$rss" '"  steal (CPU time the host gave to other guests) during the pass: \(.steal_percent) %",
+  .results as $r
   | def m(n): ($r[] | select(.command==n) | .median);
   def ms(x): (x*1000*100|round/100|tostring) + " ms";
   def q(x): (x*100|round/100|tostring);
@@ -96,5 +106,6 @@ jq -r --arg rss "$rss" '.results as $r
   "  floor with every namespace boxrun makes: \(ms(m("floor-allns")))   boxrun/that \(q(m("boxrun")/m("floor-allns")))x",
   "  same-work floor (bench/floor/docker-floor.c): \(ms(m("floor-docker")))   that/floor \(q(m("floor-docker")/m("floor")))x   boxrun/that \(q(m("boxrun")/m("floor-docker")))x",
   "  reference, crun run on a ready bundle (its default spec): \(ms(m("crun")))   crun/floor \(q(m("crun")/m("floor")))x   boxrun/crun \(q(m("boxrun")/m("crun")))x",
+  "  reference, a process start on this machine (the same prefix, /bin/true): \(ms(m("true")))",
   ($r[] | select(.command|startswith("layers")) | "  \(.command): \(ms(.median))   per layer over busybox: \(((.median - m("boxrun"))*1000000/((.command|ltrimstr("layers")|tonumber)-1))|round) us"),
   "  boxrun peak RSS: \($rss) KiB (goal <= 16 MB)"' "$work/out.json"
