@@ -2,7 +2,9 @@
 //! process's `stat`) and sysfs with one `read(2)` where `std::fs::read_to_string` makes
 //! about eight: it asks the file's size first (procfs says 0), then grows its buffer from 32
 //! bytes with a call per doubling, then reads again to see the end. A container start reads
-//! seven such files, and /etc/subuid and /etc/subgid.
+//! seven such files, and /etc/subuid and /etc/subgid. Also [`read_spare`], the one `read(2)`
+//! into a vector's spare capacity that these reads and the start's pipe and socket messages
+//! share.
 
 /// The text of a /proc or sysfs file (or any regular file): a 4 KiB buffer filled by the
 /// first read, grown only for a longer file. A read shorter than asked is the end of the

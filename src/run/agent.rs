@@ -216,9 +216,6 @@ fn release(h: Held) {
     }
 }
 
-/// Serve requests on `fd` until the other side closes it or says it exits; returns with
-/// everything released, and the tool's exit code when it sent one ([`Request::Exit`]).
-/// `keeper` is the keeper the tool process joined (rootless bridge networking needs it).
 /// The largest request or reply on the agent's socket.
 const MESSAGE_MAX: usize = 64 * 1024;
 
@@ -231,6 +228,9 @@ fn recv_message(fd: RawFd, buf: &mut Vec<u8>) -> nix::Result<usize> {
         .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
+/// Serve requests on `fd` until the other side closes it or says it exits; returns with
+/// everything released, and the tool's exit code when it sent one ([`Request::Exit`]).
+/// `keeper` is the keeper the tool process joined (rootless bridge networking needs it).
 pub fn serve(fd: RawFd, keeper: Option<i32>) -> Option<u8> {
     let mut host = HostSide::new(keeper);
     let mut buf = Vec::with_capacity(MESSAGE_MAX);
