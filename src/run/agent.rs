@@ -362,13 +362,9 @@ impl HostLink {
                 nix::sys::socket::send(*fd, &out, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
                     .map_err(AgentError::Io)?;
                 let mut buf = Vec::with_capacity(MESSAGE_MAX);
-                loop {
-                    match recv_message(*fd, &mut buf) {
-                        Err(nix::Error::EINTR) => continue,
-                        r => {
-                            r.map_err(AgentError::Io)?;
-                            break;
-                        }
+                while let Err(e) = recv_message(*fd, &mut buf) {
+                    if e != nix::Error::EINTR {
+                        return Err(AgentError::Io(e));
                     }
                 }
                 serde_json::from_slice(&buf).map_err(|e| AgentError::Protocol(e.to_string()))?
