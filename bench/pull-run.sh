@@ -10,10 +10,17 @@
 #            both tools must do, with no pull and no container)
 #
 # Every round starts from empty stores (hyperfine --prepare), interleaved in one pass; prints
-# medians, ratios and the load average. As root by default; ROOTLESS_USER=name runs both tools
-# (and the floor) as that user (it needs a subordinate id range), as bench/build.sh does.
+# medians, ratios and the load average. The previous round's stores are renamed into a trash
+# directory and deleted when the pass ends, not before each command: on this VM's journal-less
+# ext4 every create skips the inodes freed nearby in the last minutes, so a deletion before each
+# command slowed every later one (bench/pull.sh says more). As root by default;
+# ROOTLESS_USER=name runs both tools (and the floor) as that user (it needs a subordinate id
+# range), as bench/build.sh does.
 #
-# Usage: bench/pull-run.sh [RUNS]          Env: BOX, BOXRUN (default target/release/…)
+# PULL_ONLY=1 drops the runs (`box pull` against `podman pull`): issue 14's first row, for a
+# rootless user too (bench/pull.sh runs as root only).
+#
+# Usage: bench/pull-run.sh [RUNS]          Env: BOX, BOXRUN (default target/release/…), PULL_ONLY
 set -eu
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -49,16 +56,25 @@ export BOX_REGISTRIES_CONF=$work/registries.conf
 # The floor's input: the layer blob itself (the largest blob of the layout).
 LAYER=$(ls -S "$IMGDIR"/blobs/sha256/* | head -n1)
 cp "$LAYER" "$work/layer.tar.gz"; chmod 644 "$work/layer.tar.gz"
+mkdir -p "$work/trash"
 [ -z "$as" ] || chown -R "$uid:$gid" "$work"
 
 UL="--ulimit nofile=20000:20000 --ulimit nproc=16384:16384"
 BOXK="$as sh -c '$BOX --root $work/box pull -q $IMAGE >/dev/null && $BOXRUN --root $work/box --rm --network none $IMAGE true'"
 POD="$as sh -c '$PODMAN pull -q --tls-verify=false $IMAGE >/dev/null && $PODMAN run --rm --network none $UL $IMAGE true'"
+what="pull + first run"
+if [ "${PULL_ONLY:-0}" = 1 ]; then
+  BOXK="$as sh -c '$BOX --root $work/box pull -q $IMAGE >/dev/null'"
+  POD="$as sh -c '$PODMAN pull -q --tls-verify=false $IMAGE >/dev/null'"
+  what="pull only"
+fi
 FLOOR="$as tar --no-same-owner -xzf $work/layer.tar.gz -C $work/floor --exclude=./dev/*"
-fresh_box="$as sh -c 'rm -rf $work/box; mkdir -p $work/box'"
-fresh_pod="$as sh -c '$PODMAN rmi -af >/dev/null 2>&1; rm -rf $work/podman'"
-fresh_floor="$as sh -c 'rm -rf $work/floor; mkdir -p $work/floor'"
-[ -z "$as" ] || fresh_pod="$as sh -c '$PODMAN rmi -af >/dev/null 2>&1; podman unshare rm -rf $work/podman'"
+# aside DIR [CMD]: rename DIR into the trash (under the renaming shell's pid), then run CMD
+# (default: make DIR again, empty). podman's store is left as `podman run --rm` leaves it.
+aside() { echo "$as sh -c 'if [ -e $1 ]; then mv $1 $work/trash/\$\$; fi; ${2:-mkdir -p $1}'"; }
+fresh_box=$(aside "$work/box")
+fresh_pod=$(aside "$work/podman" true)
+fresh_floor=$(aside "$work/floor")
 
 round() {
     hyperfine -N --runs 1 --style none "$@" \
@@ -76,20 +92,20 @@ while [ "$i" -le "$RUNS" ]; do
 done
 echo "load after:  $(cat /proc/loadavg)"
 
-python3 - "$work" "$RUNS" "$label" <<'PY'
+python3 - "$work" "$RUNS" "$label" "$what" <<'PY'
 import glob, json, statistics, sys
-out, runs, label = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+out, runs, label, what = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 t = {}
 for f in sorted(glob.glob(out + "/round-*.json")):
     for r in json.load(open(f))["results"]:
         t.setdefault(r["command"], []).extend(r["times"])
 med = {k: statistics.median(v) for k, v in t.items()}
-print(f"{label}: {runs} interleaved rounds after 1 warm-up round, fresh stores each")
+print(f"{label}, {what}: {runs} interleaved rounds after 1 warm-up round, fresh stores each")
 for k, v in t.items():
     print(f"{k:12} s: " + " ".join(f"{x:.2f}" for x in v))
 b, p, f = med["boxkit"], med["podman"], med["floor-tar-x"]
 print()
-print("| pull + first run, one-layer Debian | boxkit s | podman s | boxkit/podman | floor tar -x s | floor/podman | goal <= 0.5 |")
+print(f"| {what}, one-layer Debian | boxkit s | podman s | boxkit/podman | floor tar -x s | floor/podman | goal <= 0.5 |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
 print(f"| {label} | {b:.2f} | {p:.2f} | {b/p:.2f} | {f:.2f} | {f/p:.2f} | {'met' if b/p <= 0.5 else 'MISSED'} |")
 PY

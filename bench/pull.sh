@@ -11,10 +11,15 @@
 #   boxkit (1 layer)    box pull                       vs  podman pull
 #   floor               tar -xzf of that layer blob into an empty dir (no pull, no store)
 #
-# hyperfine -N, one warm-up round, then RUNS (>= 5) interleaved rounds: each round runs all four
-# commands once, each after a --prepare that empties its destination. Prints medians and
-# ratios. Needs root (debootstrap fixture, podman storage), hyperfine, skopeo, podman,
-# docker-registry, python3; builds target/release/box.
+# hyperfine -N, one warm-up round, then RUNS (>= 5) interleaved rounds: each round runs every
+# command once, each after a --prepare that gives it an empty destination. The previous round's
+# destination is renamed into a trash directory, deleted when the pass ends: this VM's root
+# filesystem is ext4 without a journal, where each new inode skips every inode of its block
+# group freed in the last one to six minutes (`recently_deleted`), so deleting ~7,000 files
+# before every command made each later create in that area slower, round after round, for
+# every tool (bench/README.md, "Session 16"). Prints medians and ratios. Needs root (debootstrap
+# fixture, podman storage), hyperfine, skopeo, podman, docker-registry, python3; builds
+# target/release/box.
 #
 # Usage: bench/pull.sh [RUNS]
 set -eu
@@ -35,7 +40,10 @@ BOX=$PWD/target/release/box
 rm -rf "$OUT/registry"
 . bench/registry.sh
 REG_PID=""
-trap '[ -z "$REG_PID" ] || kill $REG_PID 2>/dev/null || true' EXIT INT TERM
+TRASH=$OUT/trash
+rm -rf "$TRASH"
+mkdir -p "$TRASH"
+trap '[ -z "$REG_PID" ] || kill $REG_PID 2>/dev/null || true; rm -rf "$TRASH"' EXIT INT TERM
 start_registry "$OUT/registry"
 IMAGE=$REG/bench/debian:latest
 skopeo copy -q --dest-tls-verify=false "oci:$OUT/image:latest" "docker://$IMAGE"
@@ -46,7 +54,9 @@ printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" > "$OUT/registr
 chmod 644 "$OUT/registries.conf"
 export BOX_REGISTRIES_CONF=$OUT/registries.conf
 
-fresh() { echo "sh -c 'rm -rf $1 && mkdir -p $1'"; }
+# aside DIR [CMD]: rename DIR into the trash (under the renaming shell's pid), then run CMD
+# (default: make DIR again, empty).
+aside() { echo "sh -c 'if [ -e $1 ]; then mv $1 $TRASH/\$\$; fi; ${2:-mkdir -p $1}'"; }
 PODMAN="podman --root $OUT/podman/root --runroot $OUT/podman/run --storage-driver overlay --tmpdir $OUT/podman/tmp"
 
 BOX_DL="$BOX --root $OUT/box-dl pull -q --no-unpack $IMAGE"
@@ -59,13 +69,13 @@ FLOOR="tar --no-same-owner -xzf $LAYER1 -C $OUT/floor --exclude=./dev/*"
 
 round() {
     hyperfine -N --runs 1 --style none "$@" \
-        --prepare "$(fresh "$OUT/box-dl")" -n boxkit-download "$BOX_DL" \
-        --prepare "rm -rf $OUT/skopeo" -n skopeo-copy "$SKOPEO" \
-        --prepare "$(fresh "$OUT/box-ready")" -n boxkit-ready "$BOX_READY" \
-        --prepare "sh -c '$PODMAN rmi -a -f >/dev/null 2>&1; rm -rf $OUT/podman'" -n podman-pull "$PODMAN_PULL" \
-        --prepare "$(fresh "$OUT/box-one")" -n boxkit-one "$BOX_ONE" \
-        --prepare "sh -c '$PODMAN rmi -a -f >/dev/null 2>&1; rm -rf $OUT/podman'" -n podman-one "$PODMAN_ONE" \
-        --prepare "$(fresh "$OUT/floor")" -n floor-tar-x "$FLOOR" \
+        --prepare "$(aside "$OUT/box-dl")" -n boxkit-download "$BOX_DL" \
+        --prepare "$(aside "$OUT/skopeo" true)" -n skopeo-copy "$SKOPEO" \
+        --prepare "$(aside "$OUT/box-ready")" -n boxkit-ready "$BOX_READY" \
+        --prepare "$(aside "$OUT/podman" true)" -n podman-pull "$PODMAN_PULL" \
+        --prepare "$(aside "$OUT/box-one")" -n boxkit-one "$BOX_ONE" \
+        --prepare "$(aside "$OUT/podman" true)" -n podman-one "$PODMAN_ONE" \
+        --prepare "$(aside "$OUT/floor")" -n floor-tar-x "$FLOOR" \
         > /dev/null
 }
 rm -f "$OUT"/round-*.json
