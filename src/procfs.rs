@@ -65,4 +65,36 @@ mod tests {
         assert!(maps.lines().count() >= 1 && maps.ends_with('\n'), "{maps}");
         assert!(super::read(dir.path().join("missing")).is_err());
     }
+
+    #[test]
+    fn read_spare_appends_one_message_and_reports_a_bad_fd() {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, send, socketpair};
+        use std::os::fd::AsRawFd;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        for msg in [&b"first"[..], b"second"] {
+            send(a.as_raw_fd(), msg, nix::sys::socket::MsgFlags::empty()).unwrap();
+        }
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b">");
+        // One call, one message: the second stays queued.
+        assert_eq!(super::read_spare(b.as_raw_fd(), &mut buf).unwrap(), 5);
+        assert_eq!(buf, b">first");
+        assert_eq!(super::read_spare(b.as_raw_fd(), &mut buf).unwrap(), 6);
+        assert_eq!(buf, b">firstsecond");
+        drop(a);
+        assert_eq!(
+            super::read_spare(b.as_raw_fd(), &mut buf).unwrap(),
+            0,
+            "closed"
+        );
+        let err = super::read_spare(-1, &mut buf).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        assert_eq!(buf, b">firstsecond", "nothing appended on an error");
+    }
 }
