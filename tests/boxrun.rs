@@ -455,12 +455,30 @@ fn pid_with_env(marker: &str) -> Option<u32> {
 }
 
 /// `lsns` of one process: (type, namespace, owning user namespace) per namespace.
+///
+/// lsns before util-linux 2.40.3 exits 1 with no message when any process of the host exits
+/// while it scans /proc (util-linux#2799, an ESRCH it did not ignore); other tests start and
+/// end containers meanwhile, so such a silent failure is tried again, a few times.
 fn namespaces_of(pid: u32) -> Vec<(String, String, String)> {
-    let o = std::process::Command::new("lsns")
-        .args(["-n", "-r", "-o", "TYPE,NS,ONS", "-p", &pid.to_string()])
-        .output()
-        .expect("run lsns");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = || {
+        std::process::Command::new("lsns")
+            .args(["-n", "-r", "-o", "TYPE,NS,ONS", "-p", &pid.to_string()])
+            .output()
+            .expect("run lsns")
+    };
+    let mut o = run();
+    for _ in 0..5 {
+        if o.status.success() || !o.stderr.is_empty() {
+            break;
+        }
+        o = run();
+    }
+    assert!(
+        o.status.success(),
+        "lsns -p {pid}: {:?} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(|l| {
