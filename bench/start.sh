@@ -4,7 +4,10 @@
 # floor with every namespace boxrun makes (`unshare -Urmpfn --ipc --uts --cgroup`), and the
 # "same work" floor bench/floor/docker-floor.c (every namespace, the overlay, /proc, /sys, /dev,
 # the /etc binds, docker's masks, pivot_root, a seccomp filter, in one static C process: the
-# kernel work of a docker-default start with nothing else), in interleaved rounds of hyperfine
+# kernel work of a docker-default start with nothing else) and its `--tool` variant, the design
+# floor (the same work behind a tool process in a user and mount namespace of its own, which
+# relays the exit status: boxkit's process structure, with none of its code), in interleaved
+# rounds of hyperfine
 # (bench/interleave.py: BURST runs of each command a round, in a random order).
 # Then the scaling rows: boxrun of images with 1, 10 and 100 layers. For reference, not a goal:
 # `crun run` (the anchors' C runtime) on umoci's unpack of the same image with crun's own
@@ -80,6 +83,7 @@ set -- -n boxrun "$as $BOXRUN --root $store --rm --network none busybox true" \
   -n floor "$as unshare -Urmpf --mount-proc $(command -v chroot) $work/src /bin/true" \
   -n floor-allns "$as unshare -Urmpfn --ipc --uts --cgroup --mount-proc $(command -v chroot) $work/src /bin/true" \
   -n floor-docker "$as $work/docker-floor $work/src $work/scratch" \
+  -n floor-design "$as $work/docker-floor --tool $work/src $work/scratch" \
   -n crun "$as crun --root $work/crun-state run --bundle $work/bundle bench-$$" \
   -n true "$as /bin/true"
 for n in $LAYERS; do
@@ -105,6 +109,7 @@ jq -r --arg rss "$rss" '"  steal (CPU time the host gave to other guests) during
   "  floor  unshare -Urmpf --mount-proc chroot: \(ms(m("floor")))   boxrun/floor \(q(m("boxrun")/m("floor")))x (goal <= 1.5x)",
   "  floor with every namespace boxrun makes: \(ms(m("floor-allns")))   boxrun/that \(q(m("boxrun")/m("floor-allns")))x",
   "  same-work floor (bench/floor/docker-floor.c): \(ms(m("floor-docker")))   that/floor \(q(m("floor-docker")/m("floor")))x   boxrun/that \(q(m("boxrun")/m("floor-docker")))x",
+  "  design floor (the same work behind a tool process in its own user and mount namespace, docker-floor.c --tool): \(ms(m("floor-design")))   that/floor \(q(m("floor-design")/m("floor")))x   boxrun/that \(q(m("boxrun")/m("floor-design")))x",
   "  reference, crun run on a ready bundle (its default spec): \(ms(m("crun")))   crun/floor \(q(m("crun")/m("floor")))x   boxrun/crun \(q(m("boxrun")/m("crun")))x",
   "  reference, a process start on this machine (the same prefix, /bin/true): \(ms(m("true")))",
   ($r[] | select(.command|startswith("layers")) | "  \(.command): \(ms(.median))   per layer over busybox: \(((.median - m("boxrun"))*1000000/((.command|ltrimstr("layers")|tonumber)-1))|round) us"),

@@ -17,6 +17,15 @@
  *   empty read-only tmpfs over each one present) and read-only paths; pivot_root; no new
  *   privileges; a seccomp filter (one that allows everything: the cheapest filter); exec
  *   /bin/true; wait for it.
+ *
+ *   docker-floor --tool LOWERDIR SCRATCH
+ *
+ * adds boxkit's process structure, the "design floor": a tool process between the caller and
+ * the container, born in a user namespace of its own (its id map written by the caller) with a
+ * mount namespace of its own (a copy of the host's table, made a slave); the container's user
+ * namespace is nested in the tool's, and the tool relays pid 1's exit status to the caller over
+ * a pipe and exits after it (the caller does not wait for the tool's teardown, as boxrun's
+ * agent does not). The container's part is the same as without --tool.
  * Written for the benchmark from the kernel's documented interfaces (mount(2), pivot_root(2),
  * user_namespaces(7), seccomp(2)); it is not a runtime and keeps no promise beyond this run.
  */
@@ -41,7 +50,7 @@
 #include <unistd.h>
 
 static const char *lower, *scratch;
-static int sync_pipe[2];
+static int sync_pipe[2], tool_pipe[2], status_pipe[2];
 
 static void die(const char *what, const char *obj) {
   fprintf(stderr, "docker-floor: %s %s: %s\n", what, obj, strerror(errno));
@@ -159,19 +168,7 @@ static int child(void *arg) {
   return 125;
 }
 
-int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: docker-floor LOWERDIR SCRATCH\n");
-    return 2;
-  }
-  lower = argv[1];
-  scratch = argv[2];
-  if (pipe2(sync_pipe, O_CLOEXEC) != 0) die("pipe", "");
-  static char stack[256 * 1024];
-  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
-              CLONE_NEWCGROUP | SIGCHLD;
-  pid_t pid = clone(child, stack + sizeof stack, flags, NULL);
-  if (pid < 0) die("clone", "namespaces");
+static void write_maps(pid_t pid) {
   char p[64], m[64];
   snprintf(p, sizeof p, "/proc/%d/setgroups", pid);
   write_file(p, "deny");
@@ -181,8 +178,54 @@ int main(int argc, char **argv) {
   snprintf(m, sizeof m, "0 %d 1", (int)getgid());
   snprintf(p, sizeof p, "/proc/%d/gid_map", pid);
   write_file(p, m);
+}
+
+/* Clone the container, map it, release it, wait for it: its exit status the way a shell
+ * reports one. */
+static int run_container(void) {
+  if (pipe2(sync_pipe, O_CLOEXEC) != 0) die("pipe", "");
+  static char stack[256 * 1024];
+  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+              CLONE_NEWCGROUP | SIGCHLD;
+  pid_t pid = clone(child, stack + sizeof stack, flags, NULL);
+  if (pid < 0) die("clone", "namespaces");
+  write_maps(pid);
   if (write(sync_pipe[1], "g", 1) != 1) die("release", "child");
   int st;
   if (waitpid(pid, &st, 0) != pid) die("wait", "child");
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* --tool: the tool process, in its own user namespace (mapped by the caller) and mount
+ * namespace; runs the container and hands its status to the caller before exiting. */
+static int tool(void *arg) {
+  (void)arg;
+  char c;
+  if (read(tool_pipe[0], &c, 1) != 1) die("wait for", "tool id map");
+  if (unshare(CLONE_NEWNS) != 0) die("unshare", "tool mount namespace");
+  mnt(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL);
+  unsigned char code = (unsigned char)run_container();
+  if (write(status_pipe[1], &code, 1) != 1) die("report", "status");
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int with_tool = argc == 4 && strcmp(argv[1], "--tool") == 0;
+  if (argc != 3 && !with_tool) {
+    fprintf(stderr, "usage: docker-floor [--tool] LOWERDIR SCRATCH\n");
+    return 2;
+  }
+  lower = argv[argc - 2];
+  scratch = argv[argc - 1];
+  if (!with_tool) return run_container();
+  if (pipe2(tool_pipe, O_CLOEXEC) != 0 || pipe2(status_pipe, O_CLOEXEC) != 0) die("pipe", "");
+  static char tool_stack[256 * 1024];
+  pid_t pid = clone(tool, tool_stack + sizeof tool_stack, CLONE_NEWUSER | SIGCHLD, NULL);
+  if (pid < 0) die("clone", "tool");
+  write_maps(pid);
+  if (write(tool_pipe[1], "g", 1) != 1) die("release", "tool");
+  close(status_pipe[1]);
+  unsigned char code;
+  if (read(status_pipe[0], &code, 1) != 1) die("read status of", "tool");
+  return code;
 }
