@@ -196,8 +196,10 @@ fn tool_side(
             meanwhile();
         }
         // In a job container a start checks the kept probe against the environment: what
-        // of that the maps do not change is read here, where this process would wait.
-        if ok.is_ok() && super::idmap::in_job_container() {
+        // of that the maps do not change is read here, where this process would wait. A
+        // foreground run reads it once its helper is started instead: the agent's "go" is
+        // usually here first, and the helper starts only after it.
+        if ok.is_ok() && !prestart && super::idmap::in_job_container() {
             super::probe::read_key_ahead();
         }
         let mut b = [0u8; 1];
@@ -233,6 +235,9 @@ fn tool_side(
         _ => None,
     };
     if prestart {
+        if keeper_pid.is_none() && maps.is_some() && super::idmap::in_job_container() {
+            super::probe::read_key_ahead();
+        }
         meanwhile();
     }
     let userns = match maps {
