@@ -196,9 +196,10 @@ fn tool_side(
             meanwhile();
         }
         // In a job container a start checks the kept probe against the environment: what
-        // of that the maps do not change is read here, where this process would wait. A
-        // foreground run reads it once its helper is started instead: the agent's "go" is
-        // usually here first, and the helper starts only after it.
+        // of that the maps do not change is read here, while the agent writes the maps. A
+        // foreground run reads it once its helper is started instead: the agent's "go"
+        // usually comes before these reads would be done, and the helper (the start's
+        // critical path) can only start after "go".
         if ok.is_ok() && !prestart && super::idmap::in_job_container() {
             super::probe::read_key_ahead();
         }
