@@ -177,6 +177,9 @@ fn tool_side(
     let fd = inner.as_raw_fd();
     let keeper_pid = keeper.as_ref().map(|k| k.pid);
     let go;
+    // The kept probe's key, read ahead in a job container (see below) once this process is
+    // in its final namespaces: here, or after its helper is started.
+    let mut key_after_helper = false;
     let ok = if let Some(k) = keeper {
         go = true;
         nix::sched::setns(k.userns, CloneFlags::CLONE_NEWUSER)
@@ -200,8 +203,12 @@ fn tool_side(
         // foreground run reads it once its helper is started instead: the agent's "go"
         // usually comes before these reads would be done, and the helper (the start's
         // critical path) can only start after "go".
-        if ok.is_ok() && !prestart && super::idmap::in_job_container() {
-            super::probe::read_key_ahead();
+        if ok.is_ok() && super::idmap::in_job_container() {
+            if prestart {
+                key_after_helper = true;
+            } else {
+                super::probe::read_key_ahead();
+            }
         }
         let mut b = [0u8; 1];
         go = matches!(recv(fd, &mut b, MsgFlags::empty()), Ok(1)) && b[0] == b'g';
@@ -235,10 +242,10 @@ fn tool_side(
         Some(m) if prestart => super::prestart::Prestart::spawn(m),
         _ => None,
     };
+    if key_after_helper {
+        super::probe::read_key_ahead();
+    }
     if prestart {
-        if keeper_pid.is_none() && maps.is_some() && super::idmap::in_job_container() {
-            super::probe::read_key_ahead();
-        }
         meanwhile();
     }
     let userns = match maps {
