@@ -55,9 +55,14 @@ impl Drop for Stack {
     }
 }
 
-/// Stack of the joining child (and, copied, of pid 1, which runs on it until it execs): as
-/// large as a main thread's, untouched pages cost nothing.
+/// Stack of the joining child and of pid 1, which runs on a copy of it, or on the part below
+/// the joining child's frames, until it execs: as large as a main thread's, untouched pages
+/// cost nothing.
 const STACK: usize = 8 << 20;
+
+/// Room at the top of the joining child's stack for its own frames when pid 1 runs on the
+/// rest of it ([`JoinArgs::pid1_stack`]): the child makes a handful of system calls.
+const JOINER_FRAMES: usize = 64 << 10;
 
 /// What the joining child reads and writes; it shares this process's memory.
 struct JoinArgs<'a> {
@@ -69,28 +74,53 @@ struct JoinArgs<'a> {
     flags: libc::c_int,
     /// Pid 1's body; it never returns (it execs or exits).
     child: &'a mut dyn FnMut(),
+    /// Where pid 1's stack starts when it shares this process's memory until its exec
+    /// ([`Joined::clone_into`]'s `share_vm`); null: pid 1 gets a copy of the memory.
+    pid1_stack: *mut libc::c_void,
     pid: libc::c_long,
     errno: libc::c_int,
     step: &'static str,
 }
 
+/// Pid 1 when it shares the supervisor's memory: runs `child`, which execs or exits.
+extern "C" fn pid1_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the joining child's `JoinArgs`, alive (on the suspended supervisor's
+    // stack) until this process execs or exits; the joining child, suspended in its clone
+    // until then, holds no reference into it meanwhile.
+    let child = unsafe { &mut *(*(arg as *mut JoinArgs)).child };
+    child();
+    // SAFETY: `child` does not return; should it, pid 1 ends here.
+    unsafe { libc::_exit(125) }
+}
+
 /// The joining child: runs while the supervisor is suspended (`CLONE_VFORK`), in its memory,
-/// so it makes only system calls until its clone; pid 1, a copy of this process's memory,
-/// continues in `child`.
+/// so it makes only system calls until its clone; pid 1, a copy of this process's memory (or,
+/// with [`JoinArgs::pid1_stack`], this memory itself until its exec), continues in `child`.
 extern "C" fn join_main(arg: *mut libc::c_void) -> libc::c_int {
+    let a = arg as *mut JoinArgs;
     // SAFETY: `arg` is the `JoinArgs` that `clone_into` passed, alive until this child exits
-    // (the parent is suspended until then).
-    let a = unsafe { &mut *(arg as *mut JoinArgs) };
-    let fail = |a: &mut JoinArgs, step| {
-        a.errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        a.step = step;
+    // (the parent is suspended until then). It is only read and written through this raw
+    // pointer, so no reference is held while pid 1 uses it.
+    let fail = |a: *mut JoinArgs, step| unsafe {
+        (*a).errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        (*a).step = step;
         1
     };
+    // SAFETY: as above; plain copies of descriptors and flags.
+    let (user, others, mnt, flags, pid1_stack) = unsafe {
+        (
+            (*a).user,
+            (*a).others,
+            (*a).mnt,
+            (*a).flags,
+            (*a).pid1_stack,
+        )
+    };
     // SAFETY: plain system calls on descriptors the parent owns.
-    if a.user >= 0 && unsafe { libc::setns(a.user, libc::CLONE_NEWUSER) } != 0 {
+    if user >= 0 && unsafe { libc::setns(user, libc::CLONE_NEWUSER) } != 0 {
         return fail(a, "setns to the container's user namespace");
     }
-    for (fd, flag) in a.others {
+    for (fd, flag) in others {
         // SAFETY: as above.
         if fd >= 0 && unsafe { libc::setns(fd, flag) } != 0 {
             let step = match flag {
@@ -105,22 +135,50 @@ extern "C" fn join_main(arg: *mut libc::c_void) -> libc::c_int {
     // Last: joining a mount namespace also moves this child's root and working directory
     // to that namespace's root.
     // SAFETY: as above.
-    if a.mnt >= 0 && unsafe { libc::setns(a.mnt, libc::CLONE_NEWNS) } != 0 {
+    if mnt >= 0 && unsafe { libc::setns(mnt, libc::CLONE_NEWNS) } != 0 {
         return fail(a, "setns to the container's mount namespace");
     }
-    let flags = (a.flags | libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
-    // SAFETY: no pointers (a null stack: pid 1 continues on a copy of this one, in its own
-    // memory).
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if pid == 0 {
-        (a.child)();
-        // SAFETY: `child` does not return; should it, pid 1 ends here.
-        unsafe { libc::_exit(125) }
-    }
+    let flags = flags | libc::CLONE_PARENT | libc::SIGCHLD;
+    let pid = if pid1_stack.is_null() {
+        // SAFETY: no pointers (a null stack: pid 1 continues on a copy of this one, in its
+        // own memory).
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if pid == 0 {
+            // SAFETY: pid 1's own copy of `JoinArgs`; nothing else in its memory uses it.
+            let child = unsafe { &mut *(*a).child };
+            child();
+            // SAFETY: `child` does not return; should it, pid 1 ends here.
+            unsafe { libc::_exit(125) }
+        }
+        pid
+    } else {
+        // SAFETY: pid 1 runs `pid1_main` on the part of this child's stack below its own
+        // frames ([`JOINER_FRAMES`]), in this memory, while this child is suspended in the
+        // call (`CLONE_VFORK`) until pid 1 execs or exits.
+        let pid = unsafe {
+            libc::clone(
+                pid1_main,
+                pid1_stack,
+                flags | libc::CLONE_VM | libc::CLONE_VFORK,
+                arg,
+            )
+        };
+        libc::c_long::from(pid)
+    };
     if pid < 0 {
         return fail(a, "clone pid 1");
     }
-    a.pid = pid;
+    // SAFETY: as above; pid 1 has exec'd or exited, or has its own memory.
+    unsafe { (*a).pid = pid };
     0
 }
 
@@ -132,13 +190,23 @@ impl Joined {
     /// earlier, so the clone copies no mount table and one namespace fewer is torn down.
     /// Returns its pid.
     ///
+    /// With `share_vm`, pid 1 runs in this process's memory (`CLONE_VM | CLONE_VFORK`, on a
+    /// stack of its own) until it execs, and this call returns only then (or when it exits):
+    /// no copy of the tool's page tables is made at the clone and none torn down at the exec,
+    /// and neither process takes copy-on-write faults on the other's pages.
+    ///
     /// # Safety
     /// Same contract as [`namespaces::clone_into`]: this process is single-threaded; `child`
-    /// should not return (pid 1 exits with 125 if it does).
+    /// should not return (pid 1 exits with 125 if it does). With `share_vm`, `child` must
+    /// exec or exit without waiting for anything this process does after the call (it is
+    /// suspended until then), and must leave alone what this process uses afterwards, except
+    /// through the allocator (whose state it leaves consistent, as nothing else runs in this
+    /// memory meanwhile but the helper, which never allocates).
     pub unsafe fn clone_into(
         &self,
         flags: libc::c_int,
         child: &mut dyn FnMut(),
+        share_vm: bool,
     ) -> Result<libc::pid_t, String> {
         let mut others = [(-1, 0); AHEAD.len()];
         let mut joined = libc::CLONE_NEWUSER;
@@ -156,12 +224,19 @@ impl Joined {
         let flags = flags & !joined;
         let stack = Stack::new(STACK)
             .ok_or_else(|| format!("mmap: {}", std::io::Error::last_os_error()))?;
+        let pid1_stack = if share_vm {
+            // SAFETY: within the mapping (STACK is far larger); 16-byte aligned.
+            unsafe { stack.top().cast::<u8>().sub(JOINER_FRAMES).cast() }
+        } else {
+            std::ptr::null_mut()
+        };
         let mut args = JoinArgs {
             user: self.user.as_ref().map_or(-1, AsRawFd::as_raw_fd),
             others,
             mnt,
             flags,
             child,
+            pid1_stack,
             pid: -1,
             errno: 0,
             step: "clone the joining child",

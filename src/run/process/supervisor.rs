@@ -135,10 +135,11 @@ fn kill_and_reap(pid: Pid) {
     let _ = waitpid(pid, None);
 }
 
-/// The container's pid 1, cloned and not yet told to go.
+/// The container's pid 1, cloned and, unless `go_w` is gone, not yet told to go.
 struct Started {
     pid: Pid,
-    go_w: OwnedFd,
+    /// `None` when "go" was said before the clone.
+    go_w: Option<OwnedFd>,
     err_r: OwnedFd,
     tty: Option<PtyChannel>,
     /// Where pid 1 sends its namespaces, for [`hold_until_exit`].
@@ -168,6 +169,11 @@ fn supervise_in(
     } else {
         None
     };
+    let devices = crate::run::cgroups::device_filter_applies(in_userns);
+    let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge || devices;
+    // Nothing to do between the clone and "go" (no host side, no chown listener), and pid 1
+    // execs the command itself (no `--init`): "go" can be said before the clone.
+    let go_first = !needs_host && chown.is_none() && !spec.init;
     let Started {
         pid,
         go_w,
@@ -188,13 +194,12 @@ fn supervise_in(
         },
         &signals,
         Last { last, pre },
+        go_first,
     )?;
     // The container's end lives on in the child only.
     let chown = chown.map(|c| c.supervisor);
 
     let mut host = tool.host_link();
-    let devices = crate::run::cgroups::device_filter_applies(in_userns);
-    let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge || devices;
     let address = if needs_host {
         match host_setup(&mut host, spec, pid, devices) {
             Ok(a) => a,
@@ -222,12 +227,13 @@ fn supervise_in(
         Some(Ok(s)) => Some(s),
         None => None,
     };
-    let go = match &address {
-        Some(a) => format!("{} {}", a.ip, a.gateway),
-        None => String::new(),
-    };
-    let _ = nix::unistd::write(&go_w, format!("g{go}").as_bytes());
-    drop(go_w);
+    if let Some(go_w) = go_w {
+        let go = match &address {
+            Some(a) => format!("{} {}", a.ip, a.gateway),
+            None => String::new(),
+        };
+        let _ = nix::unistd::write(&go_w, format!("g{go}").as_bytes());
+    }
 
     let master = tty.and_then(PtyChannel::receive_master);
 
@@ -309,7 +315,11 @@ struct Limits<'a> {
 }
 
 /// Prepare the mounts, clone the container's pid 1 (which runs [`child_main`]) and write its
-/// nested user namespace's maps.
+/// nested user namespace's maps. `go_first`: nothing is to be done between the clone and
+/// "go", and pid 1 execs the command itself; with namespaces made ahead, "go" is then said
+/// before the clone and pid 1 shares this process's memory until its exec
+/// ([`crate::run::prestart::Joined::clone_into`]).
+#[allow(clippy::too_many_arguments)]
 fn start(
     spec: &SandboxSpec,
     nested: Option<IdMaps>,
@@ -318,6 +328,7 @@ fn start(
     limits: Limits,
     signals: &Blocked,
     Last { last: hold, pre }: Last,
+    go_first: bool,
 ) -> Result<Started> {
     let Limits {
         caps,
@@ -377,13 +388,18 @@ fn start(
         chown_sock,
         loopback_ready: joined.is_some(),
     };
+    // Pid 1 shares this memory until its exec only when it waits for nothing from this
+    // process, which cannot act until then: "go" is in the pipe before the clone.
+    let share_vm =
+        go_first && joined.is_some() && nix::unistd::write(&p.go_w, b"g").is_ok_and(|n| n == 1);
     // SAFETY: the supervisor is single-threaded (`run` made sure), so the clone may run
     // anything; the child never returns from child_main.
     let pid = match &joined {
         Some(j) => {
             let mut child = || child_main(&plan, &p);
-            // SAFETY: as above; `child` never returns.
-            let pid = unsafe { j.clone_into(flags, &mut child) };
+            // SAFETY: as above; `child` never returns, and with `share_vm` it waits for
+            // nothing from this process ("go" is written) and execs or exits.
+            let pid = unsafe { j.clone_into(flags, &mut child, share_vm) };
             Pid::from_raw(pid.map_err(ProcessError::Setup)?)
         }
         // SAFETY: as above.
@@ -424,7 +440,7 @@ fn start(
     let ns_sock = ns_pair.map(|(ours, _theirs)| ours);
     Ok(Started {
         pid,
-        go_w,
+        go_w: (!share_vm).then_some(go_w),
         err_r,
         tty,
         ns_sock,
