@@ -843,6 +843,58 @@ fn layers_are_unpacked_once_and_shared_by_later_runs() {
     }
 }
 
+/// An image with nothing but a binary (no /proc, /sys, /dev or /etc) runs: its mount points
+/// come from the store's mount points layer below the image (an /etc of the container's root,
+/// 0755, dated 0, as that layer has it), not from pid 1 writing them into the container's
+/// writable layer; /etc stays writable, and the generated files are bound over the layer's.
+#[test]
+fn an_image_without_mount_points_gets_them_from_the_mount_points_layer() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let ctx = boxrun_common::tempdir();
+        std::fs::write(
+            ctx.path().join("Boxfile"),
+            "FROM busybox AS b\nFROM scratch\nCOPY --from=b /bin/busybox /bin/busybox\n",
+        )
+        .unwrap();
+        who.own(ctx.path());
+        let tag = unique("bare");
+        let o = who
+            .cmd("boxbuild")
+            .args(["-q", "-t", &tag])
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = who.boxrun(&[
+            "--rm",
+            "--network",
+            "none",
+            "--hostname",
+            "bare-host",
+            &tag,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "busybox stat -c '%u:%g %a %Y' /etc && busybox cat /etc/hostname \
+             && busybox head -c 5 /proc/self/stat >/dev/null && busybox test -d /sys/kernel \
+             && busybox test -c /dev/null && busybox touch /etc/new && echo ok",
+        ]);
+        assert_eq!(
+            stdout(&o),
+            "0:0 755 0\nbare-host\nok\n",
+            "{}: {}",
+            who.label(),
+            stderr(&o)
+        );
+        let layer = boxrun_common::store(&who)
+            .join("layers")
+            .join(boxkit::store::mountpoints::DIFF_ID.trim_start_matches("sha256:"));
+        assert!(layer.join("diff/etc/hosts").is_file(), "{}", who.label());
+        assert_eq!(who.box_(&["rmi", &tag]).status.code(), Some(0));
+    }
+}
+
 #[test]
 fn a_user_without_a_subordinate_range_runs_images_with_one_warning_and_files_owned_by_root() {
     if !common::is_root() {

@@ -505,6 +505,11 @@ fn prune_keeps_the_layers_of_a_running_container_whose_image_was_removed() {
     assert!(box_(&["prune"]).status.success());
     let layers = std::fs::read_dir(store.join("layers")).unwrap().count();
     assert!(layers > 0, "prune removed the running container's layers");
+    let mount_points = boxkit::store::mountpoints::DIFF_ID.trim_start_matches("sha256:");
+    assert!(
+        store.join("layers").join(mount_points).is_dir(),
+        "prune removed the mount points layer below a running container's image"
+    );
     // The container is untouched.
     assert_eq!(box_(&["exec", &id, "true"]).status.code(), Some(0));
     assert_eq!(box_(&["rm", "-f", &id]).status.code(), Some(0));

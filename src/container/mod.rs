@@ -333,13 +333,14 @@ pub fn prepare(
         release_name(&containers);
         return Err(e.into());
     }
-    let spec = match launch::spec_of(&containers, &st, &lch, o.isolation, o.preserve_fds) {
+    let mut spec = match launch::spec_of(&containers, &st, &lch, o.isolation, o.preserve_fds) {
         Ok(s) => s,
         Err(e) => {
             release_name(&containers);
             return Err(e);
         }
     };
+    with_mount_points(store, &policy, &mut spec);
     if let Some(p) = &o.cidfile
         && let Err(e) = tool.write_cidfile(p, &id)
     {
@@ -350,6 +351,28 @@ pub fn prepare(
         });
     }
     Ok(Prepared { spec, state: st })
+}
+
+/// The most lower layers an overlay takes (the kernel's `OVL_MAX_STACK`).
+const OVERLAY_MAX_LOWERS: usize = 500;
+
+/// Put the store's mount points layer ([`crate::store::mountpoints`]) below the image's layers
+/// of an overlay root, so that pid 1 finds /proc, /sys, /dev and the /etc files it mounts on
+/// instead of making them in the upper. Best effort: where the layer cannot be had (or the
+/// image already uses every layer an overlay takes), pid 1 makes the missing mount points as
+/// it always could. It is not in the launch record: a restart of a kept container, whose
+/// upper then gets them, works without it.
+fn with_mount_points(
+    store: &Store,
+    policy: &crate::layer::ContentPolicy,
+    spec: &mut run::SandboxSpec,
+) {
+    if let run::RootfsSource::Overlay { lowerdirs, .. } = &mut spec.rootfs
+        && lowerdirs.len() < OVERLAY_MAX_LOWERS
+        && let Ok(tree) = store.mount_points_layer(policy)
+    {
+        lowerdirs.insert(0, tree);
+    }
 }
 
 /// The container's hostname: `--hostname`, the host's with `--network host`, else the first

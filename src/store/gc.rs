@@ -97,6 +97,16 @@ pub(crate) fn remove_tree(p: &Path) -> std::io::Result<()> {
 }
 
 impl Store {
+    /// Whether any container has a state here (in `containers/` or the run directory): its
+    /// overlay may have the mount points layer below its image's, so prune keeps that layer
+    /// until no container is left (a run makes it again when it is gone).
+    fn any_container(&self) -> bool {
+        let dirs =
+            std::iter::once(self.containers_dir()).chain(rundir::run_dir(&self.containers_dir()));
+        dirs.flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
+            .any(|e| e.path().join("state.json").is_file())
+    }
+
     /// Everything reachable from the roots: blob digests and diff_ids.
     pub fn reachable(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
         let mut extra = HashSet::new();
@@ -188,7 +198,8 @@ impl Store {
             .flatten()
         {
             let name = e.file_name().to_string_lossy().into_owned();
-            let keep = Digest::from_hex(&name).is_ok_and(|d| diff_ids.contains(&d));
+            let keep = Digest::from_hex(&name).is_ok_and(|d| diff_ids.contains(&d))
+                || (super::mountpoints::is_layer(&name) && self.any_container());
             if !keep {
                 rep.bytes_freed += dir_size(&e.path());
                 remove_tree(&e.path()).map_err(|source| StoreError::Io {

@@ -31,6 +31,7 @@ pub mod image;
 pub mod index;
 pub mod layers;
 pub mod lists;
+pub mod mountpoints;
 pub mod rundir;
 pub mod volumes;
 
