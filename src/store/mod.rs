@@ -3,7 +3,8 @@
 //! ```text
 //! oci-layout, index.json     tags = manifests annotated org.opencontainers.image.ref.name
 //! blobs/sha256/<hex>         manifests, configs, compressed layers; immutable, verified
-//! layers/<diff_id hex>/      unpacked layer trees (overlay lowerdirs), complete-marker last
+//! layers/<diff_id hex>/      unpacked layer trees (overlay lowerdirs), complete-marker last;
+//!                            also the containers' mount points layer (mountpoints.rs)
 //! cache/                     build cache
 //! containers/<id>/           container state (a foreground --rm container's: containers/run ->
 //!                            a tmpfs directory, see rundir.rs)
