@@ -851,21 +851,11 @@ fn layers_are_unpacked_once_and_shared_by_later_runs() {
 fn an_image_without_mount_points_gets_them_from_the_mount_points_layer() {
     let Some(all) = Who::all() else { return };
     for who in all {
-        let ctx = boxrun_common::tempdir();
-        std::fs::write(
-            ctx.path().join("Boxfile"),
+        let tag = boxrun_common::build_image(
+            &who,
+            "bare",
             "FROM busybox AS b\nFROM scratch\nCOPY --from=b /bin/busybox /bin/busybox\n",
-        )
-        .unwrap();
-        who.own(ctx.path());
-        let tag = unique("bare");
-        let o = who
-            .cmd("boxbuild")
-            .args(["-q", "-t", &tag])
-            .arg(ctx.path())
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        );
         let o = who.boxrun(&[
             "--rm",
             "--network",

@@ -542,21 +542,11 @@ fn publish_all_maps_every_exposed_port_to_a_random_host_port() {
     let Some(all) = Who::all() else { return };
     common::users::open_tun();
     for who in all {
-        let ctx = boxrun_common::tempdir();
-        std::fs::write(
-            ctx.path().join("Boxfile"),
+        let tag = boxrun_common::build_image(
+            &who,
+            "exposed",
             "FROM busybox\nEXPOSE 8000\nEXPOSE 5353/udp\n",
-        )
-        .unwrap();
-        who.own(ctx.path());
-        let tag = unique("exposed");
-        let o = who
-            .cmd("boxbuild")
-            .args(["-q", "-t", &tag])
-            .arg(ctx.path())
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        );
         let name = unique("pall");
         let _c = Cleanup(&who, name.clone());
         let fixed = free_port();

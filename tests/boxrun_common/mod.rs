@@ -199,6 +199,23 @@ pub fn run_detached(who: &Who, name: &str, args: &[&str]) -> String {
     id
 }
 
+/// `boxbuild -q -t TAG` (as `who`, into its store) of a context holding only `boxfile`;
+/// asserts it built and returns the tag (`tag` made unique).
+pub fn build_image(who: &Who, tag: &str, boxfile: &str) -> String {
+    let ctx = tempdir();
+    std::fs::write(ctx.path().join("Boxfile"), boxfile).unwrap();
+    who.own(ctx.path());
+    let tag = unique(tag);
+    let o = who
+        .cmd("boxbuild")
+        .args(["-q", "-t", &tag])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}: {}", who.label(), stderr(&o));
+    tag
+}
+
 /// A unique container name for this test process.
 pub fn unique(tag: &str) -> String {
     format!("t-{tag}-{}-{}", std::process::id(), rand_suffix())
