@@ -34,6 +34,18 @@ impl Store {
                 digest: blob.clone(),
             })?;
         let file = self.open_blob(blob)?;
+        self.unpack_file(diff_id, file, compression, policy)
+    }
+
+    /// Extract the layer tar in `file` into the cache as `diff_id` (checked against it), in
+    /// overlay form, under `policy`; the caller has seen it is not there yet.
+    pub(super) fn unpack_file(
+        &self,
+        diff_id: &Digest,
+        file: std::fs::File,
+        compression: Compression,
+        policy: &ContentPolicy,
+    ) -> Result<PathBuf> {
         // Overlay form, with the opaque xattr that an overlay mounted with `userxattr` reads.
         let opts = policy.options(ExtractMode::Overlay(OverlayXattr::User));
         Ok(layer::unpack_cached(

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use super::{Result, Store, io_err};
 use crate::digest::Digest;
-use crate::layer::{self, Compression, ContentPolicy, ExtractMode, OverlayXattr};
+use crate::layer::{self, Compression, ContentPolicy};
 
 /// The diff_id of [`tar_bytes`] (a test checks it).
 pub const DIFF_ID: &str = "sha256:238658dbcdfdc293b041d9b1d42e685c807bc5e9fa3db09f43112a50addb3ee8";
@@ -83,15 +83,7 @@ impl Store {
                 "write the mount points layer into a temporary file in",
                 &tmp,
             ))?;
-        let opts = policy.options(ExtractMode::Overlay(OverlayXattr::User));
-        Ok(layer::unpack_cached(
-            &self.layers_dir(),
-            &diff_id,
-            file,
-            Compression::None,
-            &opts,
-            policy.confinement,
-        )?)
+        self.unpack_file(&diff_id, file, Compression::None, policy)
     }
 }
 
