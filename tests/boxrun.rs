@@ -1121,3 +1121,140 @@ fn the_dev_built_ahead_is_the_same_tree_as_the_one_pid_1_builds() {
         }
     }
 }
+
+/// Spawn `boxrun ARGS…` with a unique `-e` marker and return it with its container's pid 1.
+fn spawn_marked(who: &Who, flags: &[&str], cmd: &[&str]) -> (std::process::Child, u32) {
+    let marker = format!("BOXKIT_ALONE_TEST={}", unique("alone"));
+    let mut args = vec!["-e", &marker];
+    args.extend_from_slice(flags);
+    args.push("busybox");
+    args.extend_from_slice(cmd);
+    let mut child = who
+        .cmd("boxrun")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn boxrun");
+    for _ in 0..400 {
+        if let Some(pid) = pid_with_env(&marker) {
+            return (child, pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    panic!(
+        "[{}] no container with {marker}: {:?}",
+        who.label(),
+        child.wait_with_output()
+    );
+}
+
+/// Wait up to 10 s for `pid` to end.
+fn wait_ended(who: &Who, pid: i32, what: &str) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !common::ended(pid) {
+        assert!(
+            std::time::Instant::now() < end,
+            "[{}] {what} {pid} still runs 10 s later",
+            who.label()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_run_that_needs_no_host_side_is_one_process_with_the_same_exit_codes_and_signals() {
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        let l = who.label();
+        // `--network none` and nothing of the host side: the process the caller started is the
+        // tool itself, the parent of the container's pid 1 (no host agent in between).
+        let none = ["--rm", "--network", "none"];
+        let (mut alone, pid1) = spawn_marked(&who, &none, &["sleep", "60"]);
+        assert_eq!(
+            common::parent_of(pid1 as i32),
+            Some(alone.id() as i32),
+            "[{l}] pid 1's parent"
+        );
+        // It holds no host credentials: its ids are container root's host ids (root's
+        // subordinate range, or the user's own uid), in a user namespace of its own, and the
+        // map writer (root) is gone: pid 1 is its only child.
+        let tool = alone.id() as i32;
+        let status = std::fs::read_to_string(format!("/proc/{tool}/status")).unwrap();
+        let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        let owner = who.owner().0;
+        assert_eq!(
+            uids.split_whitespace().skip(1).collect::<Vec<_>>(),
+            vec![owner.to_string(); 4],
+            "[{l}] {uids}"
+        );
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+        assert_ne!(ns(&tool.to_string()), ns("self"), "[{l}]");
+        let children = std::fs::read_to_string(format!("/proc/{tool}/task/{tool}/children"));
+        assert_eq!(children.unwrap().trim(), pid1.to_string(), "[{l}]");
+        // SIGKILL of that process ends the container with it, and leaves no process behind.
+        unsafe { libc::kill(tool, libc::SIGKILL) };
+        let st = alone.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
+        wait_ended(&who, pid1 as i32, "the container's pid 1");
+
+        // The same run with `--cidfile` (which the host agent writes, as the caller) keeps the
+        // agent: the tool is its child.
+        let dir = tempdir();
+        let cid = dir.path().join("cid");
+        if let Who::User(u) = &who {
+            std::os::unix::fs::chown(dir.path(), Some(u.uid), Some(u.gid)).unwrap();
+        }
+        let cid_s = cid.to_str().unwrap();
+        let flags = ["--rm", "--network", "none", "--cidfile", cid_s];
+        let (mut agent, pid1) = spawn_marked(&who, &flags, &["sleep", "60"]);
+        let tool = common::parent_of(pid1 as i32).expect("pid 1's parent");
+        assert_ne!(
+            tool,
+            agent.id() as i32,
+            "[{l}] --cidfile ran without the agent"
+        );
+        assert_eq!(common::parent_of(tool), Some(agent.id() as i32), "[{l}]");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid1 as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        assert_eq!(agent.wait().unwrap().code(), Some(137), "[{l}]");
+        assert_eq!(std::fs::read_to_string(&cid).unwrap().len(), 64, "[{l}]");
+
+        // Exit codes: the container's own, and docker's 125 and 127.
+        for (cmd, code) in [
+            (&["sh", "-c", "exit 7"][..], 7),
+            (&["true"][..], 0),
+            (&["no-such-command"][..], 127),
+        ] {
+            let mut args = none.to_vec();
+            args.push("busybox");
+            args.extend_from_slice(cmd);
+            let o = who.boxrun(&args);
+            assert_eq!(o.status.code(), Some(code), "[{l}] {cmd:?}: {}", stderr(&o));
+        }
+        let o = who.boxrun(&["--rm", "--network", "none", "no-such-image-here"]);
+        assert_eq!(o.status.code(), Some(125), "[{l}] {}", stderr(&o));
+
+        // SIGTERM sent to the caller's process reaches the container, and the run ends with
+        // the container's code; its output is all there.
+        let script = "trap 'echo trapped; exit 3' TERM; echo ready; while :; do sleep 0.1; done";
+        let (run, _) = spawn_marked(&who, &none, &["sh", "-c", script]);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !common::blocks(run.id(), libc::SIGTERM) {
+            assert!(
+                std::time::Instant::now() < end,
+                "[{l}] SIGTERM never blocked"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+        let o = run.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(3), "[{l}] {}", stderr(&o));
+        assert_eq!(stdout(&o), "ready\ntrapped\n", "[{l}]");
+    }
+}

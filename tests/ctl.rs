@@ -775,15 +775,6 @@ fn no_stdin_feeds_nothing_and_stdin_stays_open_across_two_attaches() {
     }
 }
 
-/// Whether process `pid` (its main thread) blocks `sig`.
-fn blocks(pid: u32, sig: i32) -> bool {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("SigBlk:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .is_some_and(|m| m & (1 << (sig - 1)) != 0)
-}
-
 #[test]
 fn attach_passes_sigterm_on_to_the_container_unless_sig_proxy_is_false() {
     let Some(all) = Who::all() else { return };
@@ -808,7 +799,7 @@ fn attach_passes_sigterm_on_to_the_container_unless_sig_proxy_is_false() {
         // The default: the container gets it, and the attach ends with its code.
         let a = spawn_attach(&who, &[], &n);
         let end = Instant::now() + Duration::from_secs(10);
-        while !blocks(a.id(), libc::SIGTERM) {
+        while !common::blocks(a.id(), libc::SIGTERM) {
             assert!(
                 Instant::now() < end,
                 "{}: SIGTERM never blocked",

@@ -7,6 +7,7 @@ mod sandbox_common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{ended, parent_of};
 use sandbox_common::{Who, busybox_rootfs, cgroup_dirs, unique_id};
 
 #[test]
@@ -163,30 +164,6 @@ fn rootless_sigkill_of_container_init_leaves_no_veth_or_lease() {
     while links().contains(&veth) {
         assert!(Instant::now() < gone, "{veth} still exists 10 s after exit");
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The parent of `pid` (from /proc/PID/stat), if it still exists.
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Whether `pid` has exited (gone, or a zombie waiting to be reaped).
-fn ended(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                == Some("Z")
-        }
     }
 }
 

@@ -13,7 +13,16 @@ use super::{ExitCode, Start, ToolContext, enter_userns_if_needed};
 pub fn main_of(prog: &str, command: fn(ToolContext) -> ExitCode) -> ! {
     process_start();
     let code = match enter_userns_if_needed(prog) {
-        Start::Command(tool) => command(tool),
+        Start::Command(tool) => {
+            let alone = tool.is_alone();
+            let code = command(tool);
+            if alone {
+                // No agent reports the exit code ahead of this process's teardown: a child
+                // holds it off until the caller has the status.
+                crate::run::linger::exit(i32::from(code));
+            }
+            code
+        }
         Start::Exit(code) => code,
     };
     // Flushes standard output (Rust's `rt::cleanup`), then libc's exit.

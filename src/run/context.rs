@@ -35,6 +35,9 @@ pub struct ToolContext {
     /// The helper a foreground run started as it entered the namespace, until the run takes
     /// it ([`ToolContext::take_prestart`]).
     prestart: std::sync::Arc<std::sync::Mutex<Option<super::prestart::Prestart>>>,
+    /// The process entered the namespace itself, with no host agent, for a run that needs
+    /// none ([`ToolContext::is_alone`]).
+    alone: bool,
 }
 
 impl ToolContext {
@@ -48,6 +51,7 @@ impl ToolContext {
             agent: None,
             keeper: None,
             prestart: Default::default(),
+            alone: false,
         }
     }
 
@@ -58,7 +62,24 @@ impl ToolContext {
             agent: agent.map(AgentSocket::new),
             keeper,
             prestart: Default::default(),
+            alone: false,
         }
+    }
+
+    /// The context of a process that entered the namespace itself and kept no host agent
+    /// ([`super::userns::enter_if_needed`]'s `alone`).
+    pub(crate) fn alone(userns: ToolUserns, keeper: Option<i32>) -> Self {
+        ToolContext {
+            alone: true,
+            ..ToolContext::new(userns, None, keeper)
+        }
+    }
+
+    /// Whether this process entered the namespace by itself, with no host agent: it has no
+    /// credentials of the host left, so nothing that needs them (cgroups, the host network,
+    /// a `--cidfile`) can be done, and it ends through [`super::linger::exit`].
+    pub fn is_alone(&self) -> bool {
+        self.alone
     }
 
     /// Keep the helper that [`super::userns::enter_if_needed`] started for the run.
@@ -94,6 +115,9 @@ impl ToolContext {
 
     /// The sandbox's handle on the host side: the agent across its socket, or in-process.
     pub fn host_link(&self) -> HostLink {
+        // A process alone in its namespace has no host credentials for the in-process side
+        // to use: the CLI sends every run that needs them through the agent
+        // (`cli::runs_alone`); the supervisor refuses the rest.
         match &self.agent {
             Some(a) => HostLink::Agent(a.clone()),
             None => HostLink::Local(Box::new(HostSide::new(self.keeper))),
@@ -103,6 +127,13 @@ impl ToolContext {
     /// Write a container's id to a `--cidfile` of the command line, as the real caller (the
     /// host agent when there is one): see [`super::cidfile`].
     pub fn write_cidfile(&self, path: &std::path::Path, id: &str) -> super::agent::Result<()> {
+        if self.alone {
+            return Err(super::agent::AgentError::Host(
+                "--cidfile needs the host agent, which this run did not start; please report \
+                 this as a bug"
+                    .into(),
+            ));
+        }
         self.host_link()
             .call(super::agent::Request::Cidfile {
                 path: path.to_path_buf(),

@@ -387,12 +387,22 @@ pub fn write_maps(pid: i32, maps: &IdMaps, w: &mut impl MapWriter) -> Result<()>
         ])?;
         return Ok(());
     }
-    w.write_file(&proc.join("uid_map"), &map_text(&maps.uids))?;
+    for (file, text) in map_files(maps) {
+        w.write_file(&proc.join(file), &text)?;
+    }
+    Ok(())
+}
+
+/// What installing `maps` directly (without the setuid helpers) writes, in order: each file
+/// of `/proc/PID/` with its text.
+pub fn map_files(maps: &IdMaps) -> Vec<(&'static str, String)> {
+    let mut files = vec![("uid_map", map_text(&maps.uids))];
     if maps.single {
         // An unprivileged gid_map write is refused until setgroups is denied.
-        w.write_file(&proc.join("setgroups"), "deny")?;
+        files.push(("setgroups", "deny".to_string()));
     }
-    w.write_file(&proc.join("gid_map"), &map_text(&maps.gids))
+    files.push(("gid_map", map_text(&maps.gids)));
+    files
 }
 
 #[cfg(test)]

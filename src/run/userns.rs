@@ -105,7 +105,14 @@ fn plan(host: bool, root: bool) -> Result<Option<IdMaps>, String> {
 /// `prestart` (a foreground container run), the child first starts the helper that makes the
 /// container's namespaces and /dev ahead ([`super::prestart`]), as soon as its maps exist, and
 /// runs `meanwhile` after that: the helper's work then overlaps the parse too.
-pub fn enter_if_needed(meanwhile: &mut dyn FnMut(), prestart: bool) -> Entered {
+///
+/// With `alone` (a foreground run whose command line needs nothing of the host side: no
+/// cgroup limits, no host network, no `--cidfile`; the CLI decides), the process does not
+/// fork when it can enter by itself: an unprivileged user joins its keeper's namespace, and
+/// root makes its namespace with a short-lived map writer ([`super::selfmap`]). The process
+/// is then the tool, with no agent ([`ToolContext::is_alone`]), and ends through
+/// [`super::linger::exit`]. Otherwise it forks as above.
+pub fn enter_if_needed(meanwhile: &mut dyn FnMut(), prestart: bool, alone: bool) -> Entered {
     let args: Vec<String> = std::env::args().collect();
     let host = wants_host(&args);
     let euid = nix::unistd::geteuid();
@@ -120,18 +127,9 @@ pub fn enter_if_needed(meanwhile: &mut dyn FnMut(), prestart: bool) -> Entered {
         Ok(m) => m,
         Err(reason) => return not_entered(reason),
     };
-    let (outer, inner) = match socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    ) {
-        Ok(p) => p,
-        Err(e) => return not_entered(format!("socketpair: {e}")),
-    };
     // An unprivileged user joins its keeper's namespace (no setuid map helpers per command);
     // when that fails the command makes a namespace of its own, as root always does.
-    let keeper = match &maps {
+    let mut keeper = match &maps {
         Some(m) if !root => match super::keeper::ensure(m) {
             Ok(k) => Some(k),
             Err(e) => {
@@ -140,6 +138,23 @@ pub fn enter_if_needed(meanwhile: &mut dyn FnMut(), prestart: bool) -> Entered {
             }
         },
         _ => None,
+    };
+    if alone && let Some(m) = &maps {
+        if let Some(k) = keeper.take() {
+            return in_place(&maps, Join::Keeper(k), meanwhile, prestart);
+        }
+        if root && let Some(w) = super::selfmap::Writer::start(m) {
+            return in_place(&maps, Join::Own(w), meanwhile, prestart);
+        }
+    }
+    let (outer, inner) = match socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    ) {
+        Ok(p) => p,
+        Err(e) => return not_entered(format!("socketpair: {e}")),
     };
     let agent = nix::unistd::getpid();
     // SAFETY: called first in main, while the process is single-threaded.
@@ -255,6 +270,83 @@ fn tool_side(
     // The agent's socket lives as long as the tool process.
     let agent: RawFd = inner.into_raw_fd();
     let tool = ToolContext::new(userns, Some(agent), keeper_pid);
+    tool.keep_prestart(pre);
+    Entered::Tool(tool)
+}
+
+/// How a run that goes alone enters its user namespace.
+enum Join {
+    /// Join the keeper's (an unprivileged user).
+    Keeper(Keeper),
+    /// Make one, whose maps this writer writes (root).
+    Own(super::selfmap::Writer),
+}
+
+/// Enter the namespaces in this very process, with no host agent: a foreground run that needs
+/// nothing of the host side (see [`enter_if_needed`]'s `alone`). Saves the fork of the tool
+/// and the agent's wait and exit; the process then exits through [`super::linger::exit`].
+fn in_place(
+    maps: &Option<IdMaps>,
+    join: Join,
+    meanwhile: &mut dyn FnMut(),
+    prestart: bool,
+) -> Entered {
+    let mut keeper_pid = None;
+    let entered = match join {
+        Join::Keeper(k) => {
+            keeper_pid = Some(k.pid);
+            nix::sched::setns(k.userns, CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| format!("join the keeper's user namespace (setns): {e}"))
+                .and_then(|()| {
+                    unshare(CloneFlags::CLONE_NEWNS)
+                        .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))
+                })
+        }
+        Join::Own(mut writer) => {
+            if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+                // Still outside, with nothing changed: go on as a tool that did not enter.
+                drop(writer);
+                return not_entered(format!("enter the user namespace: unshare: {e}"));
+            }
+            // The writer writes the maps while this process copies its mount table.
+            let told = writer.go();
+            let ns = unshare(CloneFlags::CLONE_NEWNS);
+            // Reaped before anything else happens here: it has the host's credentials.
+            let written = writer.finish();
+            match (told, written, ns) {
+                (true, Ok(()), Ok(())) => Ok(()),
+                (_, Err(e), _) => Err(format!("set up user namespace id maps: {e}")),
+                (false, ..) => Err("set up user namespace id maps: the writer is gone".into()),
+                (_, _, Err(e)) => Err(format!("unshare(CLONE_NEWNS): {e}")),
+            }
+        }
+    };
+    if let Err(e) = entered {
+        // In a user namespace without maps, or without a mount namespace of its own: nothing
+        // can go on here.
+        eprintln!("boxkit: {e}");
+        return Entered::Exit(125);
+    }
+    let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
+    let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+    // Mounts made in here must not propagate back to the host.
+    let _ = nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    );
+    let pre = match maps {
+        Some(m) if prestart => super::prestart::Prestart::spawn(m),
+        _ => None,
+    };
+    meanwhile();
+    let userns = match maps {
+        Some(m) => ToolUserns::Remapped(m.clone()),
+        None => ToolUserns::HostIds,
+    };
+    let tool = ToolContext::alone(userns, keeper_pid);
     tool.keep_prestart(pre);
     Entered::Tool(tool)
 }

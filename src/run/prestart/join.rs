@@ -10,13 +10,13 @@ use super::{AHEAD, Joined};
 
 /// An anonymous mapping used as a child's stack, with a guard page at its bottom.
 #[derive(Debug)]
-pub(super) struct Stack {
+pub(in crate::run) struct Stack {
     base: *mut libc::c_void,
     size: usize,
 }
 
 impl Stack {
-    pub(super) fn new(size: usize) -> Option<Stack> {
+    pub(in crate::run) fn new(size: usize) -> Option<Stack> {
         // SAFETY: a fresh private anonymous mapping; checked below.
         let base = unsafe {
             libc::mmap(
@@ -38,7 +38,7 @@ impl Stack {
     }
 
     /// The initial stack pointer (the mapping's end, 16-byte aligned).
-    pub(super) fn top(&self) -> *mut libc::c_void {
+    pub(in crate::run) fn top(&self) -> *mut libc::c_void {
         // SAFETY: one past the end of the mapping, which is what a stack pointer starts at.
         unsafe { self.base.cast::<u8>().add(self.size).cast() }
     }

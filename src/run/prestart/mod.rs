@@ -58,10 +58,10 @@ use super::{idmap, namespaces};
 
 mod devtree;
 mod join;
-mod raw;
+pub(super) mod raw;
 
 use devtree::dev_tree;
-use join::Stack;
+pub(super) use join::Stack;
 
 /// The namespaces a helper can make ahead: all but the mount namespace (a copy of the tool's
 /// at clone) and the pid namespace (which cannot exist before its pid 1), in the order

@@ -171,6 +171,13 @@ fn supervise_in(
     };
     let devices = crate::run::cgroups::device_filter_applies(in_userns);
     let needs_host = !spec.limits.is_empty() || spec.network == NetworkMode::Bridge || devices;
+    if needs_host && tool.is_alone() {
+        return Err(ProcessError::Setup(
+            "this run needs the host agent (cgroup limits or the bridge network), which a \
+             command line that asks for neither does not start; please report this as a bug"
+                .into(),
+        ));
+    }
     // Nothing to do between the clone and "go" (no host side, no chown listener), and pid 1
     // execs the command itself (no `--init`): "go" can be said before the clone.
     let go_first = !needs_host && chown.is_none() && !spec.init;
