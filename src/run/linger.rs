@@ -12,8 +12,10 @@
 //! `SIGKILL` at its parent's death, so it is killed right then and releases everything on its
 //! own exit, while the caller already has the exit status. The child runs raw system calls
 //! only, on a static stack, and is reaped by init (or the caller's subreaper), as any orphan.
+//! A run's supervisor makes it ahead ([`arm`]), while pid 1 builds its root and the supervisor
+//! would only wait: the clone then costs the exit nothing (−0.07 ms paired, "Session 24").
 
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::prestart::raw;
 
@@ -46,26 +48,51 @@ extern "C" fn linger_main(arg: *mut libc::c_void) -> libc::c_int {
     0
 }
 
+/// Whether the lingering child exists (made by [`arm`]).
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+/// Make the lingering child now, ahead of [`exit`], from the main thread of a process that is
+/// about to wait anyway (a run's supervisor while pid 1 builds its root): the exit then makes
+/// none. Until this process exits the child only sleeps. Best effort; once per process.
+pub fn arm() {
+    // The parent-death signal follows the thread that made the child: the main thread, which
+    // lives until the process exits.
+    if raw::SUPPORTED
+        && nix::unistd::gettid() == nix::unistd::getpid()
+        && !ARMED.swap(true, Ordering::AcqRel)
+        && !spawn()
+    {
+        ARMED.store(false, Ordering::Release);
+    }
+}
+
+/// Clone the lingering child; whether it was made.
+fn spawn() -> bool {
+    let top = STACK_MEM.0.as_ptr().wrapping_add(STACK) as *mut libc::c_void;
+    let me = std::process::id() as usize;
+    // SAFETY: the child runs `linger_main` on the static stack, which no other code uses (one
+    // child per process: `ARMED`, or the process's end in `exit`), and makes only raw system
+    // calls; the memory it shares stays mapped until it exits, as it holds the address space.
+    let pid = unsafe {
+        libc::clone(
+            linger_main,
+            top,
+            libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_FS | libc::SIGCHLD,
+            me as *mut libc::c_void,
+        )
+    };
+    pid > 0
+}
+
 /// Exit with `code` (after flushing standard output), leaving the teardown to a lingering
-/// child (see the module documentation). Where the child cannot be made, a plain `_exit`.
+/// child (see the module documentation), made now unless [`arm`] made it. Where the child
+/// cannot be made, a plain `_exit`.
 pub fn exit(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    if raw::SUPPORTED {
-        let top = STACK_MEM.0.as_ptr().wrapping_add(STACK) as *mut libc::c_void;
-        let me = std::process::id() as usize;
-        // SAFETY: the child runs `linger_main` on the static stack, which no other code uses
-        // (this function runs once: it ends the process), and makes only raw system calls;
-        // the memory it shares stays mapped until it exits, as it holds the address space.
-        unsafe {
-            libc::clone(
-                linger_main,
-                top,
-                libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_FS | libc::SIGCHLD,
-                me as *mut libc::c_void,
-            )
-        };
+    if raw::SUPPORTED && !ARMED.load(Ordering::Acquire) {
+        spawn();
     }
     // SAFETY: ends the process; every value that needed dropping is gone or holds nothing the
     // kernel does not release (the command has finished, its output is flushed).

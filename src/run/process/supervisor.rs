@@ -244,6 +244,11 @@ fn supervise_in(
 
     let master = tty.and_then(PtyChannel::receive_master);
 
+    // A run alone ends by leaving its teardown to a lingering child: made now, while pid 1
+    // builds its root on the other CPU and this process would only wait.
+    if tool.is_alone() {
+        crate::run::linger::arm();
+    }
     // EOF on the error pipe: the command was exec'd (or the child died).
     let mut msg = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
