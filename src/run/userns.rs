@@ -245,14 +245,7 @@ fn tool_side(
             return Entered::Exit(125);
         }
     }
-    // Mounts made in here must not propagate back to the host.
-    let _ = nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
-        None::<&str>,
-    );
+    mounts_stay_here();
     let pre = match &maps {
         Some(m) if prestart => super::prestart::Prestart::spawn(m),
         _ => None,
@@ -329,14 +322,7 @@ fn in_place(
     }
     let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
     let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
-    // Mounts made in here must not propagate back to the host.
-    let _ = nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
-        None::<&str>,
-    );
+    mounts_stay_here();
     let pre = match maps {
         Some(m) if prestart => super::prestart::Prestart::spawn(m),
         _ => None,
@@ -349,6 +335,18 @@ fn in_place(
     let tool = ToolContext::alone(userns, keeper_pid);
     tool.keep_prestart(pre);
     Entered::Tool(tool)
+}
+
+/// Mounts made in the tool's mount namespace must not propagate back to the host: every
+/// mount becomes a slave of the host's (it still sees the host's new mounts).
+fn mounts_stay_here() {
+    let _ = nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    );
 }
 
 /// Make this process get SIGKILL when `agent`, its parent, exits; false when the parent has
