@@ -466,6 +466,75 @@ fn a_foreground_container_is_listed_and_reachable_while_it_runs() {
 }
 
 #[test]
+fn exec_cp_and_top_right_after_a_foreground_run_is_listed_meet_its_command() {
+    // A foreground run is listed (and found by name) before its pid 1 has built the
+    // container's root. What meets the container then waits for its command: joined earlier,
+    // pid 1's mount namespace still had the host's tree at its root (an exec failed with
+    // "working directory / is outside the container's root", or ran the host's cat; a cp
+    // would have written into the host's /tmp).
+    let Some(all) = Who::all() else { return };
+    use std::os::unix::fs::PermissionsExt;
+    let src = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(src.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = src.path().join("early");
+    std::fs::write(&file, "early\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for who in all {
+        // A run alone (--network none) and one with the host agent (--network host).
+        for (i, network) in ["none", "host"].iter().cycle().take(6).enumerate() {
+            let name = unique("early");
+            let _c = Cleanup(&who, name.clone());
+            let mut child = who
+                .cmd("boxrun")
+                .args(["--rm", "--name", &name, "--network", network, "busybox"])
+                .args(["sleep", "1000"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let target = format!("/tmp/{name}");
+            let args: Vec<String> = match i % 3 {
+                0 => vec![
+                    "exec".into(),
+                    name.clone(),
+                    "cat".into(),
+                    "/proc/1/comm".into(),
+                ],
+                1 => vec![
+                    "cp".into(),
+                    file.display().to_string(),
+                    format!("{name}:{target}"),
+                ],
+                _ => vec!["top".into(), name.clone()],
+            };
+            // As soon as the name resolves.
+            let end = Instant::now() + Duration::from_secs(20);
+            let o = loop {
+                let o = who.cmd("box").args(&args).output().unwrap();
+                if !stderr(&o).contains("no such container") {
+                    break o;
+                }
+                assert!(Instant::now() < end, "{name} never listed");
+            };
+            let what = format!("{} {network}: {args:?}", who.label());
+            assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(&o));
+            match i % 3 {
+                0 => assert_eq!(stdout(&o), "sleep\n", "{what}"),
+                1 => {
+                    assert!(!std::path::Path::new(&target).exists(), "{what}");
+                    let o = who.box_(&["exec", &name, "cat", &target]);
+                    assert_eq!(stdout(&o), "early\n", "{what}: {}", stderr(&o));
+                }
+                _ => assert!(stdout(&o).contains("sleep 1000"), "{what}: {}", stdout(&o)),
+            }
+            assert_eq!(who.box_(&["kill", &name]).status.code(), Some(0));
+            assert_eq!(child.wait().unwrap().code(), Some(137), "{what}");
+        }
+    }
+}
+
+#[test]
 fn prune_keeps_the_layers_of_a_running_container_whose_image_was_removed() {
     let Some(_) = Who::root() else { return };
     // A store of its own: this test untags busybox.

@@ -1,7 +1,7 @@
 //! `box exec` on a recorded container: find its pid 1 and hand its recorded process
 //! settings to [`crate::run::exec`], which does the work.
 
-use super::{ContainerError, Result, State};
+use super::{ContainerError, Result, State, started};
 pub use crate::run::exec::ExecOptions;
 use crate::run::exec::{self as run_exec, ExecError};
 
@@ -14,8 +14,7 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     };
     // First, before anything touches the container (see crate::run::exec).
     run_exec::harden().map_err(|e| start_err(e.to_string()))?;
-    let init_pid = st
-        .init_pid()
+    let init_pid = started::init_when_started(st, started::WAIT)
         .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
     let target = run_exec::Target {
         init_pid,

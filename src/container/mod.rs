@@ -32,6 +32,7 @@ pub mod populate;
 pub mod restart;
 pub mod runflags;
 mod start;
+mod started;
 pub mod state;
 pub mod stats;
 pub mod stdin;

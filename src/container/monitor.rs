@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{
-    ContainerError, Containers, Result, State, detach, launch, logs, restart, state, stdin,
+    ContainerError, Containers, Result, State, detach, launch, logs, restart, started, state, stdin,
 };
 use crate::run::{self, SandboxSpec, ToolContext};
 
@@ -245,9 +245,9 @@ pub(super) fn wait_started_then_exit(
 ) -> i32 {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let code_of = |ws: WaitStatus| run::process::exit_code(ws);
-    let sup_cmdline = cmdline(supervisor.as_raw());
+    let sup_cmdline = started::cmdline(supervisor.as_raw());
     let mut reported = false;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + started::WAIT;
     loop {
         match waitpid(supervisor, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
@@ -271,7 +271,9 @@ pub(super) fn wait_started_then_exit(
             Err(nix::Error::EINTR) => continue,
             Err(_) => return 125,
         }
-        if !reported && (command_started(st, sup_cmdline.as_deref()) || Instant::now() > deadline) {
+        if !reported
+            && (started::command_started(st, sup_cmdline.as_deref()) || Instant::now() > deadline)
+        {
             detach::report_started(&st.id);
             reported = true;
         }
@@ -313,59 +315,4 @@ pub(super) fn log_pipe(
         .map_err(|cause| ContainerError::Sys { op: "pipe", cause })?;
     let start = move || logs::spawn_relay(r.into(), log_file, index).ok();
     Ok((w.into(), Box::new(start)))
-}
-
-/// `/proc/PID/cmdline` in one read(2): the kernel takes the process's memory once per call, so
-/// one call sees the whole command line or none of it. `fs::read` reads in growing chunks, and
-/// a process that exits between two chunks (a failed exec) reads as a truncated command line,
-/// which is not the supervisor's and looked like a started command. Lines longer than the
-/// buffer compare by their first 64 KiB, on both sides.
-fn cmdline(pid: i32) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(format!("/proc/{pid}/cmdline")).ok()?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = loop {
-        match f.read(&mut buf) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
-        }
-    };
-    buf.truncate(n);
-    Some(buf)
-}
-
-/// Whether the container's pid 1 (or, under --init, its child) runs something other than
-/// boxkit itself, i.e. the command was exec'd. The command line tells (unlike /proc/PID/exe
-/// it needs no ptrace access).
-fn command_started(st: &State, sup_cmdline: Option<&[u8]>) -> bool {
-    let Some(init) = st.init_pid() else {
-        return false;
-    };
-    let mut pids = vec![init];
-    if let Ok(k) = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")) {
-        pids.extend(k.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-    }
-    // A zombie's command line reads empty: that is an exit, not an exec. A prefix of the
-    // supervisor's is not an exec either.
-    pids.into_iter().any(|p| {
-        cmdline(p).is_some_and(|c| {
-            !c.is_empty() && sup_cmdline.is_none_or(|s| !s.starts_with(c.as_slice()))
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cmdline;
-
-    #[test]
-    fn cmdline_reads_a_whole_command_line_in_one_call() {
-        // Longer than fs::read's first chunk, so a chunked read would need several calls.
-        let want: Vec<u8> = std::env::args()
-            .flat_map(|a| a.into_bytes().into_iter().chain([0]))
-            .collect();
-        assert_eq!(cmdline(std::process::id() as i32), Some(want));
-        assert_eq!(cmdline(i32::MAX), None);
-    }
 }
