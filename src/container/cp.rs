@@ -106,7 +106,7 @@ enum Target {
 
 fn target(store: &Store, st: &State, writing: bool) -> Result<Target> {
     if st.is_running()
-        && let Some(pid) = super::started::init_when_started(st, super::started::WAIT)
+        && let Some(pid) = super::started::init_when_started(st)
     {
         return Ok(Target::Running(crate::run::exec::join_target(pid)));
     }

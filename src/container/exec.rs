@@ -14,8 +14,8 @@ pub fn exec(st: &State, o: &ExecOptions) -> Result<i32> {
     };
     // First, before anything touches the container (see crate::run::exec).
     run_exec::harden().map_err(|e| start_err(e.to_string()))?;
-    let init_pid = started::init_when_started(st, started::WAIT)
-        .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
+    let init_pid =
+        started::init_when_started(st).ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
     let target = run_exec::Target {
         init_pid,
         env: &st.env,

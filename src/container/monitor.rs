@@ -272,7 +272,8 @@ pub(super) fn wait_started_then_exit(
             Err(_) => return 125,
         }
         if !reported
-            && (started::command_started(st, sup_cmdline.as_deref()) || Instant::now() > deadline)
+            && (started::started_init(st, sup_cmdline.as_deref()).is_some()
+                || Instant::now() > deadline)
         {
             detach::report_started(&st.id);
             reported = true;

@@ -13,15 +13,18 @@ use super::State;
 pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The container's pid 1 once its command runs (or, under `--init`, the init's child does),
-/// waiting up to `timeout` for that. None when the container ends first or never had a pid 1
+/// waiting up to [`WAIT`] for that. None when the container ends first or never had a pid 1
 /// in that time. A command that never tells (one that rewrote its command line to the
 /// supervisor's) gets pid 1 as it is after the timeout, which is past its setup anyway.
-pub fn init_when_started(st: &State, timeout: Duration) -> Option<i32> {
+pub fn init_when_started(st: &State) -> Option<i32> {
     let sup = cmdline(st.supervisor_pid?);
-    let end = Instant::now() + timeout;
+    let end = Instant::now() + WAIT;
     let mut pause = Duration::from_micros(200);
     loop {
-        if command_started(st, sup.as_deref()) || Instant::now() >= end {
+        if let Some(init) = started_init(st, sup.as_deref()) {
+            return Some(init);
+        }
+        if Instant::now() >= end {
             return st.init_pid();
         }
         if !st.supervisor_alive() {
@@ -52,24 +55,23 @@ pub(super) fn cmdline(pid: i32) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Whether the container's pid 1 (or, under --init, its child) runs something other than
-/// boxkit itself, i.e. the command was exec'd. The command line tells (unlike /proc/PID/exe
-/// it needs no ptrace access).
-pub(super) fn command_started(st: &State, sup_cmdline: Option<&[u8]>) -> bool {
-    let Some(init) = st.init_pid() else {
-        return false;
-    };
+/// The container's pid 1 when it (or, under --init, its child) runs something other than
+/// boxkit itself, i.e. the command was exec'd; None before. The command line tells (unlike
+/// /proc/PID/exe it needs no ptrace access).
+pub(super) fn started_init(st: &State, sup_cmdline: Option<&[u8]>) -> Option<i32> {
+    let init = st.init_pid()?;
     let mut pids = vec![init];
     if let Ok(k) = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")) {
         pids.extend(k.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
     }
     // A zombie's command line reads empty: that is an exit, not an exec. A prefix of the
     // supervisor's is not an exec either.
-    pids.into_iter().any(|p| {
+    let started = pids.into_iter().any(|p| {
         cmdline(p).is_some_and(|c| {
             !c.is_empty() && sup_cmdline.is_none_or(|s| !s.starts_with(c.as_slice()))
         })
-    })
+    });
+    started.then_some(init)
 }
 
 #[cfg(test)]

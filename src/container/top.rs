@@ -94,7 +94,7 @@ fn children(pid: i32) -> Vec<i32> {
 
 /// The host pids of the container's processes, in ascending order.
 pub fn members(st: &State) -> Result<Vec<i32>> {
-    let init = super::started::init_when_started(st, super::started::WAIT)
+    let init = super::started::init_when_started(st)
         .ok_or_else(|| ContainerError::NotRunning(st.name.clone()))?;
     let mut found = BTreeSet::new();
     // Descendants of pid 1 (readable whatever their dumpability).
