@@ -535,6 +535,45 @@ fn exec_cp_and_top_right_after_a_foreground_run_is_listed_meet_its_command() {
 }
 
 #[test]
+fn stop_right_after_a_foreground_run_is_listed_reaches_its_command() {
+    // `box stop` as soon as a foreground run is listed: while pid 1 still builds the root it
+    // drops a SIGTERM (the init of its pid namespace, with no handler), and the stop then
+    // waited out its whole timeout for a SIGKILL (137). It waits for the command instead;
+    // boxkit's init (--init) forwards the SIGTERM to `sleep`, which it ends (143).
+    let Some(all) = Who::all() else { return };
+    for who in all {
+        for network in ["none", "host"].iter().cycle().take(4) {
+            let name = unique("stopearly");
+            let _c = Cleanup(&who, name.clone());
+            let mut child = who
+                .cmd("boxrun")
+                .args(["--rm", "--init", "--name", &name, "--network", network])
+                .args(["busybox", "sleep", "1000"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let end = Instant::now() + Duration::from_secs(20);
+            let o = loop {
+                let o = who
+                    .cmd("box")
+                    .args(["stop", "-t", "60", &name])
+                    .output()
+                    .unwrap();
+                if !stderr(&o).contains("no such container") {
+                    break o;
+                }
+                assert!(Instant::now() < end, "{name} never listed");
+            };
+            let what = format!("{} {network}", who.label());
+            assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(&o));
+            assert_eq!(child.wait().unwrap().code(), Some(143), "{what}");
+        }
+    }
+}
+
+#[test]
 fn prune_keeps_the_layers_of_a_running_container_whose_image_was_removed() {
     let Some(_) = Who::root() else { return };
     // A store of its own: this test untags busybox.

@@ -3,13 +3,14 @@
 //! pid 1 then builds the container's root before it execs the command. What meets the
 //! container — `box exec`, `cp`, `top` — waits for the command ([`init_when_started`]): joined
 //! earlier, pid 1's mount namespace still has the host's tree at its root, not the image's.
+//! So do `box stop` and `kill` (but SIGKILL): pid 1 drops a signal it has no handler for.
 //! The monitor of a detached run waits the same way before `boxrun -d` returns.
 
 use std::time::{Duration, Instant};
 
 use super::State;
 
-/// How long `boxrun -d`, exec, cp and top wait for a container's command to run.
+/// How long `boxrun -d`, exec, cp, top, stop and kill wait for a container's command to run.
 pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The container's pid 1 once its command runs (or, under `--init`, the init's child does),

@@ -3,13 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ContainerError, Containers, Result, State, Status, state};
+use super::{ContainerError, Containers, Result, State, Status, started, state};
 
-/// Send `sig` to the container's pid 1.
+/// Send `sig` to the container's pid 1. Any signal but SIGKILL waits for the container's
+/// command to run ([`started::init_when_started`]): while pid 1 still builds the container's
+/// root it is boxkit's own code with no handler, and as the init of its pid namespace it
+/// drops such a signal, so a `box stop` then would wait out its whole timeout for a SIGKILL.
 pub fn kill(st: &State, sig: i32) -> Result<()> {
-    let pid = st
-        .init_pid()
-        .ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
+    let pid = if sig == libc::SIGKILL {
+        st.init_pid()
+    } else {
+        started::init_when_started(st)
+    };
+    let pid = pid.ok_or_else(|| ContainerError::NotRunning(st.id.clone()))?;
     // A raw number: docker's kill takes real-time signals too, which nix's Signal lacks.
     // SAFETY: kill(2) takes plain integers.
     let r = unsafe { libc::kill(pid, sig) };
