@@ -1,7 +1,9 @@
 #!/bin/bash
 # boxbuild vs `buildah bud --layers` on a large build context (issue 14): N small files,
-# a Boxfile `FROM busybox` + `COPY . /app` + one RUN. One hyperfine -N pass per scenario,
-# both tools interleaved, printing medians, the ratio and the load average:
+# a Boxfile `FROM busybox` + `COPY . /app` + one RUN. One pass per scenario: WARMUP rounds,
+# then RUNS rounds, each running every command once in a random order (bench/interleave.py,
+# hyperfine -N timing), so that boxkit and buildah are measured in the same phases of the
+# machine and its disk; prints medians, the ratio and the load average:
 #   cold     base image present, no build cache (both with --no-cache)
 #   cached   fully cached rebuild
 # plus, in the same pass as `cached`, the stat() floor: an lstat of every entry of the
@@ -77,7 +79,11 @@ run() { # name, extra boxbuild/buildah flags, 1 to add the stat floor
   [ -n "${SKIP_BUILDAH:-}" ] || args+=(-n buildah "$buildah $extra $ctx")
   [ "$with_floor" = 1 ] && args+=(-n floor "$floor")
   local load0; load0=$(cut -d' ' -f1-3 /proc/loadavg)
-  hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$work/$name.json" "${args[@]}" >&2
+  [ "$WARMUP" = 0 ] || python3 bench/interleave.py --rounds "$WARMUP" --runs 1 --warmup 0 \
+    --export-json "$work/$name-warmup.json" "${args[@]}" 2>/dev/null
+  python3 bench/interleave.py --rounds "$RUNS" --runs 1 --warmup 0 \
+    --export-json "$work/$name.json" "${args[@]}" >&2
+  jq -r '.results[] | "  \(.command): \([.times[] | .*1000 | round] | join(" ")) ms"' "$work/$name.json" >&2
   jq -r --arg n "$name" --arg load "$load0 → $(cut -d' ' -f1-3 /proc/loadavg)" '.results as $r
     | def med(c): ([$r[] | select(.command==c) | .median] | first);
     (med("boxbuild")) as $a | (med("buildah")) as $b | (med("floor")) as $f
@@ -90,5 +96,5 @@ echo "| --- | ---: | ---: | ---: | ---: | --- |" >> "$work/table"
 [ -n "${SKIP_CACHED:-}" ] || run cached "" 1
 [ -n "${SKIP_COLD:-}" ] || run cold --no-cache 0
 
-echo "context of $N files, $label, median of $RUNS runs (ratio = boxbuild/buildah):"
+echo "context of $N files, $label, median of $RUNS interleaved rounds (ratio = boxbuild/buildah):"
 cat "$work/table"
