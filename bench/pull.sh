@@ -12,7 +12,8 @@
 #   floor               tar -xzf of that layer blob into an empty dir (no pull, no store)
 #
 # hyperfine -N, one warm-up round, then RUNS (>= 5) interleaved rounds: each round runs every
-# command once, each after a --prepare that gives it an empty destination. The previous round's
+# command once, in a random order (shuf), each after a --prepare that gives it an empty
+# destination. The previous round's
 # destination is renamed into a trash directory, deleted when the pass ends: this VM's root
 # filesystem is ext4 without a journal, where each new inode skips every inode of its block
 # group freed in the last one to six minutes (`recently_deleted`), so deleting ~7,000 files
@@ -67,23 +68,33 @@ BOX_ONE="$BOX --root $OUT/box-one pull -q $IMAGE1"
 PODMAN_ONE="$PODMAN pull -q --tls-verify=false $IMAGE1"
 FLOOR="tar --no-same-owner -xzf $LAYER1 -C $OUT/floor --exclude=./dev/*"
 
+# One command of a round: run1 JSON_PREFIX PREPARE NAME COMMAND (no JSON for the warm-up).
+run1() {
+    _j=$1; shift
+    hyperfine -N --runs 1 --style none ${_j:+--export-json "$_j-$2.json"} \
+        --prepare "$1" -n "$2" "$3" > /dev/null
+}
+# A round: every command once, in a random order, so that no command always runs right after
+# the same other one (and its writeback: boxkit's download used to follow the floor's tar -x).
 round() {
-    hyperfine -N --runs 1 --style none "$@" \
-        --prepare "$(aside "$OUT/box-dl")" -n boxkit-download "$BOX_DL" \
-        --prepare "$(aside "$OUT/skopeo" true)" -n skopeo-copy "$SKOPEO" \
-        --prepare "$(aside "$OUT/box-ready")" -n boxkit-ready "$BOX_READY" \
-        --prepare "$(aside "$OUT/podman" true)" -n podman-pull "$PODMAN_PULL" \
-        --prepare "$(aside "$OUT/box-one")" -n boxkit-one "$BOX_ONE" \
-        --prepare "$(aside "$OUT/podman" true)" -n podman-one "$PODMAN_ONE" \
-        --prepare "$(aside "$OUT/floor")" -n floor-tar-x "$FLOOR" \
-        > /dev/null
+    for c in $(printf '%s\n' dl sk ready pull one pone floor | shuf); do
+        case $c in
+        dl) run1 "$1" "$(aside "$OUT/box-dl")" boxkit-download "$BOX_DL" ;;
+        sk) run1 "$1" "$(aside "$OUT/skopeo" true)" skopeo-copy "$SKOPEO" ;;
+        ready) run1 "$1" "$(aside "$OUT/box-ready")" boxkit-ready "$BOX_READY" ;;
+        pull) run1 "$1" "$(aside "$OUT/podman" true)" podman-pull "$PODMAN_PULL" ;;
+        one) run1 "$1" "$(aside "$OUT/box-one")" boxkit-one "$BOX_ONE" ;;
+        pone) run1 "$1" "$(aside "$OUT/podman" true)" podman-one "$PODMAN_ONE" ;;
+        floor) run1 "$1" "$(aside "$OUT/floor")" floor-tar-x "$FLOOR" ;;
+        esac
+    done
 }
 rm -f "$OUT"/round-*.json
 echo "load before: $(cat /proc/loadavg)"
-round # warm-up
+round "" # warm-up
 i=1
 while [ "$i" -le "$RUNS" ]; do
-    round --export-json "$OUT/round-$i.json"
+    round "$OUT/round-$i"
     i=$((i + 1))
 done
 echo "load after:  $(cat /proc/loadavg)"
@@ -105,7 +116,7 @@ python3 - "$OUT" "$RUNS" <<'PY'
 import glob, json, statistics, sys
 out, runs = sys.argv[1], int(sys.argv[2])
 t = {}
-for f in sorted(glob.glob(out + "/round-*.json")):
+for f in sorted(glob.glob(out + "/round-*.json"), key=lambda f: int(f.rsplit("/round-", 1)[1].split("-")[0])):
     for r in json.load(open(f))["results"]:
         t.setdefault(r["command"], []).extend(r["times"])
 med = {k: statistics.median(v) for k, v in t.items()}
