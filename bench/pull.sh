@@ -12,15 +12,14 @@
 #   floor               tar -xzf of that layer blob into an empty dir (no pull, no store)
 #
 # hyperfine -N, one warm-up round, then RUNS (>= 5) interleaved rounds: each round runs every
-# command once, in a random order (shuf), each after a --prepare that gives it an empty
-# destination. The previous round's
-# destination is renamed into a trash directory, deleted when the pass ends: this VM's root
-# filesystem is ext4 without a journal, where each new inode skips every inode of its block
-# group freed in the last one to six minutes (`recently_deleted`), so deleting ~7,000 files
-# before every command made each later create in that area slower, round after round, for
-# every tool (bench/README.md, "Session 16"). Prints medians and ratios. Needs root (debootstrap
-# fixture, podman storage), hyperfine, skopeo, podman, docker-registry, python3; builds
-# target/release/box.
+# command once, in a random order (bench/interleave.py), each after a --prepare that gives it
+# an empty destination. The previous round's destination is renamed into a trash directory,
+# deleted when the pass ends: this VM's root filesystem is ext4 without a journal, where each
+# new inode skips every inode of its block group freed in the last one to six minutes
+# (`recently_deleted`), so deleting ~7,000 files before every command made each later create in
+# that area slower, round after round, for every tool (bench/README.md, "Session 16"). Prints
+# medians and ratios. Needs root (debootstrap fixture, podman storage), hyperfine, skopeo,
+# podman, docker-registry, python3; builds target/release/box.
 #
 # Usage: bench/pull.sh [RUNS]
 set -eu
@@ -68,35 +67,23 @@ BOX_ONE="$BOX --root $OUT/box-one pull -q $IMAGE1"
 PODMAN_ONE="$PODMAN pull -q --tls-verify=false $IMAGE1"
 FLOOR="tar --no-same-owner -xzf $LAYER1 -C $OUT/floor --exclude=./dev/*"
 
-# One command of a round: run1 JSON_PREFIX PREPARE NAME COMMAND (no JSON for the warm-up).
-run1() {
-    _j=$1; shift
-    hyperfine -N --runs 1 --style none ${_j:+--export-json "$_j-$2.json"} \
-        --prepare "$1" -n "$2" "$3" > /dev/null
+# The rounds: every command once a round, in a random order (bench/interleave.py), so that no
+# command always runs right after the same other one and its writeback (boxkit's download
+# followed the floor's tar -x until it did).
+rounds() { # ROUNDS JSON
+    python3 bench/interleave.py --rounds "$1" --runs 1 --warmup 0 --export-json "$2" \
+        -p "$(aside "$OUT/box-dl")" -n boxkit-download "$BOX_DL" \
+        -p "$(aside "$OUT/skopeo" true)" -n skopeo-copy "$SKOPEO" \
+        -p "$(aside "$OUT/box-ready")" -n boxkit-ready "$BOX_READY" \
+        -p "$(aside "$OUT/podman" true)" -n podman-pull "$PODMAN_PULL" \
+        -p "$(aside "$OUT/box-one")" -n boxkit-one "$BOX_ONE" \
+        -p "$(aside "$OUT/podman" true)" -n podman-one "$PODMAN_ONE" \
+        -p "$(aside "$OUT/floor")" -n floor-tar-x "$FLOOR"
 }
-# A round: every command once, in a random order, so that no command always runs right after
-# the same other one (and its writeback: boxkit's download used to follow the floor's tar -x).
-round() {
-    for c in $(printf '%s\n' dl sk ready pull one pone floor | shuf); do
-        case $c in
-        dl) run1 "$1" "$(aside "$OUT/box-dl")" boxkit-download "$BOX_DL" ;;
-        sk) run1 "$1" "$(aside "$OUT/skopeo" true)" skopeo-copy "$SKOPEO" ;;
-        ready) run1 "$1" "$(aside "$OUT/box-ready")" boxkit-ready "$BOX_READY" ;;
-        pull) run1 "$1" "$(aside "$OUT/podman" true)" podman-pull "$PODMAN_PULL" ;;
-        one) run1 "$1" "$(aside "$OUT/box-one")" boxkit-one "$BOX_ONE" ;;
-        pone) run1 "$1" "$(aside "$OUT/podman" true)" podman-one "$PODMAN_ONE" ;;
-        floor) run1 "$1" "$(aside "$OUT/floor")" floor-tar-x "$FLOOR" ;;
-        esac
-    done
-}
-rm -f "$OUT"/round-*.json
+rm -f "$OUT"/round-*.json "$OUT"/rounds.json
 echo "load before: $(cat /proc/loadavg)"
-round "" # warm-up
-i=1
-while [ "$i" -le "$RUNS" ]; do
-    round "$OUT/round-$i"
-    i=$((i + 1))
-done
+rounds 1 "$OUT/warmup.json"
+rounds "$RUNS" "$OUT/rounds.json"
 echo "load after:  $(cat /proc/loadavg)"
 
 # The outputs are real: the same layers in boxkit's store as in skopeo's layout.
@@ -113,12 +100,11 @@ assert len(os.listdir(out + "/box-ready/layers")) >= len(layers(out + "/skopeo")
 PY
 
 python3 - "$OUT" "$RUNS" <<'PY'
-import glob, json, statistics, sys
+import json, statistics, sys
 out, runs = sys.argv[1], int(sys.argv[2])
 t = {}
-for f in sorted(glob.glob(out + "/round-*.json"), key=lambda f: int(f.rsplit("/round-", 1)[1].split("-")[0])):
-    for r in json.load(open(f))["results"]:
-        t.setdefault(r["command"], []).extend(r["times"])
+for r in json.load(open(out + "/rounds.json"))["results"]:
+    t[r["command"]] = r["times"]
 med = {k: statistics.median(v) for k, v in t.items()}
 print(f"runs: {runs} interleaved rounds after 1 warm-up round")
 for k, v in t.items():
